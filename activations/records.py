@@ -1,0 +1,161 @@
+"""The record data model: feature ids, activation records, per-feature statistics, prompt normalisation.
+
+Every other layer speaks these types. Construction validates, so a bad record never travels further than
+the place that built it, and the error names the feature and record it came from.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+FeatureKind = Literal["mlp_neuron", "sae_latent"]
+FEATURE_KINDS: tuple[str, ...] = ("mlp_neuron", "sae_latent")
+DATA_SPLITS: tuple[str, ...] = ("train", "valid", "test")
+_SAMPLE_SPLIT = re.compile(r"^(top|random|quantile:\d+)$")
+
+
+class RecordError(ValueError):
+    """A record or feature failed validation; the message names which one and what is wrong."""
+
+
+@dataclass(frozen=True, order=True)
+class FeatureId:
+    """Identity of one feature: an MLP neuron, or a latent of an SAE hooked at `layer`."""
+
+    model: str
+    layer: int
+    kind: str
+    index: int
+    sae: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in FEATURE_KINDS:
+            raise RecordError(f"feature {self.model}/{self.layer}/{self.index}: kind {self.kind!r} is not one of {FEATURE_KINDS}")
+        if self.kind == "sae_latent" and not self.sae:
+            raise RecordError(f"feature {self.model}/{self.layer}/{self.index}: an sae_latent needs an SAE id")
+        if self.kind == "mlp_neuron" and self.sae:
+            raise RecordError(f"feature {self.model}/{self.layer}/{self.index}: an mlp_neuron has no SAE (got {self.sae!r})")
+        if self.layer < 0 or self.index < 0:
+            raise RecordError(f"feature {self}: layer and index must be >= 0")
+
+    def __str__(self) -> str:
+        middle = f"{self.sae}/" if self.sae else ""
+        return f"{self.model}/L{self.layer}/{middle}{self.kind}/{self.index}"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a record's window came from: corpus name, document id within it, and token offset."""
+
+    corpus: str | None = None
+    document: str | None = None
+    offset: int | None = None
+
+
+@dataclass(frozen=True)
+class ActivationRecord:
+    """One context window: tokens as the subject tokenizer decodes them, one activation per token.
+
+    `split` says how it was sampled (`top`, `random`, `quantile:<i>`); `data_split` says which disjoint
+    part of the data it belongs to (`train` for explaining, `valid` for choosing among candidates, `test`
+    for the reported score).
+    """
+
+    tokens: tuple[str, ...]
+    activations: tuple[float, ...]
+    split: str = "top"
+    data_split: str = "train"
+    provenance: Provenance = field(default_factory=Provenance)
+    label: str = ""  # names the record in error messages, e.g. "top[3]"
+
+    def __init__(
+        self,
+        tokens: Sequence[str],
+        activations: Sequence[float],
+        split: str = "top",
+        data_split: str = "train",
+        provenance: Provenance | None = None,
+        label: str = "",
+        feature: FeatureId | str | None = None,
+    ) -> None:
+        where = f"feature {feature}, record {label or '?'}" if feature is not None else f"record {label or '?'}"
+        tokens_t = tuple(tokens)
+        try:
+            acts_t = tuple(float(a) for a in activations)
+        except (TypeError, ValueError) as exc:
+            raise RecordError(f"{where}: activations must be numbers ({exc})") from None
+        if not tokens_t:
+            raise RecordError(f"{where}: empty record (no tokens)")
+        if not all(isinstance(t, str) for t in tokens_t):
+            raise RecordError(f"{where}: every token must be a string")
+        if len(tokens_t) != len(acts_t):
+            raise RecordError(f"{where}: {len(tokens_t)} tokens but {len(acts_t)} activations")
+        bad = next((i for i, a in enumerate(acts_t) if not math.isfinite(a)), None)
+        if bad is not None:
+            raise RecordError(f"{where}: activation {bad} (token {tokens_t[bad]!r}) is {acts_t[bad]}, not a finite number")
+        if not _SAMPLE_SPLIT.match(split):
+            raise RecordError(f"{where}: split {split!r} must be top, random or quantile:<i>")
+        if data_split not in DATA_SPLITS:
+            raise RecordError(f"{where}: data_split {data_split!r} must be one of {DATA_SPLITS}")
+        object.__setattr__(self, "tokens", tokens_t)
+        object.__setattr__(self, "activations", acts_t)
+        object.__setattr__(self, "split", split)
+        object.__setattr__(self, "data_split", data_split)
+        object.__setattr__(self, "provenance", provenance or Provenance())
+        object.__setattr__(self, "label", label)
+
+    @property
+    def max_activation(self) -> float:
+        return max(self.activations)
+
+
+@dataclass(frozen=True)
+class FeatureStats:
+    """Running statistics of one feature over every token of a collection."""
+
+    max_activation: float
+    mean: float
+    variance: float
+    firing_fraction: float
+    n_tokens: int
+    quantile_boundaries: tuple[float, ...] = ()
+    min_activation: float | None = None
+
+    @property
+    def dead(self) -> bool:
+        return self.firing_fraction == 0.0
+
+
+@dataclass
+class FeatureRecords:
+    """A feature with its records and statistics: what explainers, simulators and storage exchange."""
+
+    feature: FeatureId
+    records: list[ActivationRecord]
+    stats: FeatureStats | None = None
+
+    def select(self, *, splits: Sequence[str] | None = None, data_splits: Sequence[str] | None = None) -> list[ActivationRecord]:
+        """Records whose sample split starts with one of `splits` (so "quantile" matches every bin)."""
+        out = self.records
+        if splits is not None:
+            out = [r for r in out if any(r.split == s or r.split.startswith(s + ":") for s in splits)]
+        if data_splits is not None:
+            out = [r for r in out if r.data_split in data_splits]
+        return out
+
+    @property
+    def max_activation(self) -> float:
+        """The feature's max: from statistics when known, otherwise from its records."""
+        if self.stats is not None:
+            return self.stats.max_activation
+        return max((r.max_activation for r in self.records), default=0.0)
+
+
+def normalize_activations(activations: Sequence[float], max_activation: float) -> list[int]:
+    """OpenAI's prompt scale: min(10, floor(10 * max(x, 0) / max_activation)); all 0 when max <= 0."""
+    if max_activation <= 0:
+        return [0 for _ in activations]
+    return [min(10, math.floor(10 * max(a, 0.0) / max_activation)) for a in activations]

@@ -1,0 +1,3 @@
+"""`autointerp collect`."""
+
+COMMANDS: list = []

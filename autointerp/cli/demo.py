@@ -1,0 +1,3 @@
+"""`autointerp demo`."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""`autointerp explain`."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""`autointerp export`."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""`autointerp importing`."""
+
+COMMANDS: list = []

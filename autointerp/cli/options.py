@@ -1,0 +1,32 @@
+"""Options and error handling shared by every command."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import click
+
+db_option = click.option(
+    "--db",
+    "db_url",
+    default=None,
+    metavar="URL",
+    help="Database URL or SQLite file path (default: $AUTOINTERP_DB or ./autointerp.db).",
+)
+
+
+def user_errors(*error_types: type[BaseException]) -> Callable:
+    """Turn the given exceptions into a clean one-line error and exit code 2, no traceback."""
+
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except error_types as exc:
+                raise click.ClickException(str(exc)) from None
+
+        return inner
+
+    return wrap

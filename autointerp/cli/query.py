@@ -1,0 +1,3 @@
+"""`autointerp query`."""
+
+COMMANDS: list = []

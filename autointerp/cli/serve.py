@@ -1,0 +1,3 @@
+"""`autointerp serve`."""
+
+COMMANDS: list = []

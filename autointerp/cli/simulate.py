@@ -1,0 +1,3 @@
+"""`autointerp simulate`."""
+
+COMMANDS: list = []

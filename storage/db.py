@@ -1,0 +1,90 @@
+"""Open a database: resolve the URL, configure SQLite (WAL, foreign keys), bring the schema up to date.
+
+The same code serves SQLite (default `./autointerp.db`) and PostgreSQL (`postgresql+psycopg://...`).
+Schema changes go through Alembic migrations in `storage/migrations`; opening a database upgrades it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+DEFAULT_DB = "sqlite:///autointerp.db"
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_upgraded: set[str] = set()
+_upgrade_lock = threading.Lock()
+
+
+def resolve_url(url: str | None) -> str:
+    """`--db` value, else $AUTOINTERP_DB, else ./autointerp.db. A bare file path means SQLite."""
+    url = url or os.environ.get("AUTOINTERP_DB") or DEFAULT_DB
+    if "://" not in url:
+        url = f"sqlite:///{url}"
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+
+def make_engine(url: str | None = None) -> Engine:
+    url = resolve_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        _configure_sqlite(engine)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    return engine
+
+
+def upgrade(engine: Engine) -> None:
+    """Run Alembic migrations to head on this engine's database."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+class Database:
+    """An engine plus a session factory, migrated to the current schema."""
+
+    def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
+        self.url = resolve_url(url)
+        self.engine = make_engine(self.url)
+        if migrate:
+            with _upgrade_lock:
+                if self.url not in _upgraded:
+                    upgrade(self.engine)
+                    _upgraded.add(self.url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return is_sqlite(self.engine)
+
+    def session(self) -> Session:
+        return self.sessions()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

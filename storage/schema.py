@@ -1,0 +1,229 @@
+"""SQLAlchemy 2 schema: subject models, SAEs, features, records, explanations, simulations, scores, runs.
+
+Rows are only ever added for explanations, simulations and scores: rescoring or re-explaining writes new
+rows beside the old ones, each with the spec and configuration that produced it. The `config_hash`
+unique keys make a rerun of the same configuration a no-op instead of a duplicate.
+Denormalised `model_id`/`layer` on scores serve the hot query "best-scored features of a layer" from one
+index walk.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SubjectModel(Base):
+    __tablename__ = "subject_models"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(300), unique=True)
+    n_layers: Mapped[int | None] = mapped_column(Integer)
+    meta: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class Sae(Base):
+    __tablename__ = "saes"
+    __table_args__ = (UniqueConstraint("model_id", "name", name="uq_sae_model_name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("subject_models.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(300))
+    layer: Mapped[int | None] = mapped_column(Integer)
+    hook: Mapped[str | None] = mapped_column(String(300))
+    width: Mapped[int | None] = mapped_column(Integer)
+    architecture: Mapped[str | None] = mapped_column(String(50))
+    path: Mapped[str | None] = mapped_column(Text)
+    meta: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class Feature(Base):
+    __tablename__ = "features"
+    __table_args__ = (
+        # sae_key is "" for MLP neurons, so the key is unique without relying on NULL semantics.
+        UniqueConstraint("model_id", "layer", "kind", "sae_key", "index", name="uq_feature_identity"),
+        Index("ix_features_layer", "model_id", "layer", "index"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("subject_models.id", ondelete="CASCADE"))
+    layer: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))
+    sae_id: Mapped[int | None] = mapped_column(ForeignKey("saes.id", ondelete="CASCADE"))
+    sae_key: Mapped[str] = mapped_column(String(300), default="")
+    index: Mapped[int] = mapped_column(Integer)
+    max_activation: Mapped[float | None] = mapped_column(Float)
+    min_activation: Mapped[float | None] = mapped_column(Float)
+    mean: Mapped[float | None] = mapped_column(Float)
+    variance: Mapped[float | None] = mapped_column(Float)
+    firing_fraction: Mapped[float | None] = mapped_column(Float)
+    n_tokens: Mapped[int | None] = mapped_column(Integer)
+    dead: Mapped[bool] = mapped_column(Boolean, default=False)
+    quantile_boundaries: Mapped[list | None] = mapped_column(JSON)
+    extra: Mapped[dict] = mapped_column(JSON, default=dict)
+    # Set when a collection finished this feature's layer; a layer without it is incomplete.
+    collection_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+
+    model: Mapped[SubjectModel] = relationship()
+    sae: Mapped[Sae | None] = relationship()
+
+
+class ActivationRecordRow(Base):
+    __tablename__ = "activation_records"
+    __table_args__ = (
+        UniqueConstraint("feature_id", "split", "position", name="uq_record_position"),
+        Index("ix_records_feature", "feature_id", "data_split"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"))
+    split: Mapped[str] = mapped_column(String(30))  # top | random | quantile:<i>
+    data_split: Mapped[str] = mapped_column(String(10), default="train")  # train | valid | test
+    position: Mapped[int] = mapped_column(Integer)  # order within its split (0 = highest for top)
+    tokens: Mapped[list] = mapped_column(JSON)
+    activations: Mapped[list] = mapped_column(JSON)
+    max_activation: Mapped[float] = mapped_column(Float)
+    corpus: Mapped[str | None] = mapped_column(String(300))
+    document: Mapped[str | None] = mapped_column(String(300))
+    offset: Mapped[int | None] = mapped_column(Integer)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30))  # collect | explain | rescore | import | ...
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running | done | failed | interrupted
+    config: Mapped[dict] = mapped_column(JSON, default=dict)
+    stats: Mapped[dict] = mapped_column(JSON, default=dict)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Explanation(Base):
+    __tablename__ = "explanations"
+    __table_args__ = (
+        UniqueConstraint("feature_id", "config_hash", "polarity", "candidate", name="uq_explanation_config"),
+        Index("ix_explanations_explainer", "explainer", "feature_id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(10), default="ok")  # ok | failed
+    text: Mapped[str | None] = mapped_column(Text)  # None when failed
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    raw_output: Mapped[str | None] = mapped_column(Text)
+    explainer: Mapped[str] = mapped_column(String(300))  # LLM spec, e.g. openai:gpt-4o or import:openai
+    prompt_version: Mapped[str | None] = mapped_column(String(50))
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    config_hash: Mapped[str] = mapped_column(String(64))
+    polarity: Mapped[str] = mapped_column(String(10), default="positive")  # positive | negative
+    candidate: Mapped[int] = mapped_column(Integer, default=0)
+    selected: Mapped[bool] = mapped_column(Boolean, default=True)  # best-of-N winner on the valid split
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    elapsed_s: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str | None] = mapped_column(Text)  # imported file, when imported
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    feature: Mapped[Feature] = relationship()
+
+
+class Simulation(Base):
+    __tablename__ = "simulations"
+    __table_args__ = (UniqueConstraint("explanation_id", "config_hash", name="uq_simulation_config"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    explanation_id: Mapped[int] = mapped_column(ForeignKey("explanations.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    simulator: Mapped[str] = mapped_column(String(300))
+    config_hash: Mapped[str] = mapped_column(String(64))
+    # Whose explanation was simulated: "own", or "shuffled" for the sanity baseline (explanation_id then
+    # points at the explanation of another feature, and feature_id at the feature being scored).
+    role: Mapped[str] = mapped_column(String(10), default="own")
+    feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(10), default="ok")  # ok | failed
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SimulatedRecord(Base):
+    """Per-record expected activations. `record_id` links a stored record; imported simulations whose
+    records exist only inside the simulation keep their tokens and true activations here."""
+
+    __tablename__ = "simulated_records"
+    __table_args__ = (UniqueConstraint("simulation_id", "position", name="uq_simulated_position"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    simulation_id: Mapped[int] = mapped_column(ForeignKey("simulations.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    record_id: Mapped[int | None] = mapped_column(ForeignKey("activation_records.id", ondelete="CASCADE"))
+    split: Mapped[str | None] = mapped_column(String(30))
+    tokens: Mapped[list | None] = mapped_column(JSON)
+    true_activations: Mapped[list | None] = mapped_column(JSON)
+    expected_activations: Mapped[list] = mapped_column(JSON)
+    distribution: Mapped[list | None] = mapped_column(JSON)
+
+
+class Score(Base):
+    __tablename__ = "scores"
+    __table_args__ = (
+        UniqueConstraint("simulation_id", "explanation_id", "method", "subset", "scorer_hash", name="uq_score"),
+        # One index walk answers "best features of a layer under method/subset".
+        Index("ix_scores_rank", "model_id", "layer", "method", "subset", "value"),
+        Index("ix_scores_feature", "feature_id", "method", "subset"),
+        Index("ix_scores_explanation", "explanation_id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    explanation_id: Mapped[int] = mapped_column(ForeignKey("explanations.id", ondelete="CASCADE"))
+    simulation_id: Mapped[int | None] = mapped_column(ForeignKey("simulations.id", ondelete="CASCADE"))
+    feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"))
+    model_id: Mapped[int] = mapped_column(ForeignKey("subject_models.id", ondelete="CASCADE"))
+    layer: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    method: Mapped[str] = mapped_column(String(50))  # ev_correlation | rsquared | absolute_dev_explained | ...
+    subset: Mapped[str] = mapped_column(String(30))  # top_and_random | random_only | valid | ...
+    role: Mapped[str] = mapped_column(String(10), default="own")  # own | shuffled (sanity baseline)
+    simulator: Mapped[str | None] = mapped_column(String(300))
+    scorer_hash: Mapped[str] = mapped_column(String(64), default="")
+    value: Mapped[float | None] = mapped_column(Float)  # None = undefined, see undefined_reason
+    undefined_reason: Mapped[str | None] = mapped_column(Text)
+    ci_low: Mapped[float | None] = mapped_column(Float)
+    ci_high: Mapped[float | None] = mapped_column(Float)
+    n_records: Mapped[int | None] = mapped_column(Integer)
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# Functions kept here so migrations and code agree on the full-text search expression.
+PG_TSVECTOR_SQL = "to_tsvector('english', coalesce(text, ''))"
+
+__all__ = [
+    "Base",
+    "SubjectModel",
+    "Sae",
+    "Feature",
+    "ActivationRecordRow",
+    "Run",
+    "Explanation",
+    "Simulation",
+    "SimulatedRecord",
+    "Score",
+    "PG_TSVECTOR_SQL",
+]
