@@ -187,6 +187,7 @@ class Score(Base):
         UniqueConstraint("simulation_id", "explanation_id", "method", "subset", "scorer_hash", name="uq_score"),
         # One index walk answers "best features of a layer under method/subset".
         Index("ix_scores_rank", "model_id", "layer", "method", "subset", "value"),
+        Index("ix_scores_method_rank", "method", "subset", "value"),
         Index("ix_scores_feature", "feature_id", "method", "subset"),
         Index("ix_scores_explanation", "explanation_id"),
     )

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises: 
-Create Date: 2026-11-22 03:05:09.798155
+Create Date: 2026-11-22 03:09:53.564487
 """
 from alembic import op
 import sqlalchemy as sa
@@ -172,6 +172,7 @@ def upgrade() -> None:
     with op.batch_alter_table('scores', schema=None) as batch_op:
         batch_op.create_index('ix_scores_explanation', ['explanation_id'], unique=False)
         batch_op.create_index('ix_scores_feature', ['feature_id', 'method', 'subset'], unique=False)
+        batch_op.create_index('ix_scores_method_rank', ['method', 'subset', 'value'], unique=False)
         batch_op.create_index('ix_scores_rank', ['model_id', 'layer', 'method', 'subset', 'value'], unique=False)
 
     op.create_table('simulated_records',
@@ -197,6 +198,7 @@ def downgrade() -> None:
     op.drop_table('simulated_records')
     with op.batch_alter_table('scores', schema=None) as batch_op:
         batch_op.drop_index('ix_scores_rank')
+        batch_op.drop_index('ix_scores_method_rank')
         batch_op.drop_index('ix_scores_feature')
         batch_op.drop_index('ix_scores_explanation')
 

@@ -1,0 +1,294 @@
+"""Ranked feature queries: best score per feature under a method and filters, text search, unscored features.
+
+The ranking walks the `ix_scores_rank` index in descending score order and keeps each feature's first
+(best) row, so "top 100 of a layer" reads little more than 100 index entries whatever the table size.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from sqlalchemy import Select, and_, func, literal_column, select, text
+from sqlalchemy.orm import Session
+
+from storage.schema import ActivationRecordRow, Explanation, Feature, Sae, Score, SubjectModel
+
+SCORE_METHODS = ("ev_correlation", "rsquared", "absolute_dev_explained")
+SUBSETS = ("top_and_random", "random_only")
+MAX_SEARCH_CHARS = 200
+
+
+class QueryError(ValueError):
+    """A filter value is unusable; the message says which and why."""
+
+
+@dataclass
+class FeatureQuery:
+    model: str | None = None
+    layer: int | None = None
+    kind: str | None = None
+    sae: str | None = None
+    min_score: float | None = None
+    search: str | None = None
+    explainer: str | None = None
+    simulator: str | None = None
+    method: str = "ev_correlation"
+    subset: str = "top_and_random"
+    limit: int = 100
+    offset: int = 0
+    feature_indices: list[int] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.limit < 1:
+            raise QueryError(f"limit must be >= 1 (got {self.limit})")
+        if self.offset < 0:
+            raise QueryError(f"offset must be >= 0 (got {self.offset})")
+        if self.search is not None and len(self.search) > MAX_SEARCH_CHARS:
+            raise QueryError(f"search text is {len(self.search)} characters; the limit is {MAX_SEARCH_CHARS}")
+        if self.search is not None and not search_terms(self.search):
+            raise QueryError(f"search text {self.search!r} has no words to search for")
+
+
+def search_terms(text_query: str) -> list[str]:
+    return re.findall(r"\w+", text_query.lower())
+
+
+def _fts5_match(text_query: str) -> str:
+    # Quoted terms: user text never reaches FTS5 query syntax (AND/NEAR/column filters).
+    return " ".join(f'"{term}"' for term in search_terms(text_query))
+
+
+def matching_explanation_ids(session: Session, text_query: str) -> Select:
+    """A subquery of explanation ids whose text matches all words of `text_query` (stemmed)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return select(literal_column("rowid")).select_from(text("explanations_fts")).where(
+            text("explanations_fts MATCH :fts_q").bindparams(fts_q=_fts5_match(text_query))
+        )
+    return select(Explanation.id).where(
+        text("to_tsvector('english', coalesce(explanations.text, '')) @@ plainto_tsquery('english', :ts_q)").bindparams(
+            ts_q=" ".join(search_terms(text_query))
+        )
+    )
+
+
+@dataclass
+class _FeatureFilter:
+    model_id: int | None
+    conds: list[Any]  # conditions on Feature other than the model
+    needs_join: bool  # whether scores must be joined to features to apply them
+
+
+def _feature_filter(session: Session, q: FeatureQuery) -> _FeatureFilter | None:
+    """Conditions on features; None when the named model does not exist (so nothing can match)."""
+    model_id = None
+    if q.model is not None:
+        model_id = session.scalar(select(SubjectModel.id).where(SubjectModel.name == q.model))
+        if model_id is None:
+            return None
+    conds: list[Any] = []
+    if q.layer is not None:
+        conds.append(Feature.layer == q.layer)
+    if q.kind is not None:
+        conds.append(Feature.kind == q.kind)
+    if q.sae is not None:
+        conds.append(Feature.sae_key == q.sae)
+    if q.feature_indices is not None:
+        conds.append(Feature.index.in_(q.feature_indices))
+    needs_join = q.kind is not None or q.sae is not None or q.feature_indices is not None
+    return _FeatureFilter(model_id, conds, needs_join)
+
+
+def _all_feature_conds(ff: _FeatureFilter) -> list[Any]:
+    return ff.conds + ([Feature.model_id == ff.model_id] if ff.model_id is not None else [])
+
+
+def _ranked_rows(session: Session, q: FeatureQuery, ff: _FeatureFilter) -> Iterator[tuple[int, float, int]]:
+    """(feature_id, score, explanation_id) in descending score order, possibly several per feature."""
+    model_id = ff.model_id
+    conds = [Score.method == q.method, Score.subset == q.subset, Score.role == "own", Score.value.is_not(None)]
+    if model_id is not None:
+        conds.append(Score.model_id == model_id)
+    if q.layer is not None:
+        conds.append(Score.layer == q.layer)
+    if q.min_score is not None:
+        conds.append(Score.value >= q.min_score)
+    if q.simulator is not None:
+        conds.append(Score.simulator == q.simulator)
+    stmt = select(Score.feature_id, Score.value, Score.explanation_id)
+    if q.explainer is not None:
+        stmt = stmt.join(Explanation, Explanation.id == Score.explanation_id)
+        conds.append(Explanation.explainer == q.explainer)
+    if q.search is not None:
+        conds.append(Score.explanation_id.in_(matching_explanation_ids(session, q.search)))
+    if ff.needs_join:
+        stmt = stmt.join(Feature, Feature.id == Score.feature_id)
+        conds.extend(ff.conds)
+    stmt = stmt.where(and_(*conds)).order_by(Score.value.desc(), Score.id)
+    result = session.execute(stmt.execution_options(yield_per=500))
+    for row in result:
+        yield row[0], row[1], row[2]
+
+
+def best_scored(session: Session, q: FeatureQuery) -> list[tuple[int, float, int]]:
+    """One (feature_id, best score, explanation_id) per feature, best first, honouring limit/offset."""
+    ff = _feature_filter(session, q)
+    if ff is None:
+        return []
+    seen: set[int] = set()
+    out: list[tuple[int, float, int]] = []
+    wanted = q.offset + q.limit
+    for feature_id, value, explanation_id in _ranked_rows(session, q, ff):
+        if feature_id in seen:
+            continue
+        seen.add(feature_id)
+        out.append((feature_id, value, explanation_id))
+        if len(out) >= wanted:
+            break
+    return out[q.offset:]
+
+
+def _unscored_features(session: Session, q: FeatureQuery, exclude: set[int], skip: int, limit: int) -> list[int]:
+    """Features with no score under the query's method (listed after the scored ones, by layer and index)."""
+    ff = _feature_filter(session, q)
+    if ff is None:
+        return []
+    scored = select(Score.feature_id).where(
+        Score.feature_id == Feature.id, Score.method == q.method, Score.subset == q.subset,
+        Score.role == "own", Score.value.is_not(None),
+    )
+    stmt = (
+        select(Feature.id)
+        .where(and_(*_all_feature_conds(ff)), ~scored.exists())
+        .order_by(Feature.model_id, Feature.layer, Feature.kind, Feature.sae_key, Feature.index)
+        .offset(skip)
+        .limit(limit + len(exclude))
+    )
+    return [fid for fid in session.scalars(stmt) if fid not in exclude][:limit]
+
+
+def count_scored(session: Session, q: FeatureQuery) -> int:
+    """Distinct features with a score under the query's method, subset and feature filters."""
+    ff = _feature_filter(session, q)
+    if ff is None:
+        return 0
+    ranked = (
+        select(Score.feature_id)
+        .join(Feature, Feature.id == Score.feature_id)
+        .where(Score.method == q.method, Score.subset == q.subset, Score.role == "own", Score.value.is_not(None))
+        .where(and_(*_all_feature_conds(ff)))
+    )
+    return session.scalar(select(func.count()).select_from(ranked.distinct().subquery())) or 0
+
+
+def query_features(session: Session, q: FeatureQuery, *, with_records: bool = False) -> list[dict[str, Any]]:
+    """The features matching `q`, each once, best score first; then unscored features when no score,
+    text or explainer filter excludes them."""
+    q.validate()
+    scored = best_scored(session, q)
+    rows: list[tuple[int, float | None, int | None]] = list(scored)
+    score_filtered = q.min_score is not None or q.search is not None or q.explainer is not None or q.simulator is not None
+    if len(rows) < q.limit and not score_filtered:
+        n_scored_total = len(scored) + q.offset if len(scored) else count_scored(session, q)
+        skip = max(0, q.offset - n_scored_total)
+        extra = _unscored_features(session, q, {r[0] for r in rows}, skip, q.limit - len(rows))
+        rows.extend((fid, None, None) for fid in extra)
+    return describe_features(session, rows, method=q.method, subset=q.subset, with_records=with_records)
+
+
+def describe_features(
+    session: Session, rows: list[tuple[int, float | None, int | None]], *, method: str, subset: str,
+    with_records: bool = False,
+) -> list[dict[str, Any]]:
+    """Turn (feature_id, score, explanation_id) rows into result dicts, in the given order."""
+    if not rows:
+        return []
+    ids = [r[0] for r in rows]
+    features = {
+        f.id: (f, model_name)
+        for f, model_name in session.execute(
+            select(Feature, SubjectModel.name).join(SubjectModel, SubjectModel.id == Feature.model_id).where(Feature.id.in_(ids))
+        ).tuples()
+    }
+    explanation_ids = [r[2] for r in rows if r[2] is not None]
+    explanations = {e.id: e for e in session.scalars(select(Explanation).where(Explanation.id.in_(explanation_ids)))}
+    latest = _latest_explanations(session, [r[0] for r in rows if r[2] is None])
+    records = _records_by_feature(session, ids) if with_records else {}
+    out = []
+    for feature_id, value, explanation_id in rows:
+        feature, model_name = features[feature_id]
+        explanation = explanations.get(explanation_id) if explanation_id else latest.get(feature_id)
+        item: dict[str, Any] = {
+            "feature_id": feature.id,
+            "model": model_name,
+            "layer": feature.layer,
+            "kind": feature.kind,
+            "sae": feature.sae_key or None,
+            "index": feature.index,
+            "score": value,
+            "method": method,
+            "subset": subset,
+            "explanation": explanation.text if explanation else None,
+            "explainer": explanation.explainer if explanation else None,
+            "explanation_id": explanation.id if explanation else None,
+            "max_activation": feature.max_activation,
+            "firing_fraction": feature.firing_fraction,
+            "dead": feature.dead,
+        }
+        if with_records:
+            item["records"] = records.get(feature_id, [])
+        out.append(item)
+    return out
+
+
+def _latest_explanations(session: Session, feature_ids: list[int]) -> dict[int, Explanation]:
+    if not feature_ids:
+        return {}
+    stmt = (
+        select(Explanation)
+        .where(Explanation.feature_id.in_(feature_ids), Explanation.status == "ok")
+        .order_by(Explanation.feature_id, Explanation.id)
+    )
+    return {e.feature_id: e for e in session.scalars(stmt)}  # later ids overwrite: the latest wins
+
+
+def _records_by_feature(session: Session, feature_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    out: dict[int, list[dict[str, Any]]] = {}
+    stmt = (
+        select(ActivationRecordRow)
+        .where(ActivationRecordRow.feature_id.in_(feature_ids))
+        .order_by(ActivationRecordRow.feature_id, ActivationRecordRow.split, ActivationRecordRow.position)
+    )
+    for row in session.scalars(stmt):
+        out.setdefault(row.feature_id, []).append(
+            {
+                "split": row.split, "data_split": row.data_split, "position": row.position,
+                "tokens": row.tokens, "activations": row.activations,
+                "corpus": row.corpus, "document": row.document, "offset": row.offset,
+            }
+        )
+    return out
+
+
+def list_models(session: Session) -> list[dict[str, Any]]:
+    """Subject models with their layers (and feature counts) and SAEs."""
+    out = []
+    for model in session.scalars(select(SubjectModel).order_by(SubjectModel.name)):
+        layers = session.execute(
+            select(Feature.layer, Feature.kind, Feature.sae_key, func.count())
+            .where(Feature.model_id == model.id)
+            .group_by(Feature.layer, Feature.kind, Feature.sae_key)
+            .order_by(Feature.layer)
+        ).all()
+        saes = session.scalars(select(Sae).where(Sae.model_id == model.id).order_by(Sae.name)).all()
+        out.append(
+            {
+                "model": model.name,
+                "n_layers": model.n_layers,
+                "layers": [{"layer": l, "kind": k, "sae": s or None, "features": n} for l, k, s, n in layers],
+                "saes": [{"name": s.name, "layer": s.layer, "width": s.width, "architecture": s.architecture} for s in saes],
+            }
+        )
+    return out

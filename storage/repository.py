@@ -1,0 +1,267 @@
+"""Reads and writes of single entities: models, SAEs, features, records, runs, explanations, simulations,
+scores. Callers own the transaction (`with db.session() as s, s.begin(): ...`), so a file import or a
+feature's results commit all together or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
+from storage.schema import (
+    ActivationRecordRow,
+    Explanation,
+    Feature,
+    Run,
+    Sae,
+    Score,
+    SimulatedRecord,
+    Simulation,
+    SubjectModel,
+)
+
+
+def config_hash(config: Any) -> str:
+    """Stable hash of a JSON-able configuration; equal configurations mean 'the same work'."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def get_or_create_model(session: Session, name: str, n_layers: int | None = None) -> SubjectModel:
+    row = session.scalar(select(SubjectModel).where(SubjectModel.name == name))
+    if row is None:
+        row = SubjectModel(name=name, n_layers=n_layers, meta={})
+        session.add(row)
+        session.flush()
+    elif n_layers is not None and row.n_layers is None:
+        row.n_layers = n_layers
+    return row
+
+
+def find_model(session: Session, name: str) -> SubjectModel | None:
+    return session.scalar(select(SubjectModel).where(SubjectModel.name == name))
+
+
+def get_or_create_sae(session: Session, model: SubjectModel, name: str, **info: Any) -> Sae:
+    row = session.scalar(select(Sae).where(Sae.model_id == model.id, Sae.name == name))
+    if row is None:
+        row = Sae(model_id=model.id, name=name, meta=info.pop("meta", {}), **info)
+        session.add(row)
+        session.flush()
+    else:
+        for key, value in info.items():
+            if value is not None and getattr(row, key) is None:
+                setattr(row, key, value)
+    return row
+
+
+def get_or_create_feature(session: Session, fid: FeatureId, model: SubjectModel | None = None) -> Feature:
+    model = model or get_or_create_model(session, fid.model)
+    sae = get_or_create_sae(session, model, fid.sae, layer=fid.layer) if fid.sae else None
+    row = session.scalar(
+        select(Feature).where(
+            Feature.model_id == model.id,
+            Feature.layer == fid.layer,
+            Feature.kind == fid.kind,
+            Feature.sae_key == (fid.sae or ""),
+            Feature.index == fid.index,
+        )
+    )
+    if row is None:
+        row = Feature(
+            model_id=model.id, layer=fid.layer, kind=fid.kind, sae_id=sae.id if sae else None,
+            sae_key=fid.sae or "", index=fid.index, extra={}, dead=False,
+        )
+        session.add(row)
+        session.flush()
+    return row
+
+
+def find_feature(session: Session, fid: FeatureId) -> Feature | None:
+    model = find_model(session, fid.model)
+    if model is None:
+        return None
+    return session.scalar(
+        select(Feature).where(
+            Feature.model_id == model.id, Feature.layer == fid.layer, Feature.kind == fid.kind,
+            Feature.sae_key == (fid.sae or ""), Feature.index == fid.index,
+        )
+    )
+
+
+def feature_id_of(row: Feature) -> FeatureId:
+    return FeatureId(model=row.model.name, layer=row.layer, kind=row.kind, index=row.index, sae=row.sae_key or None)
+
+
+def set_feature_stats(row: Feature, stats: FeatureStats) -> None:
+    row.max_activation = stats.max_activation
+    row.min_activation = stats.min_activation
+    row.mean = stats.mean
+    row.variance = stats.variance
+    row.firing_fraction = stats.firing_fraction
+    row.n_tokens = stats.n_tokens
+    row.quantile_boundaries = list(stats.quantile_boundaries)
+    row.dead = stats.dead
+
+
+def stats_of(row: Feature) -> FeatureStats | None:
+    if row.max_activation is None:
+        return None
+    return FeatureStats(
+        max_activation=row.max_activation, mean=row.mean or 0.0, variance=row.variance or 0.0,
+        firing_fraction=row.firing_fraction or 0.0, n_tokens=row.n_tokens or 0,
+        quantile_boundaries=tuple(row.quantile_boundaries or ()), min_activation=row.min_activation,
+    )
+
+
+def add_records(session: Session, feature: Feature, records: Sequence[ActivationRecord], *, replace: bool = False) -> int:
+    """Store records, numbered by position within their split. Existing (split, position) slots are kept
+    unless `replace`, so importing the same file twice adds nothing. Returns how many rows were added."""
+    if replace:
+        session.query(ActivationRecordRow).filter(ActivationRecordRow.feature_id == feature.id).delete()
+        existing: set[tuple[str, int]] = set()
+    else:
+        existing = set(
+            session.execute(
+                select(ActivationRecordRow.split, ActivationRecordRow.position).where(
+                    ActivationRecordRow.feature_id == feature.id
+                )
+            ).tuples()
+        )
+    positions: dict[str, int] = {}
+    rows = []
+    for record in records:
+        position = positions.get(record.split, 0)
+        positions[record.split] = position + 1
+        if (record.split, position) in existing:
+            continue
+        rows.append(record_row(feature.id, record, position))
+    session.add_all(rows)
+    return len(rows)
+
+
+def record_row(feature_id: int, record: ActivationRecord, position: int) -> ActivationRecordRow:
+    return ActivationRecordRow(
+        feature_id=feature_id, split=record.split, data_split=record.data_split, position=position,
+        tokens=list(record.tokens), activations=list(record.activations), max_activation=record.max_activation,
+        corpus=record.provenance.corpus, document=record.provenance.document, offset=record.provenance.offset,
+    )
+
+
+def record_of(row: ActivationRecordRow, feature: FeatureId | None = None) -> ActivationRecord:
+    return ActivationRecord(
+        tokens=row.tokens, activations=row.activations, split=row.split, data_split=row.data_split,
+        provenance=Provenance(corpus=row.corpus, document=row.document, offset=row.offset),
+        label=f"{row.split}[{row.position}]", feature=feature,
+    )
+
+
+def load_records(session: Session, feature: Feature) -> list[tuple[int, ActivationRecord]]:
+    """(record row id, record) pairs of a feature, in split then position order."""
+    fid = feature_id_of(feature)
+    rows = session.scalars(
+        select(ActivationRecordRow)
+        .where(ActivationRecordRow.feature_id == feature.id)
+        .order_by(ActivationRecordRow.split, ActivationRecordRow.position)
+    ).all()
+    return [(row.id, record_of(row, fid)) for row in rows]
+
+
+def load_feature_records(session: Session, feature: Feature) -> FeatureRecords:
+    return FeatureRecords(
+        feature=feature_id_of(feature),
+        records=[record for _, record in load_records(session, feature)],
+        stats=stats_of(feature),
+    )
+
+
+def start_run(session: Session, kind: str, config: dict) -> Run:
+    run = Run(kind=kind, status="running", config=config, stats={})
+    session.add(run)
+    session.flush()
+    return run
+
+
+def finish_run(session: Session, run: Run, status: str, stats: dict | None = None) -> None:
+    run.status = status
+    if stats is not None:
+        run.stats = stats
+    run.finished_at = datetime.now(timezone.utc)
+
+
+def add_explanation(session: Session, feature: Feature, *, explainer: str, config: dict, **fields: Any) -> tuple[Explanation, bool]:
+    """Insert an explanation unless one with the same (feature, configuration, polarity, candidate) exists.
+    Returns (row, created)."""
+    chash = config_hash(config)
+    polarity = fields.get("polarity", "positive")
+    candidate = fields.get("candidate", 0)
+    row = session.scalar(
+        select(Explanation).where(
+            Explanation.feature_id == feature.id, Explanation.config_hash == chash,
+            Explanation.polarity == polarity, Explanation.candidate == candidate,
+        )
+    )
+    if row is not None:
+        return row, False
+    fields.setdefault("params", {})
+    row = Explanation(feature_id=feature.id, explainer=explainer, config_hash=chash, **fields)
+    session.add(row)
+    session.flush()
+    return row, True
+
+
+def add_simulation(
+    session: Session, explanation: Explanation, feature: Feature, *, simulator: str, config: dict,
+    records: Iterable[dict], status: str = "ok", failure_reason: str | None = None, role: str = "own",
+    run_id: int | None = None, params: dict | None = None,
+) -> tuple[Simulation, bool]:
+    """Insert a simulation with its per-record rows (dicts of SimulatedRecord columns minus ids)."""
+    chash = config_hash({"config": config, "role": role, "feature": feature.id})
+    row = session.scalar(
+        select(Simulation).where(Simulation.explanation_id == explanation.id, Simulation.config_hash == chash)
+    )
+    if row is not None:
+        return row, False
+    row = Simulation(
+        explanation_id=explanation.id, feature_id=feature.id, simulator=simulator, config_hash=chash, role=role,
+        status=status, failure_reason=failure_reason, run_id=run_id, params=params or {},
+    )
+    session.add(row)
+    session.flush()
+    session.add_all(SimulatedRecord(simulation_id=row.id, position=i, **rec) for i, rec in enumerate(records))
+    return row, True
+
+
+def add_score(
+    session: Session, explanation: Explanation, feature: Feature, *, method: str, subset: str,
+    value: float | None, simulation: Simulation | None = None, undefined_reason: str | None = None,
+    simulator: str | None = None, role: str = "own", run_id: int | None = None, scorer_config: dict | None = None,
+    **fields: Any,
+) -> Score:
+    """Insert one score; an existing score for the same (simulation, method, subset, scorer config) is
+    returned unchanged."""
+    shash = config_hash(scorer_config or {})
+    sim_id = simulation.id if simulation is not None else None
+    row = session.scalar(
+        select(Score).where(
+            Score.explanation_id == explanation.id, Score.simulation_id.is_(sim_id) if sim_id is None else Score.simulation_id == sim_id,
+            Score.method == method, Score.subset == subset, Score.scorer_hash == shash, Score.role == role,
+        )
+    )
+    if row is not None:
+        return row
+    if value is None and not undefined_reason:
+        raise ValueError(f"score {method}/{subset} of feature {feature.id}: an undefined score needs a reason")
+    row = Score(
+        explanation_id=explanation.id, simulation_id=sim_id, feature_id=feature.id, model_id=feature.model_id,
+        layer=feature.layer, method=method, subset=subset, value=value, undefined_reason=undefined_reason,
+        simulator=simulator, role=role, run_id=run_id, scorer_hash=shash, details=fields.pop("details", {}), **fields,
+    )
+    session.add(row)
+    session.flush()
+    return row
