@@ -1,0 +1,21 @@
+"""Scores: real vs simulated activations -> numbers (pooled correlation, r², ...), and classification scorers."""
+
+from scorer.metrics import (
+    ScoreValue,
+    absolute_dev_explained,
+    ev_correlation,
+    per_record_correlations,
+    rsquared,
+    score_absolute_dev_explained,
+    score_ev_correlation,
+    score_mean_record_correlation,
+    score_rsquared,
+    score_spearman,
+)
+from scorer.subsets import METHODS, SUBSETS, ScoredRecord, bootstrap_ci, pick_shuffled, sanity_baseline, score_records
+
+__all__ = [
+    "METHODS", "SUBSETS", "ScoreValue", "ScoredRecord", "absolute_dev_explained", "bootstrap_ci", "ev_correlation",
+    "per_record_correlations", "pick_shuffled", "rsquared", "sanity_baseline", "score_absolute_dev_explained",
+    "score_ev_correlation", "score_mean_record_correlation", "score_records", "score_rsquared", "score_spearman",
+]

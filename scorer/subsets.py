@@ -1,0 +1,129 @@
+"""The score set of one simulation: each method on the top-and-random and random-only subsets of the scored
+records, with a seeded bootstrap confidence interval over records; the same set scores the sanity baseline
+(a simulation of another feature's explanation) with role="shuffled"."""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import stats
+
+from scorer.metrics import (
+    ScoreValue,
+    score_absolute_dev_explained,
+    score_ev_correlation,
+    score_mean_record_correlation,
+    score_rsquared,
+    score_spearman,
+)
+
+# Which sample splits each stored subset pools (OpenAI scored "top and random" and "random only").
+SUBSETS: dict[str, tuple[str, ...]] = {"top_and_random": ("top", "random"), "random_only": ("random",)}
+METHODS: dict[str, Callable[..., ScoreValue]] = {
+    "ev_correlation": score_ev_correlation,
+    "rsquared": score_rsquared,
+    "absolute_dev_explained": score_absolute_dev_explained,
+    "spearman": score_spearman,
+    "mean_record_correlation": score_mean_record_correlation,
+}
+
+
+@dataclass(frozen=True)
+class ScoredRecord:
+    """One record's real activations next to its simulated ones, tagged with its sample split."""
+
+    split: str  # top | random | quantile:<i>
+    real: Sequence[float]
+    predicted: Sequence[float]
+
+
+def _sums(real: Sequence[Sequence[float]], predicted: Sequence[Sequence[float]]) -> np.ndarray:
+    """Per-record sufficient statistics, so a bootstrap resample is a sum of rows, not a re-pooling."""
+    rows = []
+    for r, p in zip(real, predicted):
+        a, s = np.asarray(r, dtype=np.float64), np.asarray(p, dtype=np.float64)
+        rows.append([a.size, a.sum(), s.sum(), (a * a).sum(), (s * s).sum(), (a * s).sum(),
+                     ((a - s) ** 2).sum(), np.abs(a - s).sum(), np.abs(a).sum()])
+    return np.asarray(rows)
+
+
+def _from_sums(method: str, t: np.ndarray) -> np.ndarray:
+    n, sa, ss, saa, sss, sas, sqerr, abserr, absa = np.moveaxis(t, -1, 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if method == "ev_correlation":
+            cov, va, vs = sas - sa * ss / n, saa - sa * sa / n, sss - ss * ss / n
+            out = cov / np.sqrt(va * vs)
+            return np.where((va > 1e-12 * np.maximum(saa, 1)) & (vs > 1e-12 * np.maximum(sss, 1)), out, np.nan)
+        if method == "rsquared":
+            return np.where(saa > 0, 1 - sqerr / saa, np.nan)
+        if method == "absolute_dev_explained":
+            return np.where(absa > 0, 1 - abserr / absa, np.nan)
+    raise ValueError(f"no bootstrap for method {method!r}")
+
+
+def bootstrap_ci(real: Sequence[Sequence[float]], predicted: Sequence[Sequence[float]], method: str = "ev_correlation", *,
+                 n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float | None, float | None]:
+    """Percentile bootstrap CI of a pooled score, resampling whole records (tokens within a record are not
+    independent). (None, None) when there are fewer than 2 records or any resample leaves it undefined."""
+    if len(real) < 2:
+        return None, None
+    sums = _sums(real, predicted)
+
+    def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        return _from_sums(method, sums[np.moveaxis(idx, axis, -1).astype(int)].sum(axis=-2))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns on degenerate resamples; we report them as None
+        res = stats.bootstrap((np.arange(len(real)),), statistic, n_resamples=n_resamples, vectorized=True,
+                              confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return None, None
+    return low, high
+
+
+def score_records(records: Sequence[ScoredRecord], *, role: str = "own", methods: Sequence[str] = tuple(METHODS),
+                  n_resamples: int = 1000, seed: int = 0) -> list[ScoreValue]:
+    """Every method on every subset (SUBSETS), each with its bootstrap CI where one is defined."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown scoring method(s) {unknown}; known: {sorted(METHODS)}")
+    out: list[ScoreValue] = []
+    for subset, splits in SUBSETS.items():
+        chosen = [r for r in records if r.split in splits]
+        real, predicted = [list(r.real) for r in chosen], [list(r.predicted) for r in chosen]
+        for method in methods:
+            if not chosen:
+                out.append(ScoreValue(method, None, f"no records with split {' or '.join(splits)} to score",
+                                      subset=subset, role=role))
+                continue
+            score = replace(METHODS[method](real, predicted), subset=subset, role=role)
+            if score.value is not None and method in ("ev_correlation", "rsquared", "absolute_dev_explained"):
+                low, high = bootstrap_ci(real, predicted, method, n_resamples=n_resamples, seed=seed)
+                score = replace(score, ci_low=low, ci_high=high)
+            out.append(score)
+    return out
+
+
+def sanity_baseline(records: Sequence[ScoredRecord], shuffled_predicted: Sequence[Sequence[float]], **kwargs) -> list[ScoreValue]:
+    """Score a simulation of another feature's explanation on this feature's records: the same score set,
+    role="shuffled", so a user sees how far above chance the feature's own score is."""
+    if len(shuffled_predicted) != len(records):
+        raise ValueError(f"{len(records)} records but {len(shuffled_predicted)} shuffled predictions")
+    swapped = [ScoredRecord(r.split, r.real, p) for r, p in zip(records, shuffled_predicted)]
+    return score_records(swapped, role="shuffled", **kwargs)
+
+
+def pick_shuffled(own: object, explanations: dict, seed: int = 0) -> tuple[object, str] | None:
+    """Another feature's explanation for the sanity baseline, chosen reproducibly (same seed and set → same
+    choice); None when no other feature has one."""
+    others = sorted((k for k in explanations if k != own), key=repr)
+    if not others:
+        return None
+    rng = np.random.default_rng([seed, zlib.crc32(repr(own).encode())])
+    key = others[int(rng.integers(len(others)))]
+    return key, explanations[key]
