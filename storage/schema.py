@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -212,6 +213,17 @@ class Score(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class ExplanationEmbedding(Base):
+    """Sentence embedding of an explanation's text (float32, unit length) for semantic search; computed
+    lazily by storage.semantic, one row per (explanation, embedding model)."""
+
+    __tablename__ = "explanation_embeddings"
+    explanation_id: Mapped[int] = mapped_column(ForeignKey("explanations.id", ondelete="CASCADE"), primary_key=True)
+    embedder: Mapped[str] = mapped_column(String(300), primary_key=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 # Functions kept here so migrations and code agree on the full-text search expression.
 PG_TSVECTOR_SQL = "to_tsvector('english', coalesce(text, ''))"
 
@@ -226,5 +238,6 @@ __all__ = [
     "Simulation",
     "SimulatedRecord",
     "Score",
+    "ExplanationEmbedding",
     "PG_TSVECTOR_SQL",
 ]

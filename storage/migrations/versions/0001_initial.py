@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises: 
-Create Date: 2026-11-22 03:09:53.564487
+Create Date: 2026-11-22 03:11:40.920595
 """
 from alembic import op
 import sqlalchemy as sa
@@ -123,6 +123,14 @@ def upgrade() -> None:
     with op.batch_alter_table('explanations', schema=None) as batch_op:
         batch_op.create_index('ix_explanations_explainer', ['explainer', 'feature_id'], unique=False)
 
+    op.create_table('explanation_embeddings',
+    sa.Column('explanation_id', sa.Integer(), nullable=False),
+    sa.Column('embedder', sa.String(length=300), nullable=False),
+    sa.Column('dim', sa.Integer(), nullable=False),
+    sa.Column('vector', sa.LargeBinary(), nullable=False),
+    sa.ForeignKeyConstraint(['explanation_id'], ['explanations.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('explanation_id', 'embedder')
+    )
     op.create_table('simulations',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('explanation_id', sa.Integer(), nullable=False),
@@ -204,6 +212,7 @@ def downgrade() -> None:
 
     op.drop_table('scores')
     op.drop_table('simulations')
+    op.drop_table('explanation_embeddings')
     with op.batch_alter_table('explanations', schema=None) as batch_op:
         batch_op.drop_index('ix_explanations_explainer')
 
