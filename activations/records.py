@@ -117,16 +117,16 @@ class FeatureStats:
     """Running statistics of one feature over every token of a collection."""
 
     max_activation: float
-    mean: float
-    variance: float
-    firing_fraction: float
-    n_tokens: int
+    mean: float | None = None  # None where a source does not report it (e.g. Neuronpedia dashboards)
+    variance: float | None = None
+    firing_fraction: float | None = None
+    n_tokens: int | None = None
     quantile_boundaries: tuple[float, ...] = ()
     min_activation: float | None = None
 
     @property
     def dead(self) -> bool:
-        return self.firing_fraction == 0.0
+        return self.firing_fraction == 0.0 or (self.firing_fraction is None and self.max_activation <= 0.0)
 
 
 @dataclass
@@ -152,6 +152,13 @@ class FeatureRecords:
         if self.stats is not None:
             return self.stats.max_activation
         return max((r.max_activation for r in self.records), default=0.0)
+
+
+def interleaved_data_split(position: int) -> str:
+    """Deterministic train/valid/test assignment for records whose source gives none (imports):
+    every 4th record of a split goes to valid and test each, so all three see the same range of
+    activation strengths."""
+    return ("train", "train", "valid", "test")[position % 4]
 
 
 def normalize_activations(activations: Sequence[float], max_activation: float) -> list[int]:

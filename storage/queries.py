@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from sqlalchemy import Select, and_, func, literal_column, select, text
+from sqlalchemy import Select, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from storage.schema import ActivationRecordRow, Explanation, Feature, Sae, Score, SubjectModel
@@ -126,7 +126,7 @@ def _ranked_rows(session: Session, q: FeatureQuery, ff: _FeatureFilter) -> Itera
     if ff.needs_join:
         stmt = stmt.join(Feature, Feature.id == Score.feature_id)
         conds.extend(ff.conds)
-    stmt = stmt.where(and_(*conds)).order_by(Score.value.desc(), Score.id)
+    stmt = stmt.where(*conds).order_by(Score.value.desc(), Score.id)
     result = session.execute(stmt.execution_options(yield_per=500))
     for row in result:
         yield row[0], row[1], row[2]
@@ -161,7 +161,7 @@ def _unscored_features(session: Session, q: FeatureQuery, exclude: set[int], ski
     )
     stmt = (
         select(Feature.id)
-        .where(and_(*_all_feature_conds(ff)), ~scored.exists())
+        .where(*_all_feature_conds(ff), ~scored.exists())
         .order_by(Feature.model_id, Feature.layer, Feature.kind, Feature.sae_key, Feature.index)
         .offset(skip)
         .limit(limit + len(exclude))
@@ -178,7 +178,7 @@ def count_scored(session: Session, q: FeatureQuery) -> int:
         select(Score.feature_id)
         .join(Feature, Feature.id == Score.feature_id)
         .where(Score.method == q.method, Score.subset == q.subset, Score.role == "own", Score.value.is_not(None))
-        .where(and_(*_all_feature_conds(ff)))
+        .where(*_all_feature_conds(ff))
     )
     return session.scalar(select(func.count()).select_from(ranked.distinct().subquery())) or 0
 
@@ -210,7 +210,7 @@ def describe_features(
         f.id: (f, model_name)
         for f, model_name in session.execute(
             select(Feature, SubjectModel.name).join(SubjectModel, SubjectModel.id == Feature.model_id).where(Feature.id.in_(ids))
-        ).tuples()
+        )
     }
     explanation_ids = [r[2] for r in rows if r[2] is not None]
     explanations = {e.id: e for e in session.scalars(select(Explanation).where(Explanation.id.in_(explanation_ids)))}

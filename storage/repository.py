@@ -113,8 +113,8 @@ def stats_of(row: Feature) -> FeatureStats | None:
     if row.max_activation is None:
         return None
     return FeatureStats(
-        max_activation=row.max_activation, mean=row.mean or 0.0, variance=row.variance or 0.0,
-        firing_fraction=row.firing_fraction or 0.0, n_tokens=row.n_tokens or 0,
+        max_activation=row.max_activation, mean=row.mean, variance=row.variance,
+        firing_fraction=row.firing_fraction, n_tokens=row.n_tokens,
         quantile_boundaries=tuple(row.quantile_boundaries or ()), min_activation=row.min_activation,
     )
 
@@ -131,7 +131,7 @@ def add_records(session: Session, feature: Feature, records: Sequence[Activation
                 select(ActivationRecordRow.split, ActivationRecordRow.position).where(
                     ActivationRecordRow.feature_id == feature.id
                 )
-            ).tuples()
+            )
         )
     positions: dict[str, int] = {}
     rows = []

@@ -1,3 +1,67 @@
-"""`autointerp importing`."""
+"""`autointerp import FILE_OR_DIR`: load OpenAI or Neuronpedia files, one transaction per file."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from activations.importers import ImportFormatError, parse_file
+from autointerp.cli.options import db_option
+from storage.db import Database
+from storage.import_store import save_imported
+
+IMPORTABLE_SUFFIXES = (".json", ".jsonl")
+
+
+def _files(target: Path) -> list[Path]:
+    if target.is_dir():
+        files = sorted(p for p in target.rglob("*") if p.suffix in IMPORTABLE_SUFFIXES and p.is_file())
+        if not files:
+            raise click.ClickException(f"{target}: no .json or .jsonl files in this folder")
+        return files
+    return [target]
+
+
+@click.command("import")
+@click.argument("target", type=click.Path(exists=True, path_type=Path))
+@click.option("--model", default=None, help="Subject model name for OpenAI files (they do not say; default gpt2-xl); "
+              "overrides a Neuronpedia file's model_id.")
+@db_option
+def import_command(target: Path, model: str | None, db_url: str | None) -> None:
+    """Import activation records, explanations and scores from FILE_OR_DIR.
+
+    \b
+    Formats (recognised from the content):
+      OpenAI NeuronRecord JSON, OpenAI explanation JSON/JSONL (scored_explanations),
+      Neuronpedia dashboard JSON ({model_id, layer, sae_set, features: [...]}).
+    Each file is one transaction: a malformed file writes nothing and names the file and field.
+    Importing the same file twice adds nothing.
+
+    \b
+    Example:
+      autointerp import ../shared/fixtures/neuronpedia/
+      autointerp import neurons/ --model gpt2-xl --db results.db
+    """
+    db = Database(db_url)
+    files = _files(target)
+    totals = {"features": 0, "records": 0, "explanations": 0, "scores": 0}
+    failed = []
+    for path in files:
+        try:
+            items = parse_file(path, model=model)
+        except (ImportFormatError, OSError, UnicodeDecodeError) as exc:
+            failed.append(str(exc))
+            click.echo(f"error: {exc}", err=True)
+            continue
+        with db.session() as session, session.begin():
+            for item in items:
+                for key, n in save_imported(session, item, str(path)).items():
+                    totals[key] += n
+    summary = ", ".join(f"{n} {key}" for key, n in totals.items())
+    click.echo(f"imported {len(files) - len(failed)} of {len(files)} file(s): added {summary}", err=True)
+    if failed:
+        raise click.ClickException(f"{len(failed)} file(s) not imported (nothing of them was written); see errors above")
+
+
+COMMANDS = [import_command]

@@ -1,3 +1,55 @@
-"""`autointerp query`."""
+"""`autointerp query`: features ranked by their best score, with filters."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import click
+
+from autointerp.cli.formatting import FORMATS, emit
+from autointerp.cli.options import db_option, user_errors
+from storage.db import Database
+from storage.queries import SCORE_METHODS, SUBSETS, FeatureQuery, QueryError, query_features
+
+TABLE_COLUMNS = ("model", "layer", "kind", "sae", "index", "score", "explainer", "explanation")
+
+
+@click.command("query")
+@click.option("--model", default=None, help="Subject model name, e.g. gemma-3-270m.")
+@click.option("--layer", type=int, default=None, help="Layer index.")
+@click.option("--kind", type=click.Choice(["mlp_neuron", "sae_latent"]), default=None, help="Feature kind.")
+@click.option("--sae", default=None, help="SAE id (for sae_latent features).")
+@click.option("--min-score", type=float, default=None, help="Only features whose best score is at least this.")
+@click.option("--search", default=None, help="Words that must all appear in the explanation (stemmed full-text search).")
+@click.option("--explainer", default=None, help="Only explanations by this explainer spec, e.g. local:gemma-3-270m.")
+@click.option("--simulator", default=None, help="Only scores from this simulator spec, e.g. embedding.")
+@click.option("--method", type=click.Choice(SCORE_METHODS), default="ev_correlation", show_default=True, help="Score to rank by.")
+@click.option("--subset", type=click.Choice(SUBSETS), default="top_and_random", show_default=True, help="Records the score was computed on.")
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=50, show_default=True, help="Maximum number of features.")
+@click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many features (paging).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
+@click.option("--records/--no-records", "with_records", default=None,
+              help="Include each feature's activation records (default: yes for json, no otherwise).")
+@db_option
+@user_errors(QueryError)
+def query(model, layer, kind, sae, min_score, search, explainer, simulator, method, subset, limit, offset, fmt,
+          with_records, db_url) -> None:
+    """List features, best-explained first: one row per feature with its best score and explanation.
+
+    Features without a score are listed after the scored ones (score null) unless --min-score, --search,
+    --explainer or --simulator filters them out.
+
+    \b
+    Examples:
+      autointerp query --layer 6 --min-score 0.8 --search numbers
+      autointerp query --model gemma-3-270m --layer 6 --format json --limit 10
+      autointerp query --method rsquared --subset random_only --format csv > best.csv
+    """
+    q = FeatureQuery(model=model, layer=layer, kind=kind, sae=sae, min_score=min_score, search=search,
+                     explainer=explainer, simulator=simulator, method=method, subset=subset, limit=limit, offset=offset)
+    include_records = with_records if with_records is not None else fmt == "json"
+    db = Database(db_url)
+    with db.session() as session:
+        rows = query_features(session, q, with_records=include_records)
+    emit(rows, fmt, TABLE_COLUMNS, title=f"features by {method} ({subset})")
+
+
+COMMANDS = [query]

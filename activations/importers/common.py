@@ -1,0 +1,88 @@
+"""Types the importers produce, and strict field access that names the file and field on error."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from activations.records import FeatureRecords, RecordError
+
+
+class ImportFormatError(ValueError):
+    """A file does not match its format; the message names the file and the field."""
+
+
+@dataclass
+class ImportedScoredSequence:
+    tokens: list[str]
+    true_activations: list[float]
+    expected_activations: list[float]
+    ev_correlation: float | None = None
+
+
+@dataclass
+class ImportedExplanation:
+    text: str
+    scores: dict[str, float | None] = field(default_factory=dict)  # method -> value (top_and_random)
+    sequences: list[ImportedScoredSequence] = field(default_factory=list)
+
+
+@dataclass
+class ImportedFeature:
+    records: FeatureRecords | None  # None when the file carries only explanations
+    feature: Any  # activations.records.FeatureId
+    explanations: list[ImportedExplanation] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    sae_info: dict[str, Any] = field(default_factory=dict)
+
+
+class Fields:
+    """Read fields of a parsed JSON value, raising ImportFormatError with the file and JSON path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, problem: str) -> ImportFormatError:
+        return ImportFormatError(f"{self.source}: field {path!r}: {problem}")
+
+    def get(self, obj: Any, key: str, path: str, *, required: bool = True, default: Any = None) -> Any:
+        if not isinstance(obj, dict):
+            raise self.fail(path, f"expected an object, got {type(obj).__name__}")
+        if key not in obj:
+            if required:
+                raise self.fail(f"{path}.{key}" if path else key, "missing")
+            return default
+        return obj[key]
+
+    def int_(self, obj: Any, key: str, path: str) -> int:
+        value = self.get(obj, key, path)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(f"{path}.{key}", f"expected an integer, got {value!r}")
+        return value
+
+    def list_(self, obj: Any, key: str, path: str, *, required: bool = True) -> list:
+        value = self.get(obj, key, path, required=required, default=[])
+        if not isinstance(value, list):
+            raise self.fail(f"{path}.{key}", f"expected a list, got {type(value).__name__}")
+        return value
+
+    def number(self, value: Any, path: str, *, allow_none: bool = False) -> float | None:
+        if value is None and allow_none:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self.fail(path, f"expected a finite number, got {value!r}")
+        return float(value)
+
+    def numbers(self, value: Any, path: str) -> list[float]:
+        if not isinstance(value, list):
+            raise self.fail(path, f"expected a list of numbers, got {type(value).__name__}")
+        return [self.number(v, f"{path}[{i}]") for i, v in enumerate(value)]  # type: ignore[misc]
+
+    def strings(self, value: Any, path: str) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+            raise self.fail(path, "expected a list of strings")
+        return value
+
+    def record_error(self, path: str, exc: RecordError) -> ImportFormatError:
+        return self.fail(path, str(exc))

@@ -1,0 +1,56 @@
+"""Read a file, recognise its format, and parse it completely before anything is written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from activations.importers.common import ImportedFeature, ImportFormatError
+from activations.importers.neuronpedia import is_neuronpedia, parse_neuronpedia
+from activations.importers.openai_format import (
+    DEFAULT_OPENAI_MODEL,
+    is_explanation_results,
+    is_neuron_record,
+    parse_explanation_results,
+    parse_neuron_record,
+)
+
+FORMATS_HELP = "OpenAI NeuronRecord JSON, OpenAI explanation JSON/JSONL, or Neuronpedia dashboard JSON"
+
+
+def _load_documents(path: Path) -> list[tuple[str, object]]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        docs = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    docs.append((f"{path}:{n}", json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise ImportFormatError(f"{path}: line {n} is not valid JSON ({exc.msg})") from None
+        return docs
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ImportFormatError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if isinstance(obj, list):
+        return [(f"{path}[{i}]", item) for i, item in enumerate(obj)]
+    return [(str(path), obj)]
+
+
+def parse_file(path: str | Path, *, model: str | None = None) -> list[ImportedFeature]:
+    """Every feature in the file, fully validated. `model` names the subject model of OpenAI files (which
+    do not say; default gpt2-xl) and overrides a Neuronpedia file's model_id when given."""
+    path = Path(path)
+    out: list[ImportedFeature] = []
+    for source, obj in _load_documents(path):
+        if is_neuronpedia(obj):
+            out.extend(parse_neuronpedia(obj, source, model))
+        elif is_neuron_record(obj):
+            out.append(parse_neuron_record(obj, source, model or DEFAULT_OPENAI_MODEL))
+        elif is_explanation_results(obj):
+            out.append(parse_explanation_results(obj, source, model or DEFAULT_OPENAI_MODEL))
+        else:
+            keys = ", ".join(list(obj)[:8]) if isinstance(obj, dict) else type(obj).__name__
+            raise ImportFormatError(f"{source}: unrecognised format (top-level keys: {keys}); expected {FORMATS_HELP}")
+    return out

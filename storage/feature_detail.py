@@ -1,0 +1,179 @@
+"""One feature with everything about it: statistics, records by split, explanations with their scores and
+provenance, the sanity (shuffled) baselines, simulations with expected vs real activations, neighbours.
+
+A fixed handful of indexed queries whatever the feature holds, so the feature page stays fast on big databases.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.schema import (
+    ActivationRecordRow,
+    Explanation,
+    Feature,
+    Run,
+    Score,
+    SimulatedRecord,
+    Simulation,
+    SubjectModel,
+)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _split_order(split: str) -> tuple[int, int]:
+    # top first, then quantile bins in order, then random
+    match = re.fullmatch(r"quantile:(\d+)", split)
+    if match:
+        return (1, int(match.group(1)))
+    return (0, 0) if split == "top" else (2, 0)
+
+
+def _record(row: ActivationRecordRow) -> dict[str, Any]:
+    return {
+        "id": row.id, "split": row.split, "data_split": row.data_split, "position": row.position,
+        "tokens": row.tokens, "activations": row.activations, "max_activation": row.max_activation,
+        "corpus": row.corpus, "document": row.document, "offset": row.offset,
+    }
+
+
+def _score(row: Score) -> dict[str, Any]:
+    return {
+        "id": row.id, "method": row.method, "subset": row.subset, "value": row.value,
+        "undefined_reason": row.undefined_reason, "ci_low": row.ci_low, "ci_high": row.ci_high,
+        "simulator": row.simulator, "role": row.role, "n_records": row.n_records,
+        "simulation_id": row.simulation_id, "explanation_id": row.explanation_id, "run_id": row.run_id,
+        "details": row.details, "created_at": _iso(row.created_at),
+    }
+
+
+def _run(row: Run | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {
+        "id": row.id, "kind": row.kind, "status": row.status, "config": row.config,
+        "started_at": _iso(row.started_at), "finished_at": _iso(row.finished_at),
+    }
+
+
+def _explanation(row: Explanation, run: Run | None, scores: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": row.id, "text": row.text, "status": row.status, "failure_reason": row.failure_reason,
+        "explainer": row.explainer, "prompt_version": row.prompt_version, "params": row.params,
+        "polarity": row.polarity, "candidate": row.candidate, "selected": row.selected,
+        "prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens, "cost_usd": row.cost_usd,
+        "elapsed_s": row.elapsed_s, "source": row.source, "created_at": _iso(row.created_at),
+        "run": _run(run), "scores": scores,
+    }
+
+
+def _simulations(session: Session, feature_id: int, records: dict[int, ActivationRecordRow]) -> list[dict[str, Any]]:
+    sims = session.scalars(select(Simulation).where(Simulation.feature_id == feature_id).order_by(Simulation.id)).all()
+    if not sims:
+        return []
+    per_sim: dict[int, list[dict[str, Any]]] = {s.id: [] for s in sims}
+    rows = session.scalars(
+        select(SimulatedRecord)
+        .where(SimulatedRecord.simulation_id.in_(list(per_sim)))
+        .order_by(SimulatedRecord.simulation_id, SimulatedRecord.position)
+    )
+    for rec in rows:
+        # Records simulated from a stored record borrow its tokens; imported ones carry their own.
+        source = records.get(rec.record_id) if rec.record_id is not None else None
+        per_sim[rec.simulation_id].append(
+            {
+                "position": rec.position, "record_id": rec.record_id,
+                "split": rec.split or (source.split if source else None),
+                "data_split": source.data_split if source else None,
+                "tokens": rec.tokens if rec.tokens is not None else (source.tokens if source else None),
+                "real": rec.true_activations if rec.true_activations is not None else (source.activations if source else None),
+                "expected": rec.expected_activations,
+            }
+        )
+    return [
+        {
+            "id": s.id, "explanation_id": s.explanation_id, "simulator": s.simulator, "role": s.role,
+            "status": s.status, "failure_reason": s.failure_reason, "params": s.params, "run_id": s.run_id,
+            "created_at": _iso(s.created_at), "records": per_sim[s.id],
+        }
+        for s in sims
+    ]
+
+
+def _neighbours(session: Session, feature: Feature) -> dict[str, int | None]:
+    """Previous and next feature by index within the same model, layer, kind and SAE."""
+    same = [
+        Feature.model_id == feature.model_id, Feature.layer == feature.layer,
+        Feature.kind == feature.kind, Feature.sae_key == feature.sae_key,
+    ]
+    prev_id = session.scalar(
+        select(Feature.id).where(*same, Feature.index < feature.index).order_by(Feature.index.desc()).limit(1)
+    )
+    next_id = session.scalar(
+        select(Feature.id).where(*same, Feature.index > feature.index).order_by(Feature.index).limit(1)
+    )
+    return {"prev": prev_id, "next": next_id}
+
+
+def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
+    """Everything about one feature, or None when no feature has this id."""
+    found = session.execute(
+        select(Feature, SubjectModel.name).join(SubjectModel, SubjectModel.id == Feature.model_id).where(Feature.id == feature_id)
+    ).first()
+    if found is None:
+        return None
+    feature, model_name = found
+    record_rows = session.scalars(
+        select(ActivationRecordRow).where(ActivationRecordRow.feature_id == feature_id).order_by(ActivationRecordRow.id)
+    ).all()
+    by_split: dict[str, list[dict[str, Any]]] = {}
+    for row in sorted(record_rows, key=lambda r: (_split_order(r.split), r.position)):
+        by_split.setdefault(row.split, []).append(_record(row))
+
+    explanations = session.scalars(
+        select(Explanation).where(Explanation.feature_id == feature_id).order_by(Explanation.id)
+    ).all()
+    scores = session.scalars(select(Score).where(Score.feature_id == feature_id).order_by(Score.id)).all()
+    own: dict[int, list[dict[str, Any]]] = {}
+    baselines = []
+    for score in scores:
+        if score.role == "own":
+            own.setdefault(score.explanation_id, []).append(_score(score))
+        else:
+            baselines.append(score)
+    borrowed = {b.explanation_id for b in baselines}
+    borrowed_rows = {
+        e.id: e for e in session.scalars(select(Explanation).where(Explanation.id.in_(borrowed)))
+    } if borrowed else {}
+    run_ids = {e.run_id for e in explanations if e.run_id is not None}
+    runs = {r.id: r for r in session.scalars(select(Run).where(Run.id.in_(run_ids)))} if run_ids else {}
+
+    return {
+        "feature_id": feature.id, "model": model_name, "layer": feature.layer, "kind": feature.kind,
+        "sae": feature.sae_key or None, "index": feature.index,
+        "stats": {
+            "max_activation": feature.max_activation, "min_activation": feature.min_activation,
+            "mean": feature.mean, "variance": feature.variance, "firing_fraction": feature.firing_fraction,
+            "n_tokens": feature.n_tokens, "dead": feature.dead, "quantile_boundaries": feature.quantile_boundaries,
+        },
+        "records": by_split,
+        "explanations": [_explanation(e, runs.get(e.run_id), own.get(e.id, [])) for e in explanations],
+        "sanity_baselines": [
+            {
+                **_score(b),
+                "explanation_text": borrowed_rows[b.explanation_id].text if b.explanation_id in borrowed_rows else None,
+                "explanation_feature_id": borrowed_rows[b.explanation_id].feature_id if b.explanation_id in borrowed_rows else None,
+            }
+            for b in baselines
+        ],
+        "simulations": _simulations(session, feature_id, {r.id: r for r in record_rows}),
+        "neighbours": _neighbours(session, feature),
+    }
