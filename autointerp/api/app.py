@@ -1,0 +1,58 @@
+"""The application factory: API routers, the web viewer's static pages, offline OpenAPI docs, safety headers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from autointerp.api import features, jobs
+from autointerp.api.embedder import SentenceEmbedder
+from autointerp.api.errors import install_error_handlers
+from autointerp.api.security import TOKEN_ENV, SecurityHeaders
+from storage.db import Database
+
+WEB = Path(__file__).resolve().parent.parent / "web"
+
+
+def _swagger_assets() -> Path:
+    import swagger_ui_bundle
+
+    return Path(swagger_ui_bundle.swagger_ui_path)
+
+
+def create_app(db_url: str | None = None, *, embedder: SentenceEmbedder | None = None) -> FastAPI:
+    """The service on the database at `db_url` (default: $AUTOINTERP_DB or ./autointerp.db). Write endpoints
+    are enabled only when $AUTOINTERP_API_TOKEN is set (read when the app is created)."""
+    app = FastAPI(
+        title="autointerp",
+        summary="Features of language models, their explanations, simulations and scores.",
+        docs_url=None,  # served below from local files: the default page loads its scripts from a CDN
+        redoc_url=None,
+    )
+    app.state.db = Database(db_url)
+    app.state.embedder = embedder or SentenceEmbedder()
+    app.state.api_token = os.environ.get(TOKEN_ENV) or None
+    app.state.jobs = jobs.JobRunner(app.state.db)
+
+    app.add_middleware(SecurityHeaders)
+    install_error_handlers(app)
+    app.include_router(features.router)
+    app.include_router(jobs.router)
+
+    app.mount("/static", StaticFiles(directory=WEB), name="static")
+    app.mount("/_swagger", StaticFiles(directory=_swagger_assets()), name="swagger")
+    pages = {"/": "index.html", "/feature": "feature.html", "/docs": "docs.html"}
+    for route, filename in pages.items():
+        app.add_api_route(route, _page(WEB / filename), include_in_schema=False, methods=["GET"])
+    return app
+
+
+def _page(path: Path):  # type: ignore[no-untyped-def]
+    def serve() -> FileResponse:
+        return FileResponse(path, media_type="text/html; charset=utf-8")
+
+    return serve

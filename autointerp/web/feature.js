@@ -1,0 +1,133 @@
+// The feature page: statistics, explanations with scores and provenance, record heatmaps, simulations.
+import { el, fmt, featureLink, getJSON, heatmap, setStatus } from "/static/common.js";
+
+const status = document.getElementById("status");
+const byId = (id) => document.getElementById(id);
+
+function table(headers, rows) {
+  return el("table", { class: "grid" },
+    el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", {}, h)))),
+    el("tbody", {}, ...rows.map((cells) => el("tr", {}, ...cells.map((c) => el("td", {}, c))))));
+}
+
+function scoreValue(s) {
+  if (s.value === null) return el("span", { class: "undefined", title: s.undefined_reason || "" }, `undefined (${s.undefined_reason || "no reason"})`);
+  const ci = s.ci_low !== null && s.ci_high !== null ? ` [${fmt(s.ci_low)}, ${fmt(s.ci_high)}]` : "";
+  return `${fmt(s.value)}${ci}`;
+}
+
+function scoreRows(scores) {
+  return scores.map((s) => [s.method, s.subset, scoreValue(s), s.simulator ?? "", s.n_records ?? ""]);
+}
+
+function renderTitle(f) {
+  document.title = `autointerp — ${f.model} L${f.layer} #${f.index}`;
+  const nav = el("nav", { class: "neighbours" });
+  if (f.neighbours.prev !== null) nav.append(el("a", { href: `/feature?id=${f.neighbours.prev}`, id: "prev-feature" }, "← previous"), " ");
+  if (f.neighbours.next !== null) nav.append(el("a", { href: `/feature?id=${f.neighbours.next}`, id: "next-feature" }, "next →"));
+  byId("title").replaceChildren(
+    el("h1", {}, `${f.model} · layer ${f.layer} · ${f.sae ? f.sae + " · " : ""}${f.kind} ${f.index}`), nav);
+}
+
+function renderStats(s) {
+  const q = s.quantile_boundaries ? s.quantile_boundaries.map((b) => fmt(b, 2)).join(", ") : "–";
+  byId("stats").replaceChildren(table(
+    ["max", "min", "mean", "variance", "firing fraction", "tokens", "dead", "quantile boundaries"],
+    [[fmt(s.max_activation), fmt(s.min_activation), fmt(s.mean), fmt(s.variance), fmt(s.firing_fraction, 5),
+      s.n_tokens ?? "–", s.dead ? "yes" : "no", q]]));
+}
+
+function provenance(e) {
+  const parts = [`explainer ${e.explainer}`];
+  if (e.prompt_version) parts.push(`prompt ${e.prompt_version}`);
+  if (e.run) parts.push(`run ${e.run.id} (${e.run.kind}, ${e.run.status})`);
+  if (e.prompt_tokens !== null || e.completion_tokens !== null) parts.push(`tokens ${e.prompt_tokens ?? 0}+${e.completion_tokens ?? 0}`);
+  if (e.cost_usd !== null) parts.push(`$${fmt(e.cost_usd, 4)}`);
+  if (e.candidate) parts.push(`candidate ${e.candidate}${e.selected ? " (selected)" : ""}`);
+  if (e.source) parts.push(`imported from ${e.source}`);
+  if (Object.keys(e.params || {}).length) parts.push(`params ${JSON.stringify(e.params)}`);
+  return parts.join(" · ");
+}
+
+function renderExplanations(list) {
+  const box = byId("explanations");
+  if (!list.length) { box.replaceChildren(el("p", { class: "muted" }, "No explanation yet.")); return; }
+  box.replaceChildren(...list.map((e) => el("article", { class: "explanation-card" },
+    el("p", { class: e.status === "ok" ? "explanation-text" : "explanation-text failed" },
+      e.status === "ok" ? e.text : `failed: ${e.failure_reason}`),
+    el("p", { class: "muted" }, provenance(e)),
+    e.scores.length ? table(["method", "subset", "value [CI]", "simulator", "records"], scoreRows(e.scores))
+                    : el("p", { class: "muted" }, "Not scored."))));
+}
+
+function renderBaselines(list) {
+  byId("baselines").replaceChildren(list.length
+    ? table(["method", "subset", "value [CI]", "simulator", "records", "borrowed explanation"],
+        scoreRows(list).map((cells, i) => [...cells, list[i].explanation_text ?? ""]))
+    : el("p", { class: "muted" }, "No sanity baseline scored."));
+}
+
+function splitTitle(split) {
+  if (split === "top") return "Top activating";
+  if (split === "random") return "Random";
+  return `Quantile ${split.split(":")[1]}`;
+}
+
+function renderRecords(records, scale) {
+  const sections = Object.entries(records).map(([split, list]) => el("div", { class: "split", dataset: { split } },
+    el("h3", {}, `${splitTitle(split)} (${list.length})`),
+    ...list.map((r) => el("div", { class: "record", dataset: { recordId: r.id } },
+      el("div", { class: "record-meta muted" }, `#${r.position} · ${r.data_split} · max ${fmt(r.max_activation)}`
+        + (r.corpus ? ` · ${r.corpus}${r.document ? "/" + r.document : ""}` : "")),
+      heatmap(r.tokens, r.activations, scale, "real")))));
+  byId("records").replaceChildren(...(sections.length ? sections : [el("p", { class: "muted" }, "No records.")]));
+}
+
+function renderSimulations(sims, scale) {
+  const box = byId("simulations");
+  if (!sims.length) { box.replaceChildren(el("p", { class: "muted" }, "No simulation yet.")); return; }
+  box.replaceChildren(...sims.map((s) => {
+    const head = el("h3", {}, `${s.simulator} · ${s.role === "own" ? "own explanation" : "shuffled baseline"} · simulation ${s.id}`);
+    if (s.status !== "ok") return el("div", { class: "simulation" }, head, el("p", { class: "error" }, `failed: ${s.failure_reason}`));
+    const simScale = Math.max(0, ...s.records.flatMap((r) => r.expected));
+    return el("div", { class: "simulation", dataset: { simulationId: s.id } }, head,
+      ...s.records.filter((r) => r.tokens).map((r) => el("div", { class: "pair" },
+        el("div", { class: "record-meta muted" }, `${r.split ?? ""} ${r.data_split ?? ""}`),
+        el("div", { class: "pair-label" }, "real"), heatmap(r.tokens, r.real ?? r.tokens.map(() => 0), scale, "real"),
+        el("div", { class: "pair-label" }, "simulated"), heatmap(r.tokens, r.expected, simScale, "simulated"))));
+  }));
+}
+
+async function renderSimilar(id) {
+  const box = byId("similar");
+  try {
+    const { items } = await getJSON(`/api/features/${id}/similar?limit=8`);
+    box.replaceChildren(items.length
+      ? el("ul", {}, ...items.map((it) => el("li", {}, featureLink(it), ` (${fmt(it.similarity, 2)}) `, el("span", { class: "muted" }, it.explanation ?? ""))))
+      : el("p", { class: "muted" }, "None found."));
+  } catch (err) {
+    box.replaceChildren(el("p", { class: "muted" }, `Unavailable: ${err.message}`));
+  }
+}
+
+async function main() {
+  const id = new URLSearchParams(location.search).get("id");
+  if (!id || !/^\d+$/.test(id)) { setStatus(status, "Open a feature from the search page (missing ?id=).", true); return; }
+  try {
+    const f = await getJSON(`/api/features/${id}`);
+    const allRecords = Object.values(f.records).flat();
+    const scale = f.stats.max_activation ?? Math.max(0, ...allRecords.flatMap((r) => r.activations));
+    renderTitle(f);
+    renderStats(f.stats);
+    renderExplanations(f.explanations);
+    renderBaselines(f.sanity_baselines);
+    renderRecords(f.records, scale);
+    renderSimulations(f.simulations, scale);
+    setStatus(status, "");
+    renderSimilar(id);
+  } catch (err) {
+    setStatus(status, err.message, true);
+  }
+}
+
+main();
