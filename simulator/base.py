@@ -1,0 +1,61 @@
+"""The simulator interface: an explanation plus token sequences in, an expected activation per token out."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+MAX_VALUE = 10  # the 0..10 scale of OpenAI's prompts (activations/records.normalize_activations)
+
+
+class SimulationError(Exception):
+    """A simulation that failed: the pipeline stores it as a failure with this reason, never as zeros."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class SequenceSimulation:
+    """Simulated activations of one record: expected value on the 0..10 scale per token, and, when the
+    simulator has one, the probability of each value 0..10 per token."""
+
+    tokens: list[str]
+    expected_activations: list[float]
+    distributions: list[list[float]] | None = None
+
+
+class Simulator(ABC):
+    """Predicts activations from an explanation. `spec` names it (as in DESIGN.md) for storage."""
+
+    spec: str
+
+    @abstractmethod
+    async def simulate(self, explanation: str, records: Sequence[Sequence[str]]) -> list[SequenceSimulation]:
+        """One SequenceSimulation per record, in order; raises SimulationError when it cannot."""
+
+
+def check_inputs(explanation: str, records: Sequence[Sequence[str]]) -> None:
+    """Reject empty explanations and malformed records before any model runs."""
+    if not isinstance(explanation, str) or not explanation.strip():
+        raise SimulationError("the explanation is empty; pass the text that describes the feature")
+    for i, tokens in enumerate(records):
+        if isinstance(tokens, str) or not all(isinstance(t, str) for t in tokens):
+            raise SimulationError(f"record {i}: tokens must be a list of strings")
+        if not tokens:
+            raise SimulationError(f"record {i}: no tokens")
+
+
+def distribution_from_probs(probs: Mapping[int, float], where: str) -> list[float]:
+    """Renormalise probabilities of the values 0..10 (any subset present) into a length-11 distribution."""
+    total = math.fsum(p for v, p in probs.items() if 0 <= v <= MAX_VALUE)
+    if not total > 0 or not math.isfinite(total):
+        raise SimulationError(f"{where}: the model put no probability on any activation value 0..{MAX_VALUE}")
+    return [probs.get(v, 0.0) / total for v in range(MAX_VALUE + 1)]
+
+
+def expected_value(distribution: Sequence[float]) -> float:
+    return math.fsum(v * p for v, p in enumerate(distribution))

@@ -1,0 +1,51 @@
+"""Optional linear calibration: map a simulator's 0..10 expected values onto a feature's activation scale,
+fitted on a calibration split. It changes r² and absolute deviation explained (which compare raw values),
+not the correlation; fitting it on the records being scored would leak their answers, so that is refused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+
+from simulator.base import SequenceSimulation, SimulationError, Simulator
+
+
+@dataclass(frozen=True)
+class LinearCalibration:
+    slope: float
+    intercept: float
+
+    @classmethod
+    def fit(cls, real: Sequence[Sequence[float]], predicted: Sequence[Sequence[float]]) -> "LinearCalibration":
+        """Least squares of real on predicted over the pooled tokens of the calibration records."""
+        x = np.asarray([v for p in predicted for v in p], dtype=np.float64)
+        y = np.asarray([v for r in real for v in r], dtype=np.float64)
+        if x.size != y.size or x.size < 2:
+            raise SimulationError(f"calibration needs aligned records with at least 2 tokens (got {x.size} predicted, {y.size} real)")
+        if np.ptp(x) == 0 or np.ptp(y) == 0:
+            raise SimulationError("calibration split is constant (in real or simulated values): a line cannot be fitted")
+        fit = stats.linregress(x, y)
+        if fit.slope <= 0:
+            raise SimulationError(f"calibration split anti-correlates with the simulation (slope {fit.slope:.3g}); "
+                                  "a calibration must not flip the simulator's ranking")
+        return cls(float(fit.slope), float(fit.intercept))
+
+    def apply(self, sims: Sequence[SequenceSimulation]) -> list[SequenceSimulation]:
+        return [SequenceSimulation(s.tokens, [self.slope * v + self.intercept for v in s.expected_activations], s.distributions)
+                for s in sims]
+
+
+async def simulate_calibrated(simulator: Simulator, explanation: str, calibration_tokens: Sequence[Sequence[str]],
+                              calibration_activations: Sequence[Sequence[float]], records: Sequence[Sequence[str]]
+                              ) -> tuple[list[SequenceSimulation], LinearCalibration]:
+    """Fit on the calibration split, then simulate and calibrate `records`; refuses overlapping records."""
+    overlap = {tuple(t) for t in calibration_tokens} & {tuple(t) for t in records}
+    if overlap:
+        raise SimulationError(f"{len(overlap)} record(s) are in both the calibration split and the scored records; "
+                              "fit the calibration on a separate split")
+    calibration = LinearCalibration.fit(calibration_activations,
+                                        [s.expected_activations for s in await simulator.simulate(explanation, calibration_tokens)])
+    return calibration.apply(await simulator.simulate(explanation, records)), calibration

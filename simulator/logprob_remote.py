@@ -1,0 +1,63 @@
+"""All-at-once logprob simulator on an OpenAI-compatible `/v1/completions` endpoint (vLLM style): the whole
+prompt is echoed back with the top logprobs of every prompt token, and the alternatives at each slot are the
+model's distribution over the activation value there. One request per record, run concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from typing import Sequence
+
+from llm_client import Completion, LLMClient, LLMError
+from simulator.base import SequenceSimulation, SimulationError, Simulator, check_inputs, expected_value
+from simulator.prompts import FEW_SHOT, SLOT, FewShotExample, prefix_text, record_text
+from simulator.values import distribution_from_top
+
+
+def slot_distributions(completion: Completion, slot_offsets: list[int], tokens: Sequence[str], top_k: int, where: str) -> list[list[float]]:
+    """Find the echoed token at each slot by its char offset and read its alternatives. The server's
+    tokenizer may merge the TAB into the slot token (fine: only whitespace precedes the slot inside it), but
+    a token that starts inside the subject token's text cannot be aligned: that is a failure, not a guess."""
+    rows, offsets = completion.prompt_logprobs, completion.text_offsets
+    if not rows or offsets is None:
+        raise SimulationError(f"{where}: the endpoint returned no prompt logprobs; logprob: needs a /v1/completions "
+                              "endpoint that supports echo with logprobs (vLLM does); for chat-only endpoints use json:")
+    starts = offsets[: len(rows)]
+    dists = []
+    for n, (slot, token) in enumerate(zip(slot_offsets, tokens)):
+        j = bisect.bisect_right(starts, slot) - 1
+        inside = rows[j].token if j >= 0 else ""
+        before, after = inside[: slot - starts[j]] if j >= 0 else "", inside[slot - starts[j]:] if j >= 0 else ""
+        if j < 0 or before.strip() or not after or not (after.startswith(SLOT) or SLOT.startswith(after.rstrip())):
+            raise SimulationError(f"{where}, token {n} ({token!r}): cannot find the activation slot among the echoed "
+                                  f"tokens (the token there is {inside!r}); the endpoint's tokenizer merges it with its neighbours")
+        if not rows[j].top:
+            raise SimulationError(f"{where}, token {n} ({token!r}): the endpoint gave no top logprobs at the slot")
+        dists.append(distribution_from_top(rows[j].top, f"{where}, token {n} ({token!r}), top {top_k} alternatives"))
+    return dists
+
+
+class RemoteLogprobSimulator(Simulator):
+    def __init__(self, client: LLMClient, *, top_k: int = 20, examples: tuple[FewShotExample, ...] = FEW_SHOT) -> None:
+        if not client.capabilities.prompt_logprobs:
+            raise ValueError(f"simulator logprob:{client.spec}: this LLM cannot return prompt logprobs (echo); "
+                             f"use json:{client.spec} instead")
+        self.client = client
+        self.spec = f"logprob:{client.spec}"
+        self.top_k = top_k
+        self.examples = examples
+
+    async def _one(self, prefix: str, tokens: Sequence[str], index: int) -> SequenceSimulation:
+        text, slots = record_text(list(tokens))
+        where = f"record {index}"
+        try:
+            completion = await self.client.complete(prefix + text, max_tokens=0, echo=True, logprobs=self.top_k)
+        except LLMError as exc:
+            raise SimulationError(f"{where}: the LLM call failed: {exc.reason}") from exc
+        dists = slot_distributions(completion, [len(prefix) + s for s in slots], tokens, self.top_k, where)
+        return SequenceSimulation(list(tokens), [expected_value(d) for d in dists], dists)
+
+    async def simulate(self, explanation: str, records: Sequence[Sequence[str]]) -> list[SequenceSimulation]:
+        check_inputs(explanation, records)
+        prefix = prefix_text(explanation, self.examples)
+        return list(await asyncio.gather(*(self._one(prefix, tokens, i) for i, tokens in enumerate(records))))

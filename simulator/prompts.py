@@ -1,0 +1,119 @@
+"""OpenAI's all-at-once simulation prompt: instructions, few-shot neurons with their activations, then the
+explanation under test and each token followed by an "unknown" slot where the activation digit would go.
+
+Layout (the record part is built line by line by the simulators so they know where each slot is):
+    ...few-shot...\n\nNeuron 4\nExplanation of neuron 4 behavior: the main thing this neuron does is find X
+    Activations: \n<start>\n
+    token<TAB>unknown\n          <- one line per subject token; the slot is right after the TAB
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+SLOT = "unknown"
+INSTRUCTIONS = (
+    "We're studying neurons in a neural network. Each neuron looks for some particular thing in a short document. "
+    "Look at an explanation of what the neuron does, and try to predict its activations on each token.\n\n"
+    "The activation format is token<tab>activation, activations go from 0 to 10, \"unknown\" indicates an unknown "
+    "activation. Most activations will be 0.\n"
+)
+_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def escape_token(token: str) -> str:
+    """Make a subject token safe for a `token<TAB>value` line: tabs, newlines and other control characters
+    become visible escapes (so they cannot break the line format), and an empty token shows as <empty>."""
+    if token == "":
+        return "<empty>"
+    out = "".join(_ESCAPES.get(c, c) for c in token)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", out)
+
+
+def explanation_header(number: int, explanation: str) -> str:
+    one_line = " ".join(explanation.split())
+    return (f"\n\nNeuron {number}\nExplanation of neuron {number} behavior: the main thing this neuron does is find "
+            f"{one_line}\nActivations: \n")
+
+
+@dataclass(frozen=True)
+class FewShotExample:
+    explanation: str
+    records: tuple[tuple[tuple[str, int], ...], ...]  # records of (token, activation 0..10)
+
+
+def _tokens(sentence: str) -> list[str]:
+    # Word-level tokens with their leading space, as subject tokenizers decode them.
+    return re.findall(r" ?\w+| ?[^\w\s]", sentence)
+
+
+def _example(explanation: str, sentences: list[str], rule: Callable[[list[str], int], int]) -> FewShotExample:
+    records = []
+    for sentence in sentences:
+        toks = _tokens(sentence)
+        records.append(tuple((t, rule(toks, i)) for i, t in enumerate(toks)))
+    return FewShotExample(explanation, tuple(records))
+
+
+_WATER = {"river", "rivers", "sea", "ocean", "water", "waves", "lake", "harbour", "tide", "flood", "rain", "stream", "coast"}
+
+FEW_SHOT = (
+    _example(
+        "numbers, especially years",
+        ["The bridge was finished in 1932 after 6 years of work, and it carried 40 thousand cars a day by 1950.",
+         "She moved to Lyon in March, where the rent was 300 francs and the flat had 2 rooms overlooking the old square."],
+        lambda toks, i: (10 if len(toks[i].strip()) == 4 else 6) if toks[i].strip().isdigit() else 0,
+    ),
+    _example(
+        "words related to water, rivers and the sea",
+        ["The fishermen waited in the harbour until the tide turned and the waves calmed along the rocky coast.",
+         "After three days of heavy rain the river burst its banks, and the flood reached the market by noon."],
+        lambda toks, i: (10 if toks[i].strip().lower() in {"sea", "river", "waves", "tide"} else 7)
+        if toks[i].strip().lower() in _WATER else 0,
+    ),
+    _example(
+        "the word right after \"of\", strongest when it names a place",
+        ["The history of Rome is told in many of the books kept at the University of Padua.",
+         "Most of the guests left early, but the mayor of Bristol stayed for a cup of tea and a piece of cake."],
+        lambda toks, i: (10 if toks[i].strip()[:1].isupper() else 5) if i > 0 and toks[i - 1].strip() == "of" else 0,
+    ),
+)
+
+
+def prefix_text(explanation: str, examples: tuple[FewShotExample, ...] = FEW_SHOT) -> str:
+    """Everything before the first record line: shared by every record simulated under one explanation."""
+    parts = [INSTRUCTIONS]
+    for n, example in enumerate(examples, start=1):
+        parts.append(explanation_header(n, example.explanation))
+        for record in example.records:
+            lines = "\n".join(f"{escape_token(t)}\t{a}" for t, a in record)
+            parts.append(f"<start>\n{lines}\n<end>\n")
+    parts.append(explanation_header(len(examples) + 1, explanation))
+    parts.append("<start>\n")
+    return "".join(parts)
+
+
+def slot_line_head(token: str) -> str:
+    """The part of a record line before its slot: the escaped token and the TAB."""
+    return f"{escape_token(token)}\t"
+
+
+def slot_line_tail() -> str:
+    return f"{SLOT}\n"
+
+
+def record_text(tokens: list[str] | tuple[str, ...]) -> tuple[str, list[int]]:
+    """The record's lines as text, and the char offset of each slot (right after each TAB)."""
+    parts: list[str] = []
+    offsets: list[int] = []
+    length = 0
+    for token in tokens:
+        head = slot_line_head(token)
+        length += len(head)
+        offsets.append(length)
+        parts.extend((head, slot_line_tail()))
+        length += len(parts[-1])
+    return "".join(parts), offsets
