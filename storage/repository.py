@@ -225,8 +225,11 @@ def add_simulation(
     row = session.scalar(
         select(Simulation).where(Simulation.explanation_id == explanation.id, Simulation.config_hash == chash)
     )
-    if row is not None:
+    if row is not None and (row.status == "ok" or status == "failed"):
         return row, False
+    if row is not None:  # a failed simulation is replaced by a successful retry of the same configuration
+        session.delete(row)
+        session.flush()
     row = Simulation(
         explanation_id=explanation.id, feature_id=feature.id, simulator=simulator, config_hash=chash, role=role,
         status=status, failure_reason=failure_reason, run_id=run_id, params=params or {},

@@ -1,3 +1,152 @@
-"""`autointerp explain`."""
+"""`autointerp explain`, `rescore` and `compare`: the batch workflows."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from autointerp.cli.formatting import FORMATS, emit
+from autointerp.cli.options import db_option, user_errors
+from autointerp.pipeline.compare import compare_explainers
+from autointerp.pipeline.options import ExplainOptions, OptionsError, RescoreOptions
+from autointerp.pipeline.summary import print_run_summary
+from storage.db import Database
+from storage.queries import SCORE_METHODS, SUBSETS
+
+CLI_ERRORS = (OptionsError, ValueError, RuntimeError)
+
+feature_options = [
+    click.option("--model", default="gemma-3-270m", show_default=True, help="Subject model whose features to use."),
+    click.option("--layer", type=int, required=True, help="Layer index."),
+    click.option("--sae", default=None, help="SAE id, for SAE latents (default: MLP neurons)."),
+    click.option("--features", default="all", show_default=True, help="all, a range 0-99, or a list 1,5,9."),
+]
+simulator_options = [
+    click.option("--simulator", default="embedding", show_default=True,
+                 help="embedding[:model] | logprob:<llm spec> | json:<llm spec>."),
+    click.option("--simulator-base-url", default=None, help="Base URL for an openai: simulator (default: --base-url)."),
+    click.option("--concurrency", type=click.IntRange(1, 1024), default=4, show_default=True, help="Features in flight."),
+    click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda for local models."),
+    click.option("--no-sanity", is_flag=True, help="Skip the shuffled-explanation sanity baseline."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Seed for bootstrap and shuffling."),
+]
+
+
+def _apply(options):
+    def wrap(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return wrap
+
+
+@click.command("explain")
+@_apply(feature_options)
+@click.option("--explainer", default="local:gemma-3-270m", show_default=True, help="LLM spec: local:<model> | openai:<model>.")
+@click.option("--base-url", default=None, help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL).")
+@click.option("--format", "fmt", type=click.Choice(["token_activation_pairs", "highlight"]),
+              default="token_activation_pairs", show_default=True, help="Prompt format.")
+@click.option("--n-candidates", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Explanations per feature; the best on the valid split is scored on the test split.")
+@click.option("--polarity", type=click.Choice(["positive", "negative"]), default="positive", show_default=True,
+              help="Explain what drives the feature up (positive) or down (negative).")
+@click.option("--budget-usd", type=float, default=None, help="Stop cleanly once this much has been spent.")
+@click.option("--dry-run", is_flag=True, help="Estimate requests, tokens and cost; call nothing.")
+@click.option("--retry-failed", is_flag=True, help="Redo features recorded as failed under this configuration.")
+@_apply(simulator_options)
+@db_option
+@user_errors(*CLI_ERRORS)
+def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates, polarity, budget_usd, dry_run,
+            retry_failed, simulator, simulator_base_url, concurrency, device, no_sanity, seed, db_url) -> None:
+    """Explain, simulate and score every selected feature of a layer, as one resumable run.
+
+    Each feature is explained from its train records, the best of --n-candidates is chosen on the valid
+    split, and it is simulated and scored on the held-out test split (top-and-random and random-only),
+    plus a shuffled-explanation sanity baseline. Each feature commits on its own: rerunning the same
+    command skips finished features without calling the LLM.
+
+    \b
+    Examples:
+      autointerp explain --model gemma-3-270m --layer 6 --features 0-9 --explainer local:gemma-3-270m --simulator embedding
+      autointerp explain --layer 6 --explainer openai:gpt-4o-mini --simulator logprob:openai:llama-3-8b \\
+          --simulator-base-url http://localhost:8000/v1 --concurrency 32 --budget-usd 5
+      autointerp explain --layer 6 --explainer openai:gpt-4o-mini --dry-run
+    """
+    from autointerp.pipeline.dry_run import estimate
+    from autointerp.pipeline.explain_run import run_explain
+
+    opts = ExplainOptions(model=model, layer=layer, sae=sae, features=features, explainer=explainer, base_url=base_url,
+                          fmt=fmt, n_candidates=n_candidates, polarity=polarity, budget_usd=budget_usd,
+                          retry_failed=retry_failed, dry_run=dry_run, simulator=simulator,
+                          simulator_base_url=simulator_base_url, concurrency=concurrency, device=device,
+                          sanity=not no_sanity, seed=seed)
+    db = Database(db_url)
+    if dry_run:
+        click.echo(json.dumps(estimate(db, opts), indent=2))
+        return
+    run_id = run_explain(db, opts, show_progress=sys.stderr.isatty())
+    print_run_summary(db, run_id)
+
+
+@click.command("rescore")
+@_apply(feature_options)
+@click.option("--explainer", default=None, help="Only explanations by this explainer spec.")
+@_apply(simulator_options)
+@db_option
+@user_errors(*CLI_ERRORS)
+def rescore(model, layer, sae, features, explainer, simulator, simulator_base_url, concurrency, device, no_sanity,
+            seed, db_url) -> None:
+    """Score existing explanations of a layer with another simulator; old scores stay beside the new ones.
+
+    \b
+    Examples:
+      autointerp rescore --model gemma-3-270m --layer 6 --simulator embedding
+      autointerp rescore --layer 6 --explainer openai:gpt-4o-mini --simulator logprob:local:gemma-3-270m
+    """
+    from autointerp.pipeline.rescore_run import run_rescore
+
+    opts = RescoreOptions(model=model, layer=layer, sae=sae, features=features, explainer=explainer,
+                          simulator=simulator, simulator_base_url=simulator_base_url, concurrency=concurrency,
+                          device=device, sanity=not no_sanity, seed=seed)
+    db = Database(db_url)
+    run_id = run_rescore(db, opts, show_progress=sys.stderr.isatty())
+    print_run_summary(db, run_id)
+
+
+@click.command("compare")
+@click.option("--layer", type=int, required=True, help="Layer index.")
+@click.option("--explainer", "explainers", multiple=True, required=True, help="Give exactly two: A then B.")
+@click.option("--model", default=None, help="Subject model name.")
+@click.option("--method", type=click.Choice(SCORE_METHODS), default="ev_correlation", show_default=True)
+@click.option("--subset", type=click.Choice(SUBSETS), default="top_and_random", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@db_option
+@user_errors(*CLI_ERRORS)
+def compare(layer, explainers, model, method, subset, fmt, db_url) -> None:
+    """Compare two explainers feature by feature: best scores side by side, wins, and the paired
+    difference (B - A) with a bootstrap 95% confidence interval.
+
+    \b
+    Example:
+      autointerp compare --layer 6 --explainer local:gemma-3-270m --explainer openai:gpt-4o-mini
+    """
+    if len(explainers) != 2:
+        raise click.UsageError(f"give --explainer exactly twice (A and B); got {len(explainers)}")
+    result = compare_explainers(Database(db_url), layer=layer, a=explainers[0], b=explainers[1], model=model,
+                                method=method, subset=subset)
+    if fmt == "json":
+        click.echo(json.dumps({"summary": result.summary, "features": result.rows}))
+        return
+    emit(result.rows, fmt, ("index", "score_a", "score_b", "diff", "explanation_a", "explanation_b"),
+         title=f"A = {explainers[0]}   B = {explainers[1]}")
+    if fmt == "table":
+        s = result.summary
+        click.echo(f"paired features: {s['paired']}  wins A/B/ties: {s['wins_a']}/{s['wins_b']}/{s['ties']}")
+        for key in ("score_a", "score_b"):
+            click.echo(f"{key}: n={s[key]['n']} mean={s[key]['mean']} median={s[key]['median']}")
+        click.echo(f"mean difference B - A: {s['mean_diff_b_minus_a']}  95% CI: {s['diff_ci95']}")
+
+
+COMMANDS = [explain, rescore, compare]

@@ -1,0 +1,67 @@
+"""Write feature documents as JSON Lines or Parquet (explicit schema, written in row groups so memory
+stays bounded). Free-form `params` travel as JSON text in Parquet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+_SCORE = pa.struct([
+    ("method", pa.string()), ("subset", pa.string()), ("role", pa.string()), ("simulator", pa.string()),
+    ("value", pa.float64()), ("undefined_reason", pa.string()), ("ci_low", pa.float64()), ("ci_high", pa.float64()),
+    ("n_records", pa.int64()), ("simulation_id", pa.int64()), ("run_id", pa.int64()), ("created_at", pa.string()),
+])
+_EXPLANATION = pa.struct([
+    ("id", pa.int64()), ("status", pa.string()), ("text", pa.string()), ("failure_reason", pa.string()),
+    ("explainer", pa.string()), ("prompt_version", pa.string()), ("params", pa.string()), ("polarity", pa.string()),
+    ("candidate", pa.int64()), ("selected", pa.bool_()), ("prompt_tokens", pa.int64()),
+    ("completion_tokens", pa.int64()), ("cost_usd", pa.float64()), ("elapsed_s", pa.float64()), ("run_id", pa.int64()),
+    ("source", pa.string()), ("created_at", pa.string()), ("scores", pa.list_(_SCORE)),
+])
+_RECORD = pa.struct([
+    ("split", pa.string()), ("data_split", pa.string()), ("position", pa.int64()), ("tokens", pa.list_(pa.string())),
+    ("activations", pa.list_(pa.float64())), ("corpus", pa.string()), ("document", pa.string()), ("offset", pa.int64()),
+])
+FEATURE_SCHEMA = pa.schema([
+    ("model", pa.string()), ("layer", pa.int64()), ("kind", pa.string()), ("sae", pa.string()), ("index", pa.int64()),
+    ("max_activation", pa.float64()), ("mean", pa.float64()), ("variance", pa.float64()),
+    ("firing_fraction", pa.float64()), ("n_tokens", pa.int64()), ("dead", pa.bool_()),
+    ("quantile_boundaries", pa.list_(pa.float64())), ("records", pa.list_(_RECORD)),
+    ("explanations", pa.list_(_EXPLANATION)),
+])
+
+
+def _batches(docs: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    batch: list[dict] = []
+    for doc in docs:
+        batch.append(doc)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def write_jsonl(docs: Iterable[dict], out: Path) -> int:
+    n = 0
+    with out.open("w", encoding="utf-8") as fh:
+        for doc in docs:
+            fh.write(json.dumps(doc, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def write_parquet(docs: Iterable[dict], out: Path, *, row_group: int = 500) -> int:
+    n = 0
+    with pq.ParquetWriter(out, FEATURE_SCHEMA) as writer:
+        for batch in _batches(docs, row_group):
+            for doc in batch:
+                for e in doc["explanations"]:
+                    e["params"] = json.dumps(e["params"]) if e.get("params") is not None else None
+            writer.write_table(pa.Table.from_pylist(batch, schema=FEATURE_SCHEMA))
+            n += len(batch)
+    return n

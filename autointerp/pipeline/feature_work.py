@@ -1,0 +1,119 @@
+"""Explain-and-score one feature, without touching the database: explain from train records, choose the
+best of N candidates on the valid split, simulate the held-out test split and score it.
+
+Real activations are put on the simulator's 0..10 scale (10 * max(a, 0) / feature max, not floored) before
+scoring: correlation does not care, but r² and absolute deviation explained compare magnitudes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from activations.records import ActivationRecord, FeatureRecords
+from explainer import ExplanationResult, explain
+from llm_client.base import LLMClient
+from scorer import ScoredRecord, ScoreValue, score_ev_correlation, score_records
+from simulator.base import SequenceSimulation, SimulationError, Simulator
+
+SCORED_SPLITS = ("top", "random")  # OpenAI scored top-activating and random records
+
+
+@dataclass
+class ScoringInput:
+    """The records a simulation is scored on: row ids, sample splits and real values on the 0..10 scale."""
+
+    record_ids: list[int]
+    splits: list[str]
+    tokens: list[list[str]]
+    real: list[list[float]]
+
+
+@dataclass
+class SimulationOutcome:
+    simulations: list[SequenceSimulation] | None
+    failure: str | None
+    scores: list[ScoreValue] = field(default_factory=list)
+
+
+@dataclass
+class FeatureOutcome:
+    candidates: list[ExplanationResult]
+    selected: int | None
+    test: SimulationOutcome | None
+    valid_scores: dict[int, float | None] = field(default_factory=dict)
+    test_input: ScoringInput | None = None
+
+    @property
+    def failure(self) -> str | None:
+        if self.selected is None:
+            reasons = {c.failure_reason for c in self.candidates if c.failure_reason}
+            return "; ".join(sorted(reasons)) or "no usable explanation"
+        if self.test is not None and self.test.failure:
+            return f"simulation failed: {self.test.failure}"
+        return None
+
+
+def scoring_input(records: Sequence[tuple[int, ActivationRecord]], data_split: str, max_activation: float,
+                  polarity: str = "positive") -> ScoringInput:
+    sign = -1.0 if polarity == "negative" else 1.0
+    chosen = [(rid, r) for rid, r in records if r.data_split == data_split and r.split in SCORED_SPLITS]
+    scale = 10.0 / max_activation if max_activation > 0 else 0.0
+    return ScoringInput(
+        record_ids=[rid for rid, _ in chosen],
+        splits=[r.split for _, r in chosen],
+        tokens=[list(r.tokens) for _, r in chosen],
+        real=[[max(sign * a, 0.0) * scale for a in r.activations] for _, r in chosen],
+    )
+
+
+async def simulate(simulator: Simulator, explanation: str, data: ScoringInput) -> SimulationOutcome:
+    if not data.tokens:
+        return SimulationOutcome(None, "no top or random records in this split to simulate")
+    try:
+        sims = await simulator.simulate(explanation, data.tokens)
+    except SimulationError as exc:
+        return SimulationOutcome(None, exc.reason)
+    return SimulationOutcome(sims, None)
+
+
+def score(data: ScoringInput, simulations: Sequence[SequenceSimulation], *, role: str = "own", seed: int = 0) -> list[ScoreValue]:
+    scored = [ScoredRecord(split, real, sim.expected_activations)
+              for split, real, sim in zip(data.splits, data.real, simulations)]
+    return score_records(scored, role=role, seed=seed)
+
+
+async def _choose(candidates: list[ExplanationResult], simulator: Simulator, valid: ScoringInput) -> tuple[int | None, dict]:
+    """Best ok candidate by pooled correlation on the valid split (never the test split)."""
+    ok = [c for c in candidates if c.status == "ok"]
+    if len(ok) <= 1:
+        return (ok[0].candidate if ok else None), {}
+    scores: dict[int, float | None] = {}
+    for c in ok:
+        outcome = await simulate(simulator, c.text or "", valid)
+        scores[c.candidate] = (
+            score_ev_correlation(valid.real, [s.expected_activations for s in outcome.simulations]).value
+            if outcome.simulations else None
+        )
+    ranked = sorted(ok, key=lambda c: (scores[c.candidate] is None, -(scores[c.candidate] or 0.0), c.candidate))
+    return ranked[0].candidate, scores
+
+
+async def explain_and_score(
+    feature: FeatureRecords, record_ids: Sequence[int], client: LLMClient, simulator: Simulator, *, fmt: str,
+    n_candidates: int, polarity: str, temperature: float, max_tokens: int, seed: int = 0,
+) -> FeatureOutcome:
+    pairs = list(zip(record_ids, feature.records))
+    train = FeatureRecords(feature.feature, [r for r in feature.records if r.data_split == "train"], feature.stats)
+    candidates = await explain(client, train, fmt=fmt, n_candidates=n_candidates, polarity=polarity,
+                               temperature=temperature, max_tokens=max_tokens)
+    max_act = feature.max_activation if polarity == "positive" else max((-a for r in feature.records for a in r.activations), default=0.0)
+    selected, valid_scores = await _choose(candidates, simulator, scoring_input(pairs, "valid", max_act, polarity))
+    if selected is None:
+        return FeatureOutcome(candidates, None, None)
+    text = next(c.text for c in candidates if c.candidate == selected)
+    test_data = scoring_input(pairs, "test", max_act, polarity)
+    test = await simulate(simulator, text or "", test_data)
+    if test.simulations is not None:
+        test.scores = score(test_data, test.simulations, seed=seed)
+    return FeatureOutcome(candidates, selected, test, valid_scores, test_data)

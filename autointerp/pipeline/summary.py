@@ -1,0 +1,64 @@
+"""The end-of-run summary: what a run did (counts, failures, retries, tokens, cost) and its best features
+next to their shuffled-explanation baselines."""
+
+from __future__ import annotations
+
+import statistics
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from storage.db import Database
+from storage.schema import Explanation, Feature, Run, Score
+
+
+def run_scores(db: Database, run_id: int, *, method: str = "ev_correlation", subset: str = "top_and_random") -> list[dict]:
+    """Own and shuffled scores written by a run, one dict per scored explanation, best first."""
+    with db.session() as session:
+        rows = session.execute(
+            select(Feature.index, Explanation.text, Score.role, Score.value, Score.explanation_id)
+            .join(Explanation, Explanation.id == Score.explanation_id)
+            .join(Feature, Feature.id == Score.feature_id)
+            .where(Score.run_id == run_id, Score.method == method, Score.subset == subset)
+        ).all()
+    by_explanation: dict[int, dict] = {}
+    for index, text, role, value, explanation_id in rows:
+        item = by_explanation.setdefault(explanation_id, {"index": index, "explanation": text, "score": None, "shuffled": None})
+        item["score" if role == "own" else "shuffled"] = value
+    return sorted(by_explanation.values(), key=lambda r: (r["score"] is None, -(r["score"] or 0.0)))
+
+
+def print_run_summary(db: Database, run_id: int, *, top: int = 15, console: Console | None = None) -> None:
+    console = console or Console()
+    with db.session() as session:
+        run = session.get(Run, run_id)
+        stats, status, kind = dict(run.stats or {}), run.status, run.kind
+    scores = run_scores(db, run_id)
+    own = [r["score"] for r in scores if r["score"] is not None]
+    shuffled = [r["shuffled"] for r in scores if r["shuffled"] is not None]
+    cost = f"${stats.get('cost_usd', 0):.4f}" if stats.get("cost_known", True) else "unknown (unpriced model)"
+    console.print(
+        f"[bold]run {run_id}[/] ({kind}, {status}): {stats.get('done', 0)} done, {stats.get('skipped', 0)} skipped "
+        f"(finished before), {stats.get('failed', 0)} failed of {stats.get('total', 0)}; "
+        f"LLM requests {stats.get('llm_requests', 0)} (retries {stats.get('llm_retries', 0)}, cache hits "
+        f"{stats.get('cache_hits', 0)}); tokens {stats.get('prompt_tokens', 0) + stats.get('completion_tokens', 0):,}; "
+        f"cost {cost}; {stats.get('elapsed_s', 0):.1f}s"
+    )
+    if stats.get("stopped_reason"):
+        console.print(f"[yellow]stopped early: {stats['stopped_reason']}[/]")
+    if own:
+        line = f"ev_correlation (top_and_random): mean {statistics.fmean(own):.3f}, median {statistics.median(own):.3f}"
+        if shuffled:
+            line += f"; shuffled-explanation baseline mean {statistics.fmean(shuffled):.3f}"
+        console.print(line)
+    for index, reason in list(stats.get("failures", {}).items())[:5]:
+        console.print(f"[red]failed[/] feature {index}: {reason}")
+    if scores:
+        table = Table(title=f"best-explained features of run {run_id}")
+        for column in ("feature", "score", "shuffled", "explanation"):
+            table.add_column(column, overflow="fold", max_width=80 if column == "explanation" else None)
+        for r in scores[:top]:
+            fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+            table.add_row(str(r["index"]), fmt(r["score"]), fmt(r["shuffled"]), r["explanation"] or "")
+        console.print(table)

@@ -1,0 +1,36 @@
+"""Per-feature best scores of one explainer, for side-by-side comparisons of explainers."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from storage.schema import Explanation, Feature, Score, SubjectModel
+
+
+def best_scores_by_feature(session: Session, *, explainer: str, layer: int, model: str | None = None,
+                           method: str = "ev_correlation", subset: str = "top_and_random",
+                           simulator: str | None = None) -> dict[int, tuple[float, str]]:
+    """feature index -> (best score, explanation text behind it) for the explainer's explanations."""
+    stmt = (
+        select(Feature.index, Score.value, Explanation.text)
+        .join(Explanation, Explanation.id == Score.explanation_id)
+        .join(Feature, Feature.id == Score.feature_id)
+        .where(Explanation.explainer == explainer, Score.layer == layer, Score.method == method,
+               Score.subset == subset, Score.role == "own", Score.value.is_not(None))
+        .order_by(Feature.index, Score.value.desc())
+    )
+    if model is not None:
+        stmt = stmt.join(SubjectModel, SubjectModel.id == Feature.model_id).where(SubjectModel.name == model)
+    if simulator is not None:
+        stmt = stmt.where(Score.simulator == simulator)
+    out: dict[int, tuple[float, str]] = {}
+    for index, value, text in session.execute(stmt):
+        out.setdefault(index, (value, text))
+    return out
+
+
+def explainers_of_layer(session: Session, layer: int) -> list[str]:
+    stmt = (select(Explanation.explainer, func.count()).join(Feature, Feature.id == Explanation.feature_id)
+            .where(Feature.layer == layer).group_by(Explanation.explainer).order_by(Explanation.explainer))
+    return [name for name, _ in session.execute(stmt)]

@@ -1,0 +1,122 @@
+"""Persist what explaining and scoring one feature produced: candidate explanations (ok or failed, with
+usage and cost), simulations (per-record expected values, or the failure reason), and score sets.
+The caller wraps one feature's calls in one transaction, so a feature is stored whole or not at all."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from explainer import ExplanationResult
+from scorer import ScoreValue
+from simulator.base import SequenceSimulation
+from storage import repository as repo
+from storage.schema import Explanation, Feature, Score, Simulation
+
+
+def store_candidates(
+    session: Session, feature: Feature, results: Sequence[ExplanationResult], *, config: dict, run_id: int | None,
+    selected: int | None,
+) -> list[Explanation]:
+    """One row per candidate; `selected` marks the best-of-N winner (None: no candidate usable)."""
+    rows = []
+    for result in results:
+        usage = result.usage
+        row, _ = repo.add_explanation(
+            session, feature, explainer=result.explainer, config=config, run_id=run_id, status=result.status,
+            text=result.text if result.status == "ok" else None, failure_reason=result.failure_reason,
+            raw_output=result.raw_output, prompt_version=result.prompt_version, params=result.params,
+            polarity=result.polarity, candidate=result.candidate, selected=result.candidate == selected,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            cost_usd=usage.cost_usd if usage else None, elapsed_s=result.elapsed_s,
+        )
+        rows.append(row)
+    return rows
+
+
+def store_simulation(
+    session: Session, explanation: Explanation, feature: Feature, *, simulator: str, config: dict,
+    record_ids: Sequence[int], splits: Sequence[str], simulations: Sequence[SequenceSimulation] | None,
+    failure: str | None = None, role: str = "own", run_id: int | None = None,
+) -> Simulation:
+    """A simulation of `explanation` on `feature`'s records; `failure` stores a failed one (no values)."""
+    records: list[dict[str, Any]] = []
+    if simulations is not None:
+        records = [
+            {"record_id": rid, "split": split, "expected_activations": list(sim.expected_activations),
+             "distribution": sim.distributions}
+            for rid, split, sim in zip(record_ids, splits, simulations)
+        ]
+    row, _ = repo.add_simulation(
+        session, explanation, feature, simulator=simulator, config=config, records=records,
+        status="failed" if failure else "ok", failure_reason=failure, role=role, run_id=run_id,
+    )
+    return row
+
+
+def store_scores(
+    session: Session, explanation: Explanation, feature: Feature, simulation: Simulation | None,
+    scores: Sequence[ScoreValue], *, simulator: str, run_id: int | None, scorer_config: dict | None = None,
+) -> list[Score]:
+    return [
+        repo.add_score(
+            session, explanation, feature, method=s.method, subset=s.subset, value=s.value,
+            undefined_reason=s.undefined_reason, simulation=simulation, simulator=simulator, role=s.role,
+            run_id=run_id, scorer_config=scorer_config, ci_low=s.ci_low, ci_high=s.ci_high,
+            n_records=s.n_records, details=dict(s.details, n_tokens=s.n_tokens),
+        )
+        for s in scores
+    ]
+
+
+def finished_features(session: Session, feature_ids: Sequence[int], config_hash: str) -> dict[int, str]:
+    """feature id -> "ok" | "failed" for features that already have results under this configuration."""
+    if not feature_ids:
+        return {}
+    out: dict[int, str] = {}
+    rows = session.execute(
+        select(Explanation.feature_id, Explanation.status, Explanation.selected).where(
+            Explanation.feature_id.in_(feature_ids), Explanation.config_hash == config_hash
+        )
+    )
+    for feature_id, status, selected in rows:
+        if status == "ok" and selected:
+            out[feature_id] = "ok"
+        else:
+            out.setdefault(feature_id, "failed")
+    failed_sims = session.execute(
+        select(Explanation.feature_id).join(Simulation, Simulation.explanation_id == Explanation.id).where(
+            Explanation.feature_id.in_(feature_ids), Explanation.config_hash == config_hash,
+            Simulation.role == "own", Simulation.status == "failed",
+        )
+    )
+    for (feature_id,) in failed_sims:
+        out[feature_id] = "failed"
+    return out
+
+
+def forget_feature_results(session: Session, feature_id: int, config_hash: str) -> None:
+    """Remove a failed feature's rows under this configuration before it is retried (scores and
+    simulations go with their explanations by cascade)."""
+    ids = select(Explanation.id).where(Explanation.feature_id == feature_id, Explanation.config_hash == config_hash)
+    session.execute(delete(Score).where(Score.explanation_id.in_(ids)))
+    session.execute(delete(Simulation).where(Simulation.explanation_id.in_(ids)))
+    session.execute(delete(Explanation).where(Explanation.feature_id == feature_id, Explanation.config_hash == config_hash))
+
+
+def scored_explanations(session: Session, feature_ids: Sequence[int], *, config_hash: str | None = None,
+                        explainer: str | None = None) -> list[int]:
+    """Ids of the selected, ok explanations of these features (optionally of one configuration or explainer)."""
+    if not feature_ids:
+        return []
+    stmt = select(Explanation.id).where(
+        Explanation.feature_id.in_(feature_ids), Explanation.status == "ok", Explanation.selected.is_(True)
+    )
+    if config_hash is not None:
+        stmt = stmt.where(Explanation.config_hash == config_hash)
+    if explainer is not None:
+        stmt = stmt.where(Explanation.explainer == explainer)
+    return list(session.scalars(stmt.order_by(Explanation.feature_id, Explanation.id)))
