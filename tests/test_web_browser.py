@@ -1,0 +1,115 @@
+"""The web viewer in headless Chromium: search, filter by score, open a feature, heatmaps, inert hostile tokens."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_api_data import XSS_TOKENS, fill
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(sqlite_url, monkeypatch):
+    import uvicorn
+
+    from autointerp.api import create_app
+    from storage.db import Database
+
+    monkeypatch.delenv("AUTOINTERP_API_TOKEN", raising=False)
+    db = Database(sqlite_url)
+    ids = fill(db)
+    port = _free_port()
+    uv = uvicorn.Server(uvicorn.Config(create_app(sqlite_url), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not uv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", ids
+    uv.should_exit = True
+    thread.join(timeout=10)
+    db.dispose()
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        pg = browser.new_page()
+        yield pg
+        browser.close()
+
+
+def test_search_filter_open_feature_and_inert_tokens(server, page, tmp_path):
+    from playwright.sync_api import expect
+
+    base, ids = server
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    page.goto(base + "/")
+    page.wait_for_selector("#results tr.result")
+    assert page.locator("#results tr.result").count() == 7  # 6 features on layer 1, 1 on layer 0
+    assert page.locator("#results tr.result td.score").first.text_content() == "0.950"
+
+    page.fill("input[name=min_score]", "0.55")
+    page.fill("input[name=layer]", "1")
+    page.click("button[type=submit]")
+    expect(page.locator("#results tr.result")).to_have_count(2)  # wait_for_function would need eval, which the CSP forbids
+    assert page.locator("#results tr.result td.score").all_text_contents() == ["0.900", "0.600"]
+    assert "min_score=0.55" in page.url
+
+    page.click("#results tr.result:nth-child(2) a")  # the html-markup feature: its top record is hostile
+    page.wait_for_selector("#records .split[data-split=top] .record .tok")
+    top = page.locator("#records .split[data-split=top] .record").first
+    assert top.locator(".tok").count() == len(XSS_TOKENS)
+    assert top.locator(".tok").all_text_contents() == XSS_TOKENS
+    assert top.locator(".tok").nth(1).get_attribute("title") == '" <img src=x onerror=alert(1)>" = 5.0000'
+    assert page.locator(".split[data-split^=quantile] .record .tok").count() == 3
+    assert page.locator(".split[data-split=random] .record .tok").count() == 2
+    assert page.locator("img[src=x], img").count() == 0
+    assert page.locator("#records script").count() == 0
+    assert page.locator(".explanation-text").first.text_content() == "html markup with tags"
+    page.screenshot(path=str(tmp_path / "feature.png"), full_page=True)
+
+    # Real vs simulated side by side, scores, and the sanity baseline on the best feature.
+    page.goto(f"{base}/feature?id={ids['features'][0]}")
+    page.wait_for_selector(".simulation .pair")
+    pair = page.locator(".simulation .pair").first
+    assert pair.locator(".heatmap.real .tok").count() == 4 and pair.locator(".heatmap.simulated .tok").count() == 4
+    assert "undefined" in page.locator("#explanations").text_content()
+    assert "references to cats" in page.locator("#baselines").text_content()
+    # Similar features come from the sentence embedder; waiting also keeps no request in flight at teardown.
+    expect(page.locator("#similar li").first).to_contain_text("numbers at layer zero", timeout=60_000)
+    page.click("#next-feature")
+    page.wait_for_url(f"**/feature?id={ids['features'][1]}")
+    expect(page.locator("#similar li").first).to_be_visible()
+    page.screenshot(path=str(tmp_path / "feature-next.png"), full_page=True)
+
+    assert (tmp_path / "feature.png").stat().st_size > 0
+    assert dialogs == [] and errors == []
