@@ -122,7 +122,7 @@ class LocalLogprobSimulator(Simulator):
                 hidden = base(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
                               past_key_values=batch_cache, use_cache=True).last_hidden_state
                 for row, i in enumerate(batch):
-                    probs = torch.softmax(self._digit_logits(hidden[row, encoded[i].slots]).float(), dim=-1)
+                    probs = torch.softmax(self._digit_logits(hidden[row, encoded[i].slots]).double(), dim=-1)
                     out[i] = self._to_distributions(probs)
         return out  # type: ignore[return-value]
 

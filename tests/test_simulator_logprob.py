@@ -1,0 +1,110 @@
+"""All-at-once logprob simulators: the local KV-cached batched path against the plain forward pass, and the
+remote echo path through a real HTTP fake OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from llm_client import Completion, TokenLogprobs, Usage
+from simulator import SimulationError, make_simulator
+from simulator.logprob_remote import slot_distributions
+from simulator.prompts import escape_token, prefix_text, record_text
+from tests.fake_openai import fake_openai  # noqa: F401  (fixture)
+
+# Byte-level, whitespace, control, empty and long tokens; lengths differ so batches need padding.
+AWKWARD = [
+    [" The", " red", " car", "\t", "\n\n", " 1", "9", "6", "9", ".", "Ġ", "\ufffd", "", "\\", "<0xE2>", " café", "<start>"],
+    [" blue"],
+    [" of", " the", " unknown", "\tunknown", " sky", " is", " green", " and", " grey", ",", " not", " pink"],
+]
+
+
+def test_escape_keeps_each_token_on_one_visible_line():
+    assert escape_token("a\tb\nc\r\\") == "a\\tb\\nc\\r\\\\"
+    assert escape_token("") == "<empty>" and escape_token("\x07") == "\\x07"
+    text, offsets = record_text([" a", "\t", "b"])
+    assert text == " a\tunknown\n\\t\tunknown\nb\tunknown\n"
+    assert all(text[o - 1] == "\t" and text[o:].startswith("unknown") for o in offsets)
+    assert prefix_text("colour words").endswith("does is find colour words\nActivations: \n<start>\n")
+
+
+@pytest.fixture(scope="module")
+def smollm_sim():
+    from llm_client.local_models import load_model
+    from simulator.logprob_local import LocalLogprobSimulator
+
+    return LocalLogprobSimulator(load_model("smollm2-135m", device="cpu", dtype="float32"), batch_size=2)
+
+
+@pytest.mark.slow
+def test_local_fast_path_equals_plain_forward_pass(smollm_sim):
+    fast = smollm_sim.distributions("colour words", AWKWARD)
+    plain = smollm_sim.reference_distributions("colour words", AWKWARD)
+    assert [len(r) for r in fast] == [len(t) for t in AWKWARD]
+    diff = max(abs(a - b) for rf, rp in zip(fast, plain) for df, dp in zip(rf, rp) for a, b in zip(df, dp))
+    assert diff <= 1e-4
+    sims = asyncio.run(smollm_sim.simulate("colour words", AWKWARD))
+    for sim, tokens in zip(sims, AWKWARD):
+        assert sim.tokens == tokens
+        assert all(0 <= v <= 10 for v in sim.expected_activations)
+        assert all(abs(sum(d) - 1) < 1e-9 for d in sim.distributions)
+    # The fast path computes the same expected values the plain pass implies.
+    ev_plain = [sum(k * p for k, p in enumerate(d)) for d in plain[2]]
+    assert max(abs(a - b) for a, b in zip(sims[2].expected_activations, ev_plain)) <= 1e-4 * 10
+
+
+@pytest.mark.slow
+def test_local_record_too_long_for_context_is_a_failure_with_reason(smollm_sim):
+    with pytest.raises(SimulationError, match="record 1: prompt of .* exceeds the simulator's context"):
+        smollm_sim.distributions("x", [[" a"], [" word"] * 3000])
+
+
+def _expected_peaked(peak: int) -> float:
+    weights = [math.exp(-abs(i - peak)) for i in range(11)]
+    return sum(i * w for i, w in enumerate(weights)) / sum(weights)
+
+
+def test_remote_reads_the_slot_distribution_from_echoed_prompt_logprobs(fake_openai):  # noqa: F811
+    fake_openai.digit_for = lambda token: 7 if "unknown" in token else 0
+    sim = make_simulator("logprob:openai:fake-model", base_url=fake_openai.url)
+    records = [[" The", "\t", " red\n", " car"], [" x"]]
+    sims = asyncio.run(sim.simulate("colour words", records))
+    assert [s.tokens for s in sims] == records
+    for s in sims:
+        assert s.expected_activations == pytest.approx([_expected_peaked(7)] * len(s.tokens), abs=1e-9)
+    assert fake_openai.by_endpoint["completions"] == 2
+
+
+def _completion(tokens: list[str], tops: list[dict]) -> Completion:
+    offsets, pos = [], 0
+    for t in tokens:
+        offsets.append(pos)
+        pos += len(t)
+    return Completion("", Usage(), [TokenLogprobs(t, -1.0, top) for t, top in zip(tokens, tops)], offsets, None)
+
+
+def test_remote_unalignable_slot_and_missing_digits_are_failures_not_zeros():
+    digits = {"3": math.log(0.5), "4": math.log(0.5), "foo": -0.1}
+    ok = _completion(["ab", "\t", "unknown", "\n"], [{}, {}, digits, {}])
+    (dist,) = slot_distributions(ok, [3], ["ab"], 20, "record 0")
+    assert dist[3] == pytest.approx(0.5) and dist[4] == pytest.approx(0.5)
+    merged = _completion(["a", "b\tunknown", "\n"], [{}, digits, {}])
+    with pytest.raises(SimulationError, match=r"record 0, token 0 \('ab'\): cannot find the activation slot"):
+        slot_distributions(merged, [3], ["ab"], 20, "record 0")
+    no_digits = _completion(["ab", "\tunknown", "\n"], [{}, {"the": -0.1, "a": -2.0}, {}])
+    with pytest.raises(SimulationError, match="no probability on any activation value"):
+        slot_distributions(no_digits, [3], ["ab"], 20, "record 0")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("embeddings", "unknown simulator spec"),
+    ("logprob:", "needs an llm spec"),
+    ("json:anthropic:claude", "needs an llm spec"),
+    ("logprob:local", "needs an llm spec"),
+])
+def test_bad_specs_say_what_to_use(spec, message):
+    with pytest.raises(ValueError, match=message):
+        make_simulator(spec)
