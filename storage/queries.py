@@ -18,6 +18,7 @@ from storage.schema import ActivationRecordRow, Explanation, Feature, Sae, Score
 SCORE_METHODS = ("ev_correlation", "rsquared", "absolute_dev_explained")
 SUBSETS = ("top_and_random", "random_only")
 MAX_SEARCH_CHARS = 200
+SEARCH_SCAN_THRESHOLD = 2000  # matches above which a search walks the score index instead
 
 
 class QueryError(ValueError):
@@ -105,6 +106,19 @@ def _all_feature_conds(ff: _FeatureFilter) -> list[Any]:
     return ff.conds + ([Feature.model_id == ff.model_id] if ff.model_id is not None else [])
 
 
+def _search_condition(session: Session, text_query: str) -> Any:
+    """Scores whose explanation matches the text. On SQLite the plan depends on how common the words are:
+    few matches are looked up by explanation id; many are better found by walking the score index best
+    first and testing membership (the unary + keeps SQLite from using the explanation-id index)."""
+    matches = matching_explanation_ids(session, text_query)
+    if session.get_bind().dialect.name != "sqlite":
+        return Score.explanation_id.in_(matches)
+    n_matches = session.scalar(select(func.count()).select_from(matches.subquery()))
+    if n_matches is not None and n_matches > SEARCH_SCAN_THRESHOLD:
+        return literal_column("+scores.explanation_id").in_(matches)
+    return Score.explanation_id.in_(matches)
+
+
 def _ranked_rows(session: Session, q: FeatureQuery, ff: _FeatureFilter) -> Iterator[tuple[int, float, int]]:
     """(feature_id, score, explanation_id) in descending score order, possibly several per feature."""
     model_id = ff.model_id
@@ -122,12 +136,13 @@ def _ranked_rows(session: Session, q: FeatureQuery, ff: _FeatureFilter) -> Itera
         stmt = stmt.join(Explanation, Explanation.id == Score.explanation_id)
         conds.append(Explanation.explainer == q.explainer)
     if q.search is not None:
-        conds.append(Score.explanation_id.in_(matching_explanation_ids(session, q.search)))
+        conds.append(_search_condition(session, q.search))
     if ff.needs_join:
         stmt = stmt.join(Feature, Feature.id == Score.feature_id)
         conds.extend(ff.conds)
-    stmt = stmt.where(*conds).order_by(Score.value.desc(), Score.id)
-    result = session.execute(stmt.execution_options(yield_per=500))
+    stmt = stmt.where(*conds).order_by(Score.value.desc(), Score.id.desc())
+    # Fetch in pages about the size of the answer: the walk usually stops long before the index ends.
+    result = session.execute(stmt.execution_options(yield_per=max(64, min(q.offset + q.limit, 1000))))
     for row in result:
         yield row[0], row[1], row[2]
 
