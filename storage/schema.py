@@ -149,7 +149,11 @@ class Explanation(Base):
 
 class Simulation(Base):
     __tablename__ = "simulations"
-    __table_args__ = (UniqueConstraint("explanation_id", "config_hash", name="uq_simulation_config"),)
+    __table_args__ = (
+        UniqueConstraint("explanation_id", "config_hash", name="uq_simulation_config"),
+        # The feature page lists a feature's simulations, including shuffled baselines of others' explanations.
+        Index("ix_simulations_feature", "feature_id"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     explanation_id: Mapped[int] = mapped_column(ForeignKey("explanations.id", ondelete="CASCADE"))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises: 
-Create Date: 2026-11-22 03:11:40.920595
+Create Date: 2026-11-22 03:22:07.865019
 """
 from alembic import op
 import sqlalchemy as sa
@@ -149,6 +149,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('explanation_id', 'config_hash', name='uq_simulation_config')
     )
+    with op.batch_alter_table('simulations', schema=None) as batch_op:
+        batch_op.create_index('ix_simulations_feature', ['feature_id'], unique=False)
+
     op.create_table('scores',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('explanation_id', sa.Integer(), nullable=False),
@@ -211,6 +214,9 @@ def downgrade() -> None:
         batch_op.drop_index('ix_scores_explanation')
 
     op.drop_table('scores')
+    with op.batch_alter_table('simulations', schema=None) as batch_op:
+        batch_op.drop_index('ix_simulations_feature')
+
     op.drop_table('simulations')
     op.drop_table('explanation_embeddings')
     with op.batch_alter_table('explanations', schema=None) as batch_op:
