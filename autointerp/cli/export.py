@@ -1,3 +1,43 @@
-"""`autointerp export`."""
+"""`autointerp export`: features, records, explanations and every score, as JSON Lines or Parquet."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from autointerp.cli.options import db_option
+from autointerp.export_writers import write_jsonl, write_parquet
+from storage.db import Database
+from storage.feature_documents import iter_feature_documents
+
+
+@click.command("export")
+@click.option("--model", default=None, help="Only this subject model.")
+@click.option("--layer", type=int, default=None, help="Only this layer.")
+@click.option("--kind", type=click.Choice(["mlp_neuron", "sae_latent"]), default=None, help="Only this feature kind.")
+@click.option("--sae", default=None, help="Only latents of this SAE.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output file.")
+@db_option
+def export(model, layer, kind, sae, fmt, out: Path, db_url) -> None:
+    """Write one row per feature with its statistics, records, explanations and all their scores
+    (own and shuffled baseline, every simulator), so results can leave the database whole.
+
+    \b
+    Examples:
+      autointerp export --layer 6 --format jsonl --out layer6.jsonl
+      autointerp export --model gemma-3-270m --format parquet --out all.parquet
+    """
+    if not out.parent.exists():
+        raise click.ClickException(f"--out: folder {out.parent} does not exist")
+    db = Database(db_url)
+    tmp = out.with_name(out.name + ".partial")
+    with db.session() as session:
+        docs = iter_feature_documents(session, model=model, layer=layer, kind=kind, sae=sae)
+        n = write_jsonl(docs, tmp) if fmt == "jsonl" else write_parquet(docs, tmp)
+    tmp.replace(out)  # a crash never leaves a truncated file under the requested name
+    click.echo(f"wrote {n} feature(s) to {out}", err=True)
+
+
+COMMANDS = [export]
