@@ -1,3 +1,155 @@
-"""`autointerp collect`."""
+"""`autointerp collect`: run the subject model over a corpus and store activation records per feature.
 
-COMMANDS: list = []
+Resumable by layer: a layer whose features a finished collection stored is skipped on a rerun (or
+replaced with --overwrite). Each layer is written in one transaction when the pass ends, and the run row
+says running / done / failed / interrupted, so a stopped run never leaves a layer that looks complete.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from typing import Any, Callable
+
+import click
+from tqdm import tqdm
+
+from activations.collect import CollectConfig, Target, check_targets, collect, neuron_target, sae_target
+from activations.corpus import open_corpus
+from activations.hooks import n_layers
+from activations.sae import describe, load_sae
+from activations.sampling import SamplerConfig
+from autointerp.cli.options import db_option, user_errors
+from llm_client.local_models import ModelLoadError, load_model
+from storage.collection_store import layer_complete, save_layer
+from storage.db import Database
+from storage.repository import finish_run, start_run
+from storage.schema import Run
+
+
+def parse_layers(text: str | None) -> list[int]:
+    if not text:
+        return []
+    try:
+        layers = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give layer numbers separated by commas, e.g. 3,5", param_hint="--layers") from None
+    if any(layer < 0 for layer in layers):
+        raise click.BadParameter(f"{text!r}: layers must be >= 0", param_hint="--layers")
+    return layers
+
+
+def model_name_of(spec: str) -> str:
+    return spec[len("local:"):] if spec.startswith("local:") else spec
+
+
+def build_targets(layers: list[int], sae_path: str | None, sae_hook: str | None, sae_name: str | None) -> list[Target]:
+    if sae_path is None:
+        if not layers:
+            raise click.UsageError("give --layers (e.g. --layers 6) or an --sae to collect")
+        return [neuron_target(layer) for layer in layers]
+    if len(layers) > 1:
+        raise click.UsageError("an SAE hooks one layer: give at most one --layers value with --sae")
+    sae = load_sae(sae_path, hook=sae_hook, layer=layers[0] if layers else None, name=sae_name)
+    if layers and sae.hook is not None and sae.hook.layer != layers[0]:
+        raise click.UsageError(f"SAE {sae.name} hooks layer {sae.hook.layer} ({sae.hook}), not --layers {layers[0]}; "
+                               "drop --layers or pass --sae-hook")
+    return [sae_target(sae)]
+
+
+def run_collect(
+    db: Database, model_spec: str, targets: list[Target], corpus_spec: str, config: CollectConfig, *,
+    device: str = "auto", dtype: str | None = None, overwrite: bool = False,
+    progress: Callable[[int], None] | None = None, log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Collect and store every target not already complete; returns the run's statistics."""
+    name = model_name_of(model_spec)
+    with db.session() as session:
+        todo = [t for t in targets if overwrite or not layer_complete(session, name, t.layer, t.kind, t.sae_name)]
+    for target in targets:
+        if target not in todo:
+            log(f"{target}: already collected, skipped (use --overwrite to redo it)")
+    if not todo:
+        return {"skipped": len(targets)}
+    corpus = open_corpus(corpus_spec)
+    loaded = load_model(name, device=device, dtype=dtype)
+    check_targets(loaded.model, todo)  # before any forward pass, and before a run row exists
+    run_config = {"model": name, "corpus": corpus.name, "targets": [str(t) for t in todo], "device": loaded.device,
+                  "dtype": str(loaded.dtype), **asdict(config)}
+    with db.session() as session, session.begin():
+        run_id = start_run(session, "collect", run_config).id
+    status, stats = "failed", {}
+    try:
+        results = collect(loaded.model, loaded.tokenizer, corpus, todo, name, config, progress)
+        for target, features in results.items():
+            with db.session() as session, session.begin():
+                run = session.get(Run, run_id)
+                sae_info = _sae_info(target)
+                n = save_layer(session, run, name, features, n_layers=n_layers(loaded.model), sae_info=sae_info)
+            dead = sum(1 for f in features if f.stats is not None and f.stats.dead)
+            stats[str(target)] = {"features": len(features), "dead": dead, "records": n}
+            log(f"{target}: stored {len(features)} features ({dead} dead), {n} records")
+        status = "done"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        with db.session() as session, session.begin():
+            finish_run(session, session.get(Run, run_id), status, stats)
+    return stats
+
+
+def _sae_info(target: Target) -> dict[str, Any] | None:
+    if target.sae is None:
+        return None
+    info = describe(target.sae)
+    return {"name": info["name"], "layer": target.layer, "hook": info["hook"], "width": info["d_sae"],
+            "architecture": info["architecture"], "path": info["path"], "meta": info}
+
+
+@click.command("collect")
+@click.option("--model", "model_spec", default="gemma-3-270m", show_default=True, help="Embedded name, HF id or path (local: prefix optional).")
+@click.option("--layers", default=None, help="Layers whose MLP neurons to collect, e.g. 3,5 (with --sae: the SAE's layer).")
+@click.option("--sae", "sae_path", default=None, help="SAE folder/file (SAELens, sparsify, OpenAI .pt, Gemma Scope params.npz).")
+@click.option("--sae-hook", default=None, help="Override the SAE hook point: blocks.6.hook_resid_post, layers.6.mlp, or a site (resid_post, mlp_out, mlp_act).")
+@click.option("--sae-name", default=None, help="Name to store the SAE under (default: from its path).")
+@click.option("--corpus", "corpus_spec", default="wikipedia", show_default=True, help="wikipedia, a .txt/.jsonl/.parquet file or folder, or hf:<dataset>.")
+@click.option("--tokens", "max_tokens", type=click.IntRange(min=1), default=100_000, show_default=True, help="Scored tokens to run.")
+@click.option("--ctx-len", type=click.IntRange(min=2), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Windows per forward pass (default 16 on CPU, 128 on CUDA).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--dtype", default=None, help="float32, float16 or bfloat16 (default: bfloat16 on CUDA, float32 on CPU).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--n-random", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--n-quantiles", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--per-quantile", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Redo layers that are already collected.")
+@db_option
+@user_errors(ValueError, ModelLoadError)
+def collect_command(model_spec: str, layers: str | None, sae_path: str | None, sae_hook: str | None, sae_name: str | None,
+                    corpus_spec: str, max_tokens: int, ctx_len: int, batch_size: int | None, device: str, dtype: str | None,
+                    seed: int, top_k: int, n_random: int, n_quantiles: int, per_quantile: int, overwrite: bool,
+                    db_url: str | None) -> None:
+    """Collect activation records for every MLP neuron of --layers (or every latent of --sae)."""
+    targets = build_targets(parse_layers(layers), sae_path, sae_hook, sae_name)
+    if batch_size is None:
+        batch_size = 128 if device.startswith("cuda") or (device == "auto" and _cuda()) else 16
+    config = CollectConfig(
+        ctx_len=ctx_len, max_tokens=max_tokens, batch_size=batch_size,
+        sampler=SamplerConfig(top_k=top_k, n_random=n_random, n_quantiles=n_quantiles, per_quantile=per_quantile, seed=seed),
+    )
+    db = Database(db_url)
+    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    with tqdm(total=max_tokens, unit="tok", unit_scale=True, file=sys.stderr, desc="collect", dynamic_ncols=True) as bar:
+        run_collect(db, model_spec, targets, corpus_spec, config, device=device, dtype=dtype, overwrite=overwrite,
+                    progress=bar.update, log=log)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+COMMANDS = [collect_command]

@@ -1,0 +1,145 @@
+"""Run a subject model over a corpus and sample activation records for every feature of the asked targets.
+
+The caller (the autointerp layer) loads the model; this module takes the torch model + tokenizer. One
+forward pass feeds every target (MLP neurons of several layers, SAE latents) at once, and stops after
+the deepest hooked layer, since nothing later is needed. Everything is checked (layers exist, SAE widths
+match their hook points) before the first forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from activations.assemble import build_feature_records
+from activations.corpus import Corpus
+from activations.hooks import HookError, HookPoint, attach, decoder_layers, hook_width
+from activations.records import FeatureRecords
+from activations.sae import Sae
+from activations.sampling import SamplerConfig, SamplerResult, StreamingSampler
+from activations.windows import bos_prefix, iter_batches, iter_windows, pad_id_of
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to collect: every MLP neuron at `hook` (site mlp_act), or every latent of `sae`."""
+
+    hook: HookPoint
+    sae: Sae | None = None
+
+    @property
+    def kind(self) -> str:
+        return "sae_latent" if self.sae is not None else "mlp_neuron"
+
+    @property
+    def layer(self) -> int:
+        return self.hook.layer
+
+    @property
+    def sae_name(self) -> str | None:
+        return self.sae.name if self.sae is not None else None
+
+    def __str__(self) -> str:
+        return f"layer {self.layer} SAE {self.sae_name}" if self.sae else f"layer {self.layer} MLP neurons"
+
+
+def neuron_target(layer: int) -> Target:
+    return Target(HookPoint(layer, "mlp_act"))
+
+
+def sae_target(sae: Sae) -> Target:
+    if sae.hook is None:
+        raise HookError(f"SAE {sae.name} has no hook point")
+    return Target(sae.hook, sae)
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    ctx_len: int = 64
+    max_tokens: int = 100_000
+    batch_size: int = 16
+    min_tail: int = 8
+    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train, valid, test (by window)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+
+
+class _StopForward(Exception):
+    """Raised from the deepest hook: the rest of the network is not needed."""
+
+
+def check_targets(model: Any, targets: list[Target]) -> dict[Target, int]:
+    """Feature count per target; a missing layer or an SAE whose width does not fit its hook is an error."""
+    if not targets:
+        raise ValueError("nothing to collect: give at least one layer or SAE")
+    widths = {}
+    for target in targets:
+        width = hook_width(model, target.hook)
+        if target.sae is not None and target.sae.d_in != width:
+            raise HookError(
+                f"SAE {target.sae.name} expects d_in={target.sae.d_in} at {target.hook}, but "
+                f"{type(model).__name__} gives {width} values per token there; pick the SAE trained on this "
+                "model and hook point, or pass the right hook"
+            )
+        widths[target] = target.sae.d_sae if target.sae is not None else width
+    return widths
+
+
+def _device_and_dtype(model: Any) -> tuple[torch.device, torch.dtype]:
+    param = next(model.parameters())
+    return param.device, param.dtype
+
+
+def stream(
+    model: Any, tokenizer: Any, corpus: Corpus, targets: list[Target], config: CollectConfig,
+    progress: Callable[[int], None] | None = None,
+) -> dict[Target, SamplerResult]:
+    """The streaming pass: sampler state per target, bounded whatever `config.max_tokens` is."""
+    widths = check_targets(model, targets)
+    device, dtype = _device_and_dtype(model)
+    saes = {t: t.sae.to(device) for t in targets if t.sae is not None}
+    samplers = {
+        t: StreamingSampler(widths[t], config.ctx_len, config.sampler, device, torch.float32 if t.sae else dtype)
+        for t in targets
+    }
+    captured: dict[HookPoint, torch.Tensor] = {}
+    hooks = {t.hook for t in targets}
+    handles = [attach(model, h, lambda x, h=h: captured.__setitem__(h, x)) for h in hooks]
+    last = decoder_layers(model)[max(h.layer for h in hooks)]
+
+    def stop(*_: Any) -> None:
+        raise _StopForward
+
+    handles.append(last.register_forward_hook(stop))
+    prefix_ids = bos_prefix(tokenizer)
+    base = getattr(model, "base_model", model)
+    windows = iter_windows(corpus, tokenizer, config.ctx_len, config.max_tokens, config.min_tail)
+    try:
+        with torch.inference_mode():
+            for batch in iter_batches(windows, config.batch_size, config.ctx_len, prefix_ids, pad_id_of(tokenizer), device):
+                try:
+                    base(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+                except _StopForward:
+                    pass
+                for target, sampler in samplers.items():
+                    acts = captured[target.hook][:, batch.prefix:, :]
+                    if target.sae is not None:
+                        acts = saes[target].encode(acts)
+                    sampler.update(acts, batch.valid, batch.window_ids)
+                captured.clear()
+                if progress is not None:
+                    progress(batch.n_tokens)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {t: s.result() for t, s in samplers.items()}
+
+
+def collect(
+    model: Any, tokenizer: Any, corpus: Corpus, targets: list[Target], model_name: str,
+    config: CollectConfig = CollectConfig(), progress: Callable[[int], None] | None = None,
+) -> dict[Target, list[FeatureRecords]]:
+    """Stream the corpus, then turn each target's samples into records (one FeatureRecords per feature)."""
+    results = stream(model, tokenizer, corpus, targets, config, progress)
+    return build_feature_records(results, corpus, tokenizer, model_name, config)
