@@ -19,3 +19,7 @@ __all__ = [
     "per_record_correlations", "pick_shuffled", "rsquared", "sanity_baseline", "score_absolute_dev_explained",
     "score_ev_correlation", "score_mean_record_correlation", "score_records", "score_rsquared", "score_spearman",
 ]
+
+from scorer.classification import detection_scores, fuzzing_scores  # noqa: E402  (after the numeric scorers)
+
+__all__ += ["detection_scores", "fuzzing_scores"]

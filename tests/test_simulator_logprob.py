@@ -11,7 +11,7 @@ import pytest
 from llm_client import Completion, TokenLogprobs, Usage
 from simulator import SimulationError, make_simulator
 from simulator.logprob_remote import slot_distributions
-from simulator.prompts import escape_token, prefix_text, record_text
+from simulator.prompts import FEW_SHOT, escape_token, prefix_text, record_text
 from tests.fake_openai import fake_openai  # noqa: F401  (fixture)
 
 # Byte-level, whitespace, control, empty and long tokens; lengths differ so batches need padding.
@@ -36,7 +36,8 @@ def smollm_sim():
     from llm_client.local_models import load_model
     from simulator.logprob_local import LocalLogprobSimulator
 
-    return LocalLogprobSimulator(load_model("smollm2-135m", device="cpu", dtype="float32"), batch_size=2)
+    # One few-shot example keeps the prompts short: the equivalence does not depend on the prefix length.
+    return LocalLogprobSimulator(load_model("smollm2-135m", device="cpu", dtype="float32"), batch_size=2, examples=FEW_SHOT[:1])
 
 
 @pytest.mark.slow
