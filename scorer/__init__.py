@@ -1,5 +1,6 @@
 """Scores: real vs simulated activations -> numbers (pooled correlation, r², ...), and classification scorers."""
 
+from scorer.classification import detection_scores, fuzzing_scores
 from scorer.metrics import (
     ScoreValue,
     absolute_dev_explained,
@@ -15,11 +16,8 @@ from scorer.metrics import (
 from scorer.subsets import METHODS, SUBSETS, ScoredRecord, bootstrap_ci, pick_shuffled, sanity_baseline, score_records
 
 __all__ = [
-    "METHODS", "SUBSETS", "ScoreValue", "ScoredRecord", "absolute_dev_explained", "bootstrap_ci", "ev_correlation",
-    "per_record_correlations", "pick_shuffled", "rsquared", "sanity_baseline", "score_absolute_dev_explained",
-    "score_ev_correlation", "score_mean_record_correlation", "score_records", "score_rsquared", "score_spearman",
+    "METHODS", "SUBSETS", "ScoreValue", "ScoredRecord", "absolute_dev_explained", "bootstrap_ci", "detection_scores",
+    "ev_correlation", "fuzzing_scores", "per_record_correlations", "pick_shuffled", "rsquared", "sanity_baseline",
+    "score_absolute_dev_explained", "score_ev_correlation", "score_mean_record_correlation", "score_records",
+    "score_rsquared", "score_spearman",
 ]
-
-from scorer.classification import detection_scores, fuzzing_scores  # noqa: E402  (after the numeric scorers)
-
-__all__ += ["detection_scores", "fuzzing_scores"]

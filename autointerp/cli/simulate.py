@@ -10,8 +10,14 @@ from pathlib import Path
 import click
 
 from llm_client.local_models import ModelLoadError
-from scorer import bootstrap_ci, score_absolute_dev_explained, score_ev_correlation, score_rsquared, score_spearman
-from scorer.metrics import score_mean_record_correlation
+from scorer import (
+    bootstrap_ci,
+    score_absolute_dev_explained,
+    score_ev_correlation,
+    score_mean_record_correlation,
+    score_rsquared,
+    score_spearman,
+)
 from simulator import SPEC_HELP, SimulationError, make_simulator
 
 SCORES = (score_ev_correlation, score_rsquared, score_absolute_dev_explained, score_spearman, score_mean_record_correlation)
