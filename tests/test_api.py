@@ -163,7 +163,7 @@ def test_security_headers_on_pages_and_api(client):
         assert "script-src 'self';" in csp and "unsafe-inline" not in csp and "default-src 'self'" in csp
         assert response.headers["x-content-type-options"] == "nosniff"
     docs = client.get("/docs")
-    assert docs.status_code == 200 and "/_swagger/swagger-ui-bundle.js" in docs.text
+    assert docs.status_code == 200 and "/_swagger/swagger-ui-bundle.js" in docs.text and "<script>" not in docs.text
     assert "script-src 'self';" in docs.headers["content-security-policy"]
     assert "/api/features" in client.get("/openapi.json").json()["paths"]
 

@@ -111,5 +111,10 @@ def test_search_filter_open_feature_and_inert_tokens(server, page, tmp_path):
     expect(page.locator("#similar li").first).to_be_visible()
     page.screenshot(path=str(tmp_path / "feature-next.png"), full_page=True)
 
+    # The OpenAPI docs render from local files under the same CSP (offline, no CDN).
+    page.goto(base + "/docs")
+    expect(page.locator(".opblock").first).to_be_visible(timeout=30_000)
+    assert page.locator(".opblock").count() >= 6
+
     assert (tmp_path / "feature.png").stat().st_size > 0
     assert dialogs == [] and errors == []

@@ -19,9 +19,10 @@ WEB = Path(__file__).resolve().parent.parent / "web"
 
 
 def _swagger_assets() -> Path:
-    import swagger_ui_bundle
+    # Only the Swagger UI 5 files that fastapi-offline ships; its page template uses an inline script.
+    import fastapi_offline
 
-    return Path(swagger_ui_bundle.swagger_ui_path)
+    return Path(fastapi_offline.__file__).parent / "static"
 
 
 def create_app(db_url: str | None = None, *, embedder: SentenceEmbedder | None = None) -> FastAPI:
