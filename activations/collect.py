@@ -19,7 +19,7 @@ from activations.hooks import HookError, HookPoint, attach, decoder_layers, hook
 from activations.records import FeatureRecords
 from activations.sae import Sae
 from activations.sampling import SamplerConfig, SamplerResult, StreamingSampler
-from activations.windows import bos_prefix, iter_batches, iter_windows, pad_id_of
+from activations.windows import WindowBatch, bos_prefix, iter_batches, iter_windows, pad_id_of
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,42 @@ class CollectConfig:
 
 
 class _StopForward(Exception):
-    """Raised from the deepest hook: the rest of the network is not needed."""
+    """Raised after the deepest needed layer: the rest of the network is not needed."""
+
+
+class HookedRunner:
+    """Forward passes that capture `hooks` and stop after layer `last_layer` (default: the deepest hook).
+    Use as a context manager; the hooks are removed on exit."""
+
+    def __init__(self, model: Any, hooks: set[HookPoint], last_layer: int | None = None) -> None:
+        self.model = model
+        self.hooks = hooks
+        self.last_layer = last_layer if last_layer is not None else max(h.layer for h in hooks)
+        self.captured: dict[HookPoint, torch.Tensor] = {}
+        self.handles: list[Any] = []
+
+    def __enter__(self) -> "HookedRunner":
+        self.handles = [attach(self.model, h, lambda x, h=h: self.captured.__setitem__(h, x)) for h in self.hooks]
+
+        def stop(*_: Any) -> None:
+            raise _StopForward
+
+        self.handles.append(decoder_layers(self.model)[self.last_layer].register_forward_hook(stop))
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+    def run(self, batch: WindowBatch) -> dict[HookPoint, torch.Tensor]:
+        self.captured = {}
+        base = getattr(self.model, "base_model", self.model)
+        try:
+            base(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+        except _StopForward:
+            pass
+        return self.captured
 
 
 def check_targets(model: Any, targets: list[Target]) -> dict[Target, int]:
@@ -103,36 +138,18 @@ def stream(
         t: StreamingSampler(widths[t], config.ctx_len, config.sampler, device, torch.float32 if t.sae else dtype)
         for t in targets
     }
-    captured: dict[HookPoint, torch.Tensor] = {}
-    hooks = {t.hook for t in targets}
-    handles = [attach(model, h, lambda x, h=h: captured.__setitem__(h, x)) for h in hooks]
-    last = decoder_layers(model)[max(h.layer for h in hooks)]
-
-    def stop(*_: Any) -> None:
-        raise _StopForward
-
-    handles.append(last.register_forward_hook(stop))
-    prefix_ids = bos_prefix(tokenizer)
-    base = getattr(model, "base_model", model)
     windows = iter_windows(corpus, tokenizer, config.ctx_len, config.max_tokens, config.min_tail)
-    try:
-        with torch.inference_mode():
-            for batch in iter_batches(windows, config.batch_size, config.ctx_len, prefix_ids, pad_id_of(tokenizer), device):
-                try:
-                    base(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
-                except _StopForward:
-                    pass
-                for target, sampler in samplers.items():
-                    acts = captured[target.hook][:, batch.prefix:, :]
-                    if target.sae is not None:
-                        acts = saes[target].encode(acts)
-                    sampler.update(acts, batch.valid, batch.window_ids)
-                captured.clear()
-                if progress is not None:
-                    progress(batch.n_tokens)
-    finally:
-        for handle in handles:
-            handle.remove()
+    batches = iter_batches(windows, config.batch_size, config.ctx_len, bos_prefix(tokenizer), pad_id_of(tokenizer), device)
+    with torch.inference_mode(), HookedRunner(model, {t.hook for t in targets}) as runner:
+        for batch in batches:
+            captured = runner.run(batch)
+            for target, sampler in samplers.items():
+                acts = captured[target.hook][:, batch.prefix:, :]
+                if target.sae is not None:
+                    acts = saes[target].encode(acts)
+                sampler.update(acts, batch.valid, batch.window_ids)
+            if progress is not None:
+                progress(batch.n_tokens)
     return {t: s.result() for t, s in samplers.items()}
 
 
