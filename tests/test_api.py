@@ -153,6 +153,8 @@ def test_feature_by_key_and_404s(client, filled):
     missing = client.get("/api/features/by-key", params={"model": MODEL, "layer": 1, "index": 99})
     assert missing.status_code == 404 and "toy-model/L1/mlp_neuron/99" in missing.json()["error"]
     assert client.get("/api/features/999999").status_code == 404
+    too_big = client.get("/api/features/99999999999999")
+    assert too_big.status_code == 422 and too_big.json()["errors"][0]["parameter"] == "feature_id"
 
 
 def test_security_headers_on_pages_and_api(client):

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Annotated, Iterator
 
-from fastapi import Request
+from fastapi import Path, Request
 from sqlalchemy.orm import Session
 
 from autointerp.api.embedder import SentenceEmbedder
 from storage.db import Database
 
 
-def get_db(request: Request) -> Database:
-    return request.app.state.db
+# Database row ids in URLs; the bound keeps PostgreSQL from rejecting an out-of-range integer with a 500.
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def get_session(request: Request) -> Iterator[Session]:

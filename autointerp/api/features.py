@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from sqlalchemy.orm import Session
 
 from activations.records import FeatureId, RecordError
-from autointerp.api.deps import get_embedder, get_session
+from autointerp.api.deps import RowId, get_embedder, get_session
 from autointerp.api.embedder import SentenceEmbedder
 from storage.feature_detail import feature_detail
 from storage.queries import MAX_SEARCH_CHARS, FeatureQuery, list_models, query_features
@@ -85,13 +85,13 @@ def feature_by_key(
 
 
 @router.get("/features/{feature_id}", summary="One feature: stats, records, explanations, scores, simulations")
-def feature(feature_id: int, session: Session = Depends(get_session)) -> dict[str, Any]:
+def feature(feature_id: RowId, session: Session = Depends(get_session)) -> dict[str, Any]:
     return _detail_or_404(session, feature_id)
 
 
 @router.get("/features/{feature_id}/similar", summary="Features whose explanations mean something close")
 def similar(
-    feature_id: int,
+    feature_id: RowId,
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
     session: Session = Depends(get_session),
     embedder: SentenceEmbedder = Depends(get_embedder),

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from autointerp.api.deps import get_session
+from autointerp.api.deps import RowId, get_session
 from autointerp.api.security import require_write_token
 from storage.db import Database
 from storage.schema import Run
@@ -179,7 +179,7 @@ def list_jobs(
 
 
 @router.get("/{run_id}", summary="One run with its progress")
-def get_job(run_id: int, session: Session = Depends(get_session), runner: JobRunner = Depends(get_runner)) -> dict[str, Any]:
+def get_job(run_id: RowId, session: Session = Depends(get_session), runner: JobRunner = Depends(get_runner)) -> dict[str, Any]:
     run = session.get(Run, run_id)
     if run is None:
         raise HTTPException(404, f"no run with id {run_id}")
