@@ -1,0 +1,88 @@
+"""The one interface every LLM backend speaks: request results, usage, capability flags, the final error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+@dataclass
+class Capabilities:
+    """What a backend can do, so callers pick a method or fail with a clear message up front."""
+
+    chat: bool  # chat() renders messages with a real chat template / chat endpoint
+    prompt_logprobs: bool  # complete(echo=True, logprobs=k) returns per-prompt-token logprobs
+    top_logprobs: bool  # generated tokens come with their top alternatives
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None  # None when the price is unknown; never a made-up 0
+
+
+@dataclass
+class TokenLogprobs:
+    """One token position."""
+
+    token: str
+    logprob: float | None  # None for the first prompt token (nothing to condition on)
+    top: dict[str, float] = field(default_factory=dict)  # top alternatives: token text -> logprob
+
+
+@dataclass
+class Completion:
+    text: str  # generated text ("" when max_tokens=0)
+    usage: Usage
+    prompt_logprobs: list[TokenLogprobs] | None = None  # per prompt token, with echo=True and logprobs=k
+    text_offsets: list[int] | None = None  # char offset of each prompt(+generated) token, as vLLM returns
+    generated_logprobs: list[TokenLogprobs] | None = None  # per generated token, when top_logprobs asked
+    cached: bool = False
+    attempts: int = 1  # 1 + retries
+
+
+class LLMError(Exception):
+    """The final failure of a call, after retries. `reason` says what went wrong; `retryable` whether a
+    later rerun may succeed (rate limits, outages) or not (bad request, auth)."""
+
+    def __init__(self, reason: str, *, retryable: bool, attempts: int = 1) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+        self.attempts = attempts
+
+
+@runtime_checkable
+class LLMClient(Protocol):
+    spec: str  # e.g. "openai:gpt-4o-mini", "local:gemma-3-270m"
+    capabilities: Capabilities
+
+    async def chat(self, messages: list[dict], *, max_tokens: int = 256, temperature: float = 0.0,
+                   top_logprobs: int | None = None, stop: list[str] | None = None,
+                   seed: int | None = None) -> Completion: ...
+
+    async def complete(self, prompt: str, *, max_tokens: int = 256, temperature: float = 0.0,
+                       echo: bool = False, logprobs: int | None = None, stop: list[str] | None = None,
+                       seed: int | None = None) -> Completion: ...
+
+    def count_tokens(self, text: str) -> int:
+        """Prompt size in the backend's tokens: exact for local models, a conservative estimate remotely."""
+        ...
+
+    def stats(self) -> dict: ...
+
+    async def aclose(self) -> None: ...
+
+
+def messages_to_prompt(messages: list[dict]) -> str:
+    """Plain rendering of chat messages, for models without a chat template and completion-only callers."""
+    return "\n\n".join(str(m["content"]) for m in messages)
+
+
+def check_messages(messages: list[dict]) -> None:
+    if not messages:
+        raise ValueError("chat() needs at least one message")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise ValueError(f"message {i} must be a dict with 'role' and 'content', got {m!r}")
