@@ -51,38 +51,56 @@ class SamplerConfig:
 
 @dataclass
 class Pool:
-    """A fixed-size set of windows per feature: sort keys, window ids (-1 = empty), maxima, rows."""
+    """A fixed-size set of windows per feature: sort keys, window ids (-1 = empty), maxima, activation rows.
 
-    keys: torch.Tensor  # [F, K]
-    ids: torch.Tensor  # [F, K] int64
-    maxes: torch.Tensor  # [F, K]
-    rows: torch.Tensor  # [F, K, ctx]
+    Slots are unordered. Each tensor has one extra scratch slot (index K) that absorbs the no-op writes
+    of features with fewer newcomers than the batch allows, so updates need no data-dependent shapes.
+    """
+
+    keys: torch.Tensor  # [F, K + 1]
+    ids: torch.Tensor  # [F, K + 1] int64
+    maxes: torch.Tensor  # [F, K + 1]
+    rows: torch.Tensor  # [F, K + 1, ctx]
 
     @classmethod
     def empty(cls, n_features: int, size: int, ctx_len: int, fill_key: float, device: torch.device, dtype: torch.dtype) -> "Pool":
         return cls(
-            keys=torch.full((n_features, size), fill_key, device=device),
-            ids=torch.full((n_features, size), -1, dtype=torch.long, device=device),
-            maxes=torch.full((n_features, size), float("-inf"), device=device),
-            rows=torch.zeros((n_features, size, ctx_len), device=device, dtype=dtype),
+            keys=torch.full((n_features, size + 1), fill_key, device=device),
+            ids=torch.full((n_features, size + 1), -1, dtype=torch.long, device=device),
+            maxes=torch.full((n_features, size + 1), float("-inf"), device=device),
+            rows=torch.zeros((n_features, size + 1, ctx_len), device=device, dtype=dtype),
         )
 
+    @property
+    def size(self) -> int:
+        return self.keys.shape[1] - 1
+
     def merge(self, keys: torch.Tensor, window_ids: torch.Tensor, maxes: torch.Tensor, rows: torch.Tensor) -> None:
-        """Keep the K largest keys of pool + batch. keys/maxes [F, B], window_ids [B], rows [F, B, ctx]."""
-        size = self.keys.shape[1]
-        top, idx = torch.cat([self.keys, keys], dim=1).topk(size, dim=1)
-        from_pool = idx < size
-        pool_idx = idx.clamp(max=size - 1)
-        batch_idx = (idx - size).clamp(min=0)
-        self.ids = torch.where(from_pool, self.ids.gather(1, pool_idx), window_ids[batch_idx])
-        self.maxes = torch.where(from_pool, self.maxes.gather(1, pool_idx), maxes.gather(1, batch_idx))
-        ctx = self.rows.shape[2]
-        self.rows = torch.where(
-            from_pool[..., None],
-            self.rows.gather(1, pool_idx[..., None].expand(-1, -1, ctx)),
-            rows.gather(1, batch_idx[..., None].expand(-1, -1, ctx)),
-        )
-        self.keys = top
+        """Keep the K largest keys of pool + batch. keys/maxes [F, B], window_ids [B], rows [F, B, ctx].
+
+        Only newcomers are written, each into a slot it evicts: rows are copied for at most min(K, B)
+        windows per feature instead of rebuilding the whole [F, K, ctx] pool every batch."""
+        size, n_batch = self.size, keys.shape[1]
+        width = min(size, n_batch)
+        _, idx = torch.cat([self.keys[:, :size], keys], dim=1).topk(size, dim=1, sorted=False)
+        chosen = torch.zeros((keys.shape[0], size + n_batch), dtype=torch.bool, device=keys.device).scatter_(1, idx, True)
+        evicted = ~chosen[:, :size]
+        # Stable sorts list evicted slots first and incoming batch entries first; their counts are equal.
+        slots = (~evicted).to(torch.uint8).argsort(dim=1, stable=True)[:, :width]
+        incoming = (~chosen[:, size:]).to(torch.uint8).argsort(dim=1, stable=True)[:, :width]
+        live = torch.arange(width, device=keys.device) < evicted.sum(dim=1, keepdim=True)
+        slots = torch.where(live, slots, torch.full_like(slots, size))
+        feat = torch.arange(keys.shape[0], device=keys.device)[:, None]
+        self.keys[feat, slots] = keys[feat, incoming]
+        self.ids[feat, slots] = window_ids[incoming]
+        self.maxes[feat, slots] = maxes[feat, incoming]
+        self.rows[feat, slots] = rows[feat, incoming].to(self.rows.dtype)
+
+    def ordered(self) -> "Pool":
+        """The K real slots sorted by key, descending (for the top pool: by max activation)."""
+        order = self.keys[:, : self.size].argsort(dim=1, descending=True)
+        feat = torch.arange(self.keys.shape[0], device=self.keys.device)[:, None]
+        return Pool(keys=self.keys[feat, order], ids=self.ids[feat, order], maxes=self.maxes[feat, order], rows=self.rows[feat, order])
 
 
 @dataclass
@@ -162,7 +180,7 @@ class StreamingSampler:
     def result(self) -> SamplerResult:
         """Finish: quantile bins from the pool, then one move of everything to the host."""
         cfg = self.config
-        pool = self.quantile_pool
+        pool = self.quantile_pool.ordered()  # key order is a uniformly random order of the members
         firing_max = torch.where(pool.ids >= 0, pool.maxes.float(), torch.full_like(pool.maxes, float("nan")))
         qs = torch.linspace(0, 1, cfg.n_quantiles + 1, device=self.device)[1:-1]
         bounds = torch.nanquantile(firing_max, qs, dim=1).T if len(qs) else firing_max[:, :0]  # [F, nq-1]
@@ -176,13 +194,13 @@ class StreamingSampler:
             order = torch.where(take, rank, torch.full_like(rank, pool.ids.shape[1])).argsort(dim=1)[:, : cfg.per_quantile]
             ids = torch.where(take.gather(1, order), pool.ids.gather(1, order), torch.full_like(order, -1))
             quantiles.append(_host(ids, pool.maxes.gather(1, order), pool.rows.gather(1, order[..., None].expand(-1, -1, pool.rows.shape[2]))))
+        top, rand = self.top.ordered(), self.random.ordered()
         count = max(self.count.item(), 1.0)
         return SamplerResult(
             n_tokens=int(self.count.item()), max=self.max.cpu().numpy(), min=self.min.cpu().numpy(),
             mean=self.mean.cpu().numpy(), variance=(self.m2 / count).cpu().numpy(),
             firing_fraction=(self.fires / count).cpu().numpy(), quantile_boundaries=bounds.cpu().numpy(),
-            top=_host(self.top.ids, self.top.maxes, self.top.rows),
-            random=_host(self.random.ids, self.random.maxes, self.random.rows), quantiles=quantiles,
+            top=_host(top.ids, top.maxes, top.rows), random=_host(rand.ids, rand.maxes, rand.rows), quantiles=quantiles,
         )
 
 
