@@ -1,0 +1,115 @@
+"""Explain features: records -> prompt -> LLM -> parsed explanation (or a failure that says why)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Sequence
+
+from activations.records import FeatureId, FeatureRecords
+from explainer import formatting
+from explainer.fitting import PromptTooLong, fit_prompt, rank_records, scale
+from explainer.parsing import parse_explanation
+from explainer.prompts import FEW_SHOTS, PROMPT_VERSIONS
+from llm_client.base import LLMClient, LLMError, Usage, messages_to_prompt
+
+FORMATS = tuple(PROMPT_VERSIONS)
+POLARITIES = ("positive", "negative")
+
+
+@dataclass
+class ExplanationResult:
+    feature: FeatureId
+    text: str | None  # None unless status == "ok"
+    status: str  # "ok" | "failed"
+    failure_reason: str | None
+    raw_output: str | None  # the model's answer as it came, kept for failures too
+    explainer: str  # the LLM spec
+    prompt_version: str
+    params: dict  # format, temperature, records shown and dropped, token counts, ...
+    polarity: str = "positive"
+    candidate: int = 0
+    usage: Usage = field(default_factory=Usage)
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def _check(fmt: str, n_candidates: int, polarity: str, temperature: float) -> None:
+    if fmt not in FORMATS:
+        raise ValueError(f"explainer format {fmt!r} is not one of {FORMATS}")
+    if polarity not in POLARITIES:
+        raise ValueError(f"polarity {polarity!r} is not one of {POLARITIES}")
+    if n_candidates < 1:
+        raise ValueError(f"n_candidates must be >= 1, got {n_candidates}")
+    if n_candidates > 1 and temperature == 0:
+        raise ValueError("n_candidates > 1 needs temperature > 0: greedy decoding gives n identical candidates")
+
+
+async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: str = "token_activation_pairs",
+                  n_candidates: int = 1, polarity: str = "positive", max_prompt_tokens: int = 3000,
+                  max_tokens: int = 60, temperature: float | None = None, max_records: int = 20,
+                  n_few_shot: int = len(FEW_SHOTS), show_values: bool = True) -> list[ExplanationResult]:
+    """n candidate explanations of one feature from its train-split records, one result per candidate.
+
+    temperature defaults to 0 for one candidate and 1.0 for several (each candidate sends its index as
+    the seed, so candidates differ and each is cached apart)."""
+    temperature = (0.0 if n_candidates == 1 else 1.0) if temperature is None else temperature
+    _check(fmt, n_candidates, polarity, temperature)
+    started = time.perf_counter()
+    params: dict = {"format": fmt, "temperature": temperature, "max_tokens": max_tokens,
+                    "max_prompt_tokens": max_prompt_tokens, "n_candidates": n_candidates}
+    result = partial(ExplanationResult, feature=feature_records.feature, explainer=client.spec,
+                     prompt_version=PROMPT_VERSIONS[fmt], params=params, polarity=polarity)
+
+    def failed_all(reason: str) -> list[ExplanationResult]:
+        return [result(text=None, status="failed", failure_reason=reason, raw_output=None, candidate=c,
+                       elapsed_s=time.perf_counter() - started) for c in range(n_candidates)]
+
+    ranked = rank_records(feature_records, polarity=polarity, max_records=max_records)
+    if not ranked.records:
+        side = "below zero" if polarity == "negative" else "above zero"
+        return failed_all(f"no train-split record where the feature goes {side}: nothing to explain")
+    build = {"token_activation_pairs": formatting.token_activation_pairs,
+             "highlight": partial(formatting.highlight, with_values=show_values)}[fmt]
+    chat = client.capabilities.chat
+    render = messages_to_prompt if chat else partial(formatting.render_plain, fmt=fmt)
+    labels = [r.label or f"#{i}" for i, r in enumerate(ranked.records)]
+    try:
+        fit = fit_prompt(scale(ranked), labels,
+                         build=lambda recs, k: build(recs, n_few_shot=k, negative=polarity == "negative"),
+                         render=render, count_tokens=client.count_tokens, budget=max_prompt_tokens,
+                         n_few_shot=n_few_shot)
+    except PromptTooLong as exc:
+        return failed_all(str(exc))
+    params.update(records_shown=[labels[i] for i in range(fit.n_records)], records_dropped=fit.dropped,
+                  n_few_shot=fit.n_few_shot, prompt_tokens_estimate=fit.prompt_tokens,
+                  max_activation=ranked.max_activation, chat=chat)
+
+    async def one(candidate: int) -> ExplanationResult:
+        seed = candidate if n_candidates > 1 else None
+        t0 = time.perf_counter()
+        try:
+            if chat:
+                completion = await client.chat(fit.messages, max_tokens=max_tokens, temperature=temperature, seed=seed)
+            else:
+                completion = await client.complete(fit.prompt, max_tokens=max_tokens, temperature=temperature, seed=seed)
+        except LLMError as exc:
+            return result(text=None, status="failed", failure_reason=f"LLM call failed: {exc.reason}", raw_output=None,
+                          candidate=candidate, elapsed_s=time.perf_counter() - t0)
+        parsed = parse_explanation(completion.text, fmt)
+        return result(text=parsed.text, status="ok" if parsed.text is not None else "failed",
+                      failure_reason=parsed.failure_reason, raw_output=completion.text, candidate=candidate,
+                      usage=completion.usage, elapsed_s=time.perf_counter() - t0)
+
+    return list(await asyncio.gather(*(one(c) for c in range(n_candidates))))
+
+
+async def explain_many(client: LLMClient, features: Sequence[FeatureRecords], **options) -> list[ExplanationResult]:
+    """explain() every feature concurrently (the client's concurrency limit paces the requests)."""
+    per_feature = await asyncio.gather(*(explain(client, f, **options) for f in features))
+    return [r for results in per_feature for r in results]

@@ -1,0 +1,76 @@
+"""Choose the records a prompt shows and make the prompt fit a token budget.
+
+Records come from the train split only. They are ranked by their peak activation on the side being
+explained (negated for polarity "negative"); records where that side never fires are left out. When the
+prompt is over budget, records are dropped lowest-ranked first down to one, then few-shot examples are
+dropped last-first; a prompt that still does not fit is an error naming the sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from activations.records import ActivationRecord, FeatureRecords, normalize_activations
+from explainer.formatting import Scaled
+
+
+class PromptTooLong(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Ranked:
+    records: list[ActivationRecord]  # best first
+    signed: list[list[float]]  # activations on the explained side (negated for "negative")
+    max_activation: float
+
+
+def rank_records(feature: FeatureRecords, *, polarity: str, max_records: int) -> Ranked:
+    sign = -1.0 if polarity == "negative" else 1.0
+    train = feature.select(data_splits=["train"])
+    signed = [[sign * a for a in r.activations] for r in train]
+    order = sorted((i for i in range(len(train)) if max(signed[i]) > 0), key=lambda i: -max(signed[i]))[:max_records]
+    records = [train[i] for i in order]
+    signed = [signed[i] for i in order]
+    # The positive side uses the feature's own max when known (OpenAI's scale); the negative side has only
+    # its records to go by.
+    peak = max((max(s) for s in signed), default=0.0)
+    if polarity == "positive" and feature.stats is not None and feature.stats.max_activation > 0:
+        peak = feature.stats.max_activation
+    return Ranked(records, signed, peak)
+
+
+def scale(ranked: Ranked) -> list[Scaled]:
+    return [(r.tokens, normalize_activations(s, ranked.max_activation)) for r, s in zip(ranked.records, ranked.signed)]
+
+
+@dataclass(frozen=True)
+class Fit:
+    messages: list[dict]
+    prompt: str  # the text whose tokens were counted
+    n_records: int
+    dropped: list[str]  # labels of the dropped records, in the order dropped
+    n_few_shot: int
+    prompt_tokens: int
+
+
+def fit_prompt(scaled: list[Scaled], labels: list[str], *, build: Callable[[list[Scaled], int], list[dict]],
+               render: Callable[[list[dict]], str], count_tokens: Callable[[str], int], budget: int,
+               n_few_shot: int) -> Fit:
+    n_records = len(scaled)
+    while True:
+        messages = build(scaled[:n_records], n_few_shot)
+        prompt = render(messages)
+        size = count_tokens(prompt)
+        if size <= budget:
+            return Fit(messages, prompt, n_records, labels[n_records:][::-1], n_few_shot, size)
+        if n_records > 1:
+            n_records -= 1
+        elif n_few_shot > 0:
+            n_few_shot -= 1
+        else:
+            raise PromptTooLong(
+                f"even one record without few-shot examples needs {size} prompt tokens, over the budget of "
+                f"{budget}; raise max_prompt_tokens or collect shorter records"
+            )

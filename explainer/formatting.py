@@ -1,0 +1,92 @@
+"""Render records as explanation prompts: OpenAI's token/activation pairs, or delphi-style highlights.
+
+Both take records already scaled to 0..10 (`Scaled`) and return chat messages; `render_plain` joins them
+into one completion prompt for models without a chat template.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from activations.records import normalize_activations
+from explainer.prompts import EXPLANATION_PREFIX, FEW_SHOTS, HIGHLIGHT_MARKER, HIGHLIGHT_SYSTEM, NEGATIVE_NOTE, TAP_SYSTEM
+
+Scaled = tuple[Sequence[str], Sequence[int]]  # tokens, activations on the prompt's 0..10 scale
+SPARSE_FRACTION = 0.2  # OpenAI repeats the non-zero tokens when fewer than this share are non-zero
+
+
+def _show(token: str) -> str:
+    # A raw newline or tab inside a token would break the one-token-per-line format.
+    return token.replace("\n", "\\n").replace("\t", "\\t")
+
+
+def _tap_block(records: Sequence[Scaled], *, omit_zeros: bool) -> str:
+    blocks = []
+    for tokens, values in records:
+        lines = [f"{_show(t)}\t{v}" for t, v in zip(tokens, values) if not (omit_zeros and v == 0)]
+        blocks.append("<start>\n" + "".join(line + "\n" for line in lines) + "<end>\n")
+    return "".join(blocks)
+
+
+def _tap_user(records: Sequence[Scaled], number: int) -> str:
+    text = f"\n\nNeuron {number}\nActivations:\n{_tap_block(records, omit_zeros=False)}"
+    values = [v for _, vs in records for v in vs]
+    if values and sum(1 for v in values if v > 0) / len(values) < SPARSE_FRACTION:
+        text += f"Same activations, but with all zeros filtered out:\n{_tap_block(records, omit_zeros=True)}"
+    return text + f"\nExplanation of neuron {number} behavior: {EXPLANATION_PREFIX}"
+
+
+def _few_shot_scaled(n: int) -> list[tuple[list[Scaled], str]]:
+    out = []
+    for shot in FEW_SHOTS[:n]:
+        values = normalize_activations(shot.activations, max(shot.activations))
+        out.append(([(shot.tokens, values)], shot.explanation))
+    return out
+
+
+def token_activation_pairs(records: Sequence[Scaled], *, n_few_shot: int, negative: bool) -> list[dict]:
+    messages = [{"role": "system", "content": TAP_SYSTEM + (NEGATIVE_NOTE if negative else "")}]
+    for i, (shot, explanation) in enumerate(_few_shot_scaled(n_few_shot)):
+        messages.append({"role": "user", "content": _tap_user(shot, i + 1)})
+        messages.append({"role": "assistant", "content": f" {explanation}."})
+    messages.append({"role": "user", "content": _tap_user(records, n_few_shot + 1)})
+    return messages
+
+
+def _highlight_example(number: int, tokens: Sequence[str], values: Sequence[int], with_values: bool) -> str:
+    parts, inside = [], False
+    for token, value in zip(tokens, values):
+        if value > 0 and not inside:
+            parts.append("<<")
+        elif value == 0 and inside:
+            parts.append(">>")
+        inside = value > 0
+        parts.append(token)
+    if inside:
+        parts.append(">>")
+    text = f"Example {number}: {''.join(parts)}"
+    if with_values:
+        pairs = ", ".join(f"({_show(t)!r}, {v})" for t, v in zip(tokens, values) if v > 0)
+        text += f"\nActivations: {pairs}"
+    return text
+
+
+def _highlight_user(records: Sequence[Scaled], with_values: bool) -> str:
+    return "\n\n".join(_highlight_example(i + 1, t, v, with_values) for i, (t, v) in enumerate(records))
+
+
+def highlight(records: Sequence[Scaled], *, n_few_shot: int, negative: bool, with_values: bool = True) -> list[dict]:
+    messages = [{"role": "system", "content": HIGHLIGHT_SYSTEM + (NEGATIVE_NOTE if negative else "")}]
+    for shot, explanation in _few_shot_scaled(n_few_shot):
+        messages.append({"role": "user", "content": _highlight_user(shot, with_values)})
+        messages.append({"role": "assistant", "content": f"{HIGHLIGHT_MARKER} {explanation}"})
+    messages.append({"role": "user", "content": _highlight_user(records, with_values)})
+    return messages
+
+
+def render_plain(messages: list[dict], fmt: str) -> str:
+    """One completion prompt. Token/activation messages are written to be concatenated as they are (the
+    answer continues "...does is find"); highlight turns get a line break and the marker to continue."""
+    if fmt == "token_activation_pairs":
+        return "".join(m["content"] for m in messages)
+    return "\n\n".join(m["content"] for m in messages) + f"\n\n{HIGHLIGHT_MARKER}"

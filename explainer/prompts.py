@@ -1,0 +1,57 @@
+"""Versioned prompt templates and few-shot examples. Change a text here, bump its version: stored
+explanations name the version that produced them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TAP_VERSION = "token-activation-pairs/v1"  # OpenAI's "Language models can explain neurons" format
+HIGHLIGHT_VERSION = "highlight/v1"  # delphi-style inline <<highlights>>
+PROMPT_VERSIONS = {"token_activation_pairs": TAP_VERSION, "highlight": HIGHLIGHT_VERSION}
+
+EXPLANATION_PREFIX = "the main thing this neuron does is find"
+HIGHLIGHT_MARKER = "[EXPLANATION]:"
+
+TAP_SYSTEM = (
+    "We're studying neurons in a neural network. Each neuron looks for some particular thing in a short "
+    "document. Look at the parts of the document the neuron activates for and summarize in a single sentence "
+    "what the neuron is looking for. Don't list examples of words.\n\nThe activation format is "
+    "token<tab>activation. Activation values range from 0 to 10. A neuron finding what it's looking for is "
+    "represented by a non-zero activation value. The higher the activation value, the stronger the match."
+)
+
+HIGHLIGHT_SYSTEM = (
+    "You are a meticulous AI researcher investigating patterns in language. You will be given text examples "
+    "in which the tokens that matter are marked between delimiters like <<this>>; a run of consecutive "
+    "important tokens is marked as one span <<just like this>>. When given, how strongly each marked token "
+    "matters (0 to 10) is listed after the example in parentheses.\n"
+    "- Describe in one short sentence the pattern common to the marked text, and the context it needs.\n"
+    "- Don't list example words, don't mention the << >> markers, don't give several alternatives.\n"
+    f"- The last line of your answer must be the explanation, starting with {HIGHLIGHT_MARKER}"
+)
+
+NEGATIVE_NOTE = (
+    "\n\nThis time we study the negative side of the neuron: the values show how far each token pushes the "
+    "neuron BELOW zero (its activations negated and scaled to 0..10). Explain what drives the neuron down."
+)
+
+
+@dataclass(frozen=True)
+class FewShot:
+    tokens: tuple[str, ...]
+    activations: tuple[float, ...]
+    explanation: str
+
+
+FEW_SHOTS: tuple[FewShot, ...] = (
+    FewShot(
+        tokens=("The", " painter", " mixed", " oil", " colors", " on", " his", " canvas", " before", " dawn", "."),
+        activations=(0, 9, 1, 6, 8, 0, 0, 10, 0, 0, 0),
+        explanation="words about painting and artists' materials",
+    ),
+    FewShot(
+        tokens=("She", " paid", " $", "15", " for", " the", " ticket", " and", " $", "3", ".", "50", " for", " snacks"),
+        activations=(0, 0, 2, 10, 0, 0, 0, 0, 1, 9, 0, 7, 0, 0),
+        explanation="amounts of money written after a dollar sign",
+    ),
+)
