@@ -17,7 +17,7 @@ from typing import Any
 
 import openai
 from aiolimiter import AsyncLimiter
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from llm_client.accounting import estimate_cost
 from llm_client.base import Capabilities, Completion, LLMError, check_messages, messages_to_prompt
@@ -108,7 +108,7 @@ class OpenAIClient(ClientCore):
         self.tokens_per_minute = tokens_per_minute
         self.timeout_s = timeout_s
         self.max_retries = max_retries
-        self._wait_backoff = wait_exponential_jitter(initial=backoff_s, max=max_backoff_s, jitter=backoff_s)
+        self._wait_backoff = wait_random_exponential(multiplier=backoff_s, max=max_backoff_s)  # full jitter
         self._state: _LoopState | None = None
 
     def count_tokens(self, text: str) -> int:

@@ -8,7 +8,7 @@ hash, peak in-flight) read back by the test. Top logprobs always include the dig
 a distribution peaked at `digit_for(token)`, so a logprob simulator has something to read.
 
 In-process: the `fake_openai` fixture (a server in a background thread). Out of process (benchmarks, so
-the server does not share the client's GIL): `python tests/fake_openai.py --latency 0.05` prints
+the server does not share the client's GIL): `python -m tests.fake_openai --latency 0.05` prints
 `PORT <n>` and serves until killed.
 """
 
