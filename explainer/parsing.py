@@ -34,8 +34,7 @@ def parse_explanation(raw: str, fmt: str) -> Parsed:
         answer = lines[-1] if lines else ""
     else:
         answer = answer.split("\n", 1)[0]  # one sentence; what follows is the model running on
-    text = _PREFIX.sub("", answer, count=1).strip().strip('"').strip()
-    text = text.rstrip(".").rstrip()
+    text = _PREFIX.sub("", answer, count=1).strip().rstrip(".").strip().strip('"').strip().rstrip(".").rstrip()
     if not text:
         return Parsed(None, "empty explanation")
     if _ECHO.search(text):
