@@ -6,6 +6,7 @@ into one completion prompt for models without a chat template.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 from activations.records import normalize_activations
@@ -36,21 +37,25 @@ def _tap_user(records: Sequence[Scaled], number: int) -> str:
     return text + f"\nExplanation of neuron {number} behavior: {EXPLANATION_PREFIX}"
 
 
-def _few_shot_scaled(n: int) -> list[tuple[list[Scaled], str]]:
-    out = []
-    for shot in FEW_SHOTS[:n]:
-        values = normalize_activations(shot.activations, max(shot.activations))
-        out.append(([(shot.tokens, values)], shot.explanation))
-    return out
+@lru_cache(maxsize=None)
+def _few_shot_turns(fmt: str, n: int, with_values: bool) -> tuple[dict, ...]:
+    """The first n few-shot examples as user/assistant turns; constant, so built once per process."""
+    turns: list[dict] = []
+    for i, shot in enumerate(FEW_SHOTS[:n]):
+        scaled = [(shot.tokens, normalize_activations(shot.activations, max(shot.activations)))]
+        if fmt == "token_activation_pairs":
+            turns += [{"role": "user", "content": _tap_user(scaled, i + 1)},
+                      {"role": "assistant", "content": f" {shot.explanation}."}]
+        else:
+            turns += [{"role": "user", "content": _highlight_user(scaled, with_values)},
+                      {"role": "assistant", "content": f"{HIGHLIGHT_MARKER} {shot.explanation}"}]
+    return tuple(turns)
 
 
 def token_activation_pairs(records: Sequence[Scaled], *, n_few_shot: int, negative: bool) -> list[dict]:
-    messages = [{"role": "system", "content": TAP_SYSTEM + (NEGATIVE_NOTE if negative else "")}]
-    for i, (shot, explanation) in enumerate(_few_shot_scaled(n_few_shot)):
-        messages.append({"role": "user", "content": _tap_user(shot, i + 1)})
-        messages.append({"role": "assistant", "content": f" {explanation}."})
-    messages.append({"role": "user", "content": _tap_user(records, n_few_shot + 1)})
-    return messages
+    system = {"role": "system", "content": TAP_SYSTEM + (NEGATIVE_NOTE if negative else "")}
+    return [system, *_few_shot_turns("token_activation_pairs", n_few_shot, True),
+            {"role": "user", "content": _tap_user(records, n_few_shot + 1)}]
 
 
 def _highlight_example(number: int, tokens: Sequence[str], values: Sequence[int], with_values: bool) -> str:
@@ -76,12 +81,9 @@ def _highlight_user(records: Sequence[Scaled], with_values: bool) -> str:
 
 
 def highlight(records: Sequence[Scaled], *, n_few_shot: int, negative: bool, with_values: bool = True) -> list[dict]:
-    messages = [{"role": "system", "content": HIGHLIGHT_SYSTEM + (NEGATIVE_NOTE if negative else "")}]
-    for shot, explanation in _few_shot_scaled(n_few_shot):
-        messages.append({"role": "user", "content": _highlight_user(shot, with_values)})
-        messages.append({"role": "assistant", "content": f"{HIGHLIGHT_MARKER} {explanation}"})
-    messages.append({"role": "user", "content": _highlight_user(records, with_values)})
-    return messages
+    system = {"role": "system", "content": HIGHLIGHT_SYSTEM + (NEGATIVE_NOTE if negative else "")}
+    return [system, *_few_shot_turns("highlight", n_few_shot, with_values),
+            {"role": "user", "content": _highlight_user(records, with_values)}]
 
 
 def render_plain(messages: list[dict], fmt: str) -> str:
