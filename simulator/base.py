@@ -37,6 +37,12 @@ class Simulator(ABC):
     async def simulate(self, explanation: str, records: Sequence[Sequence[str]]) -> list[SequenceSimulation]:
         """One SequenceSimulation per record, in order; raises SimulationError when it cannot."""
 
+    async def aclose(self) -> None:
+        """Release connections; simulators that talk to an endpoint close their LLM client."""
+        client = getattr(self, "client", None)
+        if client is not None:
+            await client.aclose()
+
 
 def check_inputs(explanation: str, records: Sequence[Sequence[str]]) -> None:
     """Reject empty explanations and malformed records before any model runs."""

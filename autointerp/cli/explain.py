@@ -53,12 +53,14 @@ def _apply(options):
 @click.option("--polarity", type=click.Choice(["positive", "negative"]), default="positive", show_default=True,
               help="Explain what drives the feature up (positive) or down (negative).")
 @click.option("--budget-usd", type=float, default=None, help="Stop cleanly once this much has been spent.")
+@click.option("--request-timeout", type=click.FloatRange(0.1), default=60.0, show_default=True,
+              help="Seconds before an explainer request is abandoned (and retried).")
 @click.option("--dry-run", is_flag=True, help="Estimate requests, tokens and cost; call nothing.")
 @click.option("--retry-failed", is_flag=True, help="Redo features recorded as failed under this configuration.")
 @_apply(simulator_options)
 @db_option
 @user_errors(*CLI_ERRORS)
-def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates, polarity, budget_usd, dry_run,
+def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates, polarity, budget_usd, request_timeout, dry_run,
             retry_failed, simulator, simulator_base_url, concurrency, device, no_sanity, seed, db_url) -> None:
     """Explain, simulate and score every selected feature of a layer, as one resumable run.
 
@@ -79,7 +81,7 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
 
     opts = ExplainOptions(model=model, layer=layer, sae=sae, features=features, explainer=explainer, base_url=base_url,
                           fmt=fmt, n_candidates=n_candidates, polarity=polarity, budget_usd=budget_usd,
-                          retry_failed=retry_failed, dry_run=dry_run, simulator=simulator,
+                          request_timeout_s=request_timeout, retry_failed=retry_failed, dry_run=dry_run, simulator=simulator,
                           simulator_base_url=simulator_base_url, concurrency=concurrency, device=device,
                           sanity=not no_sanity, seed=seed)
     db = Database(db_url)

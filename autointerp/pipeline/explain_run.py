@@ -20,12 +20,6 @@ from storage.db import Database
 from storage.schema import Feature
 
 
-def _dead_outcome_reason(feature: Feature) -> str | None:
-    if feature.dead:
-        return f"dead feature: it never fired on {feature.n_tokens or 'any'} collected tokens; nothing to explain"
-    return None
-
-
 def _save_outcome(db: Database, feature_id: int, outcome: FeatureOutcome, opts: ExplainOptions, config: dict,
                   run_id: int, retry: bool) -> None:
     with db.session() as session, session.begin():
@@ -54,7 +48,7 @@ def _save_outcome(db: Database, feature_id: int, outcome: FeatureOutcome, opts: 
 async def _run(db: Database, opts: ExplainOptions, run_id: int, features: list[Feature], config: dict,
                tracker: RunTracker, all_feature_ids: list[int]) -> None:
     client = make_client(opts.explainer, base_url=opts.base_url, concurrency=opts.concurrency,
-                         cache_path=llm_cache_path(db), device=opts.device)
+                         cache_path=llm_cache_path(db), device=opts.device, timeout_s=opts.request_timeout_s)
     simulator = make_simulator(opts.simulator, base_url=opts.simulator_base_url or opts.base_url, device=opts.device,
                                concurrency=opts.concurrency, cache_path=llm_cache_path(db))
     gate = asyncio.Semaphore(opts.concurrency)
@@ -76,42 +70,33 @@ async def _run(db: Database, opts: ExplainOptions, run_id: int, features: list[F
                     budget_hit.set()
 
     async def _one(feature: Feature) -> None:
-        dead = _dead_outcome_reason(feature)
         with db.session() as session:
             row = session.get(Feature, feature.id)
             pairs = repo.load_records(session, row)
             fr = FeatureRecords(repo.feature_id_of(row), [r for _, r in pairs], repo.stats_of(row))
-        if dead is None and not any(r.data_split == "train" for _, r in pairs):
-            dead = "no train-split records to explain from"
-        if dead is not None:
-            outcome = FeatureOutcome(candidates=[failed_candidate(opts, dead, prompt_version)], selected=None, test=None)
-        else:
-            outcome = await explain_and_score(
-                fr, [rid for rid, _ in pairs], client, simulator, fmt=opts.fmt, n_candidates=opts.n_candidates,
-                polarity=opts.polarity, temperature=opts.effective_temperature, max_tokens=opts.max_explanation_tokens,
-                seed=opts.seed,
-            )
+        # Dead features come back failed from the explainer (nothing above zero) without an LLM call.
+        outcome = await explain_and_score(
+            fr, [rid for rid, _ in pairs], client, simulator, fmt=opts.fmt, n_candidates=opts.n_candidates,
+            polarity=opts.polarity, temperature=opts.effective_temperature, max_tokens=opts.max_explanation_tokens,
+            seed=opts.seed,
+        )
         _save_outcome(db, feature.id, outcome, opts, config, run_id, retry=opts.retry_failed)
         if outcome.failure:
             tracker.record_failure(feature.index, outcome.failure)
         else:
             tracker.stats.done += 1
 
-    prompt_version = PROMPT_VERSIONS[opts.fmt]
-    await asyncio.gather(*(work(f) for f in features))
-    if opts.sanity and not budget_hit.is_set():
-        with db.session() as session:
-            # All selected features, not only this run's: a killed earlier run may have missed its baselines.
-            own = outcome_store.scored_explanations(session, all_feature_ids, config_hash=repo.config_hash(config))
-        await add_sanity_baselines(db, simulator, opts.simulator, own, run_id=run_id, seed=opts.seed)
-    tracker.refresh(force=True, llm_stats=client.stats)
-
-
-def failed_candidate(opts: ExplainOptions, reason: str, prompt_version: str):
-    from explainer import ExplanationResult
-
-    return ExplanationResult.failed(explainer=opts.explainer, reason=reason, prompt_version=prompt_version,
-                                    polarity=opts.polarity, candidate=0)
+    try:
+        await asyncio.gather(*(work(f) for f in features))
+        if opts.sanity and not budget_hit.is_set():
+            with db.session() as session:
+                # All selected features, not only this run's: a killed earlier run may have missed its baselines.
+                own = outcome_store.scored_explanations(session, all_feature_ids, config_hash=repo.config_hash(config))
+            await add_sanity_baselines(db, simulator, opts.simulator, own, run_id=run_id, seed=opts.seed)
+        tracker.refresh(force=True, llm_stats=client.stats)
+    finally:
+        await client.aclose()
+        await simulator.aclose()
 
 
 def run_explain(db: Database, opts: ExplainOptions, *, show_progress: bool = True) -> int:

@@ -55,6 +55,7 @@ class ExplainOptions(SimulationOptions):
     temperature: float | None = None  # None: 0 for one candidate, 1.0 for several (they must differ)
     max_explanation_tokens: int = 60
     concurrency: int = 4
+    request_timeout_s: float = 60.0
     budget_usd: float | None = None
     retry_failed: bool = False
     dry_run: bool = False

@@ -23,7 +23,8 @@ def _simulation_config(opts: RescoreOptions) -> dict:
     return {"simulator": opts.simulator, "split": "test"}
 
 
-async def _rescore(db: Database, opts: RescoreOptions, run_id: int, explanation_ids: list[int], tracker: RunTracker) -> None:
+async def _rescore(db: Database, opts: RescoreOptions, run_id: int, explanation_ids: list[int], all_ids: list[int],
+                   tracker: RunTracker) -> None:
     simulator = make_simulator(opts.simulator, base_url=opts.simulator_base_url, device=opts.device,
                                concurrency=opts.concurrency, cache_path=llm_cache_path(db))
     gate = asyncio.Semaphore(opts.concurrency)
@@ -55,9 +56,13 @@ async def _rescore(db: Database, opts: RescoreOptions, run_id: int, explanation_
                 tracker.stats.done += 1
             tracker.refresh()
 
-    await asyncio.gather(*(one(e) for e in explanation_ids))
-    if opts.sanity:
-        await add_sanity_baselines(db, simulator, opts.simulator, explanation_ids, run_id=run_id, seed=opts.seed)
+    try:
+        await asyncio.gather(*(one(e) for e in explanation_ids))
+        if opts.sanity:
+            # Every selected explanation, not only this run's: an interrupted run may have missed baselines.
+            await add_sanity_baselines(db, simulator, opts.simulator, all_ids, run_id=run_id, seed=opts.seed)
+    finally:
+        await simulator.aclose()
 
 
 def run_rescore(db: Database, opts: RescoreOptions, *, show_progress: bool = True) -> int:
@@ -79,7 +84,7 @@ def run_rescore(db: Database, opts: RescoreOptions, *, show_progress: bool = Tru
     status = "failed"
     try:
         with tracker:
-            asyncio.run(_rescore(db, opts, run_id, todo, tracker))
+            asyncio.run(_rescore(db, opts, run_id, todo, explanation_ids, tracker))
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"

@@ -1,0 +1,5 @@
+"""`python -m autointerp` runs the CLI."""
+
+from autointerp.cli import main
+
+main()

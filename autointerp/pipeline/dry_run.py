@@ -1,0 +1,52 @@
+"""`explain --dry-run`: walk the explain step of every pending feature with a recording client (real
+prompts, real token counts, nothing sent) and estimate what the run would cost."""
+
+from __future__ import annotations
+
+import asyncio
+
+from activations.records import FeatureRecords
+from autointerp.pipeline.context import select_features
+from autointerp.pipeline.options import ExplainOptions
+from explainer import PROMPT_VERSIONS, explain
+from llm_client import make_client
+from llm_client.dry_run import RecordingClient
+from storage import outcome_store
+from storage import repository as repo
+from storage.db import Database
+
+# Per feature, an LLM simulator is called once per candidate on the valid split (when choosing among
+# several), once on the test split and once for the shuffled baseline.
+LLM_SIMULATORS = ("logprob:openai:", "json:")
+
+
+def estimate(db: Database, opts: ExplainOptions) -> dict:
+    config = opts.explain_config(PROMPT_VERSIONS[opts.fmt])
+    with db.session() as session:
+        features = select_features(session, opts.model, opts.layer, opts.sae, opts.features)
+        finished = outcome_store.finished_features(session, [f.id for f in features], repo.config_hash(config))
+        pending = [f for f in features if f.id not in finished or (opts.retry_failed and finished[f.id] == "failed")]
+        records = [FeatureRecords(repo.feature_id_of(f), [r for _, r in repo.load_records(session, f)], repo.stats_of(f))
+                   for f in pending]
+    real = make_client(opts.explainer, base_url=opts.base_url, device=opts.device)
+    recorder = RecordingClient(real, opts.explainer.partition(":")[2])
+
+    async def walk() -> None:
+        for fr in records:
+            train = FeatureRecords(fr.feature, [r for r in fr.records if r.data_split == "train"], fr.stats)
+            await explain(recorder, train, fmt=opts.fmt, n_candidates=opts.n_candidates, polarity=opts.polarity,
+                          temperature=opts.effective_temperature, max_tokens=opts.max_explanation_tokens)
+
+    asyncio.run(walk())
+    sims_per_feature = (opts.n_candidates if opts.n_candidates > 1 else 0) + 1 + int(opts.sanity)
+    llm_simulator = opts.simulator.startswith(LLM_SIMULATORS)
+    return {
+        "features_selected": len(features),
+        "features_pending": len(pending),
+        "explainer": {"spec": opts.explainer, **recorder.estimate(opts.max_explanation_tokens)},
+        "simulator": {"spec": opts.simulator,
+                      "requests": len(pending) * sims_per_feature if llm_simulator else 0,
+                      "note": "LLM simulator: one request per simulated split" if llm_simulator
+                      else "runs locally: no requests, no cost"},
+        "note": "explainer tokens are counted on the real prompts; completion tokens and cost are upper bounds",
+    }

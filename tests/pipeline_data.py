@@ -1,0 +1,35 @@
+"""Synthetic collected features for pipeline tests: records across top/random samples and
+train/valid/test splits, stored through the repository as a collection would store them."""
+
+from __future__ import annotations
+
+import random
+
+from activations.records import ActivationRecord, FeatureId, FeatureStats
+from storage import repository as repo
+from storage.db import Database
+
+WORDS = "the cat sat on 3 mats in 1999 and 42 dogs ran past 7 red cars near the river bank today".split()
+
+
+def _record(rng: random.Random, split: str, data_split: str, fires: bool) -> ActivationRecord:
+    tokens = [(" " if i else "") + rng.choice(WORDS) for i in range(12)]
+    acts = [(2.0 + rng.random()) if fires and t.strip().isdigit() else 0.0 for t in tokens]
+    if fires and max(acts) == 0:
+        tokens[3], acts[3] = " 5", 2.5
+    return ActivationRecord(tokens, acts, split=split, data_split=data_split)
+
+
+def fill_layer(db: Database, n_features: int, *, model: str = "tiny-model", layer: int = 6, seed: int = 0,
+               dead: tuple[int, ...] = ()) -> None:
+    rng = random.Random(seed)
+    with db.session() as s, s.begin():
+        for index in range(n_features):
+            feature = repo.get_or_create_feature(s, FeatureId(model, layer, "mlp_neuron", index))
+            fires = index not in dead
+            records = [_record(rng, "top", d, fires) for d in ["train"] * 5 + ["valid"] * 2 + ["test"] * 3]
+            records += [_record(rng, "random", d, False) for d in ["train"] * 2 + ["valid"] + ["test"] * 2]
+            repo.add_records(s, feature, records)
+            repo.set_feature_stats(feature, FeatureStats(
+                max_activation=max(r.max_activation for r in records), mean=0.1, variance=0.2,
+                firing_fraction=0.05 if fires else 0.0, n_tokens=1000))
