@@ -179,7 +179,14 @@ def test_completion_path_for_models_without_chat(fake_openai):
     seen = last_user_message(fake_openai)
     client = make_client("openai:gpt-4o-mini", base_url=fake_openai.url)
     client.capabilities = Capabilities(chat=False, prompt_logprobs=True, top_logprobs=True)
-    (result,) = asyncio.run(explain(client, TINY))
+
+    async def go():
+        try:
+            return await explain(client, TINY)
+        finally:
+            await client.aclose()
+
+    (result,) = asyncio.run(go())
     assert result.ok and result.params["chat"] is False and fake_openai.by_endpoint["completions"] == 1
     assert seen[0]["prompt"].endswith("Explanation of neuron 3 behavior: the main thing this neuron does is find")
 
