@@ -76,13 +76,13 @@ def matching_explanation_ids(session: Session, text_query: str) -> Select:
 
 
 @dataclass
-class _FeatureFilter:
+class FeatureFilter:
     model_id: int | None
     conds: list[Any]  # conditions on Feature other than the model
     needs_join: bool  # whether scores must be joined to features to apply them
 
 
-def _feature_filter(session: Session, q: FeatureQuery) -> _FeatureFilter | None:
+def feature_filter(session: Session, q: FeatureQuery) -> FeatureFilter | None:
     """Conditions on features; None when the named model does not exist (so nothing can match)."""
     model_id = None
     if q.model is not None:
@@ -99,10 +99,10 @@ def _feature_filter(session: Session, q: FeatureQuery) -> _FeatureFilter | None:
     if q.feature_indices is not None:
         conds.append(Feature.index.in_(q.feature_indices))
     needs_join = q.kind is not None or q.sae is not None or q.feature_indices is not None
-    return _FeatureFilter(model_id, conds, needs_join)
+    return FeatureFilter(model_id, conds, needs_join)
 
 
-def _all_feature_conds(ff: _FeatureFilter) -> list[Any]:
+def all_feature_conds(ff: FeatureFilter) -> list[Any]:
     return ff.conds + ([Feature.model_id == ff.model_id] if ff.model_id is not None else [])
 
 
@@ -119,7 +119,7 @@ def _search_condition(session: Session, text_query: str) -> Any:
     return Score.explanation_id.in_(matches)
 
 
-def _ranked_rows(session: Session, q: FeatureQuery, ff: _FeatureFilter) -> Iterator[tuple[int, float, int]]:
+def _ranked_rows(session: Session, q: FeatureQuery, ff: FeatureFilter) -> Iterator[tuple[int, float, int]]:
     """(feature_id, score, explanation_id) in descending score order, possibly several per feature."""
     model_id = ff.model_id
     conds = [Score.method == q.method, Score.subset == q.subset, Score.role == "own", Score.value.is_not(None)]
@@ -149,7 +149,7 @@ def _ranked_rows(session: Session, q: FeatureQuery, ff: _FeatureFilter) -> Itera
 
 def best_scored(session: Session, q: FeatureQuery) -> list[tuple[int, float, int]]:
     """One (feature_id, best score, explanation_id) per feature, best first, honouring limit/offset."""
-    ff = _feature_filter(session, q)
+    ff = feature_filter(session, q)
     if ff is None:
         return []
     seen: set[int] = set()
@@ -167,7 +167,7 @@ def best_scored(session: Session, q: FeatureQuery) -> list[tuple[int, float, int
 
 def _unscored_features(session: Session, q: FeatureQuery, exclude: set[int], skip: int, limit: int) -> list[int]:
     """Features with no score under the query's method (listed after the scored ones, by layer and index)."""
-    ff = _feature_filter(session, q)
+    ff = feature_filter(session, q)
     if ff is None:
         return []
     scored = select(Score.feature_id).where(
@@ -176,7 +176,7 @@ def _unscored_features(session: Session, q: FeatureQuery, exclude: set[int], ski
     )
     stmt = (
         select(Feature.id)
-        .where(*_all_feature_conds(ff), ~scored.exists())
+        .where(*all_feature_conds(ff), ~scored.exists())
         .order_by(Feature.model_id, Feature.layer, Feature.kind, Feature.sae_key, Feature.index)
         .offset(skip)
         .limit(limit + len(exclude))
@@ -186,14 +186,14 @@ def _unscored_features(session: Session, q: FeatureQuery, exclude: set[int], ski
 
 def count_scored(session: Session, q: FeatureQuery) -> int:
     """Distinct features with a score under the query's method, subset and feature filters."""
-    ff = _feature_filter(session, q)
+    ff = feature_filter(session, q)
     if ff is None:
         return 0
     ranked = (
         select(Score.feature_id)
         .join(Feature, Feature.id == Score.feature_id)
         .where(Score.method == q.method, Score.subset == q.subset, Score.role == "own", Score.value.is_not(None))
-        .where(*_all_feature_conds(ff))
+        .where(*all_feature_conds(ff))
     )
     return session.scalar(select(func.count()).select_from(ranked.distinct().subquery())) or 0
 

@@ -15,7 +15,7 @@ from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from storage.queries import FeatureQuery, _all_feature_conds, _feature_filter, describe_features, matching_explanation_ids
+from storage.queries import FeatureQuery, all_feature_conds, feature_filter, describe_features, matching_explanation_ids
 from storage.schema import Explanation, ExplanationEmbedding, Feature, Score, SubjectModel
 
 # texts -> (n, dim) float32 array of unit-length rows
@@ -37,11 +37,11 @@ def _best_score(q: FeatureQuery) -> Any:
 
 def _candidates(session: Session, q: FeatureQuery) -> Select | None:
     """(explanation id, feature id, best score) of the explanations the query allows; None if none can match."""
-    ff = _feature_filter(session, q)
+    ff = feature_filter(session, q)
     if ff is None:
         return None
     best = _best_score(q).label("best")
-    conds = [Explanation.status == "ok", Explanation.text.is_not(None), *_all_feature_conds(ff)]
+    conds = [Explanation.status == "ok", Explanation.text.is_not(None), *all_feature_conds(ff)]
     if q.explainer is not None:
         conds.append(Explanation.explainer == q.explainer)
     if q.search is not None:

@@ -89,6 +89,9 @@ def run_rescore(db: Database, opts: RescoreOptions, *, show_progress: bool = Tru
     except KeyboardInterrupt:
         status = "interrupted"
         raise
+    except Exception as exc:
+        tracker.stats.stopped_reason = f"{type(exc).__name__}: {exc}"[:1000]
+        raise
     finally:
         with db.session() as session, session.begin():
             repo.finish_run(session, session.get(Run, run_id), status, tracker.stats.as_dict())
