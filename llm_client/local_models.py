@@ -66,19 +66,25 @@ def resolve_model_path(name: str) -> str:
     target = cache_dir() / "models" / name
     if (target / "config.json").exists():
         return str(target)
+    from filelock import FileLock
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = _embedded_gguf(name)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    # The weights are already dequantised to float; drop the GGUF quantizer marker so they can be saved.
-    model.hf_quantizer = None
-    model.config.__dict__.pop("quantization_config", None)
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    # Rename last, so a half-written conversion is never mistaken for a finished one.
-    tmp.replace(target) if not target.exists() else None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Parallel test workers or jobs may ask at once: one converts, the others wait and reuse it.
+    with FileLock(str(target) + ".lock"):
+        if (target / "config.json").exists():
+            return str(target)
+        gguf = _embedded_gguf(name)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # The weights are already dequantised to float; drop the GGUF quantizer marker so they can be saved.
+        model.hf_quantizer = None
+        model.config.__dict__.pop("quantization_config", None)
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        # Rename last, so a half-written conversion is never mistaken for a finished one.
+        tmp.replace(target)
     return str(target)
 
 
