@@ -107,24 +107,10 @@ def run_explain(db: Database, opts: ExplainOptions, *, show_progress: bool = Tru
     with db.session() as session, session.begin():
         features = select_features(session, opts.model, opts.layer, opts.sae, opts.features)
         finished = outcome_store.finished_features(session, [f.id for f in features], chash)
-        run = repo.start_run(session, "explain", {**opts.as_dict(), "config_hash": chash})
-        run_id = run.id
+        run_id = repo.start_run(session, "explain", {**opts.as_dict(), "config_hash": chash}).id
     redo = {"failed"} if opts.retry_failed else set()
     todo = [f for f in features if finished.get(f.id) is None or finished[f.id] in redo]
-    tracker = RunTracker(db, run_id, total=len(features), show=show_progress)
-    tracker.stats.skipped = len(features) - len(todo)
-    status = "failed"
-    try:
-        with tracker:
-            asyncio.run(_run(db, opts, run_id, todo, config, tracker, [f.id for f in features]))
-        status = "stopped" if tracker.stats.stopped_reason else "done"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    except Exception as exc:
-        tracker.stats.stopped_reason = f"{type(exc).__name__}: {exc}"[:1000]
-        raise
-    finally:
-        with db.session() as session, session.begin():
-            repo.finish_run(session, session.get(type(run), run_id), status, tracker.stats.as_dict())
+    with RunTracker(db, run_id, total=len(features), show=show_progress) as tracker:
+        tracker.stats.skipped = len(features) - len(todo)
+        asyncio.run(_run(db, opts, run_id, todo, config, tracker, [f.id for f in features]))
     return run_id

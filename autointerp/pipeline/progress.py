@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from storage.db import Database
+from storage.repository import finish_run
 from storage.schema import Run
 
 
@@ -53,7 +54,9 @@ class RunStats:
 
 
 class RunTracker:
-    """Owns a run's stats; `save` writes them to the run row, `bar` shows them."""
+    """Owns a run's stats: shows them as a progress bar, mirrors them into the run row while the run
+    goes, and on exit closes the row as done, stopped (budget), interrupted (Ctrl-C) or failed (with
+    the error)."""
 
     def __init__(self, db: Database, run_id: int, total: int, *, show: bool = True, label: str = "features") -> None:
         self.db = db
@@ -71,9 +74,18 @@ class RunTracker:
         self._progress.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.refresh(force=True)
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
+        self.refresh()
         self._progress.stop()
+        if exc_type is None:
+            status = "stopped" if self.stats.stopped_reason else "done"
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = "interrupted"
+        else:
+            status = "failed"
+            self.stats.stopped_reason = f"{exc_type.__name__}: {exc}"[:1000]
+        with self.db.session() as session, session.begin():
+            finish_run(session, session.get(Run, self.run_id), status, self.stats.as_dict())
 
     def refresh(self, *, force: bool = False, llm_stats: Callable[[], dict] | None = None) -> None:
         if llm_stats is not None:

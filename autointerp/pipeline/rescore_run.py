@@ -16,7 +16,7 @@ from simulator.factory import make_simulator
 from storage import outcome_store
 from storage import repository as repo
 from storage.db import Database
-from storage.schema import Explanation, Feature, Run, Simulation
+from storage.schema import Explanation, Feature, Simulation
 
 
 def _simulation_config(opts: RescoreOptions) -> dict:
@@ -79,20 +79,7 @@ def run_rescore(db: Database, opts: RescoreOptions, *, show_progress: bool = Tru
             Simulation.role == "own", Simulation.status == "ok")))
         run_id = repo.start_run(session, "rescore", {**opts.as_dict(), "simulation_config": config}).id
     todo = [e for e in explanation_ids if e not in done]
-    tracker = RunTracker(db, run_id, total=len(explanation_ids), show=show_progress, label="explanations")
-    tracker.stats.skipped = len(explanation_ids) - len(todo)
-    status = "failed"
-    try:
-        with tracker:
-            asyncio.run(_rescore(db, opts, run_id, todo, explanation_ids, tracker))
-        status = "done"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    except Exception as exc:
-        tracker.stats.stopped_reason = f"{type(exc).__name__}: {exc}"[:1000]
-        raise
-    finally:
-        with db.session() as session, session.begin():
-            repo.finish_run(session, session.get(Run, run_id), status, tracker.stats.as_dict())
+    with RunTracker(db, run_id, total=len(explanation_ids), show=show_progress, label="explanations") as tracker:
+        tracker.stats.skipped = len(explanation_ids) - len(todo)
+        asyncio.run(_rescore(db, opts, run_id, todo, explanation_ids, tracker))
     return run_id
