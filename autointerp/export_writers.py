@@ -55,6 +55,29 @@ def write_jsonl(docs: Iterable[dict], out: Path) -> int:
     return n
 
 
+def write_neuron_records(docs: Iterable[dict], out: Path) -> int:
+    """OpenAI NeuronRecord JSON Lines: each feature's records by sample split and its statistics."""
+    def dump(doc: dict, split: str) -> list[dict]:
+        return [{"tokens": r["tokens"], "activations": r["activations"]} for r in doc["records"] if r["split"] == split]
+
+    n = 0
+    with out.open("w", encoding="utf-8") as fh:
+        for doc in docs:
+            bins = sorted({int(r["split"].split(":")[1]) for r in doc["records"] if r["split"].startswith("quantile:")})
+            record = {
+                "dataclass_name": "NeuronRecord",
+                "neuron_id": {"dataclass_name": "NeuronId", "layer_index": doc["layer"], "neuron_index": doc["index"]},
+                "random_sample": dump(doc, "random"),
+                "random_sample_by_quantile": [dump(doc, f"quantile:{b}") for b in bins],
+                "quantile_boundaries": doc["quantile_boundaries"] or [],
+                "mean": doc["mean"], "variance": doc["variance"], "skewness": None, "kurtosis": None,
+                "most_positive_activation_records": dump(doc, "top"),
+            }
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
 def write_parquet(docs: Iterable[dict], out: Path, *, row_group: int = 500) -> int:
     n = 0
     with pq.ParquetWriter(out, FEATURE_SCHEMA) as writer:

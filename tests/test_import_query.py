@@ -102,14 +102,16 @@ def test_openai_round_trip_keeps_numbers(tmp_path, db_url, db):
     rsq = json.loads(run("query", "--db", db_url, "--format", "json", "--method", "rsquared", "--no-records").output)
     assert rsq[0]["score"] == 0.5 and "records" not in rsq[0]
 
-    from activations.importers.openai_format import to_neuron_record
-    from storage.repository import find_feature, load_feature_records
-    from activations.records import FeatureId
-
-    with db.session() as s:
-        exported = to_neuron_record(load_feature_records(s, find_feature(s, FeatureId("gpt2-xl", 3, "mlp_neuron", 17))))
-    for key in ("most_positive_activation_records", "random_sample", "random_sample_by_quantile", "quantile_boundaries", "mean", "variance"):
+    out = tmp_path / "exported" / "records.jsonl"
+    out.parent.mkdir()
+    assert run("export", "--format", "openai", "--out", out, "--db", db_url).exit_code == 0
+    exported = json.loads(out.read_text())
+    for key in ("neuron_id", "most_positive_activation_records", "random_sample", "random_sample_by_quantile",
+                "quantile_boundaries", "mean", "variance"):
         assert exported[key] == NEURON_RECORD[key], key
+    # ...and the exported file imports again as the same feature, adding nothing.
+    assert run("import", out, "--db", db_url, "--model", "gpt2-xl").exit_code == 0
+    assert counts(db) == (1, 4, 2, 4)
 
 
 def test_malformed_file_writes_nothing_and_names_field(tmp_path, db_url, db):

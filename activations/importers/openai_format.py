@@ -101,23 +101,3 @@ def parse_explanation_results(obj: dict, source: str, model: str = DEFAULT_OPENA
         explanations.append(ImportedExplanation(text=text.strip(), scores=scores, sequences=sequences))
     return ImportedFeature(records=None, feature=fid, explanations=explanations)
 
-
-def to_neuron_record(records: FeatureRecords) -> dict:
-    """Write a feature in OpenAI's NeuronRecord layout (the inverse of parse_neuron_record)."""
-    def dump(split: str) -> list[dict]:
-        return [{"tokens": list(r.tokens), "activations": list(r.activations)} for r in records.records if r.split == split]
-
-    n_bins = sorted({int(r.split.split(":")[1]) for r in records.records if r.split.startswith("quantile:")})
-    stats = records.stats
-    return {
-        "dataclass_name": "NeuronRecord",
-        "neuron_id": {"dataclass_name": "NeuronId", "layer_index": records.feature.layer, "neuron_index": records.feature.index},
-        "random_sample": dump("random"),
-        "random_sample_by_quantile": [dump(f"quantile:{q}") for q in n_bins],
-        "quantile_boundaries": list(stats.quantile_boundaries) if stats else [],
-        "mean": stats.mean if stats else None,
-        "variance": stats.variance if stats else None,
-        "skewness": None,
-        "kurtosis": None,
-        "most_positive_activation_records": dump("top"),
-    }

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from autointerp.cli.options import db_option
-from autointerp.export_writers import write_jsonl, write_parquet
+from autointerp.export_writers import write_jsonl, write_neuron_records, write_parquet
 from storage.db import Database
 from storage.feature_documents import iter_feature_documents
 
@@ -17,7 +17,9 @@ from storage.feature_documents import iter_feature_documents
 @click.option("--layer", type=int, default=None, help="Only this layer.")
 @click.option("--kind", type=click.Choice(["mlp_neuron", "sae_latent"]), default=None, help="Only this feature kind.")
 @click.option("--sae", default=None, help="Only latents of this SAE.")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet", "openai"]), default="jsonl", show_default=True,
+              help="jsonl / parquet: everything per feature; openai: OpenAI NeuronRecord JSON Lines (records and "
+                   "statistics, readable by `autointerp import` and neuron-explainer tools).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output file.")
 @db_option
 def export(model, layer, kind, sae, fmt, out: Path, db_url) -> None:
@@ -28,6 +30,7 @@ def export(model, layer, kind, sae, fmt, out: Path, db_url) -> None:
     Examples:
       autointerp export --layer 6 --format jsonl --out layer6.jsonl
       autointerp export --model gemma-3-270m --format parquet --out all.parquet
+      autointerp export --layer 6 --kind mlp_neuron --format openai --out layer6_neuron_records.jsonl
     """
     if not out.parent.exists():
         raise click.ClickException(f"--out: folder {out.parent} does not exist")
@@ -35,7 +38,8 @@ def export(model, layer, kind, sae, fmt, out: Path, db_url) -> None:
     tmp = out.with_name(out.name + ".partial")
     with db.session() as session:
         docs = iter_feature_documents(session, model=model, layer=layer, kind=kind, sae=sae)
-        n = write_jsonl(docs, tmp) if fmt == "jsonl" else write_parquet(docs, tmp)
+        writer = {"jsonl": write_jsonl, "parquet": write_parquet, "openai": write_neuron_records}[fmt]
+        n = writer(docs, tmp)
     tmp.replace(out)  # a crash never leaves a truncated file under the requested name
     click.echo(f"wrote {n} feature(s) to {out}", err=True)
 
