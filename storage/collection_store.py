@@ -2,25 +2,24 @@
 
 A layer counts as collected only when its features carry a `collection_run_id`, and those are written in
 the same transaction as the records, so an interrupted collection never leaves a layer that looks done.
+Writes are Core executemany statements on the tables (one per table per chunk), not ORM objects: a layer
+holds ~100k records, and per-object ORM work made saving slower than collecting. What remains is mostly
+JSON-encoding the records' token and activation lists.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from types import SimpleNamespace
+from typing import Any, Iterator, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from activations.records import FeatureRecords
-from storage.repository import (
-    add_records,
-    find_model,
-    get_or_create_feature,
-    get_or_create_model,
-    get_or_create_sae,
-    set_feature_stats,
-)
-from storage.schema import Feature, Run
+from activations.records import ActivationRecord, FeatureRecords, FeatureStats
+from storage.repository import find_model, get_or_create_model, get_or_create_sae, set_feature_stats
+from storage.schema import ActivationRecordRow, Feature, Run
+
+_CHUNK = 5_000  # rows per executemany (and ids per IN list, under every backend's bound-parameter limit)
 
 
 def layer_complete(session: Session, model_name: str, layer: int, kind: str, sae: str | None) -> bool:
@@ -42,21 +41,82 @@ def save_layer(
     n_layers: int | None = None, sae_info: dict[str, Any] | None = None,
 ) -> int:
     """Write one layer (replacing earlier records of these features); call inside the caller's transaction.
-    Returns the number of records stored."""
-    model = get_or_create_model(session, model_name, n_layers)
-    if sae_info is not None:
-        info = dict(sae_info)
-        get_or_create_sae(session, model, info.pop("name"), **info)
+    Every feature must be of the same layer, kind and SAE. Returns the number of records stored."""
+    if not features:
+        return 0
+    first = features[0].feature
     for fr in features:
+        fid = fr.feature
+        if (fid.model, fid.layer, fid.kind, fid.sae) != (model_name, first.layer, first.kind, first.sae):
+            raise ValueError(f"feature {fid}: save_layer stores one layer of {model_name}, like {first}; save the others separately")
         if fr.stats is None:
-            raise ValueError(f"feature {fr.feature}: a collected feature needs its statistics")
-    # Feature rows first: creating one flushes the session, and pending records would flush with it,
-    # one small INSERT batch per feature. Records then go out together when the transaction commits.
-    rows = [get_or_create_feature(session, fr.feature, model) for fr in features]
+            raise ValueError(f"feature {fid}: a collected feature needs its statistics")
+    model = get_or_create_model(session, model_name, n_layers)
+    sae_id = None
+    if first.sae is not None:
+        info = dict(sae_info or {"name": first.sae, "layer": first.layer})
+        sae_id = get_or_create_sae(session, model, info.pop("name"), **info).id
+    ids = _upsert_features(session, run, model.id, sae_id, features)
+    for chunk in _chunks(list(ids.values())):
+        session.execute(delete(ActivationRecordRow).where(ActivationRecordRow.feature_id.in_(chunk)))
+    rows = (_record_values(ids[fr.feature.index], record, position) for fr in features for record, position in _numbered(fr.records))
     stored = 0
-    with session.no_autoflush:
-        for fr, row in zip(features, rows):
-            set_feature_stats(row, fr.stats)
-            row.collection_run_id = run.id
-            stored += add_records(session, row, fr.records, replace=True)
+    for chunk in _chunks(rows):
+        session.execute(insert(ActivationRecordRow.__table__), chunk)
+        stored += len(chunk)
     return stored
+
+
+def _upsert_features(session: Session, run: Run, model_id: int, sae_id: int | None, features: Sequence[FeatureRecords]) -> dict[int, int]:
+    """Insert missing feature rows, update existing ones; every row gets its stats and the run. Returns index -> id."""
+    first = features[0].feature
+    layer_rows = select(Feature.index, Feature.id).where(
+        Feature.model_id == model_id, Feature.layer == first.layer, Feature.kind == first.kind, Feature.sae_key == (first.sae or ""),
+    )
+    ids: dict[int, int] = dict(session.execute(layer_rows).all())
+    values = {fr.feature.index: {**_stats_values(fr.stats), "collection_run_id": run.id} for fr in features}
+    existing = [{"id": ids[i], **v} for i, v in values.items() if i in ids]
+    new = [{"model_id": model_id, "layer": first.layer, "kind": first.kind, "sae_id": sae_id, "sae_key": first.sae or "",
+            "index": i, "extra": {}, **v} for i, v in values.items() if i not in ids]
+    for chunk in _chunks(existing):
+        session.execute(update(Feature), chunk)  # ORM bulk UPDATE by primary key: one executemany
+    for chunk in _chunks(new):
+        session.execute(insert(Feature.__table__), chunk)
+    if new:
+        ids = dict(session.execute(layer_rows).all())
+    return ids
+
+
+def _stats_values(stats: FeatureStats | None) -> dict[str, Any]:
+    # The repository's own mapping of stats onto feature columns, captured as a dict of column values.
+    target = SimpleNamespace()
+    set_feature_stats(target, stats)  # type: ignore[arg-type]
+    return vars(target)
+
+
+def _numbered(records: Sequence[ActivationRecord]) -> Iterator[tuple[ActivationRecord, int]]:
+    """Each record with its position within its split, as the repository numbers them."""
+    positions: dict[str, int] = {}
+    for record in records:
+        position = positions.get(record.split, 0)
+        positions[record.split] = position + 1
+        yield record, position
+
+
+def _record_values(feature_id: int, record: ActivationRecord, position: int) -> dict[str, Any]:
+    return {
+        "feature_id": feature_id, "split": record.split, "data_split": record.data_split, "position": position,
+        "tokens": list(record.tokens), "activations": list(record.activations), "max_activation": record.max_activation,
+        "corpus": record.provenance.corpus, "document": record.provenance.document, "offset": record.provenance.offset,
+    }
+
+
+def _chunks(items: Any) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == _CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

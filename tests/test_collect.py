@@ -160,3 +160,16 @@ def test_interrupted_run_leaves_no_complete_layer_and_resumes(db, loaded):
     with db.session() as s:
         assert s.scalars(select(Run.status).order_by(Run.id)).all() == ["interrupted", "failed", "done"]
     assert run_collect(db, MODEL, targets, "wikipedia", config, device="cpu", log=lambda m: None) == {"skipped": 1}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "no-such-model-xyz", "--layers", "1"], "could not load model 'no-such-model-xyz'"),
+    (["--layers", "1", "--corpus", "/no/such/corpus.txt"], "corpus '/no/such/corpus.txt' is not"),
+    (["--sae", "WIDTH-100"], "expects d_in=100"),
+])
+def test_cli_bad_input_is_one_clear_line(args, message, tmp_path, sqlite_url, loaded):
+    args = [str(_sae_folder(tmp_path, d_in=100, layer=2)) if a == "WIDTH-100" else a for a in args]
+    result = _cli(sqlite_url, *args)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code != 0 and len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
+    assert isinstance(result.exception, SystemExit)  # a clean exit, not an uncaught exception

@@ -72,7 +72,11 @@ def run_collect(
     if not todo:
         return {"skipped": len(targets)}
     corpus = open_corpus(corpus_spec)
-    loaded = load_model(name, device=device, dtype=dtype)
+    try:
+        loaded = load_model(name, device=device, dtype=dtype)
+    except ModelLoadError as exc:
+        # transformers' own reasons span several lines; the CLI prints one.
+        raise ModelLoadError(" ".join(str(exc).split())) from None
     check_targets(loaded.model, todo)  # before any forward pass, and before a run row exists
     run_config = {"model": name, "corpus": corpus.name, "targets": [str(t) for t in todo], "device": loaded.device,
                   "dtype": str(loaded.dtype), **asdict(config)}
@@ -131,7 +135,16 @@ def collect_command(model_spec: str, layers: str | None, sae_path: str | None, s
                     corpus_spec: str, max_tokens: int, ctx_len: int, batch_size: int | None, device: str, dtype: str | None,
                     seed: int, top_k: int, n_random: int, n_quantiles: int, per_quantile: int, overwrite: bool,
                     db_url: str | None) -> None:
-    """Collect activation records for every MLP neuron of --layers (or every latent of --sae)."""
+    """Collect activation records for every MLP neuron of --layers (or every latent of --sae).
+
+    Layers already collected are skipped (--overwrite redoes them); each layer is stored in one transaction.
+
+    \b
+    Examples:
+      autointerp collect --model gemma-3-270m --layers 6 --tokens 100000
+      autointerp collect --model smollm2-135m --layers 3,5 --corpus docs/ --ctx-len 32
+      autointerp collect --layers 6 --sae ./my-sae --sae-hook blocks.6.hook_resid_post
+    """
     targets = build_targets(parse_layers(layers), sae_path, sae_hook, sae_name)
     if batch_size is None:
         batch_size = 128 if device.startswith("cuda") or (device == "auto" and _cuda()) else 16
@@ -141,9 +154,29 @@ def collect_command(model_spec: str, layers: str | None, sae_path: str | None, s
     )
     db = Database(db_url)
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
-    with tqdm(total=max_tokens, unit="tok", unit_scale=True, file=sys.stderr, desc="collect", dynamic_ncols=True) as bar:
+    with _LazyBar(max_tokens) as bar:
         run_collect(db, model_spec, targets, corpus_spec, config, device=device, dtype=dtype, overwrite=overwrite,
                     progress=bar.update, log=log)
+
+
+class _LazyBar:
+    """A tqdm bar opened at the first batch, so a bad model, corpus or SAE errors out without a stray bar."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.bar: tqdm | None = None
+
+    def update(self, n: int) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=self.total, unit="tok", unit_scale=True, file=sys.stderr, desc="collect", dynamic_ncols=True)
+        self.bar.update(n)
+
+    def __enter__(self) -> "_LazyBar":
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _cuda() -> bool:

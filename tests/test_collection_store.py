@@ -1,0 +1,74 @@
+"""save_layer: bulk writes keep the per-layer semantics (run marker, dead features, overwrite, positions)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
+from storage.collection_store import layer_complete, save_layer
+from storage.repository import get_or_create_feature, load_feature_records, start_run
+from storage.schema import ActivationRecordRow, Feature, Run
+
+MODEL = "tiny-model"
+
+
+def _layer(n: int, scale: float, layer: int = 2, sae: str | None = None) -> list[FeatureRecords]:
+    kind = "sae_latent" if sae else "mlp_neuron"
+    out = []
+    for i in range(n):
+        fid = FeatureId(model=MODEL, layer=layer, kind=kind, index=i, sae=sae)
+        dead = i == 0
+        records = [
+            ActivationRecord(["a", "b"], [scale * (i + 1), float(j)], split=split, data_split="test" if j else "train",
+                             provenance=Provenance("wiki", f"doc{j}", 4 * j), label=f"{split}[{j}]", feature=fid)
+            for split in ([] if dead else ["top", "quantile:0"]) + ["random"] for j in range(2)
+        ]
+        stats = FeatureStats(max_activation=0.0 if dead else scale * (i + 1), mean=0.1, variance=0.2,
+                             firing_fraction=0.0 if dead else 0.5, n_tokens=100, quantile_boundaries=(1.0,), min_activation=-0.5)
+        out.append(FeatureRecords(fid, records, stats))
+    return out
+
+
+def _save(db, features, **kwargs) -> tuple[int, int]:
+    with db.session() as s, s.begin():
+        run = start_run(s, "collect", {})
+        return run.id, save_layer(s, run, MODEL, features, n_layers=4, **kwargs)
+
+
+def test_save_layer_stores_stats_records_dead_features_and_overwrites(db):
+    with db.session() as s, s.begin():  # a feature known from an import before any collection
+        get_or_create_feature(s, FeatureId(model=MODEL, layer=2, kind="mlp_neuron", index=3))
+        assert not layer_complete(s, MODEL, 2, "mlp_neuron", None)
+    first_run, stored = _save(db, _layer(5, scale=1.0))
+    assert stored == 4 * 6 + 2
+    with db.session() as s:
+        assert layer_complete(s, MODEL, 2, "mlp_neuron", None)
+        feats = s.scalars(select(Feature).order_by(Feature.index)).all()
+        assert [f.index for f in feats] == [0, 1, 2, 3, 4] and {f.collection_run_id for f in feats} == {first_run}
+        assert feats[0].dead and feats[0].n_tokens == 100 and not feats[3].dead and feats[3].max_activation == 4.0
+        loaded = load_feature_records(s, feats[3])
+        assert loaded.stats.quantile_boundaries == (1.0,) and loaded.stats.min_activation == -0.5
+        assert [(r.split, r.label, r.data_split) for r in loaded.select(splits=["top"])] == [("top", "top[0]", "train"), ("top", "top[1]", "test")]
+        assert loaded.records[0].provenance == Provenance("wiki", "doc0", 0)
+        assert {r.split for r in load_feature_records(s, feats[0]).records} == {"random"}
+
+    second_run, stored = _save(db, _layer(5, scale=10.0))  # overwrite: replaced, never doubled
+    assert stored == 26
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(ActivationRecordRow)) == 26
+        assert s.scalar(select(func.count()).select_from(Feature)) == 5
+        feat = s.scalars(select(Feature).where(Feature.index == 3)).one()
+        assert feat.collection_run_id == second_run and feat.max_activation == 40.0
+        assert max(r.max_activation for r in load_feature_records(s, feat).records) == 40.0
+        assert s.get(Run, first_run) is not None
+
+
+def test_save_layer_creates_the_sae_and_refuses_mixed_layers(db):
+    _save(db, _layer(3, scale=1.0, sae="res-16"), sae_info={"name": "res-16", "layer": 2, "hook": "blocks.2.hook_resid_post", "width": 3})
+    with db.session() as s:
+        feats = s.scalars(select(Feature).order_by(Feature.index)).all()
+        assert [f.kind for f in feats] == ["sae_latent"] * 3 and {f.sae.name for f in feats} == {"res-16"}
+        assert feats[0].sae.hook == "blocks.2.hook_resid_post"
+    with pytest.raises(ValueError, match="save_layer stores one layer"):
+        _save(db, _layer(2, scale=1.0) + _layer(2, scale=1.0, layer=3))
