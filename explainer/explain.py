@@ -9,14 +9,15 @@ from functools import partial
 from typing import Sequence
 
 from activations.records import FeatureId, FeatureRecords
-from explainer import formatting
+from explainer import formatting, snippets
 from explainer.fitting import PromptTooLong, fit_prompt, rank_records, scale
 from explainer.parsing import parse_explanation
-from explainer.prompts import FEW_SHOTS, PROMPT_VERSIONS
+from explainer.prompts import FEW_SHOTS, PROMPT_VERSIONS, SNIPPET_SHOTS
 from llm_client.base import LLMClient, LLMError, Usage, messages_to_prompt
 
 FORMATS = tuple(PROMPT_VERSIONS)
 POLARITIES = ("positive", "negative")
+MAX_RECORDS = 20
 
 
 @dataclass
@@ -50,19 +51,40 @@ def _check(fmt: str, n_candidates: int, polarity: str, temperature: float) -> No
         raise ValueError("n_candidates > 1 needs temperature > 0: greedy decoding gives n identical candidates")
 
 
-async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: str = "token_activation_pairs",
+def resolve_format(fmt: str, client: LLMClient) -> str:
+    """"auto": OpenAI's token/activation pairs for chat models, snippets for base models, which copy the
+    pairs prompt's first few-shot answer instead of explaining."""
+    if fmt != "auto":
+        return fmt
+    return "token_activation_pairs" if client.capabilities.chat else "snippets"
+
+
+def _few_shot_explanations(fmt: str) -> list[str]:
+    return [shot.explanation for shot in (SNIPPET_SHOTS if fmt == "snippets" else FEW_SHOTS)]
+
+
+async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: str = "auto",
                   n_candidates: int = 1, polarity: str = "positive", max_prompt_tokens: int = 3000,
-                  max_tokens: int = 60, temperature: float | None = None, max_records: int = 20,
-                  n_few_shot: int = len(FEW_SHOTS), show_values: bool = True) -> list[ExplanationResult]:
+                  max_tokens: int = 60, temperature: float | None = None, max_records: int | None = None,
+                  n_few_shot: int | None = None, show_values: bool = True) -> list[ExplanationResult]:
     """n candidate explanations of one feature from its train-split records, one result per candidate.
 
     temperature defaults to 0 for one candidate and 1.0 for several (each candidate sends its index as
-    the seed, so candidates differ and each is cached apart)."""
+    the seed, so candidates differ and each is cached apart). n_few_shot defaults to all of the format's
+    examples, max_records to 20 (snippets: snippets.MAX_RECORDS); the snippets format answers in one line
+    of at most snippets.MAX_TOKENS tokens."""
     temperature = (0.0 if n_candidates == 1 else 1.0) if temperature is None else temperature
     _check(fmt, n_candidates, polarity, temperature)
+    requested, fmt = fmt, resolve_format(fmt, client)
+    shot_explanations = _few_shot_explanations(fmt)
+    n_few_shot = len(shot_explanations) if n_few_shot is None else n_few_shot
+    if max_records is None:
+        max_records = snippets.MAX_RECORDS if fmt == "snippets" else MAX_RECORDS
+    if fmt == "snippets":
+        max_tokens = min(max_tokens, snippets.MAX_TOKENS)
     started = time.perf_counter()
-    params: dict = {"format": fmt, "temperature": temperature, "max_tokens": max_tokens,
-                    "max_prompt_tokens": max_prompt_tokens, "n_candidates": n_candidates}
+    params: dict = {"format": fmt, "requested_format": requested, "temperature": temperature,
+                    "max_tokens": max_tokens, "max_prompt_tokens": max_prompt_tokens, "n_candidates": n_candidates}
     result = partial(ExplanationResult, feature=feature_records.feature, explainer=client.spec,
                      prompt_version=PROMPT_VERSIONS[fmt], params=params, polarity=polarity)
 
@@ -74,13 +96,15 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
     if not ranked.records:
         side = "below zero" if polarity == "negative" else "above zero"
         return failed_all(f"no train-split record where the feature goes {side}: nothing to explain")
-    build = {"token_activation_pairs": formatting.token_activation_pairs,
+    build = {"token_activation_pairs": formatting.token_activation_pairs, "snippets": snippets.snippets,
              "highlight": partial(formatting.highlight, with_values=show_values)}[fmt]
-    chat = client.capabilities.chat
-    render = messages_to_prompt if chat else partial(formatting.render_plain, fmt=fmt)
+    # Snippets is a document to continue, so it always goes to the completion endpoint.
+    chat = client.capabilities.chat and fmt != "snippets"
+    render = messages_to_prompt if chat or fmt == "snippets" else partial(formatting.render_plain, fmt=fmt)
     labels = [r.label or f"#{i}" for i, r in enumerate(ranked.records)]
+    scaled = scale(ranked)
     try:
-        fit = fit_prompt(scale(ranked), labels,
+        fit = fit_prompt(scaled, labels,
                          build=lambda recs, k: build(recs, n_few_shot=k, negative=polarity == "negative"),
                          render=render, count_tokens=client.count_tokens, budget=max_prompt_tokens,
                          n_few_shot=n_few_shot)
@@ -89,6 +113,9 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
     params.update(records_shown=[labels[i] for i in range(fit.n_records)], records_dropped=fit.dropped,
                   n_few_shot=fit.n_few_shot, prompt_tokens_estimate=fit.prompt_tokens,
                   max_activation=ranked.max_activation, chat=chat)
+    echo_checks = {"few_shots": shot_explanations[:fit.n_few_shot],
+                   "snippets": snippets.snippet_lines(scaled[:fit.n_records]) if fmt == "snippets" else ()}
+    stop = snippets.STOP if fmt == "snippets" else None
 
     async def one(candidate: int) -> ExplanationResult:
         seed = candidate if n_candidates > 1 else None
@@ -97,11 +124,12 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
             if chat:
                 completion = await client.chat(fit.messages, max_tokens=max_tokens, temperature=temperature, seed=seed)
             else:
-                completion = await client.complete(fit.prompt, max_tokens=max_tokens, temperature=temperature, seed=seed)
+                completion = await client.complete(fit.prompt, max_tokens=max_tokens, temperature=temperature,
+                                                   stop=stop, seed=seed)
         except LLMError as exc:
             return result(text=None, status="failed", failure_reason=f"LLM call failed: {exc.reason}", raw_output=None,
                           candidate=candidate, elapsed_s=time.perf_counter() - t0)
-        parsed = parse_explanation(completion.text, fmt)
+        parsed = parse_explanation(completion.text, fmt, **echo_checks)
         return result(text=parsed.text, status="ok" if parsed.text is not None else "failed",
                       failure_reason=parsed.failure_reason, raw_output=completion.text, candidate=candidate,
                       usage=completion.usage, elapsed_s=time.perf_counter() - t0)

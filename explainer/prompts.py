@@ -7,7 +7,11 @@ from dataclasses import dataclass
 
 TAP_VERSION = "token-activation-pairs/v1"  # OpenAI's "Language models can explain neurons" format
 HIGHLIGHT_VERSION = "highlight/v1"  # delphi-style inline <<highlights>>
-PROMPT_VERSIONS = {"token_activation_pairs": TAP_VERSION, "highlight": HIGHLIGHT_VERSION}
+SNIPPETS_VERSION = "snippets/v1"  # a document for base models to continue: marked snippets, then "Summary:"
+# "auto" picks one of two formats per client, so its version names both: bumping either re-explains.
+AUTO_VERSION = f"auto/v1[{TAP_VERSION}|{SNIPPETS_VERSION}]"
+PROMPT_VERSIONS = {"token_activation_pairs": TAP_VERSION, "highlight": HIGHLIGHT_VERSION,
+                   "snippets": SNIPPETS_VERSION, "auto": AUTO_VERSION}
 
 EXPLANATION_PREFIX = "the main thing this neuron does is find"
 HIGHLIGHT_MARKER = "[EXPLANATION]:"
@@ -54,4 +58,35 @@ FEW_SHOTS: tuple[FewShot, ...] = (
         activations=(0, 0, 2, 10, 0, 0, 0, 0, 1, 9, 0, 7, 0, 0),
         explanation="amounts of money written after a dollar sign",
     ),
+)
+
+
+# --- snippets: base models (no chat template) continue a document instead of following instructions ---
+# Base models copy whatever the prompt makes likely; a short document whose pattern ends in an open
+# "Summary: Neuron C fires on" gets a content answer where instruction prompts get the first few-shot back.
+SNIPPETS_HEADER = {
+    "positive": "A list of text snippets where one neuron of a language model fires. The token where it fires "
+                "is marked <<like this>>.",
+    "negative": "A list of text snippets where one neuron of a language model is pushed furthest below zero. "
+                "The token where that happens is marked <<like this>>.",
+}
+SNIPPETS_VERB = {"positive": "fires on", "negative": "is most negative on"}
+
+
+@dataclass(frozen=True)
+class SnippetShot:
+    lines: tuple[str, ...]  # already marked, as the feature's snippets will be
+    explanation: str
+
+
+SNIPPET_SHOTS: tuple[SnippetShot, ...] = (
+    SnippetShot(("When we got to the shop I paid <<15>> dollars", "The author of the book was born in <<1999>> in",
+                 "the farm had a total of <<42>> cats"), "numbers"),
+    SnippetShot(("She did not go to school <<because>> she was ill", "The match was cancelled <<because>> of the",
+                 "He was angry <<because>> nobody had told him"), 'the word "because"'),
+    SnippetShot(("We stayed inside all day because of the heavy <<rain>> and",
+                 "By the evening the <<storm>> had reached the coast", "The roads were covered in <<snow>> for a week"),
+                "words about the weather"),
+    SnippetShot(("We walked out into the garden and the sky was <<blue>> and", "He drove down the street in a <<red>> car",
+                 "She took the old fence and painted it <<green>>."), "colour words"),
 )

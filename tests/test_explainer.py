@@ -182,7 +182,7 @@ def test_completion_path_for_models_without_chat(fake_openai):
 
     async def go():
         try:
-            return await explain(client, TINY)
+            return await explain(client, TINY, fmt="token_activation_pairs")
         finally:
             await client.aclose()
 

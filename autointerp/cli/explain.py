@@ -12,6 +12,7 @@ from autointerp.cli.options import db_option, user_errors
 from autointerp.pipeline.compare import compare_explainers
 from autointerp.pipeline.options import ExplainOptions, OptionsError, RescoreOptions
 from autointerp.pipeline.summary import print_run_summary
+from explainer import FORMATS as EXPLAIN_FORMATS
 from storage.db import Database
 from storage.queries import SCORE_METHODS, SUBSETS
 
@@ -46,8 +47,8 @@ def _apply(options):
 @_apply(feature_options)
 @click.option("--explainer", default="local:gemma-3-270m", show_default=True, help="LLM spec: local:<model> | openai:<model>.")
 @click.option("--base-url", default=None, help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL).")
-@click.option("--format", "fmt", type=click.Choice(["token_activation_pairs", "highlight"]),
-              default="token_activation_pairs", show_default=True, help="Prompt format.")
+@click.option("--format", "fmt", type=click.Choice(list(EXPLAIN_FORMATS)), default="auto", show_default=True,
+              help="Prompt format; auto: token_activation_pairs for chat models, snippets for base models.")
 @click.option("--n-candidates", type=click.IntRange(1, 16), default=1, show_default=True,
               help="Explanations per feature; the best on the valid split is scored on the test split.")
 @click.option("--polarity", type=click.Choice(["positive", "negative"]), default="positive", show_default=True,

@@ -49,7 +49,7 @@ class ExplainOptions(SimulationOptions):
     features: str = "all"
     explainer: str = "local:gemma-3-270m"
     base_url: str | None = None
-    fmt: str = "token_activation_pairs"
+    fmt: str = "auto"  # token_activation_pairs for chat models, snippets for base models
     n_candidates: int = 1
     polarity: str = "positive"
     temperature: float | None = None  # None: 0 for one candidate, 1.0 for several (they must differ)
