@@ -120,3 +120,19 @@ def test_width_mismatch_is_a_clear_error():
     sampler = StreamingSampler(3, CTX)
     with pytest.raises(ValueError, match="tracks 3 features"):
         sampler.update(torch.zeros(2, CTX, 4), torch.ones(2, CTX, dtype=torch.bool), torch.arange(2))
+
+
+def _state_bytes(sampler: StreamingSampler) -> int:
+    tensors = [v for v in vars(sampler).values() if isinstance(v, torch.Tensor)]
+    tensors += [t for pool in (sampler.top, sampler.random, sampler.quantile_pool) for t in vars(pool).values()]
+    return sum(t.nbytes for t in tensors)
+
+
+def test_state_does_not_grow_with_tokens():
+    sampler = StreamingSampler(F, CTX, SamplerConfig(top_k=3, n_random=2))
+    batches = _data(n_batches=40)
+    sizes = []
+    for acts, valid, ids in batches:
+        sampler.update(torch.from_numpy(acts), torch.from_numpy(valid), torch.from_numpy(ids))
+        sizes.append(_state_bytes(sampler))
+    assert sizes[0] > 0 and set(sizes) == {sizes[0]}

@@ -8,6 +8,7 @@ says running / done / failed / interrupted, so a stopped run never leaves a laye
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import asdict
 from typing import Any, Callable
 
@@ -84,15 +85,18 @@ def run_collect(
         run_id = start_run(session, "collect", run_config).id
     status, stats = "failed", {}
     try:
+        start = time.perf_counter()
         results = collect(loaded.model, loaded.tokenizer, corpus, todo, name, config, progress)
+        log(f"collected {', '.join(map(str, results))} in {time.perf_counter() - start:.1f} s")
         for target, features in results.items():
+            start = time.perf_counter()
             with db.session() as session, session.begin():
                 run = session.get(Run, run_id)
                 sae_info = _sae_info(target)
                 n = save_layer(session, run, name, features, n_layers=n_layers(loaded.model), sae_info=sae_info)
             dead = sum(1 for f in features if f.stats is not None and f.stats.dead)
             stats[str(target)] = {"features": len(features), "dead": dead, "records": n}
-            log(f"{target}: stored {len(features)} features ({dead} dead), {n} records")
+            log(f"{target}: stored {len(features)} features ({dead} dead), {n} records in {time.perf_counter() - start:.1f} s")
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"
