@@ -57,7 +57,7 @@ def save_layer(
         info = dict(sae_info or {"name": first.sae, "layer": first.layer})
         sae_id = get_or_create_sae(session, model, info.pop("name"), **info).id
     ids = _upsert_features(session, run, model.id, sae_id, features)
-    for chunk in _chunks(list(ids.values())):
+    for chunk in _chunks(ids[fr.feature.index] for fr in features):  # only these features: others keep their records
         session.execute(delete(ActivationRecordRow).where(ActivationRecordRow.feature_id.in_(chunk)))
     rows = (_record_values(ids[fr.feature.index], record, position) for fr in features for record, position in _numbered(fr.records))
     stored = 0

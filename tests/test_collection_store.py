@@ -53,10 +53,10 @@ def test_save_layer_stores_stats_records_dead_features_and_overwrites(db):
         assert loaded.records[0].provenance == Provenance("wiki", "doc0", 0)
         assert {r.split for r in load_feature_records(s, feats[0]).records} == {"random"}
 
-    second_run, stored = _save(db, _layer(5, scale=10.0))  # overwrite: replaced, never doubled
-    assert stored == 26
+    second_run, stored = _save(db, _layer(4, scale=10.0))  # overwrite: replaced, never doubled
+    assert stored == 20
     with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(ActivationRecordRow)) == 26
+        assert s.scalar(select(func.count()).select_from(ActivationRecordRow)) == 26  # feature 4 kept its 6
         assert s.scalar(select(func.count()).select_from(Feature)) == 5
         feat = s.scalars(select(Feature).where(Feature.index == 3)).one()
         assert feat.collection_run_id == second_run and feat.max_activation == 40.0
