@@ -13,12 +13,27 @@ import threading
 from typing import Any, Callable, TypeVar
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from llm_client.base import Capabilities, Completion, TokenLogprobs, Usage, check_messages, messages_to_prompt
 from llm_client.core import ClientCore
 from llm_client.local_models import LoadedModel, load_model
 
 T = TypeVar("T")
+
+
+class _StopOnText(StoppingCriteria):
+    """Stop once the generated text holds a stop string. transformers' own `stop_strings` precomputes a
+    table over the whole vocabulary on every call (seconds for Gemma's 262k tokens); decoding the few
+    generated tokens each step costs next to nothing."""
+
+    def __init__(self, tokenizer: Any, stops: list[str], prompt_len: int) -> None:
+        self.tokenizer, self.stops, self.prompt_len = tokenizer, stops, prompt_len
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        done = [any(s in self.tokenizer.decode(row[self.prompt_len:], skip_special_tokens=True) for s in self.stops)
+                for row in input_ids]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
 class LocalClient(ClientCore):
@@ -131,7 +146,7 @@ class LocalClient(ClientCore):
         kwargs: dict[str, Any] = {"do_sample": sample, "temperature": temperature if sample else None,
                                   "top_p": None, "top_k": None}
         if stop:
-            kwargs.update(stop_strings=stop, tokenizer=tok)
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_StopOnText(tok, stop, len(ids))])
         input_ids = torch.tensor([ids], device=self.loaded.device)
         out = self.loaded.model.generate(
             input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_tokens,
