@@ -87,6 +87,7 @@ SNIPPET_SHOTS: tuple[SnippetShot, ...] = (
     SnippetShot(("We stayed inside all day because of the heavy <<rain>> and",
                  "By the evening the <<storm>> had reached the coast", "The roads were covered in <<snow>> for a week"),
                 "words about the weather"),
-    SnippetShot(("We walked out into the garden and the sky was <<blue>> and", "He drove down the street in a <<red>> car",
-                 "She took the old fence and painted it <<green>>."), "colour words"),
+    SnippetShot(("We walked out into the garden and the sky was <<blue>> and",
+                 "He drove down the street in a <<red>> car", "She took the old fence and painted it <<green>>."),
+                "colour words"),
 )

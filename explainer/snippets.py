@@ -74,6 +74,7 @@ def snippets(records: Sequence[Scaled], *, n_few_shot: int, negative: bool) -> l
     side = "negative" if negative else "positive"
     verb = SNIPPETS_VERB[side]
     blocks = [SNIPPETS_HEADER[side]]
-    blocks += [_block(chr(ord("A") + i), shot.lines, verb, shot.explanation) for i, shot in enumerate(SNIPPET_SHOTS[:n_few_shot])]
+    blocks += [_block(chr(ord("A") + i), shot.lines, verb, shot.explanation)
+               for i, shot in enumerate(SNIPPET_SHOTS[:n_few_shot])]
     blocks.append(_block(chr(ord("A") + n_few_shot), snippet_lines(records), verb, None))
     return [{"role": "user", "content": b} for b in blocks]

@@ -80,8 +80,10 @@ def test_negative_snippets_mark_the_most_negative_token(fake_openai):
     (result,), seen = explain_via(fake_openai, records, chat=False, fmt="snippets", polarity="negative", n_few_shot=0)
     prompt = seen[0][1]["prompt"]
     assert result.ok and result.params["records_shown"] == ["top[0]"]
-    assert prompt.startswith("A list of text snippets where one neuron of a language model is pushed furthest below zero")
-    assert prompt.endswith("Neuron A is most negative on:\n- up <<down>> again\nMarked: down\nSummary: Neuron A is most negative on")
+    assert prompt.startswith("A list of text snippets where one neuron of a language model is pushed furthest "
+                             "below zero")
+    assert prompt.endswith("Neuron A is most negative on:\n- up <<down>> again\nMarked: down\n"
+                           "Summary: Neuron A is most negative on")
 
 
 def test_snippets_drop_the_weakest_records_to_fit(fake_openai):
