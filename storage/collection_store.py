@@ -9,14 +9,13 @@ JSON-encoding the records' token and activation lists.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any, Iterator, Sequence
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from activations.records import ActivationRecord, FeatureRecords, FeatureStats
-from storage.repository import find_model, get_or_create_model, get_or_create_sae, set_feature_stats
+from activations.records import FeatureRecords
+from storage.repository import find_model, get_or_create_model, get_or_create_sae, numbered, record_values, stats_values
 from storage.schema import ActivationRecordRow, Feature, Run
 
 _CHUNK = 5_000  # rows per executemany (and ids per IN list, under every backend's bound-parameter limit)
@@ -59,7 +58,7 @@ def save_layer(
     ids = _upsert_features(session, run, model.id, sae_id, features)
     for chunk in _chunks(ids[fr.feature.index] for fr in features):  # only these features: others keep their records
         session.execute(delete(ActivationRecordRow).where(ActivationRecordRow.feature_id.in_(chunk)))
-    rows = (_record_values(ids[fr.feature.index], record, position) for fr in features for record, position in _numbered(fr.records))
+    rows = (record_values(ids[fr.feature.index], record, position) for fr in features for record, position in numbered(fr.records))
     stored = 0
     for chunk in _chunks(rows):
         session.execute(insert(ActivationRecordRow.__table__), chunk)
@@ -74,7 +73,7 @@ def _upsert_features(session: Session, run: Run, model_id: int, sae_id: int | No
         Feature.model_id == model_id, Feature.layer == first.layer, Feature.kind == first.kind, Feature.sae_key == (first.sae or ""),
     )
     ids: dict[int, int] = dict(session.execute(layer_rows).all())
-    values = {fr.feature.index: {**_stats_values(fr.stats), "collection_run_id": run.id} for fr in features}
+    values = {fr.feature.index: {**stats_values(fr.stats), "collection_run_id": run.id} for fr in features}
     existing = [{"id": ids[i], **v} for i, v in values.items() if i in ids]
     new = [{"model_id": model_id, "layer": first.layer, "kind": first.kind, "sae_id": sae_id, "sae_key": first.sae or "",
             "index": i, "extra": {}, **v} for i, v in values.items() if i not in ids]
@@ -85,30 +84,6 @@ def _upsert_features(session: Session, run: Run, model_id: int, sae_id: int | No
     if new:
         ids = dict(session.execute(layer_rows).all())
     return ids
-
-
-def _stats_values(stats: FeatureStats | None) -> dict[str, Any]:
-    # The repository's own mapping of stats onto feature columns, captured as a dict of column values.
-    target = SimpleNamespace()
-    set_feature_stats(target, stats)  # type: ignore[arg-type]
-    return vars(target)
-
-
-def _numbered(records: Sequence[ActivationRecord]) -> Iterator[tuple[ActivationRecord, int]]:
-    """Each record with its position within its split, as the repository numbers them."""
-    positions: dict[str, int] = {}
-    for record in records:
-        position = positions.get(record.split, 0)
-        positions[record.split] = position + 1
-        yield record, position
-
-
-def _record_values(feature_id: int, record: ActivationRecord, position: int) -> dict[str, Any]:
-    return {
-        "feature_id": feature_id, "split": record.split, "data_split": record.data_split, "position": position,
-        "tokens": list(record.tokens), "activations": list(record.activations), "max_activation": record.max_activation,
-        "corpus": record.provenance.corpus, "document": record.provenance.document, "offset": record.provenance.offset,
-    }
 
 
 def _chunks(items: Any) -> Iterator[list]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -98,15 +98,18 @@ def feature_id_of(row: Feature) -> FeatureId:
     return FeatureId(model=row.model.name, layer=row.layer, kind=row.kind, index=row.index, sae=row.sae_key or None)
 
 
+def stats_values(stats: FeatureStats) -> dict[str, Any]:
+    """Feature column values for a feature's statistics."""
+    return {
+        "max_activation": stats.max_activation, "min_activation": stats.min_activation, "mean": stats.mean,
+        "variance": stats.variance, "firing_fraction": stats.firing_fraction, "n_tokens": stats.n_tokens,
+        "quantile_boundaries": list(stats.quantile_boundaries), "dead": stats.dead,
+    }
+
+
 def set_feature_stats(row: Feature, stats: FeatureStats) -> None:
-    row.max_activation = stats.max_activation
-    row.min_activation = stats.min_activation
-    row.mean = stats.mean
-    row.variance = stats.variance
-    row.firing_fraction = stats.firing_fraction
-    row.n_tokens = stats.n_tokens
-    row.quantile_boundaries = list(stats.quantile_boundaries)
-    row.dead = stats.dead
+    for column, value in stats_values(stats).items():
+        setattr(row, column, value)
 
 
 def stats_of(row: Feature) -> FeatureStats | None:
@@ -133,24 +136,35 @@ def add_records(session: Session, feature: Feature, records: Sequence[Activation
                 )
             )
         )
-    positions: dict[str, int] = {}
-    rows = []
-    for record in records:
-        position = positions.get(record.split, 0)
-        positions[record.split] = position + 1
-        if (record.split, position) in existing:
-            continue
-        rows.append(record_row(feature.id, record, position))
+    rows = [
+        record_row(feature.id, record, position)
+        for record, position in numbered(records)
+        if (record.split, position) not in existing
+    ]
     session.add_all(rows)
     return len(rows)
 
 
+def numbered(records: Sequence[ActivationRecord]) -> Iterator[tuple[ActivationRecord, int]]:
+    """Each record with its position within its sample split (0 = first of that split)."""
+    positions: dict[str, int] = {}
+    for record in records:
+        position = positions.get(record.split, 0)
+        positions[record.split] = position + 1
+        yield record, position
+
+
+def record_values(feature_id: int, record: ActivationRecord, position: int) -> dict[str, Any]:
+    """Column values of one activation record row."""
+    return {
+        "feature_id": feature_id, "split": record.split, "data_split": record.data_split, "position": position,
+        "tokens": list(record.tokens), "activations": list(record.activations), "max_activation": record.max_activation,
+        "corpus": record.provenance.corpus, "document": record.provenance.document, "offset": record.provenance.offset,
+    }
+
+
 def record_row(feature_id: int, record: ActivationRecord, position: int) -> ActivationRecordRow:
-    return ActivationRecordRow(
-        feature_id=feature_id, split=record.split, data_split=record.data_split, position=position,
-        tokens=list(record.tokens), activations=list(record.activations), max_activation=record.max_activation,
-        corpus=record.provenance.corpus, document=record.provenance.document, offset=record.provenance.offset,
-    )
+    return ActivationRecordRow(**record_values(feature_id, record, position))
 
 
 def record_of(row: ActivationRecordRow, feature: FeatureId | None = None) -> ActivationRecord:

@@ -8,7 +8,6 @@ from fastapi import Path, Request
 from sqlalchemy.orm import Session
 
 from autointerp.api.embedder import SentenceEmbedder
-from storage.db import Database
 
 
 # Database row ids in URLs; the bound keeps PostgreSQL from rejecting an out-of-range integer with a 500.
