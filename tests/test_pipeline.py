@@ -176,3 +176,20 @@ def test_sigkill_midway_then_rerun_finishes_each_feature_once(tmp_path):
             assert asked == [1], (text, asked)
     finally:
         fake.stop()
+
+
+def test_budget_stops_cleanly_and_a_rerun_continues(fake_openai, sqlite_url):  # noqa: F811
+    db = Database(sqlite_url)
+    fill_layer(db, 12)
+    args = ["explain", "--model", "tiny-model", "--layer", "6", "--explainer", "openai:gpt-4o-mini",
+            "--simulator", "logprob:openai:fake", "--concurrency", "1", "--db", sqlite_url]
+    out = cli(*args, "--budget-usd", "0.0001").output
+    assert "stopped early: budget of $0.0001 reached" in out
+    with db.session() as s:
+        run = s.scalars(select(Run).where(Run.kind == "explain")).one()
+        assert run.status == "stopped" and run.stats["cost_usd"] >= 0.0001
+        first = s.scalar(select(func.count()).select_from(Explanation))
+    assert 1 <= first < 12
+    out = cli(*args).output
+    assert f"{first} skipped" in out
+    assert count(db, select(Explanation.id)) == 12
