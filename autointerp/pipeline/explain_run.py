@@ -9,7 +9,7 @@ from activations.records import FeatureRecords
 from autointerp.pipeline.context import llm_cache_path, select_features
 from autointerp.pipeline.feature_work import FeatureOutcome, explain_and_score
 from autointerp.pipeline.options import ExplainOptions
-from autointerp.pipeline.progress import RunTracker
+from autointerp.pipeline.progress import RunTracker, merge_llm_stats
 from autointerp.pipeline.sanity import add_sanity_baselines
 from explainer import PROMPT_VERSIONS
 from llm_client import make_client
@@ -53,6 +53,11 @@ async def _run(db: Database, opts: ExplainOptions, run_id: int, features: list[F
                                concurrency=opts.concurrency, cache_path=llm_cache_path(db))
     gate = asyncio.Semaphore(opts.concurrency)
     budget_hit = asyncio.Event()
+    simulator_client = getattr(simulator, "client", None)
+
+    def llm_stats() -> dict:
+        """Explainer and LLM-simulator calls together: both spend the budget."""
+        return merge_llm_stats([client.stats()] + ([simulator_client.stats()] if simulator_client else []))
 
     async def work(feature: Feature) -> None:
         async with gate:
@@ -63,7 +68,7 @@ async def _run(db: Database, opts: ExplainOptions, run_id: int, features: list[F
                 await _one(feature)
             finally:
                 tracker.stats.in_flight -= 1
-                tracker.refresh(llm_stats=client.stats)
+                tracker.refresh(llm_stats=llm_stats)
                 if opts.budget_usd is not None and tracker.stats.cost_usd >= opts.budget_usd:
                     if not budget_hit.is_set():
                         tracker.stats.stopped_reason = f"budget of ${opts.budget_usd} reached"
@@ -93,7 +98,7 @@ async def _run(db: Database, opts: ExplainOptions, run_id: int, features: list[F
                 # All selected features, not only this run's: a killed earlier run may have missed its baselines.
                 own = outcome_store.scored_explanations(session, all_feature_ids, config_hash=repo.config_hash(config))
             await add_sanity_baselines(db, simulator, opts.simulator, own, run_id=run_id, seed=opts.seed)
-        tracker.refresh(force=True, llm_stats=client.stats)
+        tracker.refresh(force=True, llm_stats=llm_stats)
     finally:
         await client.aclose()
         await simulator.aclose()

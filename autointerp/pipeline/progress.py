@@ -53,6 +53,18 @@ class RunStats:
         self.cache_hits = int(stats.get("cache_hits", 0))
 
 
+def merge_llm_stats(stats: list[dict]) -> dict:
+    """Sum several clients' counters; the cost is unknown (None) only when no client knows its price."""
+    out: dict = {}
+    for one in stats:
+        for key, value in one.items():
+            if key != "cost_usd":
+                out[key] = out.get(key, 0) + (value or 0)
+    costs = [one.get("cost_usd") for one in stats if one.get("cost_usd") is not None]
+    out["cost_usd"] = sum(costs) if costs else None
+    return out
+
+
 class RunTracker:
     """Owns a run's stats: shows them as a progress bar, mirrors them into the run row while the run
     goes, and on exit closes the row as done, stopped (budget), interrupted (Ctrl-C) or failed (with
