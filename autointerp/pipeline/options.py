@@ -33,20 +33,27 @@ def parse_features(spec: str) -> list[int] | None:
 
 
 @dataclass
-class SimulationOptions:
+class BatchOptions:
+    """What every batch over a layer's features shares: which features, how to simulate, how wide."""
+
+    model: str = "gemma-3-270m"
+    layer: int = 0
+    sae: str | None = None
+    features: str = "all"
+    concurrency: int = 4
+    extra: dict = field(default_factory=dict)
     simulator: str = "embedding"
     simulator_base_url: str | None = None
     device: str = "auto"
     sanity: bool = True  # also score another feature's explanation (the shuffled baseline)
     seed: int = 0
 
+    def as_dict(self) -> dict:
+        return asdict(self)
+
 
 @dataclass
-class ExplainOptions(SimulationOptions):
-    model: str = "gemma-3-270m"
-    layer: int = 0
-    sae: str | None = None
-    features: str = "all"
+class ExplainOptions(BatchOptions):
     explainer: str = "local:gemma-3-270m"
     base_url: str | None = None
     fmt: str = "auto"  # token_activation_pairs for chat models, snippets for base models
@@ -54,12 +61,10 @@ class ExplainOptions(SimulationOptions):
     polarity: str = "positive"
     temperature: float | None = None  # None: 0 for one candidate, 1.0 for several (they must differ)
     max_explanation_tokens: int = 60
-    concurrency: int = 4
     request_timeout_s: float = 60.0
     budget_usd: float | None = None
     retry_failed: bool = False
     dry_run: bool = False
-    extra: dict = field(default_factory=dict)
 
     def explain_config(self, prompt_version: str) -> dict:
         """What makes two explanations 'the same work': rerunning it skips the feature."""
@@ -73,19 +78,7 @@ class ExplainOptions(SimulationOptions):
             return self.temperature
         return 0.0 if self.n_candidates == 1 else 1.0
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
-class RescoreOptions(SimulationOptions):
-    model: str = "gemma-3-270m"
-    layer: int = 0
-    sae: str | None = None
-    features: str = "all"
+class RescoreOptions(BatchOptions):
     explainer: str | None = None  # only explanations by this explainer
-    concurrency: int = 4
-    extra: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
