@@ -10,6 +10,7 @@ import math
 import pytest
 
 from simulator import SimulationError, make_simulator
+from tests.closing import simulate_and_close
 from simulator.json_sim import parse_reply
 from tests.fake_openai import fake_openai  # noqa: F401  (fixture)
 
@@ -47,7 +48,7 @@ def test_expected_values_come_from_top_logprobs_at_each_value(fake_openai):  # n
     fake_openai.answer = _reply_for
     fake_openai.digit_for = lambda token: int(token) if token.strip().isdigit() else 0
     sim = make_simulator("json:openai:fake-model", base_url=fake_openai.url)
-    (a, b) = asyncio.run(sim.simulate("colour words", [TOKENS, [" blue", " sky"]]))
+    (a, b) = asyncio.run(simulate_and_close(sim, "colour words", [TOKENS, [" blue", " sky"]]))
 
     def peaked(v: int) -> float:  # the fake's distribution: logits -|i - v| over the digits 0..10
         w = [math.exp(-abs(i - v)) for i in range(11)]
@@ -62,4 +63,4 @@ def test_bad_reply_from_the_endpoint_fails_the_simulation(fake_openai):  # noqa:
     fake_openai.answer = lambda endpoint, body: '[["The", 0]]'
     sim = make_simulator("json:openai:fake-model", base_url=fake_openai.url)
     with pytest.raises(SimulationError, match="record 0: the reply has 1 pairs for 3 tokens"):
-        asyncio.run(sim.simulate("colour words", [TOKENS]))
+        asyncio.run(simulate_and_close(sim, "colour words", [TOKENS]))

@@ -10,6 +10,7 @@ import pytest
 
 from llm_client import Completion, TokenLogprobs, Usage
 from simulator import SimulationError, make_simulator
+from tests.closing import simulate_and_close
 from simulator.logprob_remote import slot_distributions
 from simulator.prompts import FEW_SHOT, escape_token, prefix_text, record_text
 from tests.fake_openai import fake_openai  # noqa: F401  (fixture)
@@ -72,7 +73,7 @@ def test_remote_reads_the_slot_distribution_from_echoed_prompt_logprobs(fake_ope
     fake_openai.digit_for = lambda token: 7 if "unknown" in token else 0
     sim = make_simulator("logprob:openai:fake-model", base_url=fake_openai.url)
     records = [[" The", "\t", " red\n", " car"], [" x"]]
-    sims = asyncio.run(sim.simulate("colour words", records))
+    sims = asyncio.run(simulate_and_close(sim, "colour words", records))
     assert [s.tokens for s in sims] == records
     for s in sims:
         assert s.expected_activations == pytest.approx([_expected_peaked(7)] * len(s.tokens), abs=1e-9)

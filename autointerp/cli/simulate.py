@@ -77,16 +77,19 @@ def scores_of(real: list[list[float]], predicted: list[list[float]]) -> dict:
 
 async def _run(simulator, explanations: list[str], tokens, acts) -> list[dict]:
     results = []
-    for explanation in explanations:
-        try:
-            sims = await simulator.simulate(explanation, tokens)
-        except SimulationError as exc:
-            results.append({"explanation": explanation, "error": exc.reason})
-            continue
-        entry = {"explanation": explanation, "expected_activations": [s.expected_activations for s in sims]}
-        if acts is not None:
-            entry["scores"] = scores_of(acts, entry["expected_activations"])
-        results.append(entry)
+    try:
+        for explanation in explanations:
+            try:
+                sims = await simulator.simulate(explanation, tokens)
+            except SimulationError as exc:
+                results.append({"explanation": explanation, "error": exc.reason})
+                continue
+            entry = {"explanation": explanation, "expected_activations": [s.expected_activations for s in sims]}
+            if acts is not None:
+                entry["scores"] = scores_of(acts, entry["expected_activations"])
+            results.append(entry)
+    finally:
+        await simulator.aclose()
     return results
 
 
