@@ -56,6 +56,7 @@ class LLMError(Exception):
 @runtime_checkable
 class LLMClient(Protocol):
     spec: str  # e.g. "openai:gpt-4o-mini", "local:gemma-3-270m"
+    model: str  # the model name within its backend (prices are looked up by it)
     capabilities: Capabilities
 
     async def chat(self, messages: list[dict], *, max_tokens: int = 256, temperature: float = 0.0,

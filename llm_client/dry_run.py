@@ -11,11 +11,11 @@ class RecordingClient:
     """Wraps a real client's spec, capabilities and tokenizer; `requests` and `prompt_tokens` count
     what would have been sent."""
 
-    def __init__(self, real: LLMClient, model: str) -> None:
+    def __init__(self, real: LLMClient) -> None:
         self.spec = real.spec
         self.capabilities = real.capabilities
         self._real = real
-        self._model = model
+        self._model = real.model
         self.requests = 0
         self.prompt_tokens = 0
 

@@ -32,6 +32,11 @@ class LoadedModel:
     dtype: Any
 
 
+def local_model_name(spec: str) -> str:
+    """`local:gemma-3-270m` or `gemma-3-270m` -> `gemma-3-270m`: subject models may be named either way."""
+    return spec[len("local:"):] if spec.startswith("local:") else spec
+
+
 def cache_dir() -> Path:
     base = os.environ.get("AUTOINTERP_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "autointerp"

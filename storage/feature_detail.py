@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from storage.repository import record_dict
 from storage.schema import (
     ActivationRecordRow,
     Explanation,
@@ -35,14 +36,6 @@ def _split_order(split: str) -> tuple[int, int]:
     if match:
         return (1, int(match.group(1)))
     return (0, 0) if split == "top" else (2, 0)
-
-
-def _record(row: ActivationRecordRow) -> dict[str, Any]:
-    return {
-        "id": row.id, "split": row.split, "data_split": row.data_split, "position": row.position,
-        "tokens": row.tokens, "activations": row.activations, "max_activation": row.max_activation,
-        "corpus": row.corpus, "document": row.document, "offset": row.offset,
-    }
 
 
 def _score(row: Score) -> dict[str, Any]:
@@ -136,7 +129,7 @@ def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
     ).all()
     by_split: dict[str, list[dict[str, Any]]] = {}
     for row in sorted(record_rows, key=lambda r: (_split_order(r.split), r.position)):
-        by_split.setdefault(row.split, []).append(_record(row))
+        by_split.setdefault(row.split, []).append(record_dict(row))
 
     explanations = session.scalars(
         select(Explanation).where(Explanation.feature_id == feature_id).order_by(Explanation.id)

@@ -8,7 +8,8 @@ from typing import Any, Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.schema import ActivationRecordRow, Explanation, Feature, Score, SubjectModel
+from storage.queries import records_by_feature
+from storage.schema import Explanation, Feature, Score, SubjectModel
 
 EXPLANATION_FIELDS = ("id", "status", "text", "failure_reason", "explainer", "prompt_version", "params", "polarity",
                       "candidate", "selected", "prompt_tokens", "completion_tokens", "cost_usd", "elapsed_s", "run_id",
@@ -46,12 +47,7 @@ def _documents(session: Session, ids: list[int]) -> Iterator[dict]:
     features = session.execute(
         select(Feature, SubjectModel.name).join(SubjectModel, SubjectModel.id == Feature.model_id).where(Feature.id.in_(ids))
     ).all()
-    records: dict[int, list] = {}
-    for r in session.scalars(select(ActivationRecordRow).where(ActivationRecordRow.feature_id.in_(ids))
-                             .order_by(ActivationRecordRow.split, ActivationRecordRow.position)):
-        records.setdefault(r.feature_id, []).append({
-            "split": r.split, "data_split": r.data_split, "position": r.position, "tokens": r.tokens,
-            "activations": r.activations, "corpus": r.corpus, "document": r.document, "offset": r.offset})
+    records = records_by_feature(session, ids)
     explanations: dict[int, list] = {}
     by_id: dict[int, dict] = {}
     for e in session.scalars(select(Explanation).where(Explanation.feature_id.in_(ids)).order_by(Explanation.id)):

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 from sqlalchemy import Select, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
+from storage.repository import record_dict
 from storage.schema import ActivationRecordRow, Explanation, Feature, Sae, Score, SubjectModel
 
 SCORE_METHODS = ("ev_correlation", "rsquared", "absolute_dev_explained")
@@ -230,7 +231,7 @@ def describe_features(
     explanation_ids = [r[2] for r in rows if r[2] is not None]
     explanations = {e.id: e for e in session.scalars(select(Explanation).where(Explanation.id.in_(explanation_ids)))}
     latest = _latest_explanations(session, [r[0] for r in rows if r[2] is None])
-    records = _records_by_feature(session, ids) if with_records else {}
+    records = records_by_feature(session, ids) if with_records else {}
     out = []
     for feature_id, value, explanation_id in rows:
         feature, model_name = features[feature_id]
@@ -269,7 +270,8 @@ def _latest_explanations(session: Session, feature_ids: list[int]) -> dict[int, 
     return {e.feature_id: e for e in session.scalars(stmt)}  # later ids overwrite: the latest wins
 
 
-def _records_by_feature(session: Session, feature_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+def records_by_feature(session: Session, feature_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Each feature's records as dicts, by split then position."""
     out: dict[int, list[dict[str, Any]]] = {}
     stmt = (
         select(ActivationRecordRow)
@@ -277,13 +279,7 @@ def _records_by_feature(session: Session, feature_ids: list[int]) -> dict[int, l
         .order_by(ActivationRecordRow.feature_id, ActivationRecordRow.split, ActivationRecordRow.position)
     )
     for row in session.scalars(stmt):
-        out.setdefault(row.feature_id, []).append(
-            {
-                "split": row.split, "data_split": row.data_split, "position": row.position,
-                "tokens": row.tokens, "activations": row.activations,
-                "corpus": row.corpus, "document": row.document, "offset": row.offset,
-            }
-        )
+        out.setdefault(row.feature_id, []).append(record_dict(row))
     return out
 
 

@@ -167,6 +167,15 @@ def record_row(feature_id: int, record: ActivationRecord, position: int) -> Acti
     return ActivationRecordRow(**record_values(feature_id, record, position))
 
 
+def record_dict(row: ActivationRecordRow) -> dict[str, Any]:
+    """A stored record as plain JSON-able values (for query output, export and the API)."""
+    return {
+        "id": row.id, "split": row.split, "data_split": row.data_split, "position": row.position,
+        "tokens": row.tokens, "activations": row.activations, "max_activation": row.max_activation,
+        "corpus": row.corpus, "document": row.document, "offset": row.offset,
+    }
+
+
 def record_of(row: ActivationRecordRow, feature: FeatureId | None = None) -> ActivationRecord:
     return ActivationRecord(
         tokens=row.tokens, activations=row.activations, split=row.split, data_split=row.data_split,

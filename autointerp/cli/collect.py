@@ -21,7 +21,7 @@ from activations.hooks import n_layers
 from activations.sae import describe, load_sae
 from activations.sampling import SamplerConfig
 from autointerp.cli.options import db_option, user_errors
-from llm_client.local_models import ModelLoadError, load_model
+from llm_client.local_models import ModelLoadError, load_model, local_model_name
 from storage.collection_store import layer_complete, save_layer
 from storage.db import Database
 from storage.repository import finish_run, start_run
@@ -38,10 +38,6 @@ def parse_layers(text: str | None) -> list[int]:
     if any(layer < 0 for layer in layers):
         raise click.BadParameter(f"{text!r}: layers must be >= 0", param_hint="--layers")
     return layers
-
-
-def model_name_of(spec: str) -> str:
-    return spec[len("local:"):] if spec.startswith("local:") else spec
 
 
 def build_targets(layers: list[int], sae_path: str | None, sae_hook: str | None, sae_name: str | None) -> list[Target]:
@@ -64,7 +60,7 @@ def run_collect(
     progress: Callable[[int], None] | None = None, log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Collect and store every target not already complete; returns the run's statistics."""
-    name = model_name_of(model_spec)
+    name = local_model_name(model_spec)
     with db.session() as session:
         todo = [t for t in targets if overwrite or not layer_complete(session, name, t.layer, t.kind, t.sae_name)]
     for target in targets:

@@ -9,13 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from autointerp.pipeline.options import OptionsError, parse_features
-from llm_client.local_models import cache_dir
+from llm_client.local_models import cache_dir, local_model_name
 from storage.db import Database
 from storage.schema import Feature, Sae, SubjectModel
-
-
-def strip_local(model: str) -> str:
-    return model[len("local:"):] if model.startswith("local:") else model
 
 
 def llm_cache_path(db: Database) -> str:
@@ -30,7 +26,7 @@ def llm_cache_path(db: Database) -> str:
 def select_features(session: Session, model: str, layer: int, sae: str | None, features: str) -> list[Feature]:
     """The layer's features named by `features` (all | 0-99 | 1,5,9), with a clear error when the layer
     was never collected or an index is missing."""
-    model_name = strip_local(model)
+    model_name = local_model_name(model)
     model_row = session.scalar(select(SubjectModel).where(SubjectModel.name == model_name))
     if model_row is None:
         raise OptionsError(

@@ -29,7 +29,7 @@ def estimate(db: Database, opts: ExplainOptions) -> dict:
         records = [FeatureRecords(repo.feature_id_of(f), [r for _, r in repo.load_records(session, f)], repo.stats_of(f))
                    for f in pending]
     real = make_client(opts.explainer, base_url=opts.base_url, device=opts.device)
-    recorder = RecordingClient(real, opts.explainer.partition(":")[2])
+    recorder = RecordingClient(real)
 
     async def walk() -> None:
         for fr in records:
