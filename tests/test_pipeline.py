@@ -193,3 +193,16 @@ def test_budget_stops_cleanly_and_a_rerun_continues(fake_openai, sqlite_url):  #
     out = cli(*args).output
     assert f"{first} skipped" in out
     assert count(db, select(Explanation.id)) == 12
+
+
+def test_best_of_n_is_chosen_on_the_valid_split(fake_openai, sqlite_url):  # noqa: F811
+    db = Database(sqlite_url)
+    fill_layer(db, 3)
+    cli(*EXPLAIN, "--simulator", "logprob:openai:fake", "--n-candidates", "3", "--db", sqlite_url)
+    with db.session() as s:
+        rows = s.scalars(select(Explanation)).all()
+        assert len(rows) == 9
+        chosen = [e for e in rows if e.selected]
+        assert len(chosen) == 3 and all(set(e.params["valid_ev_correlation"]) == {"0", "1", "2"} for e in chosen)
+        scored = {sc.explanation_id for sc in s.scalars(select(Score).where(Score.role == "own"))}
+        assert scored == {e.id for e in chosen}  # only the winner is scored on the test split

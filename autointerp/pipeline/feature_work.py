@@ -7,6 +7,8 @@ scoring: correlation does not care, but r² and absolute deviation explained com
 
 from __future__ import annotations
 
+import asyncio
+
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -88,13 +90,12 @@ async def _choose(candidates: list[ExplanationResult], simulator: Simulator, val
     ok = [c for c in candidates if c.status == "ok"]
     if len(ok) <= 1:
         return (ok[0].candidate if ok else None), {}
-    scores: dict[int, float | None] = {}
-    for c in ok:
-        outcome = await simulate(simulator, c.text or "", valid)
-        scores[c.candidate] = (
-            score_ev_correlation(valid.real, [s.expected_activations for s in outcome.simulations]).value
-            if outcome.simulations else None
-        )
+    outcomes = await asyncio.gather(*(simulate(simulator, c.text or "", valid) for c in ok))
+    scores: dict[int, float | None] = {
+        c.candidate: score_ev_correlation(valid.real, [s.expected_activations for s in o.simulations]).value
+        if o.simulations else None
+        for c, o in zip(ok, outcomes)
+    }
     ranked = sorted(ok, key=lambda c: (scores[c.candidate] is None, -(scores[c.candidate] or 0.0), c.candidate))
     return ranked[0].candidate, scores
 
