@@ -13,11 +13,13 @@ from typing import Any, Iterator
 from sqlalchemy import Select, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
+from scorer import METHODS
+from scorer import SUBSETS as SCORER_SUBSETS
 from storage.repository import record_dict
 from storage.schema import ActivationRecordRow, Explanation, Feature, Sae, Score, SubjectModel
 
-SCORE_METHODS = ("ev_correlation", "rsquared", "absolute_dev_explained")
-SUBSETS = ("top_and_random", "random_only")
+SCORE_METHODS = tuple(METHODS)  # every method the scorer stores per subset
+SUBSETS = tuple(SCORER_SUBSETS)
 MAX_SEARCH_CHARS = 200
 SEARCH_SCAN_THRESHOLD = 2000  # matches above which a search walks the score index instead
 
