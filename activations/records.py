@@ -70,6 +70,7 @@ class ActivationRecord:
     data_split: str = "train"
     provenance: Provenance = field(default_factory=Provenance)
     label: str = ""  # names the record in error messages, e.g. "top[3]"
+    record_id: int | None = field(default=None, compare=False)  # its row id, once stored
 
     def __init__(
         self,
@@ -80,6 +81,7 @@ class ActivationRecord:
         provenance: Provenance | None = None,
         label: str = "",
         feature: FeatureId | str | None = None,
+        record_id: int | None = None,
     ) -> None:
         where = f"feature {feature}, record {label or '?'}" if feature is not None else f"record {label or '?'}"
         tokens_t = tuple(tokens)
@@ -106,6 +108,7 @@ class ActivationRecord:
         object.__setattr__(self, "data_split", data_split)
         object.__setattr__(self, "provenance", provenance or Provenance())
         object.__setattr__(self, "label", label)
+        object.__setattr__(self, "record_id", record_id)
 
     @property
     def max_activation(self) -> float:

@@ -109,12 +109,14 @@ class ActivationRecordRow(Base):
 class Run(Base):
     __tablename__ = "runs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(30))  # collect | explain | rescore | import | ...
-    status: Mapped[str] = mapped_column(String(20), default="running")  # running | done | failed | interrupted
+    kind: Mapped[str] = mapped_column(String(30))  # RunKind
+    status: Mapped[str] = mapped_column(String(20), default="running")  # RunStatus (never "stale")
     config: Mapped[dict] = mapped_column(JSON, default=dict)
     stats: Mapped[dict] = mapped_column(JSON, default=dict)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Written every few seconds by the process running it: a `running` run with an old heartbeat died silently.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Explanation(Base):
@@ -227,10 +229,6 @@ class ExplanationEmbedding(Base):
     dim: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
 
-
-# Functions kept here so migrations and code agree on the full-text search expression.
-PG_TSVECTOR_SQL = "to_tsvector('english', coalesce(text, ''))"
-
 __all__ = [
     "Base",
     "SubjectModel",
@@ -243,5 +241,4 @@ __all__ = [
     "SimulatedRecord",
     "Score",
     "ExplanationEmbedding",
-    "PG_TSVECTOR_SQL",
 ]

@@ -1,0 +1,85 @@
+"""The closed vocabularies of the data model, in one place: every layer above names these values through
+these types, so a misspelt status or subset is a type error instead of a silent empty query.
+
+Three divisions of records are easy to confuse, so each has its own word:
+- `SampleKind` / `ActivationRecord.sample`: how a record was drawn (top, random, quantile:<i>);
+- `DataSplit` / `ActivationRecord.data_split`: which disjoint part of the data it belongs to (train, valid, test);
+- `ScoringSubset`: which samples a score pools (top_and_random, random_only).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class SampleKind(StrEnum):
+    """How a record was sampled; quantile samples carry their bin: `quantile:<i>`."""
+
+    TOP = "top"
+    RANDOM = "random"
+    QUANTILE = "quantile"
+
+    @staticmethod
+    def quantile(bin_index: int) -> str:
+        return f"quantile:{bin_index}"
+
+
+class DataSplit(StrEnum):
+    """train: shown to the explainer; valid: chooses among candidates; test: the reported score."""
+
+    TRAIN = "train"
+    VALID = "valid"
+    TEST = "test"
+
+
+class ScoringSubset(StrEnum):
+    """Which sample kinds a simulation score pools (OpenAI reported both)."""
+
+    TOP_AND_RANDOM = "top_and_random"
+    RANDOM_ONLY = "random_only"
+
+
+class ScoreMethod(StrEnum):
+    EV_CORRELATION = "ev_correlation"
+    RSQUARED = "rsquared"
+    ABSOLUTE_DEV_EXPLAINED = "absolute_dev_explained"
+    SPEARMAN = "spearman"
+    MEAN_RECORD_CORRELATION = "mean_record_correlation"
+
+
+class ScoreRole(StrEnum):
+    """own: the feature's explanation; shuffled: another feature's explanation (the sanity baseline)."""
+
+    OWN = "own"
+    SHUFFLED = "shuffled"
+
+
+class OutcomeStatus(StrEnum):
+    """Of an explanation or a simulation: a failure is stored with its reason, never as a zero."""
+
+    OK = "ok"
+    FAILED = "failed"
+
+
+class Polarity(StrEnum):
+    """Explain what drives the feature up (positive) or down (negative)."""
+
+    POSITIVE = "positive"
+    NEGATIVE = "negative"
+
+
+class RunStatus(StrEnum):
+    """A run's stored status. STALE is never stored: it is how a `running` run whose heartbeat stopped is shown."""
+
+    RUNNING = "running"
+    DONE = "done"
+    STOPPED = "stopped"  # ended early on purpose (budget reached)
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM
+    STALE = "stale"
+
+
+class RunKind(StrEnum):
+    COLLECT = "collect"
+    EXPLAIN = "explain"
+    RESCORE = "rescore"
