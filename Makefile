@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-fast browser-deps bench clean
+.PHONY: install demo lint test test-fast browser-deps bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,12 @@ browser-deps:
 demo: $(STAMP)
 	$(VENV)/bin/autointerp demo
 
-test: $(STAMP) browser-deps
+# Lint and type-check (configured in pyproject.toml); `make test` runs this first, so CI enforces it.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+test: $(STAMP) lint browser-deps
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-fast: $(STAMP)
@@ -38,4 +43,4 @@ bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

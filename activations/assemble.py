@@ -1,4 +1,4 @@
-"""Turn sampler results into FeatureRecords: rebuild the selected windows, decode tokens, assign splits.
+"""Turn sampler results into FeatureRecords: rebuild the selected windows, decode tokens, assign data splits.
 
 The streaming pass keeps only window ids and activation rows. The selected windows are rebuilt here by
 walking the corpus windows again (same corpus, tokenizer and settings give the same ids), so token
@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from activations.collect_config import CollectConfig, Target
 from activations.corpus import Corpus
 from activations.records import DATA_SPLITS, ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
-from activations.sampling import SampleSet, SamplerResult
+from activations.sampling import SamplerResult, SampleSet
+from activations.vocab import SampleKind
 from activations.windows import Window, iter_windows
-
-if TYPE_CHECKING:
-    from activations.collect import CollectConfig, Target
 
 
 def data_split_of(window_id: int, seed: int, fractions: tuple[float, float, float]) -> str:
@@ -39,7 +38,7 @@ def selected_window_ids(results: dict[Any, SamplerResult]) -> set[int]:
     return ids
 
 
-def rebuild_windows(corpus: Corpus, tokenizer: Any, config: "CollectConfig", wanted: set[int]) -> dict[int, Window]:
+def rebuild_windows(corpus: Corpus, tokenizer: Any, config: CollectConfig, wanted: set[int]) -> dict[int, Window]:
     found: dict[int, Window] = {}
     last = max(wanted, default=-1)
     for window in iter_windows(corpus, tokenizer, config.ctx_len, config.max_tokens, config.min_tail):
@@ -59,23 +58,23 @@ def rebuild_windows(corpus: Corpus, tokenizer: Any, config: "CollectConfig", wan
 class _Records:
     """Builds one feature's records from sample sets; shares decoded tokens and provenance per window."""
 
-    def __init__(self, windows: dict[int, Window], tokenizer: Any, corpus: Corpus, config: "CollectConfig") -> None:
+    def __init__(self, windows: dict[int, Window], tokenizer: Any, corpus: Corpus, config: CollectConfig) -> None:
         self.windows = windows
         cache: dict[int, str] = {}
         decode = lambda i: cache.setdefault(i, tokenizer.decode([i]))  # noqa: E731
         self.tokens = {wid: tuple(decode(i) for i in w.token_ids) for wid, w in windows.items()}
         self.provenance = {wid: Provenance(corpus.name, w.document, w.offset) for wid, w in windows.items()}
-        self.splits = {wid: data_split_of(wid, config.sampler.seed, config.split_fractions) for wid in windows}
+        self.data_splits = {wid: data_split_of(wid, config.sampler.seed, config.split_fractions) for wid in windows}
 
-    def build(self, sample: SampleSet, f: int, split: str, fid: FeatureId) -> list[ActivationRecord]:
+    def build(self, sample_set: SampleSet, f: int, sample: str, fid: FeatureId) -> list[ActivationRecord]:
         out = []
-        for j, wid in enumerate(int(i) for i in sample.ids[f]):
+        for j, wid in enumerate(int(i) for i in sample_set.ids[f]):
             if wid < 0:
                 continue
             tokens = self.tokens[wid]
             out.append(ActivationRecord(
-                tokens=tokens, activations=sample.rows[f, j, : len(tokens)].tolist(), split=split,
-                data_split=self.splits[wid], provenance=self.provenance[wid], label=f"{split}[{j}]", feature=fid,
+                tokens=tokens, activations=sample_set.rows[f, j, : len(tokens)].tolist(), sample=sample,
+                data_split=self.data_splits[wid], provenance=self.provenance[wid], label=f"{sample}[{j}]", feature=fid,
             ))
         return out
 
@@ -91,8 +90,8 @@ def feature_stats(res: SamplerResult, f: int) -> FeatureStats:
 
 
 def build_feature_records(
-    results: dict["Target", SamplerResult], corpus: Corpus, tokenizer: Any, model_name: str, config: "CollectConfig",
-) -> dict["Target", list[FeatureRecords]]:
+    results: dict[Target, SamplerResult], corpus: Corpus, tokenizer: Any, model_name: str, config: CollectConfig,
+) -> dict[Target, list[FeatureRecords]]:
     """Per target, one FeatureRecords per feature. A dead feature (never > 0) keeps its statistics and
     its random sample (negative examples); it has no top or quantile records, as nothing was selected by
     activation."""
@@ -104,11 +103,11 @@ def build_feature_records(
         for f in range(len(res.max)):
             fid = FeatureId(model=model_name, layer=target.layer, kind=target.kind, index=f, sae=target.sae_name)
             stats = feature_stats(res, f)
-            records = [] if stats.dead else builder.build(res.top, f, "top", fid)
-            records += builder.build(res.random, f, "random", fid)
+            records = [] if stats.dead else builder.build(res.top, f, SampleKind.TOP, fid)
+            records += builder.build(res.random, f, SampleKind.RANDOM, fid)
             if not stats.dead:
-                for b, sample in enumerate(res.quantiles):
-                    records += builder.build(sample, f, f"quantile:{b}", fid)
+                for b, sample_set in enumerate(res.quantiles):
+                    records += builder.build(sample_set, f, SampleKind.quantile(b), fid)
             features.append(FeatureRecords(feature=fid, records=records, stats=stats))
         out[target] = features
     return out

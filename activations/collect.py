@@ -8,61 +8,18 @@ match their hook points) before the first forward pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from activations.assemble import build_feature_records
+from activations.collect_config import CollectConfig, Target
 from activations.corpus import Corpus
 from activations.hooks import HookError, HookPoint, attach, decoder_layers, hook_width
 from activations.records import FeatureRecords
-from activations.sae import Sae
-from activations.sampling import SamplerConfig, SamplerResult, StreamingSampler
+from activations.sampling import SamplerResult, StreamingSampler
 from activations.windows import WindowBatch, bos_prefix, iter_batches, iter_windows, pad_id_of
-
-
-@dataclass(frozen=True)
-class Target:
-    """What to collect: every MLP neuron at `hook` (site mlp_act), or every latent of `sae`."""
-
-    hook: HookPoint
-    sae: Sae | None = None
-
-    @property
-    def kind(self) -> str:
-        return "sae_latent" if self.sae is not None else "mlp_neuron"
-
-    @property
-    def layer(self) -> int:
-        return self.hook.layer
-
-    @property
-    def sae_name(self) -> str | None:
-        return self.sae.name if self.sae is not None else None
-
-    def __str__(self) -> str:
-        return f"layer {self.layer} SAE {self.sae_name}" if self.sae else f"layer {self.layer} MLP neurons"
-
-
-def neuron_target(layer: int) -> Target:
-    return Target(HookPoint(layer, "mlp_act"))
-
-
-def sae_target(sae: Sae) -> Target:
-    if sae.hook is None:
-        raise HookError(f"SAE {sae.name} has no hook point")
-    return Target(sae.hook, sae)
-
-
-@dataclass(frozen=True)
-class CollectConfig:
-    ctx_len: int = 64
-    max_tokens: int = 100_000
-    batch_size: int = 16
-    min_tail: int = 8
-    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train, valid, test (by window)
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
 
 class _StopForward(Exception):
@@ -80,8 +37,14 @@ class HookedRunner:
         self.captured: dict[HookPoint, torch.Tensor] = {}
         self.handles: list[Any] = []
 
-    def __enter__(self) -> "HookedRunner":
-        self.handles = [attach(self.model, h, lambda x, h=h: self.captured.__setitem__(h, x)) for h in self.hooks]
+    def _sink(self, hook: HookPoint) -> Callable[[torch.Tensor], None]:
+        def capture(x: torch.Tensor) -> None:
+            self.captured[hook] = x  # self.captured is replaced per run: look it up on every call
+
+        return capture
+
+    def __enter__(self) -> HookedRunner:
+        self.handles = [attach(self.model, h, self._sink(h)) for h in self.hooks]
 
         def stop(*_: Any) -> None:
             raise _StopForward
@@ -139,7 +102,8 @@ def stream(
         for t in targets
     }
     windows = iter_windows(corpus, tokenizer, config.ctx_len, config.max_tokens, config.min_tail)
-    batches = iter_batches(windows, config.batch_size, config.ctx_len, bos_prefix(tokenizer), pad_id_of(tokenizer), device)
+    batches = iter_batches(windows, config.batch_size, config.ctx_len, bos_prefix(tokenizer), pad_id_of(tokenizer),
+                           device)
     with torch.inference_mode(), HookedRunner(model, {t.hook for t in targets}) as runner:
         for batch in batches:
             captured = runner.run(batch)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import bz2
 import json
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 WIKIPEDIA = "wikipedia"
 WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -97,10 +97,12 @@ def _jsonl_documents(path: Path) -> Iterator[Document]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise CorpusError(f"{path}:{n}: not valid JSON ({exc.msg}); each line must be an object with a \"text\" field") from None
+                raise CorpusError(f"{path}:{n}: not valid JSON ({exc.msg}); "
+                                  "each line must be an object with a \"text\" field") from None
             text = _pick(row, _TEXT_KEYS) if isinstance(row, dict) else None
             if not isinstance(text, str):
-                raise CorpusError(f"{path}:{n}: no string field {' / '.join(_TEXT_KEYS)}; each line needs the document text")
+                raise CorpusError(f"{path}:{n}: no string field {' / '.join(_TEXT_KEYS)}; "
+                                  "each line needs the document text")
             yield Document(id=f"{path.name}:{_pick(row, _ID_KEYS) or n}", text=text)
 
 

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal
+
+from activations.vocab import DataSplit, SampleKind
 
 FeatureKind = Literal["mlp_neuron", "sae_latent"]
 FEATURE_KINDS: tuple[str, ...] = ("mlp_neuron", "sae_latent")
-DATA_SPLITS: tuple[str, ...] = ("train", "valid", "test")
-_SAMPLE_SPLIT = re.compile(r"^(top|random|quantile:\d+)$")
+DATA_SPLITS: tuple[str, ...] = tuple(d.value for d in DataSplit)
+_SAMPLE = re.compile(rf"^({SampleKind.TOP}|{SampleKind.RANDOM}|{SampleKind.QUANTILE}:\d+)$")
 
 
 class RecordError(ValueError):
@@ -33,11 +36,13 @@ class FeatureId:
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
-            raise RecordError(f"feature {self.model}/{self.layer}/{self.index}: kind {self.kind!r} is not one of {FEATURE_KINDS}")
+            raise RecordError(f"feature {self.model}/{self.layer}/{self.index}: kind {self.kind!r} is not one of "
+                              f"{FEATURE_KINDS}")
         if self.kind == "sae_latent" and not self.sae:
             raise RecordError(f"feature {self.model}/{self.layer}/{self.index}: an sae_latent needs an SAE id")
         if self.kind == "mlp_neuron" and self.sae:
-            raise RecordError(f"feature {self.model}/{self.layer}/{self.index}: an mlp_neuron has no SAE (got {self.sae!r})")
+            raise RecordError(f"feature {self.model}/{self.layer}/{self.index}: an mlp_neuron has no SAE "
+                              f"(got {self.sae!r})")
         if self.layer < 0 or self.index < 0:
             raise RecordError(f"feature {self}: layer and index must be >= 0")
 
@@ -59,15 +64,15 @@ class Provenance:
 class ActivationRecord:
     """One context window: tokens as the subject tokenizer decodes them, one activation per token.
 
-    `split` says how it was sampled (`top`, `random`, `quantile:<i>`); `data_split` says which disjoint
+    `sample` says how it was sampled (`top`, `random`, `quantile:<i>`); `data_split` says which disjoint
     part of the data it belongs to (`train` for explaining, `valid` for choosing among candidates, `test`
     for the reported score).
     """
 
     tokens: tuple[str, ...]
     activations: tuple[float, ...]
-    split: str = "top"
-    data_split: str = "train"
+    sample: str = SampleKind.TOP
+    data_split: str = DataSplit.TRAIN
     provenance: Provenance = field(default_factory=Provenance)
     label: str = ""  # names the record in error messages, e.g. "top[3]"
     record_id: int | None = field(default=None, compare=False)  # its row id, once stored
@@ -76,8 +81,8 @@ class ActivationRecord:
         self,
         tokens: Sequence[str],
         activations: Sequence[float],
-        split: str = "top",
-        data_split: str = "train",
+        sample: str = SampleKind.TOP,
+        data_split: str = DataSplit.TRAIN,
         provenance: Provenance | None = None,
         label: str = "",
         feature: FeatureId | str | None = None,
@@ -97,14 +102,15 @@ class ActivationRecord:
             raise RecordError(f"{where}: {len(tokens_t)} tokens but {len(acts_t)} activations")
         bad = next((i for i, a in enumerate(acts_t) if not math.isfinite(a)), None)
         if bad is not None:
-            raise RecordError(f"{where}: activation {bad} (token {tokens_t[bad]!r}) is {acts_t[bad]}, not a finite number")
-        if not _SAMPLE_SPLIT.match(split):
-            raise RecordError(f"{where}: split {split!r} must be top, random or quantile:<i>")
+            raise RecordError(f"{where}: activation {bad} (token {tokens_t[bad]!r}) is {acts_t[bad]}, "
+                              "not a finite number")
+        if not isinstance(sample, str) or not _SAMPLE.match(sample):
+            raise RecordError(f"{where}: sample {sample!r} must be top, random or quantile:<i>")
         if data_split not in DATA_SPLITS:
             raise RecordError(f"{where}: data_split {data_split!r} must be one of {DATA_SPLITS}")
         object.__setattr__(self, "tokens", tokens_t)
         object.__setattr__(self, "activations", acts_t)
-        object.__setattr__(self, "split", split)
+        object.__setattr__(self, "sample", sample)
         object.__setattr__(self, "data_split", data_split)
         object.__setattr__(self, "provenance", provenance or Provenance())
         object.__setattr__(self, "label", label)
@@ -140,11 +146,13 @@ class FeatureRecords:
     records: list[ActivationRecord]
     stats: FeatureStats | None = None
 
-    def select(self, *, splits: Sequence[str] | None = None, data_splits: Sequence[str] | None = None) -> list[ActivationRecord]:
-        """Records whose sample split starts with one of `splits` (so "quantile" matches every bin)."""
+    def select(self, *, samples: Sequence[str] | None = None,
+               data_splits: Sequence[str] | None = None) -> list[ActivationRecord]:
+        """Records whose sample kind is one of `samples` ("quantile" matches every bin) and whose data split
+        is one of `data_splits`."""
         out = self.records
-        if splits is not None:
-            out = [r for r in out if any(r.split == s or r.split.startswith(s + ":") for s in splits)]
+        if samples is not None:
+            out = [r for r in out if any(r.sample == s or r.sample.startswith(s + ":") for s in samples)]
         if data_splits is not None:
             out = [r for r in out if r.data_split in data_splits]
         return out
@@ -159,9 +167,9 @@ class FeatureRecords:
 
 def interleaved_data_split(position: int) -> str:
     """Deterministic train/valid/test assignment for records whose source gives none (imports):
-    every 4th record of a split goes to valid and test each, so all three see the same range of
+    every 4th record of a sample goes to valid and test each, so all three see the same range of
     activation strengths."""
-    return ("train", "train", "valid", "test")[position % 4]
+    return (DataSplit.TRAIN, DataSplit.TRAIN, DataSplit.VALID, DataSplit.TEST)[position % 4]
 
 
 def normalize_activations(activations: Sequence[float], max_activation: float) -> list[int]:

@@ -55,10 +55,13 @@ class Sae:
     def d_sae(self) -> int:
         return int(self.W_enc.shape[1])
 
-    def to(self, device: str | torch.device) -> "Sae":
-        move = lambda t: None if t is None else t.to(device=device, dtype=torch.float32)  # noqa: E731
-        return replace(self, W_enc=move(self.W_enc), b_enc=move(self.b_enc), pre_bias=move(self.pre_bias),
-                       threshold=move(self.threshold))
+    def to(self, device: str | torch.device) -> Sae:
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device=device, dtype=torch.float32)
+
+        return replace(self, W_enc=move(self.W_enc), b_enc=move(self.b_enc),
+                       pre_bias=None if self.pre_bias is None else move(self.pre_bias),
+                       threshold=None if self.threshold is None else move(self.threshold))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """[..., d_in] activations -> [..., d_sae] latents."""
@@ -74,7 +77,9 @@ class Sae:
         if self.architecture == "relu":
             return torch.relu(pre)
         if self.architecture == "jumprelu":
+            assert self.threshold is not None, "a jumprelu SAE carries its threshold (every loader sets it)"
             return torch.relu(pre) * (pre > self.threshold)
+        assert self.k is not None, "a topk SAE carries its k (every loader sets it)"
         top = pre.topk(self.k, dim=-1)
         return torch.zeros_like(pre).scatter_(-1, top.indices, torch.relu(top.values))
 
@@ -98,16 +103,20 @@ def _load_saelens(folder: Path) -> Sae:
 
     cfg = _read_json(folder / "cfg.json")
     weights = load_file(str(folder / "sae_weights.safetensors"))
-    arch = str(cfg.get("architecture") or cfg.get("activation_fn_str") or "standard").lower()
-    arch = {"standard": "relu", "relu": "relu", "jumprelu": "jumprelu", "topk": "topk"}.get(arch)
+    named = str(cfg.get("architecture") or cfg.get("activation_fn_str") or "standard").lower()
+    arch = {"standard": "relu", "relu": "relu", "jumprelu": "jumprelu", "topk": "topk"}.get(named)
     if arch is None:
-        raise SaeError(f"SAE {folder}: architecture {cfg.get('architecture')!r} is not supported; use one of {ARCHITECTURES}")
+        raise SaeError(f"SAE {folder}: architecture {cfg.get('architecture')!r} is not supported; "
+                       f"use one of {ARCHITECTURES}")
     norm = cfg.get("normalize_activations") or "none"
     if norm not in ("none", "constant_norm_rescale"):
         raise SaeError(f"SAE {folder}: normalize_activations={norm!r} is not supported (none, constant_norm_rescale)")
     threshold = None
     if arch == "jumprelu":
-        threshold = _tensor(weights, "threshold", folder) if "threshold" in weights else _tensor(weights, "log_threshold", folder).exp()
+        if "threshold" in weights:
+            threshold = _tensor(weights, "threshold", folder)
+        else:
+            threshold = _tensor(weights, "log_threshold", folder).exp()
     k = cfg.get("k") or (cfg.get("activation_fn_kwargs") or {}).get("k")
     if arch == "topk" and not k:
         raise SaeError(f"SAE {folder}: a topk SAE needs k in cfg.json (k or activation_fn_kwargs.k)")
@@ -116,7 +125,7 @@ def _load_saelens(folder: Path) -> Sae:
         name=folder.name, path=str(folder), format="saelens", architecture=arch,
         W_enc=_tensor(weights, "W_enc", folder), b_enc=_tensor(weights, "b_enc", folder),
         pre_bias=_tensor(weights, "b_dec", folder) if cfg.get("apply_b_dec_to_input", True) else None,
-        threshold=threshold, k=int(k) if arch == "topk" else None, input_norm=norm,
+        threshold=threshold, k=int(k) if arch == "topk" and k else None, input_norm=norm,
         hook=parse_hook(hook_name, cfg.get("hook_layer")) if hook_name else None,
     )
 
@@ -126,7 +135,8 @@ def _load_sparsify(folder: Path) -> Sae:
 
     cfg = _read_json(folder / "cfg.json")
     if cfg.get("activation", "topk") != "topk" or cfg.get("transcode"):
-        raise SaeError(f"SAE {folder}: only TopK sparse autoencoders are supported (got activation={cfg.get('activation')!r}, transcode={cfg.get('transcode')})")
+        raise SaeError(f"SAE {folder}: only TopK sparse autoencoders are supported "
+                       f"(got activation={cfg.get('activation')!r}, transcode={cfg.get('transcode')})")
     weights = load_file(str(folder / "sae.safetensors"))
     try:
         hook = parse_hook(folder.name)

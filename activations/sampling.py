@@ -63,7 +63,8 @@ class Pool:
     rows: torch.Tensor  # [F, K + 1, ctx]
 
     @classmethod
-    def empty(cls, n_features: int, size: int, ctx_len: int, fill_key: float, device: torch.device, dtype: torch.dtype) -> "Pool":
+    def empty(cls, n_features: int, size: int, ctx_len: int, fill_key: float, device: torch.device,
+              dtype: torch.dtype) -> Pool:
         return cls(
             keys=torch.full((n_features, size + 1), fill_key, device=device),
             ids=torch.full((n_features, size + 1), -1, dtype=torch.long, device=device),
@@ -83,7 +84,8 @@ class Pool:
         size, n_batch = self.size, keys.shape[1]
         width = min(size, n_batch)
         _, idx = torch.cat([self.keys[:, :size], keys], dim=1).topk(size, dim=1, sorted=False)
-        chosen = torch.zeros((keys.shape[0], size + n_batch), dtype=torch.bool, device=keys.device).scatter_(1, idx, True)
+        chosen = torch.zeros((keys.shape[0], size + n_batch), dtype=torch.bool, device=keys.device)
+        chosen.scatter_(1, idx, True)
         evicted = ~chosen[:, :size]
         # Stable sorts list evicted slots first and incoming batch entries first; their counts are equal.
         slots = (~evicted).to(torch.uint8).argsort(dim=1, stable=True)[:, :width]
@@ -96,11 +98,12 @@ class Pool:
         self.maxes[feat, slots] = maxes[feat, incoming]
         self.rows[feat, slots] = rows[feat, incoming].to(self.rows.dtype)
 
-    def ordered(self) -> "Pool":
+    def ordered(self) -> Pool:
         """The K real slots sorted by key, descending (for the top pool: by max activation)."""
         order = self.keys[:, : self.size].argsort(dim=1, descending=True)
         feat = torch.arange(self.keys.shape[0], device=self.keys.device)[:, None]
-        return Pool(keys=self.keys[feat, order], ids=self.ids[feat, order], maxes=self.maxes[feat, order], rows=self.rows[feat, order])
+        return Pool(keys=self.keys[feat, order], ids=self.ids[feat, order], maxes=self.maxes[feat, order],
+                    rows=self.rows[feat, order])
 
 
 @dataclass
@@ -133,11 +136,11 @@ class StreamingSampler:
         self.n_features = n_features
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
-        f64 = dict(device=self.device, dtype=torch.float64)
-        self.count = torch.zeros((), **f64)
-        self.mean = torch.zeros(n_features, **f64)
-        self.m2 = torch.zeros(n_features, **f64)
-        self.fires = torch.zeros(n_features, **f64)
+        f64 = torch.float64
+        self.count = torch.zeros((), device=self.device, dtype=f64)
+        self.mean = torch.zeros(n_features, device=self.device, dtype=f64)
+        self.m2 = torch.zeros(n_features, device=self.device, dtype=f64)
+        self.fires = torch.zeros(n_features, device=self.device, dtype=f64)
         self.max = torch.full((n_features,), float("-inf"), device=self.device)
         self.min = torch.full((n_features,), float("inf"), device=self.device)
         empty = lambda size, key: Pool.empty(n_features, size, ctx_len, key, self.device, dtype)  # noqa: E731
@@ -191,9 +194,11 @@ class StreamingSampler:
             # Pool order is random-key order, so the first members of a bin are a uniform sample of it.
             rank = in_bin.long().cumsum(dim=1) - 1
             take = in_bin & (rank < cfg.per_quantile)
-            order = torch.where(take, rank, torch.full_like(rank, pool.ids.shape[1])).argsort(dim=1)[:, : cfg.per_quantile]
+            order = torch.where(take, rank, torch.full_like(rank, pool.ids.shape[1]))
+            order = order.argsort(dim=1)[:, : cfg.per_quantile]
             ids = torch.where(take.gather(1, order), pool.ids.gather(1, order), torch.full_like(order, -1))
-            quantiles.append(_host(ids, pool.maxes.gather(1, order), pool.rows.gather(1, order[..., None].expand(-1, -1, pool.rows.shape[2]))))
+            rows = pool.rows.gather(1, order[..., None].expand(-1, -1, pool.rows.shape[2]))
+            quantiles.append(_host(ids, pool.maxes.gather(1, order), rows))
         top, rand = self.top.ordered(), self.random.ordered()
         count = max(self.count.item(), 1.0)
         return SamplerResult(

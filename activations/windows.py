@@ -10,8 +10,9 @@ the BOS position (an attention sink with extreme activations) is never scored.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import torch
 
@@ -69,7 +70,8 @@ def iter_windows(
                 return
 
 
-def make_batch(windows: list[Window], ctx_len: int, prefix_ids: list[int], pad_id: int, device: str | torch.device) -> WindowBatch:
+def make_batch(windows: list[Window], ctx_len: int, prefix_ids: list[int], pad_id: int,
+               device: str | torch.device) -> WindowBatch:
     prefix = len(prefix_ids)
     ids = torch.full((len(windows), prefix + ctx_len), pad_id, dtype=torch.long)
     mask = torch.zeros((len(windows), prefix + ctx_len), dtype=torch.long)
@@ -79,14 +81,16 @@ def make_batch(windows: list[Window], ctx_len: int, prefix_ids: list[int], pad_i
         mask[row, :n] = 1
     # Built on the host then moved once per batch: the window layout is known without asking the device.
     return WindowBatch(
-        windows=windows, window_ids=torch.tensor([w.id for w in windows]).to(device, non_blocking=True), input_ids=ids.to(device, non_blocking=True), attention_mask=mask.to(device, non_blocking=True),
+        windows=windows, window_ids=torch.tensor([w.id for w in windows]).to(device, non_blocking=True),
+        input_ids=ids.to(device, non_blocking=True), attention_mask=mask.to(device, non_blocking=True),
         valid=mask[:, prefix:].bool().to(device, non_blocking=True), prefix=prefix,
         n_tokens=sum(len(w.token_ids) for w in windows),
     )
 
 
 def iter_batches(
-    windows: Iterable[Window], batch_size: int, ctx_len: int, prefix_ids: list[int], pad_id: int, device: str | torch.device
+    windows: Iterable[Window], batch_size: int, ctx_len: int, prefix_ids: list[int], pad_id: int,
+    device: str | torch.device,
 ) -> Iterator[WindowBatch]:
     pending: list[Window] = []
     for window in windows:

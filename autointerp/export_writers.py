@@ -1,5 +1,5 @@
 """Write feature documents as JSON Lines or Parquet (explicit schema, written in row groups so memory
-stays bounded). Free-form `params` travel as JSON text in Parquet."""
+stays bounded). Free-form `params` and `details` travel as JSON text in Parquet."""
 
 from __future__ import annotations
 
@@ -10,30 +10,33 @@ from typing import Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+# Field for field the dicts of storage.rows (tests/test_export_schema.py holds them together).
 _SCORE = pa.struct([
+    ("id", pa.int64()), ("explanation_id", pa.int64()), ("simulation_id", pa.int64()), ("run_id", pa.int64()),
     ("method", pa.string()), ("subset", pa.string()), ("role", pa.string()), ("simulator", pa.string()),
     ("value", pa.float64()), ("undefined_reason", pa.string()), ("ci_low", pa.float64()), ("ci_high", pa.float64()),
-    ("n_records", pa.int64()), ("simulation_id", pa.int64()), ("run_id", pa.int64()), ("created_at", pa.string()),
+    ("n_records", pa.int64()), ("details", pa.string()), ("created_at", pa.string()),
 ])
 _EXPLANATION = pa.struct([
-    ("id", pa.int64()), ("status", pa.string()), ("text", pa.string()), ("failure_reason", pa.string()),
-    ("explainer", pa.string()), ("prompt_version", pa.string()), ("params", pa.string()), ("polarity", pa.string()),
-    ("candidate", pa.int64()), ("selected", pa.bool_()), ("prompt_tokens", pa.int64()),
-    ("completion_tokens", pa.int64()), ("cost_usd", pa.float64()), ("elapsed_s", pa.float64()), ("run_id", pa.int64()),
-    ("source", pa.string()), ("created_at", pa.string()), ("scores", pa.list_(_SCORE)),
+    ("id", pa.int64()), ("feature_id", pa.int64()), ("status", pa.string()), ("text", pa.string()),
+    ("failure_reason", pa.string()), ("explainer", pa.string()), ("prompt_version", pa.string()),
+    ("params", pa.string()), ("polarity", pa.string()), ("candidate", pa.int64()), ("selected", pa.bool_()),
+    ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()), ("cost_usd", pa.float64()),
+    ("elapsed_s", pa.float64()), ("run_id", pa.int64()), ("source", pa.string()), ("created_at", pa.string()),
+    ("scores", pa.list_(_SCORE)),
 ])
 _RECORD = pa.struct([
-    ("split", pa.string()), ("data_split", pa.string()), ("position", pa.int64()), ("tokens", pa.list_(pa.string())),
-    ("activations", pa.list_(pa.float64())), ("corpus", pa.string()), ("document", pa.string()), ("offset", pa.int64()),
+    ("id", pa.int64()), ("sample", pa.string()), ("data_split", pa.string()), ("position", pa.int64()),
+    ("tokens", pa.list_(pa.string())), ("activations", pa.list_(pa.float64())), ("max_activation", pa.float64()),
+    ("corpus", pa.string()), ("document", pa.string()), ("offset", pa.int64()),
 ])
 FEATURE_SCHEMA = pa.schema([
-    ("model", pa.string()), ("layer", pa.int64()), ("kind", pa.string()), ("sae", pa.string()), ("index", pa.int64()),
-    ("max_activation", pa.float64()), ("mean", pa.float64()), ("variance", pa.float64()),
-    ("firing_fraction", pa.float64()), ("n_tokens", pa.int64()), ("dead", pa.bool_()),
-    ("quantile_boundaries", pa.list_(pa.float64())), ("records", pa.list_(_RECORD)),
+    ("feature_id", pa.int64()), ("model", pa.string()), ("layer", pa.int64()), ("kind", pa.string()),
+    ("sae", pa.string()), ("index", pa.int64()), ("max_activation", pa.float64()), ("min_activation", pa.float64()),
+    ("mean", pa.float64()), ("variance", pa.float64()), ("firing_fraction", pa.float64()), ("n_tokens", pa.int64()),
+    ("dead", pa.bool_()), ("quantile_boundaries", pa.list_(pa.float64())), ("records", pa.list_(_RECORD)),
     ("explanations", pa.list_(_EXPLANATION)),
 ])
-
 
 def _batches(docs: Iterable[dict], size: int) -> Iterator[list[dict]]:
     batch: list[dict] = []
@@ -56,14 +59,14 @@ def write_jsonl(docs: Iterable[dict], out: Path) -> int:
 
 
 def write_neuron_records(docs: Iterable[dict], out: Path) -> int:
-    """OpenAI NeuronRecord JSON Lines: each feature's records by sample split and its statistics."""
-    def dump(doc: dict, split: str) -> list[dict]:
-        return [{"tokens": r["tokens"], "activations": r["activations"]} for r in doc["records"] if r["split"] == split]
+    """OpenAI NeuronRecord JSON Lines: each feature's records by sample kind and its statistics."""
+    def dump(doc: dict, sample: str) -> list[dict]:
+        return [{"tokens": r["tokens"], "activations": r["activations"]} for r in doc["records"] if r["sample"] == sample]
 
     n = 0
     with out.open("w", encoding="utf-8") as fh:
         for doc in docs:
-            bins = sorted({int(r["split"].split(":")[1]) for r in doc["records"] if r["split"].startswith("quantile:")})
+            bins = sorted({int(r["sample"].split(":")[1]) for r in doc["records"] if r["sample"].startswith("quantile:")})
             record = {
                 "dataclass_name": "NeuronRecord",
                 "neuron_id": {"dataclass_name": "NeuronId", "layer_index": doc["layer"], "neuron_index": doc["index"]},
@@ -84,7 +87,13 @@ def write_parquet(docs: Iterable[dict], out: Path, *, row_group: int = 500) -> i
         for batch in _batches(docs, row_group):
             for doc in batch:
                 for e in doc["explanations"]:
-                    e["params"] = json.dumps(e["params"]) if e.get("params") is not None else None
+                    e["params"] = _json_text(e.get("params"))
+                    for sc in e["scores"]:
+                        sc["details"] = _json_text(sc.get("details"))
             writer.write_table(pa.Table.from_pylist(batch, schema=FEATURE_SCHEMA))
             n += len(batch)
     return n
+
+
+def _json_text(value: object) -> str | None:
+    return json.dumps(value) if value is not None else None

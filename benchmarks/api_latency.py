@@ -15,9 +15,9 @@ import argparse
 import json
 import os
 import random
+import socket
 import statistics
 import sys
-import socket
 import tempfile
 import threading
 import time
@@ -26,15 +26,15 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx  # noqa: E402
-import uvicorn  # noqa: E402
-from fastapi import FastAPI  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
-from sqlalchemy import func, insert, select  # noqa: E402
+import httpx
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import func, insert, select
 
-from autointerp.api import create_app  # noqa: E402
-from storage.db import Database  # noqa: E402
-from storage.schema import (  # noqa: E402
+from autointerp.api import create_app
+from storage.db import Database
+from storage.schema import (
     ActivationRecordRow,
     Explanation,
     Feature,
@@ -47,7 +47,7 @@ from storage.schema import (  # noqa: E402
 MODEL = "bench-model"
 LAYERS = 20
 CTX = 24
-SPLITS = (("top", "train"), ("quantile:0", "valid"), ("random", "test"))
+SAMPLES = (("top", "train"), ("quantile:0", "valid"), ("random", "test"))  # (sample kind, data split)
 WORDS = "numbers cats code brackets dates names verbs plural french legal sports music colour rivers".split()
 CHUNK = 5000
 
@@ -61,15 +61,15 @@ def _rows_for(fid: int, layer: int, index: int, rng: random.Random) -> dict[str,
         "max_activation": 5.0, "mean": 0.1, "variance": 0.3, "firing_fraction": 0.01, "n_tokens": 100_000,
         "dead": False, "quantile_boundaries": [0.1, 0.5, 1.0], "extra": {},
     }]
-    for k, (split, data_split) in enumerate(SPLITS):
+    for k, (sample, data_split) in enumerate(SAMPLES):
         acts = [round(rng.random() * 5, 3) for _ in range(CTX)]
         out["records"].append({
-            "id": fid * 3 + k, "feature_id": fid, "split": split, "data_split": data_split, "position": 0,
+            "id": fid * 3 + k, "feature_id": fid, "split": sample, "data_split": data_split, "position": 0,
             "tokens": [f" w{(index + j) % 997}" for j in range(CTX)], "activations": acts, "max_activation": max(acts),
             "corpus": "bench", "document": str(fid), "offset": 0,
         })
         out["sim_records"].append({
-            "id": fid * 3 + k, "simulation_id": fid, "position": k, "record_id": fid * 3 + k, "split": split,
+            "id": fid * 3 + k, "simulation_id": fid, "position": k, "record_id": fid * 3 + k, "split": sample,
             "expected_activations": [round(a / 2, 3) for a in acts],
         })
     text = f"{rng.choice(WORDS)} and {rng.choice(WORDS)} in feature {index}"
@@ -84,12 +84,15 @@ def _rows_for(fid: int, layer: int, index: int, rng: random.Random) -> dict[str,
     base = {"explanation_id": fid, "feature_id": fid, "model_id": 1, "layer": layer, "simulator": "embedding",
             "scorer_hash": "", "details": {}}
     out["scores"] = [
-        {**base, "id": fid * 4, "simulation_id": fid, "method": "ev_correlation", "subset": "top_and_random", "role": "own", "value": value},
-        {**base, "id": fid * 4 + 1, "simulation_id": fid, "method": "ev_correlation", "subset": "random_only", "role": "own", "value": value * 0.8},
-        {**base, "id": fid * 4 + 2, "simulation_id": fid, "method": "rsquared", "subset": "top_and_random", "role": "own", "value": value - 0.3},
+        {**base, "id": fid * 4, "simulation_id": fid, "method": "ev_correlation", "subset": "top_and_random",
+         "role": "own", "value": value},
+        {**base, "id": fid * 4 + 1, "simulation_id": fid, "method": "ev_correlation", "subset": "random_only",
+         "role": "own", "value": value * 0.8},
+        {**base, "id": fid * 4 + 2, "simulation_id": fid, "method": "rsquared", "subset": "top_and_random",
+         "role": "own", "value": value - 0.3},
         # the sanity baseline borrows the previous feature's explanation
-        {**base, "id": fid * 4 + 3, "simulation_id": None, "explanation_id": max(1, fid - 1), "method": "ev_correlation",
-         "subset": "top_and_random", "role": "shuffled", "value": value * 0.1},
+        {**base, "id": fid * 4 + 3, "simulation_id": None, "explanation_id": max(1, fid - 1),
+         "method": "ev_correlation", "subset": "top_and_random", "role": "shuffled", "value": value * 0.1},
     ]
     return out
 

@@ -28,26 +28,29 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from activations.collect import HookedRunner, neuron_target  # noqa: E402
-from activations.corpus import open_corpus  # noqa: E402
-from activations.hooks import hook_width  # noqa: E402
-from activations.sampling import SamplerConfig, StreamingSampler  # noqa: E402
-from activations.windows import WindowBatch, bos_prefix, iter_batches, iter_windows, pad_id_of  # noqa: E402
-from llm_client.local_models import load_model  # noqa: E402
+from activations.collect import HookedRunner
+from activations.collect_config import neuron_target
+from activations.corpus import open_corpus
+from activations.hooks import hook_width
+from activations.sampling import SamplerConfig, StreamingSampler
+from activations.windows import WindowBatch, bos_prefix, iter_batches, iter_windows, pad_id_of
+from llm_client.local_models import load_model
 
 
 def memory_mb(device: str) -> tuple[float, float]:
     """(private memory, file-backed memory) in MB: RssAnon and RssFile on CPU; allocated tensors on CUDA."""
     if device.startswith("cuda"):
         return torch.cuda.memory_allocated() / 2**20, 0.0
-    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("Rss"))
+    status = Path("/proc/self/status").read_text().splitlines()
+    fields = dict(line.split(":", 1) for line in status if line.startswith("Rss"))
     return int(fields["RssAnon"].split()[0]) / 1024, int(fields["RssFile"].split()[0]) / 1024
 
 
@@ -91,7 +94,8 @@ def main() -> None:
 
     bare_phase: list[tuple[int, float, float]] = []
     tracked_phase: list[tuple[int, float, float]] = []
-    with torch.inference_mode(), HookedRunner(model, set(), last_layer=args.layer) as bare, HookedRunner(model, {target.hook}) as hooked:
+    with (torch.inference_mode(), HookedRunner(model, set(), last_layer=args.layer) as bare,
+          HookedRunner(model, {target.hook}) as hooked):
         for _, batch in zip(range(args.warmup), batches(checkpoints[0])):
             bare.run(batch)
         phase_start, tokens = time.perf_counter(), 0
@@ -112,10 +116,10 @@ def main() -> None:
         for n, batch in enumerate(batches(checkpoints[-1])):
             # Alternate which goes first: the second run of a batch finds warmer caches.
             if n % 2:
-                tracked_s += timed(device, lambda: track(batch))
-            bare_s += timed(device, lambda: bare.run(batch))
+                tracked_s += timed(device, partial(track, batch))
+            bare_s += timed(device, partial(bare.run, batch))
             if not n % 2:
-                tracked_s += timed(device, lambda: track(batch))
+                tracked_s += timed(device, partial(track, batch))
             tokens += batch.n_tokens
             tracked_phase.append((tokens, *memory_mb(device)))
     sampler.result()  # the end-of-run move to the host, outside the timed loop as in a real collection
@@ -127,12 +131,16 @@ def main() -> None:
         mb, file_mb = steady(tracked_phase, checkpoint, span)
         rows.append({"tokens": min(checkpoint, tokens), "private_mb": mb, "file_mb": file_mb})
     what = "allocated CUDA tensors" if device.startswith("cuda") else "private RSS (RssAnon)"
-    print(f"model {args.model}, layer {args.layer} ({sampler.n_features} neurons) on {device}, batch {args.batch_size} x {args.ctx_len}; "
+    print(f"model {args.model}, layer {args.layer} ({sampler.n_features} neurons) on {device}, "
+          f"batch {args.batch_size} x {args.ctx_len}; "
           f"memory = {what}, steady state = median over the last {span} tokens before each point")
-    print(f"bare only   {checkpoints[0]:>8} tokens: {bare_only_tokens_per_s:7.1f} tok/s   memory {bare_mb:7.1f} MB  (file-backed {bare_file_mb:.0f} MB)")
+    print(f"bare only   {checkpoints[0]:>8} tokens: {bare_only_tokens_per_s:7.1f} tok/s   "
+          f"memory {bare_mb:7.1f} MB  (file-backed {bare_file_mb:.0f} MB)")
     for row in rows:
-        print(f"tracked  to {row['tokens']:>8} tokens: memory {row['private_mb']:7.1f} MB  (file-backed {row['file_mb']:.0f} MB)")
-    print(f"side by side over {tokens} tokens: bare {tokens / bare_s:.1f} tok/s, tracked {tokens / tracked_s:.1f} tok/s")
+        print(f"tracked  to {row['tokens']:>8} tokens: memory {row['private_mb']:7.1f} MB  "
+              f"(file-backed {row['file_mb']:.0f} MB)")
+    print(f"side by side over {tokens} tokens: bare {tokens / bare_s:.1f} tok/s, "
+          f"tracked {tokens / tracked_s:.1f} tok/s")
     first, last = rows[0], rows[-1]
     print(json.dumps({
         "bare_tokens_per_s": round(tokens / bare_s, 1),

@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from activations.records import ActivationRecord, FeatureId, FeatureRecords  # noqa: E402
-from explainer import explain_many  # noqa: E402
-from llm_client import make_client  # noqa: E402
+from activations.records import ActivationRecord, FeatureId, FeatureRecords
+from explainer import explain_many
+from llm_client import make_client
 
 
 def features(n: int, offset: int = 0) -> list[FeatureRecords]:
@@ -32,7 +32,8 @@ def features(n: int, offset: int = 0) -> list[FeatureRecords]:
         tokens = [f" w{(i + j) % 97}" for j in range(16)]
         acts = [float((i * 7 + j * 3) % 11) if j % 4 == 0 else 0.0 for j in range(16)]
         acts[0] = 1.0  # every record fires somewhere
-        out.append(FeatureRecords(FeatureId("bench", 0, "mlp_neuron", i), [ActivationRecord(tokens, acts, label="top[0]")]))
+        record = ActivationRecord(tokens, acts, label="top[0]")
+        out.append(FeatureRecords(FeatureId("bench", 0, "mlp_neuron", i), [record]))
     return out
 
 
@@ -63,6 +64,7 @@ def main() -> None:
     root = Path(__file__).resolve().parents[1]
     server = subprocess.Popen([sys.executable, "-m", "tests.fake_openai", "--latency", str(args.latency)],
                               cwd=root, stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None  # stdout=PIPE
     try:
         port = int(server.stdout.readline().split()[1])
         url = f"http://127.0.0.1:{port}/v1"

@@ -76,7 +76,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--per-feature", type=int, default=4, help="explanations per feature (re-explained/rescored)")
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--keep", type=Path, default=None, help="keep the filled database at this path (reused if present)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep the filled database at this path (reused if present)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = args.keep or Path(tmp) / "bench.db"
@@ -102,7 +103,8 @@ def main() -> None:
         search_ms = median_ms(search, args.repeats)
         print(f"top 100 by score in one layer: median {top_ms:.1f} ms (target <= 20)")
         print(f"full-text search, best 100:    median {search_ms:.1f} ms (target <= 50)")
-        print(json.dumps({"ingest_rows_per_s": round(rows_per_s), "top100_ms": round(top_ms, 2), "search_ms": round(search_ms, 2)}))
+        print(json.dumps({"ingest_rows_per_s": round(rows_per_s), "top100_ms": round(top_ms, 2),
+                          "search_ms": round(search_ms, 2)}))
 
 
 if __name__ == "__main__":

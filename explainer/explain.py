@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Sequence
 
 from activations.records import FeatureId, FeatureRecords
+from activations.vocab import OutcomeStatus, Polarity
 from explainer import formatting, snippets
 from explainer.fitting import PromptTooLong, fit_prompt, rank_records, scale
 from explainer.parsing import parse_explanation
@@ -16,28 +17,28 @@ from explainer.prompts import FEW_SHOTS, PROMPT_VERSIONS, SNIPPET_SHOTS
 from llm_client.base import LLMClient, LLMError, Usage, messages_to_prompt
 
 FORMATS = tuple(PROMPT_VERSIONS)
-POLARITIES = ("positive", "negative")
+POLARITIES: tuple[str, ...] = tuple(p.value for p in Polarity)
 MAX_RECORDS = 20
 
 
 @dataclass
 class ExplanationResult:
     feature: FeatureId
-    text: str | None  # None unless status == "ok"
-    status: str  # "ok" | "failed"
+    text: str | None  # None unless status is ok
+    status: OutcomeStatus
     failure_reason: str | None
     raw_output: str | None  # the model's answer as it came, kept for failures too
     explainer: str  # the LLM spec
     prompt_version: str
     params: dict  # format, temperature, records shown and dropped, token counts, ...
-    polarity: str = "positive"
+    polarity: Polarity = Polarity.POSITIVE
     candidate: int = 0
     usage: Usage = field(default_factory=Usage)
     elapsed_s: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status == OutcomeStatus.OK
 
 
 def _check(fmt: str, n_candidates: int, polarity: str, temperature: float) -> None:
@@ -64,7 +65,7 @@ def _few_shot_explanations(fmt: str) -> list[str]:
 
 
 async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: str = "auto",
-                  n_candidates: int = 1, polarity: str = "positive", max_prompt_tokens: int = 3000,
+                  n_candidates: int = 1, polarity: str = Polarity.POSITIVE, max_prompt_tokens: int = 3000,
                   max_tokens: int = 60, temperature: float | None = None, max_records: int | None = None,
                   n_few_shot: int | None = None, show_values: bool = True) -> list[ExplanationResult]:
     """n candidate explanations of one feature from its train-split records, one result per candidate.
@@ -75,6 +76,7 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
     of at most snippets.MAX_TOKENS tokens."""
     temperature = (0.0 if n_candidates == 1 else 1.0) if temperature is None else temperature
     _check(fmt, n_candidates, polarity, temperature)
+    polarity = Polarity(polarity)
     requested, fmt = fmt, resolve_format(fmt, client)
     shot_explanations = _few_shot_explanations(fmt)
     n_few_shot = len(shot_explanations) if n_few_shot is None else n_few_shot
@@ -89,15 +91,17 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
                      prompt_version=PROMPT_VERSIONS[fmt], params=params, polarity=polarity)
 
     def failed_all(reason: str) -> list[ExplanationResult]:
-        return [result(text=None, status="failed", failure_reason=reason, raw_output=None, candidate=c,
+        return [result(text=None, status=OutcomeStatus.FAILED, failure_reason=reason, raw_output=None, candidate=c,
                        elapsed_s=time.perf_counter() - started) for c in range(n_candidates)]
 
     ranked = rank_records(feature_records, polarity=polarity, max_records=max_records)
     if not ranked.records:
-        side = "below zero" if polarity == "negative" else "above zero"
+        side = "below zero" if polarity == Polarity.NEGATIVE else "above zero"
         return failed_all(f"no train-split record where the feature goes {side}: nothing to explain")
-    build = {"token_activation_pairs": formatting.token_activation_pairs, "snippets": snippets.snippets,
-             "highlight": partial(formatting.highlight, with_values=show_values)}[fmt]
+    builders: dict[str, Callable[..., list[dict]]] = {
+        "token_activation_pairs": formatting.token_activation_pairs, "snippets": snippets.snippets,
+        "highlight": partial(formatting.highlight, with_values=show_values)}
+    build = builders[fmt]
     # Snippets is a document to continue, so it always goes to the completion endpoint.
     chat = client.capabilities.chat and fmt != "snippets"
     render = messages_to_prompt if chat or fmt == "snippets" else partial(formatting.render_plain, fmt=fmt)
@@ -105,7 +109,7 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
     scaled = scale(ranked)
     try:
         fit = fit_prompt(scaled, labels,
-                         build=lambda recs, k: build(recs, n_few_shot=k, negative=polarity == "negative"),
+                         build=lambda recs, k: build(recs, n_few_shot=k, negative=polarity == Polarity.NEGATIVE),
                          render=render, count_tokens=client.count_tokens, budget=max_prompt_tokens,
                          n_few_shot=n_few_shot)
     except PromptTooLong as exc:
@@ -127,10 +131,10 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
                 completion = await client.complete(fit.prompt, max_tokens=max_tokens, temperature=temperature,
                                                    stop=stop, seed=seed)
         except LLMError as exc:
-            return result(text=None, status="failed", failure_reason=f"LLM call failed: {exc.reason}", raw_output=None,
-                          candidate=candidate, elapsed_s=time.perf_counter() - t0)
+            return result(text=None, status=OutcomeStatus.FAILED, failure_reason=f"LLM call failed: {exc.reason}",
+                          raw_output=None, candidate=candidate, elapsed_s=time.perf_counter() - t0)
         parsed = parse_explanation(completion.text, fmt, **echo_checks)
-        return result(text=parsed.text, status="ok" if parsed.text is not None else "failed",
+        return result(text=parsed.text, status=OutcomeStatus.OK if parsed.text is not None else OutcomeStatus.FAILED,
                       failure_reason=parsed.failure_reason, raw_output=completion.text, candidate=candidate,
                       usage=completion.usage, elapsed_s=time.perf_counter() - t0)
 

@@ -8,10 +8,11 @@ dropped last-first; a prompt that still does not fit is an error naming the size
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from activations.records import ActivationRecord, FeatureRecords, normalize_activations
+from activations.vocab import DataSplit, Polarity
 from explainer.formatting import Scaled
 
 
@@ -27,8 +28,8 @@ class Ranked:
 
 
 def rank_records(feature: FeatureRecords, *, polarity: str, max_records: int) -> Ranked:
-    sign = -1.0 if polarity == "negative" else 1.0
-    train = feature.select(data_splits=["train"])
+    sign = -1.0 if polarity == Polarity.NEGATIVE else 1.0
+    train = feature.select(data_splits=[DataSplit.TRAIN])
     signed = [[sign * a for a in r.activations] for r in train]
     order = sorted((i for i in range(len(train)) if max(signed[i]) > 0), key=lambda i: -max(signed[i]))[:max_records]
     records = [train[i] for i in order]
@@ -36,7 +37,7 @@ def rank_records(feature: FeatureRecords, *, polarity: str, max_records: int) ->
     # The positive side uses the feature's own max when known (OpenAI's scale); the negative side has only
     # its records to go by.
     peak = max((max(s) for s in signed), default=0.0)
-    if polarity == "positive" and feature.stats is not None and feature.stats.max_activation > 0:
+    if polarity == Polarity.POSITIVE and feature.stats is not None and feature.stats.max_activation > 0:
         peak = feature.stats.max_activation
     return Ranked(records, signed, peak)
 

@@ -6,11 +6,18 @@ into one completion prompt for models without a chat template.
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Sequence
+from collections.abc import Sequence
+from functools import cache
 
 from activations.records import normalize_activations
-from explainer.prompts import EXPLANATION_PREFIX, FEW_SHOTS, HIGHLIGHT_MARKER, HIGHLIGHT_SYSTEM, NEGATIVE_NOTE, TAP_SYSTEM
+from explainer.prompts import (
+    EXPLANATION_PREFIX,
+    FEW_SHOTS,
+    HIGHLIGHT_MARKER,
+    HIGHLIGHT_SYSTEM,
+    NEGATIVE_NOTE,
+    TAP_SYSTEM,
+)
 
 Scaled = tuple[Sequence[str], Sequence[int]]  # tokens, activations on the prompt's 0..10 scale
 SPARSE_FRACTION = 0.2  # OpenAI repeats the non-zero tokens when fewer than this share are non-zero
@@ -37,7 +44,7 @@ def _tap_user(records: Sequence[Scaled], number: int) -> str:
     return text + f"\nExplanation of neuron {number} behavior: {EXPLANATION_PREFIX}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _few_shot_turns(fmt: str, n: int, with_values: bool) -> tuple[dict, ...]:
     """The first n few-shot examples as user/assistant turns; constant, so built once per process."""
     turns: list[dict] = []

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from explainer.prompts import EXPLANATION_PREFIX, HIGHLIGHT_MARKER
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from activations.vocab import Polarity
+
 TAP_VERSION = "token-activation-pairs/v1"  # OpenAI's "Language models can explain neurons" format
 HIGHLIGHT_VERSION = "highlight/v1"  # delphi-style inline <<highlights>>
 SNIPPETS_VERSION = "snippets/v1"  # a document for base models to continue: marked snippets, then "Summary:"
@@ -65,12 +67,12 @@ FEW_SHOTS: tuple[FewShot, ...] = (
 # Base models copy whatever the prompt makes likely; a short document whose pattern ends in an open
 # "Summary: Neuron C fires on" gets a content answer where instruction prompts get the first few-shot back.
 SNIPPETS_HEADER = {
-    "positive": "A list of text snippets where one neuron of a language model fires. The token where it fires "
+    Polarity.POSITIVE: "A list of text snippets where one neuron of a language model fires. The token where it fires "
                 "is marked <<like this>>.",
-    "negative": "A list of text snippets where one neuron of a language model is pushed furthest below zero. "
+    Polarity.NEGATIVE: "A list of text snippets where one neuron of a language model is pushed furthest below zero. "
                 "The token where that happens is marked <<like this>>.",
 }
-SNIPPETS_VERB = {"positive": "fires on", "negative": "is most negative on"}
+SNIPPETS_VERB = {Polarity.POSITIVE: "fires on", Polarity.NEGATIVE: "is most negative on"}
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ pattern makes a one-line summary the likely continuation.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
+from activations.vocab import Polarity
 from explainer.formatting import Scaled
 from explainer.prompts import SNIPPET_SHOTS, SNIPPETS_HEADER, SNIPPETS_VERB
 
@@ -71,7 +72,7 @@ def _block(letter: str, lines: Sequence[str], verb: str, explanation: str | None
 def snippets(records: Sequence[Scaled], *, n_few_shot: int, negative: bool) -> list[dict]:
     """The document as blocks (header, few-shot neurons, the feature); messages_to_prompt joins them with
     blank lines into the completion prompt."""
-    side = "negative" if negative else "positive"
+    side = Polarity.NEGATIVE if negative else Polarity.POSITIVE
     verb = SNIPPETS_VERB[side]
     blocks = [SNIPPETS_HEADER[side]]
     blocks += [_block(chr(ord("A") + i), shot.lines, verb, shot.explanation)

@@ -55,7 +55,11 @@ class LLMError(Exception):
 
 @runtime_checkable
 class LLMClient(Protocol):
-    spec: str  # e.g. "openai:gpt-4o-mini", "local:gemma-3-270m"
+    @property
+    def spec(self) -> str:
+        """e.g. "openai:gpt-4o-mini", "local:gemma-3-270m"."""
+        ...
+
     model: str  # the model name within its backend (prices are looked up by it)
     capabilities: Capabilities
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from llm_client.accounting import Ledger
 from llm_client.base import Completion, LLMError

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
@@ -33,7 +34,8 @@ class _StopOnText(StoppingCriteria):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
         done = [any(s in self.tokenizer.decode(row[self.prompt_len:], skip_special_tokens=True) for s in self.stops)
                 for row in input_ids]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+        # transformers annotates the legacy BoolTensor type; any bool tensor is what it takes.
+        return cast(torch.BoolTensor, torch.tensor(done, dtype=torch.bool, device=input_ids.device))
 
 
 class LocalClient(ClientCore):

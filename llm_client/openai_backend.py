@@ -31,7 +31,7 @@ _RETRY_STATUS = {408, 409, 429}  # plus every 5xx
 _KEY_PLACEHOLDER = "set-per-request"  # the real key only ever travels in one request's headers
 
 
-def _retry_after_s(exc: BaseException) -> float | None:
+def _retry_after_s(exc: BaseException | None) -> float | None:
     response = getattr(exc, "response", None)
     if response is None:
         return None
@@ -100,7 +100,8 @@ class OpenAIClient(ClientCore):
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self.model = model
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
+        # The caller resolves the endpoint (autointerp reads OPENAI_BASE_URL into its settings); None is OpenAI's.
+        self.base_url = (base_url or OPENAI_URL).rstrip("/")
         # prompt logprobs need a vLLM-style /v1/completions with echo; OpenAI's own chat models lack it
         self.capabilities = Capabilities(chat=True, prompt_logprobs=True, top_logprobs=True)
         self.concurrency = concurrency
@@ -122,7 +123,8 @@ class OpenAIClient(ClientCore):
             # from the openai package's own httpx flavour, whichever it is.
             limits_cls = type(openai._constants.DEFAULT_CONNECTION_LIMITS)
             connections = self.concurrency + 4
-            http = _http_client_cls()(limits=limits_cls(max_connections=connections, max_keepalive_connections=connections))
+            limits = limits_cls(max_connections=connections, max_keepalive_connections=connections)
+            http = _http_client_cls()(limits=limits)
             self._state = _LoopState(
                 loop=loop,
                 client=openai.AsyncOpenAI(api_key=_KEY_PLACEHOLDER, base_url=self.base_url, timeout=self.timeout_s,

@@ -19,7 +19,8 @@ def _usage(response: dict) -> tuple[Usage, bool]:
     usage = response.get("usage")
     if not isinstance(usage, dict):
         return Usage(), False
-    return Usage(prompt_tokens=usage.get("prompt_tokens") or 0, completion_tokens=usage.get("completion_tokens") or 0), True
+    return Usage(prompt_tokens=usage.get("prompt_tokens") or 0,
+                 completion_tokens=usage.get("completion_tokens") or 0), True
 
 
 def _first_choice(response: Any) -> dict:
@@ -66,7 +67,8 @@ def parse_completion(response: Any, prompt: str, *, echo: bool) -> tuple[Complet
         tokens, values = lp["tokens"], lp.get("token_logprobs") or []
         tops = lp.get("top_logprobs") or [None] * len(tokens)
         offsets = lp.get("text_offset")
-        if len(values) != len(tokens) or len(tops) != len(tokens) or (offsets is not None and len(offsets) != len(tokens)):
+        if (len(values) != len(tokens) or len(tops) != len(tokens)
+                or (offsets is not None and len(offsets) != len(tokens))):
             raise Garbage(f"logprobs arrays disagree in length ({len(tokens)} tokens, {len(values)} logprobs)")
         rows = [TokenLogprobs(token=t, logprob=v, top=dict(top or {})) for t, v, top in zip(tokens, values, tops)]
         if echo:

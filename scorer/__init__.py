@@ -13,11 +13,11 @@ from scorer.metrics import (
     score_rsquared,
     score_spearman,
 )
-from scorer.subsets import METHODS, SUBSETS, ScoredRecord, bootstrap_ci, pick_shuffled, sanity_baseline, score_records
+from scorer.subsets import METHODS, SUBSETS, ScoredRecord, bootstrap_ci, pick_shuffled, score_records
 
 __all__ = [
     "METHODS", "SUBSETS", "ScoreValue", "ScoredRecord", "absolute_dev_explained", "bootstrap_ci", "detection_scores",
-    "ev_correlation", "fuzzing_scores", "per_record_correlations", "pick_shuffled", "rsquared", "sanity_baseline",
+    "ev_correlation", "fuzzing_scores", "per_record_correlations", "pick_shuffled", "rsquared",
     "score_absolute_dev_explained", "score_ev_correlation", "score_mean_record_correlation", "score_records",
     "score_rsquared", "score_spearman",
 ]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from scipy import stats
 
@@ -69,7 +69,7 @@ def summarize(kind: str, judgements: Sequence[Judgement]) -> list[ScoreValue]:
             reason += f" ({len(failures)} of {n} answers could not be read)"
         return [ScoreValue(f"{kind}_balanced_accuracy", None, reason, n_records=n, details=details),
                 ScoreValue(f"{kind}_auroc", None, reason, n_records=n, details=details)]
-    tpr = sum(j.answer for j in pos) / len(pos)
+    tpr = sum(1 for j in pos if j.answer) / len(pos)
     tnr = sum(not j.answer for j in neg) / len(neg)
     out = [ScoreValue(f"{kind}_balanced_accuracy", (tpr + tnr) / 2, n_records=n,
                       details={**details, "true_positive_rate": tpr, "true_negative_rate": tnr})]
@@ -78,7 +78,8 @@ def summarize(kind: str, judgements: Sequence[Judgement]) -> list[ScoreValue]:
         u = stats.mannwhitneyu([j.probability for j in pos], [j.probability for j in neg]).statistic
         out.append(ScoreValue(f"{kind}_auroc", float(u) / (len(pos) * len(neg)), n_records=n, details=details))
     else:
-        out.append(ScoreValue(f"{kind}_auroc", None, "the endpoint gave no top logprobs for the answers", n_records=n, details=details))
+        out.append(ScoreValue(f"{kind}_auroc", None, "the endpoint gave no top logprobs for the answers", n_records=n,
+                              details=details))
     return out
 
 
@@ -94,8 +95,9 @@ def highlight(tokens: Sequence[str], marked: set[int]) -> str:
     return "".join(f"<<{t}>>" if i in marked else t for i, t in enumerate(tokens))
 
 
-async def fuzzing_scores(client: LLMClient, explanation: str, activating: Sequence[tuple[Sequence[str], Sequence[float]]],
-                         *, seed: int = 0) -> list[ScoreValue]:
+async def fuzzing_scores(client: LLMClient, explanation: str,
+                         activating: Sequence[tuple[Sequence[str], Sequence[float]]], *,
+                         seed: int = 0) -> list[ScoreValue]:
     """Fuzzing: each activating record twice, once with its firing tokens (activation > 0) highlighted (right
     answer yes) and once with as many random non-firing tokens highlighted instead (right answer no)."""
     rng = random.Random(seed)

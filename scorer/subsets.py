@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import warnings
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
 
 import numpy as np
 from scipy import stats
 
+from activations.vocab import SampleKind, ScoreMethod, ScoreRole, ScoringSubset
 from scorer.metrics import (
     ScoreValue,
     score_absolute_dev_explained,
@@ -21,22 +22,27 @@ from scorer.metrics import (
     score_spearman,
 )
 
-# Which sample splits each stored subset pools (OpenAI scored "top and random" and "random only").
-SUBSETS: dict[str, tuple[str, ...]] = {"top_and_random": ("top", "random"), "random_only": ("random",)}
-METHODS: dict[str, Callable[..., ScoreValue]] = {
-    "ev_correlation": score_ev_correlation,
-    "rsquared": score_rsquared,
-    "absolute_dev_explained": score_absolute_dev_explained,
-    "spearman": score_spearman,
-    "mean_record_correlation": score_mean_record_correlation,
+# Which sample kinds each stored subset pools (OpenAI scored "top and random" and "random only").
+SUBSETS: dict[ScoringSubset, tuple[SampleKind, ...]] = {
+    ScoringSubset.TOP_AND_RANDOM: (SampleKind.TOP, SampleKind.RANDOM),
+    ScoringSubset.RANDOM_ONLY: (SampleKind.RANDOM,),
 }
+METHODS: dict[ScoreMethod, Callable[..., ScoreValue]] = {
+    ScoreMethod.EV_CORRELATION: score_ev_correlation,
+    ScoreMethod.RSQUARED: score_rsquared,
+    ScoreMethod.ABSOLUTE_DEV_EXPLAINED: score_absolute_dev_explained,
+    ScoreMethod.SPEARMAN: score_spearman,
+    ScoreMethod.MEAN_RECORD_CORRELATION: score_mean_record_correlation,
+}
+# Methods with a bootstrap confidence interval (their pooled sums are additive over records).
+_BOOTSTRAPPED = (ScoreMethod.EV_CORRELATION, ScoreMethod.RSQUARED, ScoreMethod.ABSOLUTE_DEV_EXPLAINED)
 
 
 @dataclass(frozen=True)
 class ScoredRecord:
-    """One record's real activations next to its simulated ones, tagged with its sample split."""
+    """One record's real activations next to its simulated ones, tagged with how it was sampled."""
 
-    split: str  # top | random | quantile:<i>
+    sample: str  # top | random | quantile:<i> (SampleKind)
     real: Sequence[float]
     predicted: Sequence[float]
 
@@ -54,18 +60,19 @@ def _sums(real: Sequence[Sequence[float]], predicted: Sequence[Sequence[float]])
 def _from_sums(method: str, t: np.ndarray) -> np.ndarray:
     n, sa, ss, saa, sss, sas, sqerr, abserr, absa = np.moveaxis(t, -1, 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        if method == "ev_correlation":
+        if method == ScoreMethod.EV_CORRELATION:
             cov, va, vs = sas - sa * ss / n, saa - sa * sa / n, sss - ss * ss / n
             out = cov / np.sqrt(va * vs)
             return np.where((va > 1e-12 * np.maximum(saa, 1)) & (vs > 1e-12 * np.maximum(sss, 1)), out, np.nan)
-        if method == "rsquared":
+        if method == ScoreMethod.RSQUARED:
             return np.where(saa > 0, 1 - sqerr / saa, np.nan)
-        if method == "absolute_dev_explained":
+        if method == ScoreMethod.ABSOLUTE_DEV_EXPLAINED:
             return np.where(absa > 0, 1 - abserr / absa, np.nan)
     raise ValueError(f"no bootstrap for method {method!r}")
 
 
-def bootstrap_ci(real: Sequence[Sequence[float]], predicted: Sequence[Sequence[float]], method: str = "ev_correlation", *,
+def bootstrap_ci(real: Sequence[Sequence[float]], predicted: Sequence[Sequence[float]],
+                 method: str = ScoreMethod.EV_CORRELATION, *,
                  n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float | None, float | None]:
     """Percentile bootstrap CI of a pooled score, resampling whole records (tokens within a record are not
     independent). (None, None) when there are fewer than 2 records or any resample leaves it undefined."""
@@ -86,36 +93,28 @@ def bootstrap_ci(real: Sequence[Sequence[float]], predicted: Sequence[Sequence[f
     return low, high
 
 
-def score_records(records: Sequence[ScoredRecord], *, role: str = "own", methods: Sequence[str] = tuple(METHODS),
-                  n_resamples: int = 1000, seed: int = 0) -> list[ScoreValue]:
+def score_records(records: Sequence[ScoredRecord], *, role: ScoreRole | str = ScoreRole.OWN,
+                  methods: Sequence[str] = tuple(METHODS), n_resamples: int = 1000, seed: int = 0) -> list[ScoreValue]:
     """Every method on every subset (SUBSETS), each with its bootstrap CI where one is defined."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"unknown scoring method(s) {unknown}; known: {sorted(METHODS)}")
+        raise ValueError(f"unknown scoring method(s) {unknown}; known: {sorted(m.value for m in METHODS)}")
+    role = ScoreRole(role)
     out: list[ScoreValue] = []
-    for subset, splits in SUBSETS.items():
-        chosen = [r for r in records if r.split in splits]
+    for subset, samples in SUBSETS.items():
+        chosen = [r for r in records if r.sample in samples]
         real, predicted = [list(r.real) for r in chosen], [list(r.predicted) for r in chosen]
-        for method in methods:
+        for method in (ScoreMethod(m) for m in methods):
             if not chosen:
-                out.append(ScoreValue(method, None, f"no records with split {' or '.join(splits)} to score",
+                out.append(ScoreValue(method, None, f"no records sampled as {' or '.join(samples)} to score",
                                       subset=subset, role=role))
                 continue
             score = replace(METHODS[method](real, predicted), subset=subset, role=role)
-            if score.value is not None and method in ("ev_correlation", "rsquared", "absolute_dev_explained"):
+            if score.value is not None and method in _BOOTSTRAPPED:
                 low, high = bootstrap_ci(real, predicted, method, n_resamples=n_resamples, seed=seed)
                 score = replace(score, ci_low=low, ci_high=high)
             out.append(score)
     return out
-
-
-def sanity_baseline(records: Sequence[ScoredRecord], shuffled_predicted: Sequence[Sequence[float]], **kwargs) -> list[ScoreValue]:
-    """Score a simulation of another feature's explanation on this feature's records: the same score set,
-    role="shuffled", so a user sees how far above chance the feature's own score is."""
-    if len(shuffled_predicted) != len(records):
-        raise ValueError(f"{len(records)} records but {len(shuffled_predicted)} shuffled predictions")
-    swapped = [ScoredRecord(r.split, r.real, p) for r, p in zip(records, shuffled_predicted)]
-    return score_records(swapped, role="shuffled", **kwargs)
 
 
 def pick_shuffled(own: object, explanations: dict, seed: int = 0) -> tuple[object, str] | None:

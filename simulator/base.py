@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 MAX_VALUE = 10  # the 0..10 scale of OpenAI's prompts (activations/records.normalize_activations)
 

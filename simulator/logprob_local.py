@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -46,7 +46,8 @@ def digit_token_ids(tokenizer, name: str) -> dict[int, int]:
 
 
 class LocalLogprobSimulator(Simulator):
-    def __init__(self, loaded: LoadedModel, *, batch_size: int = 16, examples: tuple[FewShotExample, ...] = FEW_SHOT) -> None:
+    def __init__(self, loaded: LoadedModel, *, batch_size: int = 16,
+                 examples: tuple[FewShotExample, ...] = FEW_SHOT) -> None:
         self.loaded = loaded
         self.spec = f"logprob:local:{loaded.name}"
         self.batch_size = batch_size
@@ -70,7 +71,8 @@ class LocalLogprobSimulator(Simulator):
         for token in tokens:
             head = self._heads.get(token)
             if head is None:
-                head = self._heads[token] = self.loaded.tokenizer(slot_line_head(token), add_special_tokens=False).input_ids
+                head = self.loaded.tokenizer(slot_line_head(token), add_special_tokens=False).input_ids
+                self._heads[token] = head
             ids.extend(head)
             slots.append(len(ids) - 1)
             ids.extend(self._tail)
@@ -97,8 +99,8 @@ class LocalLogprobSimulator(Simulator):
         encoded = [self.record_ids(tokens) for tokens in records]
         for i, rec in enumerate(encoded):
             if self._max_len and len(prefix) + len(rec.ids) > self._max_len:
-                raise SimulationError(f"record {i}: prompt of {len(prefix) + len(rec.ids)} tokens exceeds the simulator's "
-                                      f"context of {self._max_len}; use shorter records")
+                raise SimulationError(f"record {i}: prompt of {len(prefix) + len(rec.ids)} tokens exceeds the "
+                                      f"simulator's context of {self._max_len}; use shorter records")
         model, device = self.loaded.model, self.loaded.device
         base = model.base_model
         out: list[list[list[float]] | None] = [None] * len(encoded)
@@ -119,8 +121,9 @@ class LocalLogprobSimulator(Simulator):
                 positions = torch.arange(len(prefix), len(prefix) + width).expand(len(batch), -1)
                 batch_cache = copy.deepcopy(cache)  # the forward appends to the cache; the prefix is reused
                 batch_cache.batch_repeat_interleave(len(batch))
-                hidden = base(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                              past_key_values=batch_cache, use_cache=True).last_hidden_state
+                hidden = base(input_ids=ids.to(device), attention_mask=mask.to(device),
+                              position_ids=positions.to(device), past_key_values=batch_cache,
+                              use_cache=True).last_hidden_state
                 for row, i in enumerate(batch):
                     probs = torch.softmax(self._digit_logits(hidden[row, encoded[i].slots]).double(), dim=-1)
                     out[i] = self._to_distributions(probs)
@@ -135,7 +138,8 @@ class LocalLogprobSimulator(Simulator):
         with torch.inference_mode():
             for tokens in records:
                 rec = self.record_ids(tokens)
-                logits = self.loaded.model(input_ids=torch.tensor([prefix + rec.ids], device=self.loaded.device)).logits[0]
+                input_ids = torch.tensor([prefix + rec.ids], device=self.loaded.device)
+                logits = self.loaded.model(input_ids=input_ids).logits[0]
                 probs = torch.softmax(logits.float(), dim=-1)[[len(prefix) + s for s in rec.slots]][:, rows]
                 out.append(self._to_distributions(probs / probs.sum(dim=-1, keepdim=True)))
         return out

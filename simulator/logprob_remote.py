@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from typing import Sequence
+from collections.abc import Sequence
 
 from llm_client import Completion, LLMClient, LLMError
 from simulator.base import SequenceSimulation, SimulationError, Simulator, check_inputs, expected_value
@@ -14,14 +14,16 @@ from simulator.prompts import FEW_SHOT, SLOT, FewShotExample, prefix_text, recor
 from simulator.values import distribution_from_top
 
 
-def slot_distributions(completion: Completion, slot_offsets: list[int], tokens: Sequence[str], top_k: int, where: str) -> list[list[float]]:
+def slot_distributions(completion: Completion, slot_offsets: list[int], tokens: Sequence[str], top_k: int,
+                       where: str) -> list[list[float]]:
     """Find the echoed token at each slot by its char offset and read its alternatives. The server's
     tokenizer may merge the TAB into the slot token (fine: only whitespace precedes the slot inside it), but
     a token that starts inside the subject token's text cannot be aligned: that is a failure, not a guess."""
     rows, offsets = completion.prompt_logprobs, completion.text_offsets
     if not rows or offsets is None:
-        raise SimulationError(f"{where}: the endpoint returned no prompt logprobs; logprob: needs a /v1/completions "
-                              "endpoint that supports echo with logprobs (vLLM does); for chat-only endpoints use json:")
+        raise SimulationError(f"{where}: the endpoint returned no prompt logprobs; logprob: needs a "
+                              "/v1/completions endpoint that supports echo with logprobs (vLLM does); "
+                              "for chat-only endpoints use json:")
     starts = offsets[: len(rows)]
     dists = []
     for n, (slot, token) in enumerate(zip(slot_offsets, tokens)):
@@ -29,8 +31,9 @@ def slot_distributions(completion: Completion, slot_offsets: list[int], tokens: 
         inside = rows[j].token if j >= 0 else ""
         before, after = inside[: slot - starts[j]] if j >= 0 else "", inside[slot - starts[j]:] if j >= 0 else ""
         if j < 0 or before.strip() or not after or not (after.startswith(SLOT) or SLOT.startswith(after.rstrip())):
-            raise SimulationError(f"{where}, token {n} ({token!r}): cannot find the activation slot among the echoed "
-                                  f"tokens (the token there is {inside!r}); the endpoint's tokenizer merges it with its neighbours")
+            raise SimulationError(f"{where}, token {n} ({token!r}): cannot find the activation slot among the "
+                                  f"echoed tokens (the token there is {inside!r}); the endpoint's tokenizer merges "
+                                  "it with its neighbours")
         if not rows[j].top:
             raise SimulationError(f"{where}, token {n} ({token!r}): the endpoint gave no top logprobs at the slot")
         dists.append(distribution_from_top(rows[j].top, f"{where}, token {n} ({token!r}), top {top_k} alternatives"))

@@ -10,8 +10,8 @@ Layout (the record part is built line by line by the simulators so they know whe
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 SLOT = "unknown"
 INSTRUCTIONS = (
@@ -58,13 +58,15 @@ def _example(explanation: str, sentences: list[str], rule: Callable[[list[str], 
     return FewShotExample(explanation, tuple(records))
 
 
-_WATER = {"river", "rivers", "sea", "ocean", "water", "waves", "lake", "harbour", "tide", "flood", "rain", "stream", "coast"}
+_WATER = {"river", "rivers", "sea", "ocean", "water", "waves", "lake", "harbour", "tide", "flood", "rain", "stream",
+          "coast"}
 
 FEW_SHOT = (
     _example(
         "numbers, especially years",
         ["The bridge was finished in 1932 after 6 years of work, and it carried 40 thousand cars a day by 1950.",
-         "She moved to Lyon in March, where the rent was 300 francs and the flat had 2 rooms overlooking the old square."],
+         "She moved to Lyon in March, where the rent was 300 francs and the flat had 2 rooms "
+         "overlooking the old square."],
         lambda toks, i: (10 if len(toks[i].strip()) == 4 else 6) if toks[i].strip().isdigit() else 0,
     ),
     _example(

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from activations.records import FeatureRecords
 from storage.repository import find_model, get_or_create_model, get_or_create_sae, numbered, record_values, stats_values
-from storage.schema import ActivationRecordRow, Feature, Run
+from storage.schema import ActivationRecordRow, Feature
 
 _CHUNK = 5_000  # rows per executemany (and ids per IN list, under every backend's bound-parameter limit)
 
@@ -36,7 +36,7 @@ def layer_complete(session: Session, model_name: str, layer: int, kind: str, sae
 
 
 def save_layer(
-    session: Session, run: Run, model_name: str, features: Sequence[FeatureRecords], *,
+    session: Session, run_id: int, model_name: str, features: Sequence[FeatureRecords], *,
     n_layers: int | None = None, sae_info: dict[str, Any] | None = None,
 ) -> int:
     """Write one layer (replacing earlier records of these features); call inside the caller's transaction.
@@ -55,7 +55,7 @@ def save_layer(
     if first.sae is not None:
         info = dict(sae_info or {"name": first.sae, "layer": first.layer})
         sae_id = get_or_create_sae(session, model, info.pop("name"), **info).id
-    ids = _upsert_features(session, run, model.id, sae_id, features)
+    ids = _upsert_features(session, run_id, model.id, sae_id, features)
     for chunk in _chunks(ids[fr.feature.index] for fr in features):  # only these features: others keep their records
         session.execute(delete(ActivationRecordRow).where(ActivationRecordRow.feature_id.in_(chunk)))
     rows = (record_values(ids[fr.feature.index], record, position) for fr in features for record, position in numbered(fr.records))
@@ -66,14 +66,14 @@ def save_layer(
     return stored
 
 
-def _upsert_features(session: Session, run: Run, model_id: int, sae_id: int | None, features: Sequence[FeatureRecords]) -> dict[int, int]:
+def _upsert_features(session: Session, run_id: int, model_id: int, sae_id: int | None, features: Sequence[FeatureRecords]) -> dict[int, int]:
     """Insert missing feature rows, update existing ones; every row gets its stats and the run. Returns index -> id."""
     first = features[0].feature
     layer_rows = select(Feature.index, Feature.id).where(
         Feature.model_id == model_id, Feature.layer == first.layer, Feature.kind == first.kind, Feature.sae_key == (first.sae or ""),
     )
     ids: dict[int, int] = dict(session.execute(layer_rows).all())
-    values = {fr.feature.index: {**stats_values(fr.stats), "collection_run_id": run.id} for fr in features}
+    values = {fr.feature.index: {**stats_values(fr.stats), "collection_run_id": run_id} for fr in features}
     existing = [{"id": ids[i], **v} for i, v in values.items() if i in ids]
     new = [{"model_id": model_id, "layer": first.layer, "kind": first.kind, "sae_id": sae_id, "sae_key": first.sae or "",
             "index": i, "extra": {}, **v} for i, v in values.items() if i not in ids]

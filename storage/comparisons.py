@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.schema import Explanation, Feature, Score, SubjectModel
@@ -29,8 +29,3 @@ def best_scores_by_feature(session: Session, *, explainer: str, layer: int, mode
         out.setdefault(index, (value, text))
     return out
 
-
-def explainers_of_layer(session: Session, layer: int) -> list[str]:
-    stmt = (select(Explanation.explainer, func.count()).join(Feature, Feature.id == Explanation.feature_id)
-            .where(Feature.layer == layer).group_by(Explanation.explainer).order_by(Explanation.explainer))
-    return [name for name, _ in session.execute(stmt)]

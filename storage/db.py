@@ -1,36 +1,29 @@
 """Open a database: resolve the URL, configure SQLite (WAL, foreign keys), bring the schema up to date.
 
-The same code serves SQLite (default `./autointerp.db`) and PostgreSQL (`postgresql+psycopg://...`).
+The same code serves SQLite (a file path or `sqlite:///...`) and PostgreSQL (`postgresql+psycopg://...`).
 Schema changes go through Alembic migrations in `storage/migrations`; opening a database upgrades it.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-DEFAULT_DB = "sqlite:///autointerp.db"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _upgraded: set[str] = set()
 _upgrade_lock = threading.Lock()
 
 
-def resolve_url(url: str | None) -> str:
-    """`--db` value, else $AUTOINTERP_DB, else ./autointerp.db. A bare file path means SQLite."""
-    url = url or os.environ.get("AUTOINTERP_DB") or DEFAULT_DB
+def resolve_url(url: str) -> str:
+    """A bare file path means SQLite; `postgresql://` means the psycopg 3 driver."""
     if "://" not in url:
         url = f"sqlite:///{url}"
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     return url
-
-
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -44,7 +37,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.close()
 
 
-def make_engine(url: str | None = None) -> Engine:
+def make_engine(url: str) -> Engine:
     url = resolve_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -67,9 +60,10 @@ def upgrade(engine: Engine) -> None:
 
 
 class Database:
-    """An engine plus a session factory, migrated to the current schema."""
+    """An engine plus a session factory, migrated to the current schema. The caller says which database
+    (the CLI and the API default to `autointerp.settings`)."""
 
-    def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = resolve_url(url)
         self.engine = make_engine(self.url)
         if migrate:
@@ -78,10 +72,6 @@ class Database:
                     upgrade(self.engine)
                     _upgraded.add(self.url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-
-    @property
-    def is_sqlite(self) -> bool:
-        return is_sqlite(self.engine)
 
     def session(self) -> Session:
         return self.sessions()

@@ -1,4 +1,4 @@
-"""One feature with everything about it: statistics, records by split, explanations with their scores and
+"""One feature with everything about it: statistics, records by sample kind, explanations with their scores and
 provenance, the sanity (shuffled) baselines, simulations with expected vs real activations, neighbours.
 
 A fixed handful of indexed queries whatever the feature holds, so the feature page stays fast on big databases.
@@ -7,13 +7,12 @@ A fixed handful of indexed queries whatever the feature holds, so the feature pa
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.repository import record_dict
+from storage.rows import explanation_dict, feature_key_dict, feature_stats_dict, record_dict, run_dict, score_dict, simulation_dict
 from storage.schema import (
     ActivationRecordRow,
     Explanation,
@@ -26,46 +25,20 @@ from storage.schema import (
 )
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _split_order(split: str) -> tuple[int, int]:
+def _sample_order(sample: str) -> tuple[int, int]:
     # top first, then quantile bins in order, then random
-    match = re.fullmatch(r"quantile:(\d+)", split)
+    match = re.fullmatch(r"quantile:(\d+)", sample)
     if match:
         return (1, int(match.group(1)))
-    return (0, 0) if split == "top" else (2, 0)
-
-
-def _score(row: Score) -> dict[str, Any]:
-    return {
-        "id": row.id, "method": row.method, "subset": row.subset, "value": row.value,
-        "undefined_reason": row.undefined_reason, "ci_low": row.ci_low, "ci_high": row.ci_high,
-        "simulator": row.simulator, "role": row.role, "n_records": row.n_records,
-        "simulation_id": row.simulation_id, "explanation_id": row.explanation_id, "run_id": row.run_id,
-        "details": row.details, "created_at": _iso(row.created_at),
-    }
-
-
-def _run(row: Run | None) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    return {
-        "id": row.id, "kind": row.kind, "status": row.status, "config": row.config,
-        "started_at": _iso(row.started_at), "finished_at": _iso(row.finished_at),
-    }
+    return (0, 0) if sample == "top" else (2, 0)
 
 
 def _explanation(row: Explanation, run: Run | None, scores: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "id": row.id, "text": row.text, "status": row.status, "failure_reason": row.failure_reason,
-        "explainer": row.explainer, "prompt_version": row.prompt_version, "params": row.params,
-        "polarity": row.polarity, "candidate": row.candidate, "selected": row.selected,
-        "prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens, "cost_usd": row.cost_usd,
-        "elapsed_s": row.elapsed_s, "source": row.source, "created_at": _iso(row.created_at),
-        "run": _run(run), "scores": scores,
-    }
+    run_summary = None
+    if run is not None:
+        full = run_dict(run)
+        run_summary = {k: full[k] for k in ("id", "kind", "status", "config", "started_at", "finished_at")}
+    return {**explanation_dict(row), "run": run_summary, "scores": scores}
 
 
 def _simulations(session: Session, feature_id: int, records: dict[int, ActivationRecordRow]) -> list[dict[str, Any]]:
@@ -84,21 +57,14 @@ def _simulations(session: Session, feature_id: int, records: dict[int, Activatio
         per_sim[rec.simulation_id].append(
             {
                 "position": rec.position, "record_id": rec.record_id,
-                "split": rec.split or (source.split if source else None),
+                "sample": rec.split or (source.split if source else None),
                 "data_split": source.data_split if source else None,
                 "tokens": rec.tokens if rec.tokens is not None else (source.tokens if source else None),
                 "real": rec.true_activations if rec.true_activations is not None else (source.activations if source else None),
                 "expected": rec.expected_activations,
             }
         )
-    return [
-        {
-            "id": s.id, "explanation_id": s.explanation_id, "simulator": s.simulator, "role": s.role,
-            "status": s.status, "failure_reason": s.failure_reason, "params": s.params, "run_id": s.run_id,
-            "created_at": _iso(s.created_at), "records": per_sim[s.id],
-        }
-        for s in sims
-    ]
+    return [{**simulation_dict(s), "records": per_sim[s.id]} for s in sims]
 
 
 def _neighbours(session: Session, feature: Feature) -> dict[str, int | None]:
@@ -127,9 +93,9 @@ def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
     record_rows = session.scalars(
         select(ActivationRecordRow).where(ActivationRecordRow.feature_id == feature_id).order_by(ActivationRecordRow.id)
     ).all()
-    by_split: dict[str, list[dict[str, Any]]] = {}
-    for row in sorted(record_rows, key=lambda r: (_split_order(r.split), r.position)):
-        by_split.setdefault(row.split, []).append(record_dict(row))
+    by_sample: dict[str, list[dict[str, Any]]] = {}
+    for row in sorted(record_rows, key=lambda r: (_sample_order(r.split), r.position)):
+        by_sample.setdefault(row.split, []).append(record_dict(row))
 
     explanations = session.scalars(
         select(Explanation).where(Explanation.feature_id == feature_id).order_by(Explanation.id)
@@ -139,7 +105,7 @@ def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
     baselines = []
     for score in scores:
         if score.role == "own":
-            own.setdefault(score.explanation_id, []).append(_score(score))
+            own.setdefault(score.explanation_id, []).append(score_dict(score))
         else:
             baselines.append(score)
     borrowed = {b.explanation_id for b in baselines}
@@ -150,18 +116,13 @@ def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
     runs = {r.id: r for r in session.scalars(select(Run).where(Run.id.in_(run_ids)))} if run_ids else {}
 
     return {
-        "feature_id": feature.id, "model": model_name, "layer": feature.layer, "kind": feature.kind,
-        "sae": feature.sae_key or None, "index": feature.index,
-        "stats": {
-            "max_activation": feature.max_activation, "min_activation": feature.min_activation,
-            "mean": feature.mean, "variance": feature.variance, "firing_fraction": feature.firing_fraction,
-            "n_tokens": feature.n_tokens, "dead": feature.dead, "quantile_boundaries": feature.quantile_boundaries,
-        },
-        "records": by_split,
+        **feature_key_dict(feature, model_name),
+        "stats": feature_stats_dict(feature),
+        "records": by_sample,
         "explanations": [_explanation(e, runs.get(e.run_id), own.get(e.id, [])) for e in explanations],
         "sanity_baselines": [
             {
-                **_score(b),
+                **score_dict(b),
                 "explanation_text": borrowed_rows[b.explanation_id].text if b.explanation_id in borrowed_rows else None,
                 "explanation_feature_id": borrowed_rows[b.explanation_id].feature_id if b.explanation_id in borrowed_rows else None,
             }

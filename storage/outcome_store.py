@@ -9,9 +9,11 @@ from typing import Any, Sequence
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from activations.records import ActivationRecord
 from explainer import ExplanationResult
 from scorer import ScoreValue
 from simulator.base import SequenceSimulation
+from activations.vocab import OutcomeStatus, ScoreRole
 from storage import repository as repo
 from storage.schema import Explanation, Feature, Score, Simulation
 
@@ -39,20 +41,21 @@ def store_candidates(
 
 def store_simulation(
     session: Session, explanation: Explanation, feature: Feature, *, simulator: str, config: dict,
-    record_ids: Sequence[int], splits: Sequence[str], simulations: Sequence[SequenceSimulation] | None,
-    failure: str | None = None, role: str = "own", run_id: int | None = None,
+    records: Sequence[ActivationRecord], simulations: Sequence[SequenceSimulation] | None,
+    failure: str | None = None, role: str = ScoreRole.OWN, run_id: int | None = None,
 ) -> Simulation:
-    """A simulation of `explanation` on `feature`'s records; `failure` stores a failed one (no values)."""
-    records: list[dict[str, Any]] = []
+    """A simulation of `explanation` on `feature`'s stored records (each carries its row id); `failure`
+    stores a failed one (no values)."""
+    rows: list[dict[str, Any]] = []
     if simulations is not None:
-        records = [
-            {"record_id": rid, "split": split, "expected_activations": list(sim.expected_activations),
+        rows = [
+            {"record_id": record.record_id, "split": record.sample, "expected_activations": list(sim.expected_activations),
              "distribution": sim.distributions}
-            for rid, split, sim in zip(record_ids, splits, simulations)
+            for record, sim in zip(records, simulations)
         ]
     row, _ = repo.add_simulation(
-        session, explanation, feature, simulator=simulator, config=config, records=records,
-        status="failed" if failure else "ok", failure_reason=failure, role=role, run_id=run_id,
+        session, explanation, feature, simulator=simulator, config=config, records=rows,
+        status=OutcomeStatus.FAILED if failure else OutcomeStatus.OK, failure_reason=failure, role=role, run_id=run_id,
     )
     return row
 
@@ -96,6 +99,22 @@ def finished_features(session: Session, feature_ids: Sequence[int], config_hash:
     for (feature_id,) in failed_sims:
         out[feature_id] = "failed"
     return out
+
+
+def has_shuffled_baseline(session: Session, explanation_id: int, simulator: str) -> bool:
+    """Whether this explanation already has sanity-baseline scores under this simulator."""
+    found = session.scalar(select(Score.id).where(
+        Score.explanation_id == explanation_id, Score.role == ScoreRole.SHUFFLED, Score.simulator == simulator).limit(1))
+    return found is not None
+
+
+def simulated_with(session: Session, explanation_ids: Sequence[int], simulator: str) -> set[int]:
+    """Which of these explanations already have a successful own simulation by this simulator."""
+    if not explanation_ids:
+        return set()
+    return set(session.scalars(select(Simulation.explanation_id).where(
+        Simulation.explanation_id.in_(list(explanation_ids)), Simulation.simulator == simulator,
+        Simulation.role == ScoreRole.OWN, Simulation.status == OutcomeStatus.OK)))
 
 
 def forget_feature_results(session: Session, feature_id: int, config_hash: str) -> None:

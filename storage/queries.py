@@ -7,7 +7,7 @@ The ranking walks the `ix_scores_rank` index in descending score order and keeps
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 from sqlalchemy import Select, func, literal_column, select, text
@@ -15,11 +15,14 @@ from sqlalchemy.orm import Session
 
 from scorer import METHODS
 from scorer import SUBSETS as SCORER_SUBSETS
-from storage.repository import record_dict
+from activations.vocab import ScoreRole
+from storage.repository import current_explanations
+from storage.rows import feature_key_dict, record_dict
 from storage.schema import ActivationRecordRow, Explanation, Feature, Sae, Score, SubjectModel
 
-SCORE_METHODS = tuple(METHODS)  # every method the scorer stores per subset
-SUBSETS = tuple(SCORER_SUBSETS)
+# Plain strings (the enum values): click.Choice would offer an Enum's member names instead of its values.
+SCORE_METHODS = tuple(m.value for m in METHODS)  # every method the scorer stores per subset
+SUBSETS = tuple(s.value for s in SCORER_SUBSETS)
 MAX_SEARCH_CHARS = 200
 SEARCH_SCAN_THRESHOLD = 2000  # matches above which a search walks the score index instead
 
@@ -43,7 +46,6 @@ class FeatureQuery:
     limit: int = 100
     offset: int = 0
     feature_indices: list[int] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.limit < 1:
@@ -232,19 +234,14 @@ def describe_features(
     }
     explanation_ids = [r[2] for r in rows if r[2] is not None]
     explanations = {e.id: e for e in session.scalars(select(Explanation).where(Explanation.id.in_(explanation_ids)))}
-    latest = _latest_explanations(session, [r[0] for r in rows if r[2] is None])
+    latest = current_explanations(session, [r[0] for r in rows if r[2] is None])
     records = records_by_feature(session, ids) if with_records else {}
     out = []
     for feature_id, value, explanation_id in rows:
         feature, model_name = features[feature_id]
         explanation = explanations.get(explanation_id) if explanation_id else latest.get(feature_id)
         item: dict[str, Any] = {
-            "feature_id": feature.id,
-            "model": model_name,
-            "layer": feature.layer,
-            "kind": feature.kind,
-            "sae": feature.sae_key or None,
-            "index": feature.index,
+            **feature_key_dict(feature, model_name),
             "score": value,
             "method": method,
             "subset": subset,
@@ -261,19 +258,8 @@ def describe_features(
     return out
 
 
-def _latest_explanations(session: Session, feature_ids: list[int]) -> dict[int, Explanation]:
-    if not feature_ids:
-        return {}
-    stmt = (
-        select(Explanation)
-        .where(Explanation.feature_id.in_(feature_ids), Explanation.status == "ok")
-        .order_by(Explanation.feature_id, Explanation.id)
-    )
-    return {e.feature_id: e for e in session.scalars(stmt)}  # later ids overwrite: the latest wins
-
-
 def records_by_feature(session: Session, feature_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
-    """Each feature's records as dicts, by split then position."""
+    """Each feature's records as dicts, by sample kind then position."""
     out: dict[int, list[dict[str, Any]]] = {}
     stmt = (
         select(ActivationRecordRow)
@@ -283,6 +269,23 @@ def records_by_feature(session: Session, feature_ids: list[int]) -> dict[int, li
     for row in session.scalars(stmt):
         out.setdefault(row.feature_id, []).append(record_dict(row))
     return out
+
+
+def run_scores(session: Session, run_id: int, *, method: str, subset: str) -> list[dict[str, Any]]:
+    """Own and shuffled scores a run wrote, one dict per scored explanation (index, explanation, score,
+    shuffled), best first."""
+    rows = session.execute(
+        select(Feature.index, Explanation.text, Score.role, Score.value, Score.explanation_id)
+        .join(Explanation, Explanation.id == Score.explanation_id)
+        .join(Feature, Feature.id == Score.feature_id)
+        .where(Score.run_id == run_id, Score.method == method, Score.subset == subset)
+    ).all()
+    by_explanation: dict[int, dict[str, Any]] = {}
+    for index, text_, role, value, explanation_id in rows:
+        item = by_explanation.setdefault(explanation_id, {"index": index, "explanation": text_, "score": None,
+                                                          "shuffled": None})
+        item["score" if role == ScoreRole.OWN else "shuffled"] = value
+    return sorted(by_explanation.values(), key=lambda r: (r["score"] is None, -(r["score"] or 0.0)))
 
 
 def list_models(session: Session) -> list[dict[str, Any]]:

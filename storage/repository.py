@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
+from activations.vocab import OutcomeStatus
 from storage.schema import (
     ActivationRecordRow,
     Explanation,
     Feature,
-    Run,
     Sae,
     Score,
     SimulatedRecord,
@@ -94,6 +93,62 @@ def find_feature(session: Session, fid: FeatureId) -> Feature | None:
     )
 
 
+def layer_features(session: Session, model_id: int, layer: int, sae: str | None) -> list[Feature]:
+    """Every feature of a layer (MLP neurons, or latents of one SAE), by index."""
+    return list(session.scalars(
+        select(Feature).where(Feature.model_id == model_id, Feature.layer == layer, Feature.sae_key == (sae or ""))
+        .order_by(Feature.index)
+    ))
+
+
+def live_neuron_indices(session: Session, model_name: str, layer: int) -> list[int]:
+    """Indices of a layer's MLP neurons that fired during collection."""
+    return list(session.scalars(
+        select(Feature.index).join(SubjectModel, SubjectModel.id == Feature.model_id)
+        .where(SubjectModel.name == model_name, Feature.layer == layer, Feature.kind == "mlp_neuron",
+               Feature.dead.is_(False)).order_by(Feature.index)
+    ))
+
+
+def sae_names(session: Session, model_id: int) -> list[str]:
+    return list(session.scalars(select(Sae.name).where(Sae.model_id == model_id).order_by(Sae.name)))
+
+
+def get_feature(session: Session, feature_id: int) -> Feature:
+    row = session.get(Feature, feature_id)
+    if row is None:
+        raise LookupError(f"no feature with id {feature_id}")
+    return row
+
+
+def get_explanation(session: Session, explanation_id: int) -> Explanation:
+    row = session.get(Explanation, explanation_id)
+    if row is None:
+        raise LookupError(f"no explanation with id {explanation_id}")
+    return row
+
+
+def current_explanations(session: Session, feature_ids: Sequence[int]) -> dict[int, Explanation]:
+    """The feature's current explanation, the one place this is defined: its latest explanation that
+    succeeded and was selected (the best-of-N winner; imports are selected). Features without one are absent."""
+    if not feature_ids:
+        return {}
+    stmt = (
+        select(Explanation)
+        .where(Explanation.feature_id.in_(list(feature_ids)), Explanation.status == OutcomeStatus.OK,
+               Explanation.selected.is_(True))
+        .order_by(Explanation.feature_id, Explanation.id)
+    )
+    return {e.feature_id: e for e in session.scalars(stmt)}  # later ids overwrite: the latest wins
+
+
+def layer_current_explanations(session: Session, feature: Feature) -> dict[int, str]:
+    """feature id -> text of the current explanation, for every feature of `feature`'s layer that has one."""
+    ids = select(Feature.id).where(Feature.model_id == feature.model_id, Feature.layer == feature.layer,
+                                   Feature.sae_key == feature.sae_key)
+    return {fid: e.text or "" for fid, e in current_explanations(session, list(session.scalars(ids))).items()}
+
+
 def feature_id_of(row: Feature) -> FeatureId:
     return FeatureId(model=row.model.name, layer=row.layer, kind=row.kind, index=row.index, sae=row.sae_key or None)
 
@@ -123,7 +178,7 @@ def stats_of(row: Feature) -> FeatureStats | None:
 
 
 def add_records(session: Session, feature: Feature, records: Sequence[ActivationRecord], *, replace: bool = False) -> int:
-    """Store records, numbered by position within their split. Existing (split, position) slots are kept
+    """Store records, numbered by position within their sample kind. Existing (sample, position) slots are kept
     unless `replace`, so importing the same file twice adds nothing. Returns how many rows were added."""
     if replace:
         session.query(ActivationRecordRow).filter(ActivationRecordRow.feature_id == feature.id).delete()
@@ -139,25 +194,25 @@ def add_records(session: Session, feature: Feature, records: Sequence[Activation
     rows = [
         record_row(feature.id, record, position)
         for record, position in numbered(records)
-        if (record.split, position) not in existing
+        if (record.sample, position) not in existing
     ]
     session.add_all(rows)
     return len(rows)
 
 
 def numbered(records: Sequence[ActivationRecord]) -> Iterator[tuple[ActivationRecord, int]]:
-    """Each record with its position within its sample split (0 = first of that split)."""
+    """Each record with its position within its sample kind (0 = first of that kind)."""
     positions: dict[str, int] = {}
     for record in records:
-        position = positions.get(record.split, 0)
-        positions[record.split] = position + 1
+        position = positions.get(record.sample, 0)
+        positions[record.sample] = position + 1
         yield record, position
 
 
 def record_values(feature_id: int, record: ActivationRecord, position: int) -> dict[str, Any]:
-    """Column values of one activation record row."""
+    """Column values of one activation record row (the record's `sample` is stored in column `split`)."""
     return {
-        "feature_id": feature_id, "split": record.split, "data_split": record.data_split, "position": position,
+        "feature_id": feature_id, "split": record.sample, "data_split": record.data_split, "position": position,
         "tokens": list(record.tokens), "activations": list(record.activations), "max_activation": record.max_activation,
         "corpus": record.provenance.corpus, "document": record.provenance.document, "offset": record.provenance.offset,
     }
@@ -167,54 +222,27 @@ def record_row(feature_id: int, record: ActivationRecord, position: int) -> Acti
     return ActivationRecordRow(**record_values(feature_id, record, position))
 
 
-def record_dict(row: ActivationRecordRow) -> dict[str, Any]:
-    """A stored record as plain JSON-able values (for query output, export and the API)."""
-    return {
-        "id": row.id, "split": row.split, "data_split": row.data_split, "position": row.position,
-        "tokens": row.tokens, "activations": row.activations, "max_activation": row.max_activation,
-        "corpus": row.corpus, "document": row.document, "offset": row.offset,
-    }
-
-
 def record_of(row: ActivationRecordRow, feature: FeatureId | None = None) -> ActivationRecord:
     return ActivationRecord(
-        tokens=row.tokens, activations=row.activations, split=row.split, data_split=row.data_split,
+        tokens=row.tokens, activations=row.activations, sample=row.split, data_split=row.data_split,
         provenance=Provenance(corpus=row.corpus, document=row.document, offset=row.offset),
-        label=f"{row.split}[{row.position}]", feature=feature,
+        label=f"{row.split}[{row.position}]", feature=feature, record_id=row.id,
     )
 
 
-def load_records(session: Session, feature: Feature) -> list[tuple[int, ActivationRecord]]:
-    """(record row id, record) pairs of a feature, in split then position order."""
+def load_records(session: Session, feature: Feature) -> list[ActivationRecord]:
+    """A feature's stored records (each with its row id), in sample then position order."""
     fid = feature_id_of(feature)
     rows = session.scalars(
         select(ActivationRecordRow)
         .where(ActivationRecordRow.feature_id == feature.id)
         .order_by(ActivationRecordRow.split, ActivationRecordRow.position)
     ).all()
-    return [(row.id, record_of(row, fid)) for row in rows]
+    return [record_of(row, fid) for row in rows]
 
 
 def load_feature_records(session: Session, feature: Feature) -> FeatureRecords:
-    return FeatureRecords(
-        feature=feature_id_of(feature),
-        records=[record for _, record in load_records(session, feature)],
-        stats=stats_of(feature),
-    )
-
-
-def start_run(session: Session, kind: str, config: dict) -> Run:
-    run = Run(kind=kind, status="running", config=config, stats={})
-    session.add(run)
-    session.flush()
-    return run
-
-
-def finish_run(session: Session, run: Run, status: str, stats: dict | None = None) -> None:
-    run.status = status
-    if stats is not None:
-        run.stats = stats
-    run.finished_at = datetime.now(timezone.utc)
+    return FeatureRecords(feature=feature_id_of(feature), records=load_records(session, feature), stats=stats_of(feature))
 
 
 def add_explanation(session: Session, feature: Feature, *, explainer: str, config: dict, **fields: Any) -> tuple[Explanation, bool]:

@@ -18,8 +18,9 @@ def iso(value: datetime | None) -> str | None:
 
 
 def record_dict(row: ActivationRecordRow) -> dict[str, Any]:
+    """A stored record; its `sample` (top | random | quantile:<i>) is the row's `split` column."""
     return {
-        "id": row.id, "split": row.split, "data_split": row.data_split, "position": row.position,
+        "id": row.id, "sample": row.split, "data_split": row.data_split, "position": row.position,
         "tokens": row.tokens, "activations": row.activations, "max_activation": row.max_activation,
         "corpus": row.corpus, "document": row.document, "offset": row.offset,
     }

@@ -95,9 +95,9 @@ class ActivationRecordRow(Base):
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"))
-    split: Mapped[str] = mapped_column(String(30))  # top | random | quantile:<i>
+    split: Mapped[str] = mapped_column(String(30))  # ActivationRecord.sample: top | random | quantile:<i>
     data_split: Mapped[str] = mapped_column(String(10), default="train")  # train | valid | test
-    position: Mapped[int] = mapped_column(Integer)  # order within its split (0 = highest for top)
+    position: Mapped[int] = mapped_column(Integer)  # order within its sample kind (0 = highest for top)
     tokens: Mapped[list] = mapped_column(JSON)
     activations: Mapped[list] = mapped_column(JSON)
     max_activation: Mapped[float] = mapped_column(Float)
@@ -181,7 +181,7 @@ class SimulatedRecord(Base):
     simulation_id: Mapped[int] = mapped_column(ForeignKey("simulations.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
     record_id: Mapped[int | None] = mapped_column(ForeignKey("activation_records.id", ondelete="CASCADE"))
-    split: Mapped[str | None] = mapped_column(String(30))
+    split: Mapped[str | None] = mapped_column(String(30))  # the simulated record's sample kind
     tokens: Mapped[list | None] = mapped_column(JSON)
     true_activations: Mapped[list | None] = mapped_column(JSON)
     expected_activations: Mapped[list] = mapped_column(JSON)

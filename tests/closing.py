@@ -3,7 +3,8 @@ loop ends (an unclosed aiohttp session warns when its loop is gone)."""
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 
 async def simulate_and_close(sim: Any, *args: Any) -> Any:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.fake_openai"]  # the `fake_openai` fixture, for every test module
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -25,6 +27,7 @@ def _postgres_schema_url() -> str:
 
     from storage.db import resolve_url
 
+    assert POSTGRES_URL is not None  # only asked for when the PostgreSQL backend is configured
     base = resolve_url(POSTGRES_URL)
     schema = "t_" + uuid.uuid4().hex[:12]
     engine = create_engine(base)

@@ -22,12 +22,11 @@ import math
 import random
 import re
 import socket
-import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pytest
 import uvicorn
@@ -210,7 +209,7 @@ class FakeOpenAI:
                                 backlog=2048)
         return uvicorn.Server(config), sock
 
-    def start(self) -> "FakeOpenAI":
+    def start(self) -> FakeOpenAI:
         """Serve in a background thread; returns once it accepts connections."""
         self._server, sock = self._server_and_socket()
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -223,7 +222,7 @@ class FakeOpenAI:
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
+        if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join(timeout=5)
 
@@ -251,4 +250,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -12,12 +12,12 @@ from storage.db import Database
 WORDS = "the cat sat on 3 mats in 1999 and 42 dogs ran past 7 red cars near the river bank today".split()
 
 
-def _record(rng: random.Random, split: str, data_split: str, fires: bool) -> ActivationRecord:
+def _record(rng: random.Random, sample: str, data_split: str, fires: bool) -> ActivationRecord:
     tokens = [(" " if i else "") + rng.choice(WORDS) for i in range(12)]
     acts = [(2.0 + rng.random()) if fires and t.strip().isdigit() else 0.0 for t in tokens]
     if fires and max(acts) == 0:
         tokens[3], acts[3] = " 5", 2.5
-    return ActivationRecord(tokens, acts, split=split, data_split=data_split)
+    return ActivationRecord(tokens, acts, sample=sample, data_split=data_split)
 
 
 def fill_layer(db: Database, n_features: int, *, model: str = "tiny-model", layer: int = 6, seed: int = 0,

@@ -26,7 +26,7 @@ def client(filled, monkeypatch):
 def test_models_lists_layers_and_counts(client):
     (model,) = client.get("/api/models").json()
     assert model["model"] == MODEL
-    assert {(l["layer"], l["features"]) for l in model["layers"]} == {(0, 1), (1, 6)}
+    assert {(layer["layer"], layer["features"]) for layer in model["layers"]} == {(0, 1), (1, 6)}
 
 
 def test_feature_list_sorted_by_score_then_unscored(client, filled):

@@ -6,6 +6,7 @@ from typing import Any
 
 from activations.records import ActivationRecord, FeatureId, FeatureStats, Provenance
 from storage import repository as repo
+from storage import runs
 from storage.db import Database
 
 MODEL = "toy-model"
@@ -31,9 +32,9 @@ def _records(index: int) -> list[ActivationRecord]:
     prov = Provenance(corpus="toy", document=f"doc{index}", offset=0)
     acts = [0.0, 2.0 + index, 0.5, 1.0, 0.0][: len(top_tokens)]
     return [
-        ActivationRecord(top_tokens, acts, split="top", provenance=prov),
-        ActivationRecord([" a", " b", " c"], [0.2, 0.1, 0.0], split="quantile:0", data_split="valid", provenance=prov),
-        ActivationRecord([" x", " y"], [0.0, 0.3], split="random", data_split="test", provenance=prov),
+        ActivationRecord(top_tokens, acts, sample="top", provenance=prov),
+        ActivationRecord([" a", " b", " c"], [0.2, 0.1, 0.0], sample="quantile:0", data_split="valid", provenance=prov),
+        ActivationRecord([" x", " y"], [0.0, 0.3], sample="random", data_split="test", provenance=prov),
     ]
 
 
@@ -42,9 +43,8 @@ def fill(db: Database) -> dict[str, Any]:
     ids: dict[str, Any] = {"features": {}, "explanations": {}}
     with db.session() as s, s.begin():
         model = repo.get_or_create_model(s, MODEL, n_layers=2)
-        run = repo.start_run(s, "explain", {"explainer": "local:toy"})
-        repo.finish_run(s, run, "done", {"done": 6, "total": 6, "failed": 0})
-        ids["run"] = run.id
+        ids["run"] = runs.start_run(s, "explain", {"explainer": "local:toy"})
+        runs.finish_run(s, ids["run"], "done", {"done": 6, "total": 6, "failed": 0})
         for index, (text, scores) in LAYER1.items():
             feature = repo.get_or_create_feature(s, FeatureId(MODEL, 1, "mlp_neuron", index), model)
             repo.set_feature_stats(feature, FeatureStats(

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 import scorer
 from autointerp.cli import main
-from tests.fake_openai import fake_openai  # noqa: F401  (fixture)
 from tests.test_simulator_json import _reply_for
 
-RECORDS = [{"tokens": ["The", " red", " car"], "activations": [0, 5, 0]}, {"tokens": [" blue", " sky"], "activations": [3, 0]}]
+RECORDS: list[dict[str, Any]] = [{"tokens": ["The", " red", " car"], "activations": [0, 5, 0]}, {"tokens": [" blue", " sky"], "activations": [3, 0]}]
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def _invoke(args: list[str]):
     return CliRunner().invoke(main, ["simulate", *args], catch_exceptions=False)
 
 
-def test_single_explanation_prints_flat_json_with_scores(fake_openai, records_file):  # noqa: F811
+def test_single_explanation_prints_flat_json_with_scores(fake_openai, records_file):
     fake_openai.answer = _reply_for
     fake_openai.digit_for = lambda token: int(token) if token.strip().isdigit() else 0
     result = _invoke(["--simulator", "json:openai:fake-model", "--explanation", "colour words", "--records", records_file,
@@ -40,7 +40,7 @@ def test_single_explanation_prints_flat_json_with_scores(fake_openai, records_fi
     assert doc["scores"]["rsquared"] == pytest.approx(scorer.rsquared(real, doc["expected_activations"]))
 
 
-def test_several_explanations_and_no_activations(fake_openai, tmp_path):  # noqa: F811
+def test_several_explanations_and_no_activations(fake_openai, tmp_path):
     fake_openai.answer = _reply_for
     path = tmp_path / "tokens_only.json"
     path.write_text(json.dumps([{"tokens": r["tokens"]} for r in RECORDS]))
@@ -52,7 +52,7 @@ def test_several_explanations_and_no_activations(fake_openai, tmp_path):  # noqa
     assert all("scores" not in r and len(r["expected_activations"]) == 2 for r in doc["results"])
 
 
-def test_undefined_score_is_null_with_reason(fake_openai, tmp_path):  # noqa: F811
+def test_undefined_score_is_null_with_reason(fake_openai, tmp_path):
     fake_openai.answer = _reply_for
     path = tmp_path / "zeros.json"
     path.write_text(json.dumps([{"tokens": ["The", " red"], "activations": [0, 0]}]))

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from safetensors.numpy import save_file
 from sqlalchemy import select
 
-from activations.collect import CollectConfig, collect, neuron_target, sae_target
+from activations.collect import collect
+from activations.collect_config import CollectConfig, neuron_target, sae_target
 from activations.corpus import open_corpus
 from activations.hooks import HookError
 from activations.sae import load_sae
@@ -43,8 +44,8 @@ def test_every_neuron_gets_records_stats_and_provenance(neurons, loaded):
     assert len(neurons) == loaded.model.config.intermediate_size
     fr = neurons[7]
     assert fr.stats.n_tokens == 400 and not fr.stats.dead
-    tops = fr.select(splits=["top"])
-    assert len(tops) == 4 and len(fr.select(splits=["random"])) == 3
+    tops = fr.select(samples=["top"])
+    assert len(tops) == 4 and len(fr.select(samples=["random"])) == 3
     assert [r.max_activation for r in tops] == sorted((r.max_activation for r in tops), reverse=True)
     assert tops[0].max_activation == pytest.approx(fr.stats.max_activation)
     for r in fr.records:
@@ -55,7 +56,7 @@ def test_every_neuron_gets_records_stats_and_provenance(neurons, loaded):
 
 def test_record_activations_are_the_models(neurons, loaded):
     """A top record's activations equal a plain forward pass over its own tokens (with the model's BOS rule)."""
-    record = neurons[7].select(splits=["top"])[0]
+    record = neurons[7].select(samples=["top"])[0]
     tok = loaded.tokenizer
     doc = next(d for d in open_corpus().documents() if d.id == record.provenance.document)
     ids = tok(doc.text, add_special_tokens=False).input_ids[record.provenance.offset:record.provenance.offset + len(record.tokens)]
@@ -69,7 +70,7 @@ def test_record_activations_are_the_models(neurons, loaded):
 
 
 def test_splits_are_disjoint_by_window(neurons):
-    split_of = {}
+    split_of: dict[tuple, str] = {}
     for fr in neurons:
         for r in fr.records:
             key = (r.provenance.document, r.provenance.offset)
@@ -123,9 +124,9 @@ def test_cli_end_to_end_with_sae_dead_latents_and_rerun_skip(tmp_path, sqlite_ur
         assert len(feats) == 32 and all(f.collection_run_id for f in feats) and feats[0].sae.hook == "blocks.2.hook_resid_post"
         assert [f.dead for f in feats[:3]] == [True] * 3 and feats[0].n_tokens == 300 and not feats[5].dead
         dead_records = load_feature_records(s, feats[0]).records
-        assert {r.split for r in dead_records} == {"random"}  # statistics and random sample, nothing "top"
+        assert {r.sample for r in dead_records} == {"random"}  # statistics and random sample, nothing "top"
         live = load_feature_records(s, feats[5])
-        assert len(live.select(splits=["top"])) == 3 and live.stats.max_activation > 0
+        assert len(live.select(samples=["top"])) == 3 and live.stats.max_activation > 0
         rows = query_features(s, FeatureQuery(model=MODEL, layer=2, kind="sae_latent"))
         assert len(rows) == 32
         assert s.scalars(select(Run.status)).all() == ["done"]

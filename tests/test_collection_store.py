@@ -7,7 +7,8 @@ from sqlalchemy import func, select
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
 from storage.collection_store import layer_complete, save_layer
-from storage.repository import get_or_create_feature, load_feature_records, start_run
+from storage.repository import get_or_create_feature, load_feature_records
+from storage.runs import start_run
 from storage.schema import ActivationRecordRow, Feature, Run
 
 MODEL = "tiny-model"
@@ -20,9 +21,9 @@ def _layer(n: int, scale: float, layer: int = 2, sae: str | None = None) -> list
         fid = FeatureId(model=MODEL, layer=layer, kind=kind, index=i, sae=sae)
         dead = i == 0
         records = [
-            ActivationRecord(["a", "b"], [scale * (i + 1), float(j)], split=split, data_split="test" if j else "train",
-                             provenance=Provenance("wiki", f"doc{j}", 4 * j), label=f"{split}[{j}]", feature=fid)
-            for split in ([] if dead else ["top", "quantile:0"]) + ["random"] for j in range(2)
+            ActivationRecord(["a", "b"], [scale * (i + 1), float(j)], sample=sample, data_split="test" if j else "train",
+                             provenance=Provenance("wiki", f"doc{j}", 4 * j), label=f"{sample}[{j}]", feature=fid)
+            for sample in ([] if dead else ["top", "quantile:0"]) + ["random"] for j in range(2)
         ]
         stats = FeatureStats(max_activation=0.0 if dead else scale * (i + 1), mean=0.1, variance=0.2,
                              firing_fraction=0.0 if dead else 0.5, n_tokens=100, quantile_boundaries=(1.0,), min_activation=-0.5)
@@ -32,8 +33,8 @@ def _layer(n: int, scale: float, layer: int = 2, sae: str | None = None) -> list
 
 def _save(db, features, **kwargs) -> tuple[int, int]:
     with db.session() as s, s.begin():
-        run = start_run(s, "collect", {})
-        return run.id, save_layer(s, run, MODEL, features, n_layers=4, **kwargs)
+        run_id = start_run(s, "collect", {})
+        return run_id, save_layer(s, run_id, MODEL, features, n_layers=4, **kwargs)
 
 
 def test_save_layer_stores_stats_records_dead_features_and_overwrites(db):
@@ -49,9 +50,9 @@ def test_save_layer_stores_stats_records_dead_features_and_overwrites(db):
         assert feats[0].dead and feats[0].n_tokens == 100 and not feats[3].dead and feats[3].max_activation == 4.0
         loaded = load_feature_records(s, feats[3])
         assert loaded.stats.quantile_boundaries == (1.0,) and loaded.stats.min_activation == -0.5
-        assert [(r.split, r.label, r.data_split) for r in loaded.select(splits=["top"])] == [("top", "top[0]", "train"), ("top", "top[1]", "test")]
+        assert [(r.sample, r.label, r.data_split) for r in loaded.select(samples=["top"])] == [("top", "top[0]", "train"), ("top", "top[1]", "test")]
         assert loaded.records[0].provenance == Provenance("wiki", "doc0", 0)
-        assert {r.split for r in load_feature_records(s, feats[0]).records} == {"random"}
+        assert {r.sample for r in load_feature_records(s, feats[0]).records} == {"random"}
 
     second_run, stored = _save(db, _layer(4, scale=10.0))  # overwrite: replaced, never doubled
     assert stored == 20

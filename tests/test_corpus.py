@@ -69,7 +69,7 @@ def test_windows_stay_inside_documents(tmp_path, tokenizer):
                                                     [("long", long_doc), ("tiny", "hi"), ("mid", "one two three four five six seven eight nine ten")]))
     corpus = open_corpus(str(tmp_path / "docs.jsonl"))
     windows = list(iter_windows(corpus, tokenizer, ctx_len=16, min_tail=4))
-    by_doc = {}
+    by_doc: dict[str, list] = {}
     for w in windows:
         by_doc.setdefault(w.document, []).append(w)
     assert "docs.jsonl:tiny" not in by_doc  # shorter than min_tail: dropped, never glued to a neighbour

@@ -12,7 +12,7 @@ from activations.records import ActivationRecord, FeatureId, FeatureRecords, Fea
 from explainer import explain, explain_many, parse_explanation
 from explainer.formatting import highlight, render_plain, token_activation_pairs
 from llm_client import Capabilities, make_client
-from tests.fake_openai import FakeOpenAI, fake_openai  # noqa: F401  (fixture)
+from tests.fake_openai import FakeOpenAI
 
 FEATURE = FeatureId("gemma-3-270m", 6, "mlp_neuron", 42)
 
@@ -42,8 +42,13 @@ def run_explain(server: FakeOpenAI, records: FeatureRecords, **options):
 
 
 def last_user_message(server: FakeOpenAI) -> list[dict]:
-    seen = []
-    server.answer = lambda endpoint, body: seen.append(body) or "cats and dogs"
+    seen: list[dict] = []
+
+    def answer(endpoint: str, body: dict) -> str:
+        seen.append(body)
+        return "cats and dogs"
+
+    server.answer = answer
     return seen
 
 
@@ -97,7 +102,7 @@ def test_parsing_strips_prefixes_and_trailing_period(raw, fmt, text):
 ])
 def test_parsing_rejects_empty_and_echoed_output(raw, reason):
     parsed = parse_explanation(raw, "token_activation_pairs")
-    assert parsed.text is None and reason in parsed.failure_reason
+    assert parsed.text is None and parsed.failure_reason is not None and reason in parsed.failure_reason
 
 
 def test_explain_ok_result_carries_provenance(fake_openai):

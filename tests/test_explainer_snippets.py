@@ -13,7 +13,7 @@ from explainer import PROMPT_VERSIONS, explain, parse_explanation
 from explainer.prompts import FEW_SHOTS, SNIPPET_SHOTS
 from explainer.snippets import snippet_line, snippet_lines
 from llm_client import Capabilities, make_client
-from tests.fake_openai import FakeOpenAI, fake_openai  # noqa: F401  (fixture)
+from tests.fake_openai import FakeOpenAI
 from tests.test_explainer import TINY, feature
 
 PINNED_TINY_PROMPT = (
@@ -37,7 +37,12 @@ def explain_via(server: FakeOpenAI, records: FeatureRecords, *, chat: bool, answ
                 **options) -> tuple[list, list[tuple[str, dict]]]:
     """explain() through the real OpenAI client; returns the results and every (endpoint, body) sent."""
     seen: list[tuple[str, dict]] = []
-    server.answer = lambda endpoint, body: seen.append((endpoint, body)) or answer
+
+    def reply(endpoint: str, body: dict) -> str:
+        seen.append((endpoint, body))
+        return answer
+
+    server.answer = reply
     client = make_client("openai:base-model", base_url=server.url, backoff_s=0.01)
     client.capabilities = Capabilities(chat=chat, prompt_logprobs=True, top_logprobs=True)
 

@@ -77,9 +77,9 @@ def test_neuronpedia_import_lists_features_with_records(db_url, db):
     by_index = {r["index"]: r for r in rows}
     assert by_index[1]["dead"] is True and by_index[0]["dead"] is False
     assert by_index[3]["max_activation"] == pytest.approx(3.429)
-    splits = {rec["split"] for rec in by_index[2]["records"]}
-    assert {"top", "random", "quantile:0"} <= splits
-    top = [rec for rec in by_index[3]["records"] if rec["split"] == "top"]
+    samples = {rec["sample"] for rec in by_index[2]["records"]}
+    assert {"top", "random", "quantile:0"} <= samples
+    top = [rec for rec in by_index[3]["records"] if rec["sample"] == "top"]
     assert len(top) == 30 and max(top[0]["activations"]) == pytest.approx(3.43, abs=0.01)
     assert all(r["score"] is None and r["explanation"] is None for r in rows)
 
@@ -96,7 +96,7 @@ def test_openai_round_trip_keeps_numbers(tmp_path, db_url, db):
     row = rows[0]
     assert (row["model"], row["layer"], row["kind"], row["index"]) == ("gpt2-xl", 3, "mlp_neuron", 17)
     assert row["score"] == 0.8125 and row["explanation"] == "digits"
-    top = [r for r in row["records"] if r["split"] == "top"]
+    top = [r for r in row["records"] if r["sample"] == "top"]
     assert [r["activations"] for r in top] == [[2.5, 1.0, 0.0], [0.0, 2.0]]
 
     rsq = json.loads(run("query", "--db", db_url, "--format", "json", "--method", "rsquared", "--no-records").output)
@@ -166,6 +166,6 @@ def test_query_ranking_filters_and_search(db_url, db):
 
 
 def test_every_command_has_help_with_example():
-    for name, command in main.commands.items():
+    for name in main.commands:
         out = run(name, "--help").output
         assert "Example" in out, name

@@ -62,4 +62,5 @@ def test_smollm2_chat_uses_its_template():
     assert client.capabilities.chat
     completion = asyncio.run(client.chat([{"role": "user", "content": "Name a colour."}], max_tokens=6, top_logprobs=3))
     assert completion.text.strip() and completion.usage.prompt_tokens > 10  # the template wraps the message
+    assert completion.generated_logprobs is not None
     assert all(len(t.top) == 3 for t in completion.generated_logprobs)

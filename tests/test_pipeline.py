@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from autointerp.cli import main
 from storage.db import Database
 from storage.schema import Explanation, Run, Score, Simulation
-from tests.fake_openai import FakeOpenAI, fake_openai  # noqa: F401  (fixture)
+from tests.fake_openai import FakeOpenAI
 from tests.pipeline_data import fill_layer
 
 EXPLAIN = ["explain", "--model", "tiny-model", "--layer", "6", "--explainer", "openai:fake"]
@@ -44,7 +44,7 @@ def count(db: Database, stmt) -> int:
         return s.scalar(select(func.count()).select_from(stmt.subquery()))
 
 
-def test_explain_rescore_compare_export(fake_openai, db_url, db, tmp_path):  # noqa: F811
+def test_explain_rescore_compare_export(fake_openai, db_url, db, tmp_path):
     fill_layer(db, 6, dead=(4,))
     out = cli(*EXPLAIN, "--simulator", "logprob:openai:fake", "--db", db_url).output
     assert "5 done" in out and "1 failed" in out and "dead" not in out.split("failed feature")[0]
@@ -98,7 +98,7 @@ def test_explain_rescore_compare_export(fake_openai, db_url, db, tmp_path):  # n
     assert pq.read_table(tmp_path / "out.parquet").num_rows == 6
 
 
-def test_dry_run_counts_real_prompts_and_sends_nothing(fake_openai, sqlite_url):  # noqa: F811
+def test_dry_run_counts_real_prompts_and_sends_nothing(fake_openai, sqlite_url):
     fill_layer(Database(sqlite_url), 4)
     out = cli(*EXPLAIN, "--dry-run", "--simulator", "embedding", "--n-candidates", "3", "--db", sqlite_url).output
     estimate = json.loads(out)
@@ -117,7 +117,7 @@ def test_bad_feature_selection_is_a_clear_error(sqlite_url):
 
 
 @pytest.mark.slow
-def test_failures_are_data_under_a_30_percent_failure_mix(fake_openai, sqlite_url):  # noqa: F811
+def test_failures_are_data_under_a_30_percent_failure_mix(fake_openai, sqlite_url):
     fake_openai.failure_rate = 0.3
     fake_openai.retry_after = "0.1"
     fake_openai.hang_s = 3.0
@@ -178,7 +178,7 @@ def test_sigkill_midway_then_rerun_finishes_each_feature_once(tmp_path):
         fake.stop()
 
 
-def test_budget_stops_cleanly_and_a_rerun_continues(fake_openai, sqlite_url):  # noqa: F811
+def test_budget_stops_cleanly_and_a_rerun_continues(fake_openai, sqlite_url):
     db = Database(sqlite_url)
     fill_layer(db, 12)
     args = ["explain", "--model", "tiny-model", "--layer", "6", "--explainer", "openai:gpt-4o-mini",
@@ -195,7 +195,7 @@ def test_budget_stops_cleanly_and_a_rerun_continues(fake_openai, sqlite_url):  #
     assert count(db, select(Explanation.id)) == 12
 
 
-def test_best_of_n_is_chosen_on_the_valid_split(fake_openai, sqlite_url):  # noqa: F811
+def test_best_of_n_is_chosen_on_the_valid_split(fake_openai, sqlite_url):
     db = Database(sqlite_url)
     fill_layer(db, 3)
     cli(*EXPLAIN, "--simulator", "logprob:openai:fake", "--n-candidates", "3", "--db", sqlite_url)

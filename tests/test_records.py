@@ -15,7 +15,7 @@ FID = FeatureId("gemma-3-270m", 6, "mlp_neuron", 12)
 
 
 def test_valid_record_keeps_tokens_and_floats():
-    rec = ActivationRecord(["a", "b"], [0, 1.5], split="quantile:2", data_split="test", feature=FID)
+    rec = ActivationRecord(["a", "b"], [0, 1.5], sample="quantile:2", data_split="test", feature=FID)
     assert rec.tokens == ("a", "b") and rec.activations == (0.0, 1.5) and rec.max_activation == 1.5
 
 
@@ -36,9 +36,9 @@ def test_invalid_record_names_feature_and_record(tokens, acts, message):
     assert "gemma-3-270m/L6/mlp_neuron/12" in str(err.value) and "top[3]" in str(err.value)
 
 
-def test_bad_split_names_rejected():
-    with pytest.raises(RecordError, match="split 'best'"):
-        ActivationRecord(["a"], [1.0], split="best")
+def test_bad_sample_and_data_split_names_rejected():
+    with pytest.raises(RecordError, match="sample 'best'"):
+        ActivationRecord(["a"], [1.0], sample="best")
     with pytest.raises(RecordError, match="data_split"):
         ActivationRecord(["a"], [1.0], data_split="holdout")
 
@@ -56,10 +56,10 @@ def test_normalisation_matches_openai():
     assert normalize_activations([1.0, 2.0], 0.0) == [0, 0]
 
 
-def test_select_by_split_and_interleaving():
-    recs = [ActivationRecord(["x"], [float(i)], split=s, data_split=interleaved_data_split(i))
+def test_select_by_sample_and_interleaving():
+    recs = [ActivationRecord(["x"], [float(i)], sample=s, data_split=interleaved_data_split(i))
             for i, s in enumerate(["top", "top", "quantile:0", "random"])]
     fr = FeatureRecords(FID, recs)
-    assert len(fr.select(splits=["quantile"])) == 1
+    assert len(fr.select(samples=["quantile"])) == 1
     assert [r.data_split for r in recs] == ["train", "train", "valid", "test"]
     assert fr.max_activation == 3.0

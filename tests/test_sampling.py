@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from activations.sampling import SamplerConfig, StreamingSampler
+from activations.sampling import SamplerConfig, SamplerResult, StreamingSampler
 
 CTX, F = 6, 40
 
@@ -29,7 +29,7 @@ def _data(seed: int = 0, n_batches: int = 5, batch: int = 7):
     return batches
 
 
-def _run(batches, config: SamplerConfig) -> tuple[StreamingSampler, object]:
+def _run(batches, config: SamplerConfig) -> tuple[StreamingSampler, SamplerResult]:
     sampler = StreamingSampler(F, CTX, config)
     for acts, valid, ids in batches:
         sampler.update(torch.from_numpy(acts), torch.from_numpy(valid), torch.from_numpy(ids))

@@ -7,7 +7,7 @@ import math
 import pytest
 
 import scorer
-from scorer import ScoredRecord, bootstrap_ci, pick_shuffled, sanity_baseline, score_records
+from scorer import ScoredRecord, bootstrap_ci, pick_shuffled, score_records
 
 # Record 1 is perfectly predicted (r=+1), record 2 perfectly anti-predicted (r=-1): mean per-record r = 0.
 # Pooled: a=[0,1,10,11], s=[0,1,5,4]; deviations a: -5.5,-4.5,4.5,5.5; s: -2.5,-1.5,2.5,1.5
@@ -69,12 +69,13 @@ def test_subsets_are_scored_separately_and_ci_contains_the_estimate():
         bootstrap_ci([r.real for r in records[:4]], [r.predicted for r in records[:4]], seed=3)
 
 
-def test_missing_subset_is_undefined_and_sanity_baseline_has_role_shuffled():
+def test_missing_subset_is_undefined_and_a_shuffled_score_has_role_shuffled():
     records = [ScoredRecord("top", [1.0, 0.0], [1.0, 0.0]), ScoredRecord("top", [0.0, 2.0], [0.0, 1.0])]
     scores = score_records(records, methods=["ev_correlation"], n_resamples=50)
     random_only = next(s for s in scores if s.subset == "random_only")
     assert random_only.value is None and "random" in random_only.undefined_reason
-    shuffled = sanity_baseline(records, [[0.0, 1.0], [1.0, 0.0]], methods=["ev_correlation"], n_resamples=50)
+    swapped = [ScoredRecord(r.sample, r.real, p) for r, p in zip(records, [[0.0, 1.0], [1.0, 0.0]])]
+    shuffled = score_records(swapped, role="shuffled", methods=["ev_correlation"], n_resamples=50)
     assert {s.role for s in shuffled} == {"shuffled"}
     # a=[1,0,0,2], s=[0,1,1,0]: cov = -1.5, Σda² = 2.75, Σds² = 1  ->  r = -1.5/sqrt(2.75)
     assert next(s for s in shuffled if s.subset == "top_and_random").value == pytest.approx(-1.5 / 2.75 ** 0.5)

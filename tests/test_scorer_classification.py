@@ -7,9 +7,8 @@ import asyncio
 import pytest
 
 from llm_client import make_client
-from tests.closing import score_and_close
 from scorer.classification import detection_scores, fuzzing_scores, highlight
-from tests.fake_openai import fake_openai  # noqa: F401  (fixture)
+from tests.closing import score_and_close
 
 COLOURS = {"red", "blue", "green"}
 ACTIVATING = [["The", " red", " car"], ["A", " blue", " sky"], ["Grass", " is", " green"]]
@@ -26,7 +25,7 @@ def _client(fake):
     return make_client("openai:fake-model", base_url=fake.url)
 
 
-def test_detection_balanced_accuracy_and_auroc(fake_openai):  # noqa: F811
+def test_detection_balanced_accuracy_and_auroc(fake_openai):
     # Says yes on colours, but misses "green": TPR 2/3, TNR 1 -> balanced accuracy 5/6.
     fake_openai.answer = lambda ep, body: "1" if any(c in _text(body) for c in COLOURS - {"green"}) else "0"
     scores = {s.method: s for s in asyncio.run(score_and_close(detection_scores, _client(fake_openai), "colour words", ACTIVATING, QUIET))}
@@ -35,7 +34,7 @@ def test_detection_balanced_accuracy_and_auroc(fake_openai):  # noqa: F811
     assert scores["detection_auroc"].value == pytest.approx(7.5 / 9)
 
 
-def test_unreadable_answers_are_failures_not_wrong_answers(fake_openai):  # noqa: F811
+def test_unreadable_answers_are_failures_not_wrong_answers(fake_openai):
     fake_openai.answer = lambda ep, body: "maybe" if "car" in _text(body) else ("1" if any(c in _text(body) for c in COLOURS) else "0")
     scores = {s.method: s for s in asyncio.run(score_and_close(detection_scores, _client(fake_openai), "colour words", ACTIVATING, QUIET))}
     ba = scores["detection_balanced_accuracy"]
@@ -45,7 +44,7 @@ def test_unreadable_answers_are_failures_not_wrong_answers(fake_openai):  # noqa
     assert all(s.value is None and "could not be read" in s.undefined_reason for s in scores)
 
 
-def test_fuzzing_judges_true_against_random_highlights(fake_openai):  # noqa: F811
+def test_fuzzing_judges_true_against_random_highlights(fake_openai):
     assert highlight(["a", " b", " c"], {1}) == "a<< b>> c"
     fake_openai.answer = lambda ep, body: "1" if any(f"<< {c}>>" in _text(body) for c in COLOURS) else "0"
     records = [(t, [2.5 if x.strip() in COLOURS else 0.0 for x in t]) for t in ACTIVATING]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any
 
 import pytest
 
 import scorer
 
-PLANTED = {
+PLANTED: dict[str, dict[str, Any]] = {
     "digits": dict(
         true="numbers and digits",
         near=["units of measurement like metres and kilograms", "words for amounts such as many, few and several"],

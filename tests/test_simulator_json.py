@@ -10,9 +10,8 @@ import math
 import pytest
 
 from simulator import SimulationError, make_simulator
-from tests.closing import simulate_and_close
 from simulator.json_sim import parse_reply
-from tests.fake_openai import fake_openai  # noqa: F401  (fixture)
+from tests.closing import simulate_and_close
 
 TOKENS = ["The", " red", "\tcar"]
 
@@ -44,7 +43,7 @@ def _reply_for(endpoint: str, body: dict) -> str:
     return json.dumps([[t, 9 if t.strip() in {"red", "blue"} else 0] for t in tokens])
 
 
-def test_expected_values_come_from_top_logprobs_at_each_value(fake_openai):  # noqa: F811
+def test_expected_values_come_from_top_logprobs_at_each_value(fake_openai):
     fake_openai.answer = _reply_for
     fake_openai.digit_for = lambda token: int(token) if token.strip().isdigit() else 0
     sim = make_simulator("json:openai:fake-model", base_url=fake_openai.url)
@@ -59,7 +58,7 @@ def test_expected_values_come_from_top_logprobs_at_each_value(fake_openai):  # n
     assert len(a.distributions) == 3 and abs(sum(a.distributions[1]) - 1) < 1e-9
 
 
-def test_bad_reply_from_the_endpoint_fails_the_simulation(fake_openai):  # noqa: F811
+def test_bad_reply_from_the_endpoint_fails_the_simulation(fake_openai):
     fake_openai.answer = lambda endpoint, body: '[["The", 0]]'
     sim = make_simulator("json:openai:fake-model", base_url=fake_openai.url)
     with pytest.raises(SimulationError, match="record 0: the reply has 1 pairs for 3 tokens"):

@@ -10,10 +10,9 @@ import pytest
 
 from llm_client import Completion, TokenLogprobs, Usage
 from simulator import SimulationError, make_simulator
-from tests.closing import simulate_and_close
 from simulator.logprob_remote import slot_distributions
 from simulator.prompts import FEW_SHOT, escape_token, prefix_text, record_text
-from tests.fake_openai import fake_openai  # noqa: F401  (fixture)
+from tests.closing import simulate_and_close
 
 # Byte-level, whitespace, control, empty and long tokens; lengths differ so batches need padding.
 AWKWARD = [
@@ -69,7 +68,7 @@ def _expected_peaked(peak: int) -> float:
     return sum(i * w for i, w in enumerate(weights)) / sum(weights)
 
 
-def test_remote_reads_the_slot_distribution_from_echoed_prompt_logprobs(fake_openai):  # noqa: F811
+def test_remote_reads_the_slot_distribution_from_echoed_prompt_logprobs(fake_openai):
     fake_openai.digit_for = lambda token: 7 if "unknown" in token else 0
     sim = make_simulator("logprob:openai:fake-model", base_url=fake_openai.url)
     records = [[" The", "\t", " red\n", " car"], [" x"]]

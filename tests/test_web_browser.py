@@ -68,7 +68,12 @@ def test_search_filter_open_feature_and_inert_tokens(server, page, tmp_path):
 
     base, ids = server
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def on_dialog(dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
 
@@ -85,13 +90,13 @@ def test_search_filter_open_feature_and_inert_tokens(server, page, tmp_path):
     assert "min_score=0.55" in page.url
 
     page.click("#results tr.result:nth-child(2) a")  # the html-markup feature: its top record is hostile
-    page.wait_for_selector("#records .split[data-split=top] .record .tok")
-    top = page.locator("#records .split[data-split=top] .record").first
+    page.wait_for_selector("#records .sample[data-sample=top] .record .tok")
+    top = page.locator("#records .sample[data-sample=top] .record").first
     assert top.locator(".tok").count() == len(XSS_TOKENS)
     assert top.locator(".tok").all_text_contents() == XSS_TOKENS
     assert top.locator(".tok").nth(1).get_attribute("title") == '" <img src=x onerror=alert(1)>" = 5.0000'
-    assert page.locator(".split[data-split^=quantile] .record .tok").count() == 3
-    assert page.locator(".split[data-split=random] .record .tok").count() == 2
+    assert page.locator(".sample[data-sample^=quantile] .record .tok").count() == 3
+    assert page.locator(".sample[data-sample=random] .record .tok").count() == 2
     assert page.locator("img[src=x], img").count() == 0
     assert page.locator("#records script").count() == 0
     assert page.locator(".explanation-text").first.text_content() == "html markup with tags"

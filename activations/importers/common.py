@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 
 from activations.records import FeatureRecords, RecordError
 
@@ -67,6 +67,11 @@ class Fields:
             raise self.fail(f"{path}.{key}", f"expected a list, got {type(value).__name__}")
         return value
 
+    @overload
+    def number(self, value: Any, path: str, *, allow_none: Literal[False] = False) -> float: ...
+    @overload
+    def number(self, value: Any, path: str, *, allow_none: bool) -> float | None: ...
+
     def number(self, value: Any, path: str, *, allow_none: bool = False) -> float | None:
         if value is None and allow_none:
             return None
@@ -77,7 +82,7 @@ class Fields:
     def numbers(self, value: Any, path: str) -> list[float]:
         if not isinstance(value, list):
             raise self.fail(path, f"expected a list of numbers, got {type(value).__name__}")
-        return [self.number(v, f"{path}[{i}]") for i, v in enumerate(value)]  # type: ignore[misc]
+        return [self.number(v, f"{path}[{i}]") for i, v in enumerate(value)]
 
     def strings(self, value: Any, path: str) -> list[str]:
         if not isinstance(value, list) or not all(isinstance(t, str) for t in value):

@@ -1,22 +1,31 @@
 """Neuronpedia dashboard JSON: `{model_id, layer, sae_set, features: [{feature_index, frac_nonzero,
 activations: [{tokens, values, bin_min, bin_max, ...}], ...}]}`.
 
-Activation groups map to our splits: `bin_min == -1` marks the top-activating examples; the other bins are
+Activation groups map to our sample kinds: `bin_min == -1` marks the top-activating examples; the other bins are
 activation-interval samples, the lowest of which (starting at 0, holding almost every token) is in effect
 a random sample; the rest become quantile:<i>, in ascending order of their interval.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 from activations.importers.common import Fields, ImportedFeature
-from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, RecordError, interleaved_data_split
+from activations.records import (
+    ActivationRecord,
+    FeatureId,
+    FeatureRecords,
+    FeatureStats,
+    RecordError,
+    interleaved_data_split,
+)
+from activations.vocab import SampleKind
 
-DASHBOARD_EXTRA_KEYS = ("pos_str", "pos_values", "neg_str", "neg_values", "n_prompts_total", "n_tokens_in_prompt", "dataset")
+DASHBOARD_EXTRA_KEYS = ("pos_str", "pos_values", "neg_str", "neg_values", "n_prompts_total", "n_tokens_in_prompt",
+                        "dataset")
 
 
-def is_neuronpedia(obj: Any) -> bool:
+def is_neuronpedia(obj: object) -> TypeGuard[dict[str, Any]]:
     return isinstance(obj, dict) and "features" in obj and ("model_id" in obj or "sae_set" in obj)
 
 
@@ -25,7 +34,7 @@ def sae_name(layer: int, sae_set: str) -> str:
     return f"{layer}-{sae_set}"
 
 
-def _split_of_bins(f: Fields, activations: list, path: str) -> list[str]:
+def _sample_of_bins(f: Fields, activations: list, path: str) -> list[str]:
     mins = []
     for i, act in enumerate(activations):
         bin_min = f.number(f.get(act, "bin_min", f"{path}[{i}]", required=False, default=-1), f"{path}[{i}].bin_min")
@@ -33,8 +42,9 @@ def _split_of_bins(f: Fields, activations: list, path: str) -> list[str]:
     interval_bins = sorted({m for m in mins if m != -1})
     names = {}
     for rank, m in enumerate(interval_bins):
-        names[m] = "random" if rank == 0 and m == 0 else f"quantile:{rank - (1 if interval_bins[0] == 0 else 0)}"
-    return ["top" if m == -1 else names[m] for m in mins]
+        first_quantile = 1 if interval_bins[0] == 0 else 0
+        names[m] = SampleKind.RANDOM if rank == 0 and m == 0 else SampleKind.quantile(rank - first_quantile)
+    return [SampleKind.TOP if m == -1 else names[m] for m in mins]
 
 
 def parse_neuronpedia(obj: dict, source: str, model: str | None = None) -> list[ImportedFeature]:
@@ -52,17 +62,18 @@ def parse_neuronpedia(obj: dict, source: str, model: str | None = None) -> list[
         fid = FeatureId(model=model, layer=layer, kind="sae_latent", index=f.int_(feat, "feature_index", path),
                         sae=sae_name(layer, sae_set))
         acts = f.list_(feat, "activations", path)
-        splits = _split_of_bins(f, acts, f"{path}.activations")
-        records, positions = [], {}
-        for j, (act, split) in enumerate(zip(acts, splits)):
+        samples = _sample_of_bins(f, acts, f"{path}.activations")
+        records: list[ActivationRecord] = []
+        positions: dict[str, int] = {}
+        for j, (act, sample) in enumerate(zip(acts, samples)):
             rpath = f"{path}.activations[{j}]"
             tokens = f.strings(f.get(act, "tokens", rpath), f"{rpath}.tokens")
             values = f.numbers(f.get(act, "values", rpath), f"{rpath}.values")
-            position = positions.get(split, 0)
-            positions[split] = position + 1
+            position = positions.get(sample, 0)
+            positions[sample] = position + 1
             try:
-                records.append(ActivationRecord(tokens, values, split=split, data_split=interleaved_data_split(position),
-                                                label=rpath, feature=fid))
+                records.append(ActivationRecord(tokens, values, sample=sample,
+                                                data_split=interleaved_data_split(position), label=rpath, feature=fid))
             except RecordError as exc:
                 raise f.record_error(rpath, exc) from None
         frac = f.number(f.get(feat, "frac_nonzero", path, required=False), f"{path}.frac_nonzero", allow_none=True)

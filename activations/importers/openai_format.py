@@ -5,7 +5,7 @@ Their public data is GPT-2 XL; the files do not name the model, so the caller su
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 from activations.importers.common import Fields, ImportedExplanation, ImportedFeature, ImportedScoredSequence
 from activations.records import (
@@ -16,17 +16,19 @@ from activations.records import (
     RecordError,
     interleaved_data_split,
 )
+from activations.vocab import SampleKind
 
 DEFAULT_OPENAI_MODEL = "gpt2-xl"
 SCORE_KEYS = {"ev_correlation_score": "ev_correlation", "rsquared_score": "rsquared",
               "absolute_dev_explained_score": "absolute_dev_explained"}
 
 
-def is_neuron_record(obj: Any) -> bool:
-    return isinstance(obj, dict) and (obj.get("dataclass_name") == "NeuronRecord" or "most_positive_activation_records" in obj)
+def is_neuron_record(obj: object) -> TypeGuard[dict[str, Any]]:
+    return isinstance(obj, dict) and (obj.get("dataclass_name") == "NeuronRecord"
+                                      or "most_positive_activation_records" in obj)
 
 
-def is_explanation_results(obj: Any) -> bool:
+def is_explanation_results(obj: object) -> TypeGuard[dict[str, Any]]:
     return isinstance(obj, dict) and "scored_explanations" in obj
 
 
@@ -36,14 +38,14 @@ def _feature_id(f: Fields, obj: dict, path: str, model: str) -> FeatureId:
                      index=f.int_(nid, "neuron_index", f"{path}.neuron_id"))
 
 
-def _records(f: Fields, raw: list, path: str, split: str, fid: FeatureId) -> list[ActivationRecord]:
+def _records(f: Fields, raw: list, path: str, sample: str, fid: FeatureId) -> list[ActivationRecord]:
     out = []
     for i, rec in enumerate(raw):
         rpath = f"{path}[{i}]"
         tokens = f.strings(f.get(rec, "tokens", rpath), f"{rpath}.tokens")
         acts = f.numbers(f.get(rec, "activations", rpath), f"{rpath}.activations")
         try:
-            out.append(ActivationRecord(tokens, acts, split=split, data_split=interleaved_data_split(i),
+            out.append(ActivationRecord(tokens, acts, sample=sample, data_split=interleaved_data_split(i),
                                         label=rpath, feature=fid))
         except RecordError as exc:
             raise f.record_error(rpath, exc) from None
@@ -53,10 +55,11 @@ def _records(f: Fields, raw: list, path: str, split: str, fid: FeatureId) -> lis
 def parse_neuron_record(obj: dict, source: str, model: str = DEFAULT_OPENAI_MODEL) -> ImportedFeature:
     f = Fields(source)
     fid = _feature_id(f, obj, "", model)
-    records = _records(f, f.list_(obj, "most_positive_activation_records", ""), "most_positive_activation_records", "top", fid)
-    records += _records(f, f.list_(obj, "random_sample", "", required=False), "random_sample", "random", fid)
+    records = _records(f, f.list_(obj, "most_positive_activation_records", ""), "most_positive_activation_records",
+                       SampleKind.TOP, fid)
+    records += _records(f, f.list_(obj, "random_sample", "", required=False), "random_sample", SampleKind.RANDOM, fid)
     for q, bin_records in enumerate(f.list_(obj, "random_sample_by_quantile", "", required=False)):
-        records += _records(f, bin_records, f"random_sample_by_quantile[{q}]", f"quantile:{q}", fid)
+        records += _records(f, bin_records, f"random_sample_by_quantile[{q}]", SampleKind.quantile(q), fid)
     if not records:
         raise f.fail("most_positive_activation_records", "no activation records in the file")
     boundaries = f.numbers(f.get(obj, "quantile_boundaries", "", required=False, default=[]), "quantile_boundaries")
@@ -95,7 +98,8 @@ def parse_explanation_results(obj: dict, source: str, model: str = DEFAULT_OPENA
                                      f"{qpath}.simulation.expected_activations")
                 true = f.numbers(f.get(seq, "true_activations", qpath), f"{qpath}.true_activations")
                 if not (len(tokens) == len(expected) == len(true)):
-                    raise f.fail(qpath, f"{len(tokens)} tokens, {len(expected)} expected and {len(true)} true activations")
+                    raise f.fail(qpath, f"{len(tokens)} tokens, {len(expected)} expected and {len(true)} true "
+                                        "activations")
                 ev = f.number(seq.get("ev_correlation_score"), f"{qpath}.ev_correlation_score", allow_none=True)
                 sequences.append(ImportedScoredSequence(tokens, true, expected, ev))
         explanations.append(ImportedExplanation(text=text.strip(), scores=scores, sequences=sequences))

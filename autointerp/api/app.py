@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from autointerp.api import features, jobs
+from autointerp.api import features, jobs, runs
 from autointerp.api.embedder import SentenceEmbedder
 from autointerp.api.errors import install_error_handlers
-from autointerp.api.security import TOKEN_ENV, SecurityHeaders
+from autointerp.api.security import SecurityHeaders
+from autointerp.settings import get_settings
+from llm_client.local_models import use_cache_dir
 from storage.db import Database
 
 WEB = Path(__file__).resolve().parent.parent / "web"
@@ -26,23 +27,27 @@ def _swagger_assets() -> Path:
 
 
 def create_app(db_url: str | None = None, *, embedder: SentenceEmbedder | None = None) -> FastAPI:
-    """The service on the database at `db_url` (default: $AUTOINTERP_DB or ./autointerp.db). Write endpoints
-    are enabled only when $AUTOINTERP_API_TOKEN is set (read when the app is created)."""
+    """The service on the database at `db_url` (default: the settings' database, $AUTOINTERP_DB or
+    ./autointerp.db). The environment is read once, here: write endpoints are enabled only when
+    $AUTOINTERP_API_TOKEN is set, and jobs call the endpoint in $OPENAI_BASE_URL."""
+    settings = get_settings()
+    use_cache_dir(settings.cache_dir)  # jobs may load local models
     app = FastAPI(
         title="autointerp",
         summary="Features of language models, their explanations, simulations and scores.",
         docs_url=None,  # served below from local files: the default page loads its scripts from a CDN
         redoc_url=None,
     )
-    app.state.db = Database(db_url)
-    app.state.embedder = embedder or SentenceEmbedder()
-    app.state.api_token = os.environ.get(TOKEN_ENV) or None
-    app.state.jobs = jobs.JobRunner(app.state.db)
+    app.state.db = Database(db_url or settings.database_url)
+    app.state.embedder = embedder or SentenceEmbedder(local_files_only=settings.offline)
+    app.state.api_token = settings.api_token
+    app.state.jobs = jobs.JobRunner(app.state.db, base_url=settings.openai_base_url)
 
     app.add_middleware(SecurityHeaders)
     install_error_handlers(app)
     app.include_router(features.router)
     app.include_router(jobs.router)
+    app.include_router(runs.router)
 
     app.mount("/static", StaticFiles(directory=WEB), name="static")
     app.mount("/_swagger", StaticFiles(directory=_swagger_assets()), name="swagger")

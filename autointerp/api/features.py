@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy.orm import Session
 
 from activations.records import FeatureId, RecordError
-from autointerp.api.deps import RowId, get_embedder, get_session
-from autointerp.api.embedder import SentenceEmbedder
+from autointerp.api.deps import EmbedderDep, RowId, SessionDep
+from autointerp.api.schemas import FeatureDetail, FeatureKind, FeaturePage, ModelInfo, SimilarFeatures
 from storage.feature_detail import feature_detail
 from storage.queries import MAX_SEARCH_CHARS, FeatureQuery, list_models, query_features
 from storage.repository import find_feature
@@ -25,31 +25,38 @@ router = APIRouter(prefix="/api", tags=["features"])
 
 Name = Annotated[str | None, Query(max_length=MAX_NAME_CHARS)]
 Layer = Annotated[int | None, Query(ge=0, le=100_000)]
-Kind = Annotated[Literal["mlp_neuron", "sae_latent"] | None, Query()]
+Kind = Annotated[FeatureKind | None, Query()]
+
+# Routes return storage's dicts; `response_model` validates and documents them (the return annotation says dict
+# because that is what the function builds). Unset optional keys (`similarity`) stay out of the JSON.
 
 
-@router.get("/models", summary="Subject models with their layers, feature counts and SAEs")
-def models(session: Session = Depends(get_session)) -> list[dict[str, Any]]:
+@router.get("/models", response_model=list[ModelInfo],
+            summary="Subject models with their layers, feature counts and SAEs")
+def models(session: SessionDep) -> list[dict[str, Any]]:
     return list_models(session)
 
 
-@router.get("/features", summary="Features sorted by score (or by similarity with `semantic`), paginated")
+@router.get("/features", response_model=FeaturePage, response_model_exclude_unset=True,
+            summary="Features sorted by score (or by similarity with `semantic`), paginated")
 def features(
+    session: SessionDep,
+    embedder: EmbedderDep,
     model: Name = None,
     layer: Layer = None,
     kind: Kind = None,
     sae: Name = None,
-    min_score: Annotated[float | None, Query(ge=-1e6, le=1e6, description="keep features scoring at least this")] = None,
+    min_score: Annotated[float | None,
+                         Query(ge=-1e6, le=1e6, description="keep features scoring at least this")] = None,
     method: Annotated[str, Query(max_length=50, pattern=NAME_PATTERN)] = "ev_correlation",
     subset: Annotated[str, Query(max_length=30, pattern=NAME_PATTERN)] = "top_and_random",
     explainer: Name = None,
     simulator: Name = None,
     q: Annotated[str | None, Query(max_length=MAX_SEARCH_CHARS, description="keyword search in explanations")] = None,
-    semantic: Annotated[str | None, Query(max_length=MAX_SEMANTIC_CHARS, description="rank by meaning of explanations")] = None,
+    semantic: Annotated[str | None,
+                        Query(max_length=MAX_SEMANTIC_CHARS, description="rank by meaning of explanations")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-    session: Session = Depends(get_session),
-    embedder: SentenceEmbedder = Depends(get_embedder),
 ) -> dict[str, Any]:
     query = FeatureQuery(
         model=model, layer=layer, kind=kind, sae=sae, min_score=min_score, search=q or None,
@@ -65,17 +72,18 @@ def features(
     return {"items": items[:limit], "limit": limit, "offset": offset, "has_more": len(items) > limit, "order": order}
 
 
-@router.get("/features/by-key", summary="One feature by model, layer, index (and SAE)")
+@router.get("/features/by-key", response_model=FeatureDetail, summary="One feature by model, layer, index (and SAE)")
 def feature_by_key(
+    session: SessionDep,
     model: Annotated[str, Query(max_length=MAX_NAME_CHARS)],
     layer: Annotated[int, Query(ge=0)],
     index: Annotated[int, Query(ge=0)],
     sae: Name = None,
     kind: Kind = None,
-    session: Session = Depends(get_session),
 ) -> dict[str, Any]:
     try:
-        fid = FeatureId(model=model, layer=layer, kind=kind or ("sae_latent" if sae else "mlp_neuron"), index=index, sae=sae)
+        kind = kind or ("sae_latent" if sae else "mlp_neuron")
+        fid = FeatureId(model=model, layer=layer, kind=kind, index=index, sae=sae)
     except RecordError as exc:
         raise HTTPException(422, str(exc)) from None
     row = find_feature(session, fid)
@@ -84,17 +92,19 @@ def feature_by_key(
     return _detail_or_404(session, row.id)
 
 
-@router.get("/features/{feature_id}", summary="One feature: stats, records, explanations, scores, simulations")
-def feature(feature_id: RowId, session: Session = Depends(get_session)) -> dict[str, Any]:
+@router.get("/features/{feature_id}", response_model=FeatureDetail,
+            summary="One feature: stats, records, explanations, scores, simulations")
+def feature(feature_id: RowId, session: SessionDep) -> dict[str, Any]:
     return _detail_or_404(session, feature_id)
 
 
-@router.get("/features/{feature_id}/similar", summary="Features whose explanations mean something close")
+@router.get("/features/{feature_id}/similar", response_model=SimilarFeatures, response_model_exclude_unset=True,
+            summary="Features whose explanations mean something close")
 def similar(
     feature_id: RowId,
+    session: SessionDep,
+    embedder: EmbedderDep,
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
-    session: Session = Depends(get_session),
-    embedder: SentenceEmbedder = Depends(get_embedder),
 ) -> dict[str, Any]:
     items = similar_features(session, feature_id, embedder=embedder.name, embed=embedder, limit=limit)
     session.commit()

@@ -1,144 +1,113 @@
-"""Batch jobs from the API: explain or rescore in a background thread of the serve process, followed through
-the Run row the pipeline keeps up to date (status, and stats with features done/total/failed, tokens, cost)."""
+"""Batch jobs from the API: explain or rescore in a background thread of the serve process. The API creates
+the run row itself and hands its id to the pipeline, which keeps it up to date (status, and stats with
+features done/total/failed, tokens, cost); GET /api/jobs/{id} reads it back."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import threading
-import time
-import uuid
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from autointerp.api.deps import RowId, get_session
+from activations.vocab import RunKind, RunStatus
+from autointerp.api.deps import RowId, SessionDep
+from autointerp.api.schemas import Job, JobStarted
 from autointerp.api.security import require_write_token
+from autointerp.pipeline.context import check_selection
+from autointerp.pipeline.options import ExplainOptions, RescoreOptions
+from storage import runs
 from storage.db import Database
-from storage.schema import Run
 
 log = logging.getLogger(__name__)
 
-JOB_KINDS = ("explain", "rescore")
-API_JOB_KEY = "api_job"
-POLL_S = 0.05
+JOB_KINDS = (RunKind.EXPLAIN, RunKind.RESCORE)
 MAX_JOBS_LISTED = 200
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 
-def _pipeline(kind: str) -> tuple[type, Callable[..., int]]:
-    # Imported on first use: the pipeline pulls in model and LLM code the read-only viewer never needs.
-    if kind == "explain":
-        from autointerp.pipeline.explain_run import run_explain
-        from autointerp.pipeline.options import ExplainOptions
-
-        return ExplainOptions, run_explain
-    from autointerp.pipeline.options import RescoreOptions
-    from autointerp.pipeline.rescore_run import run_rescore
-
-    return RescoreOptions, run_rescore
-
-
-def build_options(kind: str, body: dict[str, Any]) -> Any:
-    """The pipeline's options dataclass for `kind` from a JSON body; ValueError names the bad key."""
-    options_cls, _ = _pipeline(kind)
-    # The server talks only to the endpoints it was configured with (OPENAI_BASE_URL): a job may not name a URL.
-    allowed = {f.name for f in dataclasses.fields(options_cls) if not f.name.endswith("url")}
+def build_options(kind: str, body: dict[str, Any], *, base_url: str | None) -> ExplainOptions | RescoreOptions:
+    """The pipeline's options for `kind` from a JSON body; ValueError names the bad key."""
+    options_cls: type[ExplainOptions | RescoreOptions] = ExplainOptions if kind == RunKind.EXPLAIN else RescoreOptions
+    # The server talks only to the endpoint it was configured with: a job may not name a URL.
+    url_fields = {f.name for f in dataclasses.fields(options_cls) if f.name.endswith("url")}
+    allowed = {f.name for f in dataclasses.fields(options_cls)} - url_fields
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ValueError(f"unknown or forbidden option(s) {unknown} for a {kind} job; allowed: {sorted(allowed)}")
     if not isinstance(body.get("extra", {}), dict):
         raise ValueError("extra must be a JSON object")
     try:
-        return options_cls(**body)
+        return options_cls(**body, **dict.fromkeys(url_fields, base_url))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"invalid {kind} job options: {exc}") from None
 
 
-def run_dict(run: Run) -> dict[str, Any]:
-    return {
-        "id": run.id, "kind": run.kind, "status": run.status, "config": run.config, "stats": run.stats,
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-    }
+Work = Callable[[Database, int], object]  # (database, run id): fills in and finishes the run row
 
 
-@dataclass
-class _Job:
-    tag: str
-    thread: threading.Thread | None = None
-    error: BaseException | None = None
-    finished: threading.Event = field(default_factory=threading.Event)
+def _work(options: ExplainOptions | RescoreOptions) -> Work:
+    """What the job thread does. Imported on first use: the pipeline pulls in model and LLM code the
+    read-only viewer never needs."""
+    if isinstance(options, RescoreOptions):
+        from autointerp.pipeline.rescore_run import run_rescore
+
+        return lambda db, run_id: run_rescore(db, options, run_id=run_id, show_progress=False)
+    if options.dry_run:
+        from autointerp.pipeline.dry_run import estimate
+
+        def dry_run(db: Database, run_id: int) -> None:
+            # An estimate only, sending nothing to any LLM: the estimate is the run's result.
+            result = estimate(db, options)
+            with db.session() as session, session.begin():
+                runs.finish_run(session, run_id, RunStatus.DONE, {"dry_run": True, "estimate": result})
+
+        return dry_run
+    from autointerp.pipeline.explain_run import run_explain
+
+    return lambda db, run_id: run_explain(db, options, run_id=run_id, show_progress=False)
 
 
 class JobRunner:
-    """Starts pipeline runs in daemon threads and remembers which runs this process is executing.
+    """Starts jobs in daemon threads and remembers which runs this process is executing."""
 
-    The pipeline creates its own Run row; a unique tag in the options' `extra` (recorded in the run's config)
-    tells the submitter which row is its job's, so the run id can be returned as soon as the run starts.
-    """
-
-    def __init__(self, db: Database, *, start_timeout_s: float = 120.0) -> None:
+    def __init__(self, db: Database, *, base_url: str | None = None) -> None:
         self.db = db
-        self.start_timeout_s = start_timeout_s
+        self.base_url = base_url
         self._threads: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
 
     def submit(self, kind: str, body: dict[str, Any]) -> int:
-        """Start a job; returns its run id once the run exists. Errors raised before that (bad options,
-        nothing to do) propagate: ValueError for the caller's input."""
-        options = build_options(kind, body)
-        _, run_fn = _pipeline(kind)
-        job = _Job(tag=uuid.uuid4().hex)
-        options.extra = {**options.extra, API_JOB_KEY: job.tag}
-        with self.db.session() as session:
-            floor = session.scalar(select(func.max(Run.id))) or 0
-        job.thread = threading.Thread(target=self._execute, args=(run_fn, options, job), name=f"job-{kind}", daemon=True)
-        job.thread.start()
-        run_id = self._wait_for_run(kind, floor, job)
+        """Check the job, create its run row and start it; returns the run id. Bad options and a selection
+        that is not in the database raise ValueError (the caller's input); later errors go on the row."""
+        options = build_options(kind, body, base_url=self.base_url)
+        check_selection(self.db, options)
+        work = _work(options)
+        with self.db.session() as session, session.begin():
+            run_id = runs.start_run(session, kind, options.as_dict())
+        thread = threading.Thread(target=self._execute, args=(work, run_id), name=f"job-{run_id}", daemon=True)
         with self._lock:
-            self._threads[run_id] = job.thread
+            self._threads[run_id] = thread
+        thread.start()
         return run_id
 
-    def _execute(self, run_fn: Callable[..., int], options: Any, job: _Job) -> None:
+    def _execute(self, work: Work, run_id: int) -> None:
         try:
-            run_fn(self.db, options, show_progress=False)
-        except BaseException as exc:  # noqa: BLE001 - a job thread must record, not lose, its failure
-            job.error = exc
-            log.exception("job %s failed", job.tag)
-            self._record_error(job, exc)
-        finally:
-            job.finished.set()
+            work(self.db, run_id)
+        except BaseException as exc:  # a job thread must record, not lose, its failure
+            log.exception("job %s failed", run_id)
+            self._record_failure(run_id, f"{type(exc).__name__}: {exc}")
 
-    def _find_run(self, kind: str, floor: int, tag: str) -> int | None:
-        with self.db.session() as session:
-            runs = session.scalars(select(Run).where(Run.id > floor, Run.kind == kind).order_by(Run.id))
-            return next((r.id for r in runs if (r.config or {}).get("extra", {}).get(API_JOB_KEY) == tag), None)
-
-    def _wait_for_run(self, kind: str, floor: int, job: _Job) -> int:
-        deadline = time.monotonic() + self.start_timeout_s
-        while True:
-            ended = job.finished.wait(POLL_S)
-            run_id = self._find_run(kind, floor, job.tag)
-            if run_id is not None:
-                return run_id
-            if ended:
-                if isinstance(job.error, ValueError):
-                    raise ValueError(str(job.error))
-                raise RuntimeError(f"the {kind} job ended before starting a run: {job.error!r}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the {kind} job did not start a run within {self.start_timeout_s:.0f}s")
-
-    def _record_error(self, job: _Job, exc: BaseException) -> None:
-        # The pipeline marks its run failed; the reason goes into the stats so GET /api/jobs/{id} shows it.
+    def _record_failure(self, run_id: int, message: str) -> None:
+        # The pipeline marks its run failed once it has taken the row; an error before that leaves it running.
         with self.db.session() as session, session.begin():
-            for run in session.scalars(select(Run).where(Run.status.in_(("running", "failed"))).order_by(Run.id.desc()).limit(50)):
-                if (run.config or {}).get("extra", {}).get(API_JOB_KEY) == job.tag:
-                    run.stats = {**(run.stats or {}), "error": f"{type(exc).__name__}: {exc}"[:1000]}
+            run = runs.get_run(session, run_id)
+            if run is not None and run["status"] in (RunStatus.RUNNING, RunStatus.STALE):
+                runs.finish_run(session, run_id, RunStatus.FAILED)
+            runs.add_error(session, run_id, message)
 
     def active(self, run_id: int) -> bool:
         with self._lock:
@@ -150,37 +119,36 @@ def get_runner(request: Request) -> JobRunner:
     return request.app.state.jobs
 
 
-@router.post("", status_code=202, dependencies=[Depends(require_write_token)], summary="Start an explain or rescore job")
+RunnerDep = Annotated[JobRunner, Depends(get_runner)]
+
+
+@router.post("", status_code=202, dependencies=[Depends(require_write_token)],
+             summary="Start an explain or rescore job")
 def submit_job(
     body: Annotated[dict[str, Any], Body(examples=[{"kind": "explain", "model": "gemma-3-270m", "layer": 6}])],
-    runner: JobRunner = Depends(get_runner),
-) -> dict[str, Any]:
+    runner: RunnerDep,
+) -> JobStarted:
     kind = body.get("kind")
     if kind not in JOB_KINDS:
-        raise HTTPException(422, f"kind must be one of {list(JOB_KINDS)} (got {kind!r})")
-    options = {k: v for k, v in body.items() if k != "kind"}
+        raise HTTPException(422, f"kind must be one of {[str(k) for k in JOB_KINDS]} (got {kind!r})")
     try:
-        run_id = runner.submit(kind, options)
+        run_id = runner.submit(kind, {k: v for k, v in body.items() if k != "kind"})
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    except (RuntimeError, TimeoutError) as exc:
-        raise HTTPException(500, str(exc)) from None
-    return {"run_id": run_id, "status_url": f"/api/jobs/{run_id}"}
+    return JobStarted(run_id=run_id, status_url=f"/api/jobs/{run_id}")
 
 
-@router.get("", summary="Recent explain and rescore runs with their progress")
+@router.get("", response_model=list[Job], summary="Recent explain and rescore runs with their progress")
 def list_jobs(
-    limit: Annotated[int, Query(ge=1, le=MAX_JOBS_LISTED)] = 50,
-    session: Session = Depends(get_session),
-    runner: JobRunner = Depends(get_runner),
+    session: SessionDep, runner: RunnerDep, limit: Annotated[int, Query(ge=1, le=MAX_JOBS_LISTED)] = 50,
 ) -> list[dict[str, Any]]:
-    runs = session.scalars(select(Run).where(Run.kind.in_(JOB_KINDS)).order_by(Run.id.desc()).limit(limit))
-    return [{**run_dict(r), "active_here": runner.active(r.id)} for r in runs]
+    listed = runs.list_runs(session, kinds=JOB_KINDS, limit=limit)
+    return [{**run, "active_here": runner.active(run["id"])} for run in listed]
 
 
-@router.get("/{run_id}", summary="One run with its progress")
-def get_job(run_id: RowId, session: Session = Depends(get_session), runner: JobRunner = Depends(get_runner)) -> dict[str, Any]:
-    run = session.get(Run, run_id)
+@router.get("/{run_id}", response_model=Job, summary="One run with its progress")
+def get_job(run_id: RowId, session: SessionDep, runner: RunnerDep) -> dict[str, Any]:
+    run = runs.get_run(session, run_id)
     if run is None:
         raise HTTPException(404, f"no run with id {run_id}")
-    return {**run_dict(run), "active_here": runner.active(run_id)}
+    return {**run, "active_here": runner.active(run_id)}

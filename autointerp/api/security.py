@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 
 from fastapi import HTTPException, Request
+from pydantic import SecretStr
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
 
@@ -33,8 +34,8 @@ class SecurityHeaders(BaseHTTPMiddleware):
 
 def require_write_token(request: Request) -> None:
     """Dependency of write endpoints: 403 when the server is read-only, 401 without the right bearer token."""
-    expected: str | None = request.app.state.api_token
-    if not expected:
+    token: SecretStr | None = request.app.state.api_token
+    if token is None:
         raise HTTPException(
             403,
             f"this server is read-only: write endpoints are enabled only when {TOKEN_ENV} is set in the "
@@ -42,7 +43,7 @@ def require_write_token(request: Request) -> None:
         )
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     # Constant-time comparison: response timing must not reveal how much of a guess was right.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
         raise HTTPException(
             401, "missing or wrong API token: send 'Authorization: Bearer <token>' with the value of "
             f"{TOKEN_ENV}", headers={"WWW-Authenticate": "Bearer"},

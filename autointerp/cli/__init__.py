@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from autointerp.cli import collect, demo, explain, export, importing, query, serve, simulate
+from autointerp.cli import collect, demo, explain, export, importing, query, runs, serve, simulate
+from autointerp.settings import get_settings
+from llm_client.local_models import use_cache_dir
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -18,8 +20,10 @@ def main() -> None:
       autointerp query --layer 6 --min-score 0.5
       autointerp serve
     """
+    # Local models convert once into the cache dir the settings name; every command may load one.
+    use_cache_dir(get_settings().cache_dir)
 
 
-for module in (collect, explain, simulate, importing, query, export, serve, demo):
+for module in (collect, explain, simulate, importing, query, export, runs, serve, demo):
     for command in module.COMMANDS:
         main.add_command(command)

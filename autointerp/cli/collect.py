@@ -1,31 +1,19 @@
-"""`autointerp collect`: run the subject model over a corpus and store activation records per feature.
-
-Resumable by layer: a layer whose features a finished collection stored is skipped on a rerun (or
-replaced with --overwrite). Each layer is written in one transaction when the pass ends, and the run row
-says running / done / failed / interrupted, so a stopped run never leaves a layer that looks complete.
-"""
+"""`autointerp collect`: parse what to collect (layers, SAE, sampler settings) and hand it to the
+collection run (`autointerp.pipeline.collect_run`)."""
 
 from __future__ import annotations
 
 import sys
-import time
-from dataclasses import asdict
-from typing import Any, Callable
 
 import click
-from tqdm import tqdm
 
-from activations.collect import CollectConfig, Target, check_targets, collect, neuron_target, sae_target
-from activations.corpus import open_corpus
-from activations.hooks import n_layers
-from activations.sae import describe, load_sae
+from activations.collect_config import CollectConfig, Target, neuron_target, sae_target
+from activations.sae import load_sae
 from activations.sampling import SamplerConfig
 from autointerp.cli.options import db_option, user_errors
-from llm_client.local_models import ModelLoadError, load_model, local_model_name
-from storage.collection_store import layer_complete, save_layer
+from autointerp.pipeline.collect_run import run_collect
+from llm_client.local_models import ModelLoadError
 from storage.db import Database
-from storage.repository import finish_run, start_run
-from storage.schema import Run
 
 
 def parse_layers(text: str | None) -> list[int]:
@@ -52,63 +40,6 @@ def build_targets(layers: list[int], sae_path: str | None, sae_hook: str | None,
         raise click.UsageError(f"SAE {sae.name} hooks layer {sae.hook.layer} ({sae.hook}), not --layers {layers[0]}; "
                                "drop --layers or pass --sae-hook")
     return [sae_target(sae)]
-
-
-def run_collect(
-    db: Database, model_spec: str, targets: list[Target], corpus_spec: str, config: CollectConfig, *,
-    device: str = "auto", dtype: str | None = None, overwrite: bool = False,
-    progress: Callable[[int], None] | None = None, log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Collect and store every target not already complete; returns the run's statistics."""
-    name = local_model_name(model_spec)
-    with db.session() as session:
-        todo = [t for t in targets if overwrite or not layer_complete(session, name, t.layer, t.kind, t.sae_name)]
-    for target in targets:
-        if target not in todo:
-            log(f"{target}: already collected, skipped (use --overwrite to redo it)")
-    if not todo:
-        return {"skipped": len(targets)}
-    corpus = open_corpus(corpus_spec)
-    try:
-        loaded = load_model(name, device=device, dtype=dtype)
-    except ModelLoadError as exc:
-        # transformers' own reasons span several lines; the CLI prints one.
-        raise ModelLoadError(" ".join(str(exc).split())) from None
-    check_targets(loaded.model, todo)  # before any forward pass, and before a run row exists
-    run_config = {"model": name, "corpus": corpus.name, "targets": [str(t) for t in todo], "device": loaded.device,
-                  "dtype": str(loaded.dtype), **asdict(config)}
-    with db.session() as session, session.begin():
-        run_id = start_run(session, "collect", run_config).id
-    status, stats = "failed", {}
-    try:
-        start = time.perf_counter()
-        results = collect(loaded.model, loaded.tokenizer, corpus, todo, name, config, progress)
-        log(f"collected {', '.join(map(str, results))} in {time.perf_counter() - start:.1f} s")
-        for target, features in results.items():
-            start = time.perf_counter()
-            with db.session() as session, session.begin():
-                run = session.get(Run, run_id)
-                sae_info = _sae_info(target)
-                n = save_layer(session, run, name, features, n_layers=n_layers(loaded.model), sae_info=sae_info)
-            dead = sum(1 for f in features if f.stats is not None and f.stats.dead)
-            stats[str(target)] = {"features": len(features), "dead": dead, "records": n}
-            log(f"{target}: stored {len(features)} features ({dead} dead), {n} records in {time.perf_counter() - start:.1f} s")
-        status = "done"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        with db.session() as session, session.begin():
-            finish_run(session, session.get(Run, run_id), status, stats)
-    return stats
-
-
-def _sae_info(target: Target) -> dict[str, Any] | None:
-    if target.sae is None:
-        return None
-    info = describe(target.sae)
-    return {"name": info["name"], "layer": target.layer, "hook": info["hook"], "width": info["d_sae"],
-            "architecture": info["architecture"], "path": info["path"], "meta": info}
 
 
 @click.command("collect")
@@ -152,31 +83,8 @@ def collect_command(model_spec: str, layers: str | None, sae_path: str | None, s
         ctx_len=ctx_len, max_tokens=max_tokens, batch_size=batch_size,
         sampler=SamplerConfig(top_k=top_k, n_random=n_random, n_quantiles=n_quantiles, per_quantile=per_quantile, seed=seed),
     )
-    db = Database(db_url)
-    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
-    with _LazyBar(max_tokens) as bar:
-        run_collect(db, model_spec, targets, corpus_spec, config, device=device, dtype=dtype, overwrite=overwrite,
-                    progress=bar.update, log=log)
-
-
-class _LazyBar:
-    """A tqdm bar opened at the first batch, so a bad model, corpus or SAE errors out without a stray bar."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.bar: tqdm | None = None
-
-    def update(self, n: int) -> None:
-        if self.bar is None:
-            self.bar = tqdm(total=self.total, unit="tok", unit_scale=True, file=sys.stderr, desc="collect", dynamic_ncols=True)
-        self.bar.update(n)
-
-    def __enter__(self) -> "_LazyBar":
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    run_collect(Database(db_url), model_spec, targets, corpus_spec, config, device=device, dtype=dtype,
+                overwrite=overwrite, show_progress=sys.stderr.isatty(), log=lambda msg: click.echo(msg, err=True))
 
 
 def _cuda() -> bool:

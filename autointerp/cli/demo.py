@@ -5,23 +5,19 @@ from __future__ import annotations
 import sys
 
 import click
-from sqlalchemy import select
 
 from autointerp.cli.collect import collect_command
 from autointerp.cli.options import db_option
 from autointerp.pipeline.options import ExplainOptions
 from autointerp.pipeline.summary import print_run_summary
 from storage.db import Database
-from storage.schema import Feature, SubjectModel
+from storage.repository import live_neuron_indices
 
 
 def live_features(db: Database, model: str, layer: int, n: int) -> list[int]:
-    """The first n features of the layer that fired, spread evenly over the layer's indices."""
+    """n neurons of the layer that fired, spread evenly over the layer's indices."""
     with db.session() as session:
-        indices = list(session.scalars(
-            select(Feature.index).join(SubjectModel, SubjectModel.id == Feature.model_id)
-            .where(SubjectModel.name == model, Feature.layer == layer, Feature.kind == "mlp_neuron",
-                   Feature.dead.is_(False)).order_by(Feature.index)))
+        indices = live_neuron_indices(session, model, layer)
     step = max(1, len(indices) // n)
     return indices[::step][:n]
 

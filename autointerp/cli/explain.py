@@ -12,6 +12,7 @@ from autointerp.cli.options import db_option, user_errors
 from autointerp.pipeline.compare import compare_explainers
 from autointerp.pipeline.options import ExplainOptions, OptionsError, RescoreOptions
 from autointerp.pipeline.summary import print_run_summary
+from autointerp.settings import get_settings
 from explainer import FORMATS as EXPLAIN_FORMATS
 from storage.db import Database
 from storage.queries import SCORE_METHODS, SUBSETS
@@ -80,10 +81,11 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
     from autointerp.pipeline.dry_run import estimate
     from autointerp.pipeline.explain_run import run_explain
 
-    opts = ExplainOptions(model=model, layer=layer, sae=sae, features=features, explainer=explainer, base_url=base_url,
+    opts = ExplainOptions(model=model, layer=layer, sae=sae, features=features, explainer=explainer,
+                          base_url=base_url or get_settings().openai_base_url,
                           fmt=fmt, n_candidates=n_candidates, polarity=polarity, budget_usd=budget_usd,
-                          request_timeout_s=request_timeout, retry_failed=retry_failed, dry_run=dry_run, simulator=simulator,
-                          simulator_base_url=simulator_base_url, concurrency=concurrency, device=device,
+                          request_timeout_s=request_timeout, retry_failed=retry_failed, dry_run=dry_run,
+                          simulator=simulator, simulator_base_url=simulator_base_url, concurrency=concurrency, device=device,
                           sanity=not no_sanity, seed=seed)
     db = Database(db_url)
     if dry_run:
@@ -110,8 +112,8 @@ def rescore(model, layer, sae, features, explainer, simulator, simulator_base_ur
     """
     from autointerp.pipeline.rescore_run import run_rescore
 
-    opts = RescoreOptions(model=model, layer=layer, sae=sae, features=features, explainer=explainer,
-                          simulator=simulator, simulator_base_url=simulator_base_url, concurrency=concurrency,
+    opts = RescoreOptions(model=model, layer=layer, sae=sae, features=features, explainer=explainer, simulator=simulator,
+                          simulator_base_url=simulator_base_url or get_settings().openai_base_url, concurrency=concurrency,
                           device=device, sanity=not no_sanity, seed=seed)
     db = Database(db_url)
     run_id = run_rescore(db, opts, show_progress=sys.stderr.isatty())

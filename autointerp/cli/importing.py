@@ -28,7 +28,7 @@ def _files(target: Path) -> list[Path]:
 @click.option("--model", default=None, help="Subject model name for OpenAI files (they do not say; default gpt2-xl); "
               "overrides a Neuronpedia file's model_id.")
 @db_option
-def import_command(target: Path, model: str | None, db_url: str | None) -> None:
+def import_command(target: Path, model: str | None, db_url: str) -> None:
     """Import activation records, explanations and scores from FILE_OR_DIR.
 
     \b

@@ -7,11 +7,20 @@ from typing import Any, Callable
 
 import click
 
+from autointerp.settings import get_settings
+
+
+def _db_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    # Every command gets a URL: --db, else the settings' database (AUTOINTERP_DB or ./autointerp.db).
+    return value or get_settings().database_url
+
+
 db_option = click.option(
     "--db",
     "db_url",
     default=None,
     metavar="URL",
+    callback=_db_url,
     help="Database URL or SQLite file path (default: $AUTOINTERP_DB or ./autointerp.db).",
 )
 

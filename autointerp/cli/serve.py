@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from autointerp.cli.options import db_option
@@ -14,7 +12,7 @@ from autointerp.cli.options import db_option
               help="Interface to bind. The default is reachable from this machine only; 0.0.0.0 exposes it to the network.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="TCP port.")
 @db_option
-def serve(host: str, port: int, db_url: str | None) -> None:
+def serve(host: str, port: int, db_url: str) -> None:
     """Serve the web viewer at / and the HTTP API at /api (OpenAPI docs at /docs).
 
     Read-only unless AUTOINTERP_API_TOKEN is set; then job submission (POST /api/jobs) requires the header
@@ -30,7 +28,7 @@ def serve(host: str, port: int, db_url: str | None) -> None:
     from autointerp.api import create_app
 
     app = create_app(db_url)
-    mode = "job submission enabled (token required)" if os.environ.get("AUTOINTERP_API_TOKEN") else "read-only"
+    mode = "job submission enabled (token required)" if app.state.api_token else "read-only"
     click.echo(f"autointerp: serving {app.state.db.url} at http://{host}:{port}/ ({mode})", err=True)
     uvicorn.run(app, host=host, port=port, log_level="info")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from autointerp.settings import get_settings
 from llm_client.local_models import ModelLoadError
 from scorer import (
     bootstrap_ci,
@@ -118,7 +119,7 @@ def simulate(spec: str, explanations: tuple[str, ...], records_path: str, base_u
     """
     try:
         tokens, acts = read_records(records_path)
-        simulator = make_simulator(spec, base_url=base_url, device=device)
+        simulator = make_simulator(spec, base_url=base_url or get_settings().openai_base_url, device=device)
         results = asyncio.run(_run(simulator, list(explanations), tokens, acts))
     except (RecordsFileError, ValueError, SimulationError, ModelLoadError) as exc:
         raise click.ClickException(str(exc)) from None

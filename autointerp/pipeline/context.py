@@ -1,17 +1,17 @@
-"""What every batch run needs before it starts: the selected features of a layer, an LLM client and a
-simulator built from their specs, and where the response cache lives."""
+"""What every batch run needs before it starts: the selected features of a layer (with a clear error when
+they are not in the database), and where the response cache lives."""
 
 from __future__ import annotations
 
 import os
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from autointerp.pipeline.options import OptionsError, parse_features
+from autointerp.pipeline.options import BatchOptions, OptionsError, parse_features
 from llm_client.local_models import cache_dir, local_model_name
+from storage import repository as repo
 from storage.db import Database
-from storage.schema import Feature, Sae, SubjectModel
+from storage.schema import Feature
 
 
 def llm_cache_path(db: Database) -> str:
@@ -27,16 +27,15 @@ def select_features(session: Session, model: str, layer: int, sae: str | None, f
     """The layer's features named by `features` (all | 0-99 | 1,5,9), with a clear error when the layer
     was never collected or an index is missing."""
     model_name = local_model_name(model)
-    model_row = session.scalar(select(SubjectModel).where(SubjectModel.name == model_name))
+    model_row = repo.find_model(session, model_name)
     if model_row is None:
         raise OptionsError(
             f"no features of model {model_name!r} in this database; run `autointerp collect --model {model_name} "
             f"--layers {layer}` first (or check --db)"
         )
-    conds = [Feature.model_id == model_row.id, Feature.layer == layer, Feature.sae_key == (sae or "")]
-    rows = list(session.scalars(select(Feature).where(*conds).order_by(Feature.index)))
+    rows = repo.layer_features(session, model_row.id, layer, sae)
     if not rows:
-        saes = session.scalars(select(Sae.name).where(Sae.model_id == model_row.id)).all()
+        saes = repo.sae_names(session, model_row.id)
         hint = f" (SAEs in the database: {', '.join(saes)})" if saes else ""
         raise OptionsError(
             f"no {'SAE ' + sae + ' ' if sae else 'MLP '}features of {model_name} layer {layer} in this database{hint}; "
@@ -54,3 +53,8 @@ def select_features(session: Session, model: str, layer: int, sae: str | None, f
         )
     return [by_index[i] for i in wanted]
 
+
+def check_selection(db: Database, opts: BatchOptions) -> None:
+    """Raise OptionsError when the options' features are not in the database (before any run row exists)."""
+    with db.session() as session:
+        select_features(session, opts.model, opts.layer, opts.sae, opts.features)

@@ -8,27 +8,29 @@ scoring: correlation does not care, but r² and absolute deviation explained com
 from __future__ import annotations
 
 import asyncio
-
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from activations.records import ActivationRecord, FeatureRecords
+from activations.vocab import DataSplit, Polarity, SampleKind, ScoreRole
 from explainer import ExplanationResult, explain
 from llm_client.base import LLMClient
 from scorer import ScoredRecord, ScoreValue, score_ev_correlation, score_records
 from simulator.base import SequenceSimulation, SimulationError, Simulator
 
-SCORED_SPLITS = ("top", "random")  # OpenAI scored top-activating and random records
+SCORED_SAMPLES = (SampleKind.TOP, SampleKind.RANDOM)  # OpenAI scored top-activating and random records
 
 
 @dataclass
 class ScoringInput:
-    """The records a simulation is scored on: row ids, sample splits and real values on the 0..10 scale."""
+    """The records a simulation is scored on (each with its row id) and their real values on the 0..10 scale."""
 
-    record_ids: list[int]
-    splits: list[str]
-    tokens: list[list[str]]
+    records: list[ActivationRecord]
     real: list[list[float]]
+
+    @property
+    def tokens(self) -> list[list[str]]:
+        return [list(r.tokens) for r in self.records]
 
 
 @dataclass
@@ -56,21 +58,26 @@ class FeatureOutcome:
         return None
 
 
-def scoring_input(records: Sequence[tuple[int, ActivationRecord]], data_split: str, max_activation: float,
-                  polarity: str = "positive") -> ScoringInput:
-    sign = -1.0 if polarity == "negative" else 1.0
-    chosen = [(rid, r) for rid, r in records if r.data_split == data_split and r.split in SCORED_SPLITS]
-    scale = 10.0 / max_activation if max_activation > 0 else 0.0
-    return ScoringInput(
-        record_ids=[rid for rid, _ in chosen],
-        splits=[r.split for _, r in chosen],
-        tokens=[list(r.tokens) for _, r in chosen],
-        real=[[max(sign * a, 0.0) * scale for a in r.activations] for _, r in chosen],
-    )
+def polarity_max(feature: FeatureRecords, polarity: str) -> float:
+    """The activation that maps to 10: the feature's max, or for negative polarity the most negative value
+    of its records, negated."""
+    if polarity == Polarity.NEGATIVE:
+        return max((-a for r in feature.records for a in r.activations), default=0.0)
+    return feature.max_activation
+
+
+def scoring_input(feature: FeatureRecords, data_split: str, polarity: str) -> ScoringInput:
+    """The one builder of what a simulation is scored on: the top and random records of `data_split`,
+    their activations signed by `polarity` and scaled so the polarity's maximum is 10."""
+    sign = -1.0 if polarity == Polarity.NEGATIVE else 1.0
+    peak = polarity_max(feature, polarity)
+    scale = 10.0 / peak if peak > 0 else 0.0
+    chosen = [r for r in feature.records if r.data_split == data_split and r.sample in SCORED_SAMPLES]
+    return ScoringInput(records=chosen, real=[[max(sign * a, 0.0) * scale for a in r.activations] for r in chosen])
 
 
 async def simulate(simulator: Simulator, explanation: str, data: ScoringInput) -> SimulationOutcome:
-    if not data.tokens:
+    if not data.records:
         return SimulationOutcome(None, "no top or random records in this split to simulate")
     try:
         sims = await simulator.simulate(explanation, data.tokens)
@@ -79,13 +86,15 @@ async def simulate(simulator: Simulator, explanation: str, data: ScoringInput) -
     return SimulationOutcome(sims, None)
 
 
-def score(data: ScoringInput, simulations: Sequence[SequenceSimulation], *, role: str = "own", seed: int = 0) -> list[ScoreValue]:
-    scored = [ScoredRecord(split, real, sim.expected_activations)
-              for split, real, sim in zip(data.splits, data.real, simulations)]
+def score(data: ScoringInput, simulations: Sequence[SequenceSimulation], *, role: str = ScoreRole.OWN,
+          seed: int = 0) -> list[ScoreValue]:
+    scored = [ScoredRecord(record.sample, real, sim.expected_activations)
+              for record, real, sim in zip(data.records, data.real, simulations)]
     return score_records(scored, role=role, seed=seed)
 
 
-async def _choose(candidates: list[ExplanationResult], simulator: Simulator, valid: ScoringInput) -> tuple[int | None, dict]:
+async def _choose(candidates: list[ExplanationResult], simulator: Simulator,
+                  valid: ScoringInput) -> tuple[int | None, dict[int, float | None]]:
     """Best ok candidate by pooled correlation on the valid split (never the test split)."""
     ok = [c for c in candidates if c.status == "ok"]
     if len(ok) <= 1:
@@ -101,19 +110,17 @@ async def _choose(candidates: list[ExplanationResult], simulator: Simulator, val
 
 
 async def explain_and_score(
-    feature: FeatureRecords, record_ids: Sequence[int], client: LLMClient, simulator: Simulator, *, fmt: str,
-    n_candidates: int, polarity: str, temperature: float, max_tokens: int, seed: int = 0,
+    feature: FeatureRecords, client: LLMClient, simulator: Simulator, *, fmt: str, n_candidates: int, polarity: str,
+    temperature: float, max_tokens: int, seed: int = 0,
 ) -> FeatureOutcome:
-    pairs = list(zip(record_ids, feature.records))
-    train = FeatureRecords(feature.feature, [r for r in feature.records if r.data_split == "train"], feature.stats)
+    train = FeatureRecords(feature.feature, feature.select(data_splits=[DataSplit.TRAIN]), feature.stats)
     candidates = await explain(client, train, fmt=fmt, n_candidates=n_candidates, polarity=polarity,
                                temperature=temperature, max_tokens=max_tokens)
-    max_act = feature.max_activation if polarity == "positive" else max((-a for r in feature.records for a in r.activations), default=0.0)
-    selected, valid_scores = await _choose(candidates, simulator, scoring_input(pairs, "valid", max_act, polarity))
+    selected, valid_scores = await _choose(candidates, simulator, scoring_input(feature, DataSplit.VALID, polarity))
     if selected is None:
         return FeatureOutcome(candidates, None, None)
     text = next(c.text for c in candidates if c.candidate == selected)
-    test_data = scoring_input(pairs, "test", max_act, polarity)
+    test_data = scoring_input(feature, DataSplit.TEST, polarity)
     test = await simulate(simulator, text or "", test_data)
     if test.simulations is not None:
         test.scores = score(test_data, test.simulations, seed=seed)

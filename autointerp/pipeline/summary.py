@@ -7,34 +7,21 @@ import statistics
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
 
+from activations.vocab import ScoreMethod, ScoringSubset
 from storage.db import Database
-from storage.schema import Explanation, Feature, Run, Score
-
-
-def run_scores(db: Database, run_id: int, *, method: str = "ev_correlation", subset: str = "top_and_random") -> list[dict]:
-    """Own and shuffled scores written by a run, one dict per scored explanation, best first."""
-    with db.session() as session:
-        rows = session.execute(
-            select(Feature.index, Explanation.text, Score.role, Score.value, Score.explanation_id)
-            .join(Explanation, Explanation.id == Score.explanation_id)
-            .join(Feature, Feature.id == Score.feature_id)
-            .where(Score.run_id == run_id, Score.method == method, Score.subset == subset)
-        ).all()
-    by_explanation: dict[int, dict] = {}
-    for index, text, role, value, explanation_id in rows:
-        item = by_explanation.setdefault(explanation_id, {"index": index, "explanation": text, "score": None, "shuffled": None})
-        item["score" if role == "own" else "shuffled"] = value
-    return sorted(by_explanation.values(), key=lambda r: (r["score"] is None, -(r["score"] or 0.0)))
+from storage.queries import run_scores
+from storage.runs import get_run
 
 
 def print_run_summary(db: Database, run_id: int, *, top: int = 15, console: Console | None = None) -> None:
     console = console or Console()
     with db.session() as session:
-        run = session.get(Run, run_id)
-        stats, status, kind = dict(run.stats or {}), run.status, run.kind
-    scores = run_scores(db, run_id)
+        run = get_run(session, run_id)
+        if run is None:
+            raise LookupError(f"no run with id {run_id}")
+        scores = run_scores(session, run_id, method=ScoreMethod.EV_CORRELATION, subset=ScoringSubset.TOP_AND_RANDOM)
+    stats, status, kind = run["stats"], run["status"], run["kind"]
     own = [r["score"] for r in scores if r["score"] is not None]
     shuffled = [r["shuffled"] for r in scores if r["shuffled"] is not None]
     cost = f"${stats.get('cost_usd', 0):.4f}" if stats.get("cost_known", True) else "unknown (unpriced model)"

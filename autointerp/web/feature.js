@@ -67,15 +67,15 @@ function renderBaselines(list) {
     : el("p", { class: "muted" }, "No sanity baseline scored."));
 }
 
-function splitTitle(split) {
-  if (split === "top") return "Top activating";
-  if (split === "random") return "Random";
-  return `Quantile ${split.split(":")[1]}`;
+function sampleTitle(sample) {
+  if (sample === "top") return "Top activating";
+  if (sample === "random") return "Random";
+  return `Quantile ${sample.split(":")[1]}`;
 }
 
 function renderRecords(records, scale) {
-  const sections = Object.entries(records).map(([split, list]) => el("div", { class: "split", dataset: { split } },
-    el("h3", {}, `${splitTitle(split)} (${list.length})`),
+  const sections = Object.entries(records).map(([sample, list]) => el("div", { class: "sample", dataset: { sample } },
+    el("h3", {}, `${sampleTitle(sample)} (${list.length})`),
     ...list.map((r) => el("div", { class: "record", dataset: { recordId: r.id } },
       el("div", { class: "record-meta muted" }, `#${r.position} · ${r.data_split} · max ${fmt(r.max_activation)}`
         + (r.corpus ? ` · ${r.corpus}${r.document ? "/" + r.document : ""}` : "")),
@@ -92,7 +92,7 @@ function renderSimulations(sims, scale) {
     const simScale = Math.max(0, ...s.records.flatMap((r) => r.expected));
     return el("div", { class: "simulation", dataset: { simulationId: s.id } }, head,
       ...s.records.filter((r) => r.tokens).map((r) => el("div", { class: "pair" },
-        el("div", { class: "record-meta muted" }, `${r.split ?? ""} ${r.data_split ?? ""}`),
+        el("div", { class: "record-meta muted" }, `${r.sample ?? ""} ${r.data_split ?? ""}`),
         el("div", { class: "pair-label" }, "real"), heatmap(r.tokens, r.real ?? r.tokens.map(() => 0), scale, "real"),
         el("div", { class: "pair-label" }, "simulated"), heatmap(r.tokens, r.expected, simScale, "simulated"))));
   }));

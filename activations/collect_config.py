@@ -1,0 +1,53 @@
+"""What a collection is asked to do: its targets (MLP neurons of a layer, or latents of an SAE) and its
+settings (window length, token budget, batch size, splits, sampler)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from activations.hooks import HookError, HookPoint
+from activations.sae import Sae
+from activations.sampling import SamplerConfig
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to collect: every MLP neuron at `hook` (site mlp_act), or every latent of `sae`."""
+
+    hook: HookPoint
+    sae: Sae | None = None
+
+    @property
+    def kind(self) -> str:
+        return "sae_latent" if self.sae is not None else "mlp_neuron"
+
+    @property
+    def layer(self) -> int:
+        return self.hook.layer
+
+    @property
+    def sae_name(self) -> str | None:
+        return self.sae.name if self.sae is not None else None
+
+    def __str__(self) -> str:
+        return f"layer {self.layer} SAE {self.sae_name}" if self.sae else f"layer {self.layer} MLP neurons"
+
+
+def neuron_target(layer: int) -> Target:
+    return Target(HookPoint(layer, "mlp_act"))
+
+
+def sae_target(sae: Sae) -> Target:
+    if sae.hook is None:
+        raise HookError(f"SAE {sae.name} has no hook point")
+    return Target(sae.hook, sae)
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    ctx_len: int = 64
+    max_tokens: int = 100_000
+    batch_size: int = 16
+    min_tail: int = 8
+    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train, valid, test (by window)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)

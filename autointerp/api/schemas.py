@@ -1,0 +1,230 @@
+"""Response models of every API route, so /openapi.json (and /docs) show real types. The data are the dicts
+of `storage.rows`, `storage.queries`, `storage.feature_detail` and `storage.runs`; these models describe them.
+
+Keys a storage dict gains before its model does still pass through (`extra="allow"`): a reader never loses
+data to a stale model, and tests/test_api_schemas.py holds the models to the dicts."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from activations.vocab import RunKind, RunStatus
+
+FeatureKind = Literal["mlp_neuron", "sae_latent"]
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# /api/models
+
+class LayerInfo(Out):
+    layer: int
+    kind: FeatureKind
+    sae: str | None
+    features: int
+
+
+class SaeInfo(Out):
+    name: str
+    layer: int | None
+    width: int | None
+    architecture: str | None
+
+
+class ModelInfo(Out):
+    model: str
+    n_layers: int | None
+    layers: list[LayerInfo]
+    saes: list[SaeInfo]
+
+
+# /api/features
+
+class FeatureKey(Out):
+    feature_id: int
+    model: str
+    layer: int
+    kind: FeatureKind
+    sae: str | None
+    index: int
+
+
+class FeatureSummary(FeatureKey):
+    """A feature with its best score under the query's method and subset (null when unscored), and the
+    explanation behind that score (else its current explanation)."""
+
+    score: float | None
+    method: str
+    subset: str
+    explanation: str | None
+    explainer: str | None
+    explanation_id: int | None
+    max_activation: float | None
+    firing_fraction: float | None
+    dead: bool | None
+    similarity: float | None = None  # semantic search only: cosine similarity of the explanation to the query
+
+
+class FeaturePage(Out):
+    items: list[FeatureSummary]
+    limit: int
+    offset: int
+    has_more: bool
+    order: Literal["score", "similarity"]
+
+
+class SimilarFeatures(Out):
+    items: list[FeatureSummary]
+
+
+# /api/features/{id}
+
+class FeatureStats(Out):
+    max_activation: float | None
+    min_activation: float | None
+    mean: float | None
+    variance: float | None
+    firing_fraction: float | None
+    n_tokens: int | None
+    dead: bool | None
+    quantile_boundaries: list[float] | None
+
+
+class Record(Out):
+    id: int
+    split: str
+    data_split: str | None
+    position: int
+    tokens: list[str]
+    activations: list[float]
+    max_activation: float | None
+    corpus: str | None
+    document: str | None
+    offset: int | None
+
+
+class Score(Out):
+    id: int
+    explanation_id: int | None
+    simulation_id: int | None
+    run_id: int | None
+    method: str
+    subset: str
+    role: str
+    simulator: str | None
+    value: float | None
+    undefined_reason: str | None
+    ci_low: float | None
+    ci_high: float | None
+    n_records: int | None
+    details: dict[str, Any] | None
+    created_at: str | None
+
+
+class RunBrief(Out):
+    id: int
+    kind: str
+    status: str
+    config: dict[str, Any] | None
+    started_at: str | None
+    finished_at: str | None
+
+
+class Explanation(Out):
+    id: int
+    text: str | None
+    status: str
+    failure_reason: str | None
+    explainer: str
+    prompt_version: str | None
+    params: dict[str, Any] | None
+    polarity: str | None
+    candidate: int | None
+    selected: bool | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float | None
+    elapsed_s: float | None
+    source: str | None
+    created_at: str | None
+    run: RunBrief | None
+    scores: list[Score]
+
+
+class SanityBaseline(Score):
+    """A score of another feature's explanation on this feature's records (the shuffled baseline)."""
+
+    explanation_text: str | None
+    explanation_feature_id: int | None
+
+
+class SimulatedRecord(Out):
+    position: int
+    record_id: int | None
+    sample: str | None
+    data_split: str | None
+    tokens: list[str] | None
+    real: list[float] | None
+    expected: list[float] | None
+
+
+class Simulation(Out):
+    id: int
+    explanation_id: int | None
+    simulator: str
+    role: str
+    status: str
+    failure_reason: str | None
+    params: dict[str, Any] | None
+    run_id: int | None
+    created_at: str | None
+    records: list[SimulatedRecord]
+
+
+class Neighbours(Out):
+    prev: int | None
+    next: int | None
+
+
+class FeatureDetail(FeatureKey):
+    stats: FeatureStats
+    records: dict[str, list[Record]]  # by sample kind: top, quantile:<i>..., random
+    explanations: list[Explanation]
+    sanity_baselines: list[SanityBaseline]
+    simulations: list[Simulation]
+    neighbours: Neighbours
+
+
+# /api/runs and /api/jobs
+
+class RunInfo(Out):
+    """A run as `storage.rows.run_dict` shows it: `stale` is a `running` run whose heartbeat stopped."""
+
+    id: int
+    kind: RunKind
+    status: RunStatus
+    config: dict[str, Any] | None
+    stats: dict[str, Any]
+    started_at: str | None
+    finished_at: str | None
+    heartbeat_at: str | None
+    duration_s: float | None
+    done: int | None
+    failed: int | None
+    skipped: int | None
+    requests: int | None
+    tokens: int | None
+    cost_usd: float | None
+
+
+class Job(RunInfo):
+    active_here: bool  # this server process is executing the run now
+
+
+class JobStarted(Out):
+    run_id: int
+    status_url: str

@@ -1,0 +1,48 @@
+"""`autointerp runs`: past runs with their status (a run whose process died silently shows as stale),
+counts, LLM requests, tokens and cost."""
+
+from __future__ import annotations
+
+import click
+
+from activations.vocab import RunKind
+from autointerp.cli.formatting import FORMATS, emit
+from autointerp.cli.options import db_option
+from storage.db import Database
+from storage.runs import list_runs
+
+TABLE_COLUMNS = ("id", "kind", "status", "started", "duration", "done", "failed", "skipped", "requests", "tokens",
+                 "cost_usd")
+
+
+def _table_row(run: dict) -> dict:
+    duration = run["duration_s"]
+    return {**run, "started": (run["started_at"] or "")[:19].replace("T", " "),
+            "duration": None if duration is None else f"{duration:.1f}s"}
+
+
+@click.command("runs")
+@click.option("--kind", type=click.Choice([k.value for k in RunKind]), default=None, help="Only runs of this kind.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Most recent runs to show.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
+@db_option
+def runs(kind: str | None, limit: int, fmt: str, db_url: str | None) -> None:
+    """List past runs, newest first: id, kind, status, start, duration, features done/failed/skipped,
+    LLM requests, tokens and cost.
+
+    A run still marked running whose process stopped sending heartbeats (killed, machine lost) is shown as
+    stale.
+
+    \b
+    Examples:
+      autointerp runs
+      autointerp runs --kind explain --format json
+    """
+    with Database(db_url).session() as session:
+        rows = list_runs(session, kinds=[kind] if kind else None, limit=limit)
+    if fmt == "table":
+        rows = [_table_row(r) for r in rows]
+    emit(rows, fmt, TABLE_COLUMNS, title="runs")
+
+
+COMMANDS = [runs]

@@ -1,0 +1,61 @@
+"""What a batch run counts as features finish: done, skipped, failed, and the LLM usage behind them."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class RunStats:
+    total: int = 0
+    done: int = 0
+    skipped: int = 0  # finished in an earlier run of the same configuration
+    failed: int = 0
+    in_flight: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    cost_known: bool = True
+    llm_requests: int = 0
+    llm_retries: int = 0
+    llm_failures: int = 0
+    cache_hits: int = 0
+    stopped_reason: str | None = None
+    failures: dict[str, str] = field(default_factory=dict)  # feature index -> reason (first 200 kept)
+    started: float = field(default_factory=time.monotonic)
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out.pop("started")
+        out["elapsed_s"] = round(time.monotonic() - self.started, 2)
+        return out
+
+    def absorb_llm(self, stats: dict) -> None:
+        """Copy the client's cumulative counters (they already sum the whole run)."""
+        self.prompt_tokens = int(stats.get("prompt_tokens", 0))
+        self.completion_tokens = int(stats.get("completion_tokens", 0))
+        cost = stats.get("cost_usd")
+        self.cost_known = cost is not None
+        self.cost_usd = float(cost or 0.0)
+        self.llm_requests = int(stats.get("requests", 0))
+        self.llm_retries = int(stats.get("retries", 0))
+        self.llm_failures = int(stats.get("failures", 0))
+        self.cache_hits = int(stats.get("cache_hits", 0))
+
+    def record_failure(self, index: int, reason: str) -> None:
+        self.failed += 1
+        if len(self.failures) < 200:
+            self.failures[str(index)] = reason[:500]
+
+
+def merge_llm_stats(stats: list[dict]) -> dict:
+    """Sum several clients' counters; the cost is unknown (None) only when no client knows its price."""
+    out: dict = {}
+    for one in stats:
+        for key, value in one.items():
+            if key != "cost_usd":
+                out[key] = out.get(key, 0) + (value or 0)
+    costs = [one.get("cost_usd") for one in stats if one.get("cost_usd") is not None]
+    out["cost_usd"] = sum(costs) if costs else None
+    return out
