@@ -61,12 +61,14 @@ def write_jsonl(docs: Iterable[dict], out: Path) -> int:
 def write_neuron_records(docs: Iterable[dict], out: Path) -> int:
     """OpenAI NeuronRecord JSON Lines: each feature's records by sample kind and its statistics."""
     def dump(doc: dict, sample: str) -> list[dict]:
-        return [{"tokens": r["tokens"], "activations": r["activations"]} for r in doc["records"] if r["sample"] == sample]
+        return [{"tokens": r["tokens"], "activations": r["activations"]}
+                for r in doc["records"] if r["sample"] == sample]
 
     n = 0
     with out.open("w", encoding="utf-8") as fh:
         for doc in docs:
-            bins = sorted({int(r["sample"].split(":")[1]) for r in doc["records"] if r["sample"].startswith("quantile:")})
+            bins = sorted({int(r["sample"].split(":")[1])
+                           for r in doc["records"] if r["sample"].startswith("quantile:")})
             record = {
                 "dataclass_name": "NeuronRecord",
                 "neuron_id": {"dataclass_name": "NeuronId", "layer_index": doc["layer"], "neuron_index": doc["index"]},

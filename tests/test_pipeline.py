@@ -206,3 +206,36 @@ def test_best_of_n_is_chosen_on_the_valid_split(fake_openai, sqlite_url):
         assert len(chosen) == 3 and all(set(e.params["valid_ev_correlation"]) == {"0", "1", "2"} for e in chosen)
         scored = {sc.explanation_id for sc in s.scalars(select(Score).where(Score.role == "own"))}
         assert scored == {e.id for e in chosen}  # only the winner is scored on the test split
+
+
+def test_negative_polarity_is_scored_on_one_scale_by_explain_rescore_and_baseline(fake_openai, sqlite_url):  # noqa: F811
+    """Explain, rescore and the shuffled baseline all put a negative explanation's real values on the
+    negative maximum's scale: the same simulation scores the same whichever path stored it."""
+    from activations.records import ActivationRecord, FeatureId, FeatureStats
+    from storage import repository as repo
+
+    db = Database(sqlite_url)
+    with db.session() as s, s.begin():
+        for index in range(3):
+            feature = repo.get_or_create_feature(s, FeatureId("tiny-model", 6, "mlp_neuron", index))
+            records = []
+            for i, data_split in enumerate(["train"] * 4 + ["valid"] * 2 + ["test"] * 3):
+                tokens = [f" w{j}" if j % 3 else f" {i + j}" for j in range(9)]
+                acts = [0.5 if j % 3 else -4.0 - index - (i + j) % 3 for j in range(9)]  # digits drive it down
+                records.append(ActivationRecord(tokens, acts, sample="top" if i % 3 else "random", data_split=data_split))
+            repo.add_records(s, feature, records)
+            repo.set_feature_stats(feature, FeatureStats(max_activation=0.5, min_activation=-7.0 - index, mean=0.0,
+                                                         variance=1.0, firing_fraction=0.5, n_tokens=100))
+    cli(*EXPLAIN, "--simulator", "logprob:openai:fake", "--polarity", "negative", "--db", sqlite_url)
+    # The fake server ignores the model name: a second spec gives the same simulation through rescore.
+    cli("rescore", "--model", "tiny-model", "--layer", "6", "--simulator", "logprob:openai:fake2", "--db", sqlite_url)
+    with db.session() as s:
+        scores = s.execute(select(Score.explanation_id, Score.simulator, Score.role, Score.value).where(
+            Score.method == "rsquared", Score.subset == "top_and_random")).all()
+    by_path: dict[tuple, dict[int, float]] = {}
+    for explanation_id, simulator, role, value in scores:
+        by_path.setdefault((simulator, role), {})[explanation_id] = value
+    assert len(by_path[("logprob:openai:fake", "own")]) == 3
+    assert all(v is not None for v in by_path[("logprob:openai:fake", "own")].values())
+    assert by_path[("logprob:openai:fake", "own")] == pytest.approx(by_path[("logprob:openai:fake2", "own")])
+    assert by_path[("logprob:openai:fake", "shuffled")] == pytest.approx(by_path[("logprob:openai:fake2", "shuffled")])

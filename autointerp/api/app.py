@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -57,7 +58,7 @@ def create_app(db_url: str | None = None, *, embedder: SentenceEmbedder | None =
     return app
 
 
-def _page(path: Path):  # type: ignore[no-untyped-def]
+def _page(path: Path) -> Callable[[], FileResponse]:
     def serve() -> FileResponse:
         return FileResponse(path, media_type="text/html; charset=utf-8")
 

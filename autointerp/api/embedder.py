@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,14 +27,15 @@ class SentenceEmbedder:
         self.name = name
         self._path = path
         self._local_files_only = local_files_only or path is None  # the default model is a local directory
-        self._model = None
+        self._model: Any = None  # a SentenceTransformer once loaded
         # One encode at a time: the model is shared by the server's worker threads.
         self._lock = threading.Lock()
 
-    def _load(self):  # type: ignore[no-untyped-def]
+    def _load(self) -> Any:
         from sentence_transformers import SentenceTransformer
 
-        return SentenceTransformer(self._path or _default_path(), device="cpu", local_files_only=self._local_files_only)
+        return SentenceTransformer(self._path or _default_path(), device="cpu",
+                                   local_files_only=self._local_files_only)
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         with self._lock:

@@ -96,7 +96,7 @@ class FeatureStats(Out):
 
 class Record(Out):
     id: int
-    split: str
+    sample: str  # how it was drawn: top, random, quantile:<i>
     data_split: str | None
     position: int
     tokens: list[str]
@@ -136,6 +136,8 @@ class RunBrief(Out):
 
 class Explanation(Out):
     id: int
+    feature_id: int
+    run_id: int | None
     text: str | None
     status: str
     failure_reason: str | None

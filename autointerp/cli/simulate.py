@@ -19,7 +19,7 @@ from scorer import (
     score_rsquared,
     score_spearman,
 )
-from simulator import SPEC_HELP, SimulationError, make_simulator
+from simulator import SPEC_HELP, SimulationError, Simulator, make_simulator
 
 SCORES = (score_ev_correlation, score_rsquared, score_absolute_dev_explained, score_spearman, score_mean_record_correlation)
 
@@ -38,7 +38,8 @@ def read_records(path: str) -> tuple[list[list[str]], list[list[float]] | None]:
         raise RecordsFileError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})") from None
     if not isinstance(data, list) or not data:
         raise RecordsFileError(f'{path}: expected a non-empty JSON list of records like {{"tokens": [...], "activations": [...]}}')
-    tokens, acts = [], []
+    tokens: list[list[str]] = []
+    acts: list[list[float] | None] = []
     for i, rec in enumerate(data):
         where = f"{path}: record {i}"
         if not isinstance(rec, dict) or "tokens" not in rec:
@@ -58,7 +59,7 @@ def read_records(path: str) -> tuple[list[list[str]], list[list[float]] | None]:
     if any(have) and not all(have):
         raise RecordsFileError(f"{path}: record {have.index(False)} has no activations but record {have.index(True)} does; "
                                "give activations for every record or for none")
-    return tokens, (acts if all(have) else None)
+    return tokens, ([a for a in acts if a is not None] if all(have) else None)
 
 
 def scores_of(real: list[list[float]], predicted: list[list[float]]) -> dict:
@@ -76,8 +77,9 @@ def scores_of(real: list[list[float]], predicted: list[list[float]]) -> dict:
     return out
 
 
-async def _run(simulator, explanations: list[str], tokens, acts) -> list[dict]:
-    results = []
+async def _run(simulator: Simulator, explanations: list[str], tokens: list[list[str]],
+               acts: list[list[float]] | None) -> list[dict]:
+    results: list[dict] = []
     try:
         for explanation in explanations:
             try:
@@ -85,9 +87,10 @@ async def _run(simulator, explanations: list[str], tokens, acts) -> list[dict]:
             except SimulationError as exc:
                 results.append({"explanation": explanation, "error": exc.reason})
                 continue
-            entry = {"explanation": explanation, "expected_activations": [s.expected_activations for s in sims]}
+            expected = [s.expected_activations for s in sims]
+            entry: dict = {"explanation": explanation, "expected_activations": expected}
             if acts is not None:
-                entry["scores"] = scores_of(acts, entry["expected_activations"])
+                entry["scores"] = scores_of(acts, expected)
             results.append(entry)
     finally:
         await simulator.aclose()
