@@ -17,7 +17,9 @@ from activations.corpus import open_corpus
 from activations.hooks import HookError
 from activations.sae import load_sae
 from activations.sampling import SamplerConfig
-from autointerp.cli.collect import collect_command, run_collect
+from autointerp.cli.collect import collect_command
+from autointerp.pipeline import collect_run
+from autointerp.pipeline.collect_run import run_collect
 from llm_client.local_models import load_model
 from storage.db import Database
 from storage.queries import FeatureQuery, query_features
@@ -136,23 +138,26 @@ def test_cli_end_to_end_with_sae_dead_latents_and_rerun_skip(tmp_path, sqlite_ur
     assert bad.exit_code != 0 and "hooks layer 2" in bad.output
 
 
-class _Interrupt:
-    """A progress callback that stops the run after the first batch, like Ctrl-C would."""
+def _failing_after_one_batch(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
+    """The collection stops after its first batch, the way Ctrl-C (or a failing disk) would stop it."""
+    def stopped(*args, **kwargs):
+        def progress(_n: int) -> None:
+            raise exc
+        return collect(*args[:6], progress)  # model, tokenizer, corpus, targets, name, config
 
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-    def __call__(self, _n: int) -> None:
-        raise self.exc
+    monkeypatch.setattr(collect_run, "collect", stopped)
 
 
-def test_interrupted_run_leaves_no_complete_layer_and_resumes(db, loaded):
+def test_interrupted_run_leaves_no_complete_layer_and_resumes(db, loaded, monkeypatch):
     config = CollectConfig(ctx_len=16, max_tokens=200, batch_size=4, sampler=SamplerConfig(top_k=2, n_random=2, n_quantiles=1, per_quantile=1))
     targets = [neuron_target(0)]
+    _failing_after_one_batch(monkeypatch, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        run_collect(db, MODEL, targets, "wikipedia", config, device="cpu", progress=_Interrupt(KeyboardInterrupt()), log=lambda m: None)
+        run_collect(db, MODEL, targets, "wikipedia", config, device="cpu", log=lambda m: None)
+    _failing_after_one_batch(monkeypatch, RuntimeError("disk full"))
     with pytest.raises(RuntimeError, match="disk full"):
-        run_collect(db, MODEL, targets, "wikipedia", config, device="cpu", progress=_Interrupt(RuntimeError("disk full")), log=lambda m: None)
+        run_collect(db, MODEL, targets, "wikipedia", config, device="cpu", log=lambda m: None)
+    monkeypatch.undo()
     with db.session() as s:
         assert s.scalars(select(Feature)).all() == []
         assert s.scalars(select(Run.status).order_by(Run.id)).all() == ["interrupted", "failed"]
