@@ -49,5 +49,5 @@ class CollectConfig:
     max_tokens: int = 100_000
     batch_size: int = 16
     min_tail: int = 8
-    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train, valid, test (by window)
+    data_split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train, valid, test (by window)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)

@@ -4,8 +4,8 @@ stays bounded). Free-form `params` and `details` travel as JSON text in Parquet.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq

@@ -55,13 +55,13 @@ def fill(db: Database) -> dict[str, Any]:
             if text is None:
                 continue
             explanation, _ = repo.add_explanation(
-                s, feature, explainer="local:toy", config={"i": index}, text=text, run_id=run.id,
+                s, feature, explainer="local:toy", config={"i": index}, text=text, run_id=ids["run"],
                 prompt_version="v1", prompt_tokens=100, completion_tokens=10, cost_usd=0.001)
             ids["explanations"][index] = explanation.id
             for (method, subset), value in scores.items():
                 reason = None if value is not None else "constant simulation: correlation undefined"
                 repo.add_score(s, explanation, feature, method=method, subset=subset, value=value,
-                               undefined_reason=reason, simulator="embedding", run_id=run.id,
+                               undefined_reason=reason, simulator="embedding", run_id=ids["run"],
                                ci_low=None if value is None else value - 0.1, ci_high=None if value is None else value + 0.05)
         s.flush()
         _add_simulations(s, ids)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -91,9 +92,14 @@ def test_every_api_route_has_a_response_schema(setup):
 def test_responses_declare_every_key(setup):
     client, db, ids = setup
     started = client.post("/api/jobs", headers={"Authorization": f"Bearer {TOKEN}"},
-                          json={"kind": "explain", "model": MODEL, "layer": 1, "dry_run": True})
+                          json={"kind": "explain", "model": MODEL, "layer": 1, "explainer": "openai:gpt-4o-mini",
+                                "dry_run": True})
     assert started.status_code == 202, started.text
     job_id = started.json()["run_id"]
+    deadline = time.monotonic() + 60
+    while client.get(f"/api/jobs/{job_id}").json()["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     feature = ids["features"][0]
     calls = {
         ("/api/models", "/api/models"): {},

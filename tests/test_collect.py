@@ -140,10 +140,10 @@ def test_cli_end_to_end_with_sae_dead_latents_and_rerun_skip(tmp_path, sqlite_ur
 
 def _failing_after_one_batch(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
     """The collection stops after its first batch, the way Ctrl-C (or a failing disk) would stop it."""
-    def stopped(*args, **kwargs):
+    def stopped(model, tokenizer, corpus, targets, name, config, *_ignored_progress):
         def progress(_n: int) -> None:
             raise exc
-        return collect(*args[:6], progress)  # model, tokenizer, corpus, targets, name, config
+        return collect(model, tokenizer, corpus, targets, name, config, progress)
 
     monkeypatch.setattr(collect_run, "collect", stopped)
 

@@ -208,7 +208,7 @@ def test_best_of_n_is_chosen_on_the_valid_split(fake_openai, sqlite_url):
         assert scored == {e.id for e in chosen}  # only the winner is scored on the test split
 
 
-def test_negative_polarity_is_scored_on_one_scale_by_explain_rescore_and_baseline(fake_openai, sqlite_url):  # noqa: F811
+def test_negative_polarity_is_scored_on_one_scale_by_explain_rescore_and_baseline(fake_openai, sqlite_url):
     """Explain, rescore and the shuffled baseline all put a negative explanation's real values on the
     negative maximum's scale: the same simulation scores the same whichever path stored it."""
     from activations.records import ActivationRecord, FeatureId, FeatureStats

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from click.testing import CliRunner
 from sqlalchemy import func, select
@@ -29,7 +29,7 @@ def _runs_json(url: str) -> list[dict]:
 
 
 def test_runs_lists_counts_and_shows_a_silent_death_as_stale(db_url, db):
-    old = datetime.now(timezone.utc) - timedelta(minutes=10)
+    old = datetime.now(UTC) - timedelta(minutes=10)
     with db.session() as s, s.begin():
         done = runs.start_run(s, "explain", {"explainer": "openai:x"})
         runs.finish_run(s, done, "done", {"done": 5, "failed": 1, "skipped": 2, "llm_requests": 9,
