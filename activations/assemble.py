@@ -64,7 +64,8 @@ class _Records:
         decode = lambda i: cache.setdefault(i, tokenizer.decode([i]))  # noqa: E731
         self.tokens = {wid: tuple(decode(i) for i in w.token_ids) for wid, w in windows.items()}
         self.provenance = {wid: Provenance(corpus.name, w.document, w.offset) for wid, w in windows.items()}
-        self.data_splits = {wid: data_split_of(wid, config.sampler.seed, config.data_split_fractions) for wid in windows}
+        self.data_splits = {wid: data_split_of(wid, config.sampler.seed, config.data_split_fractions)
+                            for wid in windows}
 
     def build(self, sample_set: SampleSet, f: int, sample: str, fid: FeatureId) -> list[ActivationRecord]:
         out = []

@@ -4,10 +4,12 @@ synthetic fills, bypassing per-row ORM work (one INSERT per table per batch)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from activations.vocab import OutcomeStatus, Polarity, ScoreRole
 from storage.repository import config_hash
 from storage.schema import Explanation, Feature, Score, utcnow
 
@@ -32,14 +34,16 @@ def bulk_add_scored_explanations(session: Session, rows: list[ScoredExplanationR
     now = utcnow()
     explanation_values = [
         {"feature_id": r.feature_id, "text": r.text, "explainer": r.explainer, "config_hash": chash,
-         "candidate": r.candidate, "status": "ok", "polarity": "positive", "selected": True, "params": {},
-         "created_at": now}
+         "candidate": r.candidate, "status": OutcomeStatus.OK, "polarity": Polarity.POSITIVE, "selected": True,
+         "params": {}, "created_at": now}
         for r in rows
     ]
-    ids = session.scalars(insert(Explanation).returning(Explanation.id, sort_by_parameter_order=True), explanation_values).all()
-    score_values = [
+    ids = session.scalars(
+        insert(Explanation).returning(Explanation.id, sort_by_parameter_order=True), explanation_values
+    ).all()
+    score_values: list[dict[str, Any]] = [
         {"explanation_id": eid, "feature_id": r.feature_id, "model_id": r.model_id, "layer": r.layer,
-         "method": method, "subset": subset, "value": value, "role": "own", "simulator": r.simulator,
+         "method": method, "subset": subset, "value": value, "role": ScoreRole.OWN, "simulator": r.simulator,
          "scorer_hash": "", "details": {}, "created_at": now,
          "undefined_reason": None if value is not None else "constant input"}
         for eid, r in zip(ids, rows)
@@ -49,7 +53,9 @@ def bulk_add_scored_explanations(session: Session, rows: list[ScoredExplanationR
     return len(explanation_values) + len(score_values)
 
 
-def bulk_add_features(session: Session, model_id: int, layer: int, indices: range, *, kind: str = "mlp_neuron") -> list[int]:
+def bulk_add_features(
+    session: Session, model_id: int, layer: int, indices: range, *, kind: str = "mlp_neuron"
+) -> list[int]:
     """Insert bare features of one layer; returns their ids in index order."""
     session.execute(
         insert(Feature),

@@ -9,16 +9,27 @@ JSON-encoding the records' token and activation lists.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from activations.records import FeatureRecords
-from storage.repository import find_model, get_or_create_model, get_or_create_sae, numbered, record_values, stats_values
+from activations.records import FeatureId, FeatureRecords, FeatureStats
+from storage.repository import (
+    find_model,
+    get_or_create_model,
+    get_or_create_sae,
+    numbered,
+    record_values,
+    stats_values,
+)
 from storage.schema import ActivationRecordRow, Feature
 
 _CHUNK = 5_000  # rows per executemany (and ids per IN list, under every backend's bound-parameter limit)
+# Inserts go to the tables (Core), not the mapped classes: no per-row ORM work.
+_RECORDS_TABLE = cast(Table, ActivationRecordRow.__table__)
+_FEATURES_TABLE = cast(Table, Feature.__table__)
 
 
 def layer_complete(session: Session, model_name: str, layer: int, kind: str, sae: str | None) -> bool:
@@ -44,43 +55,58 @@ def save_layer(
     if not features:
         return 0
     first = features[0].feature
+    stats: dict[int, FeatureStats] = {}  # feature index -> statistics
     for fr in features:
         fid = fr.feature
         if (fid.model, fid.layer, fid.kind, fid.sae) != (model_name, first.layer, first.kind, first.sae):
-            raise ValueError(f"feature {fid}: save_layer stores one layer of {model_name}, like {first}; save the others separately")
+            raise ValueError(
+                f"feature {fid}: save_layer stores one layer of {model_name}, like {first}; save the others separately"
+            )
         if fr.stats is None:
             raise ValueError(f"feature {fid}: a collected feature needs its statistics")
+        stats[fid.index] = fr.stats
     model = get_or_create_model(session, model_name, n_layers)
     sae_id = None
     if first.sae is not None:
         info = dict(sae_info or {"name": first.sae, "layer": first.layer})
         sae_id = get_or_create_sae(session, model, info.pop("name"), **info).id
-    ids = _upsert_features(session, run_id, model.id, sae_id, features)
-    for chunk in _chunks(ids[fr.feature.index] for fr in features):  # only these features: others keep their records
+    ids = _upsert_features(session, run_id, model.id, sae_id, first, stats)
+    # Only these features: others keep their records.
+    for chunk in _chunks(ids[fr.feature.index] for fr in features):
         session.execute(delete(ActivationRecordRow).where(ActivationRecordRow.feature_id.in_(chunk)))
-    rows = (record_values(ids[fr.feature.index], record, position) for fr in features for record, position in numbered(fr.records))
+    rows = (
+        record_values(ids[fr.feature.index], record, position)
+        for fr in features
+        for record, position in numbered(fr.records)
+    )
     stored = 0
     for chunk in _chunks(rows):
-        session.execute(insert(ActivationRecordRow.__table__), chunk)
+        session.execute(insert(_RECORDS_TABLE), chunk)
         stored += len(chunk)
     return stored
 
 
-def _upsert_features(session: Session, run_id: int, model_id: int, sae_id: int | None, features: Sequence[FeatureRecords]) -> dict[int, int]:
-    """Insert missing feature rows, update existing ones; every row gets its stats and the run. Returns index -> id."""
-    first = features[0].feature
+def _upsert_features(
+    session: Session, run_id: int, model_id: int, sae_id: int | None, first: FeatureId, stats: dict[int, FeatureStats],
+) -> dict[int, int]:
+    """Insert missing feature rows of `first`'s layer, update existing ones; every row gets its stats and the run.
+    Returns index -> id."""
     layer_rows = select(Feature.index, Feature.id).where(
-        Feature.model_id == model_id, Feature.layer == first.layer, Feature.kind == first.kind, Feature.sae_key == (first.sae or ""),
+        Feature.model_id == model_id, Feature.layer == first.layer, Feature.kind == first.kind,
+        Feature.sae_key == (first.sae or ""),
     )
     ids: dict[int, int] = dict(session.execute(layer_rows).all())
-    values = {fr.feature.index: {**stats_values(fr.stats), "collection_run_id": run_id} for fr in features}
+    values = {index: {**stats_values(s), "collection_run_id": run_id} for index, s in stats.items()}
     existing = [{"id": ids[i], **v} for i, v in values.items() if i in ids]
-    new = [{"model_id": model_id, "layer": first.layer, "kind": first.kind, "sae_id": sae_id, "sae_key": first.sae or "",
-            "index": i, "extra": {}, **v} for i, v in values.items() if i not in ids]
+    new = [
+        {"model_id": model_id, "layer": first.layer, "kind": first.kind, "sae_id": sae_id, "sae_key": first.sae or "",
+         "index": i, "extra": {}, **v}
+        for i, v in values.items() if i not in ids
+    ]
     for chunk in _chunks(existing):
         session.execute(update(Feature), chunk)  # ORM bulk UPDATE by primary key: one executemany
     for chunk in _chunks(new):
-        session.execute(insert(Feature.__table__), chunk)
+        session.execute(insert(_FEATURES_TABLE), chunk)
     if new:
         ids = dict(session.execute(layer_rows).all())
     return ids

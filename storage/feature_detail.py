@@ -12,7 +12,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.rows import explanation_dict, feature_key_dict, feature_stats_dict, record_dict, run_dict, score_dict, simulation_dict
+from activations.vocab import SampleKind, ScoreRole
+from storage.rows import (
+    explanation_dict,
+    feature_key_dict,
+    feature_stats_dict,
+    record_dict,
+    run_dict,
+    score_dict,
+    simulation_dict,
+)
 from storage.schema import (
     ActivationRecordRow,
     Explanation,
@@ -30,15 +39,25 @@ def _sample_order(sample: str) -> tuple[int, int]:
     match = re.fullmatch(r"quantile:(\d+)", sample)
     if match:
         return (1, int(match.group(1)))
-    return (0, 0) if sample == "top" else (2, 0)
+    return (0, 0) if sample == SampleKind.TOP else (2, 0)
 
 
-def _explanation(row: Explanation, run: Run | None, scores: list[dict[str, Any]]) -> dict[str, Any]:
+def _explanation(row: Explanation, runs: dict[int, Run], scores: list[dict[str, Any]]) -> dict[str, Any]:
+    run = runs.get(row.run_id) if row.run_id is not None else None
     run_summary = None
     if run is not None:
         full = run_dict(run)
         run_summary = {k: full[k] for k in ("id", "kind", "status", "config", "started_at", "finished_at")}
     return {**explanation_dict(row), "run": run_summary, "scores": scores}
+
+
+def _baseline(score: Score, simulated: Explanation | None) -> dict[str, Any]:
+    """A shuffled-baseline score with the other feature's explanation that was simulated."""
+    return {
+        **score_dict(score),
+        "explanation_text": simulated.text if simulated is not None else None,
+        "explanation_feature_id": simulated.feature_id if simulated is not None else None,
+    }
 
 
 def _simulations(session: Session, feature_id: int, records: dict[int, ActivationRecordRow]) -> list[dict[str, Any]]:
@@ -60,7 +79,10 @@ def _simulations(session: Session, feature_id: int, records: dict[int, Activatio
                 "sample": rec.split or (source.split if source else None),
                 "data_split": source.data_split if source else None,
                 "tokens": rec.tokens if rec.tokens is not None else (source.tokens if source else None),
-                "real": rec.true_activations if rec.true_activations is not None else (source.activations if source else None),
+                "real": (
+                    rec.true_activations if rec.true_activations is not None
+                    else (source.activations if source else None)
+                ),
                 "expected": rec.expected_activations,
             }
         )
@@ -85,7 +107,9 @@ def _neighbours(session: Session, feature: Feature) -> dict[str, int | None]:
 def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
     """Everything about one feature, or None when no feature has this id."""
     found = session.execute(
-        select(Feature, SubjectModel.name).join(SubjectModel, SubjectModel.id == Feature.model_id).where(Feature.id == feature_id)
+        select(Feature, SubjectModel.name)
+        .join(SubjectModel, SubjectModel.id == Feature.model_id)
+        .where(Feature.id == feature_id)
     ).first()
     if found is None:
         return None
@@ -104,7 +128,7 @@ def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
     own: dict[int, list[dict[str, Any]]] = {}
     baselines = []
     for score in scores:
-        if score.role == "own":
+        if score.role == ScoreRole.OWN:
             own.setdefault(score.explanation_id, []).append(score_dict(score))
         else:
             baselines.append(score)
@@ -119,15 +143,8 @@ def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
         **feature_key_dict(feature, model_name),
         "stats": feature_stats_dict(feature),
         "records": by_sample,
-        "explanations": [_explanation(e, runs.get(e.run_id), own.get(e.id, [])) for e in explanations],
-        "sanity_baselines": [
-            {
-                **score_dict(b),
-                "explanation_text": borrowed_rows[b.explanation_id].text if b.explanation_id in borrowed_rows else None,
-                "explanation_feature_id": borrowed_rows[b.explanation_id].feature_id if b.explanation_id in borrowed_rows else None,
-            }
-            for b in baselines
-        ],
+        "explanations": [_explanation(e, runs, own.get(e.id, [])) for e in explanations],
+        "sanity_baselines": [_baseline(b, borrowed_rows.get(b.explanation_id)) for b in baselines],
         "simulations": _simulations(session, feature_id, {r.id: r for r in record_rows}),
         "neighbours": _neighbours(session, feature),
     }

@@ -3,7 +3,7 @@ score, streamed in batches so a large layer never sits in memory at once."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from storage.queries import records_by_feature
 from storage.rows import explanation_dict, feature_key_dict, feature_stats_dict, score_dict
 from storage.schema import Explanation, Feature, Score, SubjectModel
+
 
 def iter_feature_documents(session: Session, *, model: str | None = None, layer: int | None = None,
                            kind: str | None = None, sae: str | None = None, batch_size: int = 200) -> Iterator[dict]:
@@ -32,7 +33,9 @@ def iter_feature_documents(session: Session, *, model: str | None = None, layer:
 
 def _documents(session: Session, ids: list[int]) -> Iterator[dict]:
     features = session.execute(
-        select(Feature, SubjectModel.name).join(SubjectModel, SubjectModel.id == Feature.model_id).where(Feature.id.in_(ids))
+        select(Feature, SubjectModel.name)
+        .join(SubjectModel, SubjectModel.id == Feature.model_id)
+        .where(Feature.id.in_(ids))
     ).all()
     records = records_by_feature(session, ids)
     explanations: dict[int, list] = {}

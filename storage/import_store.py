@@ -8,6 +8,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from activations.importers import ImportedFeature
+from activations.vocab import OutcomeStatus, ScoringSubset
 from storage import repository as repo
 
 IMPORT_SIMULATOR = "import:openai"
@@ -31,7 +32,7 @@ def save_imported(session: Session, item: ImportedFeature, source: str) -> dict[
     for i, imported in enumerate(item.explanations):
         explanation, created = repo.add_explanation(
             session, feature, explainer="import:openai", config={"import": name, "item": i},
-            text=imported.text, status="ok", candidate=i, source=source, params={}, prompt_version=None,
+            text=imported.text, status=OutcomeStatus.OK, candidate=i, source=source, params={}, prompt_version=None,
         )
         added["explanations"] += int(created)
         if not created:
@@ -41,13 +42,14 @@ def save_imported(session: Session, item: ImportedFeature, source: str) -> dict[
             simulation, _ = repo.add_simulation(
                 session, explanation, feature, simulator=IMPORT_SIMULATOR, config={"import": name, "item": i},
                 records=[
-                    {"tokens": s.tokens, "true_activations": s.true_activations, "expected_activations": s.expected_activations}
+                    {"tokens": s.tokens, "true_activations": s.true_activations,
+                     "expected_activations": s.expected_activations}
                     for s in imported.sequences
                 ],
             )
         for method, value in imported.scores.items():
             repo.add_score(
-                session, explanation, feature, method=method, subset="top_and_random", value=value,
+                session, explanation, feature, method=method, subset=ScoringSubset.TOP_AND_RANDOM, value=value,
                 undefined_reason=None if value is not None else "undefined in the imported file",
                 simulation=simulation, simulator=IMPORT_SIMULATOR, n_records=len(imported.sequences) or None,
             )

@@ -4,16 +4,17 @@ The caller wraps one feature's calls in one transaction, so a feature is stored 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from activations.records import ActivationRecord
+from activations.vocab import OutcomeStatus, ScoreRole
 from explainer import ExplanationResult
 from scorer import ScoreValue
 from simulator.base import SequenceSimulation
-from activations.vocab import OutcomeStatus, ScoreRole
 from storage import repository as repo
 from storage.schema import Explanation, Feature, Score, Simulation
 
@@ -28,7 +29,7 @@ def store_candidates(
         usage = result.usage
         row, _ = repo.add_explanation(
             session, feature, explainer=result.explainer, config=config, run_id=run_id, status=result.status,
-            text=result.text if result.status == "ok" else None, failure_reason=result.failure_reason,
+            text=result.text if result.status == OutcomeStatus.OK else None, failure_reason=result.failure_reason,
             raw_output=result.raw_output, prompt_version=result.prompt_version, params=result.params,
             polarity=result.polarity, candidate=result.candidate, selected=result.candidate == selected,
             prompt_tokens=usage.prompt_tokens if usage else None,
@@ -49,8 +50,8 @@ def store_simulation(
     rows: list[dict[str, Any]] = []
     if simulations is not None:
         rows = [
-            {"record_id": record.record_id, "split": record.sample, "expected_activations": list(sim.expected_activations),
-             "distribution": sim.distributions}
+            {"record_id": record.record_id, "split": record.sample,
+             "expected_activations": list(sim.expected_activations), "distribution": sim.distributions}
             for record, sim in zip(records, simulations)
         ]
     row, _ = repo.add_simulation(
@@ -75,36 +76,39 @@ def store_scores(
     ]
 
 
-def finished_features(session: Session, feature_ids: Sequence[int], config_hash: str) -> dict[int, str]:
+def finished_features(session: Session, feature_ids: Sequence[int], config_hash: str) -> dict[int, OutcomeStatus]:
     """feature id -> "ok" | "failed" for features that already have results under this configuration."""
     if not feature_ids:
         return {}
-    out: dict[int, str] = {}
+    out: dict[int, OutcomeStatus] = {}
     rows = session.execute(
         select(Explanation.feature_id, Explanation.status, Explanation.selected).where(
             Explanation.feature_id.in_(feature_ids), Explanation.config_hash == config_hash
         )
     )
     for feature_id, status, selected in rows:
-        if status == "ok" and selected:
-            out[feature_id] = "ok"
+        if status == OutcomeStatus.OK and selected:
+            out[feature_id] = OutcomeStatus.OK
         else:
-            out.setdefault(feature_id, "failed")
+            out.setdefault(feature_id, OutcomeStatus.FAILED)
     failed_sims = session.execute(
         select(Explanation.feature_id).join(Simulation, Simulation.explanation_id == Explanation.id).where(
             Explanation.feature_id.in_(feature_ids), Explanation.config_hash == config_hash,
-            Simulation.role == "own", Simulation.status == "failed",
+            Simulation.role == ScoreRole.OWN, Simulation.status == OutcomeStatus.FAILED,
         )
     )
     for (feature_id,) in failed_sims:
-        out[feature_id] = "failed"
+        out[feature_id] = OutcomeStatus.FAILED
     return out
 
 
 def has_shuffled_baseline(session: Session, explanation_id: int, simulator: str) -> bool:
     """Whether this explanation already has sanity-baseline scores under this simulator."""
-    found = session.scalar(select(Score.id).where(
-        Score.explanation_id == explanation_id, Score.role == ScoreRole.SHUFFLED, Score.simulator == simulator).limit(1))
+    found = session.scalar(
+        select(Score.id)
+        .where(Score.explanation_id == explanation_id, Score.role == ScoreRole.SHUFFLED, Score.simulator == simulator)
+        .limit(1)
+    )
     return found is not None
 
 
@@ -123,7 +127,9 @@ def forget_feature_results(session: Session, feature_id: int, config_hash: str) 
     ids = select(Explanation.id).where(Explanation.feature_id == feature_id, Explanation.config_hash == config_hash)
     session.execute(delete(Score).where(Score.explanation_id.in_(ids)))
     session.execute(delete(Simulation).where(Simulation.explanation_id.in_(ids)))
-    session.execute(delete(Explanation).where(Explanation.feature_id == feature_id, Explanation.config_hash == config_hash))
+    session.execute(
+        delete(Explanation).where(Explanation.feature_id == feature_id, Explanation.config_hash == config_hash)
+    )
 
 
 def scored_explanations(session: Session, feature_ids: Sequence[int], *, config_hash: str | None = None,
@@ -132,7 +138,7 @@ def scored_explanations(session: Session, feature_ids: Sequence[int], *, config_
     if not feature_ids:
         return []
     stmt = select(Explanation.id).where(
-        Explanation.feature_id.in_(feature_ids), Explanation.status == "ok", Explanation.selected.is_(True)
+        Explanation.feature_id.in_(feature_ids), Explanation.status == OutcomeStatus.OK, Explanation.selected.is_(True)
     )
     if config_hash is not None:
         stmt = stmt.where(Explanation.config_hash == config_hash)

@@ -7,15 +7,16 @@ The ranking walks the `ix_scores_rank` index in descending score order and keeps
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import Select, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
+from activations.vocab import ScoreMethod, ScoreRole, ScoringSubset
 from scorer import METHODS
 from scorer import SUBSETS as SCORER_SUBSETS
-from activations.vocab import ScoreRole
 from storage.repository import current_explanations
 from storage.rows import feature_key_dict, record_dict
 from storage.schema import ActivationRecordRow, Explanation, Feature, Sae, Score, SubjectModel
@@ -41,8 +42,8 @@ class FeatureQuery:
     search: str | None = None
     explainer: str | None = None
     simulator: str | None = None
-    method: str = "ev_correlation"
-    subset: str = "top_and_random"
+    method: str = ScoreMethod.EV_CORRELATION
+    subset: str = ScoringSubset.TOP_AND_RANDOM
     limit: int = 100
     offset: int = 0
     feature_indices: list[int] | None = None
@@ -111,6 +112,11 @@ def all_feature_conds(ff: FeatureFilter) -> list[Any]:
     return ff.conds + ([Feature.model_id == ff.model_id] if ff.model_id is not None else [])
 
 
+def ranking_score_conds(q: FeatureQuery) -> list[Any]:
+    """The scores that rank features: own (not shuffled-baseline) and defined, under the query's method and subset."""
+    return [Score.method == q.method, Score.subset == q.subset, Score.role == ScoreRole.OWN, Score.value.is_not(None)]
+
+
 def _search_condition(session: Session, text_query: str) -> Any:
     """Scores whose explanation matches the text. On SQLite the plan depends on how common the words are:
     few matches are looked up by explanation id; many are better found by walking the score index best
@@ -127,7 +133,7 @@ def _search_condition(session: Session, text_query: str) -> Any:
 def _ranked_rows(session: Session, q: FeatureQuery, ff: FeatureFilter) -> Iterator[tuple[int, float, int]]:
     """(feature_id, score, explanation_id) in descending score order, possibly several per feature."""
     model_id = ff.model_id
-    conds = [Score.method == q.method, Score.subset == q.subset, Score.role == "own", Score.value.is_not(None)]
+    conds = ranking_score_conds(q)
     if model_id is not None:
         conds.append(Score.model_id == model_id)
     if q.layer is not None:
@@ -148,8 +154,9 @@ def _ranked_rows(session: Session, q: FeatureQuery, ff: FeatureFilter) -> Iterat
     stmt = stmt.where(*conds).order_by(Score.value.desc(), Score.id.desc())
     # Fetch in pages about the size of the answer: the walk usually stops long before the index ends.
     result = session.execute(stmt.execution_options(yield_per=max(64, min(q.offset + q.limit, 1000))))
-    for row in result:
-        yield row[0], row[1], row[2]
+    for feature_id, value, explanation_id in result.tuples():
+        if value is not None:  # always: the conditions skip undefined scores
+            yield feature_id, value, explanation_id
 
 
 def best_scored(session: Session, q: FeatureQuery) -> list[tuple[int, float, int]]:
@@ -175,10 +182,7 @@ def _unscored_features(session: Session, q: FeatureQuery, exclude: set[int], ski
     ff = feature_filter(session, q)
     if ff is None:
         return []
-    scored = select(Score.feature_id).where(
-        Score.feature_id == Feature.id, Score.method == q.method, Score.subset == q.subset,
-        Score.role == "own", Score.value.is_not(None),
-    )
+    scored = select(Score.feature_id).where(Score.feature_id == Feature.id, *ranking_score_conds(q))
     stmt = (
         select(Feature.id)
         .where(*all_feature_conds(ff), ~scored.exists())
@@ -197,8 +201,7 @@ def count_scored(session: Session, q: FeatureQuery) -> int:
     ranked = (
         select(Score.feature_id)
         .join(Feature, Feature.id == Score.feature_id)
-        .where(Score.method == q.method, Score.subset == q.subset, Score.role == "own", Score.value.is_not(None))
-        .where(*all_feature_conds(ff))
+        .where(*ranking_score_conds(q), *all_feature_conds(ff))
     )
     return session.scalar(select(func.count()).select_from(ranked.distinct().subquery())) or 0
 
@@ -209,7 +212,7 @@ def query_features(session: Session, q: FeatureQuery, *, with_records: bool = Fa
     q.validate()
     scored = best_scored(session, q)
     rows: list[tuple[int, float | None, int | None]] = list(scored)
-    score_filtered = q.min_score is not None or q.search is not None or q.explainer is not None or q.simulator is not None
+    score_filtered = any(f is not None for f in (q.min_score, q.search, q.explainer, q.simulator))
     if len(rows) < q.limit and not score_filtered:
         n_scored_total = len(scored) + q.offset if len(scored) else count_scored(session, q)
         skip = max(0, q.offset - n_scored_total)
@@ -229,7 +232,9 @@ def describe_features(
     features = {
         f.id: (f, model_name)
         for f, model_name in session.execute(
-            select(Feature, SubjectModel.name).join(SubjectModel, SubjectModel.id == Feature.model_id).where(Feature.id.in_(ids))
+            select(Feature, SubjectModel.name)
+            .join(SubjectModel, SubjectModel.id == Feature.model_id)
+            .where(Feature.id.in_(ids))
         )
     }
     explanation_ids = [r[2] for r in rows if r[2] is not None]
@@ -303,8 +308,13 @@ def list_models(session: Session) -> list[dict[str, Any]]:
             {
                 "model": model.name,
                 "n_layers": model.n_layers,
-                "layers": [{"layer": l, "kind": k, "sae": s or None, "features": n} for l, k, s, n in layers],
-                "saes": [{"name": s.name, "layer": s.layer, "width": s.width, "architecture": s.architecture} for s in saes],
+                "layers": [
+                    {"layer": layer, "kind": kind, "sae": sae_key or None, "features": n}
+                    for layer, kind, sae_key, n in layers
+                ],
+                "saes": [
+                    {"name": s.name, "layer": s.layer, "width": s.width, "architecture": s.architecture} for s in saes
+                ],
             }
         )
     return out

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
-from activations.vocab import OutcomeStatus
+from activations.vocab import OutcomeStatus, Polarity, ScoreRole
 from storage.schema import (
     ActivationRecordRow,
     Explanation,
@@ -177,7 +178,9 @@ def stats_of(row: Feature) -> FeatureStats | None:
     )
 
 
-def add_records(session: Session, feature: Feature, records: Sequence[ActivationRecord], *, replace: bool = False) -> int:
+def add_records(
+    session: Session, feature: Feature, records: Sequence[ActivationRecord], *, replace: bool = False
+) -> int:
     """Store records, numbered by position within their sample kind. Existing (sample, position) slots are kept
     unless `replace`, so importing the same file twice adds nothing. Returns how many rows were added."""
     if replace:
@@ -242,14 +245,18 @@ def load_records(session: Session, feature: Feature) -> list[ActivationRecord]:
 
 
 def load_feature_records(session: Session, feature: Feature) -> FeatureRecords:
-    return FeatureRecords(feature=feature_id_of(feature), records=load_records(session, feature), stats=stats_of(feature))
+    return FeatureRecords(
+        feature=feature_id_of(feature), records=load_records(session, feature), stats=stats_of(feature)
+    )
 
 
-def add_explanation(session: Session, feature: Feature, *, explainer: str, config: dict, **fields: Any) -> tuple[Explanation, bool]:
+def add_explanation(
+    session: Session, feature: Feature, *, explainer: str, config: dict, **fields: Any
+) -> tuple[Explanation, bool]:
     """Insert an explanation unless one with the same (feature, configuration, polarity, candidate) exists.
     Returns (row, created)."""
     chash = config_hash(config)
-    polarity = fields.get("polarity", "positive")
+    polarity = fields.get("polarity", Polarity.POSITIVE)
     candidate = fields.get("candidate", 0)
     row = session.scalar(
         select(Explanation).where(
@@ -268,7 +275,8 @@ def add_explanation(session: Session, feature: Feature, *, explainer: str, confi
 
 def add_simulation(
     session: Session, explanation: Explanation, feature: Feature, *, simulator: str, config: dict,
-    records: Iterable[dict], status: str = "ok", failure_reason: str | None = None, role: str = "own",
+    records: Iterable[dict], status: str = OutcomeStatus.OK, failure_reason: str | None = None,
+    role: str = ScoreRole.OWN,
     run_id: int | None = None, params: dict | None = None,
 ) -> tuple[Simulation, bool]:
     """Insert a simulation with its per-record rows (dicts of SimulatedRecord columns minus ids)."""
@@ -276,7 +284,7 @@ def add_simulation(
     row = session.scalar(
         select(Simulation).where(Simulation.explanation_id == explanation.id, Simulation.config_hash == chash)
     )
-    if row is not None and (row.status == "ok" or status == "failed"):
+    if row is not None and (row.status == OutcomeStatus.OK or status == OutcomeStatus.FAILED):
         return row, False
     if row is not None:  # a failed simulation is replaced by a successful retry of the same configuration
         session.delete(row)
@@ -294,17 +302,19 @@ def add_simulation(
 def add_score(
     session: Session, explanation: Explanation, feature: Feature, *, method: str, subset: str,
     value: float | None, simulation: Simulation | None = None, undefined_reason: str | None = None,
-    simulator: str | None = None, role: str = "own", run_id: int | None = None, scorer_config: dict | None = None,
+    simulator: str | None = None, role: str = ScoreRole.OWN, run_id: int | None = None,
+    scorer_config: dict | None = None,
     **fields: Any,
 ) -> Score:
     """Insert one score; an existing score for the same (simulation, method, subset, scorer config) is
     returned unchanged."""
     shash = config_hash(scorer_config or {})
     sim_id = simulation.id if simulation is not None else None
+    same_simulation = Score.simulation_id.is_(None) if sim_id is None else Score.simulation_id == sim_id
     row = session.scalar(
         select(Score).where(
-            Score.explanation_id == explanation.id, Score.simulation_id.is_(sim_id) if sim_id is None else Score.simulation_id == sim_id,
-            Score.method == method, Score.subset == subset, Score.scorer_hash == shash, Score.role == role,
+            Score.explanation_id == explanation.id, same_simulation, Score.method == method, Score.subset == subset,
+            Score.scorer_hash == shash, Score.role == role,
         )
     )
     if row is not None:

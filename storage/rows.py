@@ -3,7 +3,7 @@ run listings and exports (the Parquet schema in `autointerp.export_writers` is h
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from activations.vocab import RunStatus
@@ -74,28 +74,32 @@ def shown_status(row: Run, now: datetime) -> str:
         return row.status
     last = row.heartbeat_at or row.started_at
     if last is not None and last.tzinfo is None:  # SQLite hands back naive datetimes (stored as UTC)
-        last = last.replace(tzinfo=timezone.utc)
+        last = last.replace(tzinfo=UTC)
     return RunStatus.STALE if last is not None and now - last > STALE_AFTER else row.status
 
 
 def run_dict(row: Run, *, now: datetime | None = None) -> dict[str, Any]:
     """A run with its status as a reader should see it and the headline counters of its stats."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     stats = dict(row.stats or {})
     started, finished = _aware(row.started_at), _aware(row.finished_at)
-    end = finished or (now if row.status == RunStatus.RUNNING else _aware(row.heartbeat_at))
+    status = shown_status(row, now)
+    # A stale run's duration ends at its last heartbeat, not now.
+    end = finished or (now if status == RunStatus.RUNNING else _aware(row.heartbeat_at))
     return {
-        "id": row.id, "kind": row.kind, "status": shown_status(row, now), "config": row.config, "stats": stats,
+        "id": row.id, "kind": row.kind, "status": status, "config": row.config, "stats": stats,
         "started_at": iso(started), "finished_at": iso(finished), "heartbeat_at": iso(_aware(row.heartbeat_at)),
         "duration_s": round((end - started).total_seconds(), 2) if started and end else None,
         "done": stats.get("done"), "failed": stats.get("failed"), "skipped": stats.get("skipped"),
         "requests": stats.get("llm_requests"),
-        "tokens": (stats.get("prompt_tokens", 0) + stats.get("completion_tokens", 0)) if "prompt_tokens" in stats else None,
+        "tokens": (
+            stats.get("prompt_tokens", 0) + stats.get("completion_tokens", 0) if "prompt_tokens" in stats else None
+        ),
         "cost_usd": stats.get("cost_usd") if stats.get("cost_known", True) else None,
     }
 
 
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value

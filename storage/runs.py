@@ -4,8 +4,9 @@ without a word, by SIGKILL or power loss)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -19,7 +20,7 @@ HEARTBEAT_INTERVAL_S = 10.0
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def start_run(session: Session, kind: str, config: dict) -> int:

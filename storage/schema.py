@@ -9,7 +9,7 @@ index walk.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
@@ -26,9 +26,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from activations.vocab import DataSplit, OutcomeStatus, Polarity, RunStatus, ScoreRole
+
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -96,7 +98,7 @@ class ActivationRecordRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"))
     split: Mapped[str] = mapped_column(String(30))  # ActivationRecord.sample: top | random | quantile:<i>
-    data_split: Mapped[str] = mapped_column(String(10), default="train")  # train | valid | test
+    data_split: Mapped[str] = mapped_column(String(10), default=DataSplit.TRAIN)  # train | valid | test
     position: Mapped[int] = mapped_column(Integer)  # order within its sample kind (0 = highest for top)
     tokens: Mapped[list] = mapped_column(JSON)
     activations: Mapped[list] = mapped_column(JSON)
@@ -110,7 +112,7 @@ class Run(Base):
     __tablename__ = "runs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(30))  # RunKind
-    status: Mapped[str] = mapped_column(String(20), default="running")  # RunStatus (never "stale")
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.RUNNING)  # RunStatus (never "stale")
     config: Mapped[dict] = mapped_column(JSON, default=dict)
     stats: Mapped[dict] = mapped_column(JSON, default=dict)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -128,7 +130,7 @@ class Explanation(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
-    status: Mapped[str] = mapped_column(String(10), default="ok")  # ok | failed
+    status: Mapped[str] = mapped_column(String(10), default=OutcomeStatus.OK)  # ok | failed
     text: Mapped[str | None] = mapped_column(Text)  # None when failed
     failure_reason: Mapped[str | None] = mapped_column(Text)
     raw_output: Mapped[str | None] = mapped_column(Text)
@@ -136,7 +138,7 @@ class Explanation(Base):
     prompt_version: Mapped[str | None] = mapped_column(String(50))
     params: Mapped[dict] = mapped_column(JSON, default=dict)
     config_hash: Mapped[str] = mapped_column(String(64))
-    polarity: Mapped[str] = mapped_column(String(10), default="positive")  # positive | negative
+    polarity: Mapped[str] = mapped_column(String(10), default=Polarity.POSITIVE)  # positive | negative
     candidate: Mapped[int] = mapped_column(Integer, default=0)
     selected: Mapped[bool] = mapped_column(Boolean, default=True)  # best-of-N winner on the valid split
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
@@ -163,9 +165,9 @@ class Simulation(Base):
     config_hash: Mapped[str] = mapped_column(String(64))
     # Whose explanation was simulated: "own", or "shuffled" for the sanity baseline (explanation_id then
     # points at the explanation of another feature, and feature_id at the feature being scored).
-    role: Mapped[str] = mapped_column(String(10), default="own")
+    role: Mapped[str] = mapped_column(String(10), default=ScoreRole.OWN)
     feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(10), default="ok")  # ok | failed
+    status: Mapped[str] = mapped_column(String(10), default=OutcomeStatus.OK)  # ok | failed
     failure_reason: Mapped[str | None] = mapped_column(Text)
     params: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -207,7 +209,7 @@ class Score(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     method: Mapped[str] = mapped_column(String(50))  # ev_correlation | rsquared | absolute_dev_explained | ...
     subset: Mapped[str] = mapped_column(String(30))  # top_and_random | random_only | valid | ...
-    role: Mapped[str] = mapped_column(String(10), default="own")  # own | shuffled (sanity baseline)
+    role: Mapped[str] = mapped_column(String(10), default=ScoreRole.OWN)  # own | shuffled (sanity baseline)
     simulator: Mapped[str | None] = mapped_column(String(300))
     scorer_hash: Mapped[str] = mapped_column(String(64), default="")
     value: Mapped[float | None] = mapped_column(Float)  # None = undefined, see undefined_reason

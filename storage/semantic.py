@@ -8,14 +8,24 @@ Candidates honour the same feature and score filters as `storage.queries.query_f
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from storage.queries import FeatureQuery, all_feature_conds, feature_filter, describe_features, matching_explanation_ids
+from activations.vocab import OutcomeStatus
+from storage.queries import (
+    FeatureQuery,
+    all_feature_conds,
+    describe_features,
+    feature_filter,
+    matching_explanation_ids,
+    ranking_score_conds,
+)
+from storage.repository import current_explanations
 from storage.schema import Explanation, ExplanationEmbedding, Feature, Score, SubjectModel
 
 # texts -> (n, dim) float32 array of unit-length rows
@@ -27,8 +37,7 @@ EMBED_BATCH = 256
 def _best_score(q: FeatureQuery) -> Any:
     """The explanation's best own score under the query's method/subset (and simulator), as a correlated subquery."""
     conds = [
-        Score.explanation_id == Explanation.id, Score.feature_id == Explanation.feature_id,
-        Score.method == q.method, Score.subset == q.subset, Score.role == "own", Score.value.is_not(None),
+        Score.explanation_id == Explanation.id, Score.feature_id == Explanation.feature_id, *ranking_score_conds(q),
     ]
     if q.simulator is not None:
         conds.append(Score.simulator == q.simulator)
@@ -41,7 +50,7 @@ def _candidates(session: Session, q: FeatureQuery) -> Select | None:
     if ff is None:
         return None
     best = _best_score(q).label("best")
-    conds = [Explanation.status == "ok", Explanation.text.is_not(None), *all_feature_conds(ff)]
+    conds = [Explanation.status == OutcomeStatus.OK, Explanation.text.is_not(None), *all_feature_conds(ff)]
     if q.explainer is not None:
         conds.append(Explanation.explainer == q.explainer)
     if q.search is not None:
@@ -69,9 +78,10 @@ def ensure_embeddings(session: Session, candidates: Select, embedder: str, embed
     has_vector = exists().where(
         ExplanationEmbedding.explanation_id == Explanation.id, ExplanationEmbedding.embedder == embedder
     )
-    missing = session.execute(
+    rows = session.execute(
         select(Explanation.id, Explanation.text).where(Explanation.id.in_(select(ids.c.id)), ~has_vector)
-    ).all()
+    ).tuples()
+    missing = [(eid, text) for eid, text in rows if text is not None]  # a failed explanation has no text
     for start in range(0, len(missing), EMBED_BATCH):
         batch = missing[start:start + EMBED_BATCH]
         vectors = np.asarray(embed([text for _, text in batch]), dtype=np.float32)
@@ -87,7 +97,9 @@ def ensure_embeddings(session: Session, candidates: Select, embedder: str, embed
     return len(missing)
 
 
-def _ranked(session: Session, candidates: Select, embedder: str, query_vector: np.ndarray) -> list[tuple[int, float | None, int, float]]:
+def _ranked(
+    session: Session, candidates: Select, embedder: str, query_vector: np.ndarray
+) -> list[tuple[int, float | None, int, float]]:
     """(feature id, score, explanation id, similarity), one per feature (its most similar explanation), best first."""
     cand = candidates.subquery()
     rows = session.execute(
@@ -139,17 +151,12 @@ def semantic_search(
 def similar_features(
     session: Session, feature_id: int, *, embedder: str, embed: EmbedFn, limit: int = 10,
 ) -> list[dict[str, Any]]:
-    """Features of the same model whose explanations are closest to this feature's latest explanation."""
-    row = session.execute(
-        select(Explanation.text, Feature.model_id)
-        .join(Feature, Feature.id == Explanation.feature_id)
-        .where(Explanation.feature_id == feature_id, Explanation.status == "ok", Explanation.text.is_not(None))
-        .order_by(Explanation.id.desc())
-        .limit(1)
-    ).first()
-    if row is None:
+    """Features of the same model whose explanations are closest to this feature's current explanation."""
+    current = current_explanations(session, [feature_id]).get(feature_id)
+    if current is None or current.text is None:
         return []
-    text, model_id = row
-    model_name = session.scalar(select(SubjectModel.name).where(SubjectModel.id == model_id))
+    model_name = session.scalar(
+        select(SubjectModel.name).join(Feature, Feature.model_id == SubjectModel.id).where(Feature.id == feature_id)
+    )
     q = FeatureQuery(model=model_name, limit=limit)
-    return semantic_search(session, q, text, embedder=embedder, embed=embed, exclude_features=[feature_id])
+    return semantic_search(session, q, current.text, embedder=embedder, embed=embed, exclude_features=[feature_id])

@@ -72,7 +72,7 @@ def fill(db: Database) -> dict[str, Any]:
     return ids
 
 
-def _add_simulations(s, ids: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+def _add_simulations(s, ids: dict[str, Any]) -> None:
     """Feature 0: its own simulation of its top record, and a shuffled baseline using feature 1's explanation."""
     from storage.schema import ActivationRecordRow, Explanation, Feature
 

@@ -49,9 +49,10 @@ def _shape(schema: dict) -> str | None:
 def undeclared(value: Any, schema: dict, spec: dict, where: str = "$") -> list[str]:
     """Paths of keys in `value` that its schema does not declare (open dicts like `config` declare any key)."""
     schema = _resolve(schema, spec)
+    shape = "object" if isinstance(value, dict) else "array" if isinstance(value, list) else None
     for alternative in schema.get("anyOf", []):
         alternative = _resolve(alternative, spec)
-        if _shape(alternative) == {dict: "object", list: "array"}.get(type(value)):
+        if _shape(alternative) == shape:
             schema = alternative
             break
     if isinstance(value, dict) and "properties" in schema:

@@ -85,8 +85,8 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
                           base_url=base_url or get_settings().openai_base_url,
                           fmt=fmt, n_candidates=n_candidates, polarity=polarity, budget_usd=budget_usd,
                           request_timeout_s=request_timeout, retry_failed=retry_failed, dry_run=dry_run,
-                          simulator=simulator, simulator_base_url=simulator_base_url, concurrency=concurrency, device=device,
-                          sanity=not no_sanity, seed=seed)
+                          simulator=simulator, simulator_base_url=simulator_base_url, concurrency=concurrency,
+                          device=device, sanity=not no_sanity, seed=seed)
     db = Database(db_url)
     if dry_run:
         click.echo(json.dumps(estimate(db, opts), indent=2))
@@ -112,9 +112,9 @@ def rescore(model, layer, sae, features, explainer, simulator, simulator_base_ur
     """
     from autointerp.pipeline.rescore_run import run_rescore
 
-    opts = RescoreOptions(model=model, layer=layer, sae=sae, features=features, explainer=explainer, simulator=simulator,
-                          simulator_base_url=simulator_base_url or get_settings().openai_base_url, concurrency=concurrency,
-                          device=device, sanity=not no_sanity, seed=seed)
+    opts = RescoreOptions(model=model, layer=layer, sae=sae, features=features, explainer=explainer,
+                          simulator=simulator, simulator_base_url=simulator_base_url or get_settings().openai_base_url,
+                          concurrency=concurrency, device=device, sanity=not no_sanity, seed=seed)
     db = Database(db_url)
     run_id = run_rescore(db, opts, show_progress=sys.stderr.isatty())
     print_run_summary(db, run_id)

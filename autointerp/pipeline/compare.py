@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from activations.vocab import ScoreMethod, ScoringSubset
 from storage.comparisons import best_scores_by_feature
 from storage.db import Database
 
@@ -28,18 +29,21 @@ def _ci(diffs: list[float], seed: int = 0) -> tuple[float | None, float | None]:
 
 
 def compare_explainers(db: Database, *, layer: int, a: str, b: str, model: str | None = None,
-                       method: str = "ev_correlation", subset: str = "top_and_random") -> Comparison:
+                       method: str = ScoreMethod.EV_CORRELATION,
+                       subset: str = ScoringSubset.TOP_AND_RANDOM) -> Comparison:
     with db.session() as session:
         sa = best_scores_by_feature(session, explainer=a, layer=layer, model=model, method=method, subset=subset)
         sb = best_scores_by_feature(session, explainer=b, layer=layer, model=model, method=method, subset=subset)
     rows = []
+    diffs: list[float] = []  # score b - score a, of the features both explained
     for index in sorted(set(sa) | set(sb)):
-        va, vb = sa.get(index, (None, None)), sb.get(index, (None, None))
-        rows.append({"index": index, "score_a": va[0], "score_b": vb[0],
-                     "diff": (vb[0] - va[0]) if va[0] is not None and vb[0] is not None else None,
-                     "explanation_a": va[1], "explanation_b": vb[1]})
-    paired = [r for r in rows if r["diff"] is not None]
-    diffs = [r["diff"] for r in paired]
+        score_a, explanation_a = sa.get(index, (None, None))
+        score_b, explanation_b = sb.get(index, (None, None))
+        diff = score_b - score_a if score_a is not None and score_b is not None else None
+        if diff is not None:
+            diffs.append(diff)
+        rows.append({"index": index, "score_a": score_a, "score_b": score_b, "diff": diff,
+                     "explanation_a": explanation_a, "explanation_b": explanation_b})
 
     def describe(values: list[float]) -> dict:
         return {"n": len(values), "mean": statistics.fmean(values) if values else None,
@@ -49,7 +53,7 @@ def compare_explainers(db: Database, *, layer: int, a: str, b: str, model: str |
     summary = {
         "layer": layer, "method": method, "subset": subset, "a": a, "b": b,
         "score_a": describe([v for v, _ in sa.values()]), "score_b": describe([v for v, _ in sb.values()]),
-        "paired": len(paired), "wins_a": sum(d < 0 for d in diffs), "wins_b": sum(d > 0 for d in diffs),
+        "paired": len(diffs), "wins_a": sum(d < 0 for d in diffs), "wins_b": sum(d > 0 for d in diffs),
         "ties": sum(d == 0 for d in diffs), "mean_diff_b_minus_a": statistics.fmean(diffs) if diffs else None,
         "diff_ci95": [low, high],
     }
