@@ -4,11 +4,14 @@ stays bounded). Free-form `params` and `details` travel as JSON text in Parquet.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from activations.vocab import SampleKind
 
 # Field for field the dicts of storage.rows (tests/test_export_schema.py holds them together).
 _SCORE = pa.struct([
@@ -37,6 +40,8 @@ FEATURE_SCHEMA = pa.schema([
     ("dead", pa.bool_()), ("quantile_boundaries", pa.list_(pa.float64())), ("records", pa.list_(_RECORD)),
     ("explanations", pa.list_(_EXPLANATION)),
 ])
+_QUANTILE_BIN = re.compile(rf"{SampleKind.QUANTILE}:(\d+)")
+
 
 def _batches(docs: Iterable[dict], size: int) -> Iterator[list[dict]]:
     batch: list[dict] = []
@@ -67,16 +72,15 @@ def write_neuron_records(docs: Iterable[dict], out: Path) -> int:
     n = 0
     with out.open("w", encoding="utf-8") as fh:
         for doc in docs:
-            bins = sorted({int(r["sample"].split(":")[1])
-                           for r in doc["records"] if r["sample"].startswith("quantile:")})
+            bins = sorted({int(m.group(1)) for r in doc["records"] if (m := _QUANTILE_BIN.fullmatch(r["sample"]))})
             record = {
                 "dataclass_name": "NeuronRecord",
                 "neuron_id": {"dataclass_name": "NeuronId", "layer_index": doc["layer"], "neuron_index": doc["index"]},
-                "random_sample": dump(doc, "random"),
-                "random_sample_by_quantile": [dump(doc, f"quantile:{b}") for b in bins],
+                "random_sample": dump(doc, SampleKind.RANDOM),
+                "random_sample_by_quantile": [dump(doc, SampleKind.quantile(b)) for b in bins],
                 "quantile_boundaries": doc["quantile_boundaries"] or [],
                 "mean": doc["mean"], "variance": doc["variance"], "skewness": None, "kurtosis": None,
-                "most_positive_activation_records": dump(doc, "top"),
+                "most_positive_activation_records": dump(doc, SampleKind.TOP),
             }
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
             n += 1

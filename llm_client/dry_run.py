@@ -8,14 +8,14 @@ from llm_client.base import Completion, LLMClient, Usage, messages_to_prompt
 
 
 class RecordingClient:
-    """Wraps a real client's spec, capabilities and tokenizer; `requests` and `prompt_tokens` count
-    what would have been sent."""
+    """Wraps a real client's spec, model, capabilities and tokenizer; `requests` and `prompt_tokens` count
+    what would have been sent. Closing it closes the real client."""
 
     def __init__(self, real: LLMClient) -> None:
         self.spec = real.spec
+        self.model = real.model
         self.capabilities = real.capabilities
         self._real = real
-        self._model = real.model
         self.requests = 0
         self.prompt_tokens = 0
 
@@ -36,7 +36,10 @@ class RecordingClient:
     def estimate(self, completion_tokens_per_request: int) -> dict:
         completion = self.requests * completion_tokens_per_request
         return {"requests": self.requests, "prompt_tokens": self.prompt_tokens, "completion_tokens_max": completion,
-                "cost_usd_max": estimate_cost(self._model, self.prompt_tokens, completion)}
+                "cost_usd_max": estimate_cost(self.model, self.prompt_tokens, completion)}
 
     def stats(self) -> dict:
         return {"requests": self.requests, "prompt_tokens": self.prompt_tokens}
+
+    async def aclose(self) -> None:
+        await self._real.aclose()

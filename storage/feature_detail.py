@@ -36,7 +36,7 @@ from storage.schema import (
 
 def _sample_order(sample: str) -> tuple[int, int]:
     # top first, then quantile bins in order, then random
-    match = re.fullmatch(r"quantile:(\d+)", sample)
+    match = re.fullmatch(rf"{SampleKind.QUANTILE}:(\d+)", sample)
     if match:
         return (1, int(match.group(1)))
     return (0, 0) if sample == SampleKind.TOP else (2, 0)

@@ -31,6 +31,11 @@ def start_run(session: Session, kind: str, config: dict) -> int:
     return run.id
 
 
+def adopt_run(session: Session, run_id: int, config: dict) -> None:
+    """A run row made ahead of its work (by the API) takes the configuration the work records for itself."""
+    session.execute(update(Run).where(Run.id == run_id).values(config=config, heartbeat_at=_now()))
+
+
 def beat(session: Session, run_id: int) -> None:
     """Mark the run alive now."""
     session.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=_now()))

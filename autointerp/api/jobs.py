@@ -38,8 +38,6 @@ def build_options(kind: str, body: dict[str, Any], *, base_url: str | None) -> E
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ValueError(f"unknown or forbidden option(s) {unknown} for a {kind} job; allowed: {sorted(allowed)}")
-    if not isinstance(body.get("extra", {}), dict):
-        raise ValueError("extra must be a JSON object")
     try:
         return options_cls(**body, **dict.fromkeys(url_fields, base_url))
     except (TypeError, ValueError) as exc:

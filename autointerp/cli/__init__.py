@@ -16,7 +16,8 @@ def main() -> None:
     \b
     Typical session:
       autointerp collect --model gemma-3-270m --layers 6 --tokens 100000
-      autointerp explain --model gemma-3-270m --layer 6 --features 0-99 --explainer local:gemma-3-270m --simulator embedding
+      autointerp explain --model gemma-3-270m --layer 6 --features 0-99 \\
+          --explainer local:gemma-3-270m --simulator embedding
       autointerp query --layer 6 --min-score 0.5
       autointerp serve
     """

@@ -22,7 +22,9 @@ def parse_layers(text: str | None) -> list[int]:
     try:
         layers = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
-        raise click.BadParameter(f"{text!r}: give layer numbers separated by commas, e.g. 3,5", param_hint="--layers") from None
+        raise click.BadParameter(
+            f"{text!r}: give layer numbers separated by commas, e.g. 3,5", param_hint="--layers"
+        ) from None
     if any(layer < 0 for layer in layers):
         raise click.BadParameter(f"{text!r}: layers must be >= 0", param_hint="--layers")
     return layers
@@ -43,17 +45,26 @@ def build_targets(layers: list[int], sae_path: str | None, sae_hook: str | None,
 
 
 @click.command("collect")
-@click.option("--model", "model_spec", default="gemma-3-270m", show_default=True, help="Embedded name, HF id or path (local: prefix optional).")
-@click.option("--layers", default=None, help="Layers whose MLP neurons to collect, e.g. 3,5 (with --sae: the SAE's layer).")
-@click.option("--sae", "sae_path", default=None, help="SAE folder/file (SAELens, sparsify, OpenAI .pt, Gemma Scope params.npz).")
-@click.option("--sae-hook", default=None, help="Override the SAE hook point: blocks.6.hook_resid_post, layers.6.mlp, or a site (resid_post, mlp_out, mlp_act).")
+@click.option("--model", "model_spec", default="gemma-3-270m", show_default=True,
+              help="Embedded name, HF id or path (local: prefix optional).")
+@click.option("--layers", default=None,
+              help="Layers whose MLP neurons to collect, e.g. 3,5 (with --sae: the SAE's layer).")
+@click.option("--sae", "sae_path", default=None,
+              help="SAE folder/file (SAELens, sparsify, OpenAI .pt, Gemma Scope params.npz).")
+@click.option("--sae-hook", default=None,
+              help="Override the SAE hook point: blocks.6.hook_resid_post, layers.6.mlp, or a site "
+                   "(resid_post, mlp_out, mlp_act).")
 @click.option("--sae-name", default=None, help="Name to store the SAE under (default: from its path).")
-@click.option("--corpus", "corpus_spec", default="wikipedia", show_default=True, help="wikipedia, a .txt/.jsonl/.parquet file or folder, or hf:<dataset>.")
-@click.option("--tokens", "max_tokens", type=click.IntRange(min=1), default=100_000, show_default=True, help="Scored tokens to run.")
+@click.option("--corpus", "corpus_spec", default="wikipedia", show_default=True,
+              help="wikipedia, a .txt/.jsonl/.parquet file or folder, or hf:<dataset>.")
+@click.option("--tokens", "max_tokens", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Scored tokens to run.")
 @click.option("--ctx-len", type=click.IntRange(min=2), default=64, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Windows per forward pass (default 16 on CPU, 128 on CUDA).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Windows per forward pass (default 16 on CPU, 128 on CUDA).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--dtype", default=None, help="float32, float16 or bfloat16 (default: bfloat16 on CUDA, float32 on CPU).")
+@click.option("--dtype", default=None,
+              help="float32, float16 or bfloat16 (default: bfloat16 on CUDA, float32 on CPU).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--top-k", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--n-random", type=click.IntRange(min=1), default=20, show_default=True)
@@ -62,10 +73,11 @@ def build_targets(layers: list[int], sae_path: str | None, sae_hook: str | None,
 @click.option("--overwrite", is_flag=True, help="Redo layers that are already collected.")
 @db_option
 @user_errors(ValueError, ModelLoadError)
-def collect_command(model_spec: str, layers: str | None, sae_path: str | None, sae_hook: str | None, sae_name: str | None,
-                    corpus_spec: str, max_tokens: int, ctx_len: int, batch_size: int | None, device: str, dtype: str | None,
-                    seed: int, top_k: int, n_random: int, n_quantiles: int, per_quantile: int, overwrite: bool,
-                    db_url: str | None) -> None:
+def collect_command(
+    model_spec: str, layers: str | None, sae_path: str | None, sae_hook: str | None, sae_name: str | None,
+    corpus_spec: str, max_tokens: int, ctx_len: int, batch_size: int | None, device: str, dtype: str | None,
+    seed: int, top_k: int, n_random: int, n_quantiles: int, per_quantile: int, overwrite: bool, db_url: str,
+) -> None:
     """Collect activation records for every MLP neuron of --layers (or every latent of --sae).
 
     Layers already collected are skipped (--overwrite redoes them); each layer is stored in one transaction.
@@ -81,7 +93,8 @@ def collect_command(model_spec: str, layers: str | None, sae_path: str | None, s
         batch_size = 128 if device.startswith("cuda") or (device == "auto" and _cuda()) else 16
     config = CollectConfig(
         ctx_len=ctx_len, max_tokens=max_tokens, batch_size=batch_size,
-        sampler=SamplerConfig(top_k=top_k, n_random=n_random, n_quantiles=n_quantiles, per_quantile=per_quantile, seed=seed),
+        sampler=SamplerConfig(top_k=top_k, n_random=n_random, n_quantiles=n_quantiles, per_quantile=per_quantile,
+                              seed=seed),
     )
     run_collect(Database(db_url), model_spec, targets, corpus_spec, config, device=device, dtype=dtype,
                 overwrite=overwrite, show_progress=sys.stderr.isatty(), log=lambda msg: click.echo(msg, err=True))

@@ -23,10 +23,11 @@ def _table_row(run: dict) -> dict:
 
 @click.command("runs")
 @click.option("--kind", type=click.Choice([k.value for k in RunKind]), default=None, help="Only runs of this kind.")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Most recent runs to show.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True,
+              help="Most recent runs to show.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
 @db_option
-def runs(kind: str | None, limit: int, fmt: str, db_url: str | None) -> None:
+def runs(kind: str | None, limit: int, fmt: str, db_url: str) -> None:
     """List past runs, newest first: id, kind, status, start, duration, features done/failed/skipped,
     LLM requests, tokens and cost.
 

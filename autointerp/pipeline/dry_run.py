@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from activations.records import FeatureRecords
-from activations.vocab import DataSplit
+from activations.vocab import DataSplit, OutcomeStatus
 from autointerp.pipeline.context import select_features
 from autointerp.pipeline.options import ExplainOptions
 from explainer import PROMPT_VERSIONS, explain
@@ -26,16 +26,20 @@ def estimate(db: Database, opts: ExplainOptions) -> dict:
     with db.session() as session:
         features = select_features(session, opts.model, opts.layer, opts.sae, opts.features)
         finished = outcome_store.finished_features(session, [f.id for f in features], repo.config_hash(config))
-        pending = [f for f in features if f.id not in finished or (opts.retry_failed and finished[f.id] == "failed")]
+        redo = {OutcomeStatus.FAILED} if opts.retry_failed else set()
+        pending = [f for f in features if finished.get(f.id) is None or finished[f.id] in redo]
         records = [repo.load_feature_records(session, f) for f in pending]
     real = make_client(opts.explainer, base_url=opts.base_url, device=opts.device)
     recorder = RecordingClient(real)
 
     async def walk() -> None:
-        for fr in records:
-            train = FeatureRecords(fr.feature, fr.select(data_splits=[DataSplit.TRAIN]), fr.stats)
-            await explain(recorder, train, fmt=opts.fmt, n_candidates=opts.n_candidates, polarity=opts.polarity,
-                          temperature=opts.effective_temperature, max_tokens=opts.max_explanation_tokens)
+        try:
+            for fr in records:
+                train = FeatureRecords(fr.feature, fr.select(data_splits=[DataSplit.TRAIN]), fr.stats)
+                await explain(recorder, train, fmt=opts.fmt, n_candidates=opts.n_candidates, polarity=opts.polarity,
+                              temperature=opts.effective_temperature, max_tokens=opts.max_explanation_tokens)
+        finally:
+            await recorder.aclose()
 
     asyncio.run(walk())
     sims_per_feature = (opts.n_candidates if opts.n_candidates > 1 else 0) + 1 + int(opts.sanity)

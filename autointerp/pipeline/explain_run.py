@@ -68,11 +68,9 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
         async with gate:
             if budget_hit.is_set():
                 return
-            stats.in_flight += 1
             try:
                 await _one(feature)
             finally:
-                stats.in_flight -= 1
                 refresh()
                 if opts.budget_usd is not None and stats.cost_usd >= opts.budget_usd:
                     if not budget_hit.is_set():
@@ -118,7 +116,8 @@ def run_explain(db: Database, opts: ExplainOptions, *, run_id: int | None = None
     redo = {OutcomeStatus.FAILED} if opts.retry_failed else set()
     todo = [f for f in features if finished.get(f.id) is None or finished[f.id] in redo]
     run_config = {**opts.as_dict(), "config_hash": chash}
-    with sigterm_interrupts(), RunRecord(db, RunKind.EXPLAIN, run_config, run_id=run_id, total=len(features)) as record, \
+    with sigterm_interrupts(), \
+            RunRecord(db, RunKind.EXPLAIN, run_config, run_id=run_id, total=len(features)) as record, \
             ProgressDisplay(len(features), show=show_progress) as display:
         record.stats.skipped = len(features) - len(todo)
         asyncio.run(_run(db, opts, record, display, todo, config, [f.id for f in features]))

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from activations.records import ActivationRecord, FeatureRecords
-from activations.vocab import DataSplit, Polarity, SampleKind, ScoreRole
+from activations.vocab import DataSplit, OutcomeStatus, Polarity, SampleKind, ScoreRole
 from explainer import ExplanationResult, explain
 from llm_client.base import LLMClient
 from scorer import ScoredRecord, ScoreValue, score_ev_correlation, score_records
@@ -96,7 +96,7 @@ def score(data: ScoringInput, simulations: Sequence[SequenceSimulation], *, role
 async def _choose(candidates: list[ExplanationResult], simulator: Simulator,
                   valid: ScoringInput) -> tuple[int | None, dict[int, float | None]]:
     """Best ok candidate by pooled correlation on the valid split (never the test split)."""
-    ok = [c for c in candidates if c.status == "ok"]
+    ok = [c for c in candidates if c.status == OutcomeStatus.OK]
     if len(ok) <= 1:
         return (ok[0].candidate if ok else None), {}
     outcomes = await asyncio.gather(*(simulate(simulator, c.text or "", valid) for c in ok))

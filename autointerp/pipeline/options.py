@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+
+from activations.vocab import Polarity
 
 
 class OptionsError(ValueError):
@@ -41,7 +43,6 @@ class BatchOptions:
     sae: str | None = None
     features: str = "all"
     concurrency: int = 4
-    extra: dict = field(default_factory=dict)
     simulator: str = "embedding"
     simulator_base_url: str | None = None
     device: str = "auto"
@@ -58,7 +59,7 @@ class ExplainOptions(BatchOptions):
     base_url: str | None = None
     fmt: str = "auto"  # token_activation_pairs for chat models, snippets for base models
     n_candidates: int = 1
-    polarity: str = "positive"
+    polarity: str = Polarity.POSITIVE
     temperature: float | None = None  # None: 0 for one candidate, 1.0 for several (they must differ)
     max_explanation_tokens: int = 60
     request_timeout_s: float = 60.0

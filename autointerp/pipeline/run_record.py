@@ -20,9 +20,11 @@ SAVE_EVERY_S = 1.0
 class RunRecord:
     def __init__(self, db: Database, kind: str, config: dict, *, run_id: int | None = None, total: int = 0) -> None:
         self.db = db
-        if run_id is None:
-            with db.session() as session, session.begin():
+        with db.session() as session, session.begin():
+            if run_id is None:
                 run_id = runs.start_run(session, kind, config)
+            else:
+                runs.adopt_run(session, run_id, config)
         self.run_id = run_id
         self.stats = RunStats(total=total)
         self.details: dict = {}  # what else the run wants kept with its stats (collect: per-layer counts)

@@ -12,7 +12,6 @@ class RunStats:
     done: int = 0
     skipped: int = 0  # finished in an earlier run of the same configuration
     failed: int = 0
-    in_flight: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0

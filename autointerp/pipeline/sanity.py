@@ -4,6 +4,7 @@ feature's explanation (chosen reproducibly from the same layer), scored the same
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from activations.vocab import DataSplit, ScoreMethod, ScoreRole, ScoringSubset
 from autointerp.pipeline.feature_work import score, scoring_input, simulate
@@ -14,8 +15,10 @@ from storage import repository as repo
 from storage.db import Database
 
 
-async def add_sanity_baselines(db: Database, simulator: Simulator, simulator_spec: str, explanation_ids: Sequence[int],
-                               *, run_id: int, seed: int = 0) -> int:
+async def add_sanity_baselines(
+    db: Database, simulator: Simulator, simulator_spec: str, explanation_ids: Sequence[int], *, run_id: int,
+    seed: int = 0,
+) -> int:
     """For each given (own, already scored) explanation without a baseline under this simulator, simulate
     another feature's current explanation on the same test records and store its scores on the own
     explanation with role "shuffled" (the simulation row points at the explanation actually simulated).
@@ -40,10 +43,12 @@ async def add_sanity_baselines(db: Database, simulator: Simulator, simulator_spe
                 reason = "no other feature of this layer has an explanation to shuffle in"
                 scores = [ScoreValue(ScoreMethod.EV_CORRELATION, None, reason, subset=subset, role=ScoreRole.SHUFFLED)
                           for subset in ScoringSubset]
-                outcome_store.store_scores(session, own, feature, None, scores, simulator=simulator_spec, run_id=run_id)
+                outcome_store.store_scores(session, own, feature, None, scores, simulator=simulator_spec,
+                                           run_id=run_id)
                 stored += 1
                 continue
-            other = repo.current_explanations(session, [choice[0]])[choice[0]]
+            other_id = cast(int, choice[0])  # a key of `pool`: a feature id
+            other = repo.current_explanations(session, [other_id])[other_id]
             simulation = outcome_store.store_simulation(
                 session, other, feature, simulator=simulator_spec,
                 config={"simulator": simulator_spec, "split": "test", "own": own.id},
