@@ -26,7 +26,7 @@ def best_scores_by_feature(session: Session, *, explainer: str, layer: int, mode
     if simulator is not None:
         stmt = stmt.where(Score.simulator == simulator)
     out: dict[int, tuple[float, str | None]] = {}
-    for index, value, text in session.execute(stmt).tuples():
+    for index, value, text in session.execute(stmt):
         if value is not None:  # always: the query skips undefined scores
             out.setdefault(index, (value, text))
     return out

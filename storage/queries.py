@@ -154,7 +154,7 @@ def _ranked_rows(session: Session, q: FeatureQuery, ff: FeatureFilter) -> Iterat
     stmt = stmt.where(*conds).order_by(Score.value.desc(), Score.id.desc())
     # Fetch in pages about the size of the answer: the walk usually stops long before the index ends.
     result = session.execute(stmt.execution_options(yield_per=max(64, min(q.offset + q.limit, 1000))))
-    for feature_id, value, explanation_id in result.tuples():
+    for feature_id, value, explanation_id in result:
         if value is not None:  # always: the conditions skip undefined scores
             yield feature_id, value, explanation_id
 

@@ -80,7 +80,7 @@ def ensure_embeddings(session: Session, candidates: Select, embedder: str, embed
     )
     rows = session.execute(
         select(Explanation.id, Explanation.text).where(Explanation.id.in_(select(ids.c.id)), ~has_vector)
-    ).tuples()
+    )
     missing = [(eid, text) for eid, text in rows if text is not None]  # a failed explanation has no text
     for start in range(0, len(missing), EMBED_BATCH):
         batch = missing[start:start + EMBED_BATCH]

@@ -29,7 +29,8 @@ simulator_options = [
     click.option("--simulator", default="embedding", show_default=True,
                  help="embedding[:model] | logprob:<llm spec> | json:<llm spec>."),
     click.option("--simulator-base-url", default=None, help="Base URL for an openai: simulator (default: --base-url)."),
-    click.option("--concurrency", type=click.IntRange(1, 1024), default=4, show_default=True, help="Features in flight."),
+    click.option("--concurrency", type=click.IntRange(1, 1024), default=4, show_default=True,
+                 help="Features in flight."),
     click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda for local models."),
     click.option("--no-sanity", is_flag=True, help="Skip the shuffled-explanation sanity baseline."),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed for bootstrap and shuffling."),
@@ -46,7 +47,8 @@ def _apply(options):
 
 @click.command("explain")
 @_apply(feature_options)
-@click.option("--explainer", default="local:gemma-3-270m", show_default=True, help="LLM spec: local:<model> | openai:<model>.")
+@click.option("--explainer", default="local:gemma-3-270m", show_default=True,
+              help="LLM spec: local:<model> | openai:<model>.")
 @click.option("--base-url", default=None, help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL).")
 @click.option("--format", "fmt", type=click.Choice(list(EXPLAIN_FORMATS)), default="auto", show_default=True,
               help="Prompt format; auto: token_activation_pairs for chat models, snippets for base models.")
@@ -62,8 +64,8 @@ def _apply(options):
 @_apply(simulator_options)
 @db_option
 @user_errors(*CLI_ERRORS)
-def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates, polarity, budget_usd, request_timeout, dry_run,
-            retry_failed, simulator, simulator_base_url, concurrency, device, no_sanity, seed, db_url) -> None:
+def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates, polarity, budget_usd, request_timeout,
+            dry_run, retry_failed, simulator, simulator_base_url, concurrency, device, no_sanity, seed, db_url) -> None:
     """Explain, simulate and score every selected feature of a layer, as one resumable run.
 
     Each feature is explained from its train records, the best of --n-candidates is chosen on the valid
@@ -73,7 +75,8 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
 
     \b
     Examples:
-      autointerp explain --model gemma-3-270m --layer 6 --features 0-9 --explainer local:gemma-3-270m --simulator embedding
+      autointerp explain --model gemma-3-270m --layer 6 --features 0-9 --explainer local:gemma-3-270m \\
+          --simulator embedding
       autointerp explain --layer 6 --explainer openai:gpt-4o-mini --simulator logprob:openai:llama-3-8b \\
           --simulator-base-url http://localhost:8000/v1 --concurrency 32 --budget-usd 5
       autointerp explain --layer 6 --explainer openai:gpt-4o-mini --dry-run

@@ -61,7 +61,8 @@ def import_command(target: Path, model: str | None, db_url: str) -> None:
     summary = ", ".join(f"{n} {key}" for key, n in totals.items())
     click.echo(f"imported {len(files) - len(failed)} of {len(files)} file(s): added {summary}", err=True)
     if failed:
-        raise click.ClickException(f"{len(failed)} file(s) not imported (nothing of them was written); see errors above")
+        raise click.ClickException(
+            f"{len(failed)} file(s) not imported (nothing of them was written); see errors above")
 
 
 COMMANDS = [import_command]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from activations.vocab import ScoreMethod, ScoringSubset
 from autointerp.cli.formatting import FORMATS, emit
 from autointerp.cli.options import db_option, user_errors
 from storage.db import Database
@@ -18,12 +19,16 @@ TABLE_COLUMNS = ("model", "layer", "kind", "sae", "index", "score", "explainer",
 @click.option("--kind", type=click.Choice(["mlp_neuron", "sae_latent"]), default=None, help="Feature kind.")
 @click.option("--sae", default=None, help="SAE id (for sae_latent features).")
 @click.option("--min-score", type=float, default=None, help="Only features whose best score is at least this.")
-@click.option("--search", default=None, help="Words that must all appear in the explanation (stemmed full-text search).")
+@click.option("--search", default=None,
+              help="Words that must all appear in the explanation (stemmed full-text search).")
 @click.option("--explainer", default=None, help="Only explanations by this explainer spec, e.g. local:gemma-3-270m.")
 @click.option("--simulator", default=None, help="Only scores from this simulator spec, e.g. embedding.")
-@click.option("--method", type=click.Choice(SCORE_METHODS), default="ev_correlation", show_default=True, help="Score to rank by.")
-@click.option("--subset", type=click.Choice(SUBSETS), default="top_and_random", show_default=True, help="Records the score was computed on.")
-@click.option("--limit", type=click.IntRange(1, 1_000_000), default=50, show_default=True, help="Maximum number of features.")
+@click.option("--method", type=click.Choice(SCORE_METHODS), default=ScoreMethod.EV_CORRELATION.value, show_default=True,
+              help="Score to rank by.")
+@click.option("--subset", type=click.Choice(SUBSETS), default=ScoringSubset.TOP_AND_RANDOM.value, show_default=True,
+              help="Records the score was computed on.")
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=50, show_default=True,
+              help="Maximum number of features.")
 @click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many features (paging).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
 @click.option("--records/--no-records", "with_records", default=None,

@@ -9,7 +9,8 @@ from autointerp.cli.options import db_option
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to bind. The default is reachable from this machine only; 0.0.0.0 exposes it to the network.")
+              help="Interface to bind. The default is reachable from this machine only; "
+                   "0.0.0.0 exposes it to the network.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="TCP port.")
 @db_option
 def serve(host: str, port: int, db_url: str) -> None:

@@ -9,19 +9,11 @@ from pathlib import Path
 
 import click
 
+from activations.vocab import ScoreMethod
 from autointerp.settings import get_settings
 from llm_client.local_models import ModelLoadError
-from scorer import (
-    bootstrap_ci,
-    score_absolute_dev_explained,
-    score_ev_correlation,
-    score_mean_record_correlation,
-    score_rsquared,
-    score_spearman,
-)
+from scorer import METHODS, bootstrap_ci
 from simulator import SPEC_HELP, SimulationError, Simulator, make_simulator
-
-SCORES = (score_ev_correlation, score_rsquared, score_absolute_dev_explained, score_spearman, score_mean_record_correlation)
 
 
 class RecordsFileError(ValueError):
@@ -37,7 +29,8 @@ def read_records(path: str) -> tuple[list[list[str]], list[list[float]] | None]:
     except json.JSONDecodeError as exc:
         raise RecordsFileError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})") from None
     if not isinstance(data, list) or not data:
-        raise RecordsFileError(f'{path}: expected a non-empty JSON list of records like {{"tokens": [...], "activations": [...]}}')
+        raise RecordsFileError(
+            f'{path}: expected a non-empty JSON list of records like {{"tokens": [...], "activations": [...]}}')
     tokens: list[list[str]] = []
     acts: list[list[float] | None] = []
     for i, rec in enumerate(data):
@@ -57,7 +50,8 @@ def read_records(path: str) -> tuple[list[list[str]], list[list[float]] | None]:
         acts.append(a)
     have = [a is not None for a in acts]
     if any(have) and not all(have):
-        raise RecordsFileError(f"{path}: record {have.index(False)} has no activations but record {have.index(True)} does; "
+        raise RecordsFileError(f"{path}: record {have.index(False)} has no activations but record "
+                               f"{have.index(True)} does; "
                                "give activations for every record or for none")
     return tokens, ([a for a in acts if a is not None] if all(have) else None)
 
@@ -65,13 +59,13 @@ def read_records(path: str) -> tuple[list[list[str]], list[list[float]] | None]:
 def scores_of(real: list[list[float]], predicted: list[list[float]]) -> dict:
     out: dict = {}
     reasons = {}
-    for fn in SCORES:
+    for fn in METHODS.values():  # the scorer's own list: every method it stores
         s = fn(real, predicted)
         out[s.method] = s.value
         if s.value is None:
             reasons[s.method] = s.undefined_reason
-    if out["ev_correlation"] is not None:
-        out["ev_correlation_ci95"] = list(bootstrap_ci(real, predicted, "ev_correlation"))
+    if out[ScoreMethod.EV_CORRELATION] is not None:
+        out["ev_correlation_ci95"] = list(bootstrap_ci(real, predicted, ScoreMethod.EV_CORRELATION))
     if reasons:
         out["undefined_reasons"] = reasons
     return out
@@ -103,8 +97,10 @@ async def _run(simulator: Simulator, explanations: list[str], tokens: list[list[
               help="Explanation to simulate; repeat to compare several on the same records.")
 @click.option("--records", "records_path", required=True, metavar="FILE.json",
               help='JSON list of records: [{"tokens": [...], "activations": [...]}]; activations optional.')
-@click.option("--base-url", default=None, metavar="URL", help="OpenAI-compatible endpoint for openai: specs (default $OPENAI_BASE_URL).")
-@click.option("--device", default="auto", show_default=True, help="Device for local models: auto, cpu, cuda, cuda:1, ...")
+@click.option("--base-url", default=None, metavar="URL",
+              help="OpenAI-compatible endpoint for openai: specs (default $OPENAI_BASE_URL).")
+@click.option("--device", default="auto", show_default=True,
+              help="Device for local models: auto, cpu, cuda, cuda:1, ...")
 def simulate(spec: str, explanations: tuple[str, ...], records_path: str, base_url: str | None, device: str) -> None:
     """Predict per-token activations from an explanation; score them when the records carry activations.
 
@@ -112,7 +108,8 @@ def simulate(spec: str, explanations: tuple[str, ...], records_path: str, base_u
     Prints one JSON document: for a single --explanation
       {"simulator": ..., "explanation": ..., "expected_activations": [[...]], "scores": {...}}
     and for several, {"simulator": ..., "results": [{"explanation": ..., "expected_activations": ..., "scores": ...}]}.
-    Scores (pooled over all tokens): ev_correlation, rsquared, absolute_dev_explained, spearman, mean_record_correlation;
+    Scores (pooled over all tokens): ev_correlation, rsquared, absolute_dev_explained, spearman,
+    mean_record_correlation;
     null with a reason under "undefined_reasons" when undefined (e.g. constant activations).
 
     \b
