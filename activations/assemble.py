@@ -76,6 +76,7 @@ class _Records:
             out.append(ActivationRecord(
                 tokens=tokens, activations=sample_set.rows[f, j, : len(tokens)].tolist(), sample=sample,
                 data_split=self.data_splits[wid], provenance=self.provenance[wid], label=f"{sample}[{j}]", feature=fid,
+                token_ids=self.windows[wid].token_ids,
             ))
         return out
 

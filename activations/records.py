@@ -76,6 +76,8 @@ class ActivationRecord:
     provenance: Provenance = field(default_factory=Provenance)
     label: str = ""  # names the record in error messages, e.g. "top[3]"
     record_id: int | None = field(default=None, compare=False)  # its row id, once stored
+    # The subject tokenizer's ids behind `tokens`, when known (collection); imports have only strings.
+    token_ids: tuple[int, ...] | None = field(default=None, compare=False)
 
     def __init__(
         self,
@@ -87,6 +89,7 @@ class ActivationRecord:
         label: str = "",
         feature: FeatureId | str | None = None,
         record_id: int | None = None,
+        token_ids: Sequence[int] | None = None,
     ) -> None:
         where = f"feature {feature}, record {label or '?'}" if feature is not None else f"record {label or '?'}"
         tokens_t = tuple(tokens)
@@ -115,6 +118,10 @@ class ActivationRecord:
         object.__setattr__(self, "provenance", provenance or Provenance())
         object.__setattr__(self, "label", label)
         object.__setattr__(self, "record_id", record_id)
+        if token_ids is not None and len(token_ids) != len(tokens_t):
+            raise RecordError(f"{where}: {len(tokens_t)} tokens but {len(token_ids)} token ids")
+        ids = token_ids if isinstance(token_ids, tuple) or token_ids is None else tuple(token_ids)
+        object.__setattr__(self, "token_ids", ids)
 
     @property
     def max_activation(self) -> float:

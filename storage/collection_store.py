@@ -3,8 +3,8 @@
 A layer counts as collected only when its features carry a `collection_run_id`, and those are written in
 the same transaction as the records, so an interrupted collection never leaves a layer that looks done.
 Writes are Core executemany statements on the tables (one per table per chunk), not ORM objects: a layer
-holds ~100k records, and per-object ORM work made saving slower than collecting. What remains is mostly
-JSON-encoding the records' token and activation lists.
+holds ~100k records, and per-object ORM work made saving slower than collecting. Each distinct context window
+is written once (storage.windows); a record is its window id plus binary activations.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from storage.repository import (
     stats_values,
 )
 from storage.schema import ActivationRecordRow, Feature
+from storage.windows import window_ids
 
 _CHUNK = 5_000  # rows per executemany (and ids per IN list, under every backend's bound-parameter limit)
 # Inserts go to the tables (Core), not the mapped classes: no per-row ORM work.
@@ -74,8 +75,10 @@ def save_layer(
     # Only these features: others keep their records.
     for chunk in _chunks(ids[fr.feature.index] for fr in features):
         session.execute(delete(ActivationRecordRow).where(ActivationRecordRow.feature_id.in_(chunk)))
+    # Windows once for the whole layer: the same few windows are shared by most of its records.
+    windows = iter(window_ids(session, model.id, [record for fr in features for record in fr.records]))
     rows = (
-        record_values(ids[fr.feature.index], record, position)
+        record_values(ids[fr.feature.index], record, position, next(windows))
         for fr in features
         for record, position in numbered(fr.records)
     )

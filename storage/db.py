@@ -48,16 +48,40 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def upgrade(engine: Engine) -> None:
-    """Run Alembic migrations to head on this engine's database."""
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Run Alembic migrations up to `revision` on this engine's database, all in one transaction."""
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+        return
+    with engine.connect() as conn:
+        # SQLite rebuilds a table to change its columns; with foreign keys on, dropping the old copy would
+        # cascade into the rows that point at it. The pragma only takes effect outside a transaction.
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        conn.commit()
+        # pysqlite commits DDL as it goes unless a transaction is open: open one, so a failed migration
+        # leaves the database as it was.
+        try:
+            conn.exec_driver_sql("BEGIN")
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"the migration left {len(broken)} rows pointing at missing rows (e.g. "
+                                   f"{broken[0]}); nothing was changed")
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")  # the connection goes back to the pool
+            conn.commit()
 
 
 class Database:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activations.vocab import SampleKind, ScoreRole
+from storage.activation_codec import decode
 from storage.rows import (
     explanation_dict,
     feature_key_dict,
@@ -60,7 +61,7 @@ def _baseline(score: Score, simulated: Explanation | None) -> dict[str, Any]:
     }
 
 
-def _simulations(session: Session, feature_id: int, records: dict[int, ActivationRecordRow]) -> list[dict[str, Any]]:
+def _simulations(session: Session, feature_id: int, records: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
     sims = session.scalars(select(Simulation).where(Simulation.feature_id == feature_id).order_by(Simulation.id)).all()
     if not sims:
         return []
@@ -76,14 +77,14 @@ def _simulations(session: Session, feature_id: int, records: dict[int, Activatio
         per_sim[rec.simulation_id].append(
             {
                 "position": rec.position, "record_id": rec.record_id,
-                "sample": rec.split or (source.split if source else None),
-                "data_split": source.data_split if source else None,
-                "tokens": rec.tokens if rec.tokens is not None else (source.tokens if source else None),
+                "sample": rec.split or (source["sample"] if source else None),
+                "data_split": source["data_split"] if source else None,
+                "tokens": rec.tokens if rec.tokens is not None else (source["tokens"] if source else None),
                 "real": (
-                    rec.true_activations if rec.true_activations is not None
-                    else (source.activations if source else None)
+                    decode(rec.true_activations) if rec.true_activations is not None
+                    else (source["activations"] if source else None)
                 ),
-                "expected": rec.expected_activations,
+                "expected": decode(rec.expected_activations),
             }
         )
     return [{**simulation_dict(s), "records": per_sim[s.id]} for s in sims]
@@ -117,9 +118,10 @@ def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
     record_rows = session.scalars(
         select(ActivationRecordRow).where(ActivationRecordRow.feature_id == feature_id).order_by(ActivationRecordRow.id)
     ).all()
+    record_dicts = {row.id: record_dict(row) for row in record_rows}
     by_sample: dict[str, list[dict[str, Any]]] = {}
     for row in sorted(record_rows, key=lambda r: (_sample_order(r.split), r.position)):
-        by_sample.setdefault(row.split, []).append(record_dict(row))
+        by_sample.setdefault(row.split, []).append(record_dicts[row.id])
 
     explanations = session.scalars(
         select(Explanation).where(Explanation.feature_id == feature_id).order_by(Explanation.id)
@@ -145,6 +147,6 @@ def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
         "records": by_sample,
         "explanations": [_explanation(e, runs, own.get(e.id, [])) for e in explanations],
         "sanity_baselines": [_baseline(b, borrowed_rows.get(b.explanation_id)) for b in baselines],
-        "simulations": _simulations(session, feature_id, {r.id: r for r in record_rows}),
+        "simulations": _simulations(session, feature_id, record_dicts),
         "neighbours": _neighbours(session, feature),
     }

@@ -10,11 +10,12 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
 from activations.vocab import OutcomeStatus, Polarity, ScoreRole
+from storage.activation_codec import decode, decode_ids, encode
 from storage.schema import (
     ActivationRecordRow,
     Explanation,
@@ -25,6 +26,7 @@ from storage.schema import (
     Simulation,
     SubjectModel,
 )
+from storage.windows import window_ids
 
 
 def config_hash(config: Any) -> str:
@@ -184,23 +186,17 @@ def add_records(
     """Store records, numbered by position within their sample kind. Existing (sample, position) slots are kept
     unless `replace`, so importing the same file twice adds nothing. Returns how many rows were added."""
     if replace:
-        session.query(ActivationRecordRow).filter(ActivationRecordRow.feature_id == feature.id).delete()
+        session.execute(delete(ActivationRecordRow).where(ActivationRecordRow.feature_id == feature.id))
         existing: set[tuple[str, int]] = set()
     else:
-        existing = set(
-            session.execute(
-                select(ActivationRecordRow.split, ActivationRecordRow.position).where(
-                    ActivationRecordRow.feature_id == feature.id
-                )
-            )
-        )
-    rows = [
-        record_row(feature.id, record, position)
-        for record, position in numbered(records)
-        if (record.sample, position) not in existing
-    ]
-    session.add_all(rows)
-    return len(rows)
+        existing = {(split, position) for split, position in session.execute(
+            select(ActivationRecordRow.split, ActivationRecordRow.position)
+            .where(ActivationRecordRow.feature_id == feature.id))}
+    new = [(record, position) for record, position in numbered(records) if (record.sample, position) not in existing]
+    windows = window_ids(session, feature.model_id, [record for record, _ in new])
+    session.add_all(ActivationRecordRow(**record_values(feature.id, record, position, window_id))
+                    for (record, position), window_id in zip(new, windows))
+    return len(new)
 
 
 def numbered(records: Sequence[ActivationRecord]) -> Iterator[tuple[ActivationRecord, int]]:
@@ -212,24 +208,22 @@ def numbered(records: Sequence[ActivationRecord]) -> Iterator[tuple[ActivationRe
         yield record, position
 
 
-def record_values(feature_id: int, record: ActivationRecord, position: int) -> dict[str, Any]:
-    """Column values of one activation record row (the record's `sample` is stored in column `split`)."""
+def record_values(feature_id: int, record: ActivationRecord, position: int, window_id: int) -> dict[str, Any]:
+    """Column values of one activation record row (the record's `sample` is stored in column `split`; its
+    tokens and provenance live in its window)."""
     return {
-        "feature_id": feature_id, "split": record.sample, "data_split": record.data_split, "position": position,
-        "tokens": list(record.tokens), "activations": list(record.activations), "max_activation": record.max_activation,
-        "corpus": record.provenance.corpus, "document": record.provenance.document, "offset": record.provenance.offset,
+        "feature_id": feature_id, "window_id": window_id, "split": record.sample, "data_split": record.data_split,
+        "position": position, "activations": encode(record.activations), "max_activation": record.max_activation,
     }
 
 
-def record_row(feature_id: int, record: ActivationRecord, position: int) -> ActivationRecordRow:
-    return ActivationRecordRow(**record_values(feature_id, record, position))
-
-
 def record_of(row: ActivationRecordRow, feature: FeatureId | None = None) -> ActivationRecord:
+    window = row.window
     return ActivationRecord(
-        tokens=row.tokens, activations=row.activations, sample=row.split, data_split=row.data_split,
-        provenance=Provenance(corpus=row.corpus, document=row.document, offset=row.offset),
+        tokens=window.tokens, activations=decode(row.activations), sample=row.split, data_split=row.data_split,
+        provenance=Provenance(corpus=window.corpus, document=window.document, offset=window.offset),
         label=f"{row.split}[{row.position}]", feature=feature, record_id=row.id,
+        token_ids=decode_ids(window.token_ids) if window.token_ids is not None else None,
     )
 
 
@@ -295,8 +289,18 @@ def add_simulation(
     )
     session.add(row)
     session.flush()
-    session.add_all(SimulatedRecord(simulation_id=row.id, position=i, **rec) for i, rec in enumerate(records))
+    session.add_all(SimulatedRecord(simulation_id=row.id, position=i, **simulated_values(rec))
+                    for i, rec in enumerate(records))
     return row, True
+
+
+def simulated_values(record: dict) -> dict:
+    """A simulated record's columns with its value lists (expected, true, distribution) in binary."""
+    out = dict(record)
+    for column in ("expected_activations", "true_activations", "distribution"):
+        if out.get(column) is not None:
+            out[column] = encode(out[column])
+    return out
 
 
 def add_score(

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from activations.vocab import RunStatus
+from storage.activation_codec import decode
 from storage.schema import ActivationRecordRow, Explanation, Feature, Run, Score, Simulation
 
 # Runs whose heartbeat is older than this while `running` are shown as stale (see storage.runs).
@@ -18,11 +19,13 @@ def iso(value: datetime | None) -> str | None:
 
 
 def record_dict(row: ActivationRecordRow) -> dict[str, Any]:
-    """A stored record; its `sample` (top | random | quantile:<i>) is the row's `split` column."""
+    """A stored record; its `sample` (top | random | quantile:<i>) is the row's `split` column, its tokens and
+    provenance come from its window."""
+    window = row.window
     return {
         "id": row.id, "sample": row.split, "data_split": row.data_split, "position": row.position,
-        "tokens": row.tokens, "activations": row.activations, "max_activation": row.max_activation,
-        "corpus": row.corpus, "document": row.document, "offset": row.offset,
+        "tokens": window.tokens, "activations": decode(row.activations), "max_activation": row.max_activation,
+        "corpus": window.corpus, "document": window.document, "offset": window.offset,
     }
 
 

@@ -89,23 +89,37 @@ class Feature(Base):
     sae: Mapped[Sae | None] = relationship()
 
 
-class ActivationRecordRow(Base):
-    __tablename__ = "activation_records"
-    __table_args__ = (
-        UniqueConstraint("feature_id", "split", "position", name="uq_record_position"),
-        Index("ix_records_feature", "feature_id", "data_split"),
-    )
+class Window(Base):
+    """A context window of the corpus, stored once and shared by every record (of any feature or layer)
+    that picked it. `content_hash` identifies it within a subject model (provenance and tokens)."""
+
+    __tablename__ = "windows"
+    __table_args__ = (UniqueConstraint("model_id", "content_hash", name="uq_window_content"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"))
-    split: Mapped[str] = mapped_column(String(30))  # ActivationRecord.sample: top | random | quantile:<i>
-    data_split: Mapped[str] = mapped_column(String(10), default=DataSplit.TRAIN)  # train | valid | test
-    position: Mapped[int] = mapped_column(Integer)  # order within its sample kind (0 = highest for top)
-    tokens: Mapped[list] = mapped_column(JSON)
-    activations: Mapped[list] = mapped_column(JSON)
-    max_activation: Mapped[float] = mapped_column(Float)
+    model_id: Mapped[int] = mapped_column(ForeignKey("subject_models.id", ondelete="CASCADE"))
+    content_hash: Mapped[str] = mapped_column(String(32))
     corpus: Mapped[str | None] = mapped_column(String(300))
     document: Mapped[str | None] = mapped_column(String(300))
     offset: Mapped[int | None] = mapped_column(Integer)
+    token_ids: Mapped[bytes | None] = mapped_column(LargeBinary)  # int32 little-endian; None for imports
+    tokens: Mapped[list] = mapped_column(JSON)  # as the subject tokenizer decodes them
+
+
+class ActivationRecordRow(Base):
+    """One feature's activations on one window: binary (storage.activation_codec), max kept for ranking."""
+
+    __tablename__ = "activation_records"
+    __table_args__ = (UniqueConstraint("feature_id", "split", "position", name="uq_record_position"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"))
+    window_id: Mapped[int] = mapped_column(ForeignKey("windows.id"))
+    split: Mapped[str] = mapped_column(String(30))  # ActivationRecord.sample: top | random | quantile:<i>
+    data_split: Mapped[str] = mapped_column(String(10), default=DataSplit.TRAIN)  # train | valid | test
+    position: Mapped[int] = mapped_column(Integer)  # order within its sample kind (0 = highest for top)
+    activations: Mapped[bytes] = mapped_column(LargeBinary)
+    max_activation: Mapped[float] = mapped_column(Float)
+
+    window: Mapped[Window] = relationship(lazy="joined")
 
 
 class Run(Base):
@@ -185,9 +199,10 @@ class SimulatedRecord(Base):
     record_id: Mapped[int | None] = mapped_column(ForeignKey("activation_records.id", ondelete="CASCADE"))
     split: Mapped[str | None] = mapped_column(String(30))  # the simulated record's sample kind
     tokens: Mapped[list | None] = mapped_column(JSON)
-    true_activations: Mapped[list | None] = mapped_column(JSON)
-    expected_activations: Mapped[list] = mapped_column(JSON)
-    distribution: Mapped[list | None] = mapped_column(JSON)
+    # Binary arrays (storage.activation_codec); the distribution has one row per token.
+    true_activations: Mapped[bytes | None] = mapped_column(LargeBinary)
+    expected_activations: Mapped[bytes] = mapped_column(LargeBinary)
+    distribution: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class Score(Base):
@@ -236,6 +251,7 @@ __all__ = [
     "SubjectModel",
     "Sae",
     "Feature",
+    "Window",
     "ActivationRecordRow",
     "Run",
     "Explanation",
