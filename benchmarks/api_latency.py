@@ -33,6 +33,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
 
 from autointerp.api import create_app
+from storage.activation_codec import encode
 from storage.db import Database
 from storage.schema import (
     ActivationRecordRow,
@@ -42,7 +43,9 @@ from storage.schema import (
     SimulatedRecord,
     Simulation,
     SubjectModel,
+    Window,
 )
+from storage.windows import content_hash
 
 MODEL = "bench-model"
 LAYERS = 20
@@ -55,7 +58,7 @@ CHUNK = 5000
 def _rows_for(fid: int, layer: int, index: int, rng: random.Random) -> dict[str, list[dict]]:
     """Every row of one feature; ids are derived from the feature id so the tables can be filled in bulk."""
     value = rng.random()
-    out: dict[str, list[dict]] = {"records": [], "sim_records": []}
+    out: dict[str, list[dict]] = {"windows": [], "records": [], "sim_records": []}
     out["features"] = [{
         "id": fid, "model_id": 1, "layer": layer, "kind": "mlp_neuron", "sae_key": "", "index": index,
         "max_activation": 5.0, "mean": 0.1, "variance": 0.3, "firing_fraction": 0.01, "n_tokens": 100_000,
@@ -63,14 +66,18 @@ def _rows_for(fid: int, layer: int, index: int, rng: random.Random) -> dict[str,
     }]
     for k, (sample, data_split) in enumerate(SAMPLES):
         acts = [round(rng.random() * 5, 3) for _ in range(CTX)]
+        tokens = [f" w{(index + j) % 997}" for j in range(CTX)]
+        out["windows"].append({
+            "id": fid * 3 + k, "model_id": 1, "content_hash": content_hash("bench", str(fid), k, tokens),
+            "corpus": "bench", "document": str(fid), "offset": k, "tokens": tokens, "token_ids": None,
+        })
         out["records"].append({
-            "id": fid * 3 + k, "feature_id": fid, "split": sample, "data_split": data_split, "position": 0,
-            "tokens": [f" w{(index + j) % 997}" for j in range(CTX)], "activations": acts, "max_activation": max(acts),
-            "corpus": "bench", "document": str(fid), "offset": 0,
+            "id": fid * 3 + k, "feature_id": fid, "window_id": fid * 3 + k, "split": sample, "data_split": data_split,
+            "position": 0, "activations": encode(acts), "max_activation": max(acts),
         })
         out["sim_records"].append({
             "id": fid * 3 + k, "simulation_id": fid, "position": k, "record_id": fid * 3 + k, "split": sample,
-            "expected_activations": [round(a / 2, 3) for a in acts],
+            "expected_activations": encode([round(a / 2, 3) for a in acts]),
         })
     text = f"{rng.choice(WORDS)} and {rng.choice(WORDS)} in feature {index}"
     out["explanations"] = [{
@@ -98,7 +105,7 @@ def _rows_for(fid: int, layer: int, index: int, rng: random.Random) -> dict[str,
 
 
 TABLES = (
-    ("features", Feature), ("records", ActivationRecordRow), ("explanations", Explanation),
+    ("features", Feature), ("windows", Window), ("records", ActivationRecordRow), ("explanations", Explanation),
     ("simulations", Simulation), ("sim_records", SimulatedRecord), ("scores", Score),
 )
 
