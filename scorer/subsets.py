@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import warnings
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 from scipy import stats
@@ -117,7 +118,10 @@ def score_records(records: Sequence[ScoredRecord], *, role: ScoreRole | str = Sc
     return out
 
 
-def pick_shuffled(own: object, explanations: dict, seed: int = 0) -> tuple[object, str] | None:
+K = TypeVar("K", bound=Hashable)
+
+
+def pick_shuffled(own: K, explanations: Mapping[K, str], seed: int = 0) -> tuple[K, str] | None:
     """Another feature's explanation for the sanity baseline, chosen reproducibly (same seed and set → same
     choice); None when no other feature has one."""
     others = sorted((k for k in explanations if k != own), key=repr)

@@ -8,11 +8,12 @@ from JSON decimals that float32 cannot hold keep float64, so no reader ever sees
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 # Header byte -> little-endian numpy dtype. Codes are stored: never renumber.
-_DTYPES = {1: np.dtype("<f2"), 2: np.dtype("<f4"), 3: np.dtype("<f8")}
+_DTYPES: dict[int, np.dtype[Any]] = {1: np.dtype("<f2"), 2: np.dtype("<f4"), 3: np.dtype("<f8")}
 _CODES = {dtype: code for code, dtype in _DTYPES.items()}
 
 

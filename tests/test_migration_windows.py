@@ -14,7 +14,7 @@ from storage.feature_detail import feature_detail
 from storage.schema import ActivationRecordRow, Score, Window
 
 WINDOW = ["The", " cat", " sat", " on", " 3", " mats"]
-COLLECTED = np.float32([0.0, 1.3, 0.2, 0.0, 4.7, 0.1]).tolist()  # float32 values, as a collection stores them
+COLLECTED: list[float] = np.asarray([0.0, 1.3, 0.2, 0.0, 4.7, 0.1], dtype=np.float32).tolist()  # float32 values, as a collection stores them
 IMPORTED = [0.0, 0.1, 0.25, 0.3, 0.7, 0.05]  # JSON decimals: float32 cannot hold them exactly
 NOW = datetime.now(UTC)
 DISTRIBUTION = [[0.9, 0.1], [0.5, 0.5], [0.3, 0.7], [1.0, 0.0], [0.2, 0.8], [0.6, 0.4]]

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
+from activations.records import FeatureRecords
 from activations.vocab import OutcomeStatus, RunKind
 from autointerp.pipeline.context import llm_cache_path, select_features
+from autointerp.pipeline.db_threads import DatabaseThreads
 from autointerp.pipeline.feature_work import FeatureOutcome, explain_and_score
 from autointerp.pipeline.interrupts import sigterm_interrupts
 from autointerp.pipeline.options import ExplainOptions
@@ -47,6 +49,16 @@ def _save_outcome(db: Database, feature_id: int, outcome: FeatureOutcome, opts: 
                                        run_id=run_id)
 
 
+def _load(db: Database, feature_id: int) -> FeatureRecords:
+    with db.session() as session:
+        return repo.load_feature_records(session, repo.get_feature(session, feature_id))
+
+
+def _scored_explanations(db: Database, feature_ids: list[int], config: dict) -> list[int]:
+    with db.session() as session:
+        return outcome_store.scored_explanations(session, feature_ids, config_hash=repo.config_hash(config))
+
+
 async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: ProgressDisplay,
                features: list[Feature], config: dict, all_feature_ids: list[int]) -> None:
     client = make_client(opts.explainer, base_url=opts.base_url, concurrency=opts.concurrency,
@@ -58,47 +70,48 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
     simulator_client = getattr(simulator, "client", None)
     stats = record.stats
 
-    def refresh(*, force: bool = False) -> None:
+    async def refresh(store: DatabaseThreads, *, force: bool = False) -> None:
         # Explainer and LLM-simulator calls together: both spend the budget.
         stats.absorb_llm(merge_llm_stats([client.stats()] + ([simulator_client.stats()] if simulator_client else [])))
         display.show_stats(stats)
-        record.save(force=force)
+        if force or record.save_due():
+            await store.write(record.save)
 
-    async def work(feature: Feature) -> None:
+    async def work(store: DatabaseThreads, feature: Feature) -> None:
         async with gate:
             if budget_hit.is_set():
                 return
             try:
-                await _one(feature)
+                await _one(store, feature)
             finally:
-                refresh()
+                await refresh(store)
                 if opts.budget_usd is not None and stats.cost_usd >= opts.budget_usd:
                     if not budget_hit.is_set():
                         stats.stopped_reason = f"budget of ${opts.budget_usd} reached"
                     budget_hit.set()
 
-    async def _one(feature: Feature) -> None:
-        with db.session() as session:
-            records = repo.load_feature_records(session, repo.get_feature(session, feature.id))
+    async def _one(store: DatabaseThreads, feature: Feature) -> None:
+        records = await store.read(_load, db, feature.id)
         # Dead features come back failed from the explainer (nothing above zero) without an LLM call.
         outcome = await explain_and_score(
             records, client, simulator, fmt=opts.fmt, n_candidates=opts.n_candidates, polarity=opts.polarity,
             temperature=opts.effective_temperature, max_tokens=opts.max_explanation_tokens, seed=opts.seed,
         )
-        _save_outcome(db, feature.id, outcome, opts, config, record.run_id, retry=opts.retry_failed)
+        await store.write(_save_outcome, db, feature.id, outcome, opts, config, record.run_id, opts.retry_failed)
         if outcome.failure:
             stats.record_failure(feature.index, outcome.failure)
         else:
             stats.done += 1
 
     try:
-        await asyncio.gather(*(work(f) for f in features))
-        if opts.sanity and not budget_hit.is_set():
-            with db.session() as session:
+        with DatabaseThreads() as store:
+            await asyncio.gather(*(work(store, f) for f in features))
+            if opts.sanity and not budget_hit.is_set():
                 # All selected features, not only this run's: a killed earlier run may have missed its baselines.
-                own = outcome_store.scored_explanations(session, all_feature_ids, config_hash=repo.config_hash(config))
-            await add_sanity_baselines(db, simulator, opts.simulator, own, run_id=record.run_id, seed=opts.seed)
-        refresh(force=True)
+                own = await store.read(_scored_explanations, db, all_feature_ids, config)
+                await add_sanity_baselines(db, store, simulator, opts.simulator, own, run_id=record.run_id,
+                                           seed=opts.seed, concurrency=opts.concurrency)
+            await refresh(store, force=True)
     finally:
         await client.aclose()
         await simulator.aclose()

@@ -4,10 +4,12 @@ simulation already made with this simulator is skipped, so reruns are free."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from activations.vocab import DataSplit, RunKind
 from autointerp.pipeline.context import llm_cache_path, select_features
-from autointerp.pipeline.feature_work import score, scoring_input, simulate
+from autointerp.pipeline.db_threads import DatabaseThreads
+from autointerp.pipeline.feature_work import ScoringInput, SimulationOutcome, score, scoring_input, simulate
 from autointerp.pipeline.interrupts import sigterm_interrupts
 from autointerp.pipeline.options import OptionsError, RescoreOptions
 from autointerp.pipeline.progress import ProgressDisplay
@@ -23,6 +25,38 @@ def _simulation_config(opts: RescoreOptions) -> dict:
     return {"simulator": opts.simulator, "split": "test"}
 
 
+@dataclass
+class _Target:
+    """An explanation to rescore: what the simulator needs, read off the event loop."""
+
+    explanation_id: int
+    feature_index: int
+    text: str
+    data: ScoringInput
+
+
+def _load(db: Database, explanation_id: int) -> _Target:
+    with db.session() as session:
+        explanation = repo.get_explanation(session, explanation_id)
+        feature = repo.get_feature(session, explanation.feature_id)
+        data = scoring_input(repo.load_feature_records(session, feature), DataSplit.TEST, explanation.polarity)
+        return _Target(explanation_id, feature.index, explanation.text or "", data)
+
+
+def _save(db: Database, opts: RescoreOptions, target: _Target, outcome: SimulationOutcome, run_id: int) -> None:
+    with db.session() as session, session.begin():
+        explanation = repo.get_explanation(session, target.explanation_id)
+        feature = repo.get_feature(session, explanation.feature_id)
+        simulation = outcome_store.store_simulation(
+            session, explanation, feature, simulator=opts.simulator, config=_simulation_config(opts),
+            records=target.data.records, simulations=outcome.simulations, failure=outcome.failure, run_id=run_id,
+        )
+        if outcome.simulations is not None:
+            outcome_store.store_scores(session, explanation, feature, simulation,
+                                       score(target.data, outcome.simulations, seed=opts.seed),
+                                       simulator=opts.simulator, run_id=run_id)
+
+
 async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, display: ProgressDisplay,
                    explanation_ids: list[int], all_ids: list[int]) -> None:
     simulator = make_simulator(opts.simulator, base_url=opts.simulator_base_url, device=opts.device,
@@ -30,38 +64,26 @@ async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, displa
     gate = asyncio.Semaphore(opts.concurrency)
     stats = record.stats
 
-    async def one(explanation_id: int) -> None:
+    async def one(store: DatabaseThreads, explanation_id: int) -> None:
         async with gate:
-            with db.session() as session:
-                explanation = repo.get_explanation(session, explanation_id)
-                feature = repo.get_feature(session, explanation.feature_id)
-                records = repo.load_feature_records(session, feature)
-            data = scoring_input(records, DataSplit.TEST, explanation.polarity)
-            outcome = await simulate(simulator, explanation.text or "", data)
-            with db.session() as session, session.begin():
-                explanation = repo.get_explanation(session, explanation_id)
-                feature = repo.get_feature(session, explanation.feature_id)
-                simulation = outcome_store.store_simulation(
-                    session, explanation, feature, simulator=opts.simulator, config=_simulation_config(opts),
-                    records=data.records, simulations=outcome.simulations, failure=outcome.failure,
-                    run_id=record.run_id,
-                )
-                if outcome.simulations is not None:
-                    outcome_store.store_scores(session, explanation, feature, simulation,
-                                               score(data, outcome.simulations, seed=opts.seed),
-                                               simulator=opts.simulator, run_id=record.run_id)
+            target = await store.read(_load, db, explanation_id)
+            outcome = await simulate(simulator, target.text, target.data)
+            await store.write(_save, db, opts, target, outcome, record.run_id)
             if outcome.failure:
-                stats.record_failure(feature.index, f"simulation failed: {outcome.failure}")
+                stats.record_failure(target.feature_index, f"simulation failed: {outcome.failure}")
             else:
                 stats.done += 1
             display.show_stats(stats)
-            record.save()
+            if record.save_due():
+                await store.write(record.save)
 
     try:
-        await asyncio.gather(*(one(e) for e in explanation_ids))
-        if opts.sanity:
-            # Every selected explanation, not only this run's: an interrupted run may have missed baselines.
-            await add_sanity_baselines(db, simulator, opts.simulator, all_ids, run_id=record.run_id, seed=opts.seed)
+        with DatabaseThreads() as store:
+            await asyncio.gather(*(one(store, e) for e in explanation_ids))
+            if opts.sanity:
+                # Every selected explanation, not only this run's: an interrupted run may have missed baselines.
+                await add_sanity_baselines(db, store, simulator, opts.simulator, all_ids, run_id=record.run_id,
+                                           seed=opts.seed, concurrency=opts.concurrency)
     finally:
         await simulator.aclose()
 

@@ -47,13 +47,15 @@ class RunRecord:
     def _stats_dict(self) -> dict:
         return {**self.stats.as_dict(), **self.details}
 
-    def save(self, *, force: bool = False) -> None:
-        """Mirror the stats into the row, at most once a second unless forced."""
-        now = time.monotonic()
-        if force or now - self._last_save > SAVE_EVERY_S:
-            self._last_save = now
-            with self.db.session() as session, session.begin():
-                runs.save_stats(session, self.run_id, self._stats_dict())
+    def save_due(self) -> bool:
+        """Whether the stats were last mirrored more than SAVE_EVERY_S ago."""
+        return time.monotonic() - self._last_save > SAVE_EVERY_S
+
+    def save(self) -> None:
+        """Mirror the stats into the row."""
+        self._last_save = time.monotonic()
+        with self.db.session() as session, session.begin():
+            runs.save_stats(session, self.run_id, self._stats_dict())
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  _tb: TracebackType | None) -> None:
