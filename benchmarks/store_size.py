@@ -23,7 +23,9 @@ WAL, synchronous=NORMAL, foreign keys on).
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import random
 import sys
 import tempfile
@@ -209,7 +211,10 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=8_000, help="corpus tokens to collect over")
     parser.add_argument("--ctx-len", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--keep", type=Path, default=None, help="write the two databases into this folder and keep them")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="write the two databases into this folder and keep them")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="write a cProfile of the new layout's save (only) to this file")
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -233,7 +238,13 @@ def main() -> None:
 
         save_s_old, stored_old = save_old(old_path, features)
         db = Database(f"sqlite:///{new_path}")
-        save_s_new, stored_new = save_new(db, args.model, features, layers)
+        if args.profile:
+            profiler = cProfile.Profile()
+            save_s_new, stored_new = profiler.runcall(save_new, db, args.model, features, layers)
+            profiler.dump_stats(args.profile)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
+        else:
+            save_s_new, stored_new = save_new(db, args.model, features, layers)
         assert stored_old == stored_new == n_records, (stored_old, stored_new, n_records)
         max_rel_err = check_read_back(db, features)
 
