@@ -16,6 +16,7 @@ from autointerp.api.security import SecurityHeaders
 from autointerp.settings import get_settings
 from llm_client.local_models import use_cache_dir
 from storage.db import Database
+from storage.embedding_index import index_root
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 
@@ -41,6 +42,7 @@ def create_app(db_url: str | None = None, *, embedder: SentenceEmbedder | None =
     )
     app.state.db = Database(db_url or settings.database_url)
     app.state.embedder = embedder or SentenceEmbedder(local_files_only=settings.offline)
+    app.state.index_root = index_root(app.state.db.url, settings.cache_dir)  # semantic search's ANN indexes
     app.state.api_token = settings.api_token
     app.state.jobs = jobs.JobRunner(app.state.db, base_url=settings.openai_base_url)
 

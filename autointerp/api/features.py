@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from sqlalchemy.orm import Session
 
 from activations.records import FeatureId, RecordError
@@ -40,6 +40,7 @@ def models(session: SessionDep) -> list[dict[str, Any]]:
 @router.get("/features", response_model=FeaturePage, response_model_exclude_unset=True,
             summary="Features sorted by score (or by similarity with `semantic`), paginated")
 def features(
+    request: Request,
     session: SessionDep,
     embedder: EmbedderDep,
     model: Name = None,
@@ -63,13 +64,14 @@ def features(
         explainer=explainer, simulator=simulator, method=method, subset=subset, limit=limit + 1, offset=offset,
     )
     if semantic is not None and semantic.strip():
-        items = semantic_search(session, query, semantic, embedder=embedder.name, embed=embedder)
+        result = semantic_search(session, query, semantic, embedder=embedder.name, embed=embedder,
+                                 index_root=request.app.state.index_root)
         session.commit()  # keep the embeddings computed for this search
-        order = "similarity"
-    else:
-        items = query_features(session, query)
-        order = "score"
-    return {"items": items[:limit], "limit": limit, "offset": offset, "has_more": len(items) > limit, "order": order}
+        items = result.items
+        return {"items": items[:limit], "limit": limit, "offset": offset, "has_more": len(items) > limit,
+                "order": "similarity", "not_embedded": result.not_embedded, "search_mode": result.mode}
+    items = query_features(session, query)
+    return {"items": items[:limit], "limit": limit, "offset": offset, "has_more": len(items) > limit, "order": "score"}
 
 
 @router.get("/features/by-key", response_model=FeatureDetail, summary="One feature by model, layer, index (and SAE)")
@@ -101,14 +103,16 @@ def feature(feature_id: RowId, session: SessionDep) -> dict[str, Any]:
 @router.get("/features/{feature_id}/similar", response_model=SimilarFeatures, response_model_exclude_unset=True,
             summary="Features whose explanations mean something close")
 def similar(
+    request: Request,
     feature_id: RowId,
     session: SessionDep,
     embedder: EmbedderDep,
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
 ) -> dict[str, Any]:
-    items = similar_features(session, feature_id, embedder=embedder.name, embed=embedder, limit=limit)
+    result = similar_features(session, feature_id, embedder=embedder.name, embed=embedder, limit=limit,
+                              index_root=request.app.state.index_root)
     session.commit()
-    return {"items": items}
+    return {"items": result.items, "not_embedded": result.not_embedded, "search_mode": result.mode}
 
 
 def _detail_or_404(session: Session, feature_id: int) -> dict[str, Any]:

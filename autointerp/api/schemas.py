@@ -75,10 +75,16 @@ class FeaturePage(Out):
     offset: int
     has_more: bool
     order: Literal["score", "similarity"]
+    # Semantic search only: matching explanations left out because they have no embedding in the index yet
+    # (`autointerp embed` adds them), and whether the ranking was exact or through the ANN index.
+    not_embedded: int | None = None
+    search_mode: Literal["exact", "ann"] | None = None
 
 
 class SimilarFeatures(Out):
     items: list[FeatureSummary]
+    not_embedded: int | None = None  # as in FeaturePage
+    search_mode: Literal["exact", "ann"] | None = None
 
 
 # /api/features/{id}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from autointerp.cli import collect, demo, explain, export, importing, query, runs, serve, simulate
+from autointerp.cli import collect, demo, embed, explain, export, importing, query, runs, serve, simulate
 from autointerp.settings import get_settings
 from llm_client.local_models import use_cache_dir
 
@@ -25,6 +25,6 @@ def main() -> None:
     use_cache_dir(get_settings().cache_dir)
 
 
-for module in (collect, explain, simulate, importing, query, export, runs, serve, demo):
+for module in (collect, explain, simulate, importing, query, export, runs, serve, demo, embed):
     for command in module.COMMANDS:
         main.add_command(command)

@@ -9,7 +9,7 @@ import click
 from activations.importers import ImportFormatError, parse_file
 from autointerp.cli.options import db_option
 from storage.db import Database
-from storage.import_store import save_imported
+from storage.import_store import save_imported_file
 
 IMPORTABLE_SUFFIXES = (".json", ".jsonl")
 
@@ -55,9 +55,8 @@ def import_command(target: Path, model: str | None, db_url: str) -> None:
             click.echo(f"error: {exc}", err=True)
             continue
         with db.session() as session, session.begin():
-            for item in items:
-                for key, n in save_imported(session, item, str(path)).items():
-                    totals[key] += n
+            for key, n in save_imported_file(session, items, str(path)).items():
+                totals[key] += n
     summary = ", ".join(f"{n} {key}" for key, n in totals.items())
     click.echo(f"imported {len(files) - len(failed)} of {len(files)} file(s): added {summary}", err=True)
     if failed:
