@@ -3,10 +3,19 @@ transformers model (`local:<name>`). See base.py for the types every backend ret
 
 from __future__ import annotations
 
-from llm_client.base import Capabilities, Completion, LLMClient, LLMError, TokenLogprobs, Usage, messages_to_prompt
+from llm_client.base import (
+    Capabilities,
+    Completion,
+    LLMClient,
+    LLMError,
+    PromptRowsClient,
+    TokenLogprobs,
+    Usage,
+    messages_to_prompt,
+)
 
-__all__ = ["Capabilities", "Completion", "LLMClient", "LLMError", "TokenLogprobs", "Usage", "make_client",
-           "messages_to_prompt"]
+__all__ = ["Capabilities", "Completion", "LLMClient", "LLMError", "PromptRowsClient", "TokenLogprobs", "Usage",
+           "make_client", "messages_to_prompt"]
 
 
 def make_client(spec: str, *, base_url: str | None = None, concurrency: int = 8, requests_per_minute: int | None = None,

@@ -44,8 +44,8 @@ def estimate_cost(model: str, prompt_tokens: int, completion_tokens: int) -> flo
 
 @dataclass
 class _Counters:
-    calls: int = 0  # chat()/complete() calls
-    requests: int = 0  # attempts sent to the backend (calls less cache hits, plus retries)
+    calls: int = 0  # chat()/complete() calls; a call with several prompts counts one per prompt
+    requests: int = 0  # attempts sent to the backend (calls less cache hits, plus retries; fewer with lists)
     retries: int = 0
     failures: int = 0  # calls that ended in LLMError
     cache_hits: int = 0
@@ -62,22 +62,22 @@ class Ledger:
         self._c = _Counters()
         self._lock = threading.Lock()
 
-    def call(self) -> None:
+    def call(self, n: int = 1) -> None:
         with self._lock:
-            self._c.calls += 1
+            self._c.calls += n
 
     def attempt(self, *, retry: bool) -> None:
         with self._lock:
             self._c.requests += 1
             self._c.retries += int(retry)
 
-    def failure(self) -> None:
+    def failure(self, n: int = 1) -> None:
         with self._lock:
-            self._c.failures += 1
+            self._c.failures += n
 
-    def cache_hit(self) -> None:
+    def cache_hit(self, n: int = 1) -> None:
         with self._lock:
-            self._c.cache_hits += 1
+            self._c.cache_hits += n
 
     def usage(self, usage: Usage) -> None:
         """Tokens and cost actually paid for (cache hits are not passed here)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -35,7 +36,8 @@ class TokenLogprobs:
 class Completion:
     text: str  # generated text ("" when max_tokens=0)
     usage: Usage
-    prompt_logprobs: list[TokenLogprobs] | None = None  # per prompt token, with echo=True and logprobs=k
+    # per prompt token, with echo=True and logprobs=k (from PromptRowsClient.prompt_rows: only the rows asked for)
+    prompt_logprobs: list[TokenLogprobs] | None = None
     text_offsets: list[int] | None = None  # char offset of each prompt(+generated) token, as vLLM returns
     generated_logprobs: list[TokenLogprobs] | None = None  # per generated token, when top_logprobs asked
     cached: bool = False
@@ -78,6 +80,21 @@ class LLMClient(Protocol):
     def stats(self) -> dict: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class PromptRowsClient(Protocol):
+    """A client that echoes prompts with their top logprobs and keeps only the prompt tokens a caller reads
+    (the all-at-once simulator reads the token at each activation slot): parsing, the cache and memory then
+    cost per kept row, not per prompt token. Several prompts may travel in one request."""
+
+    async def prompt_rows(self, prompts: Sequence[str], *, top_logprobs: int,
+                          rows_at: Sequence[Sequence[int]]) -> list[Completion]:
+        """One Completion per prompt, in order. Its `prompt_logprobs` holds, for each distinct prompt token
+        that contains one of `rows_at[i]`'s char offsets, that token's row (in prompt order), and
+        `text_offsets` the char offset of each kept row: exactly the rows a lookup by offset finds in the full
+        echo. Nothing is generated. Raises LLMError when the call fails."""
+        ...
 
 
 def messages_to_prompt(messages: list[dict]) -> str:

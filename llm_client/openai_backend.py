@@ -4,31 +4,50 @@ tenacity is the only retry layer (the openai client's own retries are off): 429/
 errors and garbage bodies are retried with exponential backoff and jitter, honouring Retry-After; a 4xx
 that cannot succeed fails at once. The API key is read from the environment at each call and passed as
 that request's header, so no object of ours or of the openai client holds it.
+
+Bodies come back as bytes and are decoded once by openai_parse. `prompt_rows` (the all-at-once simulator's
+call) sends a feature's prompts as one `/v1/completions` request with a list of prompts where the endpoint
+takes lists (vLLM and OpenAI's legacy API do); the first such call to an endpoint finds out, and an endpoint
+that refuses lists (HTTP 400/413/422, or a choice count that does not match) gets one request per prompt
+from then on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import math
 import os
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import openai
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from llm_client.accounting import estimate_cost
-from llm_client.base import Capabilities, Completion, LLMError, check_messages, messages_to_prompt
+from llm_client.base import Capabilities, Completion, LLMError, Usage, check_messages, messages_to_prompt
 from llm_client.core import ClientCore
-from llm_client.openai_parse import Garbage, parse_chat, parse_completion
+from llm_client.openai_parse import (
+    ChoicesMismatch,
+    Garbage,
+    load_body,
+    parse_chat,
+    parse_completion,
+    parse_prompt_rows,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 OPENAI_URL = "https://api.openai.com/v1"
 MAX_RETRY_AFTER_S = 60.0  # a server asking for longer is waited on at most this long per attempt
 MAX_GARBAGE_RETRIES = 2  # unparseable bodies rarely heal; retry a couple of times, then give up
 _RETRY_STATUS = {408, 409, 429}  # plus every 5xx
 _KEY_PLACEHOLDER = "set-per-request"  # the real key only ever travels in one request's headers
+_LIST_REFUSED_STATUS = {400, 413, 422}  # how servers that take one prompt answer a list of them
+KEEPALIVE_S = 2.5
 
 
 def _retry_after_s(exc: BaseException | None) -> float | None:
@@ -55,7 +74,26 @@ def _is_retryable(exc: BaseException) -> bool:
     return False
 
 
+# A request sent on a kept-alive connection that the server closed meanwhile (uvicorn-based servers close
+# idle ones after 5 s, and a busy client may pick one up just then) fails before the server sees it: safe
+# to send again at once. The transports name it differently; the openai package calls it a timeout.
+_DROPPED = {"ServerDisconnectedError", "ClientConnectionResetError", "RemoteProtocolError"}
+
+
+def _dropped_connection(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, (ConnectionResetError, BrokenPipeError)) or type(seen).__name__ in _DROPPED:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _reason(exc: BaseException, timeout_s: float) -> str:
+    if _dropped_connection(exc):
+        return "the server closed the connection"
     if isinstance(exc, openai.APITimeoutError):
         return f"timed out after {timeout_s:g}s"
     if isinstance(exc, openai.APIConnectionError):
@@ -85,6 +123,7 @@ class _LoopState:
     semaphore: asyncio.Semaphore
     rpm: AsyncLimiter | None
     tpm: AsyncLimiter | None
+    probe: asyncio.Lock = field(default_factory=asyncio.Lock)  # one call at a time finds out about lists
 
 
 class OpenAIClient(ClientCore):
@@ -111,6 +150,7 @@ class OpenAIClient(ClientCore):
         self.max_retries = max_retries
         self._wait_backoff = wait_random_exponential(multiplier=backoff_s, max=max_backoff_s)  # full jitter
         self._state: _LoopState | None = None
+        self.lists_taken: bool | None = None  # whether the endpoint takes a list of prompts; None: not known yet
 
     def count_tokens(self, text: str) -> int:
         # No tokenizer for a remote model: token/activation lines tokenise densely, so assume 2.5 chars a token.
@@ -123,7 +163,11 @@ class OpenAIClient(ClientCore):
             # from the openai package's own httpx flavour, whichever it is.
             limits_cls = type(openai._constants.DEFAULT_CONNECTION_LIMITS)
             connections = self.concurrency + 4
-            limits = limits_cls(max_connections=connections, max_keepalive_connections=connections)
+            # Idle connections are dropped well before the 5 s after which uvicorn-based servers (vLLM, the
+            # fake server) close them; a busy client still picks up some the server has just closed (it reads
+            # a response late, so its idle clock starts late), and those are retried at once (_send).
+            limits = limits_cls(max_connections=connections, max_keepalive_connections=connections,
+                                keepalive_expiry=KEEPALIVE_S)
             http = _http_client_cls()(limits=limits)
             self._state = _LoopState(
                 loop=loop,
@@ -161,8 +205,13 @@ class OpenAIClient(ClientCore):
         if seed is not None:
             body["seed"] = seed
         size = self.count_tokens(messages_to_prompt(messages)) + max_tokens
-        return await self._call({"endpoint": "chat", **body},
-                                lambda: self._send("chat", body, size, parse_chat))
+
+        async def produce() -> Completion:
+            (completion, reported), attempts = await self._send("chat", body, size,
+                                                                lambda raw: parse_chat(load_body(raw)))
+            return self._priced(completion, reported, attempts)
+
+        return await self._call({"endpoint": "chat", **body}, produce)
 
     async def complete(self, prompt: str, *, max_tokens: int = 256, temperature: float = 0.0,
                        echo: bool = False, logprobs: int | None = None, stop: list[str] | None = None,
@@ -177,11 +226,93 @@ class OpenAIClient(ClientCore):
         if seed is not None:
             body["seed"] = seed
         size = self.count_tokens(prompt) + max_tokens
-        return await self._call({"endpoint": "completions", **body},
-                                lambda: self._send("completions", body, size,
-                                                   lambda r: parse_completion(r, prompt, echo=echo)))
 
-    async def _send(self, endpoint: str, body: dict, size: int, parse: Any) -> Completion:
+        async def produce() -> Completion:
+            (completion, reported), attempts = await self._send(
+                "completions", body, size, lambda raw: parse_completion(load_body(raw), prompt, echo=echo))
+            return self._priced(completion, reported, attempts)
+
+        return await self._call({"endpoint": "completions", **body}, produce)
+
+    async def prompt_rows(self, prompts: Sequence[str], *, top_logprobs: int,
+                          rows_at: Sequence[Sequence[int]]) -> list[Completion]:
+        """See base.PromptRowsClient: the prompts not in the cache go as one request with a list of prompts
+        where the endpoint takes lists, else one request each; each prompt is cached on its own."""
+        if len(prompts) != len(rows_at):
+            raise ValueError(f"prompt_rows: {len(prompts)} prompts but {len(rows_at)} lists of offsets")
+        prompts, wanted = list(prompts), [sorted(set(r)) for r in rows_at]
+        requests = [{"endpoint": "completions", "prompt": p, "max_tokens": 0, "echo": True, "logprobs": top_logprobs,
+                     "rows_at": w} for p, w in zip(prompts, wanted)]
+
+        async def produce(misses: list[int]) -> tuple[list[Completion], list[Usage]]:
+            return await self._rows([prompts[i] for i in misses], [wanted[i] for i in misses], top_logprobs)
+
+        return await self._call_many(requests, produce)
+
+    async def _rows(self, prompts: list[str], wanted: list[list[int]],
+                    k: int) -> tuple[list[Completion], list[Usage]]:
+        if self.lists_taken is None and len(prompts) > 1:
+            async with self._loop_state().probe:  # the first list finds out; the others wait for the answer
+                if self.lists_taken is None:
+                    return await self._rows_list_or_each(prompts, wanted, k)
+        if len(prompts) == 1 or self.lists_taken is False:
+            return await self._rows_one_by_one(prompts, wanted, k)
+        return await self._rows_list_or_each(prompts, wanted, k)
+
+    async def _rows_list_or_each(self, prompts: list[str], wanted: list[list[int]],
+                                 k: int) -> tuple[list[Completion], list[Usage]]:
+        """One request with the list; when it is refused, one request per prompt. The first answer is
+        remembered, a refusal only when the prompts then succeed alone (a list failing for its content, say
+        a prompt too long, fails alone too, and then the error names that prompt's own request)."""
+        try:
+            out = await self._rows_list(prompts, wanted, k)
+        except LLMError as exc:
+            cause = exc.__cause__
+            refused = isinstance(cause, ChoicesMismatch) or (
+                isinstance(cause, openai.APIStatusError) and cause.status_code in _LIST_REFUSED_STATUS)
+            if not refused:
+                raise
+            out = await self._rows_one_by_one(prompts, wanted, k)
+            if self.lists_taken is None:  # an endpoint known to take lists is not demoted by one refusal
+                log.info("%s does not take a list of prompts on /completions (%s); sending one prompt per "
+                         "request", self.base_url, exc.reason)
+                self.lists_taken = False
+            return out
+        self.lists_taken = True
+        return out
+
+    async def _rows_list(self, prompts: list[str], wanted: list[list[int]],
+                         k: int) -> tuple[list[Completion], list[Usage]]:
+        body: dict[str, Any] = {"prompt": prompts, "max_tokens": 0, "echo": True, "logprobs": k}
+        size = sum(self.count_tokens(p) for p in prompts)
+        (completions, usage, reported), attempts = await self._send(
+            "completions", body, size, lambda raw: parse_prompt_rows(raw, prompts, wanted))
+        for completion in completions:
+            self._priced(completion, reported, attempts)
+        if reported:
+            usage.cost_usd = estimate_cost(self.model, usage.prompt_tokens, usage.completion_tokens)
+        return completions, [usage]
+
+    async def _rows_one_by_one(self, prompts: list[str], wanted: list[list[int]],
+                               k: int) -> tuple[list[Completion], list[Usage]]:
+        async def one(prompt: str, rows_at: list[int]) -> Completion:
+            body: dict[str, Any] = {"prompt": prompt, "max_tokens": 0, "echo": True, "logprobs": k}
+            (completions, _, reported), attempts = await self._send(
+                "completions", body, self.count_tokens(prompt), lambda raw: parse_prompt_rows(raw, [prompt], [rows_at]))
+            return self._priced(completions[0], reported, attempts)
+
+        completions = list(await asyncio.gather(*(one(p, w) for p, w in zip(prompts, wanted))))
+        return completions, [c.usage for c in completions]
+
+    def _priced(self, completion: Completion, usage_reported: bool, attempts: int) -> Completion:
+        if usage_reported:
+            u = completion.usage
+            u.cost_usd = estimate_cost(self.model, u.prompt_tokens, u.completion_tokens)
+        completion.attempts = attempts
+        return completion
+
+    async def _send(self, endpoint: str, body: dict, size: int, parse: Callable[[bytes], T]) -> tuple[T, int]:
+        """The parsed body of a successful request, and how many attempts it took."""
         state = self._loop_state()
         headers = self._auth_headers()
         path = "/chat/completions" if endpoint == "chat" else "/completions"
@@ -192,8 +323,13 @@ class OpenAIClient(ClientCore):
             return rs.attempt_number > self.max_retries or garbage > MAX_GARBAGE_RETRIES
 
         def wait(rs: RetryCallState) -> float:
-            after = _retry_after_s(rs.outcome.exception()) if rs.outcome else None
-            return after if after is not None else self._wait_backoff(rs)
+            exc = rs.outcome.exception() if rs.outcome else None
+            after = _retry_after_s(exc)
+            if after is not None:
+                return after
+            if rs.attempt_number == 1 and exc is not None and _dropped_connection(exc):
+                return 0.0  # a stale kept-alive connection: the next attempt takes a fresh one
+            return self._wait_backoff(rs)
 
         retrying = AsyncRetrying(stop=stop, wait=wait, retry=retry_if_exception(_is_retryable), reraise=True)
         try:
@@ -202,7 +338,7 @@ class OpenAIClient(ClientCore):
                     attempt += 1
                     self._ledger.attempt(retry=attempt > 1)
                     try:
-                        parsed = await self._request(state, path, body, size, headers, parse)
+                        parsed = parse(await self._request(state, path, body, size, headers))
                     except Garbage:
                         garbage += 1
                         raise
@@ -211,25 +347,16 @@ class OpenAIClient(ClientCore):
         except Exception as exc:
             raise LLMError(f"{self.spec} {endpoint}: {_reason(exc, self.timeout_s)} (after {attempt} attempt(s))",
                            retryable=_is_retryable(exc), attempts=attempt) from exc
-        completion, usage_reported = parsed
-        if usage_reported:
-            u = completion.usage
-            u.cost_usd = estimate_cost(self.model, u.prompt_tokens, u.completion_tokens)
-        completion.attempts = attempt
-        return completion
+        return parsed, attempt
 
-    async def _request(self, state: _LoopState, path: str, body: dict, size: int, headers: dict,
-                       parse: Any) -> tuple[Completion, bool]:
+    async def _request(self, state: _LoopState, path: str, body: dict, size: int, headers: dict) -> bytes:
         if state.rpm is not None:
             await state.rpm.acquire()
         if state.tpm is not None:
             await state.tpm.acquire(min(size, self.tokens_per_minute or size))
         async with state.semaphore:
-            try:
-                # The openai package's documented raw route: its HTTP, errors and timeouts, without the
-                # per-request TypedDict transform and pydantic parsing that dominate CPU at volume.
-                response = await state.client.post(path, cast_to=object, body={"model": self.model, **body},
-                                                   options={"headers": headers})
-            except json.JSONDecodeError as exc:
-                raise Garbage(f"body is not valid JSON ({exc})") from None
-        return parse(response)
+            # The openai package's documented raw route: its HTTP, errors and timeouts, without the
+            # per-request TypedDict transform and pydantic parsing that dominate CPU at volume; the body
+            # comes back as bytes and is decoded once, by openai_parse.
+            return await state.client.post(path, cast_to=bytes, body={"model": self.model, **body},
+                                           options={"headers": headers})

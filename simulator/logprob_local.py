@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from llm_client.batching import compute_slot
 from llm_client.local_models import LoadedModel
 from simulator.base import MAX_VALUE, SequenceSimulation, SimulationError, Simulator, check_inputs, expected_value
 from simulator.prompts import FEW_SHOT, FewShotExample, prefix_text, slot_line_head, slot_line_tail
@@ -151,5 +152,10 @@ class LocalLogprobSimulator(Simulator):
                 for tokens, per_token in zip(records, dists)]
 
     async def simulate(self, explanation: str, records: Sequence[Sequence[str]]) -> list[SequenceSimulation]:
-        # A worker thread keeps the event loop free for other features' LLM calls while torch runs.
-        return await asyncio.to_thread(self._simulate_sync, explanation, records)
+        # A worker thread keeps the event loop free for other features' LLM calls while torch runs; as a model
+        # worker it shares the torch threads with the others running (a local explainer's batches, say).
+        def run() -> list[SequenceSimulation]:
+            with compute_slot():
+                return self._simulate_sync(explanation, records)
+
+        return await asyncio.to_thread(run)

@@ -1,6 +1,12 @@
 """All-at-once logprob simulator on an OpenAI-compatible `/v1/completions` endpoint (vLLM style): the whole
 prompt is echoed back with the top logprobs of every prompt token, and the alternatives at each slot are the
-model's distribution over the activation value there. One request per record, run concurrently."""
+model's distribution over the activation value there.
+
+Every record's prompt is the explanation's prefix followed by that record's lines, so the prompts of one
+simulation start identically (the server's prefix cache computes the prefix once). A client that speaks
+`PromptRowsClient` (the OpenAI-compatible one) sends them as one request with a list of prompts where the
+endpoint takes lists, else one request per record, and keeps only the slot rows; any other client gets one
+`complete(echo=True)` per record, run concurrently. The distributions are the same either way."""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import asyncio
 import bisect
 from collections.abc import Sequence
 
-from llm_client import Completion, LLMClient, LLMError
+from llm_client import Completion, LLMClient, LLMError, PromptRowsClient
 from simulator.base import SequenceSimulation, SimulationError, Simulator, check_inputs, expected_value
 from simulator.prompts import FEW_SHOT, SLOT, FewShotExample, prefix_text, record_text
 from simulator.values import distribution_from_top
@@ -49,18 +55,34 @@ class RemoteLogprobSimulator(Simulator):
         self.spec = f"logprob:{client.spec}"
         self.top_k = top_k
         self.examples = examples
+        self._rows_client = client if isinstance(client, PromptRowsClient) else None
 
-    async def _one(self, prefix: str, tokens: Sequence[str], index: int) -> SequenceSimulation:
-        text, slots = record_text(list(tokens))
-        where = f"record {index}"
+    async def _one(self, prompt: str, index: int) -> Completion:
         try:
-            completion = await self.client.complete(prefix + text, max_tokens=0, echo=True, logprobs=self.top_k)
+            return await self.client.complete(prompt, max_tokens=0, echo=True, logprobs=self.top_k)
         except LLMError as exc:
+            raise SimulationError(f"record {index}: the LLM call failed: {exc.reason}") from exc
+
+    async def _completions(self, prompts: list[str], slots: list[list[int]]) -> list[Completion]:
+        if self._rows_client is None:
+            return list(await asyncio.gather(*(self._one(p, i) for i, p in enumerate(prompts))))
+        try:
+            return await self._rows_client.prompt_rows(prompts, top_logprobs=self.top_k, rows_at=slots)
+        except LLMError as exc:
+            where = "record 0" if len(prompts) == 1 else f"records 0-{len(prompts) - 1}"
             raise SimulationError(f"{where}: the LLM call failed: {exc.reason}") from exc
-        dists = slot_distributions(completion, [len(prefix) + s for s in slots], tokens, self.top_k, where)
-        return SequenceSimulation(list(tokens), [expected_value(d) for d in dists], dists)
 
     async def simulate(self, explanation: str, records: Sequence[Sequence[str]]) -> list[SequenceSimulation]:
         check_inputs(explanation, records)
         prefix = prefix_text(explanation, self.examples)
-        return list(await asyncio.gather(*(self._one(prefix, tokens, i) for i, tokens in enumerate(records))))
+        prompts, slots = [], []
+        for tokens in records:
+            text, offsets = record_text(list(tokens))
+            prompts.append(prefix + text)
+            slots.append([len(prefix) + s for s in offsets])
+        completions = await self._completions(prompts, slots)
+        out = []
+        for i, (tokens, completion, at) in enumerate(zip(records, completions, slots)):
+            dists = slot_distributions(completion, at, tokens, self.top_k, f"record {i}")
+            out.append(SequenceSimulation(list(tokens), [expected_value(d) for d in dists], dists))
+        return out

@@ -7,15 +7,29 @@ from collections.abc import Mapping
 
 from simulator.base import MAX_VALUE, distribution_from_probs
 
+_VALUE_OF: dict[str, int] = {}  # alternative token -> its activation value, or -1 (a few hundred texts recur)
+_MEMO_MAX = 100_000
+
+
+def _value_of(text: str) -> int:
+    stripped = text.strip()
+    value = int(stripped) if stripped.isascii() and stripped.isdigit() and int(stripped) <= MAX_VALUE else -1
+    if len(_VALUE_OF) < _MEMO_MAX:
+        _VALUE_OF[text] = value
+    return value
+
 
 def value_probs(top: Mapping[str, float]) -> dict[int, float]:
     """Probabilities of the alternatives that are an activation value once surrounding whitespace is dropped
     (a server may merge the TAB or newline into the digit token); variants of one value add up."""
     out: dict[int, float] = {}
+    memo = _VALUE_OF
     for text, logprob in top.items():
-        stripped = text.strip()
-        if stripped.isascii() and stripped.isdigit() and int(stripped) <= MAX_VALUE and logprob is not None:
-            out[int(stripped)] = out.get(int(stripped), 0.0) + math.exp(logprob)
+        value = memo.get(text)
+        if value is None:
+            value = _value_of(text)
+        if value >= 0 and logprob is not None:
+            out[value] = out.get(value, 0.0) + math.exp(logprob)
     return out
 
 

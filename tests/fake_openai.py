@@ -1,7 +1,9 @@
 """A small, real OpenAI-compatible HTTP server for tests and benchmarks (uvicorn + Starlette).
 
-It serves POST /v1/chat/completions, POST /v1/completions (echo + logprobs in vLLM's legacy format) and
-GET /v1/models, with a deterministic word tokenizer. Tests script it: fixed latency, a failure mix
+It serves POST /v1/chat/completions, POST /v1/completions (echo + logprobs in vLLM's legacy format; `prompt`
+may be a list of prompts, one choice each, as vLLM and OpenAI's legacy API take it) and GET /v1/models, with
+a deterministic word tokenizer. Switches make it behave like servers that do less: `refuse_lists` answers a
+list of prompts with HTTP 400 and `ignore_logprobs` ignores echo and logprobs, as `transformers serve` does. Tests script it: fixed latency, a failure mix
 (429 with Retry-After, 500, 400, hang past the client's timeout, garbage bodies) by probability or by a
 per-request script, a hook that decides the answer text, and counters (total, per endpoint, per prompt
 hash, peak in-flight) read back by the test. Top logprobs always include the digit tokens "0".."10", with
@@ -9,7 +11,9 @@ a distribution peaked at `digit_for(token)`, so a logprob simulator has somethin
 
 In-process: the `fake_openai` fixture (a server in a background thread). Out of process (benchmarks, so
 the server does not share the client's GIL): `python -m tests.fake_openai --latency 0.05` prints
-`PORT <n>` and serves until killed.
+`PORT <n>` and serves until killed (`--refuse-lists`, `--ignore-logprobs` as above). Completion bodies are
+assembled from per-token JSON fragments cached across requests, so the server keeps up with a benchmark's
+client.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from starlette.routing import Route
 FAILURES = ("429", "500", "hang", "garbage")
 OUTCOMES = ("ok", "400", "empty", *FAILURES)
 DIGITS = [str(i) for i in range(11)]
+_COMPACT = (",", ":")  # how Starlette's JSONResponse (and so vLLM) writes JSON
 _TOKEN = re.compile(r"\s*\w+|\s*[^\w\s]|\s+")
 
 
@@ -49,6 +54,14 @@ def tokenize(text: str) -> list[tuple[str, int]]:
 def prompt_hash(body: dict) -> str:
     what = body.get("messages", body.get("prompt"))
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prompt_hashes(body: dict) -> list[str]:
+    """One hash per prompt: a list of prompts counts each as if it had come alone."""
+    prompts = body.get("prompt")
+    if "messages" not in body and isinstance(prompts, list):
+        return [prompt_hash({"prompt": p}) for p in prompts]
+    return [prompt_hash(body)]
 
 
 def _default_digit(token: str) -> int:
@@ -72,10 +85,14 @@ class FakeOpenAI:
     seed: int = 0
     answer: Callable[[str, dict], str] = _default_answer  # (endpoint, body) -> answer text
     digit_for: Callable[[str], int] = _default_digit
+    refuse_lists: bool = False  # a list of prompts gets HTTP 400, as from a server that takes one prompt
+    ignore_logprobs: bool = False  # /v1/completions ignores echo and logprobs (transformers serve)
     url: str = ""  # base URL ending in /v1, set once started
     requests: int = 0
     by_endpoint: Counter = field(default_factory=Counter)
-    by_prompt: Counter = field(default_factory=Counter)
+    by_prompt: Counter = field(default_factory=Counter)  # per prompt: each prompt of a list counts
+    list_requests: int = 0  # /v1/completions requests whose prompt was a list (refused ones included)
+    prompts_per_request: list[int] = field(default_factory=list)  # /v1/completions, in arrival order
     by_outcome: Counter = field(default_factory=Counter)
     arrivals: list[tuple[float, str]] = field(default_factory=list)  # (monotonic time, outcome)
     authorization: list[str] = field(default_factory=list)
@@ -84,6 +101,7 @@ class FakeOpenAI:
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
+        self._fragments: dict[tuple, str] = {}  # (what, digit_for, token, k) -> JSON text
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -123,22 +141,49 @@ class FakeOpenAI:
         return self._envelope("chat.completion", body, choice, len(tokenize(prompt)), len(out_tokens))
 
     def _completion_body(self, body: dict) -> dict:
-        prompt = body["prompt"]
-        text = self._truncate(self.answer("completions", body), body.get("max_tokens"))
-        full = prompt + text if body.get("echo") else text
-        choice: dict = {"index": 0, "finish_reason": "stop", "text": full, "logprobs": None}
-        if body.get("logprobs") is not None:
-            k = body["logprobs"]
-            echo = bool(body.get("echo"))
-            # prompt and answer are tokenised apart, as a server does: no token straddles the boundary
-            toks = (tokenize(prompt) if echo else []) + [(t, o + len(prompt) * echo) for t, o in tokenize(text)]
-            choice["logprobs"] = {
-                "tokens": [t for t, _ in toks],
-                "token_logprobs": [None if (i == 0 and echo) else self._logprob(t) for i, (t, _) in enumerate(toks)],
-                "top_logprobs": [None if (i == 0 and echo) else self._top(t, k) for i, (t, _) in enumerate(toks)],
-                "text_offset": [o for _, o in toks],
-            }
-        return self._envelope("text_completion", body, choice, len(tokenize(prompt)), len(tokenize(text)))
+        return json.loads(self._completion_json(body))
+
+    def _fragment(self, what: str, token: str, k: int = 0) -> str:
+        key = (what, self.digit_for, token, k)
+        text = self._fragments.get(key)
+        if text is None:
+            if what == "token":
+                text = json.dumps(token)
+            elif what == "logprob":
+                text = json.dumps(self._logprob(token))
+            else:
+                text = json.dumps(self._top(token, k), separators=_COMPACT)
+            self._fragments[key] = text
+        return text
+
+    def _choice_json(self, index: int, prompt: str, body: dict) -> tuple[str, int, int]:
+        """One choice's JSON text, and its prompt and completion token counts."""
+        text = self._truncate(self.answer("completions", {**body, "prompt": prompt}), body.get("max_tokens"))
+        echo = bool(body.get("echo")) and not self.ignore_logprobs
+        full = prompt + text if echo else text
+        prompt_toks, text_toks = tokenize(prompt), tokenize(text)
+        counts = len(prompt_toks), len(text_toks)
+        if body.get("logprobs") is None or self.ignore_logprobs:
+            return json.dumps({"index": index, "finish_reason": "stop", "text": full, "logprobs": None},
+                              separators=_COMPACT), *counts
+        k = body["logprobs"]
+        # prompt and answer are tokenised apart, as a server does: no token straddles the boundary
+        toks = (prompt_toks if echo else []) + [(t, o + len(prompt) * echo) for t, o in text_toks]
+        fragment = self._fragment
+        tokens = ",".join(fragment("token", t) for t, _ in toks)
+        logprobs = ",".join("null" if (i == 0 and echo) else fragment("logprob", t) for i, (t, _) in enumerate(toks))
+        tops = ",".join("null" if (i == 0 and echo) else fragment("top", t, k) for i, (t, _) in enumerate(toks))
+        offsets = ",".join(str(o) for _, o in toks)
+        return (f'{{"index":{index},"finish_reason":"stop","text":{json.dumps(full)},"logprobs":'
+                f'{{"tokens":[{tokens}],"token_logprobs":[{logprobs}],"top_logprobs":[{tops}],'
+                f'"text_offset":[{offsets}]}}}}'), *counts
+
+    def _completion_json(self, body: dict) -> str:
+        prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+        choices = [self._choice_json(i, p, body) for i, p in enumerate(prompts)]
+        n_prompt, n_completion = sum(c[1] for c in choices), sum(c[2] for c in choices)
+        envelope = json.dumps(self._envelope("text_completion", body, {}, n_prompt, n_completion), separators=_COMPACT)
+        return envelope.replace('"choices":[{}]', f'"choices":[{",".join(c[0] for c in choices)}]', 1)
 
     @staticmethod
     def _truncate(text: str, max_tokens: int | None) -> str:
@@ -158,9 +203,13 @@ class FakeOpenAI:
         body = await request.json()
         endpoint = "chat" if request.url.path.endswith("/chat/completions") else "completions"
         outcome = self._outcome()
+        listed = endpoint == "completions" and isinstance(body.get("prompt"), list)
         self.requests += 1
         self.by_endpoint[endpoint] += 1
-        self.by_prompt[prompt_hash(body)] += 1
+        self.by_prompt.update(prompt_hashes(body))
+        if endpoint == "completions":
+            self.list_requests += listed
+            self.prompts_per_request.append(len(body["prompt"]) if listed else 1)
         self.by_outcome[outcome] += 1
         self.arrivals.append((time.monotonic(), outcome))
         self.authorization.append(request.headers.get("authorization", ""))
@@ -183,7 +232,11 @@ class FakeOpenAI:
                     await asyncio.sleep(self.hang_s)
                 except asyncio.CancelledError:  # the server is stopping under a hung request: end it quietly
                     return Response(status_code=503)
-            return JSONResponse(self._chat_body(body) if endpoint == "chat" else self._completion_body(body))
+            if listed and self.refuse_lists:  # what transformers serve answers
+                return JSONResponse({"detail": "prompt must be a string."}, status_code=400)
+            if endpoint == "chat":
+                return JSONResponse(self._chat_body(body))
+            return Response(self._completion_json(body), media_type="application/json")
         finally:
             self.in_flight -= 1
 
@@ -242,8 +295,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     parser.add_argument("--failure-rate", type=float, default=0.0)
+    parser.add_argument("--refuse-lists", action="store_true", help="answer a list of prompts with HTTP 400")
+    parser.add_argument("--ignore-logprobs", action="store_true", help="ignore echo and logprobs on /v1/completions")
     args = parser.parse_args(argv)
-    fake = FakeOpenAI(latency_s=args.latency, failure_rate=args.failure_rate, retry_after="0")
+    fake = FakeOpenAI(latency_s=args.latency, failure_rate=args.failure_rate, retry_after="0",
+                      refuse_lists=args.refuse_lists, ignore_logprobs=args.ignore_logprobs)
     server, sock = fake._server_and_socket(args.port)
     print(f"PORT {sock.getsockname()[1]}", flush=True)
     server.run(sockets=[sock])

@@ -76,7 +76,7 @@ def test_remote_reads_the_slot_distribution_from_echoed_prompt_logprobs(fake_ope
     assert [s.tokens for s in sims] == records
     for s in sims:
         assert s.expected_activations == pytest.approx([_expected_peaked(7)] * len(s.tokens), abs=1e-9)
-    assert fake_openai.by_endpoint["completions"] == 2
+    assert fake_openai.by_endpoint["completions"] == 1 and fake_openai.prompts_per_request == [2]  # one list
 
 
 def _completion(tokens: list[str], tops: list[dict]) -> Completion:
