@@ -4,7 +4,9 @@ these types, so a misspelt status or subset is a type error instead of a silent 
 Three divisions of records are easy to confuse, so each has its own word:
 - `SampleKind` / `ActivationRecord.sample`: how a record was drawn (top, random, quantile:<i>);
 - `DataSplit` / `ActivationRecord.data_split`: which disjoint part of the data it belongs to (train, valid, test);
-- `ScoringSubset`: which samples a score pools (top_and_random, random_only).
+- `ScoringSubset`: which samples a simulation score pools (top_and_random, random_only);
+  `ClassificationSubset`: which non-activating examples a detection/fuzzing/embedding score judges (random,
+  neighbours).
 """
 
 from __future__ import annotations
@@ -39,12 +41,34 @@ class ScoringSubset(StrEnum):
     RANDOM_ONLY = "random_only"
 
 
+class ClassificationSubset(StrEnum):
+    """Which non-activating examples the activating ones are judged against: windows where the feature does not
+    fire (random), or top windows of its nearest features (neighbours, the hard negatives)."""
+
+    RANDOM = "random"
+    NEIGHBOURS = "neighbours"
+
+
 class ScoreMethod(StrEnum):
     EV_CORRELATION = "ev_correlation"
     RSQUARED = "rsquared"
     ABSOLUTE_DEV_EXPLAINED = "absolute_dev_explained"
     SPEARMAN = "spearman"
     MEAN_RECORD_CORRELATION = "mean_record_correlation"
+    DETECTION_BALANCED_ACCURACY = "detection_balanced_accuracy"
+    DETECTION_AUROC = "detection_auroc"
+    FUZZING_BALANCED_ACCURACY = "fuzzing_balanced_accuracy"
+    FUZZING_AUROC = "fuzzing_auroc"
+    EMBEDDING_AUROC = "embedding_auroc"
+
+
+class ScorerName(StrEnum):
+    """The scorers a run can choose (`--scorer`): simulation is the simulator's; the others judge examples."""
+
+    SIMULATION = "simulation"
+    DETECTION = "detection"
+    FUZZING = "fuzzing"
+    EMBEDDING = "embedding"
 
 
 class ScoreRole(StrEnum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from llm_client.base import (
     Capabilities,
+    ChoiceSlotsClient,
     Completion,
     LLMClient,
     LLMError,
@@ -14,8 +15,8 @@ from llm_client.base import (
     messages_to_prompt,
 )
 
-__all__ = ["Capabilities", "Completion", "LLMClient", "LLMError", "PromptRowsClient", "TokenLogprobs", "Usage",
-           "make_client", "messages_to_prompt"]
+__all__ = ["Capabilities", "ChoiceSlotsClient", "Completion", "LLMClient", "LLMError", "PromptRowsClient",
+           "TokenLogprobs", "Usage", "make_client", "messages_to_prompt"]
 
 
 def make_client(spec: str, *, base_url: str | None = None, concurrency: int = 8, requests_per_minute: int | None = None,

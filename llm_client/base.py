@@ -97,6 +97,21 @@ class PromptRowsClient(Protocol):
         ...
 
 
+@runtime_checkable
+class ChoiceSlotsClient(Protocol):
+    """A client that can answer a list of choices slot by slot from its true next-token distribution (a local
+    model): the answer is teacher-forced, so every slot gets a probability for each choice, and a slot never
+    holds anything but a choice."""
+
+    async def choice_slots(self, messages: list[dict], *, choices: Sequence[str], n_slots: int, opener: str = "[",
+                           separator: str = ",", closer: str = "]") -> Completion:
+        """After the rendered prompt and `opener`, read the next-token logprob of each choice (each must be one
+        token), feed the most likely one and `separator`, `n_slots` times. The Completion's text is the
+        answer written out (`[1,0,1]`); its `generated_logprobs` holds one row per slot: the chosen choice, its
+        logprob, and `top` = every choice's logprob. Raises LLMError when a choice is not a single token."""
+        ...
+
+
 def messages_to_prompt(messages: list[dict]) -> str:
     """Plain rendering of chat messages, for models without a chat template and completion-only callers."""
     return "\n\n".join(str(m["content"]) for m in messages)

@@ -29,7 +29,15 @@ import torch
 from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
-from llm_client.base import Capabilities, Completion, TokenLogprobs, Usage, check_messages, messages_to_prompt
+from llm_client.base import (
+    Capabilities,
+    Completion,
+    LLMError,
+    TokenLogprobs,
+    Usage,
+    check_messages,
+    messages_to_prompt,
+)
 from llm_client.batching import MicroBatcher, compute_slot, share_threads, thread_budget
 from llm_client.core import ClientCore
 from llm_client.local_models import LoadedModel, load_model
@@ -160,6 +168,22 @@ class LocalClient(ClientCore):
 
         return await self._call(request, produce)
 
+    async def choice_slots(self, messages: list[dict], *, choices: Sequence[str], n_slots: int, opener: str = "[",
+                           separator: str = ",", closer: str = "]") -> Completion:
+        """See llm_client.base.ChoiceSlotsClient: a teacher-forced list answer, one distribution per slot."""
+        check_messages(messages)
+        if n_slots < 1 or len(choices) < 2:
+            raise ValueError(f"choice_slots needs n_slots >= 1 and at least two choices (got {n_slots}, {choices})")
+        request = {"endpoint": "choice_slots", "messages": messages, "choices": list(choices), "n_slots": n_slots,
+                   "opener": opener, "separator": separator, "closer": closer}
+
+        async def produce() -> Completion:
+            self._ledger.attempt(retry=False)
+            ids = self._chat_ids(messages)
+            return await self._run(self._choice_slots, ids, list(choices), n_slots, opener, separator, closer)
+
+        return await self._call(request, produce)
+
     async def next_token_distributions(self, prompt_ids: list[int], positions: list[int]) -> torch.Tensor:
         """Probabilities over the vocabulary of the token after each of `positions` (float32, on CPU)."""
         bad = [p for p in positions if not 0 <= p < len(prompt_ids)]
@@ -199,6 +223,37 @@ class LocalClient(ClientCore):
             prev = logprobs[pos - 1]
             rows.append(TokenLogprobs(token=decode([ids[pos]]), logprob=float(prev[ids[pos]]), top=self._top(prev, k)))
         return rows
+
+    def _single_token(self, text: str) -> int:
+        ids = self.loaded.tokenizer(text, add_special_tokens=False).input_ids
+        if len(ids) != 1:
+            raise LLMError(f"local model {self.model}: choice {text!r} is {len(ids)} tokens, not one; "
+                           "slot answers need single-token choices", retryable=False)
+        return int(ids[0])
+
+    def _choice_slots(self, ids: list[int], choices: list[str], n_slots: int, opener: str, separator: str,
+                      closer: str) -> Completion:
+        """Prompt and opener in one forward pass, then per slot one step: the chosen token and the separator
+        (the KV cache keeps the rest), so a slot costs a few tokens, not a prompt."""
+        tok, model, device = self.loaded.tokenizer, self.loaded.model, self.loaded.device
+        choice_ids = [self._single_token(c) for c in choices]
+        separator_ids = list(tok(separator, add_special_tokens=False).input_ids)
+        step = ids + list(tok(opener, add_special_tokens=False).input_ids)
+        cache = DynamicCache(config=model.config)
+        rows: list[TokenLogprobs] = []
+        fed = 0
+        for slot in range(n_slots):
+            logits = model(input_ids=torch.tensor([step], device=device), past_key_values=cache, use_cache=True,
+                           logits_to_keep=1).logits[0, -1].float()
+            fed += len(step)
+            logprobs = torch.log_softmax(logits, dim=-1)
+            values = {c: float(logprobs[i]) for c, i in zip(choices, choice_ids)}
+            best = max(choices, key=lambda c: values[c])
+            rows.append(TokenLogprobs(token=best, logprob=values[best], top=values))
+            step = [choice_ids[choices.index(best)]] + (separator_ids if slot < n_slots - 1 else [])
+        text = opener + separator.join(r.token for r in rows) + closer
+        return Completion(text=text, usage=Usage(prompt_tokens=len(ids), completion_tokens=fed - len(ids) + 1,
+                                                 cost_usd=0.0), generated_logprobs=rows)
 
     def _generate(self, ids: list[int], max_tokens: int, temperature: float, top_k: int | None,
                   stop: list[str] | None, seed: int | None) -> tuple[str, list[TokenLogprobs]]:

@@ -1,6 +1,9 @@
-"""Scores: real vs simulated activations -> numbers (pooled correlation, r², ...), and classification scorers."""
+"""Scores: real vs simulated activations -> numbers (pooled correlation, r², ...), and the example scorers
+(detection, fuzzing: an LLM judges examples; embedding: a sentence model ranks them)."""
 
-from scorer.classification import detection_scores, fuzzing_scores
+from scorer.classification import classification_scores, detection_scores, fuzzing_scores
+from scorer.examples import Example, ExampleSet
+from scorer.methods import ALL_METHODS, SCORER_METHODS, parse_scorers, scorer_of, subsets_of
 from scorer.metrics import (
     ScoreValue,
     absolute_dev_explained,
@@ -16,8 +19,9 @@ from scorer.metrics import (
 from scorer.subsets import METHODS, SUBSETS, ScoredRecord, bootstrap_ci, pick_shuffled, score_records
 
 __all__ = [
-    "METHODS", "SUBSETS", "ScoreValue", "ScoredRecord", "absolute_dev_explained", "bootstrap_ci", "detection_scores",
-    "ev_correlation", "fuzzing_scores", "per_record_correlations", "pick_shuffled", "rsquared",
+    "ALL_METHODS", "METHODS", "SCORER_METHODS", "SUBSETS", "Example", "ExampleSet", "ScoreValue", "ScoredRecord",
+    "absolute_dev_explained", "bootstrap_ci", "classification_scores", "detection_scores", "ev_correlation",
+    "fuzzing_scores", "parse_scorers", "per_record_correlations", "pick_shuffled", "rsquared",
     "score_absolute_dev_explained", "score_ev_correlation", "score_mean_record_correlation", "score_records",
-    "score_rsquared", "score_spearman",
+    "score_rsquared", "score_spearman", "scorer_of", "subsets_of",
 ]

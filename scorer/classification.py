@@ -1,117 +1,130 @@
-"""Classification scorers in the style of delphi (EleutherAI): an LLM judges, from the explanation alone,
-  - detection: does this text contain what the explanation describes? (activating vs non-activating records)
-  - fuzzing: are the <<highlighted>> tokens the ones it describes? (true highlights vs random ones)
-Reported as balanced accuracy, and AUROC when the endpoint returns top logprobs for the answer. An answer
-that cannot be read is counted as a failure in the details, never as a wrong or right answer."""
+"""Detection and fuzzing, as delphi (EleutherAI) defines them, on an ExampleSet:
+  - detection: does this example contain what the explanation describes? Activating examples (right answer
+    yes) against each subset's non-activating examples (no).
+  - fuzzing: are the tokens marked <<like this>> the ones it describes? Activating examples with their firing
+    tokens marked (yes) against, for subset `random`, the same examples with as many other tokens marked (no),
+    and for subset `neighbours`, the neighbours' top spans with the neighbour's firing tokens marked (no).
+Each subset reports balanced accuracy and AUROC (from P(1) where the judge gives it), with bootstrap intervals
+over examples. A failed judgement is counted as a failure in the details, never as a "no"."""
 
 from __future__ import annotations
 
-import asyncio
-import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from scipy import stats
-
-from llm_client import LLMClient, LLMError
+from activations.vocab import ClassificationSubset, ScoreMethod, ScoreRole
+from llm_client import LLMClient
+from scorer.binary_metrics import auroc, balanced_accuracy
+from scorer.examples import ExampleSet
+from scorer.judge import Item, Judgement, JudgeUsage, judge
 from scorer.metrics import ScoreValue
 
-_QUESTION = {
-    "detection": "Does this text contain what the explanation describes, anywhere in it?",
-    "fuzzing": "Are the tokens marked <<like this>> exactly the kind of tokens the explanation describes?",
+ACTIVATING = "activating"
+METHODS: dict[str, tuple[ScoreMethod, ScoreMethod]] = {
+    "detection": (ScoreMethod.DETECTION_BALANCED_ACCURACY, ScoreMethod.DETECTION_AUROC),
+    "fuzzing": (ScoreMethod.FUZZING_BALANCED_ACCURACY, ScoreMethod.FUZZING_AUROC),
 }
-
-
-@dataclass(frozen=True)
-class Judgement:
-    label: bool  # the right answer
-    answer: bool | None  # the LLM's answer; None when it could not be read
-    probability: float | None = None  # P(yes) from top logprobs, when the endpoint gives them
-    failure: str | None = None
-
-
-def _prompt(kind: str, explanation: str, text: str) -> list[dict]:
-    return [{"role": "user", "content": (
-        "We're studying neurons in a neural network. Each neuron looks for some particular thing in a short document.\n"
-        f"Explanation of the neuron: {' '.join(explanation.split())}\n\nText:\n{text}\n\n"
-        f"{_QUESTION[kind]} Answer with a single digit: 1 for yes, 0 for no.")}]
-
-
-async def _judge(client: LLMClient, kind: str, explanation: str, text: str, label: bool) -> Judgement:
-    k = 10 if client.capabilities.top_logprobs else None
-    try:
-        completion = await client.chat(_prompt(kind, explanation, text), max_tokens=2, top_logprobs=k)
-    except LLMError as exc:
-        return Judgement(label, None, failure=f"LLM call failed: {exc.reason}")
-    first = completion.text.strip()[:1]
-    if first not in ("0", "1"):
-        return Judgement(label, None, failure=f"answer {completion.text[:40]!r} is not 0 or 1")
-    probability = None
-    if completion.generated_logprobs:
-        top = completion.generated_logprobs[0].top
-        p = {d: sum(math.exp(v) for t, v in top.items() if t.strip() == d) for d in ("0", "1")}
-        if p["0"] + p["1"] > 0:
-            probability = p["1"] / (p["0"] + p["1"])
-    return Judgement(label, first == "1", probability)
-
-
-def summarize(kind: str, judgements: Sequence[Judgement]) -> list[ScoreValue]:
-    """Balanced accuracy and AUROC over the readable answers; undefined with a reason where they cannot be."""
-    read = [j for j in judgements if j.answer is not None]
-    failures = [j.failure for j in judgements if j.failure]
-    details = {"n_items": len(judgements), "n_failed": len(failures), "failures": failures[:5]}
-    pos, neg = [j for j in read if j.label], [j for j in read if not j.label]
-    n = len(judgements)
-    if not pos or not neg:
-        reason = f"no readable answers on {'positive' if not pos else 'negative'} items"
-        if failures:
-            reason += f" ({len(failures)} of {n} answers could not be read)"
-        return [ScoreValue(f"{kind}_balanced_accuracy", None, reason, n_records=n, details=details),
-                ScoreValue(f"{kind}_auroc", None, reason, n_records=n, details=details)]
-    tpr = sum(1 for j in pos if j.answer) / len(pos)
-    tnr = sum(not j.answer for j in neg) / len(neg)
-    out = [ScoreValue(f"{kind}_balanced_accuracy", (tpr + tnr) / 2, n_records=n,
-                      details={**details, "true_positive_rate": tpr, "true_negative_rate": tnr})]
-    if all(j.probability is not None for j in read):
-        # AUROC = P(score of a positive > score of a negative), ties counting half: the Mann-Whitney U statistic.
-        u = stats.mannwhitneyu([j.probability for j in pos], [j.probability for j in neg]).statistic
-        out.append(ScoreValue(f"{kind}_auroc", float(u) / (len(pos) * len(neg)), n_records=n, details=details))
-    else:
-        out.append(ScoreValue(f"{kind}_auroc", None, "the endpoint gave no top logprobs for the answers", n_records=n,
-                              details=details))
-    return out
-
-
-async def detection_scores(client: LLMClient, explanation: str, activating: Sequence[Sequence[str]],
-                           non_activating: Sequence[Sequence[str]]) -> list[ScoreValue]:
-    """Detection: each record's plain text; the right answer is yes for activating records."""
-    items = [("".join(t), True) for t in activating] + [("".join(t), False) for t in non_activating]
-    judgements = await asyncio.gather(*(_judge(client, "detection", explanation, text, label) for text, label in items))
-    return summarize("detection", judgements)
+MAX_FAILURES_KEPT = 5  # distinct failure reasons kept in a score's details
 
 
 def highlight(tokens: Sequence[str], marked: set[int]) -> str:
     return "".join(f"<<{t}>>" if i in marked else t for i, t in enumerate(tokens))
 
 
-async def fuzzing_scores(client: LLMClient, explanation: str,
-                         activating: Sequence[tuple[Sequence[str], Sequence[float]]], *,
-                         seed: int = 0) -> list[ScoreValue]:
-    """Fuzzing: each activating record twice, once with its firing tokens (activation > 0) highlighted (right
-    answer yes) and once with as many random non-firing tokens highlighted instead (right answer no)."""
+def detection_items(examples: ExampleSet) -> list[Item]:
+    items = [Item(e.text, True, ACTIVATING) for e in examples.activating]
+    for subset, negatives in examples.negatives.items():
+        items += [Item(e.text, False, subset) for e in negatives]
+    return items
+
+
+def fuzzing_items(examples: ExampleSet, *, seed: int = 0) -> list[Item]:
     rng = random.Random(seed)
-    items: list[tuple[str, bool]] = []
-    for n, (tokens, acts) in enumerate(activating):
-        if len(tokens) != len(acts):
-            raise ValueError(f"activating record {n}: {len(tokens)} tokens but {len(acts)} activations")
-        firing = {i for i, a in enumerate(acts) if a > 0}
-        quiet = [i for i in range(len(tokens)) if i not in firing]
+    items: list[Item] = []
+    for e in examples.activating:
+        firing = e.firing
+        quiet = [i for i in range(len(e.tokens)) if i not in firing]
         if not firing or len(quiet) < len(firing):
-            continue  # nothing to highlight, or no way to highlight as many wrong tokens
-        items.append((highlight(tokens, firing), True))
-        items.append((highlight(tokens, set(rng.sample(quiet, len(firing)))), False))
-    if not items:
-        return summarize("fuzzing", [])
-    judgements = await asyncio.gather(*(_judge(client, "fuzzing", explanation, text, label) for text, label in items))
-    return summarize("fuzzing", judgements)
+            continue  # nothing to mark, or no way to mark as many wrong tokens
+        items.append(Item(highlight(e.tokens, firing), True, ACTIVATING))
+        items.append(Item(highlight(e.tokens, set(rng.sample(quiet, len(firing)))), False,
+                          ClassificationSubset.RANDOM))
+    for e in examples.negatives.get(ClassificationSubset.NEIGHBOURS, []):
+        if e.firing:
+            items.append(Item(highlight(e.tokens, e.firing), False, ClassificationSubset.NEIGHBOURS))
+    return items
+
+
+def _subset_scores(kind: str, subset: ClassificationSubset, judgements: Sequence[Judgement], *, role: ScoreRole,
+                   usage: JudgeUsage, seed: int) -> list[ScoreValue]:
+    ba_method, auroc_method = METHODS[kind]
+    involved = [j for j in judgements if j.item.group in (ACTIVATING, subset)]
+    pos = [j for j in involved if j.item.group == ACTIVATING and j.answer is not None]
+    neg = [j for j in involved if j.item.group == subset and j.answer is not None]
+    failed = [j for j in involved if j.answer is None]
+    reasons = list(dict.fromkeys(j.failure for j in failed if j.failure))
+    details: dict = {"n_items": len(involved), "n_positive": len(pos), "n_negative": len(neg),
+                     "n_failed": len(failed), "failures": reasons[:MAX_FAILURES_KEPT], "cost": usage.as_dict()}
+
+    def undefined(reason: str) -> list[ScoreValue]:
+        return [ScoreValue(m, None, reason, subset=subset, role=role, n_records=len(involved), details=details)
+                for m in (ba_method, auroc_method)]
+
+    if not pos or not neg:
+        which = "activating" if not pos else f"{subset} non-activating"
+        if failed:
+            return undefined(f"failed: no readable answer on the {which} examples ({len(failed)} of "
+                             f"{len(involved)} judgements failed; first: {reasons[0]})")
+        return undefined(f"no {which} examples to judge")
+    value, low, high = balanced_accuracy([bool(j.answer) for j in pos], [bool(j.answer) for j in neg], seed=seed)
+    tpr = sum(bool(j.answer) for j in pos) / len(pos)
+    tnr = sum(not j.answer for j in neg) / len(neg)
+    out = [ScoreValue(ba_method, value, subset=subset, role=role, n_records=len(involved), ci_low=low, ci_high=high,
+                      details={**details, "true_positive_rate": tpr, "true_negative_rate": tnr})]
+    p_pos, p_neg = [j.probability for j in pos], [j.probability for j in neg]
+    if any(p is None for p in p_pos + p_neg):
+        out.append(ScoreValue(auroc_method, None, "the judge gave no probabilities for its answers (no top "
+                              "logprobs from this endpoint)", subset=subset, role=role, n_records=len(involved),
+                              details=details))
+    else:
+        value, low, high = auroc([p for p in p_pos if p is not None], [p for p in p_neg if p is not None], seed=seed)
+        out.append(ScoreValue(auroc_method, value, subset=subset, role=role, n_records=len(involved), ci_low=low,
+                              ci_high=high, details=details))
+    return out
+
+
+def summarize(kind: str, judgements: Sequence[Judgement], examples: ExampleSet, usage: JudgeUsage, *,
+              role: ScoreRole = ScoreRole.OWN, seed: int = 0) -> list[ScoreValue]:
+    """Both methods of `kind` on every subset; a subset without negatives is undefined with the reason."""
+    out: list[ScoreValue] = []
+    for subset in ClassificationSubset:
+        if subset in examples.missing:
+            ba_method, auroc_method = METHODS[kind]
+            out += [ScoreValue(m, None, examples.missing[subset], subset=subset, role=role,
+                               details={"cost": usage.as_dict()}) for m in (ba_method, auroc_method)]
+            continue
+        out += _subset_scores(kind, subset, judgements, role=role, usage=usage, seed=seed)
+    return out
+
+
+async def classification_scores(kind: str, client: LLMClient, explanation: str, examples: ExampleSet, *,
+                                 per_prompt: int = 5, role: ScoreRole = ScoreRole.OWN,
+                                 seed: int = 0) -> list[ScoreValue]:
+    """`kind` = detection | fuzzing: judge the examples and score every subset."""
+    if kind not in METHODS:
+        raise ValueError(f"unknown classification scorer {kind!r}; use one of {sorted(METHODS)}")
+    items = detection_items(examples) if kind == "detection" else fuzzing_items(examples, seed=seed)
+    judgements, usage = await judge(client, kind, explanation, items, per_prompt=per_prompt, seed=seed)
+    return summarize(kind, judgements, examples, usage, role=role, seed=seed)
+
+
+async def detection_scores(client: LLMClient, explanation: str, examples: ExampleSet, *, per_prompt: int = 5,
+                           role: ScoreRole = ScoreRole.OWN, seed: int = 0) -> list[ScoreValue]:
+    return await classification_scores("detection", client, explanation, examples, per_prompt=per_prompt, role=role,
+                                       seed=seed)
+
+
+async def fuzzing_scores(client: LLMClient, explanation: str, examples: ExampleSet, *, per_prompt: int = 5,
+                         role: ScoreRole = ScoreRole.OWN, seed: int = 0) -> list[ScoreValue]:
+    return await classification_scores("fuzzing", client, explanation, examples, per_prompt=per_prompt, role=role,
+                                       seed=seed)

@@ -11,7 +11,9 @@ a distribution peaked at `digit_for(token)`, so a logprob simulator has somethin
 
 In-process: the `fake_openai` fixture (a server in a background thread). Out of process (benchmarks, so
 the server does not share the client's GIL): `python -m tests.fake_openai --latency 0.05` prints
-`PORT <n>` and serves until killed (`--refuse-lists`, `--ignore-logprobs` as above). Completion bodies are
+`PORT <n>` and serves until killed (`--refuse-lists`, `--ignore-logprobs` as above; `--max-concurrent 8`
+queues requests beyond 8 at once, like a replica's batch limit; `--failure-rate 1 --failure-kinds 500` is
+an endpoint that answers 500 to everything). Completion bodies are
 assembled from per-token JSON fragments cached across requests, so the server keeps up with a benchmark's
 client.
 """
@@ -72,6 +74,21 @@ def _default_answer(endpoint: str, body: dict) -> str:
     return f"words about topic {prompt_hash(body)[:6]}"
 
 
+_EXAMPLE_LINE = re.compile(r"^Example (\d+): (.*)$", re.MULTILINE)
+
+
+def judge_answer(says_yes: Callable[[str], bool]) -> Callable[[str, dict], str]:
+    """An `answer` hook for list judges (detection, fuzzing): reads the `Example i: ...` lines of the last
+    message and answers `[1,0,...]`, 1 where `says_yes(example text)`."""
+
+    def answer(endpoint: str, body: dict) -> str:
+        content = body["messages"][-1]["content"] if "messages" in body else body["prompt"]
+        examples = _EXAMPLE_LINE.findall(content)
+        return "[" + ",".join("1" if says_yes(text) else "0" for _, text in examples) + "]"
+
+    return answer
+
+
 @dataclass
 class FakeOpenAI:
     """Behaviour and counters; change the fields between (or during) requests."""
@@ -87,6 +104,7 @@ class FakeOpenAI:
     digit_for: Callable[[str], int] = _default_digit
     refuse_lists: bool = False  # a list of prompts gets HTTP 400, as from a server that takes one prompt
     ignore_logprobs: bool = False  # /v1/completions ignores echo and logprobs (transformers serve)
+    max_concurrent: int | None = None  # at most this many requests served at once; the rest queue (vLLM's max-num-seqs)
     url: str = ""  # base URL ending in /v1, set once started
     requests: int = 0
     by_endpoint: Counter = field(default_factory=Counter)
@@ -104,6 +122,7 @@ class FakeOpenAI:
         self._fragments: dict[tuple, str] = {}  # (what, digit_for, token, k) -> JSON text
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._serving: asyncio.Semaphore | None = None  # made on the server's loop, for max_concurrent
 
     # --- behaviour -------------------------------------------------------------------------------------
     def _outcome(self) -> str:
@@ -213,6 +232,10 @@ class FakeOpenAI:
         self.by_outcome[outcome] += 1
         self.arrivals.append((time.monotonic(), outcome))
         self.authorization.append(request.headers.get("authorization", ""))
+        if self.max_concurrent and self._serving is None:
+            self._serving = asyncio.Semaphore(self.max_concurrent)
+        if self._serving is not None:
+            await self._serving.acquire()
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -239,6 +262,8 @@ class FakeOpenAI:
             return Response(self._completion_json(body), media_type="application/json")
         finally:
             self.in_flight -= 1
+            if self._serving is not None:
+                self._serving.release()
 
     async def _models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "fake-model", "object": "model", "owned_by": "test"}]})
@@ -295,10 +320,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     parser.add_argument("--failure-rate", type=float, default=0.0)
+    parser.add_argument("--failure-kinds", default=",".join(FAILURES),
+                        help=f"comma-separated outcomes failures are drawn from ({','.join(FAILURES)})")
+    parser.add_argument("--max-concurrent", type=int, default=None, help="serve at most this many requests at once")
     parser.add_argument("--refuse-lists", action="store_true", help="answer a list of prompts with HTTP 400")
     parser.add_argument("--ignore-logprobs", action="store_true", help="ignore echo and logprobs on /v1/completions")
     args = parser.parse_args(argv)
     fake = FakeOpenAI(latency_s=args.latency, failure_rate=args.failure_rate, retry_after="0",
+                      failure_kinds=tuple(args.failure_kinds.split(",")), max_concurrent=args.max_concurrent,
                       refuse_lists=args.refuse_lists, ignore_logprobs=args.ignore_logprobs)
     server, sock = fake._server_and_socket(args.port)
     print(f"PORT {sock.getsockname()[1]}", flush=True)

@@ -1,0 +1,46 @@
+"""Every stored score method, the scorer that produces it and the subsets it is stored on (first = default)."""
+
+from __future__ import annotations
+
+from activations.vocab import ClassificationSubset, ScoreMethod, ScorerName, ScoringSubset
+from scorer.subsets import METHODS as SIMULATION_METHODS
+
+SCORER_METHODS: dict[ScorerName, tuple[ScoreMethod, ...]] = {
+    ScorerName.SIMULATION: tuple(SIMULATION_METHODS),
+    ScorerName.DETECTION: (ScoreMethod.DETECTION_BALANCED_ACCURACY, ScoreMethod.DETECTION_AUROC),
+    ScorerName.FUZZING: (ScoreMethod.FUZZING_BALANCED_ACCURACY, ScoreMethod.FUZZING_AUROC),
+    ScorerName.EMBEDDING: (ScoreMethod.EMBEDDING_AUROC,),
+}
+ALL_METHODS: tuple[ScoreMethod, ...] = tuple(m for methods in SCORER_METHODS.values() for m in methods)
+SIMULATION_SUBSETS: tuple[str, ...] = tuple(s.value for s in ScoringSubset)
+EXAMPLE_SUBSETS: tuple[str, ...] = tuple(s.value for s in ClassificationSubset)
+
+
+def scorer_of(method: str) -> ScorerName:
+    for scorer, methods in SCORER_METHODS.items():
+        if method in methods:
+            return scorer
+    raise ValueError(f"unknown score method {method!r}; known: {', '.join(ALL_METHODS)}")
+
+
+def subsets_of(method: str) -> tuple[str, ...]:
+    """The subsets `method` is stored on, the default first (top_and_random, or random for example scorers)."""
+    return SIMULATION_SUBSETS if scorer_of(method) == ScorerName.SIMULATION else EXAMPLE_SUBSETS
+
+
+def parse_scorers(spec: str) -> list[ScorerName]:
+    """`simulation,detection` -> the scorers in the order given, each once; a clear error for an unknown name."""
+    out: list[ScorerName] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        try:
+            name = ScorerName(part)
+        except ValueError:
+            raise ValueError(f"--scorer: unknown scorer {part!r}; choose from "
+                             f"{', '.join(s.value for s in ScorerName)} (comma-separated)") from None
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise ValueError(f"--scorer: no scorer named in {spec!r}; e.g. simulation,detection")
+    return out
