@@ -46,6 +46,7 @@ class Sae:
     k: int | None = None  # topk
     input_norm: str = "none"  # none | layer_norm (OpenAI) | constant_norm_rescale (SAELens)
     hook: HookPoint | None = None
+    W_dec: torch.Tensor | None = None  # [d_sae, d_in]: each latent's output direction (neighbours, logit lens)
 
     @property
     def d_in(self) -> int:
@@ -127,6 +128,7 @@ def _load_saelens(folder: Path) -> Sae:
         pre_bias=_tensor(weights, "b_dec", folder) if cfg.get("apply_b_dec_to_input", True) else None,
         threshold=threshold, k=int(k) if arch == "topk" and k else None, input_norm=norm,
         hook=parse_hook(hook_name, cfg.get("hook_layer")) if hook_name else None,
+        W_dec=weights.get("W_dec"),
     )
 
 
@@ -145,7 +147,7 @@ def _load_sparsify(folder: Path) -> Sae:
     return Sae(
         name=f"{folder.parent.name}/{folder.name}", path=str(folder), format="sparsify", architecture="topk",
         W_enc=_tensor(weights, "encoder.weight", folder).T, b_enc=_tensor(weights, "encoder.bias", folder),
-        pre_bias=_tensor(weights, "b_dec", folder), k=int(cfg["k"]), hook=hook,
+        pre_bias=_tensor(weights, "b_dec", folder), k=int(cfg["k"]), hook=hook, W_dec=weights.get("W_dec"),
     )
 
 
@@ -164,6 +166,7 @@ def _load_openai(file: Path) -> Sae:
         name=file.stem, path=str(file), format="openai", architecture=arch,
         W_enc=_tensor(state, "encoder.weight", file).T, b_enc=_tensor(state, "latent_bias", file),
         pre_bias=_tensor(state, "pre_bias", file), k=k, input_norm=norm,
+        W_dec=_tensor(state, "decoder.weight", file).T if "decoder.weight" in state else None,
     )
 
 
@@ -186,6 +189,7 @@ def _load_gemma_scope(file: Path) -> Sae:
         name="/".join(parts) or file.stem, path=str(file), format="gemma-scope", architecture="jumprelu",
         W_enc=_tensor(weights, "W_enc", file), b_enc=_tensor(weights, "b_enc", file),
         threshold=_tensor(weights, "threshold", file), hook=_gemma_scope_hook(file),
+        W_dec=_tensor(weights, "W_dec", file) if "W_dec" in weights else None,
     )
 
 

@@ -9,7 +9,7 @@ is written once (storage.windows); a record is its window id plus binary activat
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, insert, select, update
@@ -49,10 +49,11 @@ def layer_complete(session: Session, model_name: str, layer: int, kind: str, sae
 
 def save_layer(
     session: Session, run_id: int, model_name: str, features: Sequence[FeatureRecords], *,
-    n_layers: int | None = None, sae_info: dict[str, Any] | None = None,
+    n_layers: int | None = None, sae_info: dict[str, Any] | None = None, extras: Mapping[int, dict] | None = None,
 ) -> int:
     """Write one layer (replacing earlier records of these features); call inside the caller's transaction.
-    Every feature must be of the same layer, kind and SAE. Returns the number of records stored."""
+    Every feature must be of the same layer, kind and SAE. `extras` (feature index -> keys such as
+    `neighbours` and `logits`) is merged into each feature's `extra`. Returns the number of records stored."""
     if not features:
         return 0
     first = features[0].feature
@@ -71,7 +72,7 @@ def save_layer(
     if first.sae is not None:
         info = dict(sae_info or {"name": first.sae, "layer": first.layer})
         sae_id = get_or_create_sae(session, model, info.pop("name"), **info).id
-    ids = _upsert_features(session, run_id, model.id, sae_id, first, stats)
+    ids = _upsert_features(session, run_id, model.id, sae_id, first, stats, extras or {})
     # Only these features: others keep their records.
     for chunk in _chunks(ids[fr.feature.index] for fr in features):
         session.execute(delete(ActivationRecordRow).where(ActivationRecordRow.feature_id.in_(chunk)))
@@ -91,6 +92,7 @@ def save_layer(
 
 def _upsert_features(
     session: Session, run_id: int, model_id: int, sae_id: int | None, first: FeatureId, stats: dict[int, FeatureStats],
+    extras: Mapping[int, dict],
 ) -> dict[int, int]:
     """Insert missing feature rows of `first`'s layer, update existing ones; every row gets its stats and the run.
     Returns index -> id."""
@@ -100,6 +102,12 @@ def _upsert_features(
     )
     ids: dict[int, int] = dict(session.execute(layer_rows).all())
     values = {index: {**stats_values(s), "collection_run_id": run_id} for index, s in stats.items()}
+    if extras:  # merged over what earlier collections or imports stored
+        old_extra: dict[int, dict] = {}
+        for chunk in _chunks(ids[i] for i in values if i in ids):
+            old_extra.update(session.execute(select(Feature.index, Feature.extra).where(Feature.id.in_(chunk))).all())
+        for i, v in values.items():  # every row gets the key: one executemany needs the same columns throughout
+            v["extra"] = {**(old_extra.get(i) or {}), **extras.get(i, {})}
     existing = [{"id": ids[i], **v} for i, v in values.items() if i in ids]
     new = [
         {"model_id": model_id, "layer": first.layer, "kind": first.kind, "sae_id": sae_id, "sae_key": first.sae or "",

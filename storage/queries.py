@@ -256,6 +256,9 @@ def describe_features(
             "max_activation": feature.max_activation,
             "firing_fraction": feature.firing_fraction,
             "dead": feature.dead,
+            # Weight evidence stored at collection (None for imports and older collections).
+            "logits": (feature.extra or {}).get("logits"),
+            "neighbours": (feature.extra or {}).get("neighbours"),
         }
         if with_records:
             item["records"] = records.get(feature_id, [])

@@ -13,6 +13,7 @@ from typing import Any
 from activations.collect import check_targets, collect
 from activations.collect_config import CollectConfig, Target
 from activations.corpus import open_corpus
+from activations.evidence import feature_evidence
 from activations.hooks import n_layers
 from activations.sae import describe
 from activations.vocab import RunKind
@@ -55,9 +56,13 @@ def run_collect(
         log(f"collected {', '.join(map(str, results))} in {time.perf_counter() - start:.1f} s")
         for target, features in results.items():
             start = time.perf_counter()
+            # Neighbours and logit lens come from the weights: once per target, beside its records.
+            evidence = feature_evidence(loaded.model, loaded.tokenizer, target)
+            log(f"{target}: {_evidence_note(target, evidence)} in {time.perf_counter() - start:.1f} s")
+            start = time.perf_counter()
             with db.session() as session, session.begin():
                 n = save_layer(session, record.run_id, name, features, n_layers=n_layers(loaded.model),
-                               sae_info=_sae_info(target))
+                               sae_info=_sae_info(target), extras=evidence)
             dead = sum(1 for f in features if f.stats is not None and f.stats.dead)
             stored[str(target)] = {"features": len(features), "dead": dead, "records": n}
             log(f"{target}: stored {len(features)} features ({dead} dead), {n} records in "
@@ -65,6 +70,12 @@ def run_collect(
             record.details["layers"] = stored
             record.stats.done += 1
     return stored
+
+
+def _evidence_note(target: Target, evidence: dict[int, dict[str, Any]]) -> str:
+    if not evidence:
+        return "no neighbours or logit lens (the SAE file has no decoder weights)"
+    return f"neighbours and logit lens of {len(evidence)} features"
 
 
 def _sae_info(target: Target) -> dict[str, Any] | None:
