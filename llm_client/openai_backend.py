@@ -29,6 +29,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_ran
 from llm_client.accounting import estimate_cost
 from llm_client.base import Capabilities, Completion, LLMError, Usage, check_messages, messages_to_prompt
 from llm_client.core import ClientCore
+from llm_client.endpoints import EndpointPool, EndpointStats, split_urls
 from llm_client.openai_parse import (
     ChoicesMismatch,
     Garbage,
@@ -119,8 +120,7 @@ class _LoopState:
     """Objects bound to one event loop (httpx pools and asyncio primitives cannot cross loops)."""
 
     loop: asyncio.AbstractEventLoop
-    client: openai.AsyncOpenAI
-    semaphore: asyncio.Semaphore
+    pool: EndpointPool  # one openai.AsyncOpenAI per endpoint, each with its own concurrency limit
     rpm: AsyncLimiter | None
     tpm: AsyncLimiter | None
     probe: asyncio.Lock = field(default_factory=asyncio.Lock)  # one call at a time finds out about lists
@@ -140,7 +140,10 @@ class OpenAIClient(ClientCore):
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self.model = model
         # The caller resolves the endpoint (autointerp reads OPENAI_BASE_URL into its settings); None is OpenAI's.
-        self.base_url = (base_url or OPENAI_URL).rstrip("/")
+        # Several comma-separated URLs are replicas of one model: requests spread over them (endpoints.py).
+        self.base_urls = [url or OPENAI_URL for url in split_urls(base_url)]
+        self.base_url = ",".join(self.base_urls)
+        self._endpoint_stats: dict[str, EndpointStats] = {}
         # prompt logprobs need a vLLM-style /v1/completions with echo; OpenAI's own chat models lack it
         self.capabilities = Capabilities(chat=True, prompt_logprobs=True, top_logprobs=True)
         self.concurrency = concurrency
@@ -168,12 +171,15 @@ class OpenAIClient(ClientCore):
             # a response late, so its idle clock starts late), and those are retried at once (_send).
             limits = limits_cls(max_connections=connections, max_keepalive_connections=connections,
                                 keepalive_expiry=KEEPALIVE_S)
-            http = _http_client_cls()(limits=limits)
+
+            def connect(url: str) -> openai.AsyncOpenAI:
+                return openai.AsyncOpenAI(api_key=_KEY_PLACEHOLDER, base_url=url, timeout=self.timeout_s,
+                                          max_retries=0, http_client=_http_client_cls()(limits=limits))
+
             self._state = _LoopState(
                 loop=loop,
-                client=openai.AsyncOpenAI(api_key=_KEY_PLACEHOLDER, base_url=self.base_url, timeout=self.timeout_s,
-                                          max_retries=0, http_client=http),
-                semaphore=asyncio.Semaphore(self.concurrency),
+                pool=EndpointPool(self.base_urls, self.concurrency, connect, _is_retryable,
+                                  stats=self._endpoint_stats),
                 rpm=AsyncLimiter(self.requests_per_minute, 60) if self.requests_per_minute else None,
                 tpm=AsyncLimiter(self.tokens_per_minute, 60) if self.tokens_per_minute else None,
             )
@@ -181,14 +187,14 @@ class OpenAIClient(ClientCore):
 
     async def aclose(self) -> None:
         if self._state is not None and self._state.loop is asyncio.get_running_loop():
-            await self._state.client.close()
+            await self._state.pool.aclose(lambda conn: conn.close())
         self._state = None
         await super().aclose()
 
     def _auth_headers(self) -> dict[str, str]:
         key = os.environ.get("OPENAI_API_KEY")
         if not key:
-            if self.base_url.startswith(OPENAI_URL):
+            if any(url.startswith(OPENAI_URL) for url in self.base_urls):
                 raise LLMError("OPENAI_API_KEY is not set; export it to call api.openai.com", retryable=False)
             key = "EMPTY"  # local servers (vLLM, llama.cpp, Ollama) accept any key
         return {"Authorization": f"Bearer {key}"}
@@ -354,9 +360,13 @@ class OpenAIClient(ClientCore):
             await state.rpm.acquire()
         if state.tpm is not None:
             await state.tpm.acquire(min(size, self.tokens_per_minute or size))
-        async with state.semaphore:
+        async with state.pool.slot() as endpoint:
             # The openai package's documented raw route: its HTTP, errors and timeouts, without the
             # per-request TypedDict transform and pydantic parsing that dominate CPU at volume; the body
             # comes back as bytes and is decoded once, by openai_parse.
-            return await state.client.post(path, cast_to=bytes, body={"model": self.model, **body},
-                                           options={"headers": headers})
+            return await endpoint.conn.post(path, cast_to=bytes, body={"model": self.model, **body},
+                                            options={"headers": headers})
+
+    def endpoint_stats(self) -> list[dict[str, Any]]:
+        """Requests, failures, rests and mean latency per endpoint, in the order the endpoints were given."""
+        return [self._endpoint_stats[url].as_dict() for url in self.base_urls if url in self._endpoint_stats]

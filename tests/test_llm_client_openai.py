@@ -136,7 +136,7 @@ def test_api_key_read_at_call_time_and_never_kept_or_logged(fake_openai, monkeyp
 
     async def call_and_inspect(c):
         await c.chat(CHAT)
-        return repr(c) + repr(vars(c)) + repr(vars(c._state.client))
+        return repr(c) + repr(vars(c)) + "".join(repr(vars(e.conn)) for e in c._state.pool.endpoints)
 
     seen = run(client, call_and_inspect)
     assert fake_openai.authorization == [f"Bearer {KEY}"]

@@ -18,6 +18,7 @@ from autointerp.pipeline.run_stats import merge_llm_stats
 from autointerp.pipeline.sanity import add_sanity_baselines
 from explainer import PROMPT_VERSIONS
 from llm_client import make_client
+from llm_client.endpoints import endpoint_stats_of
 from simulator.factory import make_simulator
 from storage import outcome_store
 from storage import repository as repo
@@ -73,6 +74,7 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
     async def refresh(store: DatabaseThreads, *, force: bool = False) -> None:
         # Explainer and LLM-simulator calls together: both spend the budget.
         stats.absorb_llm(merge_llm_stats([client.stats()] + ([simulator_client.stats()] if simulator_client else [])))
+        record.details["endpoints"] = endpoint_stats_of(client, simulator_client)
         display.show_stats(stats)
         if force or record.save_due():
             await store.write(record.save)

@@ -15,6 +15,7 @@ from autointerp.pipeline.options import OptionsError, RescoreOptions
 from autointerp.pipeline.progress import ProgressDisplay
 from autointerp.pipeline.run_record import RunRecord
 from autointerp.pipeline.sanity import add_sanity_baselines
+from llm_client.endpoints import endpoint_stats_of
 from simulator.factory import make_simulator
 from storage import outcome_store
 from storage import repository as repo
@@ -74,6 +75,7 @@ async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, displa
             else:
                 stats.done += 1
             display.show_stats(stats)
+            record.details["endpoints"] = endpoint_stats_of(getattr(simulator, "client", None))
             if record.save_due():
                 await store.write(record.save)
 

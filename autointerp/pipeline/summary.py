@@ -41,6 +41,7 @@ def print_run_summary(db: Database, run_id: int, *, top: int = 15, console: Cons
         console.print(line)
     for index, reason in list(stats.get("failures", {}).items())[:5]:
         console.print(f"[red]failed[/] feature {index}: {reason}")
+    print_endpoints(stats.get("endpoints") or [], console)
     if scores:
         table = Table(title=f"best-explained features of run {run_id}")
         for column in ("feature", "score", "shuffled", "explanation"):
@@ -49,3 +50,14 @@ def print_run_summary(db: Database, run_id: int, *, top: int = 15, console: Cons
             fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
             table.add_row(str(r["index"]), fmt(r["score"]), fmt(r["shuffled"]), r["explanation"] or "")
         console.print(table)
+
+
+def print_endpoints(endpoints: list[dict], console: Console) -> None:
+    """One line per endpoint when there are several (or one failed): where the requests went and how they fared."""
+    if len(endpoints) < 2 and not any(e["failures"] for e in endpoints):
+        return
+    for e in endpoints:
+        latency = "-" if e["mean_latency_ms"] is None else f"{e['mean_latency_ms']:.0f} ms"
+        rested = f", rested {e['rests']}x" if e["rests"] else ""
+        console.print(f"endpoint {e['url']}: {e['requests']} requests, {e['failures']} failed{rested}, "
+                      f"mean latency {latency}")
