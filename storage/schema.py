@@ -259,4 +259,21 @@ __all__ = [
     "SimulatedRecord",
     "Score",
     "ExplanationEmbedding",
+    "Lease",
 ]
+
+
+class Lease(Base):
+    """Work queue of a distributed batch: one row per (feature, configuration). A worker claims a few
+    unfinished rows whose lease is free or expired, renews them while it works, and marks each finished in
+    the transaction that stores its result; a dead worker's rows come back when their lease expires."""
+
+    __tablename__ = "leases"
+    __table_args__ = (Index("ix_leases_claimable", "config_hash", "finished", "expires_at"),)
+    feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"), primary_key=True)
+    config_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims so far; a feature that kills workers stops
+    finished: Mapped[bool] = mapped_column(Boolean, default=False)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
