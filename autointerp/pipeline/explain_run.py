@@ -4,9 +4,12 @@ feature committed on its own, so a crash loses only the features in flight and a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
 
 from activations.records import FeatureRecords
-from activations.vocab import OutcomeStatus, RunKind
+from activations.vocab import OutcomeStatus, RunKind, ScorerName
 from autointerp.pipeline.context import llm_cache_path, select_features
 from autointerp.pipeline.db_threads import DatabaseThreads
 from autointerp.pipeline.feature_work import FeatureOutcome, explain_and_score
@@ -14,21 +17,30 @@ from autointerp.pipeline.interrupts import sigterm_interrupts
 from autointerp.pipeline.options import ExplainOptions
 from autointerp.pipeline.progress import ProgressDisplay
 from autointerp.pipeline.run_record import RunRecord
-from autointerp.pipeline.run_stats import merge_llm_stats
+from autointerp.pipeline.run_stats import RunStats, merge_llm_stats
 from autointerp.pipeline.sanity import add_sanity_baselines
+from autointerp.pipeline.scorers import add_example_scores, make_run_scorers
 from explainer import PROMPT_VERSIONS
 from llm_client import make_client
+from llm_client.base import LLMClient
 from llm_client.endpoints import endpoint_stats_of
+from simulator.base import Simulator
 from simulator.factory import make_simulator
 from storage import outcome_store
 from storage import repository as repo
 from storage.db import Database
 from storage.schema import Feature
 
+# Runs inside a feature's save transaction before anything is written; raising aborts the save (a distributed
+# worker checks there that it still holds the feature's lease).
+SaveGuard = Callable[[Session, int], None]
+
 
 def _save_outcome(db: Database, feature_id: int, outcome: FeatureOutcome, opts: ExplainOptions, config: dict,
-                  run_id: int, retry: bool) -> None:
+                  run_id: int, retry: bool, guard: SaveGuard | None = None) -> None:
     with db.session() as session, session.begin():
+        if guard is not None:
+            guard(session, feature_id)
         feature = repo.get_feature(session, feature_id)
         chash = repo.config_hash(config)
         if retry:
@@ -60,12 +72,40 @@ def _scored_explanations(db: Database, feature_ids: list[int], config: dict) -> 
         return outcome_store.scored_explanations(session, feature_ids, config_hash=repo.config_hash(config))
 
 
-async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: ProgressDisplay,
-               features: list[Feature], config: dict, all_feature_ids: list[int]) -> None:
+def make_clients(db: Database, opts: ExplainOptions) -> tuple[LLMClient, Simulator]:
+    """The explainer's client and the simulator an explain run uses."""
     client = make_client(opts.explainer, base_url=opts.base_url, concurrency=opts.concurrency,
                          cache_path=llm_cache_path(db), device=opts.device, timeout_s=opts.request_timeout_s)
     simulator = make_simulator(opts.simulator, base_url=opts.simulator_base_url or opts.base_url, device=opts.device,
                                concurrency=opts.concurrency, cache_path=llm_cache_path(db))
+    return client, simulator
+
+
+async def explain_feature(db: Database, store: DatabaseThreads, opts: ExplainOptions, client: LLMClient,
+                          simulator: Simulator, feature: Feature, config: dict, run_id: int, stats: RunStats,
+                          guard: SaveGuard | None = None) -> None:
+    """Explain, simulate, score and store one feature (one transaction), counting it in `stats`."""
+    records = await store.read(_load, db, feature.id)
+    # Dead features come back failed from the explainer (nothing above zero) without an LLM call.
+    outcome = await explain_and_score(
+        records, client, simulator, fmt=opts.fmt, n_candidates=opts.n_candidates, polarity=opts.polarity,
+        temperature=opts.effective_temperature, max_tokens=opts.max_explanation_tokens, seed=opts.seed,
+        simulate_test=ScorerName.SIMULATION in opts.scorer_names(),
+    )
+    await store.write(_save_outcome, db, feature.id, outcome, opts, config, run_id, opts.retry_failed, guard)
+    if outcome.failure:
+        stats.record_failure(feature.index, outcome.failure)
+    else:
+        stats.done += 1
+
+
+async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: ProgressDisplay,
+               features: list[Feature], config: dict, all_feature_ids: list[int]) -> None:
+    client, simulator = make_clients(db, opts)
+    run_scorers = make_run_scorers(
+        opts.scorer_names(), opts.judge_spec(), judge_base_url=opts.scorer_base_url or opts.base_url,
+        concurrency=opts.concurrency, device=opts.device, cache_path=llm_cache_path(db),
+        per_prompt=opts.scorer_examples, seed=opts.seed, explainer=client, simulator=simulator)
     gate = asyncio.Semaphore(opts.concurrency)
     budget_hit = asyncio.Event()
     simulator_client = getattr(simulator, "client", None)
@@ -73,7 +113,8 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
 
     async def refresh(store: DatabaseThreads, *, force: bool = False) -> None:
         # Explainer and LLM-simulator calls together: both spend the budget.
-        stats.absorb_llm(merge_llm_stats([client.stats()] + ([simulator_client.stats()] if simulator_client else [])))
+        stats.absorb_llm(merge_llm_stats([client.stats()] + ([simulator_client.stats()] if simulator_client else [])
+                                         + ([run_scorers.owned_judge.stats()] if run_scorers.owned_judge else [])))
         record.details["endpoints"] = endpoint_stats_of(client, simulator_client)
         display.show_stats(stats)
         if force or record.save_due():
@@ -84,7 +125,7 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
             if budget_hit.is_set():
                 return
             try:
-                await _one(store, feature)
+                await explain_feature(db, store, opts, client, simulator, feature, config, record.run_id, stats)
             finally:
                 await refresh(store)
                 if opts.budget_usd is not None and stats.cost_usd >= opts.budget_usd:
@@ -92,29 +133,26 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
                         stats.stopped_reason = f"budget of ${opts.budget_usd} reached"
                     budget_hit.set()
 
-    async def _one(store: DatabaseThreads, feature: Feature) -> None:
-        records = await store.read(_load, db, feature.id)
-        # Dead features come back failed from the explainer (nothing above zero) without an LLM call.
-        outcome = await explain_and_score(
-            records, client, simulator, fmt=opts.fmt, n_candidates=opts.n_candidates, polarity=opts.polarity,
-            temperature=opts.effective_temperature, max_tokens=opts.max_explanation_tokens, seed=opts.seed,
-        )
-        await store.write(_save_outcome, db, feature.id, outcome, opts, config, record.run_id, opts.retry_failed)
-        if outcome.failure:
-            stats.record_failure(feature.index, outcome.failure)
-        else:
-            stats.done += 1
-
     try:
         with DatabaseThreads() as store:
             await asyncio.gather(*(work(store, f) for f in features))
-            if opts.sanity and not budget_hit.is_set():
+            simulates = ScorerName.SIMULATION in opts.scorer_names()
+            if opts.sanity and simulates and not budget_hit.is_set():
                 # All selected features, not only this run's: a killed earlier run may have missed its baselines.
                 own = await store.read(_scored_explanations, db, all_feature_ids, config)
                 await add_sanity_baselines(db, store, simulator, opts.simulator, own, run_id=record.run_id,
                                            seed=opts.seed, concurrency=opts.concurrency)
+            if run_scorers.scorers is not None and not budget_hit.is_set():
+                # Every selected feature's explanation lacking a scorer's scores: a rerun with an added scorer
+                # fills them in without explaining again (the scorers are not part of the explain config).
+                own = await store.read(_scored_explanations, db, all_feature_ids, config)
+                report = await add_example_scores(db, store, run_scorers.scorers, own, run_id=record.run_id,
+                                                  sanity=opts.sanity, concurrency=opts.concurrency)
+                for index, reason in report.failures.items():
+                    stats.record_failure(index, reason)
             await refresh(store, force=True)
     finally:
+        await run_scorers.aclose()
         await client.aclose()
         await simulator.aclose()
 
