@@ -55,6 +55,9 @@ class ScoreMethod(StrEnum):
     ABSOLUTE_DEV_EXPLAINED = "absolute_dev_explained"
     SPEARMAN = "spearman"
     MEAN_RECORD_CORRELATION = "mean_record_correlation"
+    # r² and absolute deviation explained after a linear calibration fitted on the valid split (--calibrate)
+    RSQUARED_CALIBRATED = "rsquared_calibrated"
+    ABSOLUTE_DEV_EXPLAINED_CALIBRATED = "absolute_dev_explained_calibrated"
     DETECTION_BALANCED_ACCURACY = "detection_balanced_accuracy"
     DETECTION_AUROC = "detection_auroc"
     FUZZING_BALANCED_ACCURACY = "fuzzing_balanced_accuracy"

@@ -1,8 +1,9 @@
 """Explainers: a feature's train-split records -> explanation text, through versioned prompt templates."""
 
+from explainer.evidence import EvidenceError
 from explainer.explain import FORMATS, POLARITIES, ExplanationResult, explain, explain_many, resolve_format
 from explainer.parsing import parse_explanation
-from explainer.prompts import PROMPT_VERSIONS
+from explainer.prompts import EVIDENCE_CHOICES, PROMPT_VERSIONS, prompt_version
 
-__all__ = ["FORMATS", "POLARITIES", "PROMPT_VERSIONS", "ExplanationResult", "explain", "explain_many",
-           "parse_explanation", "resolve_format"]
+__all__ = ["EVIDENCE_CHOICES", "FORMATS", "POLARITIES", "PROMPT_VERSIONS", "EvidenceError", "ExplanationResult",
+           "explain", "explain_many", "parse_explanation", "prompt_version", "resolve_format"]

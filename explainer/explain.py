@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from activations.records import FeatureId, FeatureRecords
 from activations.vocab import OutcomeStatus, Polarity
 from explainer import formatting, snippets
+from explainer.evidence import EvidenceError, logits_note
 from explainer.fitting import PromptTooLong, fit_prompt, rank_records, scale
 from explainer.parsing import parse_explanation
-from explainer.prompts import FEW_SHOTS, PROMPT_VERSIONS, SNIPPET_SHOTS
+from explainer.prompts import FEW_SHOTS, PROMPT_VERSIONS, SNIPPET_SHOTS, prompt_version
 from llm_client.base import LLMClient, LLMError, Usage, messages_to_prompt
 
 FORMATS = tuple(PROMPT_VERSIONS)
@@ -67,13 +69,16 @@ def _few_shot_explanations(fmt: str) -> list[str]:
 async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: str = "auto",
                   n_candidates: int = 1, polarity: str = Polarity.POSITIVE, max_prompt_tokens: int = 3000,
                   max_tokens: int = 60, temperature: float | None = None, max_records: int | None = None,
-                  n_few_shot: int | None = None, show_values: bool = True) -> list[ExplanationResult]:
+                  n_few_shot: int | None = None, show_values: bool = True,
+                  output_logits: Mapping[str, Any] | None = None) -> list[ExplanationResult]:
     """n candidate explanations of one feature from its train-split records, one result per candidate.
 
     temperature defaults to 0 for one candidate and 1.0 for several (each candidate sends its index as
     the seed, so candidates differ and each is cached apart). n_few_shot defaults to all of the format's
     examples, max_records to 20 (snippets: snippets.MAX_RECORDS); the snippets format answers in one line
-    of at most snippets.MAX_TOKENS tokens."""
+    of at most snippets.MAX_TOKENS tokens. `output_logits` (the feature's stored logit lens; {} when asked for
+    but not stored) adds a line naming the tokens it promotes and suppresses, and the prompt version says so;
+    unusable evidence fails every candidate with the reason, without a call."""
     temperature = (0.0 if n_candidates == 1 else 1.0) if temperature is None else temperature
     _check(fmt, n_candidates, polarity, temperature)
     polarity = Polarity(polarity)
@@ -86,14 +91,21 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
         max_tokens = min(max_tokens, snippets.MAX_TOKENS)
     started = time.perf_counter()
     params: dict = {"format": fmt, "requested_format": requested, "temperature": temperature,
-                    "max_tokens": max_tokens, "max_prompt_tokens": max_prompt_tokens, "n_candidates": n_candidates}
+                    "max_tokens": max_tokens, "max_prompt_tokens": max_prompt_tokens, "n_candidates": n_candidates,
+                    "evidence": "activations" if output_logits is None else "activations+logits"}
     result = partial(ExplanationResult, feature=feature_records.feature, explainer=client.spec,
-                     prompt_version=PROMPT_VERSIONS[fmt], params=params, polarity=polarity)
+                     prompt_version=prompt_version(fmt, params["evidence"]), params=params, polarity=polarity)
 
     def failed_all(reason: str) -> list[ExplanationResult]:
         return [result(text=None, status=OutcomeStatus.FAILED, failure_reason=reason, raw_output=None, candidate=c,
                        elapsed_s=time.perf_counter() - started) for c in range(n_candidates)]
 
+    try:
+        evidence = None if output_logits is None else logits_note(output_logits,
+                                                                  negative=polarity == Polarity.NEGATIVE)
+    except EvidenceError as exc:
+        return failed_all(f"{exc}: recollect the layer (autointerp collect ... --overwrite) to store it, or explain "
+                          "with --evidence activations")
     ranked = rank_records(feature_records, polarity=polarity, max_records=max_records)
     if not ranked.records:
         side = "below zero" if polarity == Polarity.NEGATIVE else "above zero"
@@ -109,7 +121,8 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
     scaled = scale(ranked)
     try:
         fit = fit_prompt(scaled, labels,
-                         build=lambda recs, k: build(recs, n_few_shot=k, negative=polarity == Polarity.NEGATIVE),
+                         build=lambda recs, k: build(recs, n_few_shot=k, negative=polarity == Polarity.NEGATIVE,
+                                                     evidence=evidence),
                          render=render, count_tokens=client.count_tokens, budget=max_prompt_tokens,
                          n_few_shot=n_few_shot)
     except PromptTooLong as exc:

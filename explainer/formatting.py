@@ -36,11 +36,13 @@ def _tap_block(records: Sequence[Scaled], *, omit_zeros: bool) -> str:
     return "".join(blocks)
 
 
-def _tap_user(records: Sequence[Scaled], number: int) -> str:
+def _tap_user(records: Sequence[Scaled], number: int, evidence: str | None = None) -> str:
     text = f"\n\nNeuron {number}\nActivations:\n{_tap_block(records, omit_zeros=False)}"
     values = [v for _, vs in records for v in vs]
     if values and sum(1 for v in values if v > 0) / len(values) < SPARSE_FRACTION:
         text += f"Same activations, but with all zeros filtered out:\n{_tap_block(records, omit_zeros=True)}"
+    if evidence:
+        text += f"{evidence}\n"
     return text + f"\nExplanation of neuron {number} behavior: {EXPLANATION_PREFIX}"
 
 
@@ -59,10 +61,12 @@ def _few_shot_turns(fmt: str, n: int, with_values: bool) -> tuple[dict, ...]:
     return tuple(turns)
 
 
-def token_activation_pairs(records: Sequence[Scaled], *, n_few_shot: int, negative: bool) -> list[dict]:
+def token_activation_pairs(records: Sequence[Scaled], *, n_few_shot: int, negative: bool,
+                           evidence: str | None = None) -> list[dict]:
+    """`evidence`: a line of output-side evidence (the logit lens) placed after the feature's activations."""
     system = {"role": "system", "content": TAP_SYSTEM + (NEGATIVE_NOTE if negative else "")}
     return [system, *_few_shot_turns("token_activation_pairs", n_few_shot, True),
-            {"role": "user", "content": _tap_user(records, n_few_shot + 1)}]
+            {"role": "user", "content": _tap_user(records, n_few_shot + 1, evidence)}]
 
 
 def _highlight_example(number: int, tokens: Sequence[str], values: Sequence[int], with_values: bool) -> str:
@@ -87,10 +91,11 @@ def _highlight_user(records: Sequence[Scaled], with_values: bool) -> str:
     return "\n\n".join(_highlight_example(i + 1, t, v, with_values) for i, (t, v) in enumerate(records))
 
 
-def highlight(records: Sequence[Scaled], *, n_few_shot: int, negative: bool, with_values: bool = True) -> list[dict]:
+def highlight(records: Sequence[Scaled], *, n_few_shot: int, negative: bool, with_values: bool = True,
+              evidence: str | None = None) -> list[dict]:
     system = {"role": "system", "content": HIGHLIGHT_SYSTEM + (NEGATIVE_NOTE if negative else "")}
-    return [system, *_few_shot_turns("highlight", n_few_shot, with_values),
-            {"role": "user", "content": _highlight_user(records, with_values)}]
+    user = _highlight_user(records, with_values) + (f"\n\n{evidence}" if evidence else "")
+    return [system, *_few_shot_turns("highlight", n_few_shot, with_values), {"role": "user", "content": user}]
 
 
 def render_plain(messages: list[dict], fmt: str) -> str:

@@ -15,6 +15,19 @@ AUTO_VERSION = f"auto/v1[{TAP_VERSION}|{SNIPPETS_VERSION}]"
 PROMPT_VERSIONS = {"token_activation_pairs": TAP_VERSION, "highlight": HIGHLIGHT_VERSION,
                    "snippets": SNIPPETS_VERSION, "auto": AUTO_VERSION}
 
+# `--evidence activations+logits` adds the feature's logit lens (what it makes the model predict) to the
+# prompt; the version then names that too, so such explanations never resume as activation-only ones.
+EVIDENCE_CHOICES = ("activations", "activations+logits")
+LOGITS_VERSION = "logits/v1"
+LOGITS_NOTE = ("Output effect (logit lens): when this neuron is active it makes the model more likely to predict "
+               "next {raised}, and less likely {lowered}.")
+
+
+def prompt_version(fmt: str, evidence: str = "activations") -> str:
+    """The stored prompt version of a format with the chosen evidence."""
+    return PROMPT_VERSIONS[fmt] if evidence == "activations" else f"{PROMPT_VERSIONS[fmt]}+{LOGITS_VERSION}"
+
+
 EXPLANATION_PREFIX = "the main thing this neuron does is find"
 HIGHLIGHT_MARKER = "[EXPLANATION]:"
 

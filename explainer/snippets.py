@@ -60,16 +60,17 @@ def snippet_lines(records: Sequence[Scaled]) -> list[str]:
     return list(dict.fromkeys(snippet_line(tokens, values) for tokens, values in records))
 
 
-def _block(letter: str, lines: Sequence[str], verb: str, explanation: str | None) -> str:
+def _block(letter: str, lines: Sequence[str], verb: str, explanation: str | None, evidence: str | None = None) -> str:
     body = "".join(f"- {line}\n" for line in lines)
     # The marked words again on one line: a small model names a repeated word far more often when it sees
     # the words side by side than when they are spread across the snippets.
     marked = ", ".join(span.strip() for line in lines for span in _MARK.findall(line))
     summary = f"Summary: Neuron {letter} {verb}" + (f" {explanation}." if explanation is not None else "")
-    return f"Neuron {letter} {verb}:\n{body}Marked: {marked}\n{summary}"
+    note = f"{evidence}\n" if evidence else ""
+    return f"Neuron {letter} {verb}:\n{body}Marked: {marked}\n{note}{summary}"
 
 
-def snippets(records: Sequence[Scaled], *, n_few_shot: int, negative: bool) -> list[dict]:
+def snippets(records: Sequence[Scaled], *, n_few_shot: int, negative: bool, evidence: str | None = None) -> list[dict]:
     """The document as blocks (header, few-shot neurons, the feature); messages_to_prompt joins them with
     blank lines into the completion prompt."""
     side = Polarity.NEGATIVE if negative else Polarity.POSITIVE
@@ -77,5 +78,5 @@ def snippets(records: Sequence[Scaled], *, n_few_shot: int, negative: bool) -> l
     blocks = [SNIPPETS_HEADER[side]]
     blocks += [_block(chr(ord("A") + i), shot.lines, verb, shot.explanation)
                for i, shot in enumerate(SNIPPET_SHOTS[:n_few_shot])]
-    blocks.append(_block(chr(ord("A") + n_few_shot), snippet_lines(records), verb, None))
+    blocks.append(_block(chr(ord("A") + n_few_shot), snippet_lines(records), verb, None, evidence))
     return [{"role": "user", "content": b} for b in blocks]

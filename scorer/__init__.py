@@ -16,12 +16,23 @@ from scorer.metrics import (
     score_rsquared,
     score_spearman,
 )
-from scorer.subsets import METHODS, SUBSETS, ScoredRecord, bootstrap_ci, pick_shuffled, score_records
+from scorer.subsets import (
+    CALIBRATED_METHODS,
+    METHODS,
+    SUBSETS,
+    ScoredRecord,
+    bootstrap_ci,
+    calibration_failed,
+    pick_shuffled,
+    score_calibrated,
+    score_records,
+)
 
 __all__ = [
-    "ALL_METHODS", "METHODS", "SCORER_METHODS", "SUBSETS", "Example", "ExampleSet", "ScoreValue", "ScoredRecord",
-    "absolute_dev_explained", "bootstrap_ci", "classification_scores", "detection_scores", "ev_correlation",
-    "fuzzing_scores", "parse_scorers", "per_record_correlations", "pick_shuffled", "rsquared",
-    "score_absolute_dev_explained", "score_ev_correlation", "score_mean_record_correlation", "score_records",
-    "score_rsquared", "score_spearman", "scorer_of", "subsets_of",
+    "ALL_METHODS", "CALIBRATED_METHODS", "METHODS", "SCORER_METHODS", "SUBSETS", "Example", "ExampleSet",
+    "ScoreValue", "ScoredRecord", "absolute_dev_explained", "bootstrap_ci", "calibration_failed",
+    "classification_scores", "detection_scores", "ev_correlation", "fuzzing_scores", "parse_scorers",
+    "per_record_correlations", "pick_shuffled", "rsquared", "score_absolute_dev_explained", "score_calibrated",
+    "score_ev_correlation", "score_mean_record_correlation", "score_records", "score_rsquared", "score_spearman",
+    "scorer_of", "subsets_of",
 ]

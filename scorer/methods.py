@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from activations.vocab import ClassificationSubset, ScoreMethod, ScorerName, ScoringSubset
+from scorer.subsets import CALIBRATED_METHODS
 from scorer.subsets import METHODS as SIMULATION_METHODS
 
 SCORER_METHODS: dict[ScorerName, tuple[ScoreMethod, ...]] = {
-    ScorerName.SIMULATION: tuple(SIMULATION_METHODS),
+    ScorerName.SIMULATION: (*SIMULATION_METHODS, *CALIBRATED_METHODS),  # calibrated: only with --calibrate
     ScorerName.DETECTION: (ScoreMethod.DETECTION_BALANCED_ACCURACY, ScoreMethod.DETECTION_AUROC),
     ScorerName.FUZZING: (ScoreMethod.FUZZING_BALANCED_ACCURACY, ScoreMethod.FUZZING_AUROC),
     ScorerName.EMBEDDING: (ScoreMethod.EMBEDDING_AUROC,),

@@ -35,6 +35,12 @@ METHODS: dict[ScoreMethod, Callable[..., ScoreValue]] = {
     ScoreMethod.SPEARMAN: score_spearman,
     ScoreMethod.MEAN_RECORD_CORRELATION: score_mean_record_correlation,
 }
+# With a linear calibration fitted on the valid split (simulator.calibration), the methods that compare magnitudes
+# are stored again under their own names; correlation and rank scores are unchanged by it, so not duplicated.
+CALIBRATED_METHODS: dict[ScoreMethod, ScoreMethod] = {
+    ScoreMethod.RSQUARED_CALIBRATED: ScoreMethod.RSQUARED,
+    ScoreMethod.ABSOLUTE_DEV_EXPLAINED_CALIBRATED: ScoreMethod.ABSOLUTE_DEV_EXPLAINED,
+}
 # Methods with a bootstrap confidence interval (their pooled sums are additive over records).
 _BOOTSTRAPPED = (ScoreMethod.EV_CORRELATION, ScoreMethod.RSQUARED, ScoreMethod.ABSOLUTE_DEV_EXPLAINED)
 
@@ -130,3 +136,19 @@ def pick_shuffled(own: K, explanations: Mapping[K, str], seed: int = 0) -> tuple
     rng = np.random.default_rng([seed, zlib.crc32(repr(own).encode())])
     key = others[int(rng.integers(len(others)))]
     return key, explanations[key]
+
+
+def score_calibrated(records: Sequence[ScoredRecord], *, role: ScoreRole | str = ScoreRole.OWN, details: dict,
+                     n_resamples: int = 1000, seed: int = 0) -> list[ScoreValue]:
+    """The calibrated methods on every subset, from records whose `predicted` values are already calibrated;
+    `details` (the fitted line) is kept on each score."""
+    raw = score_records(records, role=role, methods=tuple(CALIBRATED_METHODS.values()), n_resamples=n_resamples,
+                        seed=seed)
+    name_of = {raw_method: name for name, raw_method in CALIBRATED_METHODS.items()}
+    return [replace(s, method=name_of[ScoreMethod(s.method)], details={**s.details, **details}) for s in raw]
+
+
+def calibration_failed(reason: str, *, role: ScoreRole | str = ScoreRole.OWN) -> list[ScoreValue]:
+    """Every calibrated method on every subset, undefined with the reason the calibration could not be fitted."""
+    return [ScoreValue(method, None, reason, subset=subset, role=ScoreRole(role))
+            for subset in SUBSETS for method in CALIBRATED_METHODS]

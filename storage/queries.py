@@ -15,14 +15,14 @@ from sqlalchemy import Select, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from activations.vocab import ScoreMethod, ScoreRole, ScoringSubset
-from scorer import METHODS
+from scorer import ALL_METHODS
 from scorer import SUBSETS as SCORER_SUBSETS
 from storage.repository import current_explanations
 from storage.rows import feature_key_dict, record_dict
 from storage.schema import ActivationRecordRow, Explanation, Feature, Sae, Score, SubjectModel
 
 # Plain strings (the enum values): click.Choice would offer an Enum's member names instead of its values.
-SCORE_METHODS = tuple(m.value for m in METHODS)  # every method the scorer stores per subset
+SCORE_METHODS = tuple(m.value for m in ALL_METHODS)  # every method the scorers store per subset
 SUBSETS = tuple(s.value for s in SCORER_SUBSETS)
 MAX_SEARCH_CHARS = 200
 SEARCH_SCAN_THRESHOLD = 2000  # matches above which a search walks the score index instead

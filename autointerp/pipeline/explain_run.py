@@ -14,7 +14,7 @@ from autointerp.pipeline.context import llm_cache_path, select_features
 from autointerp.pipeline.db_threads import DatabaseThreads
 from autointerp.pipeline.feature_work import FeatureOutcome, explain_and_score
 from autointerp.pipeline.interrupts import sigterm_interrupts
-from autointerp.pipeline.options import ExplainOptions
+from autointerp.pipeline.options import ExplainOptions, OptionsError
 from autointerp.pipeline.progress import ProgressDisplay
 from autointerp.pipeline.run_record import RunRecord
 from autointerp.pipeline.run_stats import RunStats, merge_llm_stats
@@ -91,6 +91,8 @@ async def explain_feature(db: Database, store: DatabaseThreads, opts: ExplainOpt
         records, client, simulator, fmt=opts.fmt, n_candidates=opts.n_candidates, polarity=opts.polarity,
         temperature=opts.effective_temperature, max_tokens=opts.max_explanation_tokens, seed=opts.seed,
         simulate_test=ScorerName.SIMULATION in opts.scorer_names(),
+        output_logits=(feature.extra or {}).get("logits", {}) if opts.with_logits() else None,
+        calibrate=opts.calibrate,
     )
     await store.write(_save_outcome, db, feature.id, outcome, opts, config, run_id, opts.retry_failed, guard)
     if outcome.failure:
@@ -157,6 +159,21 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
         await simulator.aclose()
 
 
+def check_logits_stored(opts: ExplainOptions, features: list[Feature]) -> None:
+    """With --evidence activations+logits, every feature to explain needs its logit lens (stored by collection
+    since evidence existed): refuse before any LLM call, saying how to get it."""
+    if not opts.with_logits():
+        return
+    missing = [f.index for f in features if not (f.extra or {}).get("logits")]
+    if missing:
+        sae = " --sae PATH" if opts.sae else ""
+        raise OptionsError(
+            f"--evidence activations+logits: {len(missing)} of the {len(features)} features to explain (e.g. "
+            f"{', '.join(map(str, missing[:5]))}) have no stored logit lens (collected before evidence was stored, "
+            f"or imported without weights); recollect with `autointerp collect --model {opts.model} --layers "
+            f"{opts.layer}{sae} --overwrite`, or explain with --evidence activations")
+
+
 def run_explain(db: Database, opts: ExplainOptions, *, run_id: int | None = None, show_progress: bool = True) -> int:
     """Run (or resume) an explain batch; returns the run id. Finished features are skipped without LLM
     calls; with `retry_failed`, features recorded as failed are done again. With `run_id`, the run row
@@ -168,6 +185,7 @@ def run_explain(db: Database, opts: ExplainOptions, *, run_id: int | None = None
         finished = outcome_store.finished_features(session, [f.id for f in features], chash)
     redo = {OutcomeStatus.FAILED} if opts.retry_failed else set()
     todo = [f for f in features if finished.get(f.id) is None or finished[f.id] in redo]
+    check_logits_stored(opts, todo)
     run_config = {**opts.as_dict(), "config_hash": chash}
     with sigterm_interrupts(), \
             RunRecord(db, RunKind.EXPLAIN, run_config, run_id=run_id, total=len(features)) as record, \

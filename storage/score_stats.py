@@ -1,0 +1,70 @@
+"""Scores in aggregate: per layer, each stored method's distribution of own scores against its shuffled baseline
+(the viewer's histograms), and which explanations already hold a given method's scores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from activations.vocab import ScoreRole
+from storage.schema import Feature, Score, SubjectModel
+
+N_BINS = 20
+
+
+def explanations_scored_with(session: Session, explanation_ids: Sequence[int], *, simulator: str,
+                             method: str) -> set[int]:
+    """Which of these explanations already have own scores of `method` (defined or not) by this simulator."""
+    if not explanation_ids:
+        return set()
+    return set(session.scalars(select(Score.explanation_id).where(
+        Score.explanation_id.in_(list(explanation_ids)), Score.simulator == simulator, Score.method == method,
+        Score.role == ScoreRole.OWN)))
+
+
+def _bins(values: list[float]) -> list[float]:
+    """Shared edges for own and shuffled: [-1, 1] for scores that live there, else widened to the data
+    (r² and absolute deviation explained can be far below -1 for a bad simulation)."""
+    low, high = min(values, default=0.0), max(values, default=1.0)
+    low, high = min(low, -1.0 if low < 0 else 0.0), max(high, 1.0)
+    return [float(e) for e in np.linspace(low, high, N_BINS + 1)]
+
+
+def score_histograms(session: Session, model: str, layer: int, *, kind: str | None = None, sae: str | None = None,
+                     subset: str | None = None) -> dict[str, Any] | None:
+    """Per (method, subset, simulator): histogram counts of own and of shuffled-baseline scores over the layer's
+    features, on the same edges, plus counts of undefined scores. None when the model is unknown. Each
+    explanation contributes its scores as stored (all runs), so a rescored layer shows every simulator apart."""
+    model_id = session.scalar(select(SubjectModel.id).where(SubjectModel.name == model))
+    if model_id is None:
+        return None
+    conds = [Score.model_id == model_id, Score.layer == layer]
+    if subset is not None:
+        conds.append(Score.subset == subset)
+    stmt = select(Score.method, Score.subset, Score.simulator, Score.role, Score.value)
+    if kind is not None or sae is not None:
+        stmt = stmt.join(Feature, Feature.id == Score.feature_id)
+        if kind is not None:
+            conds.append(Feature.kind == kind)
+        if sae is not None:
+            conds.append(Feature.sae_key == sae)
+    groups: dict[tuple[str, str, str], dict[str, list[float | None]]] = {}
+    for method, subset_, simulator, role, value in session.execute(stmt.where(*conds)):
+        roles = groups.setdefault((method, subset_, simulator or ""), {ScoreRole.OWN: [], ScoreRole.SHUFFLED: []})
+        roles.setdefault(role, []).append(value)
+    histograms = []
+    for (method, subset_, simulator), roles in sorted(groups.items()):
+        defined = {role: [v for v in values if v is not None] for role, values in roles.items()}
+        edges = _bins(defined[ScoreRole.OWN] + defined[ScoreRole.SHUFFLED])
+        entry: dict[str, Any] = {"method": method, "subset": subset_, "simulator": simulator or None, "edges": edges}
+        for role in (ScoreRole.OWN, ScoreRole.SHUFFLED):
+            counts, _ = np.histogram(np.clip(defined[role], edges[0], edges[-1]), bins=edges)
+            entry[role.value] = {"counts": [int(c) for c in counts], "n": len(defined[role]),
+                                 "undefined": len(roles[role]) - len(defined[role]),
+                                 "mean": float(np.mean(defined[role])) if defined[role] else None}
+        histograms.append(entry)
+    return {"model": model, "layer": layer, "kind": kind, "sae": sae, "histograms": histograms}
