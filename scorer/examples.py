@@ -48,9 +48,14 @@ def peak_span(tokens: Sequence[str], values: Sequence[float], *, length: int = E
               lead: int = LEAD_TOKENS) -> Example:
     """The span of `length` tokens holding the peak token, with up to `lead` tokens of context before it (the
     subject model reads left to right: what comes before explains the firing)."""
-    peak = max(range(len(values)), key=lambda i: values[i])
-    start = max(0, min(peak - lead, len(tokens) - length))
+    start = peak_start(values, length=length, lead=lead)
     return Example(tuple(tokens[start:start + length]), tuple(values[start:start + length]))
+
+
+def peak_start(values: Sequence[float], *, length: int = EXAMPLE_TOKENS, lead: int = LEAD_TOKENS) -> int:
+    """Where `peak_span` starts."""
+    peak = max(range(len(values)), key=lambda i: values[i])
+    return max(0, min(peak - lead, len(values) - length))
 
 
 def quiet_spans(tokens: Sequence[str], values: Sequence[float], *, length: int = EXAMPLE_TOKENS) -> list[Example]:

@@ -8,17 +8,22 @@ scoring: correlation does not care, but r² and absolute deviation explained com
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from activations.records import ActivationRecord, FeatureRecords
-from activations.vocab import DataSplit, OutcomeStatus, Polarity, SampleKind, ScoreRole
+from activations.vocab import ClassificationSubset, DataSplit, OutcomeStatus, Polarity, SampleKind, ScoreRole
+from autointerp.pipeline.calibrated import calibrated_scores
 from explainer import ExplanationResult, explain
 from llm_client.base import LLMClient
-from scorer import ScoredRecord, ScoreValue, score_ev_correlation, score_records
+from scorer import Example, ExampleSet, ScoredRecord, ScoreValue, score_ev_correlation, score_records
+from scorer.examples import EXAMPLE_TOKENS, FIRING_LEVEL, peak_span, peak_start, quiet_spans
 from simulator.base import SequenceSimulation, SimulationError, Simulator
+from storage.scoring_inputs import NeighbourWindow
 
 SCORED_SAMPLES = (SampleKind.TOP, SampleKind.RANDOM)  # OpenAI scored top-activating and random records
+T = TypeVar("T")
 
 
 @dataclass
@@ -66,14 +71,78 @@ def polarity_max(feature: FeatureRecords, polarity: str) -> float:
     return feature.max_activation
 
 
-def scoring_input(feature: FeatureRecords, data_split: str, polarity: str) -> ScoringInput:
-    """The one builder of what a simulation is scored on: the top and random records of `data_split`,
-    their activations signed by `polarity` and scaled so the polarity's maximum is 10."""
+def _prompt_scale(feature: FeatureRecords, polarity: str) -> Callable[[Sequence[float]], list[float]]:
+    """Activations -> the 0..10 prompt scale: signed by `polarity`, scaled so the polarity's maximum is 10."""
     sign = -1.0 if polarity == Polarity.NEGATIVE else 1.0
     peak = polarity_max(feature, polarity)
     scale = 10.0 / peak if peak > 0 else 0.0
+    return lambda activations: [max(sign * a, 0.0) * scale for a in activations]
+
+
+def scoring_input(feature: FeatureRecords, data_split: str, polarity: str) -> ScoringInput:
+    """The one builder of what a simulation is scored on: the top and random records of `data_split`,
+    their activations signed by `polarity` and scaled so the polarity's maximum is 10."""
+    scaled = _prompt_scale(feature, polarity)
     chosen = [r for r in feature.records if r.data_split == data_split and r.sample in SCORED_SAMPLES]
-    return ScoringInput(records=chosen, real=[[max(sign * a, 0.0) * scale for a in r.activations] for r in chosen])
+    return ScoringInput(records=chosen, real=[scaled(r.activations) for r in chosen])
+
+
+def _round_robin(groups: Sequence[Sequence[T]]) -> list[T]:
+    """The first of each group, then the second of each, ...: a cut of the result spreads over the groups."""
+    return [g[i] for i in range(max((len(g) for g in groups), default=0)) for g in groups if i < len(g)]
+
+
+def example_input(feature: FeatureRecords, polarity: str, neighbours: Sequence[NeighbourWindow] | None, *,
+                  n_activating: int = 10, n_random: int = 10, n_neighbours: int = 10) -> ExampleSet:
+    """The one builder of what the example scorers (detection, fuzzing, embedding) judge, on the polarity's 0..10
+    scale: activating spans from the test split's top and quantile records (every quantile represented;
+    negative polarity: any test record), quiet spans of its random records (test, then valid: never shown to
+    the explainer), and the neighbours' top spans where this feature does not fire (hard negatives)."""
+    scaled = _prompt_scale(feature, polarity)
+    samples = None if polarity == Polarity.NEGATIVE else [SampleKind.TOP, SampleKind.QUANTILE]
+    test = feature.select(samples=samples, data_splits=[DataSplit.TEST])
+    by_sample: dict[str, list[Example]] = {}
+    for record in test:
+        values = scaled(record.activations)
+        if max(values) >= FIRING_LEVEL:
+            by_sample.setdefault(record.sample, []).append(peak_span(record.tokens, values))
+    # Top first, then quantile bins from the highest down, so a short cut still spans the range.
+    order = sorted(by_sample, key=lambda s: (s != SampleKind.TOP, -int(s.split(":")[1]) if ":" in s else 0))
+    examples = ExampleSet(_round_robin([by_sample[s] for s in order])[:n_activating])
+
+    quiet = [quiet_spans(r.tokens, scaled(r.activations))
+             for split in (DataSplit.TEST, DataSplit.VALID)
+             for r in feature.select(samples=[SampleKind.RANDOM], data_splits=[split])]
+    randoms = _round_robin(quiet)[:n_random]
+    if randoms:
+        examples.negatives[ClassificationSubset.RANDOM] = randoms
+    else:
+        examples.missing[ClassificationSubset.RANDOM] = (
+            f"no {EXAMPLE_TOKENS}-token span of the test/valid random records stays below {FIRING_LEVEL:g} on the "
+            "0..10 scale (the feature fires nearly everywhere)")
+    if neighbours is None:
+        examples.missing[ClassificationSubset.NEIGHBOURS] = (
+            "no nearest neighbours stored for this feature (collection computes them)")
+        return examples
+    per_neighbour: dict[int, list[Example]] = {}
+    for window in neighbours:
+        values = list(window.record.activations)
+        peak = max(values)
+        if peak <= 0:
+            continue
+        start = peak_start(values)
+        span = slice(start, start + EXAMPLE_TOKENS)
+        if window.own_activations is not None and max(scaled(window.own_activations[span])) >= FIRING_LEVEL:
+            continue  # this feature fires here too: not a negative
+        per_neighbour.setdefault(window.neighbour_index, []).append(
+            Example(window.record.tokens[span], tuple(10.0 * max(v, 0.0) / peak for v in values[span])))
+    hard = _round_robin(list(per_neighbour.values()))[:n_neighbours]
+    if hard:
+        examples.negatives[ClassificationSubset.NEIGHBOURS] = hard
+    else:
+        examples.missing[ClassificationSubset.NEIGHBOURS] = (
+            "this feature fires on every stored top window of its neighbours (or they have none)")
+    return examples
 
 
 async def simulate(simulator: Simulator, explanation: str, data: ScoringInput) -> SimulationOutcome:
@@ -111,17 +180,26 @@ async def _choose(candidates: list[ExplanationResult], simulator: Simulator,
 
 async def explain_and_score(
     feature: FeatureRecords, client: LLMClient, simulator: Simulator, *, fmt: str, n_candidates: int, polarity: str,
-    temperature: float, max_tokens: int, seed: int = 0,
+    temperature: float, max_tokens: int, seed: int = 0, simulate_test: bool = True,
+    output_logits: Mapping[str, Any] | None = None, calibrate: bool = False,
 ) -> FeatureOutcome:
+    """Explain, choose, and (with `simulate_test`, i.e. when the run scores by simulation) simulate and score
+    the winner on the test split."""
     train = FeatureRecords(feature.feature, feature.select(data_splits=[DataSplit.TRAIN]), feature.stats)
     candidates = await explain(client, train, fmt=fmt, n_candidates=n_candidates, polarity=polarity,
-                               temperature=temperature, max_tokens=max_tokens)
+                               temperature=temperature, max_tokens=max_tokens, output_logits=output_logits)
     selected, valid_scores = await _choose(candidates, simulator, scoring_input(feature, DataSplit.VALID, polarity))
     if selected is None:
         return FeatureOutcome(candidates, None, None)
+    if not simulate_test:
+        return FeatureOutcome(candidates, selected, None, valid_scores)
     text = next(c.text for c in candidates if c.candidate == selected)
     test_data = scoring_input(feature, DataSplit.TEST, polarity)
     test = await simulate(simulator, text or "", test_data)
     if test.simulations is not None:
         test.scores = score(test_data, test.simulations, seed=seed)
+        if calibrate:
+            valid = scoring_input(feature, DataSplit.VALID, polarity)
+            test.scores += await calibrated_scores(simulator, text or "", valid, test_data, test.simulations,
+                                                   role=ScoreRole.OWN, seed=seed)
     return FeatureOutcome(candidates, selected, test, valid_scores, test_data)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from activations.vocab import Polarity
+from activations.vocab import Polarity, ScorerName
+from explainer.prompts import EVIDENCE_CHOICES, LOGITS_VERSION
+from scorer.methods import parse_scorers
 
 
 class OptionsError(ValueError):
@@ -48,9 +50,29 @@ class BatchOptions:
     device: str = "auto"
     sanity: bool = True  # also score another feature's explanation (the shuffled baseline)
     seed: int = 0
+    # Scorers (comma-separated ScorerName values). Not part of the explain config hash: a rerun with more scorers
+    # fills in the missing scores of the explanations already made instead of explaining again.
+    scorers: str = ScorerName.SIMULATION.value
+    scorer_llm: str | None = None  # the detection/fuzzing judge (default: explain's explainer)
+    scorer_base_url: str | None = None
+    scorer_examples: int = 5  # examples per judge prompt
+    # Fit the simulator's linear calibration on the valid split and store calibrated r² and absolute deviation
+    # explained beside the raw ones. Not in the config hash either: `rescore --calibrate` fills them in.
+    calibrate: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def scorer_names(self) -> list[ScorerName]:
+        if self.scorer_examples < 1:
+            raise OptionsError(f"--scorer-examples must be >= 1 (got {self.scorer_examples})")
+        try:
+            return parse_scorers(self.scorers)
+        except ValueError as exc:
+            raise OptionsError(str(exc)) from None
+
+    def needs_judge(self) -> bool:
+        return any(s in (ScorerName.DETECTION, ScorerName.FUZZING) for s in self.scorer_names())
 
 
 @dataclass
@@ -66,12 +88,24 @@ class ExplainOptions(BatchOptions):
     budget_usd: float | None = None
     retry_failed: bool = False
     dry_run: bool = False
+    evidence: str = "activations"  # or "activations+logits": the feature's logit lens in the prompt too
 
     def explain_config(self, prompt_version: str) -> dict:
-        """What makes two explanations 'the same work': rerunning it skips the feature."""
-        return {"explainer": self.explainer, "fmt": self.fmt, "prompt_version": prompt_version,
-                "n_candidates": self.n_candidates, "polarity": self.polarity, "temperature": self.effective_temperature,
-                "max_tokens": self.max_explanation_tokens, "simulator": self.simulator}
+        """What makes two explanations 'the same work': rerunning it skips the feature. The evidence choice is in
+        it (and in the prompt version) only when it is not the default, so configs stored before it existed
+        still match."""
+        config = {"explainer": self.explainer, "fmt": self.fmt, "prompt_version": prompt_version,
+                  "n_candidates": self.n_candidates, "polarity": self.polarity,
+                  "temperature": self.effective_temperature, "max_tokens": self.max_explanation_tokens,
+                  "simulator": self.simulator}
+        if self.evidence != EVIDENCE_CHOICES[0]:
+            config.update(prompt_version=f"{prompt_version}+{LOGITS_VERSION}", evidence=self.evidence)
+        return config
+
+    def with_logits(self) -> bool:
+        if self.evidence not in EVIDENCE_CHOICES:
+            raise OptionsError(f"--evidence {self.evidence!r} is not one of {', '.join(EVIDENCE_CHOICES)}")
+        return self.evidence != EVIDENCE_CHOICES[0]
 
     @property
     def effective_temperature(self) -> float:
@@ -79,7 +113,21 @@ class ExplainOptions(BatchOptions):
             return self.temperature
         return 0.0 if self.n_candidates == 1 else 1.0
 
+    def judge_spec(self) -> str | None:
+        """The detection/fuzzing judge: --scorer-llm, else the explainer."""
+        return (self.scorer_llm or self.explainer) if self.needs_judge() else None
+
 
 @dataclass
 class RescoreOptions(BatchOptions):
     explainer: str | None = None  # only explanations by this explainer
+
+    def judge_spec(self) -> str | None:
+        """The detection/fuzzing judge: --scorer-llm, else the --explainer filter; an error when neither is given."""
+        if not self.needs_judge():
+            return None
+        spec = self.scorer_llm or self.explainer
+        if spec is None:
+            raise OptionsError("--scorer detection/fuzzing needs a judging model: pass --scorer-llm SPEC (e.g. "
+                               "--scorer-llm openai:gpt-4o-mini), or --explainer SPEC to judge with the explainer")
+        return spec

@@ -1,12 +1,14 @@
-"""`rescore` as a batch: score existing explanations with another simulator. Old scores stay; a
-simulation already made with this simulator is skipped, so reruns are free."""
+"""`rescore` as a batch: score existing explanations with another simulator and/or the example scorers
+(detection, fuzzing, embedding). Old scores stay; a simulation already made with this simulator, or a scorer's
+scores already made under its configuration, are skipped, so reruns are free."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
 
-from activations.vocab import DataSplit, RunKind
+from activations.vocab import DataSplit, RunKind, ScoreMethod, ScorerName, ScoreRole
+from autointerp.pipeline.calibrated import calibrated_scores
 from autointerp.pipeline.context import llm_cache_path, select_features
 from autointerp.pipeline.db_threads import DatabaseThreads
 from autointerp.pipeline.feature_work import ScoringInput, SimulationOutcome, score, scoring_input, simulate
@@ -15,11 +17,14 @@ from autointerp.pipeline.options import OptionsError, RescoreOptions
 from autointerp.pipeline.progress import ProgressDisplay
 from autointerp.pipeline.run_record import RunRecord
 from autointerp.pipeline.sanity import add_sanity_baselines
+from autointerp.pipeline.scorers import add_example_scores, make_run_scorers
 from llm_client.endpoints import endpoint_stats_of
+from scorer import ScoreValue
 from simulator.factory import make_simulator
 from storage import outcome_store
 from storage import repository as repo
 from storage.db import Database
+from storage.score_stats import explanations_scored_with
 
 
 def _simulation_config(opts: RescoreOptions) -> dict:
@@ -34,42 +39,62 @@ class _Target:
     feature_index: int
     text: str
     data: ScoringInput
+    valid: ScoringInput  # what --calibrate fits on
 
 
 def _load(db: Database, explanation_id: int) -> _Target:
     with db.session() as session:
         explanation = repo.get_explanation(session, explanation_id)
         feature = repo.get_feature(session, explanation.feature_id)
-        data = scoring_input(repo.load_feature_records(session, feature), DataSplit.TEST, explanation.polarity)
-        return _Target(explanation_id, feature.index, explanation.text or "", data)
+        records = repo.load_feature_records(session, feature)
+        return _Target(explanation_id, feature.index, explanation.text or "",
+                       scoring_input(records, DataSplit.TEST, explanation.polarity),
+                       scoring_input(records, DataSplit.VALID, explanation.polarity))
 
 
-def _save(db: Database, opts: RescoreOptions, target: _Target, outcome: SimulationOutcome, run_id: int) -> None:
+def _save(db: Database, opts: RescoreOptions, target: _Target, outcome: SimulationOutcome, run_id: int,
+          calibrated: list[ScoreValue], calibrate_only: bool) -> None:
+    """The simulation and its scores; with `calibrate_only` (simulated before, without --calibrate) only the
+    calibrated scores are added."""
     with db.session() as session, session.begin():
         explanation = repo.get_explanation(session, target.explanation_id)
         feature = repo.get_feature(session, explanation.feature_id)
+        if calibrate_only:
+            outcome_store.store_scores(session, explanation, feature, None, calibrated, simulator=opts.simulator,
+                                       run_id=run_id)
+            return
         simulation = outcome_store.store_simulation(
             session, explanation, feature, simulator=opts.simulator, config=_simulation_config(opts),
             records=target.data.records, simulations=outcome.simulations, failure=outcome.failure, run_id=run_id,
         )
         if outcome.simulations is not None:
             outcome_store.store_scores(session, explanation, feature, simulation,
-                                       score(target.data, outcome.simulations, seed=opts.seed),
+                                       score(target.data, outcome.simulations, seed=opts.seed) + calibrated,
                                        simulator=opts.simulator, run_id=run_id)
 
 
 async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, display: ProgressDisplay,
-                   explanation_ids: list[int], all_ids: list[int]) -> None:
+                   explanation_ids: list[int], all_ids: list[int], simulated_before: set[int] | None = None) -> None:
+    simulates = ScorerName.SIMULATION in opts.scorer_names()
     simulator = make_simulator(opts.simulator, base_url=opts.simulator_base_url, device=opts.device,
-                               concurrency=opts.concurrency, cache_path=llm_cache_path(db))
+                               concurrency=opts.concurrency, cache_path=llm_cache_path(db)) if simulates else None
+    run_scorers = make_run_scorers(
+        opts.scorer_names(), opts.judge_spec(), judge_base_url=opts.scorer_base_url, concurrency=opts.concurrency,
+        device=opts.device, cache_path=llm_cache_path(db), per_prompt=opts.scorer_examples, seed=opts.seed,
+        simulator=simulator)
     gate = asyncio.Semaphore(opts.concurrency)
     stats = record.stats
 
     async def one(store: DatabaseThreads, explanation_id: int) -> None:
+        assert simulator is not None
         async with gate:
             target = await store.read(_load, db, explanation_id)
             outcome = await simulate(simulator, target.text, target.data)
-            await store.write(_save, db, opts, target, outcome, record.run_id)
+            calibrated = await calibrated_scores(
+                simulator, target.text, target.valid, target.data, outcome.simulations, role=ScoreRole.OWN,
+                seed=opts.seed) if opts.calibrate and outcome.simulations is not None else []
+            await store.write(_save, db, opts, target, outcome, record.run_id, calibrated,
+                              explanation_id in (simulated_before or set()))
             if outcome.failure:
                 stats.record_failure(target.feature_index, f"simulation failed: {outcome.failure}")
             else:
@@ -81,19 +106,34 @@ async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, displa
 
     try:
         with DatabaseThreads() as store:
-            await asyncio.gather(*(one(store, e) for e in explanation_ids))
-            if opts.sanity:
-                # Every selected explanation, not only this run's: an interrupted run may have missed baselines.
-                await add_sanity_baselines(db, store, simulator, opts.simulator, all_ids, run_id=record.run_id,
-                                           seed=opts.seed, concurrency=opts.concurrency)
+            if simulator is not None:
+                await asyncio.gather(*(one(store, e) for e in explanation_ids))
+                if opts.sanity:
+                    # Every selected explanation, not only this run's: an interrupted run may have missed baselines.
+                    await add_sanity_baselines(db, store, simulator, opts.simulator, all_ids, run_id=record.run_id,
+                                               seed=opts.seed, concurrency=opts.concurrency)
+            if run_scorers.scorers is not None:
+                # Only explanations lacking this scorer configuration's scores (or whose last try failed).
+                report = await add_example_scores(db, store, run_scorers.scorers, all_ids, run_id=record.run_id,
+                                                  sanity=opts.sanity, concurrency=opts.concurrency)
+                for index, reason in report.failures.items():
+                    stats.record_failure(index, reason)
+                if simulator is None:
+                    stats.done, stats.skipped = report.scored - len(report.failures), len(all_ids) - report.scored
+                if run_scorers.owned_judge is not None:
+                    stats.absorb_llm(run_scorers.owned_judge.stats())
+                display.show_stats(stats)
     finally:
-        await simulator.aclose()
+        await run_scorers.aclose()
+        if simulator is not None:
+            await simulator.aclose()
 
 
 def run_rescore(db: Database, opts: RescoreOptions, *, run_id: int | None = None, show_progress: bool = True) -> int:
     """Score the current explanations of a layer's features with `opts.simulator`; returns the run id.
     With `run_id`, the run row already exists (the API made it)."""
     config = _simulation_config(opts)
+    opts.judge_spec()  # a missing judge is an error before any work
     with db.session() as session:
         features = select_features(session, opts.model, opts.layer, opts.sae, opts.features)
         explanation_ids = outcome_store.scored_explanations(session, [f.id for f in features], explainer=opts.explainer)
@@ -102,11 +142,16 @@ def run_rescore(db: Database, opts: RescoreOptions, *, run_id: int | None = None
             raise OptionsError(f"no explanations{who} for the selected features of layer {opts.layer}; "
                                "run `autointerp explain` first")
         done = outcome_store.simulated_with(session, explanation_ids, opts.simulator)
-    todo = [e for e in explanation_ids if e not in done]
+        # --calibrate: explanations simulated before without it get their calibrated scores added.
+        calibrated = explanations_scored_with(session, explanation_ids, simulator=opts.simulator,
+                                              method=ScoreMethod.RSQUARED_CALIBRATED) if opts.calibrate else set()
+    simulated_before = {e for e in done if e not in calibrated} if opts.calibrate else set()
+    todo = [e for e in explanation_ids if e not in done or e in simulated_before] \
+        if ScorerName.SIMULATION in opts.scorer_names() else []
     run_config = {**opts.as_dict(), "simulation_config": config}
     with sigterm_interrupts(), RunRecord(db, RunKind.RESCORE, run_config, run_id=run_id,
                                          total=len(explanation_ids)) as record, \
             ProgressDisplay(len(explanation_ids), label="explanations", unit="expl", show=show_progress) as display:
         record.stats.skipped = len(explanation_ids) - len(todo)
-        asyncio.run(_rescore(db, opts, record, display, todo, explanation_ids))
+        asyncio.run(_rescore(db, opts, record, display, todo, explanation_ids, simulated_before))
     return record.run_id
