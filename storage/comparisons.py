@@ -1,8 +1,8 @@
-"""Per-feature best scores of one explainer, for side-by-side comparisons of explainers."""
+"""Per-feature best scores, for side-by-side comparisons of explainers and of score methods."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from activations.vocab import ScoreMethod, ScoreRole, ScoringSubset
@@ -31,3 +31,19 @@ def best_scores_by_feature(session: Session, *, explainer: str, layer: int, mode
             out.setdefault(index, (value, text))
     return out
 
+
+def best_score_per_feature(session: Session, *, layer: int, method: str, subset: str, model: str | None = None,
+                           explainer: str | None = None) -> dict[int, float]:
+    """feature index -> its best own, defined score under the method and subset (any explainer unless named)."""
+    stmt = (
+        select(Feature.index, func.max(Score.value))
+        .join(Feature, Feature.id == Score.feature_id)
+        .where(Score.layer == layer, Score.method == method, Score.subset == subset, Score.role == ScoreRole.OWN,
+               Score.value.is_not(None))
+        .group_by(Feature.index)
+    )
+    if model is not None:
+        stmt = stmt.join(SubjectModel, SubjectModel.id == Feature.model_id).where(SubjectModel.name == model)
+    if explainer is not None:
+        stmt = stmt.join(Explanation, Explanation.id == Score.explanation_id).where(Explanation.explainer == explainer)
+    return {index: float(value) for index, value in session.execute(stmt) if value is not None}

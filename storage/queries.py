@@ -16,20 +16,40 @@ from sqlalchemy.orm import Session
 
 from activations.vocab import ScoreMethod, ScoreRole, ScoringSubset
 from scorer import ALL_METHODS
-from scorer import SUBSETS as SCORER_SUBSETS
+from scorer.methods import EXAMPLE_SUBSETS, SIMULATION_SUBSETS, subsets_of
 from storage.repository import current_explanations
 from storage.rows import feature_key_dict, record_dict
 from storage.schema import ActivationRecordRow, Explanation, Feature, Sae, Score, SubjectModel
 
 # Plain strings (the enum values): click.Choice would offer an Enum's member names instead of its values.
 SCORE_METHODS = tuple(m.value for m in ALL_METHODS)  # every method the scorers store per subset
-SUBSETS = tuple(s.value for s in SCORER_SUBSETS)
+SUBSETS = SIMULATION_SUBSETS + EXAMPLE_SUBSETS
 MAX_SEARCH_CHARS = 200
 SEARCH_SCAN_THRESHOLD = 2000  # matches above which a search walks the score index instead
 
 
 class QueryError(ValueError):
     """A filter value is unusable; the message says which and why."""
+
+
+def default_subset(method: str) -> str:
+    """The subset a method ranks on when none is named: its first (top_and_random for simulation methods, random
+    for detection, fuzzing and embedding); top_and_random for a method no scorer here knows (e.g. imported)."""
+    try:
+        return subsets_of(method)[0]
+    except ValueError:
+        return ScoringSubset.TOP_AND_RANDOM
+
+
+def check_method_subset(method: str, subset: str) -> None:
+    """A clear error for a subset the method is never stored on (the query would find nothing)."""
+    try:
+        stored_on = subsets_of(method)
+    except ValueError:
+        return  # not a method the scorers here store: nothing to check against
+    if subset not in stored_on:
+        raise QueryError(f"method {method} is stored on subsets {', '.join(stored_on)}, not {subset!r}; "
+                         f"leave out --subset to use {stored_on[0]}")
 
 
 @dataclass

@@ -11,7 +11,14 @@ from activations.records import FeatureId, RecordError
 from autointerp.api.deps import EmbedderDep, RowId, SessionDep
 from autointerp.api.schemas import FeatureDetail, FeatureKind, FeaturePage, ModelInfo, SimilarFeatures
 from storage.feature_detail import feature_detail
-from storage.queries import MAX_SEARCH_CHARS, FeatureQuery, list_models, query_features
+from storage.queries import (
+    MAX_SEARCH_CHARS,
+    FeatureQuery,
+    check_method_subset,
+    default_subset,
+    list_models,
+    query_features,
+)
 from storage.repository import find_feature
 from storage.semantic import semantic_search, similar_features
 
@@ -50,7 +57,8 @@ def features(
     min_score: Annotated[float | None,
                          Query(ge=-1e6, le=1e6, description="keep features scoring at least this")] = None,
     method: Annotated[str, Query(max_length=50, pattern=NAME_PATTERN)] = "ev_correlation",
-    subset: Annotated[str, Query(max_length=30, pattern=NAME_PATTERN)] = "top_and_random",
+    subset: Annotated[str | None, Query(max_length=30, pattern=NAME_PATTERN,
+                                        description="default: the method's first subset")] = None,
     explainer: Name = None,
     simulator: Name = None,
     q: Annotated[str | None, Query(max_length=MAX_SEARCH_CHARS, description="keyword search in explanations")] = None,
@@ -59,6 +67,8 @@ def features(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
+    subset = subset or default_subset(method)
+    check_method_subset(method, subset)  # a QueryError: answered 400 by the app's handler
     query = FeatureQuery(
         model=model, layer=layer, kind=kind, sae=sae, min_score=min_score, search=q or None,
         explainer=explainer, simulator=simulator, method=method, subset=subset, limit=limit + 1, offset=offset,

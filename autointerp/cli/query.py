@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import click
 
-from activations.vocab import ScoreMethod, ScoringSubset
+from activations.vocab import ScoreMethod
 from autointerp.cli.formatting import FORMATS, emit
 from autointerp.cli.options import db_option, user_errors
 from storage.db import Database
-from storage.queries import SCORE_METHODS, SUBSETS, FeatureQuery, QueryError, query_features
+from storage.queries import (
+    SCORE_METHODS,
+    SUBSETS,
+    FeatureQuery,
+    QueryError,
+    check_method_subset,
+    default_subset,
+    query_features,
+)
 
 TABLE_COLUMNS = ("model", "layer", "kind", "sae", "index", "score", "explainer", "explanation")
 
@@ -25,8 +33,9 @@ TABLE_COLUMNS = ("model", "layer", "kind", "sae", "index", "score", "explainer",
 @click.option("--simulator", default=None, help="Only scores from this simulator spec, e.g. embedding.")
 @click.option("--method", type=click.Choice(SCORE_METHODS), default=ScoreMethod.EV_CORRELATION.value, show_default=True,
               help="Score to rank by.")
-@click.option("--subset", type=click.Choice(SUBSETS), default=ScoringSubset.TOP_AND_RANDOM.value, show_default=True,
-              help="Records the score was computed on.")
+@click.option("--subset", type=click.Choice(SUBSETS), default=None,
+              help="What the score pooled (default: the method's first: top_and_random for simulation methods, "
+                   "random for detection, fuzzing and embedding).")
 @click.option("--limit", type=click.IntRange(1, 1_000_000), default=50, show_default=True,
               help="Maximum number of features.")
 @click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many features (paging).")
@@ -47,7 +56,10 @@ def query(model, layer, kind, sae, min_score, search, explainer, simulator, meth
       autointerp query --layer 6 --min-score 0.8 --search numbers
       autointerp query --model gemma-3-270m --layer 6 --format json --limit 10
       autointerp query --method rsquared --subset random_only --format csv > best.csv
+      autointerp query --layer 6 --method detection_balanced_accuracy --subset neighbours
     """
+    subset = subset or default_subset(method)
+    check_method_subset(method, subset)
     q = FeatureQuery(model=model, layer=layer, kind=kind, sae=sae, min_score=min_score, search=search,
                      explainer=explainer, simulator=simulator, method=method, subset=subset, limit=limit, offset=offset)
     include_records = with_records if with_records is not None else fmt == "json"

@@ -1,5 +1,6 @@
 """Compare two explainers on the features both explained: per feature and summarised (mean, median,
-wins, paired difference with a bootstrap confidence interval)."""
+wins, paired difference with a bootstrap confidence interval). Compare score methods: the Spearman agreement
+of every pair over the features that have both (do the scorers measure one thing?)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import numpy as np
 from scipy import stats
 
 from activations.vocab import ScoreMethod, ScoringSubset
-from storage.comparisons import best_scores_by_feature
+from storage.comparisons import best_score_per_feature, best_scores_by_feature
 from storage.db import Database
+from storage.queries import QueryError, check_method_subset, default_subset
 
 
 @dataclass
@@ -58,3 +60,38 @@ def compare_explainers(db: Database, *, layer: int, a: str, b: str, model: str |
         "diff_ci95": [low, high],
     }
     return Comparison(rows, summary)
+
+
+def parse_method_list(spec: str) -> list[tuple[str, str]]:
+    """`ev_correlation,detection_auroc:neighbours` -> (method, subset) pairs, each subset defaulting to the
+    method's first."""
+    out = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        method, _, subset = part.partition(":")
+        subset = subset or default_subset(method)
+        check_method_subset(method, subset)
+        out.append((method, subset))
+    if len(out) < 2:
+        raise QueryError(f"--methods needs at least two methods, comma-separated (got {spec!r}); e.g. "
+                         "ev_correlation,detection_balanced_accuracy")
+    return out
+
+
+def compare_methods(db: Database, *, layer: int, methods: list[tuple[str, str]], model: str | None = None,
+                    explainer: str | None = None) -> list[dict]:
+    """One row per pair of methods: how many features have both, and the Spearman rank correlation of their
+    per-feature best scores (None with fewer than 3 such features or a constant side)."""
+    with db.session() as session:
+        best = {m: best_score_per_feature(session, layer=layer, method=m[0], subset=m[1], model=model,
+                                          explainer=explainer) for m in methods}
+    rows = []
+    for i, a in enumerate(methods):
+        for b in methods[i + 1:]:
+            both = sorted(set(best[a]) & set(best[b]))
+            xs, ys = [best[a][k] for k in both], [best[b][k] for k in both]
+            rho = None
+            if len(both) >= 3 and np.ptp(xs) > 0 and np.ptp(ys) > 0:
+                rho = float(stats.spearmanr(xs, ys).statistic)
+            rows.append({"method_a": f"{a[0]}:{a[1]}", "method_b": f"{b[0]}:{b[1]}", "n_features": len(both),
+                         "spearman": rho})
+    return rows
