@@ -105,6 +105,18 @@ def _neighbours(session: Session, feature: Feature) -> dict[str, int | None]:
     return {"prev": prev_id, "next": next_id}
 
 
+def _evidence(session: Session, feature: Feature) -> dict[str, Any]:
+    """The weight evidence stored at collection, its neighbours with their row ids so the page can link them."""
+    extra = feature.extra or {}
+    neighbours = extra.get("neighbours")
+    if neighbours:
+        ids = dict(session.execute(select(Feature.index, Feature.id).where(
+            Feature.model_id == feature.model_id, Feature.layer == feature.layer, Feature.kind == feature.kind,
+            Feature.sae_key == feature.sae_key, Feature.index.in_([n["index"] for n in neighbours]))).all())
+        neighbours = [{**n, "feature_id": ids.get(n["index"])} for n in neighbours]
+    return {"logits": extra.get("logits"), "neighbours": neighbours}
+
+
 def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
     """Everything about one feature, or None when no feature has this id."""
     found = session.execute(
@@ -149,4 +161,5 @@ def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
         "sanity_baselines": [_baseline(b, borrowed_rows.get(b.explanation_id)) for b in baselines],
         "simulations": _simulations(session, feature_id, record_dicts),
         "neighbours": _neighbours(session, feature),
+        "evidence": _evidence(session, feature),
     }

@@ -26,12 +26,11 @@ def explanations_scored_with(session: Session, explanation_ids: Sequence[int], *
         Score.role == ScoreRole.OWN)))
 
 
-def _bins(values: list[float]) -> list[float]:
-    """Shared edges for own and shuffled: [-1, 1] for scores that live there, else widened to the data
+def _range(values: list[float]) -> tuple[float, float]:
+    """One range for own and shuffled: [-1, 1] (or [0, 1] with no negative score), widened to the data
     (r² and absolute deviation explained can be far below -1 for a bad simulation)."""
     low, high = min(values, default=0.0), max(values, default=1.0)
-    low, high = min(low, -1.0 if low < 0 else 0.0), max(high, 1.0)
-    return [float(e) for e in np.linspace(low, high, N_BINS + 1)]
+    return min(low, -1.0 if low < 0 else 0.0), max(high, 1.0)
 
 
 def score_histograms(session: Session, model: str, layer: int, *, kind: str | None = None, sae: str | None = None,
@@ -59,10 +58,13 @@ def score_histograms(session: Session, model: str, layer: int, *, kind: str | No
     histograms = []
     for (method, subset_, simulator), roles in sorted(groups.items()):
         defined = {role: [v for v in values if v is not None] for role, values in roles.items()}
-        edges = _bins(defined[ScoreRole.OWN] + defined[ScoreRole.SHUFFLED])
+        span = _range(defined[ScoreRole.OWN] + defined[ScoreRole.SHUFFLED])
+        # Equal bins given by count and range: numpy bins a value by arithmetic, so 0.2 lands in [0.2, 0.3)
+        # rather than on whichever side of a rounded edge it falls.
+        edges = [float(e) for e in np.histogram_bin_edges([], bins=N_BINS, range=span)]
         entry: dict[str, Any] = {"method": method, "subset": subset_, "simulator": simulator or None, "edges": edges}
         for role in (ScoreRole.OWN, ScoreRole.SHUFFLED):
-            counts, _ = np.histogram(np.clip(defined[role], edges[0], edges[-1]), bins=edges)
+            counts, _ = np.histogram(defined[role], bins=N_BINS, range=span)
             entry[role.value] = {"counts": [int(c) for c in counts], "n": len(defined[role]),
                                  "undefined": len(roles[role]) - len(defined[role]),
                                  "mean": float(np.mean(defined[role])) if defined[role] else None}

@@ -80,7 +80,7 @@ def test_every_api_route_has_a_response_schema(setup):
               for method in item]
     expected = {"/api/models", "/api/features", "/api/features/by-key", "/api/features/{feature_id}",
                 "/api/features/{feature_id}/similar", "/api/jobs", "/api/jobs/{run_id}", "/api/runs",
-                "/api/runs/{run_id}"}
+                "/api/runs/{run_id}", "/api/layers/{model}/{layer}/score_histograms"}
     assert {path for path, _ in routes} == expected
     assert ("/api/jobs", "post") in routes
     for path, method in routes:
@@ -113,6 +113,7 @@ def test_responses_declare_every_key(setup):
         ("/api/runs/{run_id}", f"/api/runs/{ids['run']}"): {},
         ("/api/jobs", "/api/jobs"): {},
         ("/api/jobs/{run_id}", f"/api/jobs/{job_id}"): {},
+        ("/api/layers/{model}/{layer}/score_histograms", f"/api/layers/{MODEL}/1/score_histograms"): {},
     }
     spec = client.get("/openapi.json").json()
     for (route, url), params in calls.items():

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from autointerp.api import features, jobs, runs
+from autointerp.api import features, jobs, layers, runs
 from autointerp.api.embedder import SentenceEmbedder
 from autointerp.api.errors import install_error_handlers
 from autointerp.api.security import SecurityHeaders
@@ -49,6 +49,7 @@ def create_app(db_url: str | None = None, *, embedder: SentenceEmbedder | None =
     app.add_middleware(SecurityHeaders)
     install_error_handlers(app)
     app.include_router(features.router)
+    app.include_router(layers.router)
     app.include_router(jobs.router)
     app.include_router(runs.router)
 

@@ -53,6 +53,21 @@ class FeatureKey(Out):
     index: int
 
 
+class NearFeature(Out):
+    """A nearest neighbour by weight direction (decoder row / down-projection column), same layer, kind and SAE."""
+
+    index: int
+    similarity: float  # cosine of the two directions
+    feature_id: int | None = None  # feature page only: its row id, to link to (None when not stored)
+
+
+class LogitLens(Out):
+    """The tokens a feature's output direction raises and lowers most: [token, logit] pairs, strongest first."""
+
+    promoted: list[tuple[str, float]]
+    suppressed: list[tuple[str, float]]
+
+
 class FeatureSummary(FeatureKey):
     """A feature with its best score under the query's method and subset (null when unscored), and the
     explanation behind that score (else its current explanation)."""
@@ -66,6 +81,9 @@ class FeatureSummary(FeatureKey):
     max_activation: float | None
     firing_fraction: float | None
     dead: bool | None
+    # Weight evidence stored at collection; null for imports and collections made before it existed.
+    logits: LogitLens | None = None
+    neighbours: list[NearFeature] | None = None
     similarity: float | None = None  # semantic search only: cosine similarity of the explanation to the query
 
 
@@ -198,13 +216,45 @@ class Neighbours(Out):
     next: int | None
 
 
+class FeatureEvidence(Out):
+    """Weight evidence stored at collection (null parts: not stored for this feature)."""
+
+    logits: LogitLens | None
+    neighbours: list[NearFeature] | None
+
+
 class FeatureDetail(FeatureKey):
     stats: FeatureStats
     records: dict[str, list[Record]]  # by sample kind: top, quantile:<i>..., random
     explanations: list[Explanation]
     sanity_baselines: list[SanityBaseline]
     simulations: list[Simulation]
-    neighbours: Neighbours
+    neighbours: Neighbours  # previous / next feature by index
+    evidence: FeatureEvidence
+
+
+class ScoreDistribution(Out):
+    counts: list[int]  # per bin of the histogram's edges
+    n: int  # defined scores
+    undefined: int  # stored as undefined (with a reason), not counted in the bins
+    mean: float | None
+
+
+class ScoreHistogram(Out):
+    method: str
+    subset: str
+    simulator: str | None
+    edges: list[float]  # N_BINS + 1 edges shared by own and shuffled
+    own: ScoreDistribution
+    shuffled: ScoreDistribution  # the sanity baseline: another feature's explanation on this feature's records
+
+
+class LayerScoreHistograms(Out):
+    model: str
+    layer: int
+    kind: FeatureKind | None
+    sae: str | None
+    histograms: list[ScoreHistogram]
 
 
 # /api/runs and /api/jobs
