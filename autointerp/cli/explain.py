@@ -9,13 +9,13 @@ import click
 
 from autointerp.cli.formatting import FORMATS, emit
 from autointerp.cli.options import db_option, user_errors
-from autointerp.pipeline.compare import compare_explainers
+from autointerp.pipeline.compare import compare_explainers, compare_methods, parse_method_list
 from autointerp.pipeline.options import ExplainOptions, OptionsError, RescoreOptions
 from autointerp.pipeline.summary import print_run_summary
 from autointerp.settings import get_settings
 from explainer import FORMATS as EXPLAIN_FORMATS
 from storage.db import Database
-from storage.queries import SCORE_METHODS, SUBSETS
+from storage.queries import SCORE_METHODS, SUBSETS, check_method_subset, default_subset
 
 CLI_ERRORS = (OptionsError, ValueError, RuntimeError)
 
@@ -34,6 +34,17 @@ simulator_options = [
     click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda for local models."),
     click.option("--no-sanity", is_flag=True, help="Skip the shuffled-explanation sanity baseline."),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed for bootstrap and shuffling."),
+]
+
+
+scorer_options = [
+    click.option("--scorer", "scorers", default="simulation", show_default=True,
+                 help="Comma-separated scorers: simulation, detection, fuzzing, embedding (see README: Scorers)."),
+    click.option("--scorer-llm", default=None,
+                 help="Judging LLM spec for detection/fuzzing (default: the explainer; rescore: --explainer)."),
+    click.option("--scorer-base-url", default=None, help="Base URL for an openai: judge (default: --base-url)."),
+    click.option("--scorer-examples", type=click.IntRange(1, 50), default=5, show_default=True,
+                 help="Examples per detection/fuzzing prompt."),
 ]
 
 
@@ -61,11 +72,13 @@ def _apply(options):
               help="Seconds before an explainer request is abandoned (and retried).")
 @click.option("--dry-run", is_flag=True, help="Estimate requests, tokens and cost; call nothing.")
 @click.option("--retry-failed", is_flag=True, help="Redo features recorded as failed under this configuration.")
+@_apply(scorer_options)
 @_apply(simulator_options)
 @db_option
 @user_errors(*CLI_ERRORS)
 def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates, polarity, budget_usd, request_timeout,
-            dry_run, retry_failed, simulator, simulator_base_url, concurrency, device, no_sanity, seed, db_url) -> None:
+            dry_run, retry_failed, simulator, simulator_base_url, concurrency, device, no_sanity, seed, db_url,
+            scorers="simulation", scorer_llm=None, scorer_base_url=None, scorer_examples=5) -> None:
     """Explain, simulate and score every selected feature of a layer, as one resumable run.
 
     Each feature is explained from its train records, the best of --n-candidates is chosen on the valid
@@ -90,6 +103,9 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
                           request_timeout_s=request_timeout, retry_failed=retry_failed, dry_run=dry_run,
                           simulator=simulator, simulator_base_url=simulator_base_url, concurrency=concurrency,
                           device=device, sanity=not no_sanity, seed=seed)
+    opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
+    opts.scorer_base_url = scorer_base_url or opts.base_url
+    opts.judge_spec()  # an unknown scorer name is an error before any work
     db = Database(db_url)
     if dry_run:
         click.echo(json.dumps(estimate(db, opts), indent=2))
@@ -101,16 +117,19 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
 @click.command("rescore")
 @_apply(feature_options)
 @click.option("--explainer", default=None, help="Only explanations by this explainer spec.")
+@_apply(scorer_options)
 @_apply(simulator_options)
 @db_option
 @user_errors(*CLI_ERRORS)
 def rescore(model, layer, sae, features, explainer, simulator, simulator_base_url, concurrency, device, no_sanity,
-            seed, db_url) -> None:
-    """Score existing explanations of a layer with another simulator; old scores stay beside the new ones.
+            seed, db_url, scorers="simulation", scorer_llm=None, scorer_base_url=None, scorer_examples=5) -> None:
+    """Score existing explanations of a layer with another simulator or other scorers; old scores stay beside the
+    new ones. With --scorer, only explanations lacking that scorer's scores are scored.
 
     \b
     Examples:
       autointerp rescore --model gemma-3-270m --layer 6 --simulator embedding
+      autointerp rescore --layer 6 --scorer detection,fuzzing,embedding --scorer-llm openai:gpt-4o-mini
       autointerp rescore --layer 6 --explainer openai:gpt-4o-mini --simulator logprob:local:gemma-3-270m
     """
     from autointerp.pipeline.rescore_run import run_rescore
@@ -118,6 +137,9 @@ def rescore(model, layer, sae, features, explainer, simulator, simulator_base_ur
     opts = RescoreOptions(model=model, layer=layer, sae=sae, features=features, explainer=explainer,
                           simulator=simulator, simulator_base_url=simulator_base_url or get_settings().openai_base_url,
                           concurrency=concurrency, device=device, sanity=not no_sanity, seed=seed)
+    opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
+    opts.scorer_base_url = scorer_base_url or get_settings().openai_base_url
+    opts.judge_spec()  # an unknown scorer, or detection/fuzzing without a judge, is an error before any work
     db = Database(db_url)
     run_id = run_rescore(db, opts, show_progress=sys.stderr.isatty())
     print_run_summary(db, run_id)
@@ -125,23 +147,39 @@ def rescore(model, layer, sae, features, explainer, simulator, simulator_base_ur
 
 @click.command("compare")
 @click.option("--layer", type=int, required=True, help="Layer index.")
-@click.option("--explainer", "explainers", multiple=True, required=True, help="Give exactly two: A then B.")
+@click.option("--explainer", "explainers", multiple=True,
+              help="Give exactly two: A then B. With --methods, at most one: only its explanations.")
 @click.option("--model", default=None, help="Subject model name.")
 @click.option("--method", type=click.Choice(SCORE_METHODS), default="ev_correlation", show_default=True)
-@click.option("--subset", type=click.Choice(SUBSETS), default="top_and_random", show_default=True)
+@click.option("--subset", type=click.Choice(SUBSETS), default=None, help="Default: the method's first subset.")
+@click.option("--methods", default=None,
+              help="Compare score methods instead: comma-separated, each optionally method:subset; prints the Spearman "
+                   "agreement of every pair over the features that have both.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @db_option
 @user_errors(*CLI_ERRORS)
-def compare(layer, explainers, model, method, subset, fmt, db_url) -> None:
+def compare(layer, explainers, model, method, subset, methods, fmt, db_url) -> None:
     """Compare two explainers feature by feature: best scores side by side, wins, and the paired
-    difference (B - A) with a bootstrap 95% confidence interval.
+    difference (B - A) with a bootstrap 95% confidence interval. With --methods, compare score methods:
+    do the scorers rank the features alike?
 
     \b
-    Example:
+    Examples:
       autointerp compare --layer 6 --explainer local:gemma-3-270m --explainer openai:gpt-4o-mini
+      autointerp compare --layer 6 --methods ev_correlation,detection_balanced_accuracy,fuzzing_auroc,embedding_auroc
     """
+    if methods is not None:
+        if len(explainers) > 1:
+            raise click.UsageError("with --methods, give --explainer at most once")
+        rows = compare_methods(Database(db_url), layer=layer, methods=parse_method_list(methods), model=model,
+                               explainer=explainers[0] if explainers else None)
+        emit(rows, fmt, ("method_a", "method_b", "n_features", "spearman"),
+             title=f"Spearman agreement between methods, layer {layer}")
+        return
     if len(explainers) != 2:
         raise click.UsageError(f"give --explainer exactly twice (A and B); got {len(explainers)}")
+    subset = subset or default_subset(method)
+    check_method_subset(method, subset)
     result = compare_explainers(Database(db_url), layer=layer, a=explainers[0], b=explainers[1], model=model,
                                 method=method, subset=subset)
     if fmt == "json":
