@@ -19,7 +19,7 @@ from autointerp.pipeline.progress import ProgressDisplay
 from autointerp.pipeline.run_record import RunRecord
 from autointerp.pipeline.run_stats import RunStats, merge_llm_stats
 from autointerp.pipeline.sanity import add_sanity_baselines
-from autointerp.pipeline.scorers import add_example_scores, make_run_scorers
+from autointerp.pipeline.scorers import RunScorers, add_example_scores, make_run_scorers
 from explainer import PROMPT_VERSIONS
 from llm_client import make_client
 from llm_client.base import LLMClient
@@ -101,13 +101,37 @@ async def explain_feature(db: Database, store: DatabaseThreads, opts: ExplainOpt
         stats.done += 1
 
 
-async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: ProgressDisplay,
-               features: list[Feature], config: dict, all_feature_ids: list[int]) -> None:
-    client, simulator = make_clients(db, opts)
-    run_scorers = make_run_scorers(
+def make_explain_scorers(db: Database, opts: ExplainOptions, client: LLMClient, simulator: Simulator) -> RunScorers:
+    return make_run_scorers(
         opts.scorer_names(), opts.judge_spec(), judge_base_url=opts.scorer_base_url or opts.base_url,
         concurrency=opts.concurrency, device=opts.device, cache_path=llm_cache_path(db),
         per_prompt=opts.scorer_examples, seed=opts.seed, explainer=client, simulator=simulator)
+
+
+async def finishing_passes(db: Database, store: DatabaseThreads, opts: ExplainOptions, simulator: Simulator,
+                           run_scorers: RunScorers, all_feature_ids: list[int], config: dict, run_id: int,
+                           stats: RunStats) -> None:
+    """After every feature is done: shuffled baselines and the example scorers, over all selected features
+    (not only this run's: a killed earlier run may have missed them). A distributed run calls it once."""
+    simulates = ScorerName.SIMULATION in opts.scorer_names()
+    if opts.sanity and simulates:
+        own = await store.read(_scored_explanations, db, all_feature_ids, config)
+        await add_sanity_baselines(db, store, simulator, opts.simulator, own, run_id=run_id,
+                                   seed=opts.seed, concurrency=opts.concurrency)
+    if run_scorers.scorers is not None:
+        # Every selected feature's explanation lacking a scorer's scores: a rerun with an added scorer
+        # fills them in without explaining again (the scorers are not part of the explain config).
+        own = await store.read(_scored_explanations, db, all_feature_ids, config)
+        report = await add_example_scores(db, store, run_scorers.scorers, own, run_id=run_id,
+                                          sanity=opts.sanity, concurrency=opts.concurrency)
+        for index, reason in report.failures.items():
+            stats.record_failure(index, reason)
+
+
+async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: ProgressDisplay,
+               features: list[Feature], config: dict, all_feature_ids: list[int]) -> None:
+    client, simulator = make_clients(db, opts)
+    run_scorers = make_explain_scorers(db, opts, client, simulator)
     gate = asyncio.Semaphore(opts.concurrency)
     budget_hit = asyncio.Event()
     simulator_client = getattr(simulator, "client", None)
@@ -138,20 +162,9 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
     try:
         with DatabaseThreads() as store:
             await asyncio.gather(*(work(store, f) for f in features))
-            simulates = ScorerName.SIMULATION in opts.scorer_names()
-            if opts.sanity and simulates and not budget_hit.is_set():
-                # All selected features, not only this run's: a killed earlier run may have missed its baselines.
-                own = await store.read(_scored_explanations, db, all_feature_ids, config)
-                await add_sanity_baselines(db, store, simulator, opts.simulator, own, run_id=record.run_id,
-                                           seed=opts.seed, concurrency=opts.concurrency)
-            if run_scorers.scorers is not None and not budget_hit.is_set():
-                # Every selected feature's explanation lacking a scorer's scores: a rerun with an added scorer
-                # fills them in without explaining again (the scorers are not part of the explain config).
-                own = await store.read(_scored_explanations, db, all_feature_ids, config)
-                report = await add_example_scores(db, store, run_scorers.scorers, own, run_id=record.run_id,
-                                                  sanity=opts.sanity, concurrency=opts.concurrency)
-                for index, reason in report.failures.items():
-                    stats.record_failure(index, reason)
+            if not budget_hit.is_set():
+                await finishing_passes(db, store, opts, simulator, run_scorers, all_feature_ids, config,
+                                       record.run_id, stats)
             await refresh(store, force=True)
     finally:
         await run_scorers.aclose()
