@@ -123,3 +123,45 @@ def test_search_filter_open_feature_and_inert_tokens(server, page, tmp_path):
 
     assert (tmp_path / "feature.png").stat().st_size > 0
     assert dialogs == [] and errors == []
+
+
+def test_evidence_density_and_layer_score_histograms(server, page, sqlite_url, tmp_path):
+    from playwright.sync_api import expect
+
+    from storage.db import Database
+    from storage.schema import Feature
+
+    base, ids = server
+    db = Database(sqlite_url)
+    with db.session() as s, s.begin():
+        s.get(Feature, ids["features"][0]).extra = {
+            "logits": {"promoted": [[" cat", 2.5], [" <b>dog</b>", 2.0]], "suppressed": [["\n", -1.0]]},
+            "neighbours": [{"index": 3, "similarity": 0.8}, {"index": 42, "similarity": 0.2}]}
+    db.dispose()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    page.goto(f"{base}/feature?id={ids['features'][0]}")
+    page.wait_for_selector("#density-chart svg.histogram .bars.density rect")
+    assert "All 2 tokens of the 1 random-sample window (drawn uniformly" in page.locator("#density").text_content()
+    assert page.locator("#logits .token-chip.promoted").all_text_contents() == [" cat", " <b>dog</b>"]
+    assert page.locator("#logits .token-chip.suppressed").all_text_contents() == ["↵"]
+    assert page.locator("#logits b").count() == 0  # a token is text, never markup
+    links = page.locator("#weight-neighbours a.weight-neighbour")
+    assert links.all_text_contents() == ["#3"]  # feature 42 is not stored: listed, not linked
+    assert "#42" in page.locator("#weight-neighbours").text_content()
+    page.screenshot(path=str(tmp_path / "evidence.png"), full_page=True)
+    links.first.click()
+    page.wait_for_url(f"**/feature?id={ids['features'][3]}")
+    expect(page.locator("#logits-absent")).to_be_visible()  # no evidence stored: said so
+    expect(page.locator("#weight-neighbours-absent")).to_be_visible()
+
+    page.click("#layer-link")
+    page.wait_for_url("**/layer?**")
+    chart = page.locator(".chart[data-method=ev_correlation][data-subset=top_and_random]")
+    expect(chart.locator("svg .bars.own rect").first).to_be_attached()
+    assert chart.locator("svg .bars.own rect").count() >= 3  # own scores 0.9, 0.6, 0.5, 0.2 fall in separate bins
+    assert chart.locator("svg .bars.shuffled rect").count() >= 1
+    assert "own: n=4" in chart.text_content() and "shuffled: n=1" in chart.text_content()
+    page.screenshot(path=str(tmp_path / "layer.png"), full_page=True)
+    assert errors == []

@@ -55,7 +55,7 @@ def create_app(db_url: str | None = None, *, embedder: SentenceEmbedder | None =
 
     app.mount("/static", StaticFiles(directory=WEB), name="static")
     app.mount("/_swagger", StaticFiles(directory=_swagger_assets()), name="swagger")
-    pages = {"/": "index.html", "/feature": "feature.html", "/docs": "docs.html"}
+    pages = {"/": "index.html", "/feature": "feature.html", "/layer": "layer.html", "/docs": "docs.html"}
     for route, filename in pages.items():
         app.add_api_route(route, _page(WEB / filename), include_in_schema=False, methods=["GET"])
     return app

@@ -1,4 +1,5 @@
 // The feature page: statistics, explanations with scores and provenance, record heatmaps, simulations.
+import { histogram, binValues } from "/static/charts.js";
 import { el, fmt, featureLink, getJSON, heatmap, setStatus } from "/static/common.js";
 
 const status = document.getElementById("status");
@@ -25,6 +26,9 @@ function renderTitle(f) {
   const nav = el("nav", { class: "neighbours" });
   if (f.neighbours.prev !== null) nav.append(el("a", { href: `/feature?id=${f.neighbours.prev}`, id: "prev-feature" }, "← previous"), " ");
   if (f.neighbours.next !== null) nav.append(el("a", { href: `/feature?id=${f.neighbours.next}`, id: "next-feature" }, "next →"));
+  const layerParams = new URLSearchParams({ model: f.model, layer: f.layer, kind: f.kind });
+  if (f.sae) layerParams.set("sae", f.sae);
+  nav.append(" ", el("a", { href: `/layer?${layerParams}`, id: "layer-link" }, "layer score distributions"));
   byId("title").replaceChildren(
     el("h1", {}, `${f.model} · layer ${f.layer} · ${f.sae ? f.sae + " · " : ""}${f.kind} ${f.index}`), nav);
 }
@@ -35,6 +39,65 @@ function renderStats(s) {
     ["max", "min", "mean", "variance", "firing fraction", "tokens", "dead", "quantile boundaries"],
     [[fmt(s.max_activation), fmt(s.min_activation), fmt(s.mean), fmt(s.variance), fmt(s.firing_fraction, 5),
       s.n_tokens ?? "–", s.dead ? "yes" : "no", q]]));
+}
+
+// Honest about its source: the random sample's windows are drawn uniformly from the corpus, so their tokens are
+// an unbiased (if small) sample of the feature's activations; the top and quantile records are not.
+function renderDensity(f) {
+  const box = byId("density");
+  const random = f.records.random ?? [];
+  const values = random.flatMap((r) => r.activations);
+  if (!values.length) {
+    box.replaceChildren(el("p", { class: "muted", id: "density-absent" },
+      "No random-sample records: the activation density is not shown (top records alone would misrepresent it)."));
+    return;
+  }
+  const { edges, counts } = binValues(values, 30);
+  const ff = f.stats.firing_fraction;
+  box.replaceChildren(
+    el("div", { class: "chart", id: "density-chart" },
+      histogram({ edges, series: [{ counts, cls: "density", label: "tokens" }], xLabel: "activation", logScale: true })),
+    el("p", { class: "muted" },
+      `All ${values.length} tokens of the ${random.length} random-sample window${random.length === 1 ? "" : "s"} `
+      + "(drawn uniformly from the corpus, "
+      + "so an unbiased sample; bar heights on a log scale)."
+      + (ff !== null && ff !== undefined ? ` Firing fraction over all ${f.stats.n_tokens ?? "?"} collected tokens: ${fmt(ff, 5)}.` : "")));
+}
+
+function tokenChips(pairs, cls) {
+  return el("div", { class: "token-list" }, ...pairs.map(([token, value]) =>
+    el("span", { class: `token-chip ${cls}`, title: `${JSON.stringify(token)}: ${fmt(value, 4)}` },
+      token.replace(/\n/g, "↵").replace(/\t/g, "→") || "∅")));
+}
+
+function renderLogits(logits) {
+  const box = byId("logits");
+  if (!logits) {
+    box.replaceChildren(el("p", { class: "muted", id: "logits-absent" },
+      "Not stored for this feature (imported, or collected before evidence was stored: recollect to add it)."));
+    return;
+  }
+  box.replaceChildren(
+    el("p", { class: "muted" }, "Tokens whose next-token logits this feature's output direction, read through the "
+      + "final norm and the unembedding, raises and lowers most (hover for the logit per unit of activation)."),
+    el("h3", {}, "Promoted"), tokenChips(logits.promoted, "promoted"),
+    el("h3", {}, "Suppressed"), tokenChips(logits.suppressed, "suppressed"));
+}
+
+function renderWeightNeighbours(neighbours) {
+  const box = byId("weight-neighbours");
+  if (!neighbours) {
+    box.replaceChildren(el("p", { class: "muted", id: "weight-neighbours-absent" }, "Not stored for this feature."));
+    return;
+  }
+  box.replaceChildren(
+    el("p", { class: "muted" }, "Features of this layer whose output directions (SAE decoder rows, or MLP "
+      + "down-projection columns) have the highest cosine similarity with this one."),
+    table(["feature", "cosine"], neighbours.map((n) => [
+      n.feature_id !== null && n.feature_id !== undefined
+        ? el("a", { href: `/feature?id=${encodeURIComponent(n.feature_id)}`, class: "weight-neighbour" }, `#${n.index}`)
+        : `#${n.index}`,
+      fmt(n.similarity, 3)])));
 }
 
 function provenance(e) {
@@ -119,6 +182,9 @@ async function main() {
     const scale = f.stats.max_activation ?? Math.max(0, ...allRecords.flatMap((r) => r.activations));
     renderTitle(f);
     renderStats(f.stats);
+    renderDensity(f);
+    renderLogits(f.evidence?.logits);
+    renderWeightNeighbours(f.evidence?.neighbours);
     renderExplanations(f.explanations);
     renderBaselines(f.sanity_baselines);
     renderRecords(f.records, scale);

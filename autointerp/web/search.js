@@ -43,6 +43,14 @@ function row(item) {
   );
 }
 
+// With a model and a layer chosen, the layer's score distributions are one click away.
+function layerLink(params) {
+  const box = document.getElementById("layer-link");
+  if (!params.get("model") || !params.get("layer")) { box.replaceChildren(); return; }
+  const target = new URLSearchParams({ model: params.get("model"), layer: params.get("layer") });
+  box.replaceChildren(el("a", { href: `/layer?${target}`, id: "layer-scores" }, "Score distributions of this layer →"));
+}
+
 async function search() {
   const params = currentParams();
   params.set("limit", PAGE);
@@ -54,6 +62,7 @@ async function search() {
     tbody.replaceChildren(...page.items.map(row));
     const shown = page.items.length ? `${offset + 1}–${offset + page.items.length}` : "none";
     setStatus(status, `Features ${shown}, sorted by ${page.order}.`);
+    layerLink(params);
     prev.disabled = offset === 0;
     next.disabled = !page.has_more;
   } catch (err) {
