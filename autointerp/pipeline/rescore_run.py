@@ -5,7 +5,10 @@ scores already made under its configuration, are skipped, so reruns are free."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
 
 from activations.vocab import DataSplit, RunKind, ScoreMethod, ScorerName, ScoreRole
 from autointerp.pipeline.calibrated import calibrated_scores
@@ -16,10 +19,12 @@ from autointerp.pipeline.interrupts import sigterm_interrupts
 from autointerp.pipeline.options import OptionsError, RescoreOptions
 from autointerp.pipeline.progress import ProgressDisplay
 from autointerp.pipeline.run_record import RunRecord
+from autointerp.pipeline.run_stats import RunStats
 from autointerp.pipeline.sanity import add_sanity_baselines
-from autointerp.pipeline.scorers import add_example_scores, make_run_scorers
+from autointerp.pipeline.scorers import RunScorers, add_example_scores, make_run_scorers
 from llm_client.endpoints import endpoint_stats_of
 from scorer import ScoreValue
+from simulator.base import Simulator
 from simulator.factory import make_simulator
 from storage import outcome_store
 from storage import repository as repo
@@ -53,10 +58,12 @@ def _load(db: Database, explanation_id: int) -> _Target:
 
 
 def _save(db: Database, opts: RescoreOptions, target: _Target, outcome: SimulationOutcome, run_id: int,
-          calibrated: list[ScoreValue], calibrate_only: bool) -> None:
+          calibrated: list[ScoreValue], calibrate_only: bool, guard: Callable[[Session], None] | None = None) -> None:
     """The simulation and its scores; with `calibrate_only` (simulated before, without --calibrate) only the
-    calibrated scores are added."""
+    calibrated scores are added. `guard` runs first in the transaction (a distributed worker checks its lease)."""
     with db.session() as session, session.begin():
+        if guard is not None:
+            guard(session)
         explanation = repo.get_explanation(session, target.explanation_id)
         feature = repo.get_feature(session, explanation.feature_id)
         if calibrate_only:
@@ -73,8 +80,8 @@ def _save(db: Database, opts: RescoreOptions, target: _Target, outcome: Simulati
                                        simulator=opts.simulator, run_id=run_id)
 
 
-async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, display: ProgressDisplay,
-                   explanation_ids: list[int], all_ids: list[int], simulated_before: set[int] | None = None) -> None:
+def make_rescore_tools(db: Database, opts: RescoreOptions) -> tuple[Simulator | None, RunScorers]:
+    """The simulator (None when the simulation scorer is not asked for) and the example scorers of a rescore."""
     simulates = ScorerName.SIMULATION in opts.scorer_names()
     simulator = make_simulator(opts.simulator, base_url=opts.simulator_base_url, device=opts.device,
                                concurrency=opts.concurrency, cache_path=llm_cache_path(db)) if simulates else None
@@ -82,23 +89,56 @@ async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, displa
         opts.scorer_names(), opts.judge_spec(), judge_base_url=opts.scorer_base_url, concurrency=opts.concurrency,
         device=opts.device, cache_path=llm_cache_path(db), per_prompt=opts.scorer_examples, seed=opts.seed,
         simulator=simulator)
+    return simulator, run_scorers
+
+
+async def rescore_explanation(db: Database, store: DatabaseThreads, opts: RescoreOptions, simulator: Simulator,
+                              explanation_id: int, run_id: int, stats: RunStats, *, calibrate_only: bool = False,
+                              guard: Callable[[Session], None] | None = None) -> None:
+    """Simulate, score and store one explanation (one transaction), counted in `stats`."""
+    target = await store.read(_load, db, explanation_id)
+    outcome = await simulate(simulator, target.text, target.data)
+    calibrated = await calibrated_scores(
+        simulator, target.text, target.valid, target.data, outcome.simulations, role=ScoreRole.OWN,
+        seed=opts.seed) if opts.calibrate and outcome.simulations is not None else []
+    await store.write(_save, db, opts, target, outcome, run_id, calibrated, calibrate_only, guard)
+    if outcome.failure:
+        stats.record_failure(target.feature_index, f"simulation failed: {outcome.failure}")
+    else:
+        stats.done += 1
+
+
+async def rescore_finishing_passes(db: Database, store: DatabaseThreads, opts: RescoreOptions,
+                                   simulator: Simulator | None, run_scorers: RunScorers, all_ids: list[int],
+                                   run_id: int, stats: RunStats) -> None:
+    """After the simulations: shuffled baselines and the example scorers over every selected explanation (not
+    only this run's: an interrupted run may have missed them). A distributed run calls it once."""
+    if simulator is not None and opts.sanity:
+        await add_sanity_baselines(db, store, simulator, opts.simulator, all_ids, run_id=run_id,
+                                   seed=opts.seed, concurrency=opts.concurrency)
+    if run_scorers.scorers is not None:
+        # Only explanations lacking this scorer configuration's scores (or whose last try failed).
+        report = await add_example_scores(db, store, run_scorers.scorers, all_ids, run_id=run_id,
+                                          sanity=opts.sanity, concurrency=opts.concurrency)
+        for index, reason in report.failures.items():
+            stats.record_failure(index, reason)
+        if simulator is None:
+            stats.done, stats.skipped = report.scored - len(report.failures), len(all_ids) - report.scored
+        if run_scorers.owned_judge is not None:
+            stats.absorb_llm(run_scorers.owned_judge.stats())
+
+
+async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, display: ProgressDisplay,
+                   explanation_ids: list[int], all_ids: list[int], simulated_before: set[int] | None = None) -> None:
+    simulator, run_scorers = make_rescore_tools(db, opts)
     gate = asyncio.Semaphore(opts.concurrency)
     stats = record.stats
 
     async def one(store: DatabaseThreads, explanation_id: int) -> None:
         assert simulator is not None
         async with gate:
-            target = await store.read(_load, db, explanation_id)
-            outcome = await simulate(simulator, target.text, target.data)
-            calibrated = await calibrated_scores(
-                simulator, target.text, target.valid, target.data, outcome.simulations, role=ScoreRole.OWN,
-                seed=opts.seed) if opts.calibrate and outcome.simulations is not None else []
-            await store.write(_save, db, opts, target, outcome, record.run_id, calibrated,
-                              explanation_id in (simulated_before or set()))
-            if outcome.failure:
-                stats.record_failure(target.feature_index, f"simulation failed: {outcome.failure}")
-            else:
-                stats.done += 1
+            await rescore_explanation(db, store, opts, simulator, explanation_id, record.run_id, stats,
+                                      calibrate_only=explanation_id in (simulated_before or set()))
             display.show_stats(stats)
             record.details["endpoints"] = endpoint_stats_of(getattr(simulator, "client", None))
             if record.save_due():
@@ -108,21 +148,8 @@ async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, displa
         with DatabaseThreads() as store:
             if simulator is not None:
                 await asyncio.gather(*(one(store, e) for e in explanation_ids))
-                if opts.sanity:
-                    # Every selected explanation, not only this run's: an interrupted run may have missed baselines.
-                    await add_sanity_baselines(db, store, simulator, opts.simulator, all_ids, run_id=record.run_id,
-                                               seed=opts.seed, concurrency=opts.concurrency)
-            if run_scorers.scorers is not None:
-                # Only explanations lacking this scorer configuration's scores (or whose last try failed).
-                report = await add_example_scores(db, store, run_scorers.scorers, all_ids, run_id=record.run_id,
-                                                  sanity=opts.sanity, concurrency=opts.concurrency)
-                for index, reason in report.failures.items():
-                    stats.record_failure(index, reason)
-                if simulator is None:
-                    stats.done, stats.skipped = report.scored - len(report.failures), len(all_ids) - report.scored
-                if run_scorers.owned_judge is not None:
-                    stats.absorb_llm(run_scorers.owned_judge.stats())
-                display.show_stats(stats)
+            await rescore_finishing_passes(db, store, opts, simulator, run_scorers, all_ids, record.run_id, stats)
+            display.show_stats(stats)
     finally:
         await run_scorers.aclose()
         if simulator is not None:
