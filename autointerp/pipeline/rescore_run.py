@@ -156,10 +156,15 @@ async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, displa
             await simulator.aclose()
 
 
-def run_rescore(db: Database, opts: RescoreOptions, *, run_id: int | None = None, show_progress: bool = True) -> int:
-    """Score the current explanations of a layer's features with `opts.simulator`; returns the run id.
-    With `run_id`, the run row already exists (the API made it)."""
-    config = _simulation_config(opts)
+@dataclass
+class RescorePlan:
+    explanation_ids: list[int]  # every selected explanation (baselines and example scorers cover them all)
+    todo: list[int]  # explanations to simulate now
+    simulated_before: set[int]  # simulated before without --calibrate: only their calibrated scores are added
+
+
+def plan_rescore(db: Database, opts: RescoreOptions) -> RescorePlan:
+    """What a rescore has to do; a clear error when there is nothing to rescore."""
     opts.judge_spec()  # a missing judge is an error before any work
     with db.session() as session:
         features = select_features(session, opts.model, opts.layer, opts.sae, opts.features)
@@ -175,10 +180,19 @@ def run_rescore(db: Database, opts: RescoreOptions, *, run_id: int | None = None
     simulated_before = {e for e in done if e not in calibrated} if opts.calibrate else set()
     todo = [e for e in explanation_ids if e not in done or e in simulated_before] \
         if ScorerName.SIMULATION in opts.scorer_names() else []
+    return RescorePlan(explanation_ids, todo, simulated_before)
+
+
+def run_rescore(db: Database, opts: RescoreOptions, *, run_id: int | None = None, show_progress: bool = True) -> int:
+    """Score the current explanations of a layer's features with `opts.simulator`; returns the run id.
+    With `run_id`, the run row already exists (the API made it)."""
+    config = _simulation_config(opts)
+    plan = plan_rescore(db, opts)
+    explanation_ids, todo = plan.explanation_ids, plan.todo
     run_config = {**opts.as_dict(), "simulation_config": config}
     with sigterm_interrupts(), RunRecord(db, RunKind.RESCORE, run_config, run_id=run_id,
                                          total=len(explanation_ids)) as record, \
             ProgressDisplay(len(explanation_ids), label="explanations", unit="expl", show=show_progress) as display:
         record.stats.skipped = len(explanation_ids) - len(todo)
-        asyncio.run(_rescore(db, opts, record, display, todo, explanation_ids, simulated_before))
+        asyncio.run(_rescore(db, opts, record, display, todo, explanation_ids, plan.simulated_before))
     return record.run_id
