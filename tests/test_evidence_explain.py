@@ -62,15 +62,19 @@ def _cli(*args: str):
 
 def test_cli_evidence_needs_stored_logits_and_resumes_apart(fake_openai, sqlite_url):
     fill_layer(Database(sqlite_url), 3)
-    refused = _cli("--evidence", "activations+logits", "--db", sqlite_url)
-    assert refused.exit_code != 0 and "no stored logit lens" in refused.output
-    assert "autointerp collect --model tiny-model --layers 6 --overwrite" in refused.output
+    for dry in ([], ["--dry-run"]):
+        refused = _cli("--evidence", "activations+logits", *dry, "--db", sqlite_url)
+        assert refused.exit_code != 0 and "no stored logit lens" in refused.output
+        assert "autointerp collect --model tiny-model --layers 6 --overwrite" in refused.output
     assert fake_openai.requests == 0  # refused before any call
 
     db = Database(sqlite_url)
     with db.session() as s, s.begin():
         for row in s.scalars(select(Feature)):
             row.extra = {**row.extra, "logits": LOGITS}
+    estimates = [json.loads(_cli(*evidence, "--dry-run", "--db", sqlite_url).output)
+                 for evidence in ([], ["--evidence", "activations+logits"])]
+    assert estimates[1]["explainer"]["prompt_tokens"] > estimates[0]["explainer"]["prompt_tokens"]
     seen = last_user_message(fake_openai)
     plain = _cli("--db", sqlite_url)
     assert plain.exit_code == 0, plain.output

@@ -8,6 +8,7 @@ import asyncio
 from activations.records import FeatureRecords
 from activations.vocab import DataSplit, OutcomeStatus
 from autointerp.pipeline.context import select_features
+from autointerp.pipeline.explain_run import check_logits_stored
 from autointerp.pipeline.options import ExplainOptions
 from explainer import PROMPT_VERSIONS, explain
 from llm_client import make_client
@@ -17,7 +18,7 @@ from storage import repository as repo
 from storage.db import Database
 
 # Per feature, an LLM simulator is called once per candidate on the valid split (when choosing among
-# several), once on the test split and once for the shuffled baseline.
+# several), once on the test split, once for the shuffled baseline, and with --calibrate once more on valid.
 LLM_SIMULATORS = ("logprob:openai:", "json:")
 
 
@@ -28,21 +29,26 @@ def estimate(db: Database, opts: ExplainOptions) -> dict:
         finished = outcome_store.finished_features(session, [f.id for f in features], repo.config_hash(config))
         redo = {OutcomeStatus.FAILED} if opts.retry_failed else set()
         pending = [f for f in features if finished.get(f.id) is None or finished[f.id] in redo]
+        check_logits_stored(opts, pending)
         records = [repo.load_feature_records(session, f) for f in pending]
+        # The logit lens goes into the prompt with --evidence activations+logits, so it is counted too.
+        logits = [(f.extra or {}).get("logits", {}) if opts.with_logits() else None for f in pending]
     real = make_client(opts.explainer, base_url=opts.base_url, device=opts.device)
     recorder = RecordingClient(real)
 
     async def walk() -> None:
         try:
-            for fr in records:
+            for fr, output_logits in zip(records, logits):
                 train = FeatureRecords(fr.feature, fr.select(data_splits=[DataSplit.TRAIN]), fr.stats)
                 await explain(recorder, train, fmt=opts.fmt, n_candidates=opts.n_candidates, polarity=opts.polarity,
-                              temperature=opts.effective_temperature, max_tokens=opts.max_explanation_tokens)
+                              temperature=opts.effective_temperature, max_tokens=opts.max_explanation_tokens,
+                              output_logits=output_logits)
         finally:
             await recorder.aclose()
 
     asyncio.run(walk())
-    sims_per_feature = (opts.n_candidates if opts.n_candidates > 1 else 0) + 1 + int(opts.sanity)
+    # --calibrate simulates the valid split once more to fit its line.
+    sims_per_feature = (opts.n_candidates if opts.n_candidates > 1 else 0) + 1 + int(opts.sanity) + int(opts.calibrate)
     llm_simulator = opts.simulator.startswith(LLM_SIMULATORS)
     return {
         "features_selected": len(features),
