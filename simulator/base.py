@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import operator
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 MAX_VALUE = 10  # the 0..10 scale of OpenAI's prompts (activations/records.normalize_activations)
@@ -55,13 +56,5 @@ def check_inputs(explanation: str, records: Sequence[Sequence[str]]) -> None:
             raise SimulationError(f"record {i}: no tokens")
 
 
-def distribution_from_probs(probs: Mapping[int, float], where: str) -> list[float]:
-    """Renormalise probabilities of the values 0..10 (any subset present) into a length-11 distribution."""
-    total = math.fsum(p for v, p in probs.items() if 0 <= v <= MAX_VALUE)
-    if not total > 0 or not math.isfinite(total):
-        raise SimulationError(f"{where}: the model put no probability on any activation value 0..{MAX_VALUE}")
-    return [probs.get(v, 0.0) / total for v in range(MAX_VALUE + 1)]
-
-
 def expected_value(distribution: Sequence[float]) -> float:
-    return math.fsum(v * p for v, p in enumerate(distribution))
+    return math.fsum(map(operator.mul, range(len(distribution)), distribution))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from simulator.base import MAX_VALUE, distribution_from_probs
+from simulator.base import MAX_VALUE, SimulationError
 
 _VALUE_OF: dict[str, int] = {}  # alternative token -> its activation value, or -1 (a few hundred texts recur)
 _MEMO_MAX = 100_000
@@ -34,5 +34,17 @@ def value_probs(top: Mapping[str, float]) -> dict[int, float]:
 
 
 def distribution_from_top(top: Mapping[str, float], where: str) -> list[float]:
-    """Length-11 distribution renormalised over the value alternatives; SimulationError when there are none."""
-    return distribution_from_probs(value_probs(top), where)
+    """Length-11 distribution renormalised over the value alternatives; SimulationError when there are none.
+    The all-at-once simulator calls this for every token it simulates, so it sums into a list in one pass."""
+    probs = [0.0] * (MAX_VALUE + 1)
+    memo = _VALUE_OF
+    for text, logprob in top.items():
+        value = memo.get(text)
+        if value is None:
+            value = _value_of(text)
+        if value >= 0 and logprob is not None:
+            probs[value] += math.exp(logprob)
+    total = math.fsum(probs)
+    if not total > 0 or not math.isfinite(total):
+        raise SimulationError(f"{where}: the model put no probability on any activation value 0..{MAX_VALUE}")
+    return [p / total for p in probs]
