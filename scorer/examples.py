@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from activations.vocab import ClassificationSubset
 
 FIRING_LEVEL = 1.0  # on the 0..10 scale
-EXAMPLE_TOKENS = 32  # tokens per example span (delphi's default context)
-LEAD_TOKENS = 24  # of which, at most this many come before an activating span's peak token
+EXAMPLE_TOKENS = 24  # tokens per example span: enough context to judge, and the bulk of a judge prompt's cost
+LEAD_TOKENS = 16  # of which, at most this many come before an activating span's peak token
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,15 @@ from dataclasses import dataclass
 
 from llm_client import ChoiceSlotsClient, Completion, LLMClient, LLMError
 
-PROMPT_VERSION = "judge-list-v1"
+PROMPT_VERSION = "judge-list-v2"
 CHOICES = ("0", "1")
 ANSWER_OPENER = " ["  # the prompt ends with "Answer:"; a teacher-forced answer starts here
 _LIST = re.compile(r"^\[\s*([01](?:\s*,\s*[01])*)\s*\]$")
 
 _TASK = {
-    "detection": ("For each example, decide whether it contains what the explanation describes, anywhere in it."),
-    "fuzzing": ("In each example some tokens are marked <<like this>>. For each example, decide whether the marked "
-                "tokens are exactly the kind of tokens the explanation describes (the neuron fires on them)."),
+    "detection": "Does each example contain what the explanation describes, anywhere in it?",
+    "fuzzing": "In each example, are the tokens marked <<like this>> exactly the kind of tokens the explanation "
+               "describes?",
 }
 
 
@@ -71,15 +71,14 @@ class JudgeUsage:
 
 
 def prompt(kind: str, explanation: str, texts: Sequence[str]) -> list[dict]:
-    """The user message: the explanation, `Example 1: ...` lines, and the list to answer with."""
+    """The user message: the explanation, `Example 1: ...` lines, and the list to answer with. Short on purpose:
+    the examples, not the instructions, should be what a judgement costs."""
     examples = "\n".join(f"Example {i}: {' '.join(t.split())}" for i, t in enumerate(texts, 1))
     n = len(texts)
     return [{"role": "user", "content": (
-        "We're studying neurons in a neural network. Each neuron looks for some particular thing in a short "
-        f"document.\nExplanation of the neuron: {' '.join(explanation.split())}\n\n{_TASK[kind]}\n\n{examples}\n\n"
-        f"Answer with a list of {n} entries, one per example in order: 1 for yes, 0 for no "
-        f"(for example [{','.join('1' if i % 3 == 0 else '0' for i in range(n))}]). Write only the list.\n"
-        "Answer:")}]
+        f"A neuron's explanation: {' '.join(explanation.split())}\n{_TASK[kind]}\n\n{examples}\n\n"
+        f"Answer 1 (yes) or 0 (no) for each of the {n} examples, as a list like "
+        f"[{','.join('1' if i % 3 == 0 else '0' for i in range(n))}]. Write only the list.\nAnswer:")}]
 
 
 def parse_answer(text: str, n: int) -> list[bool] | str:

@@ -116,6 +116,7 @@ class FakeOpenAI:
     authorization: list[str] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
+    prompt_tokens: int = 0  # as reported in the usage of the answers sent (the word tokenizer's count)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -157,6 +158,7 @@ class FakeOpenAI:
                 {"token": t, "logprob": self._logprob(t), "bytes": None,
                  "top_logprobs": [{"token": a, "logprob": v, "bytes": None} for a, v in self._top(t, k).items()]}
                 for t in out_tokens]}
+        self.prompt_tokens += len(tokenize(prompt))
         return self._envelope("chat.completion", body, choice, len(tokenize(prompt)), len(out_tokens))
 
     def _completion_body(self, body: dict) -> dict:
@@ -201,6 +203,7 @@ class FakeOpenAI:
         prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
         choices = [self._choice_json(i, p, body) for i, p in enumerate(prompts)]
         n_prompt, n_completion = sum(c[1] for c in choices), sum(c[2] for c in choices)
+        self.prompt_tokens += n_prompt
         envelope = json.dumps(self._envelope("text_completion", body, {}, n_prompt, n_completion), separators=_COMPACT)
         return envelope.replace('"choices":[{}]', f'"choices":[{",".join(c[0] for c in choices)}]', 1)
 

@@ -1,0 +1,110 @@
+"""What each scorer costs per feature: LLM requests and prompt tokens for simulation (OpenAI's method: the
+all-at-once logprob simulator over the test split's top and random records), detection and fuzzing (the judge
+reads 5 numbered examples per prompt), and embedding (no LLM), side by side on the same explanations.
+
+50 synthetic features stored as a collection stores them (64-token windows; top 20, random 20 and 5 quantile bins
+of 5, split train/valid/test by position; 10 nearest neighbours each), one explanation each, then one `rescore`
+per scorer (the real pipeline path: autointerp.pipeline.rescore_run.run_rescore) against the fake
+OpenAI-compatible server running in this process. Tokens are what the server reports in its usage (its word
+tokenizer), the same count for every method. The shuffled-explanation baseline is off (it doubles every method
+alike).
+
+    .venv/bin/python benchmarks/scorer_cost.py [--features 50]
+
+Last line: {"tokens_per_feature_<method>", "requests_per_feature_<method>"} for simulation, detection, fuzzing,
+embedding, and "detection_token_ratio" (detection's prompt tokens over simulation's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from activations.records import ActivationRecord, FeatureId, FeatureStats, interleaved_data_split  # noqa: E402
+from activations.vocab import ScorerName  # noqa: E402
+from autointerp.pipeline.options import RescoreOptions  # noqa: E402
+from autointerp.pipeline.rescore_run import run_rescore  # noqa: E402
+from storage import repository as repo  # noqa: E402
+from storage.db import Database  # noqa: E402
+from tests.fake_openai import FakeOpenAI, judge_answer  # noqa: E402
+
+MODEL, LAYER, WINDOW = "bench-model", 0, 64
+WORDS = ("the of and to in a is that for it as was with be by on not he this are or his from at which but have "
+         "an they you were her she there been one all we their has would when if so no will more can out who up "
+         "river water sea bridge city year people first new after during between government history music").split()
+NUMBERS = ("1", "2", "3", "7", "12", "40", "1932", "1950", "1999", "2004")
+
+
+def window(rng: random.Random, fires: bool, sample: str, position: int) -> ActivationRecord:
+    tokens = [(" " if i else "") + (rng.choice(NUMBERS) if rng.random() < 0.1 else rng.choice(WORDS))
+              for i in range(WINDOW)]
+    acts = [(2.0 + 3 * rng.random()) if fires and t.strip().isdigit() else 0.0 for t in tokens]
+    if fires and max(acts) == 0:
+        tokens[WINDOW // 2], acts[WINDOW // 2] = " 5", 2.5
+    return ActivationRecord(tokens, acts, sample=sample, data_split=interleaved_data_split(position))
+
+
+def fill(db: Database, n_features: int) -> None:
+    rng = random.Random(0)
+    samples = {"top": 20, "random": 20} | {f"quantile:{b}": 5 for b in range(5)}
+    with db.session() as s, s.begin():
+        for index in range(n_features):
+            feature = repo.get_or_create_feature(s, FeatureId(MODEL, LAYER, "mlp_neuron", index))
+            records = [window(rng, sample != "random", sample, p) for sample, n in samples.items() for p in range(n)]
+            repo.add_records(s, feature, records)
+            repo.set_feature_stats(feature, FeatureStats(max_activation=5.0, mean=0.1, variance=0.2,
+                                                         firing_fraction=0.05, n_tokens=100_000))
+            feature.extra = {"neighbours": [{"index": (index + k) % n_features, "similarity": 0.5}
+                                            for k in range(1, 11)]}
+            repo.add_explanation(s, feature, explainer="openai:fake-model", config={"bench": True},
+                                 text="numbers and years written in digits", prompt_version="bench")
+
+
+def measure(db: Database, fake: FakeOpenAI, scorer: ScorerName, n_features: int) -> dict:
+    options = RescoreOptions(model=MODEL, layer=LAYER, sanity=False, concurrency=16, device="cpu",
+                             scorers=scorer.value, scorer_llm="openai:fake-model", scorer_base_url=fake.url,
+                             simulator="logprob:openai:fake-model", simulator_base_url=fake.url)
+    requests, tokens = fake.requests, fake.prompt_tokens
+    start = time.perf_counter()
+    run_rescore(db, options, show_progress=False)
+    elapsed = time.perf_counter() - start
+    return {"tokens_per_feature": (fake.prompt_tokens - tokens) / n_features,
+            "requests_per_feature": (fake.requests - requests) / n_features, "seconds": round(elapsed, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--features", type=int, default=50)
+    args = parser.parse_args()
+    fake = FakeOpenAI(answer=judge_answer(lambda text: any(c.isdigit() for c in text))).start()
+    os.environ["OPENAI_API_KEY"] = "sk-bench"
+    figures: dict[str, float] = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Database(f"sqlite:///{tmp}/bench.db")
+            fill(db, args.features)
+            for scorer in ScorerName:
+                result = measure(db, fake, scorer, args.features)
+                print(f"{scorer.value:>10}: {result['tokens_per_feature']:8.0f} prompt tokens and "
+                      f"{result['requests_per_feature']:5.2f} requests per feature ({result['seconds']} s)")
+                figures[f"tokens_per_feature_{scorer.value}"] = round(result["tokens_per_feature"], 1)
+                figures[f"requests_per_feature_{scorer.value}"] = round(result["requests_per_feature"], 2)
+    finally:
+        fake.stop()
+    figures["detection_token_ratio"] = round(
+        figures["tokens_per_feature_detection"] / figures["tokens_per_feature_simulation"], 4)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
