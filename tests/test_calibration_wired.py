@@ -73,7 +73,8 @@ def test_explain_calibrate_stores_the_hand_computed_fit(fake_openai, db_url, db)
     fill_layer(db, 2)
     fake_openai.answer = digit_simulating_answer
     # The planted simulation says 8 where the real value is ~7-10 after scaling: a fit moves it onto the scale.
-    _cli("explain", *BASE, "--explainer", "openai:fake", "--calibrate", "--db", db_url)
+    _cli("explain", *[a for a in BASE if a != "--no-sanity"], "--explainer", "openai:fake", "--calibrate",
+         "--db", db_url)
     slope, intercept, r2, ade = _hand_fit(db, fake_openai.url, 0)
     scores = _scores(db, 0)
     stored = scores[("rsquared_calibrated", "top_and_random")]
@@ -86,6 +87,12 @@ def test_explain_calibrate_stores_the_hand_computed_fit(fake_openai, db_url, db)
     random_only = scores[("rsquared_calibrated", "random_only")]
     assert random_only.value is None and random_only.undefined_reason
     assert not any(m == "ev_correlation_calibrated" for m, _ in scores)  # correlation is not duplicated
+
+    # The shuffled baseline is calibrated too (the borrowed explanation's own line), so calibrated methods have one.
+    with db.session() as s:
+        shuffled = s.scalars(select(Score).where(Score.role == "shuffled", Score.method == "rsquared_calibrated",
+                                                 Score.subset == "top_and_random")).all()
+    assert len(shuffled) == 2 and all(row.details["calibration"]["fitted_on"] == "valid" for row in shuffled)
 
     rows = json.loads(_cli("query", "--layer", "6", "--method", "rsquared_calibrated", "--format", "json",
                            "--no-records", "--db", db_url).output)

@@ -117,7 +117,7 @@ async def finishing_passes(db: Database, store: DatabaseThreads, opts: ExplainOp
     if opts.sanity and simulates:
         own = await store.read(_scored_explanations, db, all_feature_ids, config)
         await add_sanity_baselines(db, store, simulator, opts.simulator, own, run_id=run_id,
-                                   seed=opts.seed, concurrency=opts.concurrency)
+                                   seed=opts.seed, concurrency=opts.concurrency, calibrate=opts.calibrate)
     if run_scorers.scorers is not None:
         # Every selected feature's explanation lacking a scorer's scores: a rerun with an added scorer
         # fills them in without explaining again (the scorers are not part of the explain config).

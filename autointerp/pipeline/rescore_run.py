@@ -115,7 +115,7 @@ async def rescore_finishing_passes(db: Database, store: DatabaseThreads, opts: R
     only this run's: an interrupted run may have missed them). A distributed run calls it once."""
     if simulator is not None and opts.sanity:
         await add_sanity_baselines(db, store, simulator, opts.simulator, all_ids, run_id=run_id,
-                                   seed=opts.seed, concurrency=opts.concurrency)
+                                   seed=opts.seed, concurrency=opts.concurrency, calibrate=opts.calibrate)
     if run_scorers.scorers is not None:
         # Only explanations lacking this scorer configuration's scores (or whose last try failed).
         report = await add_example_scores(db, store, run_scorers.scorers, all_ids, run_id=run_id,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from activations.records import FeatureRecords
 from activations.vocab import DataSplit, ScoreMethod, ScoreRole, ScoringSubset
+from autointerp.pipeline.calibrated import calibrated_scores
 from autointerp.pipeline.db_threads import DatabaseThreads
 from autointerp.pipeline.feature_work import ScoringInput, SimulationOutcome, score, scoring_input, simulate
 from scorer import ScoreValue, pick_shuffled
@@ -45,7 +46,8 @@ def _layer_pool(db: Database, feature_id: int) -> dict[int, str]:
 
 
 def _save(db: Database, item: _Pending, other_feature_id: int | None, data: ScoringInput,
-          outcome: SimulationOutcome | None, simulator_spec: str, run_id: int, seed: int) -> None:
+          outcome: SimulationOutcome | None, simulator_spec: str, run_id: int, seed: int,
+          calibrated: Sequence[ScoreValue] = ()) -> None:
     with db.session() as session, session.begin():
         own = repo.get_explanation(session, item.explanation_id)
         feature = repo.get_feature(session, item.feature_id)
@@ -63,17 +65,18 @@ def _save(db: Database, item: _Pending, other_feature_id: int | None, data: Scor
         )
         if outcome.simulations is not None:
             outcome_store.store_scores(session, own, feature, simulation,
-                                       score(data, outcome.simulations, role=ScoreRole.SHUFFLED, seed=seed),
-                                       simulator=simulator_spec, run_id=run_id)
+                                       score(data, outcome.simulations, role=ScoreRole.SHUFFLED, seed=seed)
+                                       + list(calibrated), simulator=simulator_spec, run_id=run_id)
 
 
 async def add_sanity_baselines(db: Database, store: DatabaseThreads, simulator: Simulator, simulator_spec: str,
                                explanation_ids: Sequence[int], *, run_id: int, seed: int = 0,
-                               concurrency: int = 4) -> int:
+                               concurrency: int = 4, calibrate: bool = False) -> int:
     """For each given (own, already scored) explanation without a baseline under this simulator, simulate
     another feature's current explanation on the same test records and store its scores on the own
     explanation with role "shuffled" (the simulation row points at the explanation actually simulated).
-    Up to `concurrency` at once. Returns how many baselines were stored."""
+    Up to `concurrency` at once; with `calibrate`, the borrowed explanation's calibrated scores too (its own
+    line fitted on the valid split), so calibrated methods have a baseline. Returns how many were stored."""
     gate = asyncio.Semaphore(concurrency)
     pool: asyncio.Future[dict[int, str]] | None = None  # the layer's current explanations, read once
 
@@ -89,8 +92,12 @@ async def add_sanity_baselines(db: Database, store: DatabaseThreads, simulator: 
             choice = pick_shuffled(item.feature_id, await pool, seed=seed)
             data = scoring_input(item.records, DataSplit.TEST, item.polarity)
             outcome = await simulate(simulator, choice[1], data) if choice else None
+            calibrated = await calibrated_scores(
+                simulator, choice[1], scoring_input(item.records, DataSplit.VALID, item.polarity), data,
+                outcome.simulations, role=ScoreRole.SHUFFLED, seed=seed,
+            ) if calibrate and choice and outcome and outcome.simulations is not None else []
             await store.write(_save, db, item, choice[0] if choice else None, data, outcome, simulator_spec,
-                              run_id, seed)
+                              run_id, seed, calibrated)
             return True
 
     return sum(await asyncio.gather(*(one(e) for e in explanation_ids)))
