@@ -13,6 +13,7 @@ from autointerp.pipeline.compare import compare_explainers, compare_methods, par
 from autointerp.pipeline.options import ExplainOptions, OptionsError, RescoreOptions
 from autointerp.pipeline.summary import print_run_summary
 from autointerp.settings import get_settings
+from explainer import EVIDENCE_CHOICES
 from explainer import FORMATS as EXPLAIN_FORMATS
 from storage.db import Database
 from storage.queries import SCORE_METHODS, SUBSETS, check_method_subset, default_subset
@@ -48,6 +49,12 @@ scorer_options = [
 ]
 
 
+calibrate_option = click.option(
+    "--calibrate", is_flag=True,
+    help="Fit a linear calibration of the simulation on the valid split and also store calibrated r² and absolute "
+         "deviation explained (rsquared_calibrated, absolute_dev_explained_calibrated).")
+
+
 def _apply(options):
     def wrap(fn):
         for option in reversed(options):
@@ -68,6 +75,10 @@ def _apply(options):
 @click.option("--polarity", type=click.Choice(["positive", "negative"]), default="positive", show_default=True,
               help="Explain what drives the feature up (positive) or down (negative).")
 @click.option("--budget-usd", type=float, default=None, help="Stop cleanly once this much has been spent.")
+@click.option("--evidence", type=click.Choice(list(EVIDENCE_CHOICES)), default=EVIDENCE_CHOICES[0], show_default=True,
+              help="What the explainer sees: the activation records, or also the tokens the feature promotes and "
+                   "suppresses (its logit lens, stored by collect).")
+@calibrate_option
 @click.option("--request-timeout", type=click.FloatRange(0.1), default=60.0, show_default=True,
               help="Seconds before an explainer request is abandoned (and retried).")
 @click.option("--dry-run", is_flag=True, help="Estimate requests, tokens and cost; call nothing.")
@@ -78,7 +89,8 @@ def _apply(options):
 @user_errors(*CLI_ERRORS)
 def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates, polarity, budget_usd, request_timeout,
             dry_run, retry_failed, simulator, simulator_base_url, concurrency, device, no_sanity, seed, db_url,
-            scorers="simulation", scorer_llm=None, scorer_base_url=None, scorer_examples=5) -> None:
+            evidence="activations", calibrate=False, scorers="simulation", scorer_llm=None, scorer_base_url=None,
+            scorer_examples=5) -> None:
     """Explain, simulate and score every selected feature of a layer, as one resumable run.
 
     Each feature is explained from its train records, the best of --n-candidates is chosen on the valid
@@ -102,7 +114,7 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
                           fmt=fmt, n_candidates=n_candidates, polarity=polarity, budget_usd=budget_usd,
                           request_timeout_s=request_timeout, retry_failed=retry_failed, dry_run=dry_run,
                           simulator=simulator, simulator_base_url=simulator_base_url, concurrency=concurrency,
-                          device=device, sanity=not no_sanity, seed=seed)
+                          device=device, sanity=not no_sanity, seed=seed, evidence=evidence, calibrate=calibrate)
     opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
     opts.scorer_base_url = scorer_base_url or opts.base_url
     opts.judge_spec()  # an unknown scorer name is an error before any work
@@ -117,12 +129,14 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
 @click.command("rescore")
 @_apply(feature_options)
 @click.option("--explainer", default=None, help="Only explanations by this explainer spec.")
+@calibrate_option
 @_apply(scorer_options)
 @_apply(simulator_options)
 @db_option
 @user_errors(*CLI_ERRORS)
 def rescore(model, layer, sae, features, explainer, simulator, simulator_base_url, concurrency, device, no_sanity,
-            seed, db_url, scorers="simulation", scorer_llm=None, scorer_base_url=None, scorer_examples=5) -> None:
+            seed, db_url, calibrate=False, scorers="simulation", scorer_llm=None, scorer_base_url=None,
+            scorer_examples=5) -> None:
     """Score existing explanations of a layer with another simulator or other scorers; old scores stay beside the
     new ones. With --scorer, only explanations lacking that scorer's scores are scored.
 
@@ -136,7 +150,7 @@ def rescore(model, layer, sae, features, explainer, simulator, simulator_base_ur
 
     opts = RescoreOptions(model=model, layer=layer, sae=sae, features=features, explainer=explainer,
                           simulator=simulator, simulator_base_url=simulator_base_url or get_settings().openai_base_url,
-                          concurrency=concurrency, device=device, sanity=not no_sanity, seed=seed)
+                          concurrency=concurrency, device=device, sanity=not no_sanity, seed=seed, calibrate=calibrate)
     opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
     opts.scorer_base_url = scorer_base_url or get_settings().openai_base_url
     opts.judge_spec()  # an unknown scorer, or detection/fuzzing without a judge, is an error before any work
