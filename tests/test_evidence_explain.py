@@ -35,8 +35,13 @@ def test_prompt_names_promoted_and_suppressed_tokens_and_its_version(fake_openai
 
 
 def test_snippets_document_carries_the_line_before_the_summary(fake_openai):
-    seen = last_user_message(fake_openai)
-    fake_openai.answer = lambda endpoint, body: (seen.append(body), " capital cities")[1]
+    seen: list[dict] = []
+
+    def answer(endpoint: str, body: dict) -> str:
+        seen.append(body)
+        return " capital cities"
+
+    fake_openai.answer = answer
     (result,), _ = run_explain(fake_openai, RECORDS, fmt="snippets", output_logits=LOGITS)
     prompt = seen[0]["prompt"]
     last_block = prompt.rsplit("\n\n", 1)[1]  # the feature's block, after the few-shot neurons' blocks
