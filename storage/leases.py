@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from storage.schema import Lease
+from storage.schema import Explanation, Lease
 
 MAX_ATTEMPTS = 3  # a feature whose workers died this many times is left out (reported, never retried forever)
 
@@ -31,8 +31,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def offer(session: Session, config_hash: str, feature_ids: Sequence[int], *, run_id: int | None) -> None:
-    """Put these features in the pool (unfinished, unleased, no attempts), whether or not a row existed."""
+def offer(session: Session, config_hash: str, feature_ids: Sequence[int], *, run_id: int) -> None:
+    """Put these features in run `run_id`'s pool (unfinished, unleased, no attempts), whether or not a row
+    existed."""
     ids = list(feature_ids)
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
@@ -47,15 +48,18 @@ def offer(session: Session, config_hash: str, feature_ids: Sequence[int], *, run
             session.execute(insert(Lease), new)
 
 
-def _claimable(config_hash: str, now: datetime) -> ColumnElement[bool]:
-    return and_(Lease.config_hash == config_hash, Lease.finished.is_(False), Lease.attempts < MAX_ATTEMPTS,
-                or_(Lease.expires_at.is_(None), Lease.expires_at < now))
+def _claimable(config_hash: str, run_id: int, now: datetime) -> ColumnElement[bool]:
+    return and_(Lease.config_hash == config_hash, Lease.run_id == run_id, Lease.finished.is_(False),
+                Lease.attempts < MAX_ATTEMPTS, or_(Lease.expires_at.is_(None), Lease.expires_at < now))
 
 
-def claim(session: Session, config_hash: str, worker: str, n: int, lease_s: float) -> list[int]:
-    """Lease up to `n` claimable features to `worker` for `lease_s` seconds; their ids, lowest first."""
+def claim(session: Session, config_hash: str, run_id: int, worker: str, n: int, lease_s: float) -> list[int]:
+    """Lease up to `n` claimable features of run `run_id`'s pool to `worker` for `lease_s` seconds; their ids,
+    lowest first. (The pool is the run's: a configuration is shared by every layer, and an earlier run's
+    unfinished rows are not this run's work.)"""
     now = _now()
-    wanted = select(Lease.feature_id).where(_claimable(config_hash, now)).order_by(Lease.feature_id).limit(n)
+    wanted = (select(Lease.feature_id).where(_claimable(config_hash, run_id, now)).order_by(Lease.feature_id)
+              .limit(n))
     claimed = update(Lease).values(worker=worker, expires_at=now + timedelta(seconds=lease_s),
                                    attempts=Lease.attempts + 1)
     if session.get_bind().dialect.name == "sqlite":
@@ -105,6 +109,15 @@ def finish(session: Session, config_hash: str, worker: str, feature_id: int) -> 
         raise LeaseLost(f"feature {feature_id}: worker {worker} lost its lease (expired, taken by another worker)")
 
 
+def check_held(session: Session, config_hash: str, worker: str, feature_id: int) -> None:
+    """Raise LeaseLost unless `worker` still holds the unfinished feature (for a save that is not the last)."""
+    held = session.scalar(select(Lease.feature_id).where(
+        Lease.config_hash == config_hash, Lease.feature_id == feature_id, Lease.worker == worker,
+        Lease.finished.is_(False)).with_for_update())
+    if held is None:
+        raise LeaseLost(f"feature {feature_id}: worker {worker} lost its lease (expired, taken by another worker)")
+
+
 @dataclass(frozen=True)
 class PoolState:
     unfinished: int  # still to do: claimable now, or leased to a worker (which may die)
@@ -112,24 +125,29 @@ class PoolState:
     abandoned: list[int]  # feature ids left out after MAX_ATTEMPTS dead workers
 
 
-def pool_state(session: Session, config_hash: str, feature_ids: Sequence[int] | None = None) -> PoolState:
-    """Where the pool stands (restricted to `feature_ids` when given)."""
+def pool_state(session: Session, config_hash: str, run_id: int) -> PoolState:
+    """Where run `run_id`'s pool stands."""
     now = _now()
-    where = [Lease.config_hash == config_hash, Lease.finished.is_(False)]
-    if feature_ids is not None:
-        where.append(Lease.feature_id.in_(list(feature_ids)))
-    rows = session.execute(select(Lease.feature_id, Lease.attempts, Lease.expires_at).where(*where)).all()
+    rows = session.execute(select(Lease.feature_id, Lease.attempts, Lease.expires_at).where(
+        Lease.config_hash == config_hash, Lease.run_id == run_id, Lease.finished.is_(False))).all()
     abandoned = sorted(f for f, attempts, _ in rows if attempts >= MAX_ATTEMPTS)
     live = sum(1 for _, attempts, expires in rows if attempts < MAX_ATTEMPTS and expires is not None
                and _aware(expires) >= now)
     return PoolState(unfinished=len(rows) - len(abandoned), leased=live, abandoned=abandoned)
 
 
-def finished_count(session: Session, config_hash: str, feature_ids: Sequence[int]) -> int:
-    return int(session.scalar(select(func.count()).select_from(Lease).where(
-        Lease.config_hash == config_hash, Lease.finished.is_(True), Lease.feature_id.in_(list(feature_ids)))) or 0)
-
-
 def _aware(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes (stored as UTC).
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def group_by_feature(session: Session, explanation_ids: Sequence[int]) -> dict[int, list[int]]:
+    """A distributed rescore's units: feature id -> its explanations among `explanation_ids` (ascending)."""
+    out: dict[int, list[int]] = {}
+    ids = list(explanation_ids)
+    for start in range(0, len(ids), 5000):
+        rows = session.execute(select(Explanation.feature_id, Explanation.id)
+                               .where(Explanation.id.in_(ids[start:start + 5000])))
+        for feature_id, explanation_id in rows:
+            out.setdefault(feature_id, []).append(explanation_id)
+    return {f: sorted(e) for f, e in out.items()}

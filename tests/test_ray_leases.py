@@ -9,11 +9,18 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import select
 
-from storage import leases
+from storage import leases, runs
 from storage.schema import Feature
 from tests.pipeline_data import fill_layer
 
 H = "cfg-hash"
+RUN = 1  # the first run row of a fresh database (made by fill)
+
+
+def fill(db, n: int) -> None:
+    fill_layer(db, n)
+    with db.session() as s, s.begin():
+        assert [runs.start_run(s, "explain", {}) for _ in range(2)] == [RUN, RUN + 1]
 
 
 def _feature_ids(db) -> list[int]:
@@ -23,14 +30,14 @@ def _feature_ids(db) -> list[int]:
 
 def _claim(db, worker: str, n: int, lease_s: float = 60.0) -> list[int]:
     with db.session() as s, s.begin():
-        return leases.claim(s, H, worker, n, lease_s)
+        return leases.claim(s, H, RUN, worker, n, lease_s)
 
 
 def test_claims_are_disjoint_and_finished_features_never_come_back(db):
-    fill_layer(db, 10)
+    fill(db, 10)
     ids = _feature_ids(db)
     with db.session() as s, s.begin():
-        leases.offer(s, H, ids, run_id=None)
+        leases.offer(s, H, ids, run_id=RUN)
     a, b = _claim(db, "a", 4), _claim(db, "b", 4)
     assert a == ids[:4] and b == ids[4:8]
     with db.session() as s, s.begin():
@@ -40,15 +47,14 @@ def test_claims_are_disjoint_and_finished_features_never_come_back(db):
         leases.release(s, H, "b", b[2:])
     assert _claim(db, "c", 10) == b[2:] + ids[8:]
     with db.session() as s:
-        state = leases.pool_state(s, H)
+        state = leases.pool_state(s, H, RUN)
         assert state.unfinished == 6 and state.leased == 6 and state.abandoned == []
-        assert leases.finished_count(s, H, ids) == 4
 
 
 def test_concurrent_claimers_never_share_a_feature(db):
-    fill_layer(db, 40)
+    fill(db, 40)
     with db.session() as s, s.begin():
-        leases.offer(s, H, _feature_ids(db), run_id=None)
+        leases.offer(s, H, _feature_ids(db), run_id=RUN)
 
     def drain(worker: str) -> list[int]:
         got: list[int] = []
@@ -63,10 +69,10 @@ def test_concurrent_claimers_never_share_a_feature(db):
 
 
 def test_an_expired_lease_goes_to_another_worker_and_the_late_result_is_refused(db):
-    fill_layer(db, 2)
+    fill(db, 2)
     ids = _feature_ids(db)
     with db.session() as s, s.begin():
-        leases.offer(s, H, ids, run_id=None)
+        leases.offer(s, H, ids, run_id=RUN)
     assert _claim(db, "dead", 2, lease_s=0.2) == ids
     assert _claim(db, "alive", 2) == []  # still leased
     time.sleep(0.3)
@@ -78,16 +84,18 @@ def test_an_expired_lease_goes_to_another_worker_and_the_late_result_is_refused(
 
 
 def test_a_feature_that_outlives_its_workers_is_abandoned_after_max_attempts(db):
-    fill_layer(db, 1)
+    fill(db, 1)
     ids = _feature_ids(db)
     with db.session() as s, s.begin():
-        leases.offer(s, H, ids, run_id=None)
+        leases.offer(s, H, ids, run_id=RUN)
     for attempt in range(leases.MAX_ATTEMPTS):
         assert _claim(db, f"w{attempt}", 1, lease_s=0.05) == ids
         time.sleep(0.1)
     assert _claim(db, "next", 1) == []
     with db.session() as s:
-        assert leases.pool_state(s, H) == leases.PoolState(unfinished=0, leased=0, abandoned=ids)
-    with db.session() as s, s.begin():  # offered again (a new run): a fresh start
-        leases.offer(s, H, ids, run_id=None)
-    assert _claim(db, "fresh", 1) == ids
+        assert leases.pool_state(s, H, RUN) == leases.PoolState(unfinished=0, leased=0, abandoned=ids)
+    with db.session() as s, s.begin():  # offered again by a new run: a fresh start, in that run's pool only
+        leases.offer(s, H, ids, run_id=RUN + 1)
+    assert _claim(db, "old run", 1) == []
+    with db.session() as s, s.begin():
+        assert leases.claim(s, H, RUN + 1, "fresh", 1, 60.0) == ids

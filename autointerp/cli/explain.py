@@ -29,13 +29,33 @@ feature_options = [
 simulator_options = [
     click.option("--simulator", default="embedding", show_default=True,
                  help="embedding[:model] | logprob:<llm spec> | json:<llm spec>."),
-    click.option("--simulator-base-url", default=None, help="Base URL for an openai: simulator (default: --base-url)."),
+    click.option("--simulator-base-url", multiple=True,
+                 help="Base URL for an openai: simulator (default: --base-url); repeat it for several replicas."),
     click.option("--concurrency", type=click.IntRange(1, 1024), default=4, show_default=True,
                  help="Features in flight."),
     click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda for local models."),
     click.option("--no-sanity", is_flag=True, help="Skip the shuffled-explanation sanity baseline."),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed for bootstrap and shuffling."),
+    click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                 help="local: this process; ray: --workers actors on a Ray cluster, sharing the database."),
+    click.option("--ray-address", default="auto", show_default=True,
+                 help="Ray cluster to join (auto: the running one, else start one on this machine)."),
+    click.option("--workers", type=click.IntRange(1, 4096), default=2, show_default=True,
+                 help="Worker actors with --executor ray."),
+    click.option("--lease-seconds", type=click.FloatRange(1.0), default=120.0, show_default=True,
+                 help="With --executor ray: a dead worker's features go back to the pool after this long."),
 ]
+
+
+calibrate_option = click.option(
+    "--calibrate", is_flag=True,
+    help="Fit a linear calibration of the simulation on the valid split and also store calibrated r² and absolute "
+         "deviation explained (rsquared_calibrated, absolute_dev_explained_calibrated).")
+
+
+def _urls(given: tuple[str, ...]) -> str | None:
+    """Repeated --base-url values as one comma-separated list (the client splits it again); None when none."""
+    return ",".join(given) if given else None
 
 
 scorer_options = [
@@ -47,12 +67,6 @@ scorer_options = [
     click.option("--scorer-examples", type=click.IntRange(1, 50), default=5, show_default=True,
                  help="Examples per detection/fuzzing prompt."),
 ]
-
-
-calibrate_option = click.option(
-    "--calibrate", is_flag=True,
-    help="Fit a linear calibration of the simulation on the valid split and also store calibrated r² and absolute "
-         "deviation explained (rsquared_calibrated, absolute_dev_explained_calibrated).")
 
 
 def _apply(options):
@@ -67,7 +81,9 @@ def _apply(options):
 @_apply(feature_options)
 @click.option("--explainer", default="local:gemma-3-270m", show_default=True,
               help="LLM spec: local:<model> | openai:<model>.")
-@click.option("--base-url", default=None, help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL).")
+@click.option("--base-url", multiple=True,
+              help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL, comma-separated for several); repeat it "
+                   "to spread requests over replicas.")
 @click.option("--format", "fmt", type=click.Choice(list(EXPLAIN_FORMATS)), default="auto", show_default=True,
               help="Prompt format; auto: token_activation_pairs for chat models, snippets for base models.")
 @click.option("--n-candidates", type=click.IntRange(1, 16), default=1, show_default=True,
@@ -88,9 +104,9 @@ def _apply(options):
 @db_option
 @user_errors(*CLI_ERRORS)
 def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates, polarity, budget_usd, request_timeout,
-            dry_run, retry_failed, simulator, simulator_base_url, concurrency, device, no_sanity, seed, db_url,
-            evidence="activations", calibrate=False, scorers="simulation", scorer_llm=None, scorer_base_url=None,
-            scorer_examples=5) -> None:
+            dry_run, retry_failed, simulator, simulator_base_url, concurrency, device, no_sanity, seed, executor,
+            ray_address, workers, lease_seconds, db_url, evidence="activations", calibrate=False, scorers="simulation",
+            scorer_llm=None, scorer_base_url=None, scorer_examples=5) -> None:
     """Explain, simulate and score every selected feature of a layer, as one resumable run.
 
     Each feature is explained from its train records, the best of --n-candidates is chosen on the valid
@@ -110,10 +126,10 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
     from autointerp.pipeline.explain_run import run_explain
 
     opts = ExplainOptions(model=model, layer=layer, sae=sae, features=features, explainer=explainer,
-                          base_url=base_url or get_settings().openai_base_url,
+                          base_url=_urls(base_url) or get_settings().openai_base_url,
                           fmt=fmt, n_candidates=n_candidates, polarity=polarity, budget_usd=budget_usd,
                           request_timeout_s=request_timeout, retry_failed=retry_failed, dry_run=dry_run,
-                          simulator=simulator, simulator_base_url=simulator_base_url, concurrency=concurrency,
+                          simulator=simulator, simulator_base_url=_urls(simulator_base_url), concurrency=concurrency,
                           device=device, sanity=not no_sanity, seed=seed, evidence=evidence, calibrate=calibrate)
     opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
     opts.scorer_base_url = scorer_base_url or opts.base_url
@@ -122,7 +138,13 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
     if dry_run:
         click.echo(json.dumps(estimate(db, opts), indent=2))
         return
-    run_id = run_explain(db, opts, show_progress=sys.stderr.isatty())
+    if executor == "ray":
+        from autointerp.executors.ray_batch import RayJob, run_explain_on_ray
+
+        run_id = run_explain_on_ray(db, opts, RayJob(ray_address, workers, lease_seconds),
+                                    show_progress=sys.stderr.isatty())
+    else:
+        run_id = run_explain(db, opts, show_progress=sys.stderr.isatty())
     print_run_summary(db, run_id)
 
 
@@ -135,8 +157,8 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
 @db_option
 @user_errors(*CLI_ERRORS)
 def rescore(model, layer, sae, features, explainer, simulator, simulator_base_url, concurrency, device, no_sanity,
-            seed, db_url, calibrate=False, scorers="simulation", scorer_llm=None, scorer_base_url=None,
-            scorer_examples=5) -> None:
+            seed, executor, ray_address, workers, lease_seconds, db_url, calibrate=False, scorers="simulation",
+            scorer_llm=None, scorer_base_url=None, scorer_examples=5) -> None:
     """Score existing explanations of a layer with another simulator or other scorers; old scores stay beside the
     new ones. With --scorer, only explanations lacking that scorer's scores are scored.
 
@@ -149,13 +171,20 @@ def rescore(model, layer, sae, features, explainer, simulator, simulator_base_ur
     from autointerp.pipeline.rescore_run import run_rescore
 
     opts = RescoreOptions(model=model, layer=layer, sae=sae, features=features, explainer=explainer,
-                          simulator=simulator, simulator_base_url=simulator_base_url or get_settings().openai_base_url,
+                          simulator=simulator,
+                          simulator_base_url=_urls(simulator_base_url) or get_settings().openai_base_url,
                           concurrency=concurrency, device=device, sanity=not no_sanity, seed=seed, calibrate=calibrate)
     opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
     opts.scorer_base_url = scorer_base_url or get_settings().openai_base_url
     opts.judge_spec()  # an unknown scorer, or detection/fuzzing without a judge, is an error before any work
     db = Database(db_url)
-    run_id = run_rescore(db, opts, show_progress=sys.stderr.isatty())
+    if executor == "ray":
+        from autointerp.executors.ray_batch import RayJob, run_rescore_on_ray
+
+        run_id = run_rescore_on_ray(db, opts, RayJob(ray_address, workers, lease_seconds),
+                                    show_progress=sys.stderr.isatty())
+    else:
+        run_id = run_rescore(db, opts, show_progress=sys.stderr.isatty())
     print_run_summary(db, run_id)
 
 
