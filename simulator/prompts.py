@@ -29,6 +29,8 @@ def escape_token(token: str) -> str:
     become visible escapes (so they cannot break the line format), and an empty token shows as <empty>."""
     if token == "":
         return "<empty>"
+    if token.isprintable() and "\\" not in token:  # nearly every token: nothing to escape
+        return token
     out = "".join(_ESCAPES.get(c, c) for c in token)
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", out)
 
