@@ -5,8 +5,9 @@ on the batch's device: no Python loop over features and no host round-trip, so a
 State per feature has a fixed size, whatever the number of tokens:
 
 - top-k: the k windows with the highest max activation (a running torch.topk over the pool + the batch).
-- random: a uniform sample of all windows, by reservoir sampling with seeded random keys (keeping the
-  n largest of iid uniform keys is a uniform n-subset).
+- random: a uniform sample of all windows, by reservoir sampling with random keys (keeping the n largest of
+  iid uniform keys is a uniform n-subset). A key is a hash of (seed, window id, feature), not a draw from a
+  stream, so the sample does not depend on how windows were batched or split over processes.
 - quantile pool: the same reservoir, restricted to windows where the feature fires (max > 0). At the end
   its window maxima give the quantile boundaries, and each bin takes its first `per_quantile` members.
   One pass suffices because the pool is a uniform sample of firing windows: its empirical quantiles
@@ -17,17 +18,57 @@ State per feature has a fixed size, whatever the number of tokens:
 
 Each pooled window keeps its activation row ([ctx] values for that feature), so records need no second
 forward pass; token ids are not kept at all (the collector rebuilds the few selected windows by id).
+
+Pool keys are int64 and never tie: random keys are 62-bit hashes, top keys are the window max's float bits in
+an order-preserving integer with the window id below them (equal maxima: the earlier window wins). So the
+state after any split of the windows, merged (`merge`, e.g. the shards of a distributed collection), holds
+exactly what one pass over all of them holds; the statistics merge by Chan's parallel formula.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
 
-_EMPTY_RESERVOIR = -1.0  # key of an unfilled reservoir slot; real keys are uniform in [0, 1)
-_NOT_FIRING = -2.0  # below the empty slots, so a non-firing window never enters the quantile pool
+_EMPTY_RESERVOIR = -1  # key of an unfilled reservoir slot; real keys are hashes in [0, 2**62)
+_NOT_FIRING = -2  # below the empty slots, so a non-firing window never enters the quantile pool
+_EMPTY_TOP = -(2**63)  # below every top key
+_M31 = 0x7FFFFFFF
+_Int = TypeVar("_Int", int, torch.Tensor)
+_RANDOM_SALT, _QUANTILE_SALT = 1, 2
+
+
+def _mix31(x: _Int) -> _Int:
+    """A 31-bit integer hash (xor-shift-multiply); products stay below 2**58, so int64 never overflows."""
+    x = ((x >> 16) ^ x) * 0x45D9F3B & _M31
+    x = ((x >> 16) ^ x) * 0x45D9F3B & _M31
+    return (x >> 16) ^ x
+
+
+def _feature_salts(n_features: int, seed: int, salt: int, device: torch.device) -> torch.Tensor:
+    """[F, 2] int64: the per-feature halves of the key hash."""
+    f = torch.arange(n_features, device=device, dtype=torch.long)[:, None]
+    halves = [_mix31((seed * 4 + salt * 2 + half) & _M31) for half in (0, 1)]
+    return torch.cat([_mix31(_mix31(f ^ h)) for h in halves], dim=1)
+
+
+def hashed_keys(window_ids: torch.Tensor, feature_salts: torch.Tensor) -> torch.Tensor:
+    """[F, B] int64 keys in [0, 2**62), a pure function of (seed, salt, feature, window id)."""
+    lo, hi = window_ids & _M31, window_ids >> 31
+    base = _mix31(_mix31(lo) ^ hi)[None, :]  # [1, B]
+    high = _mix31(base ^ feature_salts[:, :1])
+    low = _mix31(base ^ feature_salts[:, 1:])
+    return (high << 31) | low
+
+
+def top_keys(window_max: torch.Tensor, window_ids: torch.Tensor) -> torch.Tensor:
+    """[F, B] int64 ordered as (max, -window id): float32 bits made order-preserving, the id below them."""
+    bits = window_max.float().contiguous().view(torch.int32)
+    ordered = torch.where(bits < 0, bits ^ _M31, bits).long()
+    return ordered * (1 << 32) + ((1 << 32) - 1 - (window_ids & 0xFFFFFFFF))[None, :]
 
 
 @dataclass(frozen=True)
@@ -63,10 +104,10 @@ class Pool:
     rows: torch.Tensor  # [F, K + 1, ctx]
 
     @classmethod
-    def empty(cls, n_features: int, size: int, ctx_len: int, fill_key: float, device: torch.device,
+    def empty(cls, n_features: int, size: int, ctx_len: int, fill_key: int, device: torch.device,
               dtype: torch.dtype) -> Pool:
         return cls(
-            keys=torch.full((n_features, size + 1), fill_key, device=device),
+            keys=torch.full((n_features, size + 1), fill_key, device=device, dtype=torch.long),
             ids=torch.full((n_features, size + 1), -1, dtype=torch.long, device=device),
             maxes=torch.full((n_features, size + 1), float("-inf"), device=device),
             rows=torch.zeros((n_features, size + 1, ctx_len), device=device, dtype=dtype),
@@ -97,6 +138,22 @@ class Pool:
         self.ids[feat, slots] = window_ids[incoming]
         self.maxes[feat, slots] = maxes[feat, incoming]
         self.rows[feat, slots] = rows[feat, incoming].to(self.rows.dtype)
+
+    def absorb(self, other: Pool) -> None:
+        """Keep the K largest keys of both pools (another process's pool of the same features)."""
+        size = self.size
+        keys = torch.cat([self.keys[:, :size], other.keys[:, :other.size].to(self.keys.device)], dim=1)
+        _, idx = keys.topk(size, dim=1, sorted=False)
+        ids = torch.cat([self.ids[:, :size], other.ids[:, :other.size].to(self.ids.device)], dim=1)
+        maxes = torch.cat([self.maxes[:, :size], other.maxes[:, :other.size].to(self.maxes.device)], dim=1)
+        rows = torch.cat([self.rows[:, :size], other.rows[:, :other.size].to(self.rows)], dim=1)
+        self.keys[:, :size] = keys.gather(1, idx)
+        self.ids[:, :size] = ids.gather(1, idx)
+        self.maxes[:, :size] = maxes.gather(1, idx)
+        self.rows[:, :size] = rows.gather(1, idx[..., None].expand(-1, -1, rows.shape[2]))
+
+    def to(self, device: torch.device) -> Pool:
+        return Pool(self.keys.to(device), self.ids.to(device), self.maxes.to(device), self.rows.to(device))
 
     def ordered(self) -> Pool:
         """The K real slots sorted by key, descending (for the top pool: by max activation)."""
@@ -129,13 +186,31 @@ class SamplerResult:
     quantiles: list[SampleSet]  # one per bin, lowest bin first
 
 
+@dataclass
+class SamplerState:
+    """A sampler's whole state on the host: what one process saw, mergeable with others' (see merge)."""
+
+    n_features: int
+    config: SamplerConfig
+    count: torch.Tensor
+    mean: torch.Tensor
+    m2: torch.Tensor
+    fires: torch.Tensor
+    max: torch.Tensor
+    min: torch.Tensor
+    top: Pool
+    random: Pool
+    quantile_pool: Pool
+
+
 class StreamingSampler:
     def __init__(self, n_features: int, ctx_len: int, config: SamplerConfig = SamplerConfig(),
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> None:
         self.config = config
         self.n_features = n_features
         self.device = torch.device(device)
-        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.random_salts = _feature_salts(n_features, config.seed, _RANDOM_SALT, self.device)
+        self.quantile_salts = _feature_salts(n_features, config.seed, _QUANTILE_SALT, self.device)
         f64 = torch.float64
         self.count = torch.zeros((), device=self.device, dtype=f64)
         self.mean = torch.zeros(n_features, device=self.device, dtype=f64)
@@ -144,7 +219,7 @@ class StreamingSampler:
         self.max = torch.full((n_features,), float("-inf"), device=self.device)
         self.min = torch.full((n_features,), float("inf"), device=self.device)
         empty = lambda size, key: Pool.empty(n_features, size, ctx_len, key, self.device, dtype)  # noqa: E731
-        self.top = empty(config.top_k, float("-inf"))
+        self.top = empty(config.top_k, _EMPTY_TOP)
         self.random = empty(config.n_random, _EMPTY_RESERVOIR)
         self.quantile_pool = empty(config.quantile_pool, _EMPTY_RESERVOIR)
 
@@ -158,11 +233,9 @@ class StreamingSampler:
         self._update_stats(xf, mask, window_max)
         window_max = window_max.T  # [F, B]
         rows = acts.permute(2, 0, 1)  # [F, B, ctx], a view: rows are gathered only where they enter a pool
-        n_batch = acts.shape[0]
-        self.top.merge(window_max, window_ids, window_max, rows)
-        keys = torch.rand((self.n_features, n_batch), generator=self.generator, device=self.device)
-        self.random.merge(keys, window_ids, window_max, rows)
-        keys = torch.rand((self.n_features, n_batch), generator=self.generator, device=self.device)
+        self.top.merge(top_keys(window_max, window_ids), window_ids, window_max, rows)
+        self.random.merge(hashed_keys(window_ids, self.random_salts), window_ids, window_max, rows)
+        keys = hashed_keys(window_ids, self.quantile_salts)
         keys = torch.where(window_max > 0, keys, torch.full_like(keys, _NOT_FIRING))
         self.quantile_pool.merge(keys, window_ids, window_max, rows)
 
@@ -179,6 +252,41 @@ class StreamingSampler:
         self.fires += (x > 0).sum(dim=(0, 1)).double()
         self.max = torch.maximum(self.max, window_max.amax(dim=0))
         self.min = torch.minimum(self.min, xf.masked_fill(~mask, float("inf")).amin(dim=(0, 1)))
+
+    def state(self) -> SamplerState:
+        """Everything seen so far, on the host (picklable: a shard's result, a checkpoint)."""
+        cpu = torch.device("cpu")
+        return SamplerState(
+            n_features=self.n_features, config=self.config, count=self.count.cpu(), mean=self.mean.cpu(),
+            m2=self.m2.cpu(), fires=self.fires.cpu(), max=self.max.cpu(), min=self.min.cpu(), top=self.top.to(cpu),
+            random=self.random.to(cpu), quantile_pool=self.quantile_pool.to(cpu))
+
+    def merge(self, other: SamplerState) -> None:
+        """Add another sampler's state (other windows of the same features): the result is the one a single
+        sampler fed every window would give (pools exactly, statistics to the rounding of float32 batch sums)."""
+        if other.n_features != self.n_features or other.config != self.config:
+            raise ValueError(f"cannot merge a sampler of {other.n_features} features ({other.config}) into one of "
+                             f"{self.n_features} ({self.config}): states of one collection only")
+        dev = self.device
+        n_a, n_b = self.count, other.count.to(dev)
+        total = n_a + n_b
+        delta = other.mean.to(dev) - self.mean
+        self.mean = self.mean + delta * (n_b / total.clamp(min=1))
+        self.m2 = self.m2 + other.m2.to(dev) + delta.square() * (n_a * n_b / total.clamp(min=1))
+        self.count = total
+        self.fires = self.fires + other.fires.to(dev)
+        self.max = torch.maximum(self.max, other.max.to(dev))
+        self.min = torch.minimum(self.min, other.min.to(dev))
+        self.top.absorb(other.top)
+        self.random.absorb(other.random)
+        self.quantile_pool.absorb(other.quantile_pool)
+
+    @classmethod
+    def from_state(cls, state: SamplerState, device: str | torch.device = "cpu") -> StreamingSampler:
+        ctx_len, dtype = state.top.rows.shape[2], state.top.rows.dtype
+        sampler = cls(state.n_features, ctx_len, state.config, device, dtype)
+        sampler.merge(state)
+        return sampler
 
     def result(self) -> SamplerResult:
         """Finish: quantile bins from the pool, then one move of everything to the host."""
