@@ -151,3 +151,27 @@ def test_collection_stores_neighbours_and_logits_for_every_feature(db, tmp_path)
     neuron = next(f for f in features if f.kind == "mlp_neuron" and f.index == 7)
     columns = smol.model.model.layers[1].mlp.down_proj.weight.detach().T.numpy()
     assert [n["index"] for n in neuron.extra["neighbours"]] == _brute_force(columns, 10)[7]
+
+
+@pytest.mark.slow
+def test_sae_on_mlp_activations_reads_its_decoder_through_the_down_projection():
+    """An SAE trained on neuron activations (site mlp_act): a latent whose decoder row is neuron j's unit vector
+    writes exactly what neuron j writes, so their logit lenses agree; its neighbours are among the latents."""
+    from activations.collect_config import Target
+    from activations.evidence import feature_evidence
+    from activations.hooks import HookPoint
+    from activations.sae import Sae
+
+    smol = load_model(SMOL, device="cpu")
+    d_mlp = smol.model.config.intermediate_size
+    w_dec = torch.zeros(4, d_mlp)
+    w_dec[0, 7], w_dec[1, 7], w_dec[2, 100], w_dec[3, 200] = 1.0, 2.0, 1.0, 1.0  # latent 1 = 2 x latent 0
+    sae = Sae(name="mlp-sae", path="-", format="saelens", architecture="relu", W_enc=torch.zeros(d_mlp, 4),
+              b_enc=torch.zeros(4), hook=HookPoint(1, "mlp_act"), W_dec=w_dec)
+    latents = feature_evidence(smol.model, smol.tokenizer, Target(sae.hook, sae), k=3)
+    neurons = feature_evidence(smol.model, smol.tokenizer, neuron_target(1), k=3)
+    assert [t for t, _ in latents[0]["logits"]["promoted"]] == [t for t, _ in neurons[7]["logits"]["promoted"]]
+    assert latents[0]["logits"]["promoted"][0][1] == pytest.approx(neurons[7]["logits"]["promoted"][0][1], rel=1e-4)
+    assert latents[1]["logits"]["promoted"][0][1] == pytest.approx(2 * latents[0]["logits"]["promoted"][0][1],
+                                                                   rel=1e-4)
+    assert latents[0]["neighbours"][0] == {"index": 1, "similarity": pytest.approx(1.0)}
