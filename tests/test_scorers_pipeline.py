@@ -13,6 +13,7 @@ from sqlalchemy import select
 from activations.records import ActivationRecord, FeatureId, FeatureStats
 from activations.vocab import ScoreRole
 from autointerp.cli import main
+from llm_client import local_models
 from storage import repository as repo
 from storage.db import Database
 from storage.schema import Explanation, Feature, Score
@@ -91,8 +92,11 @@ def _scores(db: Database, method: str, role: str = ScoreRole.OWN) -> dict[tuple[
 
 
 @pytest.fixture
-def planted(db, db_url, fake_openai):
+def planted(db, db_url, fake_openai, tmp_path, monkeypatch):
     plant(db)
+    # On PostgreSQL the LLM response cache lives in the cache dir: a fresh one, so no answer comes from another test.
+    monkeypatch.setenv("AUTOINTERP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(local_models, "_cache_dir", local_models._cache_dir)  # the CLI sets it: restored after
     fake_openai.answer = judge
     fake_openai.digit_for = lambda token: int(token) if token.strip().isdigit() else 0
     return db
@@ -150,8 +154,8 @@ def test_rescore_needs_a_judge_and_reads_unknown_scorers_as_errors(planted, db_u
 
 
 def test_faulty_judge_answers_or_fails_never_no(planted, db_url, fake_openai):
-    fake_openai.failure_rate = 0.3
-    fake_openai.failure_kinds = ("400",)  # not retried: each one fails its request for good
+    # The three explanations succeed; then 3 in every 10 requests fail for good (a 400 is not retried).
+    fake_openai.script = ["ok"] * 3 + ["400", "ok", "ok", "ok", "400", "ok", "ok", "ok", "400", "ok"] * 10
     cli(*EXPLAIN, "--scorer", "detection", "--db", db_url, ok=False)
     scores = _scores(planted, "detection_balanced_accuracy")
     assert sum(s.details.get("n_failed", 0) for s in scores.values()) > 0
@@ -164,7 +168,7 @@ def test_faulty_judge_answers_or_fails_never_no(planted, db_url, fake_openai):
             # The judge is right on every example it answered: a failure counted as "no" would lower this.
             assert score.value == pytest.approx(1.0) or score.undefined_reason.startswith("failed:")
     # A rerun without faults fills in the failed ones.
-    fake_openai.failure_rate = 0.0
+    fake_openai.script = []
     cli(*EXPLAIN, "--scorer", "detection", "--retry-failed", "--db", db_url)
     scores = _scores(planted, "detection_balanced_accuracy")
     assert scores[(0, "random")].value == pytest.approx(1.0)
