@@ -4,14 +4,12 @@ records, with a seeded bootstrap confidence interval over records; the same set 
 
 from __future__ import annotations
 
-import warnings
 import zlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import numpy as np
-from scipy import stats
 
 from activations.vocab import SampleKind, ScoreMethod, ScoreRole, ScoringSubset
 from scorer.metrics import (
@@ -78,26 +76,34 @@ def _from_sums(method: str, t: np.ndarray) -> np.ndarray:
     raise ValueError(f"no bootstrap for method {method!r}")
 
 
+def bootstrap_cis(real: Sequence[Sequence[float]], predicted: Sequence[Sequence[float]], methods: Sequence[str], *,
+                  n_resamples: int = 1000, confidence: float = 0.95,
+                  seed: int = 0) -> dict[str, tuple[float | None, float | None]]:
+    """Percentile bootstrap CIs of pooled scores, resampling whole records (tokens within a record are not
+    independent); every method reads the same resamples, each a sum of per-record rows. (None, None) for a
+    method when there are fewer than 2 records or any resample leaves it undefined."""
+    if len(real) < 2:
+        return {m: (None, None) for m in methods}
+    sums = _sums(real, predicted)
+    picks = np.random.default_rng(seed).integers(0, len(real), size=(n_resamples, len(real)))
+    resampled = sums[picks].sum(axis=1)  # [n_resamples, statistics]
+    tail = 50 * (1 - confidence)
+    out: dict[str, tuple[float | None, float | None]] = {}
+    for method in methods:
+        values = _from_sums(method, resampled)
+        if not np.isfinite(values).all():
+            out[method] = (None, None)
+            continue
+        low, high = np.percentile(values, [tail, 100 - tail])
+        out[method] = (float(low), float(high))
+    return out
+
+
 def bootstrap_ci(real: Sequence[Sequence[float]], predicted: Sequence[Sequence[float]],
                  method: str = ScoreMethod.EV_CORRELATION, *,
                  n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float | None, float | None]:
-    """Percentile bootstrap CI of a pooled score, resampling whole records (tokens within a record are not
-    independent). (None, None) when there are fewer than 2 records or any resample leaves it undefined."""
-    if len(real) < 2:
-        return None, None
-    sums = _sums(real, predicted)
-
-    def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
-        return _from_sums(method, sums[np.moveaxis(idx, axis, -1).astype(int)].sum(axis=-2))
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scipy warns on degenerate resamples; we report them as None
-        res = stats.bootstrap((np.arange(len(real)),), statistic, n_resamples=n_resamples, vectorized=True,
-                              confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
-    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return None, None
-    return low, high
+    """The percentile bootstrap CI of one pooled score (see bootstrap_cis)."""
+    return bootstrap_cis(real, predicted, [method], n_resamples=n_resamples, confidence=confidence, seed=seed)[method]
 
 
 def score_records(records: Sequence[ScoredRecord], *, role: ScoreRole | str = ScoreRole.OWN,
@@ -111,15 +117,16 @@ def score_records(records: Sequence[ScoredRecord], *, role: ScoreRole | str = Sc
     for subset, samples in SUBSETS.items():
         chosen = [r for r in records if r.sample in samples]
         real, predicted = [list(r.real) for r in chosen], [list(r.predicted) for r in chosen]
+        defined = [ScoreMethod(m) for m in methods if m in _BOOTSTRAPPED] if chosen else []
+        cis = bootstrap_cis(real, predicted, defined, n_resamples=n_resamples, seed=seed) if defined else {}
         for method in (ScoreMethod(m) for m in methods):
             if not chosen:
                 out.append(ScoreValue(method, None, f"no records sampled as {' or '.join(samples)} to score",
                                       subset=subset, role=role))
                 continue
             score = replace(METHODS[method](real, predicted), subset=subset, role=role)
-            if score.value is not None and method in _BOOTSTRAPPED:
-                low, high = bootstrap_ci(real, predicted, method, n_resamples=n_resamples, seed=seed)
-                score = replace(score, ci_low=low, ci_high=high)
+            if score.value is not None and method in cis:
+                score = replace(score, ci_low=cis[method][0], ci_high=cis[method][1])
             out.append(score)
     return out
 
