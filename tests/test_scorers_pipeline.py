@@ -215,3 +215,13 @@ def test_every_method_everywhere(planted, db_url, tmp_path, monkeypatch):
         assert bad.status_code == 400 and "stored on subsets" in bad.json()["error"]
         detail = client.get("/api/features/by-key", params={"model": "tiny-model", "layer": 6, "index": 0}).json()
         assert any(s["method"] == "detection_auroc" for e in detail["explanations"] for s in e["scores"])
+
+
+def test_dry_run_counts_the_judge_prompts(planted, db_url, fake_openai):
+    out = json.loads(cli(*EXPLAIN, "--scorer", "detection,fuzzing", "--dry-run", "--db", db_url).output)
+    judge = out["judge"]
+    assert judge["spec"] == "openai:fake" and fake_openai.requests == 0
+    # Per feature and round (own, shuffled): detection's examples in prompts of 5, and fuzzing's.
+    assert judge["requests"] > 3 * 2 * 2 and judge["prompt_tokens"] > 0
+    out = json.loads(cli(*EXPLAIN, "--dry-run", "--db", db_url).output)
+    assert "judge" not in out

@@ -9,13 +9,16 @@ from activations.records import FeatureRecords
 from activations.vocab import DataSplit, OutcomeStatus
 from autointerp.pipeline.context import select_features
 from autointerp.pipeline.explain_run import check_logits_stored
+from autointerp.pipeline.feature_work import example_input
 from autointerp.pipeline.options import ExplainOptions
+from autointerp.pipeline.scorers import walk_judge_prompts
 from explainer import PROMPT_VERSIONS, explain
 from llm_client import make_client
 from llm_client.dry_run import RecordingClient
 from storage import outcome_store
 from storage import repository as repo
 from storage.db import Database
+from storage.scoring_inputs import neighbour_windows
 
 # Per feature, an LLM simulator is called once per candidate on the valid split (when choosing among
 # several), once on the test split, once for the shuffled baseline, and with --calibrate once more on valid.
@@ -33,6 +36,9 @@ def estimate(db: Database, opts: ExplainOptions) -> dict:
         records = [repo.load_feature_records(session, f) for f in pending]
         # The logit lens goes into the prompt with --evidence activations+logits, so it is counted too.
         logits = [(f.extra or {}).get("logits", {}) if opts.with_logits() else None for f in pending]
+        judge_spec = opts.judge_spec()
+        examples = [example_input(fr, opts.polarity, neighbour_windows(session, f))
+                    for fr, f in zip(records, pending)] if judge_spec else []
     real = make_client(opts.explainer, base_url=opts.base_url, device=opts.device)
     recorder = RecordingClient(real)
 
@@ -47,6 +53,22 @@ def estimate(db: Database, opts: ExplainOptions) -> dict:
             await recorder.aclose()
 
     asyncio.run(walk())
+    judge = None
+    if judge_spec:
+        # The judge's real prompts, with an explanation as long as the explainer may write one (an upper bound).
+        judge_recorder = RecordingClient(real if judge_spec == opts.explainer else make_client(
+            judge_spec, base_url=opts.scorer_base_url or opts.base_url, device=opts.device))
+        filler = " ".join(["word"] * opts.max_explanation_tokens)
+
+        async def walk_judge() -> None:
+            try:
+                await walk_judge_prompts(judge_recorder, opts.scorer_names(), examples, explanation=filler,
+                                         per_prompt=opts.scorer_examples, seed=opts.seed, rounds=1 + int(opts.sanity))
+            finally:
+                await judge_recorder.aclose()
+
+        asyncio.run(walk_judge())
+        judge = {"spec": judge_spec, **judge_recorder.estimate(4 * opts.scorer_examples + 8)}
     # --calibrate simulates the valid split once more to fit its line.
     sims_per_feature = (opts.n_candidates if opts.n_candidates > 1 else 0) + 1 + int(opts.sanity) + int(opts.calibrate)
     llm_simulator = opts.simulator.startswith(LLM_SIMULATORS)
@@ -59,4 +81,5 @@ def estimate(db: Database, opts: ExplainOptions) -> dict:
                       "note": "LLM simulator: one request per simulated split" if llm_simulator
                       else "runs locally: no requests, no cost"},
         "note": "explainer tokens are counted on the real prompts; completion tokens and cost are upper bounds",
+        **({"judge": judge} if judge else {}),
     }

@@ -227,3 +227,15 @@ def make_run_scorers(names: Sequence[ScorerName], judge_spec: str | None, *, jud
         embedder = EmbeddingScorer(sentence_model)
     out.scorers = ExampleScorers(chosen, judge=judge, embedder=embedder, per_prompt=per_prompt, seed=seed)
     return out
+
+
+async def walk_judge_prompts(client: LLMClient, names: Sequence[ScorerName], example_sets: Sequence[ExampleSet], *,
+                             explanation: str, per_prompt: int, seed: int, rounds: int) -> None:
+    """Send every judge prompt the detection/fuzzing scorers would send for these example sets `rounds` times (own
+    explanation, shuffled baseline) to `client`: with a recording client, a dry run counts the real prompts."""
+    for examples in example_sets:
+        for name in names:
+            if name in (ScorerName.DETECTION, ScorerName.FUZZING):
+                for _ in range(rounds):
+                    await classification_scores(name.value, client, explanation, examples, per_prompt=per_prompt,
+                                                seed=seed)
