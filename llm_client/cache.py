@@ -24,6 +24,8 @@ from array import array
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import msgspec
+
 from llm_client.base import Completion, TokenLogprobs, Usage
 
 log = logging.getLogger(__name__)
@@ -79,14 +81,14 @@ def _rows_in(data: list | None) -> list[TokenLogprobs] | None:
 
 def encode(completion: Completion) -> str:
     u = completion.usage
-    return json.dumps({"v": FORMAT, "text": completion.text, "usage": [u.prompt_tokens, u.completion_tokens],
-                       "prompt": _rows_out(completion.prompt_logprobs), "offsets": completion.text_offsets,
-                       "generated": _rows_out(completion.generated_logprobs)}, ensure_ascii=False,
-                      check_circular=False)
+    return msgspec.json.encode({
+        "v": FORMAT, "text": completion.text, "usage": [u.prompt_tokens, u.completion_tokens],
+        "prompt": _rows_out(completion.prompt_logprobs), "offsets": completion.text_offsets,
+        "generated": _rows_out(completion.generated_logprobs)}).decode()
 
 
 def decode(text: str) -> Completion:
-    data = json.loads(text)
+    data = msgspec.json.decode(text)
     if data.get("v") == FORMAT:
         return Completion(
             text=data["text"],

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -152,25 +152,33 @@ class _EchoBody(msgspec.Struct):
 
 
 _ECHO_BODY = msgspec.json.Decoder(_EchoBody)
-_TOP_ROWS = msgspec.json.Decoder(list[dict[str, float] | None])
+_TOP_ROWS = msgspec.json.Decoder(list[dict[str, float | None] | None])
 
 
 def _decode_echo(raw: bytes | str) -> _EchoBody:
     try:
-        return _ECHO_BODY.decode(raw)
+        try:
+            return _ECHO_BODY.decode(raw)
+        except msgspec.ValidationError:
+            raise
+        except msgspec.DecodeError:
+            # Not strict JSON: some servers write -Infinity or NaN for a logprob. Python's parser takes those;
+            # written back strictly they are nulls (no logprob), which the rows read as such.
+            return _ECHO_BODY.decode(msgspec.json.encode(load_body(raw)))
     except msgspec.ValidationError as exc:
         raise Garbage(f"malformed completion logprobs ({exc})") from None
-    except msgspec.DecodeError:
-        raise Garbage(f"body is not JSON: {raw[:120]!r}") from None
 
 
 def _top_rows(tops: list[msgspec.Raw], rows: list[int], where: str) -> list[dict[str, float]]:
-    """The top-alternative dicts of `rows`, decoded in one call."""
+    """The top-alternative dicts of `rows`, decoded in one call; an alternative without a logprob (a
+    non-finite one written as null) is left out."""
     try:
         values = _TOP_ROWS.decode(b"[" + b",".join(bytes(tops[j]) for j in rows) + b"]")
     except msgspec.DecodeError as exc:
         raise Garbage(f"{where}: malformed completion logprobs ({exc})") from None
-    return [v or {} for v in values]
+    # Nearly every row has no null: those pass as decoded.
+    return [cast(dict[str, float], v) if v and None not in v.values()
+            else {k: p for k, p in (v or {}).items() if p is not None} for v in values]
 
 
 def _logprob(value: Any, where: str) -> float | None:
