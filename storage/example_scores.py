@@ -7,6 +7,7 @@ yet scored, and the next run replaces its rows."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -44,5 +45,7 @@ def store_example_scores(session: Session, explanation: Explanation, feature: Fe
     session.execute(delete(Score).where(
         Score.explanation_id == explanation.id, Score.method.in_(methods), Score.role.in_(roles),
         Score.scorer_hash == repo.config_hash(scorer_config), Score.simulation_id.is_(None)))
-    outcome_store.store_scores(session, explanation, feature, None, scores, simulator=scorer_spec, run_id=run_id,
+    # The configuration itself beside its hash, so a score says how it was made (judge, prompt version, sizes).
+    described = [replace(s, details={**s.details, "scorer_config": scorer_config}) for s in scores]
+    outcome_store.store_scores(session, explanation, feature, None, described, simulator=scorer_spec, run_id=run_id,
                                scorer_config=scorer_config)
