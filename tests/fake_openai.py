@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import json
 import math
@@ -48,9 +49,10 @@ _COMPACT = (",", ":")  # how Starlette's JSONResponse (and so vLLM) writes JSON
 _TOKEN = re.compile(r"\s*\w+|\s*[^\w\s]|\s+")
 
 
-def tokenize(text: str) -> list[tuple[str, int]]:
+@functools.lru_cache(maxsize=1024)  # a request's prompt is tokenised for its body and again for its counts
+def tokenize(text: str) -> tuple[tuple[str, int], ...]:
     """Deterministic word tokenizer: (token text, char offset)."""
-    return [(m.group(), m.start()) for m in _TOKEN.finditer(text)]
+    return tuple((m.group(), m.start()) for m in _TOKEN.finditer(text))
 
 
 def prompt_hash(body: dict) -> str:
@@ -120,7 +122,7 @@ class FakeOpenAI:
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
-        self._fragments: dict[tuple, str] = {}  # (what, digit_for, token, k) -> JSON text
+        self._fragments: dict[tuple, tuple[str, str, str]] = {}  # (digit_for, token, k) -> JSON texts
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._serving: asyncio.Semaphore | None = None  # made on the server's loop, for max_concurrent
@@ -164,18 +166,17 @@ class FakeOpenAI:
     def _completion_body(self, body: dict) -> dict:
         return json.loads(self._completion_json(body))
 
-    def _fragment(self, what: str, token: str, k: int = 0) -> str:
-        key = (what, self.digit_for, token, k)
-        text = self._fragments.get(key)
-        if text is None:
-            if what == "token":
-                text = json.dumps(token)
-            elif what == "logprob":
-                text = json.dumps(self._logprob(token))
-            else:
-                text = json.dumps(self._top(token, k), separators=_COMPACT)
-            self._fragments[key] = text
-        return text
+    def _fragments_of(self, token: str, k: int) -> tuple[str, str, str]:
+        """The JSON texts of a token, its logprob and its top alternatives, cached: a benchmark's bodies repeat
+        the same few thousand tokens, and building them must cost the server less than reading them costs the
+        client."""
+        key = (self.digit_for, token, k)
+        texts = self._fragments.get(key)
+        if texts is None:
+            texts = (json.dumps(token), json.dumps(self._logprob(token)),
+                     json.dumps(self._top(token, k), separators=_COMPACT))
+            self._fragments[key] = texts
+        return texts
 
     def _choice_json(self, index: int, prompt: str, body: dict) -> tuple[str, int, int]:
         """One choice's JSON text, and its prompt and completion token counts."""
@@ -189,12 +190,14 @@ class FakeOpenAI:
                               separators=_COMPACT), *counts
         k = body["logprobs"]
         # prompt and answer are tokenised apart, as a server does: no token straddles the boundary
-        toks = (prompt_toks if echo else []) + [(t, o + len(prompt) * echo) for t, o in text_toks]
-        fragment = self._fragment
-        tokens = ",".join(fragment("token", t) for t, _ in toks)
-        logprobs = ",".join("null" if (i == 0 and echo) else fragment("logprob", t) for i, (t, _) in enumerate(toks))
-        tops = ",".join("null" if (i == 0 and echo) else fragment("top", t, k) for i, (t, _) in enumerate(toks))
-        offsets = ",".join(str(o) for _, o in toks)
+        toks = list(prompt_toks if echo else ()) + [(t, o + len(prompt) * echo) for t, o in text_toks]
+        fragments = self._fragments_of
+        token_texts, logprob_texts, top_texts = (list(column) for column in zip(*(fragments(t, k) for t, _ in toks))) \
+            if toks else ([], [], [])
+        if echo and toks:  # the first prompt token has nothing to condition on
+            logprob_texts[0] = top_texts[0] = "null"
+        tokens, logprobs, tops = ",".join(token_texts), ",".join(logprob_texts), ",".join(top_texts)
+        offsets = ",".join([str(o) for _, o in toks])
         return (f'{{"index":{index},"finish_reason":"stop","text":{json.dumps(full)},"logprobs":'
                 f'{{"tokens":[{tokens}],"token_logprobs":[{logprobs}],"top_logprobs":[{tops}],'
                 f'"text_offset":[{offsets}]}}}}'), *counts
