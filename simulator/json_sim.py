@@ -73,7 +73,7 @@ def logprob_values(completion: Completion, stated: list[float], spans: list[int]
     out, dists = [], []
     for n, (value, c) in enumerate(zip(stated, spans)):
         top = rows[bisect.bisect_right(starts, c) - 1].top
-        if value_probs(top):
+        if any(value_probs(top)):
             dist = distribution_from_top(top, f"{where}, token {n}")
             out.append(expected_value(dist))
             dists.append(dist)

@@ -19,23 +19,10 @@ def _value_of(text: str) -> int:
     return value
 
 
-def value_probs(top: Mapping[str, float]) -> dict[int, float]:
-    """Probabilities of the alternatives that are an activation value once surrounding whitespace is dropped
-    (a server may merge the TAB or newline into the digit token); variants of one value add up."""
-    out: dict[int, float] = {}
-    memo = _VALUE_OF
-    for text, logprob in top.items():
-        value = memo.get(text)
-        if value is None:
-            value = _value_of(text)
-        if value >= 0 and logprob is not None:
-            out[value] = out.get(value, 0.0) + math.exp(logprob)
-    return out
-
-
-def distribution_from_top(top: Mapping[str, float], where: str) -> list[float]:
-    """Length-11 distribution renormalised over the value alternatives; SimulationError when there are none.
-    The all-at-once simulator calls this for every token it simulates, so it sums into a list in one pass."""
+def value_probs(top: Mapping[str, float]) -> list[float]:
+    """Probability of each value 0..10 among the alternatives that are an activation value once surrounding
+    whitespace is dropped (a server may merge the TAB or newline into the digit token); variants of one value
+    add up. Summed into a list in one pass: the all-at-once simulator reads this for every token it simulates."""
     probs = [0.0] * (MAX_VALUE + 1)
     memo = _VALUE_OF
     for text, logprob in top.items():
@@ -44,6 +31,12 @@ def distribution_from_top(top: Mapping[str, float], where: str) -> list[float]:
             value = _value_of(text)
         if value >= 0 and logprob is not None:
             probs[value] += math.exp(logprob)
+    return probs
+
+
+def distribution_from_top(top: Mapping[str, float], where: str) -> list[float]:
+    """Length-11 distribution renormalised over the value alternatives; SimulationError when there are none."""
+    probs = value_probs(top)
     total = math.fsum(probs)
     if not total > 0 or not math.isfinite(total):
         raise SimulationError(f"{where}: the model put no probability on any activation value 0..{MAX_VALUE}")
