@@ -13,6 +13,7 @@ n x vocab) matrix at once. The stored shapes are contracts other parts read:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -98,10 +99,25 @@ def final_norm_scale(model: Any) -> torch.Tensor:
         return norm(probe)[0].detach().float()
 
 
+_PLACEHOLDER = re.compile(r"^<unused\d+>$|^\[unused\d+\]$")  # reserved vocabulary rows (Gemma, BERT-style)
+
+
+def unreadable_tokens(tokenizer: Any, vocab_size: int) -> torch.Tensor:
+    """[vocab] bool: special tokens and reserved placeholders (`<unused12>`), which no text contains and whose
+    untrained output rows would otherwise crowd the logit lens."""
+    mask = torch.zeros(vocab_size, dtype=torch.bool)
+    special = [i for i in getattr(tokenizer, "all_special_ids", []) if 0 <= i < vocab_size]
+    mask[special] = True
+    pieces = tokenizer.convert_ids_to_tokens(list(range(min(vocab_size, len(tokenizer)))))
+    mask[[i for i, piece in enumerate(pieces) if piece is not None and _PLACEHOLDER.match(piece)]] = True
+    return mask
+
+
 def logit_lens(model: Any, tokenizer: Any, directions: torch.Tensor, n_tokens: int = N_TOKENS
                ) -> list[dict[str, list[list[Any]]]]:
     """Per direction, the tokens whose logits it raises and lowers most: W_U (scale * d), with the final
-    norm's scale (a LayerNorm also removes the mean). Values are logits per unit of the direction as stored."""
+    norm's scale (a LayerNorm also removes the mean); special and placeholder tokens are left out. Values are
+    logits per unit of the direction as stored."""
     head = model.get_output_embeddings()
     if head is None:
         raise HookError(f"{type(model).__name__} has no output head to read directions through")
@@ -112,6 +128,7 @@ def logit_lens(model: Any, tokenizer: Any, directions: torch.Tensor, n_tokens: i
         directions = directions - directions.mean(dim=1, keepdim=True)
     scaled = directions * scale
     n_tokens = min(n_tokens, unembed.shape[0])
+    excluded = unreadable_tokens(tokenizer, unembed.shape[0]).to(unembed.device)
     cache: dict[int, str] = {}
 
     def decoded(ids: list[int]) -> list[str]:
@@ -121,8 +138,8 @@ def logit_lens(model: Any, tokenizer: Any, directions: torch.Tensor, n_tokens: i
     step = _rows_per_block(unembed.shape[0])
     for start in range(0, scaled.shape[0], step):
         logits = scaled[start:start + step] @ unembed.T
-        top = logits.topk(n_tokens, dim=1)
-        bottom = logits.topk(n_tokens, dim=1, largest=False)
+        top = logits.masked_fill(excluded, -torch.inf).topk(n_tokens, dim=1)
+        bottom = logits.masked_fill(excluded, torch.inf).topk(n_tokens, dim=1, largest=False)
         for tv, ti, bv, bi in zip(top.values.tolist(), top.indices.tolist(), bottom.values.tolist(),
                                   bottom.indices.tolist()):
             out.append({"promoted": [[t, round(v, 4)] for t, v in zip(decoded(ti), tv)],

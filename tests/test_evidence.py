@@ -105,6 +105,12 @@ def test_logit_lens_of_a_planted_token_direction_puts_that_token_first(gemma):
     assert all(len(e["promoted"]) == 5 and len(e["suppressed"]) == 5 for e in lens)
     top = [v for _, v in lens[0]["promoted"]]
     assert top == sorted(top, reverse=True) and lens[0]["suppressed"][0][1] < 0
+    # A placeholder's own direction: its row is left out, so neither it nor any other placeholder is listed.
+    unused = tok.convert_tokens_to_ids("<unused0>")
+    assert tok.convert_ids_to_tokens(unused) == "<unused0>"
+    (entry,) = logit_lens(model, tok, (unembed[unused] / scale)[None], n_tokens=20)
+    assert not any(t.startswith("<unused") or t in tok.all_special_tokens
+                   for t, _ in entry["promoted"] + entry["suppressed"])
 
 
 SMOL = "smollm2-135m"
