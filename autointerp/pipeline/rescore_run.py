@@ -124,8 +124,8 @@ async def rescore_finishing_passes(db: Database, store: DatabaseThreads, opts: R
             stats.record_failure(index, reason)
         if simulator is None:
             stats.done, stats.skipped = report.scored - len(report.failures), len(all_ids) - report.scored
-        if run_scorers.owned_judge is not None:
-            stats.absorb_llm(run_scorers.owned_judge.stats())
+        if run_scorers.owned_judge is not None and run_scorers.owned_judge.stats().get("requests"):
+            stats.absorb_llm(run_scorers.owned_judge.stats())  # a judge that was never asked has no cost to report
 
 
 async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, display: ProgressDisplay,
