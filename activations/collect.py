@@ -8,7 +8,7 @@ match their hook points) before the first forward pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -19,7 +19,7 @@ from activations.corpus import Corpus
 from activations.hooks import HookError, HookPoint, attach, decoder_layers, hook_width
 from activations.records import FeatureRecords
 from activations.sampling import SamplerResult, StreamingSampler
-from activations.windows import WindowBatch, bos_prefix, iter_batches, iter_windows, pad_id_of
+from activations.windows import Window, WindowBatch, bos_prefix, iter_batches, iter_windows, pad_id_of
 
 
 class _StopForward(Exception):
@@ -94,6 +94,16 @@ def stream(
     progress: Callable[[int], None] | None = None,
 ) -> dict[Target, SamplerResult]:
     """The streaming pass: sampler state per target, bounded whatever `config.max_tokens` is."""
+    windows = iter_windows(corpus, tokenizer, config.ctx_len, config.max_tokens, config.min_tail)
+    return {t: s.result() for t, s in stream_windows(model, tokenizer, windows, targets, config, progress).items()}
+
+
+def stream_windows(
+    model: Any, tokenizer: Any, windows: Iterable[Window], targets: list[Target], config: CollectConfig,
+    progress: Callable[[int], None] | None = None,
+) -> dict[Target, StreamingSampler]:
+    """Feed these windows (all of a corpus, or one shard of it with its global window ids) to one sampler per
+    target; the samplers, unfinished (a shard's are merged with the others' before their result)."""
     widths = check_targets(model, targets)
     device, dtype = _device_and_dtype(model)
     saes = {t: t.sae.to(device) for t in targets if t.sae is not None}
@@ -101,7 +111,6 @@ def stream(
         t: StreamingSampler(widths[t], config.ctx_len, config.sampler, device, torch.float32 if t.sae else dtype)
         for t in targets
     }
-    windows = iter_windows(corpus, tokenizer, config.ctx_len, config.max_tokens, config.min_tail)
     batches = iter_batches(windows, config.batch_size, config.ctx_len, bos_prefix(tokenizer), pad_id_of(tokenizer),
                            device)
     with torch.inference_mode(), HookedRunner(model, {t.hook for t in targets}) as runner:
@@ -114,7 +123,7 @@ def stream(
                 sampler.update(acts, batch.valid, batch.window_ids)
             if progress is not None:
                 progress(batch.n_tokens)
-    return {t: s.result() for t, s in samplers.items()}
+    return samplers
 
 
 def collect(

@@ -4,6 +4,7 @@ collection run (`autointerp.pipeline.collect_run`)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -12,7 +13,7 @@ from activations.sae import load_sae
 from activations.sampling import SamplerConfig
 from autointerp.cli.options import db_option, user_errors
 from autointerp.pipeline.collect_run import run_collect
-from llm_client.local_models import ModelLoadError
+from llm_client.local_models import ModelLoadError, cache_dir
 from storage.db import Database
 
 
@@ -71,12 +72,25 @@ def build_targets(layers: list[int], sae_path: str | None, sae_hook: str | None,
 @click.option("--n-quantiles", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--per-quantile", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Redo layers that are already collected.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: one pass in this process; ray: the corpus cut into --shards, each a Ray task on its own "
+                   "device (a GPU when the cluster has them), merged exactly.")
+@click.option("--ray-address", default="auto", show_default=True,
+              help="Ray cluster to join (auto: the running one, else start one on this machine).")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="With --executor ray: shards in flight at once (one device each).")
+@click.option("--shards", type=click.IntRange(min=1), default=8, show_default=True,
+              help="With --executor ray: document ranges the corpus is cut into.")
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
+              help="With --executor ray: where finished shards are kept until the layers are stored, so a killed "
+                   "collect resumes (default: beside a SQLite database, else the user cache dir).")
 @db_option
 @user_errors(ValueError, ModelLoadError)
 def collect_command(
     model_spec: str, layers: str | None, sae_path: str | None, sae_hook: str | None, sae_name: str | None,
     corpus_spec: str, max_tokens: int, ctx_len: int, batch_size: int | None, device: str, dtype: str | None,
-    seed: int, top_k: int, n_random: int, n_quantiles: int, per_quantile: int, overwrite: bool, db_url: str,
+    seed: int, top_k: int, n_random: int, n_quantiles: int, per_quantile: int, overwrite: bool, executor: str,
+    ray_address: str, workers: int, shards: int, checkpoint_dir: str | None, db_url: str,
 ) -> None:
     """Collect activation records for every MLP neuron of --layers (or every latent of --sae).
 
@@ -96,8 +110,23 @@ def collect_command(
         sampler=SamplerConfig(top_k=top_k, n_random=n_random, n_quantiles=n_quantiles, per_quantile=per_quantile,
                               seed=seed),
     )
-    run_collect(Database(db_url), model_spec, targets, corpus_spec, config, device=device, dtype=dtype,
-                overwrite=overwrite, show_progress=sys.stderr.isatty(), log=lambda msg: click.echo(msg, err=True))
+    db = Database(db_url)
+    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    collector = None
+    if executor == "ray":
+        from autointerp.executors.ray_collect import RayCollectJob, RayCollector
+
+        folder = Path(checkpoint_dir) if checkpoint_dir else _default_checkpoints(db)
+        collector = RayCollector(RayCollectJob(ray_address, workers, shards, folder), model_spec=model_spec,
+                                 corpus_spec=corpus_spec, device=device, dtype=dtype, log=log)
+    run_collect(db, model_spec, targets, corpus_spec, config, device=device, dtype=dtype, overwrite=overwrite,
+                show_progress=sys.stderr.isatty(), log=log, collector=collector)
+
+
+def _default_checkpoints(db: Database) -> Path:
+    if db.url.startswith("sqlite:///") and db.url != "sqlite:///:memory:":
+        return Path(db.url[len("sqlite:///"):] + ".shards").absolute()
+    return cache_dir() / "collect-shards"
 
 
 def _cuda() -> bool:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Protocol
 
 from activations.collect import check_targets, collect
 from activations.collect_config import CollectConfig, Target
-from activations.corpus import open_corpus
+from activations.corpus import Corpus, open_corpus
 from activations.evidence import feature_evidence
 from activations.hooks import n_layers
+from activations.records import FeatureRecords
 from activations.sae import describe
 from activations.vocab import RunKind
 from autointerp.pipeline.interrupts import sigterm_interrupts
@@ -25,12 +26,23 @@ from storage.collection_store import layer_complete, save_layer
 from storage.db import Database
 
 
+class Collector(Protocol):
+    """Another way to run the streaming pass (the Ray executor's shards): `collect`'s signature, and a call
+    once every target is stored (to drop what it kept for resuming)."""
+
+    def collect(self, model: Any, tokenizer: Any, corpus: Corpus, targets: list[Target], model_name: str,
+                config: CollectConfig, progress: Callable[[int], None]) -> dict[Target, list[FeatureRecords]]: ...
+
+    def stored(self) -> None: ...
+
+
 def run_collect(
     db: Database, model_spec: str, targets: list[Target], corpus_spec: str, config: CollectConfig, *,
     device: str = "auto", dtype: str | None = None, overwrite: bool = False, show_progress: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = print, collector: Collector | None = None,
 ) -> dict[str, Any]:
-    """Collect and store every target not already complete; returns what was stored per target."""
+    """Collect and store every target not already complete; returns what was stored per target. `collector`
+    replaces the in-process streaming pass (default: this process, one pass)."""
     name = local_model_name(model_spec)
     with db.session() as session:
         todo = [t for t in targets if overwrite or not layer_complete(session, name, t.layer, t.kind, t.sae_name)]
@@ -52,7 +64,8 @@ def run_collect(
     with sigterm_interrupts(), RunRecord(db, RunKind.COLLECT, run_config, total=len(todo)) as record:
         start = time.perf_counter()
         with ProgressDisplay(config.max_tokens, label="collect", unit="tok", show=show_progress) as display:
-            results = collect(loaded.model, loaded.tokenizer, corpus, todo, name, config, display.advance)
+            results = (collector.collect if collector is not None else collect)(
+                loaded.model, loaded.tokenizer, corpus, todo, name, config, display.advance)
         log(f"collected {', '.join(map(str, results))} in {time.perf_counter() - start:.1f} s")
         for target, features in results.items():
             start = time.perf_counter()
@@ -69,6 +82,8 @@ def run_collect(
                 f"{time.perf_counter() - start:.1f} s")
             record.details["layers"] = stored
             record.stats.done += 1
+    if collector is not None:
+        collector.stored()
     return stored
 
 
