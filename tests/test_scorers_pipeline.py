@@ -225,3 +225,15 @@ def test_dry_run_counts_the_judge_prompts(planted, db_url, fake_openai):
     assert judge["requests"] > 3 * 2 * 2 and judge["prompt_tokens"] > 0
     out = json.loads(cli(*EXPLAIN, "--dry-run", "--db", db_url).output)
     assert "judge" not in out
+
+
+def test_rescore_with_the_embedding_scorer_needs_no_llm(planted, db_url, fake_openai):
+    cli(*EXPLAIN, "--db", db_url)
+    before = fake_openai.requests
+    cli("rescore", *BASE, "--scorer", "embedding", "--db", db_url)
+    assert fake_openai.requests == before
+    scores = _scores(planted, "embedding_auroc")
+    assert all(0.0 <= scores[(i, "random")].value <= 1.0 for i in range(3))
+    assert scores[(0, "neighbours")].value is not None and scores[(1, "neighbours")].value is None
+    assert scores[(0, "random")].simulator == "embedding_scorer:embedding"
+    assert len(_scores(planted, "embedding_auroc", ScoreRole.SHUFFLED)) == 6
