@@ -118,3 +118,23 @@ def test_fuzzing_marks_firing_tokens_against_wrong_ones(fake_openai):
     assert scores[(ScoreMethod.FUZZING_AUROC, RANDOM)].value == pytest.approx(1.0)
     # Neighbour spans with the neighbour's firing tokens (shades) marked: the judge rightly says no.
     assert scores[(ScoreMethod.FUZZING_BALANCED_ACCURACY, NEIGHBOURS)].value == pytest.approx(1.0)
+
+
+def test_thirty_percent_faults_end_answered_or_failed(fake_openai):
+    # A judge that is always right, behind a server failing 30% of requests in every way but hanging: whatever
+    # gets through scores 1.0, and every example is either read or counted as failed.
+    fake_openai.answer = judge_answer(lambda text: any(c in text for c in ("red", "blue", "green")))
+    fake_openai.failure_rate, fake_openai.failure_kinds, fake_openai.retry_after = 0.3, ("429", "500", "400",
+                                                                                         "garbage"), "0"
+    examples = ExampleSet(COLOURS * 4, {RANDOM: QUIET * 4, NEIGHBOURS: SHADES})
+    client = make_client("openai:fake-model", base_url=fake_openai.url, max_retries=0)  # every fault is final
+    scores = asyncio.run(score_and_close(detection_scores, client, "colour words", examples, per_prompt=2))
+    assert fake_openai.by_outcome["ok"] < fake_openai.requests  # faults happened
+    failed = 0
+    for s in scores:
+        d = s.details
+        assert d["n_positive"] + d["n_negative"] + d["n_failed"] == d["n_items"]
+        failed += d["n_failed"]
+        if s.method == ScoreMethod.DETECTION_BALANCED_ACCURACY and s.subset == RANDOM:
+            assert s.value == pytest.approx(1.0)
+    assert failed > 0
