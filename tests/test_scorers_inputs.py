@@ -35,12 +35,15 @@ def test_activating_spans_spread_over_quantiles_and_hold_their_peak():
     assert examples.missing[RANDOM].startswith(f"no {EXAMPLE_TOKENS}-token span")
 
 
-def test_quiet_spans_come_from_test_and_valid_random_records_only():
+def test_quiet_spans_come_from_test_and_valid_random_records_first():
     records = [_record(10.0, "top"), _record(0.0, "random"), _record(0.0, "random", data_split="valid"),
                _record(0.0, "random", data_split="train"), _record(5.0, "random", at=10)]
-    examples = example_input(_feature(records), "positive", None)
     # 48 tokens make two 24-token spans; the firing record keeps only its quiet second half.
-    assert len(examples.negatives[RANDOM]) == 5
+    assert len(example_input(_feature(records), "positive", None, n_random=5).negatives[RANDOM]) == 5
+    # Train spans fill up only what test and valid cannot.
+    assert len(example_input(_feature(records), "positive", None, n_random=10).negatives[RANDOM]) == 7
+    only_train = [_record(10.0, "top"), _record(0.0, "random", data_split="train")]
+    assert len(example_input(_feature(only_train), "positive", None).negatives[RANDOM]) == 2
 
 
 def test_negative_polarity_reads_the_most_negative_activations():

@@ -96,8 +96,8 @@ def example_input(feature: FeatureRecords, polarity: str, neighbours: Sequence[N
                   n_activating: int = 10, n_random: int = 10, n_neighbours: int = 10) -> ExampleSet:
     """The one builder of what the example scorers (detection, fuzzing, embedding) judge, on the polarity's 0..10
     scale: activating spans from the test split's top and quantile records (every quantile represented;
-    negative polarity: any test record), quiet spans of its random records (test, then valid: never shown to
-    the explainer), and the neighbours' top spans where this feature does not fire (hard negatives)."""
+    negative polarity: any test record), quiet spans of its random records (test and valid first, which the
+    explainer never saw), and the neighbours' top spans where this feature does not fire (hard negatives)."""
     scaled = _prompt_scale(feature, polarity)
     samples = None if polarity == Polarity.NEGATIVE else [SampleKind.TOP, SampleKind.QUANTILE]
     test = feature.select(samples=samples, data_splits=[DataSplit.TEST])
@@ -110,16 +110,18 @@ def example_input(feature: FeatureRecords, polarity: str, neighbours: Sequence[N
     order = sorted(by_sample, key=lambda s: (s != SampleKind.TOP, -int(s.split(":")[1]) if ":" in s else 0))
     examples = ExampleSet(_round_robin([by_sample[s] for s in order])[:n_activating])
 
-    quiet = [quiet_spans(r.tokens, scaled(r.activations))
-             for split in (DataSplit.TEST, DataSplit.VALID)
-             for r in feature.select(samples=[SampleKind.RANDOM], data_splits=[split])]
-    randoms = _round_robin(quiet)[:n_random]
+    def quiet(splits: Sequence[str]) -> list[Example]:
+        return _round_robin([quiet_spans(r.tokens, scaled(r.activations))
+                             for r in feature.select(samples=[SampleKind.RANDOM], data_splits=splits)])
+
+    # Train spans only when test and valid run short: a quiet span shows nothing the explainer could have used.
+    randoms = (quiet([DataSplit.TEST, DataSplit.VALID]) + quiet([DataSplit.TRAIN]))[:n_random]
     if randoms:
         examples.negatives[ClassificationSubset.RANDOM] = randoms
     else:
         examples.missing[ClassificationSubset.RANDOM] = (
-            f"no {EXAMPLE_TOKENS}-token span of the test/valid random records stays below {FIRING_LEVEL:g} on the "
-            "0..10 scale (the feature fires nearly everywhere)")
+            f"no {EXAMPLE_TOKENS}-token span of the random records stays below {FIRING_LEVEL:g} on the 0..10 scale "
+            "(the feature fires nearly everywhere)")
     if neighbours is None:
         examples.missing[ClassificationSubset.NEIGHBOURS] = (
             "no nearest neighbours stored for this feature (collection computes them)")

@@ -26,6 +26,7 @@ from storage.scoring_inputs import NeighbourWindow, neighbour_windows
 
 EXAMPLE_SCORERS = (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.EMBEDDING)
 NO_OTHER = "no other feature of this layer has an explanation to shuffle in"
+EXAMPLES_VERSION = 2  # how feature_work.example_input chooses examples; 2: train random spans as a last resort
 
 
 @dataclass
@@ -60,7 +61,8 @@ class ExampleScorers:
 
     def config(self, name: ScorerName) -> dict:
         """Everything that changes the scores: hashed into Score.scorer_hash."""
-        out: dict = {"scorer": name.value, "spec": self.spec(name), "n_activating": self.n_activating,
+        out: dict = {"scorer": name.value, "spec": self.spec(name), "examples_version": EXAMPLES_VERSION,
+                     "n_activating": self.n_activating,
                      "n_random": self.n_random, "n_neighbours": self.n_neighbours, "example_tokens": EXAMPLE_TOKENS,
                      "firing_level": FIRING_LEVEL, "seed": self.seed}
         if name != ScorerName.EMBEDDING:
