@@ -64,16 +64,15 @@ def store_simulation(
 def store_scores(
     session: Session, explanation: Explanation, feature: Feature, simulation: Simulation | None,
     scores: Sequence[ScoreValue], *, simulator: str, run_id: int | None, scorer_config: dict | None = None,
-) -> list[Score]:
-    return [
-        repo.add_score(
-            session, explanation, feature, method=s.method, subset=s.subset, value=s.value,
-            undefined_reason=s.undefined_reason, simulation=simulation, simulator=simulator, role=s.role,
-            run_id=run_id, scorer_config=scorer_config, ci_low=s.ci_low, ci_high=s.ci_high,
-            n_records=s.n_records, details=dict(s.details, n_tokens=s.n_tokens),
-        )
-        for s in scores
-    ]
+) -> int:
+    """Store a score set (those already stored are kept); returns how many were added."""
+    return repo.add_scores(
+        session, explanation, feature,
+        [{"method": s.method, "subset": s.subset, "value": s.value, "undefined_reason": s.undefined_reason,
+          "role": s.role, "ci_low": s.ci_low, "ci_high": s.ci_high, "n_records": s.n_records,
+          "details": dict(s.details, n_tokens=s.n_tokens)} for s in scores],
+        simulation=simulation, simulator=simulator, run_id=run_id, scorer_config=scorer_config,
+    )
 
 
 def finished_features(session: Session, feature_ids: Sequence[int], config_hash: str) -> dict[int, OutcomeStatus]:
