@@ -8,9 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
@@ -27,6 +27,10 @@ from storage.schema import (
     SubjectModel,
 )
 from storage.windows import window_ids
+
+# Bulk inserts go to the tables (Core), not the mapped classes: no ORM object or flush per row.
+_SCORES = cast(Table, Score.__table__)
+_SIMULATED_RECORDS = cast(Table, SimulatedRecord.__table__)
 
 
 def config_hash(config: Any) -> str:
@@ -289,8 +293,9 @@ def add_simulation(
     )
     session.add(row)
     session.flush()
-    session.add_all(SimulatedRecord(simulation_id=row.id, position=i, **simulated_values(rec))
-                    for i, rec in enumerate(records))
+    values = [{"simulation_id": row.id, "position": i, **simulated_values(rec)} for i, rec in enumerate(records)]
+    if values:
+        session.execute(insert(_SIMULATED_RECORDS), values)
     return row, True
 
 
@@ -333,7 +338,7 @@ def add_scores(
                      "feature_id": feature.id, "model_id": feature.model_id, "layer": feature.layer,
                      "simulator": simulator, "run_id": run_id, "scorer_hash": shash})
     if rows:
-        session.execute(insert(Score), rows)
+        session.execute(insert(_SCORES), rows)
     return len(rows)
 
 
