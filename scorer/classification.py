@@ -97,10 +97,12 @@ def summarize(kind: str, judgements: Sequence[Judgement], examples: ExampleSet, 
               role: ScoreRole = ScoreRole.OWN, seed: int = 0) -> list[ScoreValue]:
     """Both methods of `kind` on every subset; a subset without negatives is undefined with the reason."""
     out: list[ScoreValue] = []
+    # Fuzzing's `random` negatives are wrong marks on the activating examples: quiet random spans play no part.
+    missing = {k: v for k, v in examples.missing.items() if kind == "detection" or k != ClassificationSubset.RANDOM}
     for subset in ClassificationSubset:
-        if subset in examples.missing:
+        if subset in missing:
             ba_method, auroc_method = METHODS[kind]
-            out += [ScoreValue(m, None, examples.missing[subset], subset=subset, role=role,
+            out += [ScoreValue(m, None, missing[subset], subset=subset, role=role,
                                details={"cost": usage.as_dict()}) for m in (ba_method, auroc_method)]
             continue
         out += _subset_scores(kind, subset, judgements, role=role, usage=usage, seed=seed)

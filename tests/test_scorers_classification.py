@@ -138,3 +138,12 @@ def test_thirty_percent_faults_end_answered_or_failed(fake_openai):
         if s.method == ScoreMethod.DETECTION_BALANCED_ACCURACY and s.subset == RANDOM:
             assert s.value == pytest.approx(1.0)
     assert failed > 0
+
+
+def test_fuzzing_random_needs_no_quiet_random_spans(fake_openai):
+    # A dense feature without quiet random spans still has fuzzing's `random` subset: wrong marks, same examples.
+    fake_openai.answer = judge_answer(lambda text: any(f"<< {c}>>" in text for c in ("red", "blue", "green")))
+    examples = ExampleSet(COLOURS, {}, {RANDOM: "no quiet span", NEIGHBOURS: "none stored"})
+    scores = _by_key(asyncio.run(score_and_close(fuzzing_scores, _client(fake_openai), "colour words", examples)))
+    assert scores[(ScoreMethod.FUZZING_BALANCED_ACCURACY, RANDOM)].value == pytest.approx(1.0)
+    assert scores[(ScoreMethod.FUZZING_BALANCED_ACCURACY, NEIGHBOURS)].undefined_reason == "none stored"

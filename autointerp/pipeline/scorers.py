@@ -26,7 +26,9 @@ from storage.scoring_inputs import NeighbourWindow, neighbour_windows
 
 EXAMPLE_SCORERS = (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.EMBEDDING)
 NO_OTHER = "no other feature of this layer has an explanation to shuffle in"
-EXAMPLES_VERSION = 2  # how feature_work.example_input chooses examples; 2: train random spans as a last resort
+# Bumped when what the scorers choose or report changes, so reruns redo their scores: 2: train random spans as
+# a last resort; 3: fuzzing's `random` subset no longer undefined when there are no quiet random spans.
+SCORERS_VERSION = 3
 
 
 @dataclass
@@ -61,7 +63,7 @@ class ExampleScorers:
 
     def config(self, name: ScorerName) -> dict:
         """Everything that changes the scores: hashed into Score.scorer_hash."""
-        out: dict = {"scorer": name.value, "spec": self.spec(name), "examples_version": EXAMPLES_VERSION,
+        out: dict = {"scorer": name.value, "spec": self.spec(name), "version": SCORERS_VERSION,
                      "n_activating": self.n_activating,
                      "n_random": self.n_random, "n_neighbours": self.n_neighbours, "example_tokens": EXAMPLE_TOKENS,
                      "firing_level": FIRING_LEVEL, "seed": self.seed}
