@@ -24,13 +24,13 @@ def value_probs(top: Mapping[str, float]) -> list[float]:
     whitespace is dropped (a server may merge the TAB or newline into the digit token); variants of one value
     add up. Summed into a list in one pass: the all-at-once simulator reads this for every token it simulates."""
     probs = [0.0] * (MAX_VALUE + 1)
-    memo = _VALUE_OF
+    value_of, exp = _VALUE_OF.get, math.exp  # bound once: this loop runs for every alternative of every token
     for text, logprob in top.items():
-        value = memo.get(text)
+        value = value_of(text)
         if value is None:
             value = _value_of(text)
         if value >= 0 and logprob is not None:
-            probs[value] += math.exp(logprob)
+            probs[value] += exp(logprob)
     return probs
 
 
