@@ -75,6 +75,8 @@ def _subset_scores(kind: str, subset: ClassificationSubset, judgements: Sequence
         if failed:
             return undefined(f"failed: no readable answer on the {which} examples ({len(failed)} of "
                              f"{len(involved)} judgements failed; first: {reasons[0]})")
+        if kind == "fuzzing" and not pos:
+            return undefined("no activating span has firing tokens to mark and as many other tokens to mark wrongly")
         return undefined(f"no {which} examples to judge")
     value, low, high = balanced_accuracy([bool(j.answer) for j in pos], [bool(j.answer) for j in neg], seed=seed)
     tpr = sum(bool(j.answer) for j in pos) / len(pos)
