@@ -76,6 +76,10 @@ class ShardCheckpoints:
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            self.folder.parent.rmdir()  # the root too, once no other collection keeps shards there
+        except OSError:
+            pass
 
 
 class RayCollector:
