@@ -19,6 +19,7 @@ path: transformers' `generate`, one request at a time.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -240,11 +241,13 @@ class LocalClient(ClientCore):
         separator_ids = list(tok(separator, add_special_tokens=False).input_ids)
         step = ids + list(tok(opener, add_special_tokens=False).input_ids)
         cache = DynamicCache(config=model.config)
+        # Newer transformers call the argument `cache` and warn on every call that passes `past_key_values`.
+        cache_arg = {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
         rows: list[TokenLogprobs] = []
         fed = 0
         for slot in range(n_slots):
-            logits = model(input_ids=torch.tensor([step], device=device), past_key_values=cache, use_cache=True,
-                           logits_to_keep=1).logits[0, -1].float()
+            logits = model(input_ids=torch.tensor([step], device=device), use_cache=True, logits_to_keep=1,
+                           **cache_arg).logits[0, -1].float()
             fed += len(step)
             logprobs = torch.log_softmax(logits, dim=-1)
             values = {c: float(logprobs[i]) for c, i in zip(choices, choice_ids)}
