@@ -6,7 +6,7 @@ both end with this pass, so a rerun with an added scorer fills in what is missin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from activations.records import FeatureRecords
@@ -31,12 +31,27 @@ NO_OTHER = "no other feature of this layer has an explanation to shuffle in"
 SCORERS_VERSION = 3
 
 
+class LazyJudge:
+    """The judging client, made on first use: a local judge's model loads only when something is left to judge."""
+
+    def __init__(self, spec: str, make: Callable[[], LLMClient], *, owned: bool) -> None:
+        self.spec = spec
+        self.owned = owned  # made for this run (closed with it), not borrowed from the explainer
+        self.client: LLMClient | None = None
+        self._make = make
+
+    def get(self) -> LLMClient:
+        if self.client is None:
+            self.client = self._make()
+        return self.client
+
+
 @dataclass
 class ExampleScorers:
     """The example scorers chosen for a run, with the judge and the sentence model they use."""
 
     names: list[ScorerName]
-    judge: LLMClient | None = None
+    judge: LazyJudge | None = None
     embedder: EmbeddingScorer | None = None
     per_prompt: int = 5
     n_activating: int = 10
@@ -77,8 +92,8 @@ class ExampleScorers:
             assert self.embedder is not None
             return await self.embedder.score(explanation, examples, role=role, seed=self.seed)
         assert self.judge is not None
-        return await classification_scores(name.value, self.judge, explanation, examples, per_prompt=self.per_prompt,
-                                           role=role, seed=self.seed)
+        return await classification_scores(name.value, self.judge.get(), explanation, examples,
+                                           per_prompt=self.per_prompt, role=role, seed=self.seed)
 
     def undefined(self, name: ScorerName, reason: str, role: ScoreRole) -> list[ScoreValue]:
         return [ScoreValue(method, None, reason, subset=subset, role=role)
@@ -191,8 +206,13 @@ class RunScorers:
     """A run's example scorers and what it must close afterwards (clients it made, not ones it borrowed)."""
 
     scorers: ExampleScorers | None
-    owned_judge: LLMClient | None = None
     owned_embedder: Simulator | None = None
+
+    @property
+    def owned_judge(self) -> LLMClient | None:
+        """The judge this run made (None until it was first needed, and when it borrows the explainer)."""
+        judge = self.scorers.judge if self.scorers is not None else None
+        return judge.client if judge is not None and judge.owned else None
 
     async def aclose(self) -> None:
         if self.owned_judge is not None:
@@ -215,10 +235,12 @@ def make_run_scorers(names: Sequence[ScorerName], judge_spec: str | None, *, jud
         if judge_spec is None:
             raise ValueError("detection/fuzzing need a judging model (--scorer-llm)")
         if explainer is not None and explainer.spec == judge_spec:
-            judge = explainer
+            borrowed = explainer
+            judge = LazyJudge(judge_spec, lambda: borrowed, owned=False)
         else:
-            judge = out.owned_judge = make_client(judge_spec, base_url=judge_base_url, concurrency=concurrency,
-                                                  cache_path=cache_path, device=device)
+            judge = LazyJudge(judge_spec, lambda: make_client(judge_spec, base_url=judge_base_url,
+                                                              concurrency=concurrency, cache_path=cache_path,
+                                                              device=device), owned=True)
     embedder = None
     if ScorerName.EMBEDDING in chosen:
         from simulator.embedding import EmbeddingSimulator  # torch and the sentence model: only when asked for
