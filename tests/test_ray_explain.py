@@ -136,3 +136,21 @@ def test_a_worker_killed_mid_run_loses_nothing_and_nothing_is_done_twice(ray_clu
             assert [n for h, n in fake.by_prompt.items() if h.startswith(prefix)] == [1], text
     finally:
         fake.stop()
+
+
+def test_the_budget_holds_for_the_whole_job_and_a_rerun_continues(ray_cluster, fake_openai, sqlite_url):
+    db = Database(sqlite_url)
+    fill_layer(db, 30)
+    args = ["explain", "--model", "tiny-model", "--layer", "6", "--explainer", "openai:gpt-4o-mini",
+            "--simulator", "logprob:openai:fake", "--concurrency", "1", "--executor", "ray", "--workers", "2",
+            "--db", sqlite_url]
+    result = CliRunner().invoke(main, [*args, "--budget-usd", "0.0001"])
+    assert result.exit_code == 0, result.output
+    assert "stopped early: budget of $0.0001 reached" in result.output
+    with db.session() as s:
+        run = s.scalars(select(Run).where(Run.kind == "explain")).one()
+        first = s.scalar(select(func.count()).select_from(Explanation))
+    assert run.status == "stopped" and run.stats["cost_usd"] >= 0.0001 and 1 <= first < 30
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert f"{first} skipped" in result.output and _per_feature(db, Explanation) == [1] * 30
