@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from autointerp.pipeline.options import OptionsError
+
 LOCAL_OBJECT_STORE_BYTES = 200 * 1024**2  # a local cluster's object store: states and reports, not datasets
 
 
-class ClusterError(RuntimeError):
-    """No Ray cluster at the given address; the message says how to start one."""
+class ClusterError(OptionsError):
+    """No Ray cluster at the given --ray-address; the message says how to start one."""
 
 
 def connect(address: str = "auto", *, num_cpus: int | None = None) -> Any:
