@@ -92,7 +92,11 @@ class EndpointPool:
         async with self._changed:
             endpoint = self._pick()
             while endpoint is None:
-                await self._changed.wait()
+                try:
+                    await self._changed.wait()
+                except asyncio.CancelledError:
+                    self._changed.notify(1)  # a wake-up meant for this waiter goes to the next one
+                    raise
                 endpoint = self._pick()
             endpoint.in_flight += 1
         started = time.monotonic()
@@ -106,7 +110,9 @@ class EndpointPool:
         finally:
             async with self._changed:
                 endpoint.in_flight -= 1
-                self._changed.notify_all()
+                # One slot is free, and every waiter wants the same thing (any endpoint _pick allows): wake one.
+                # Waking all of them made each release cost a wake-up per waiting request.
+                self._changed.notify(1)
 
     def _book(self, endpoint: Endpoint, started: float, exc: BaseException | None) -> None:
         stats = endpoint.stats
