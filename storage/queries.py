@@ -137,6 +137,21 @@ def ranking_score_conds(q: FeatureQuery) -> list[Any]:
     return [Score.method == q.method, Score.subset == q.subset, Score.role == ScoreRole.OWN, Score.value.is_not(None)]
 
 
+def filtered_score_conds(q: FeatureQuery, model_id: int | None) -> list[Any]:
+    """The ranking scores narrowed by the query's model, layer, minimum score and simulator: one walk of the
+    score index."""
+    conds = ranking_score_conds(q)
+    if model_id is not None:
+        conds.append(Score.model_id == model_id)
+    if q.layer is not None:
+        conds.append(Score.layer == q.layer)
+    if q.min_score is not None:
+        conds.append(Score.value >= q.min_score)
+    if q.simulator is not None:
+        conds.append(Score.simulator == q.simulator)
+    return conds
+
+
 def _search_condition(session: Session, text_query: str) -> Any:
     """Scores whose explanation matches the text. On SQLite the plan depends on how common the words are:
     few matches are looked up by explanation id; many are better found by walking the score index best
@@ -153,15 +168,7 @@ def _search_condition(session: Session, text_query: str) -> Any:
 def _ranked_rows(session: Session, q: FeatureQuery, ff: FeatureFilter) -> Iterator[tuple[int, float, int]]:
     """(feature_id, score, explanation_id) in descending score order, possibly several per feature."""
     model_id = ff.model_id
-    conds = ranking_score_conds(q)
-    if model_id is not None:
-        conds.append(Score.model_id == model_id)
-    if q.layer is not None:
-        conds.append(Score.layer == q.layer)
-    if q.min_score is not None:
-        conds.append(Score.value >= q.min_score)
-    if q.simulator is not None:
-        conds.append(Score.simulator == q.simulator)
+    conds = filtered_score_conds(q, model_id)
     stmt = select(Score.feature_id, Score.value, Score.explanation_id)
     if q.explainer is not None:
         stmt = stmt.join(Explanation, Explanation.id == Score.explanation_id)

@@ -37,8 +37,8 @@ from storage.queries import (
     all_feature_conds,
     describe_features,
     feature_filter,
+    filtered_score_conds,
     matching_explanation_ids,
-    ranking_score_conds,
 )
 from storage.repository import current_explanations
 from storage.schema import Explanation, ExplanationEmbedding, Feature, Score, SubjectModel
@@ -314,16 +314,7 @@ def catalog_filter(q: FeatureQuery, ff: FeatureFilter) -> ann.CatalogFilter:
 def _score_filtered_ids(session: Session, q: FeatureQuery, ff: FeatureFilter) -> Select:
     """Explanations with an own score under the query's method/subset (and simulator) of at least min_score: the
     score filters of `_candidates`, as one walk of the score index."""
-    conds = ranking_score_conds(q)
-    if ff.model_id is not None:
-        conds.append(Score.model_id == ff.model_id)
-    if q.layer is not None:
-        conds.append(Score.layer == q.layer)
-    if q.min_score is not None:
-        conds.append(Score.value >= q.min_score)
-    if q.simulator is not None:
-        conds.append(Score.simulator == q.simulator)
-    return select(Score.explanation_id).where(*conds)
+    return select(Score.explanation_id).where(*filtered_score_conds(q, ff.model_id))
 
 
 def _allowed_rows(session: Session, q: FeatureQuery, ff: FeatureFilter, index: ann.EmbeddingIndex) -> np.ndarray:

@@ -18,15 +18,13 @@ from activations.vocab import OutcomeStatus, RunKind
 from autointerp.executors.batch_worker import BatchWorker, WorkSpec
 from autointerp.executors.cluster import alive_nodes, connect
 from autointerp.executors.ledger import JobLedger, JobTotals
-from autointerp.pipeline.context import select_features
-from autointerp.pipeline.explain_run import check_logits_stored
+from autointerp.pipeline.explain_run import plan_explain
 from autointerp.pipeline.interrupts import sigterm_interrupts
 from autointerp.pipeline.options import ExplainOptions, OptionsError, RescoreOptions
 from autointerp.pipeline.progress import ProgressDisplay
 from autointerp.pipeline.rescore_run import plan_rescore
 from autointerp.pipeline.run_record import RunRecord
 from autointerp.pipeline.run_stats import RunStats
-from explainer import PROMPT_VERSIONS
 from storage import leases, outcome_store
 from storage import repository as repo
 from storage.db import Database
@@ -149,14 +147,8 @@ def make_claim_size(run_config: dict) -> int:
 def run_explain_on_ray(db: Database, opts: ExplainOptions, job: RayJob, *, show_progress: bool = True) -> int:
     """`explain` spread over `job.workers` Ray actors; the same results as the local run, one row set per
     feature. Returns the run id."""
-    config = opts.explain_config(PROMPT_VERSIONS[opts.fmt])
-    chash = repo.config_hash(config)
-    with db.session() as session:
-        features = select_features(session, opts.model, opts.layer, opts.sae, opts.features)
-        finished = outcome_store.finished_features(session, [f.id for f in features], chash)
-    redo = {OutcomeStatus.FAILED} if opts.retry_failed else set()
-    todo = [f for f in features if finished.get(f.id) is None or finished[f.id] in redo]
-    check_logits_stored(opts, todo)
+    plan = plan_explain(db, opts)
+    config, chash, features, todo = plan.config, plan.config_hash, plan.features, plan.todo
     url = shared_db_url(db)
 
     def spec(run_id: int, claim_size: int) -> WorkSpec:

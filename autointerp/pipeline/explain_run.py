@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -187,10 +188,19 @@ def check_logits_stored(opts: ExplainOptions, features: list[Feature]) -> None:
             f"{opts.layer}{sae} --overwrite`, or explain with --evidence activations")
 
 
-def run_explain(db: Database, opts: ExplainOptions, *, run_id: int | None = None, show_progress: bool = True) -> int:
-    """Run (or resume) an explain batch; returns the run id. Finished features are skipped without LLM
-    calls; with `retry_failed`, features recorded as failed are done again. With `run_id`, the run row
-    already exists (the API made it) and this run fills it in."""
+@dataclass
+class ExplainPlan:
+    """What an explain run has to do: its configuration, the selected features, and those not yet finished."""
+
+    config: dict
+    config_hash: str
+    features: list[Feature]
+    todo: list[Feature]
+
+
+def plan_explain(db: Database, opts: ExplainOptions) -> ExplainPlan:
+    """The features to explain (finished ones skipped; failed ones too unless `retry_failed`), checked for the
+    evidence the prompt needs; shared by the local and the distributed run."""
     config = opts.explain_config(PROMPT_VERSIONS[opts.fmt])
     chash = repo.config_hash(config)
     with db.session() as session:
@@ -199,6 +209,15 @@ def run_explain(db: Database, opts: ExplainOptions, *, run_id: int | None = None
     redo = {OutcomeStatus.FAILED} if opts.retry_failed else set()
     todo = [f for f in features if finished.get(f.id) is None or finished[f.id] in redo]
     check_logits_stored(opts, todo)
+    return ExplainPlan(config, chash, features, todo)
+
+
+def run_explain(db: Database, opts: ExplainOptions, *, run_id: int | None = None, show_progress: bool = True) -> int:
+    """Run (or resume) an explain batch; returns the run id. Finished features are skipped without LLM
+    calls; with `retry_failed`, features recorded as failed are done again. With `run_id`, the run row
+    already exists (the API made it) and this run fills it in."""
+    plan = plan_explain(db, opts)
+    config, chash, features, todo = plan.config, plan.config_hash, plan.features, plan.todo
     run_config = {**opts.as_dict(), "config_hash": chash}
     with sigterm_interrupts(), \
             RunRecord(db, RunKind.EXPLAIN, run_config, run_id=run_id, total=len(features)) as record, \
