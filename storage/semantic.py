@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -130,7 +130,7 @@ def best_scores(session: Session, q: FeatureQuery, explanation_ids: Sequence[int
     return {eid: value for eid, value in rows if value is not None}
 
 
-def _has_vector(embedder: str) -> Any:
+def has_vector(embedder: str) -> Any:
     return exists().where(ExplanationEmbedding.explanation_id == Explanation.id,
                           ExplanationEmbedding.embedder == embedder)
 
@@ -156,7 +156,7 @@ def store_embeddings(session: Session, embedder: str, explanation_ids: Sequence[
         ])
 
 
-def _embed(embed: EmbedFn, texts: Sequence[str], embedder: str) -> np.ndarray:
+def embed_texts(embed: EmbedFn, texts: Sequence[str], embedder: str) -> np.ndarray:
     """The embedder's vectors for `texts`, checked and scaled to unit length (cosine = dot product)."""
     vectors = np.asarray(embed(list(texts)), dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != len(texts):
@@ -173,7 +173,7 @@ def _embed_and_store(session: Session, pairs: Sequence[tuple[int, str]], embedde
     vectors: list[np.ndarray] = []
     for start in range(0, len(pairs), EMBED_BATCH):
         batch = pairs[start:start + EMBED_BATCH]
-        matrix = _embed(embed, [text for _, text in batch], embedder)
+        matrix = embed_texts(embed, [text for _, text in batch], embedder)
         store_embeddings(session, embedder, [eid for eid, _ in batch], matrix)
         ids.extend(eid for eid, _ in batch)
         vectors.append(matrix)
@@ -188,7 +188,7 @@ def ensure_embeddings(session: Session, candidates: Select, embedder: str, embed
     `limit` of them (None: any number). Returns (embedded now, still missing)."""
     ids = candidates.with_only_columns(Explanation.id).subquery()
     missing_stmt = select(Explanation.id, Explanation.text).where(Explanation.id.in_(select(ids.c.id)),
-                                                                   ~_has_vector(embedder))
+                                                                   ~has_vector(embedder))
     rows = session.execute(missing_stmt if limit is None else missing_stmt.limit(limit + 1)).all()
     if limit is not None and len(rows) > limit:
         count = select(func.count()).select_from(missing_stmt.subquery())
@@ -262,7 +262,7 @@ def semantic_search(
     ff = feature_filter(session, q)
     if ff is None:
         return SemanticResult([])
-    query_vector = _embed(embed, [text], embedder)[0]
+    query_vector = embed_texts(embed, [text], embedder)[0]
     excluded = set(exclude_features)
     index = _open(session, index_root, embedder)
     if index is not None:
@@ -442,56 +442,3 @@ def similar_features(
     q = FeatureQuery(model=model_name, limit=limit)
     return semantic_search(session, q, current.text, embedder=embedder, embed=embed, exclude_features=[feature_id],
                            index_root=index_root)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Precomputing embeddings (`autointerp embed`)
-
-
-@dataclass
-class EmbedSelection:
-    """Which explanations to embed: all searchable ones, or those of a model / layer / SAE."""
-
-    model_id: int | None = None
-    layer: int | None = None
-    sae: str | None = None  # sae_key
-
-    def conds(self) -> list[Any]:
-        conds: list[Any] = [Explanation.status == OutcomeStatus.OK, Explanation.text.is_not(None)]
-        if self.model_id is not None:
-            conds.append(Feature.model_id == self.model_id)
-        if self.layer is not None:
-            conds.append(Feature.layer == self.layer)
-        if self.sae is not None:
-            conds.append(Feature.sae_key == self.sae)
-        return conds
-
-
-def embedding_counts(session: Session, embedder: str, selection: EmbedSelection) -> tuple[int, int]:
-    """(searchable explanations in the selection, those already embedded for `embedder`)."""
-    base = select(func.count()).select_from(Explanation).join(Feature, Feature.id == Explanation.feature_id)
-    total = session.scalar(base.where(*selection.conds())) or 0
-    done = session.scalar(base.where(*selection.conds(), _has_vector(embedder))) or 0
-    return total, done
-
-
-def embed_missing(session: Session, embedder: str, embed: EmbedFn, selection: EmbedSelection, *,
-                  batch_size: int = EMBED_BATCH) -> Iterator[int]:
-    """Embed the selection's explanations that have no vector for `embedder`, in id order, one batch at a time;
-    yields each batch's size after storing it, so the caller commits per batch (an interrupted run keeps every
-    committed batch, and the next run skips them)."""
-    last = 0
-    while True:
-        rows = session.execute(
-            select(Explanation.id, Explanation.text)
-            .join(Feature, Feature.id == Explanation.feature_id)
-            .where(*selection.conds(), Explanation.id > last, ~_has_vector(embedder))
-            .order_by(Explanation.id)
-            .limit(batch_size)
-        ).all()
-        if not rows:
-            return
-        matrix = _embed(embed, [text or "" for _, text in rows], embedder)  # never empty: the query asks for text
-        store_embeddings(session, embedder, [eid for eid, _ in rows], matrix)
-        last = rows[-1][0]
-        yield len(rows)

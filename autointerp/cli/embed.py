@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from autointerp.api.embedder import DEFAULT_EMBEDDER, SentenceEmbedder
@@ -20,9 +19,7 @@ from autointerp.settings import get_settings
 from llm_client.local_models import local_model_name
 from storage import embedding_index as ann
 from storage.db import Database
-from storage.repository import find_model
-from storage.schema import Feature, SubjectModel
-from storage.semantic import EmbedSelection, embed_missing, embedding_counts
+from storage.embedding_jobs import EmbedSelection, SelectionError, embed_missing, embedding_counts, resolve_selection
 
 
 class EmbedError(click.ClickException):
@@ -40,38 +37,17 @@ def load_embedder(spec: str) -> Any:
 def _selection(session: Session, model: str | None, layer: int | None, sae: str | None) -> tuple[EmbedSelection, str]:
     """The explanations to embed and words for them; an EmbedError names what exists when a filter matches
     nothing."""
-    selection = EmbedSelection(layer=layer, sae=sae)
-    where: list[Any] = []
-    if model is not None:
-        name = local_model_name(model)
-        row = find_model(session, name)
-        if row is None:
-            raise EmbedError(f"no model {name!r} in this database (it has: {_names(session)}); check --model or --db")
-        selection.model_id = row.id
-        where.append(Feature.model_id == row.id)
-    if sae is not None:
-        saes = select(Feature.sae_key).where(*where).distinct()
-        known = sorted(k for k in session.scalars(saes) if k)
-        if sae not in known:
-            raise EmbedError(f"no SAE {sae!r} {'of this model ' if model else ''}in this database "
-                             f"(SAEs: {', '.join(known) or 'none'})")
-        where.append(Feature.sae_key == sae)
-    if layer is not None:
-        layers = sorted(session.scalars(select(Feature.layer).where(*where).distinct()))
-        if layer not in layers:
-            raise EmbedError(f"no features at layer {layer} for this selection (layers: "
-                             f"{', '.join(map(str, layers)) or 'none'})")
+    name = local_model_name(model) if model is not None else None
+    try:
+        selection = resolve_selection(session, name, layer, sae)
+    except SelectionError as exc:
+        raise EmbedError(str(exc)) from None
     words = " ".join(w for w in (
         f"layer {layer}" if layer is not None else "all layers",
-        f"of {local_model_name(model)}" if model else "of all models",
+        f"of {name}" if name else "of all models",
         f"SAE {sae}" if sae else "",
     ) if w)
     return selection, words
-
-
-def _names(session: Session) -> str:
-    names = list(session.scalars(select(SubjectModel.name).order_by(SubjectModel.name)))
-    return ", ".join(names) or "no models"
 
 
 @click.command("embed")
