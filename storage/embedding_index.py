@@ -20,7 +20,8 @@ Known limit: an explanation's feature and explainer are taken as fixed. SQLite m
 of a deleted one (the highest); until the next rebuild its catalog row keeps the old feature's columns. Hits are
 re-checked in SQL, so such a row can be missed by a filter but never returned wrongly.
 
-This module takes the index directory as a parameter (`index_root` derives the usual one) and never embeds text.
+The catalog and its bulk reads live in storage.embedding_catalog. This module takes the index directory as a
+parameter (`index_root` derives the usual one) and never embeds text.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +46,24 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from activations.vocab import OutcomeStatus
-from storage.schema import Explanation, ExplanationEmbedding, Feature
+from storage.embedding_catalog import (
+    CATALOG_COLUMNS,
+    DTYPES,
+    VOCABS,
+    Catalog,
+    Vocab,
+    as_matrix,
+    catalog_from_db,
+    embedded_ids,
+    fetch_vectors,
+    searchable_conds,
+    searchable_ids,
+)
+from storage.schema import Explanation
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-FETCH_CHUNK = 5000  # vectors per database round trip
 NPROBE_BASE = 48  # inverted lists probed for an unfiltered query
 MIN_SCAN = 20_000  # vectors a query scans at least: small indexes are searched (nearly) exhaustively
 REBUILD_DEAD_FRACTION = 0.25  # rebuild when this share of stored vectors belongs to no searchable explanation
@@ -81,218 +93,6 @@ def index_root(url: str, cache_dir: Path) -> Path | None:
 def embedder_dir(root: Path, embedder: str) -> Path:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", embedder)[:60]
     return root / f"{slug}-{hashlib.sha256(embedder.encode()).hexdigest()[:8]}"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The catalog: searchable explanations and the columns filters need
-
-
-class Vocab:
-    """Strings <-> small integer codes (kinds, SAE keys, explainers), so catalog columns are numpy arrays."""
-
-    def __init__(self, words: Iterable[str] = ()) -> None:
-        self.words: list[str] = []
-        self.codes: dict[str, int] = {}
-        for w in words:
-            self.code(w)
-
-    def code(self, word: str) -> int:
-        c = self.codes.get(word)
-        if c is None:
-            c = self.codes[word] = len(self.words)
-            self.words.append(word)
-        return c
-
-    def lookup(self, word: str) -> int:
-        """The code of `word`, or -1 (matches nothing) when no catalog row has it."""
-        return self.codes.get(word, -1)
-
-
-CATALOG_COLUMNS = ("ids", "feature", "model", "layer", "kind", "sae", "findex", "explainer", "pos")
-_DTYPES = {"ids": np.int64, "feature": np.int64, "model": np.int32, "layer": np.int32, "kind": np.int32,
-           "sae": np.int32, "findex": np.int32, "explainer": np.int32, "pos": np.int64}
-VOCABS = ("kind", "sae", "explainer")
-
-
-@dataclass
-class Catalog:
-    """One row per searchable explanation, by ascending explanation id."""
-
-    ids: np.ndarray
-    feature: np.ndarray
-    model: np.ndarray
-    layer: np.ndarray
-    kind: np.ndarray
-    sae: np.ndarray
-    findex: np.ndarray
-    explainer: np.ndarray
-    pos: np.ndarray  # vector position in the index, -1 when the explanation has no vector there
-    vocab: dict[str, Vocab] = field(default_factory=lambda: {name: Vocab() for name in VOCABS})
-
-    @classmethod
-    def empty(cls, vocab: dict[str, Vocab] | None = None) -> Catalog:
-        arrays = {c: np.zeros(0, dtype=_DTYPES[c]) for c in CATALOG_COLUMNS}
-        return cls(**arrays, vocab=vocab or {name: Vocab() for name in VOCABS})
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def arrays(self) -> dict[str, Any]:
-        return {c: getattr(self, c) for c in CATALOG_COLUMNS}
-
-    def extend(self, other: Catalog) -> None:
-        """Append rows of `other` (higher ids, codes from this catalog's vocab)."""
-        for c in CATALOG_COLUMNS:
-            setattr(self, c, np.concatenate([getattr(self, c), getattr(other, c)]))
-
-    def rows_of(self, explanation_ids: np.ndarray) -> np.ndarray:
-        """Catalog row of each id, -1 where the id is not in the catalog."""
-        if not len(self.ids):
-            return np.full(len(explanation_ids), -1, dtype=np.int64)
-        idx = np.minimum(np.searchsorted(self.ids, explanation_ids), len(self.ids) - 1)
-        return np.where(self.ids[idx] == explanation_ids, idx, -1)
-
-
-@dataclass
-class CatalogFilter:
-    """The filters a catalog can answer exactly (database ids and strings as stored)."""
-
-    model_id: int | None = None
-    layer: int | None = None
-    kind: str | None = None
-    sae: str | None = None  # sae_key ("" for MLP neurons)
-    feature_indices: Sequence[int] | None = None
-    explainer: str | None = None
-
-    def mask(self, cat: Catalog) -> np.ndarray:
-        mask = np.ones(len(cat), dtype=bool)
-        if self.model_id is not None:
-            mask &= cat.model == self.model_id
-        if self.layer is not None:
-            mask &= cat.layer == self.layer
-        if self.kind is not None:
-            mask &= cat.kind == cat.vocab["kind"].lookup(self.kind)
-        if self.sae is not None:
-            mask &= cat.sae == cat.vocab["sae"].lookup(self.sae)
-        if self.explainer is not None:
-            mask &= cat.explainer == cat.vocab["explainer"].lookup(self.explainer)
-        if self.feature_indices is not None:
-            mask &= np.isin(cat.findex, np.asarray(list(self.feature_indices), dtype=np.int32))
-        return mask
-
-
-def _searchable() -> list[Any]:
-    return [Explanation.status == OutcomeStatus.OK.value, Explanation.text.is_not(None)]
-
-
-def catalog_from_db(session: Session, *, after: int, upto: int, vocab: dict[str, Vocab],
-                    with_vectors: str | None = None) -> tuple[Catalog, dict[int, bytes]]:
-    """Searchable explanations with after < id <= upto. With `with_vectors=<embedder>`, also their stored vectors
-    (explanation id -> bytes) for that embedder."""
-    columns: list[Any] = [Explanation.id, Explanation.feature_id, Feature.model_id, Feature.layer, Feature.kind,
-                          Feature.sae_key, Feature.index, Explanation.explainer]
-    stmt = select(*columns).join(Feature, Feature.id == Explanation.feature_id)
-    if with_vectors is not None:
-        stmt = stmt.add_columns(ExplanationEmbedding.vector).outerjoin(
-            ExplanationEmbedding,
-            (ExplanationEmbedding.explanation_id == Explanation.id) & (ExplanationEmbedding.embedder == with_vectors),
-        )
-    stmt = stmt.where(Explanation.id > after, Explanation.id <= upto, *_searchable()).order_by(Explanation.id)
-    parts: dict[str, list[np.ndarray]] = {c: [] for c in CATALOG_COLUMNS if c != "pos"}
-    vectors: dict[int, bytes] = {}
-    for rows in raw_rows(session, stmt, 100_000):
-        cols = list(zip(*rows))
-        for name, i in (("ids", 0), ("feature", 1), ("model", 2), ("layer", 3), ("findex", 6)):
-            parts[name].append(np.asarray(cols[i], dtype=_DTYPES[name]))
-        for name, i in (("kind", 4), ("sae", 5), ("explainer", 7)):
-            parts[name].append(_encode(vocab[name], cols[i]))
-        if with_vectors is not None:
-            vectors.update((eid, vec) for eid, vec in zip(cols[0], cols[8]) if vec is not None)
-    arrays = {c: np.concatenate(v) if v else np.zeros(0, dtype=_DTYPES[c]) for c, v in parts.items()}
-    arrays["pos"] = np.full(len(arrays["ids"]), -1, dtype=np.int64)
-    return Catalog(**arrays, vocab=vocab), vectors
-
-
-def _encode(vocab: Vocab, values: Sequence[str | None]) -> np.ndarray:
-    for word in set(values):
-        vocab.code(word or "")
-    codes = vocab.codes
-    return np.fromiter((codes[v or ""] for v in values), dtype=np.int32, count=len(values))
-
-
-def searchable_ids(session: Session, upto: int) -> np.ndarray:
-    """Sorted ids of the searchable explanations up to `upto`."""
-    stmt = select(Explanation.id).where(Explanation.id <= upto, *_searchable()).order_by(Explanation.id)
-    return id_array(session, stmt)
-
-
-def embedded_ids(session: Session, embedder: str, upto: int) -> np.ndarray:
-    """Sorted explanation ids that have a stored vector for `embedder`."""
-    stmt = select(ExplanationEmbedding.explanation_id).where(
-        ExplanationEmbedding.embedder == embedder, ExplanationEmbedding.explanation_id <= upto
-    )
-    ids = id_array(session, stmt)
-    ids.sort()
-    return ids
-
-
-def id_array(session: Session, stmt: Any) -> np.ndarray:
-    """The first column of `stmt`'s rows as int64 (through the driver's cursor: fast for millions)."""
-    parts = [np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-             for rows in raw_rows(session, stmt, 200_000)]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-
-def raw_rows(session: Session, stmt: Any, size: int) -> Iterator[Sequence[Any]]:
-    """Chunks of plain tuples from the driver's cursor, in the session's transaction. For the million-row scans
-    here: SQLAlchemy's row objects cost more than the database's own work. The statement's bound values must be
-    plain ints and strings (no type processing happens)."""
-    conn = session.connection()
-    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    params: Any = compiled.params
-    if compiled.positiontup is not None:
-        params = tuple(params[name] for name in compiled.positiontup)
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(str(compiled), params)
-        while rows := cursor.fetchmany(size):
-            yield rows
-    finally:
-        cursor.close()
-
-
-def _as_matrix(blobs: Sequence[bytes], embedder: str, dim: int | None) -> np.ndarray:
-    if not blobs:
-        return np.zeros((0, dim or 0), dtype=np.float32)
-    sizes = {len(b) for b in blobs}
-    if len(sizes) != 1:
-        raise ValueError(f"stored {embedder!r} vectors have different dimensions ({sorted(s // 4 for s in sizes)})")
-    n_dim = sizes.pop() // 4
-    if dim is not None and n_dim != dim:
-        raise ValueError(f"stored {embedder!r} vectors have {n_dim} dimensions but the index has {dim}")
-    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), n_dim)
-
-
-def fetch_vectors(session: Session, embedder: str, ids: np.ndarray, dim: int | None = None,
-                  chunk: int = FETCH_CHUNK) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(ids, float32 matrix) chunks of the stored vectors of `ids` (sorted); ids without a vector are skipped.
-    Dense runs of ids are read as one range of the primary key, sparse ones by an IN list."""
-    for start in range(0, len(ids), chunk):
-        part = ids[start:start + chunk]
-        stmt = select(ExplanationEmbedding.explanation_id, ExplanationEmbedding.vector).where(
-            ExplanationEmbedding.embedder == embedder)
-        lo, hi = int(part[0]), int(part[-1])
-        if hi - lo + 1 <= 2 * len(part):
-            stmt = stmt.where(ExplanationEmbedding.explanation_id.between(lo, hi))
-        else:
-            stmt = stmt.where(ExplanationEmbedding.explanation_id.in_([int(i) for i in part]))
-        rows = [r for chunk in raw_rows(session, stmt.order_by(ExplanationEmbedding.explanation_id), chunk)
-                for r in chunk]
-        got = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        keep = np.isin(got, part, assume_unique=True)
-        matrix = _as_matrix([r[1] for r, k in zip(rows, keep) if k], embedder, dim)
-        dim = dim or (matrix.shape[1] if len(matrix) else None)
-        yield got[keep], matrix
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -376,7 +176,7 @@ class EmbeddingIndex:
             self._row_of_pos = None
             if vectors:
                 ids = np.asarray(sorted(vectors), dtype=np.int64)
-                matrix = _as_matrix([vectors[int(i)] for i in ids], self.embedder, self.dim)
+                matrix = as_matrix([vectors[int(i)] for i in ids], self.embedder, self.dim)
                 rows = first + np.searchsorted(extra.ids, ids)
                 self.add_rows(rows, matrix)
 
@@ -463,7 +263,7 @@ class EmbeddingIndex:
                 raise IndexCorrupt(f"{gen_dir}/{name} has {actual} bytes, {size} were written")
         try:
             with np.load(gen_dir / "catalog.npz", allow_pickle=False) as data:
-                arrays = {c: np.array(data[c], dtype=_DTYPES[c]) for c in CATALOG_COLUMNS}
+                arrays = {c: np.array(data[c], dtype=DTYPES[c]) for c in CATALOG_COLUMNS}
             vocab = {name: Vocab(state["vocab"][name]) for name in VOCABS}
             catalog = Catalog(**arrays, vocab=vocab)
             dim = int(state["dim"])
@@ -726,7 +526,7 @@ def refresh(session: Session, index: EmbeddingIndex) -> None:
         if latest <= index.high_water:
             return
         n_new = session.scalar(select(func.count()).where(Explanation.id > index.high_water,
-                                                          Explanation.id <= latest, *_searchable())) or 0
+                                                          Explanation.id <= latest, *searchable_conds())) or 0
         extra, vectors = catalog_from_db(
             session, after=index.high_water, upto=latest, vocab=index.catalog.vocab,
             with_vectors=index.embedder if n_new <= REFRESH_VECTOR_LIMIT else None,

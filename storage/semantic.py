@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from activations.vocab import OutcomeStatus, ScoreRole
 from storage import embedding_index as ann
+from storage.embedding_catalog import FETCH_CHUNK, CatalogFilter, as_matrix, fetch_vectors, id_array
 from storage.queries import (
     FeatureFilter,
     FeatureQuery,
@@ -203,7 +204,7 @@ def _rank_rows(rows: Sequence[Any], query_vector: np.ndarray, embedder: str,
     """Fold (feature id, score, explanation id, vector bytes) rows into each feature's best match."""
     if not rows:
         return
-    matrix = ann._as_matrix([r[3] for r in rows], embedder, None)
+    matrix = as_matrix([r[3] for r in rows], embedder, None)
     if matrix.shape[1] != query_vector.shape[0]:
         raise ValueError(
             f"stored {embedder!r} vectors have {matrix.shape[1]} dimensions but the query has {query_vector.shape[0]}"
@@ -306,8 +307,8 @@ def _open(session: Session, root: Path | None, embedder: str) -> ann.EmbeddingIn
     return index
 
 
-def catalog_filter(q: FeatureQuery, ff: FeatureFilter) -> ann.CatalogFilter:
-    return ann.CatalogFilter(model_id=ff.model_id, layer=q.layer, kind=q.kind, sae=q.sae,
+def catalog_filter(q: FeatureQuery, ff: FeatureFilter) -> CatalogFilter:
+    return CatalogFilter(model_id=ff.model_id, layer=q.layer, kind=q.kind, sae=q.sae,
                              feature_indices=q.feature_indices, explainer=q.explainer)
 
 
@@ -325,7 +326,7 @@ def _allowed_rows(session: Session, q: FeatureQuery, ff: FeatureFilter, index: a
         dynamic.append(_score_filtered_ids(session, q, ff))
     if q.search is not None:
         dynamic.append(matching_explanation_ids(session, q.search))
-    id_sets = [np.unique(ann.id_array(session, stmt)) for stmt in dynamic]
+    id_sets = [np.unique(id_array(session, stmt)) for stmt in dynamic]
     with index.lock:  # the catalog grows under this lock
         mask = catalog_filter(q, ff).mask(index.catalog)
         for ids in id_sets:
@@ -336,7 +337,7 @@ def _allowed_rows(session: Session, q: FeatureQuery, ff: FeatureFilter, index: a
 def _index_rows(session: Session, index: ann.EmbeddingIndex, rows: np.ndarray, embed: EmbedFn) -> None:
     """Give these catalog rows vectors in the index: stored ones from the database, the rest embedded now."""
     ids = index.catalog.ids[rows]
-    found = [(i, m) for i, m in ann.fetch_vectors(session, index.embedder, ids) if len(i)]
+    found = [(i, m) for i, m in fetch_vectors(session, index.embedder, ids) if len(i)]
     have = np.concatenate([i for i, _ in found]) if found else np.zeros(0, dtype=np.int64)
     for got_ids, matrix in found:
         index.add_rows(index.catalog.rows_of(got_ids), matrix)
@@ -353,8 +354,8 @@ def _verified(session: Session, q: FeatureQuery, explanation_ids: np.ndarray, em
     """The hits that still satisfy every filter, one per feature, re-ranked by their stored vectors."""
     best: dict[int, Ranked] = {}
     ids = [int(i) for i in explanation_ids]
-    for start in range(0, len(ids), ann.FETCH_CHUNK):
-        allowed = _allowed_among(session, q, ids[start:start + ann.FETCH_CHUNK])
+    for start in range(0, len(ids), FETCH_CHUNK):
+        allowed = _allowed_among(session, q, ids[start:start + FETCH_CHUNK])
         if allowed is None:
             return []
         chunk = allowed.subquery()
