@@ -6,14 +6,9 @@ the event loop stays free. `next_token_distributions` gives the full next-token 
 prompt positions, for simulators that read true probabilities.
 
 Generate requests are batched across the features in flight: a `MicroBatcher` gathers the requests that
-arrive together (up to `max_batch`) and one worker thread decodes them as one batch. The prompts of a batch
-usually share a long beginning (the explainer's few-shot header), so that prefix runs once and is kept for
-later batches; each row's own part is padded on the left, in front of the shared prefix, so no padding ever
-sits between a row's real tokens (sliding-window layers see exactly what they would unbatched). Greedy
-decoding picks the same tokens as one request at a time up to float rounding (tests compare the two);
-sampling uses a generator per request seeded with its seed, so a seeded request gives the same text in any
-batch (not the text the unbatched path samples from the global seed). `max_batch=1` keeps the unbatched
-path: transformers' `generate`, one request at a time.
+arrive together (up to `max_batch`) and one worker thread decodes them as one batch (llm_client.local_batch,
+which also keeps the shared few-shot prefix's KV cache). `max_batch=1` keeps the unbatched path: transformers'
+`generate`, one request at a time.
 """
 
 from __future__ import annotations
@@ -21,14 +16,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import torch
 from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
-from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from llm_client.base import (
     Capabilities,
@@ -39,29 +31,15 @@ from llm_client.base import (
     check_messages,
     messages_to_prompt,
 )
-from llm_client.batching import MicroBatcher, compute_slot, share_threads, thread_budget
+from llm_client.batching import MicroBatcher, compute_slot, thread_budget
 from llm_client.core import ClientCore
+from llm_client.local_batch import BatchDecoder, Generated, GenJob, finish_text, top_alternatives
 from llm_client.local_models import LoadedModel, load_model
 
 T = TypeVar("T")
-Generated = tuple[str, list[TokenLogprobs]]
 
 DEFAULT_MAX_BATCH = 4  # generate requests per batch; 1 = the unbatched path (one `generate` at a time)
 MAX_BATCH = DEFAULT_MAX_BATCH  # what new clients use unless told otherwise (benchmarks switch it)
-MIN_SHARED_PREFIX = 16  # tokens: a shorter common beginning is not worth a separate prefix pass
-PREFIX_CACHE_SIZE = 4  # shared prefixes kept between batches (a few explainer formats at once)
-
-
-@dataclass
-class _GenJob:
-    """One generate request as the batch worker sees it."""
-
-    ids: list[int]
-    max_tokens: int
-    temperature: float
-    top_k: int | None  # top alternatives per generated token
-    stop: list[str] | None
-    seed: int | None
 
 
 class _StopOnText(StoppingCriteria):
@@ -91,19 +69,11 @@ class LocalClient(ClientCore):
                                          prompt_logprobs=True, top_logprobs=True)
         self._lock = threading.Lock()
         self.max_batch = MAX_BATCH if max_batch is None else max_batch
-        self._batcher: MicroBatcher[_GenJob, Generated] | None = None
+        self._decoder = BatchDecoder(self.loaded, self._lock)
+        self._batcher: MicroBatcher[GenJob, Generated] | None = None
         if self.max_batch > 1:
-            self._batcher = MicroBatcher(self._generate_batch, max_batch=self.max_batch, name=f"generate-{name}")
+            self._batcher = MicroBatcher(self._decoder.run, max_batch=self.max_batch, name=f"generate-{name}")
             thread_budget()  # taken here, from torch's setting in the thread that builds the client
-        tok = self.loaded.tokenizer
-        self._pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-        self._special = set(tok.all_special_ids)
-        config = self.loaded.model.config
-        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-        # A shared prefix must fit in the sliding window, whose cache layers keep only the last window - 1 tokens.
-        window = getattr(text_config, "sliding_window", None)
-        self._max_prefix = window - 1 if isinstance(window, int) and window > 1 else None
-        self._prefixes: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
 
     @property
     def batch_sizes(self) -> list[int]:
@@ -129,7 +99,7 @@ class LocalClient(ClientCore):
                           stop: list[str] | None, seed: int | None) -> Generated:
         if self._batcher is None:
             return await self._run(self._generate, ids, max_tokens, temperature, top_k, stop, seed)
-        return await self._batcher.submit(_GenJob(ids, max_tokens, temperature, top_k, stop, seed))
+        return await self._batcher.submit(GenJob(ids, max_tokens, temperature, top_k, stop, seed))
 
     # --- the interface ---------------------------------------------------------------------------------
     async def chat(self, messages: list[dict], *, max_tokens: int = 256, temperature: float = 0.0,
@@ -208,13 +178,6 @@ class LocalClient(ClientCore):
         keep = torch.tensor(positions, device=self.loaded.device)
         return torch.softmax(self._logits(ids, keep), dim=-1).cpu()
 
-    def _top(self, logprobs: torch.Tensor, k: int) -> dict[str, float]:
-        if k <= 0:
-            return {}
-        values, indices = logprobs.topk(k)
-        decode = self.loaded.tokenizer.decode
-        return {decode([int(i)]): float(v) for v, i in zip(values, indices)}
-
     def _prompt_logprobs(self, ids: list[int], k: int) -> list[TokenLogprobs]:
         """Logprob of each prompt token given the ones before it (full logits: fine for record-sized prompts)."""
         logprobs = torch.log_softmax(self._logits(ids), dim=-1)
@@ -222,7 +185,8 @@ class LocalClient(ClientCore):
         rows = [TokenLogprobs(token=decode([ids[0]]), logprob=None)]
         for pos in range(1, len(ids)):
             prev = logprobs[pos - 1]
-            rows.append(TokenLogprobs(token=decode([ids[pos]]), logprob=float(prev[ids[pos]]), top=self._top(prev, k)))
+            rows.append(TokenLogprobs(token=decode([ids[pos]]), logprob=float(prev[ids[pos]]),
+                                      top=top_alternatives(self.loaded.tokenizer, prev, k)))
         return rows
 
     def _single_token(self, text: str) -> int:
@@ -284,162 +248,8 @@ class LocalClient(ClientCore):
                 break
             logprobs = torch.log_softmax(out.logits[step][0].float(), dim=-1)
             generated.append(TokenLogprobs(token=tok.decode([token_id]), logprob=float(logprobs[token_id]),
-                                           top=self._top(logprobs, top_k or 0)))
-        text = tok.decode(new_ids[: len(generated)], skip_special_tokens=True)
-        for s in stop or []:  # OpenAI semantics: the stop string itself is not returned
-            if s in text:
-                text = text[: text.index(s)]
-        return text, generated
-
-    # --- batched generation (the batch worker thread, under the lock) -----------------------------------
-    def _generate_batch(self, jobs: list[_GenJob]) -> list[Generated | BaseException]:
-        """Decode the jobs of one batch. Prompts of very different lengths go in separate groups, so padding
-        stays a small part of each forward pass; a failing group fails only its own jobs."""
-        out: list[Generated | BaseException | None] = [None] * len(jobs)
-        todo = []
-        for i, job in enumerate(jobs):
-            if job.max_tokens <= 0:
-                out[i] = ("", [])
-            else:
-                todo.append(i)
-        with self._lock, torch.inference_mode():
-            for group in _length_groups([len(jobs[i].ids) for i in todo]):
-                members = [todo[g] for g in group]
-                try:
-                    results: Sequence[Generated | BaseException] = self._decode([jobs[i] for i in members])
-                except Exception as exc:  # reported to the callers of this group
-                    results = [exc] * len(members)
-                for i, result in zip(members, results):
-                    out[i] = result
-        return cast(list[Generated | BaseException], out)
-
-    def _shared_prefix(self, prompts: list[list[int]]) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]] | None]:
-        """The beginning all prompts share whose KV cache is computed once: a kept one from an earlier batch
-        when it covers nearly all of the common beginning, else the common beginning of these prompts (kept
-        for later batches). (0, None) when they share too little."""
-        limit = min(len(p) for p in prompts) - 1  # every row keeps at least one token of its own
-        if self._max_prefix is not None:
-            limit = min(limit, self._max_prefix)
-        common = limit
-        if len(prompts) > 1:
-            first = prompts[0]
-            common = next((i for i in range(limit) if any(p[i] != first[i] for p in prompts[1:])), limit)
-        best: tuple[int, ...] | None = None
-        for key in self._prefixes:
-            if len(key) <= limit and (best is None or len(key) > len(best)) \
-                    and all(tuple(p[:len(key)]) == key for p in prompts):
-                best = key
-        if best is not None and (len(prompts) == 1 or len(best) >= common - MIN_SHARED_PREFIX):
-            self._prefixes.move_to_end(best)
-            return len(best), self._prefixes[best]
-        if len(prompts) == 1 or common < MIN_SHARED_PREFIX:
-            return 0, None
-        key = tuple(prompts[0][:common])
-        cache = DynamicCache(config=self.loaded.model.config)
-        self.loaded.model(input_ids=torch.tensor([key], device=self.loaded.device), past_key_values=cache,
-                          use_cache=True, logits_to_keep=1)
-        if not all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in cache.layers):
-            self._max_prefix = 0  # a cache of another kind (linear attention, ...): no prefix sharing for it
-            return 0, None
-        kv = [(cast(torch.Tensor, layer.keys), cast(torch.Tensor, layer.values))
-              for layer in cast(list[DynamicLayer], cache.layers)]
-        self._prefixes[key] = kv
-        while len(self._prefixes) > PREFIX_CACHE_SIZE:
-            self._prefixes.popitem(last=False)
-        return common, kv
-
-    def _decode(self, jobs: list[_GenJob]) -> list[Generated]:
-        """One group: the shared prefix from its cache, every row's own tokens in one padded forward pass,
-        then one batched step per generated token; rows leave the batch as they finish.
-
-        Layout: all rows end at the same index; row b's real tokens are its last n_b slots and padding fills
-        the slots in front of them. The cache part (the first P slots) of row b is the shared prefix shifted
-        right by its padding, so the last few prefix tokens of a short row are recomputed in the input part."""
-        tok, model, device = self.loaded.tokenizer, self.loaded.model, self.loaded.device
-        prompts = [job.ids for job in jobs]
-        n_rows = len(jobs)
-        share_threads()
-        prefix_len, kv = self._shared_prefix(prompts)
-        lengths = [len(p) for p in prompts]
-        total = max(lengths)
-        width = total - prefix_len
-        ids = torch.full((n_rows, width), self._pad, dtype=torch.long)
-        positions = torch.zeros((n_rows, width), dtype=torch.long)
-        mask = torch.zeros((n_rows, total), dtype=torch.long)
-        starts = [total - n for n in lengths]  # index of each row's first real token
-        for row, (prompt, start) in enumerate(zip(prompts, starts)):
-            mask[row, start:] = 1
-            first = max(start, prefix_len)  # first real token in the input part
-            ids[row, first - prefix_len:] = torch.tensor(prompt[first - start:])
-            positions[row, first - prefix_len:] = torch.arange(first - start, len(prompt))
-        if kv is not None:
-            shifted = []
-            for keys, values in kv:
-                rows_k = keys.new_zeros((n_rows, *keys.shape[1:]))
-                rows_v = values.new_zeros((n_rows, *values.shape[1:]))
-                for row, start in enumerate(starts):
-                    shift = min(start, prefix_len)
-                    rows_k[row, :, shift:] = keys[0, :, :prefix_len - shift]
-                    rows_v[row, :, shift:] = values[0, :, :prefix_len - shift]
-                shifted.append((rows_k, rows_v))
-            cache = DynamicCache(ddp_cache_data=shifted, config=model.config)
-        else:
-            cache = DynamicCache(config=model.config)
-        mask, next_pos = mask.to(device), torch.tensor(lengths, device=device)
-        logits = model(input_ids=ids.to(device), attention_mask=mask, position_ids=positions.to(device),
-                       past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
-
-        generators: list[torch.Generator | None] = []
-        for job in jobs:
-            gen = None
-            if job.temperature > 0 and job.seed is not None:
-                gen = torch.Generator(device=device)
-                gen.manual_seed(job.seed)
-            generators.append(gen)
-        new_ids: list[list[int]] = [[] for _ in jobs]
-        generated: list[list[TokenLogprobs]] = [[] for _ in jobs]
-        active = list(range(n_rows))  # job index of each row still in the batch
-        while True:
-            logprobs = torch.log_softmax(logits, dim=-1)
-            greedy = logits.argmax(dim=-1).tolist()  # as transformers' greedy search picks
-            keep, next_tokens = [], []
-            for row, b in enumerate(active):
-                job = jobs[b]
-                if job.temperature > 0:
-                    probs = torch.softmax(logits[row] / job.temperature, dim=-1)
-                    token = int(torch.multinomial(probs, 1, generator=generators[b]))
-                else:
-                    token = greedy[row]
-                if token in self._special:  # end-of-turn / eos: not part of the answer
-                    continue
-                new_ids[b].append(token)
-                generated[b].append(TokenLogprobs(token=tok.decode([token]), logprob=float(logprobs[row, token]),
-                                                  top=self._top(logprobs[row], job.top_k or 0)))
-                if len(new_ids[b]) >= job.max_tokens or (
-                        job.stop and any(s in tok.decode(new_ids[b], skip_special_tokens=True) for s in job.stop)):
-                    continue
-                keep.append(row)
-                next_tokens.append(token)
-            if not keep:
-                break
-            if len(keep) < len(active):
-                index = torch.tensor(keep, device=device)
-                cache.batch_select_indices(index)
-                mask, next_pos = mask[index], next_pos[index]
-                active = [active[row] for row in keep]
-            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-            share_threads()
-            logits = model(input_ids=torch.tensor(next_tokens, device=device)[:, None], attention_mask=mask,
-                           position_ids=next_pos[:, None], past_key_values=cache, use_cache=True).logits[:, -1].float()
-            next_pos = next_pos + 1
-        return [(self._finish_text(ids_b, job.stop), gen_b) for ids_b, gen_b, job in zip(new_ids, generated, jobs)]
-
-    def _finish_text(self, new_ids: list[int], stop: list[str] | None) -> str:
-        text = self.loaded.tokenizer.decode(new_ids, skip_special_tokens=True)
-        for s in stop or []:  # OpenAI semantics: the stop string itself is not returned
-            if s in text:
-                text = text[: text.index(s)]
-        return text
+                                           top=top_alternatives(tok, logprobs, top_k or 0)))
+        return finish_text(tok, new_ids[: len(generated)], stop), generated
 
     @staticmethod
     def _generated_offsets(start: int, generated: list[TokenLogprobs]) -> list[int]:
@@ -455,14 +265,3 @@ class LocalClient(ClientCore):
         return Usage(prompt_tokens=n_prompt, completion_tokens=len(generated), cost_usd=0.0)
 
 
-def _length_groups(lengths: list[int], slack: float = 0.25, min_slack: int = 64) -> list[list[int]]:
-    """Indices into `lengths`, grouped so that within a group the longest prompt is at most `slack` (or
-    `min_slack` tokens) longer than the shortest: padding stays a small part of each forward pass."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    groups: list[list[int]] = []
-    for i in order:
-        if groups and lengths[i] - lengths[groups[-1][0]] <= max(min_slack, slack * lengths[i]):
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return groups

@@ -174,7 +174,7 @@ def test_batched_greedy_generation_matches_unbatched_on_gemma():
 
     got = asyncio.run(batched())
     ref_out = asyncio.run(one_by_one(ref, prompts))
-    assert max(bat.batch_sizes) > 1 and bat._prefixes, "the explainer prompts should share a prefix in one batch"
+    assert max(bat.batch_sizes) > 1 and bat._decoder.prefixes, "the explainer prompts should share a prefix in one batch"
     for i, (r, g) in enumerate(zip(ref_out, got)):
         _assert_same_generation(r, g, f"prompt {i}")
         assert r.usage.prompt_tokens == g.usage.prompt_tokens
