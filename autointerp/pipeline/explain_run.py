@@ -115,14 +115,15 @@ async def finishing_passes(db: Database, store: DatabaseThreads, opts: ExplainOp
     """After every feature is done: shuffled baselines and the example scorers, over all selected features
     (not only this run's: a killed earlier run may have missed them). A distributed run calls it once."""
     simulates = ScorerName.SIMULATION in opts.scorer_names()
+    if not (opts.sanity and simulates) and run_scorers.scorers is None:
+        return
+    own = await store.read(_scored_explanations, db, all_feature_ids, config)
     if opts.sanity and simulates:
-        own = await store.read(_scored_explanations, db, all_feature_ids, config)
         await add_sanity_baselines(db, store, simulator, opts.simulator, own, run_id=run_id,
                                    seed=opts.seed, concurrency=opts.concurrency, calibrate=opts.calibrate)
     if run_scorers.scorers is not None:
         # Every selected feature's explanation lacking a scorer's scores: a rerun with an added scorer
         # fills them in without explaining again (the scorers are not part of the explain config).
-        own = await store.read(_scored_explanations, db, all_feature_ids, config)
         report = await add_example_scores(db, store, run_scorers.scorers, own, run_id=run_id,
                                           sanity=opts.sanity, concurrency=opts.concurrency)
         for index, reason in report.failures.items():
@@ -142,9 +143,9 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
         # Explainer and LLM-simulator calls together: both spend the budget.
         stats.absorb_llm(merge_llm_stats([client.stats()] + ([simulator_client.stats()] if simulator_client else [])
                                          + ([run_scorers.owned_judge.stats()] if run_scorers.owned_judge else [])))
-        record.details["endpoints"] = endpoint_stats_of(client, simulator_client)
         display.show_stats(stats)
         if force or record.save_due():
+            record.details["endpoints"] = endpoint_stats_of(client, simulator_client)
             await store.write(record.save)
 
     async def work(store: DatabaseThreads, feature: Feature) -> None:

@@ -140,14 +140,15 @@ async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, displa
             await rescore_explanation(db, store, opts, simulator, explanation_id, record.run_id, stats,
                                       calibrate_only=explanation_id in (simulated_before or set()))
             display.show_stats(stats)
-            record.details["endpoints"] = endpoint_stats_of(getattr(simulator, "client", None))
             if record.save_due():
+                record.details["endpoints"] = endpoint_stats_of(getattr(simulator, "client", None))
                 await store.write(record.save)
 
     try:
         with DatabaseThreads() as store:
             if simulator is not None:
                 await asyncio.gather(*(one(store, e) for e in explanation_ids))
+                record.details["endpoints"] = endpoint_stats_of(getattr(simulator, "client", None))
             await rescore_finishing_passes(db, store, opts, simulator, run_scorers, all_ids, record.run_id, stats)
             display.show_stats(stats)
     finally:
