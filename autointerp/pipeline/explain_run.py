@@ -14,13 +14,13 @@ from activations.vocab import OutcomeStatus, RunKind, ScorerName
 from autointerp.pipeline.context import llm_cache_path, select_features
 from autointerp.pipeline.db_threads import DatabaseThreads
 from autointerp.pipeline.feature_work import FeatureOutcome, explain_and_score
+from autointerp.pipeline.finishing import finish_batch
 from autointerp.pipeline.interrupts import sigterm_interrupts
 from autointerp.pipeline.options import ExplainOptions, OptionsError
 from autointerp.pipeline.progress import ProgressDisplay
 from autointerp.pipeline.run_record import RunRecord
 from autointerp.pipeline.run_stats import RunStats, merge_llm_stats
-from autointerp.pipeline.sanity import add_sanity_baselines
-from autointerp.pipeline.scorers import RunScorers, add_example_scores, make_run_scorers
+from autointerp.pipeline.scorers import RunScorers, make_run_scorers
 from explainer import PROMPT_VERSIONS
 from llm_client import make_client
 from llm_client.base import LLMClient
@@ -117,17 +117,11 @@ async def finishing_passes(db: Database, store: DatabaseThreads, opts: ExplainOp
     simulates = ScorerName.SIMULATION in opts.scorer_names()
     if not (opts.sanity and simulates) and run_scorers.scorers is None:
         return
+    # A rerun with an added scorer fills its scores in without explaining again (scorers are not in the config).
     own = await store.read(_scored_explanations, db, all_feature_ids, config)
-    if opts.sanity and simulates:
-        await add_sanity_baselines(db, store, simulator, opts.simulator, own, run_id=run_id,
-                                   seed=opts.seed, concurrency=opts.concurrency, calibrate=opts.calibrate)
-    if run_scorers.scorers is not None:
-        # Every selected feature's explanation lacking a scorer's scores: a rerun with an added scorer
-        # fills them in without explaining again (the scorers are not part of the explain config).
-        report = await add_example_scores(db, store, run_scorers.scorers, own, run_id=run_id,
-                                          sanity=opts.sanity, concurrency=opts.concurrency)
-        for index, reason in report.failures.items():
-            stats.record_failure(index, reason)
+    await finish_batch(db, store, own, simulator=simulator if simulates else None, simulator_spec=opts.simulator,
+                       run_scorers=run_scorers, sanity=opts.sanity, seed=opts.seed, concurrency=opts.concurrency,
+                       calibrate=opts.calibrate, run_id=run_id, stats=stats)
 
 
 async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: ProgressDisplay,

@@ -15,13 +15,13 @@ from autointerp.pipeline.calibrated import calibrated_scores
 from autointerp.pipeline.context import llm_cache_path, select_features
 from autointerp.pipeline.db_threads import DatabaseThreads
 from autointerp.pipeline.feature_work import ScoringInput, SimulationOutcome, score, scoring_input, simulate
+from autointerp.pipeline.finishing import finish_batch
 from autointerp.pipeline.interrupts import sigterm_interrupts
 from autointerp.pipeline.options import OptionsError, RescoreOptions
 from autointerp.pipeline.progress import ProgressDisplay
 from autointerp.pipeline.run_record import RunRecord
 from autointerp.pipeline.run_stats import RunStats
-from autointerp.pipeline.sanity import add_sanity_baselines
-from autointerp.pipeline.scorers import RunScorers, add_example_scores, make_run_scorers
+from autointerp.pipeline.scorers import RunScorers, make_run_scorers
 from llm_client.endpoints import endpoint_stats_of
 from scorer import ScoreValue
 from simulator.base import Simulator
@@ -113,15 +113,10 @@ async def rescore_finishing_passes(db: Database, store: DatabaseThreads, opts: R
                                    run_id: int, stats: RunStats) -> None:
     """After the simulations: shuffled baselines and the example scorers over every selected explanation (not
     only this run's: an interrupted run may have missed them). A distributed run calls it once."""
-    if simulator is not None and opts.sanity:
-        await add_sanity_baselines(db, store, simulator, opts.simulator, all_ids, run_id=run_id,
-                                   seed=opts.seed, concurrency=opts.concurrency, calibrate=opts.calibrate)
-    if run_scorers.scorers is not None:
-        # Only explanations lacking this scorer configuration's scores (or whose last try failed).
-        report = await add_example_scores(db, store, run_scorers.scorers, all_ids, run_id=run_id,
-                                          sanity=opts.sanity, concurrency=opts.concurrency)
-        for index, reason in report.failures.items():
-            stats.record_failure(index, reason)
+    report = await finish_batch(db, store, all_ids, simulator=simulator, simulator_spec=opts.simulator,
+                                run_scorers=run_scorers, sanity=opts.sanity, seed=opts.seed,
+                                concurrency=opts.concurrency, calibrate=opts.calibrate, run_id=run_id, stats=stats)
+    if report is not None:
         if simulator is None:
             stats.done, stats.skipped = report.scored - len(report.failures), len(all_ids) - report.scored
         if run_scorers.owned_judge is not None and run_scorers.owned_judge.stats().get("requests"):
