@@ -123,6 +123,17 @@ class ActivationRecord:
         ids = token_ids if isinstance(token_ids, tuple) or token_ids is None else tuple(token_ids)
         object.__setattr__(self, "token_ids", ids)
 
+    @classmethod
+    def stored(cls, tokens: tuple[str, ...], activations: tuple[float, ...], sample: str, data_split: str,
+               provenance: Provenance, label: str, record_id: int, token_ids: tuple[int, ...] | None
+               ) -> ActivationRecord:
+        """A record read back from the store: its values were validated when it was written, so they are set
+        as given (tuples, floats) without checking them again, which costs more than reading them."""
+        record = object.__new__(cls)
+        vars(record).update(tokens=tokens, activations=activations, sample=sample, data_split=data_split,
+                            provenance=provenance, label=label, record_id=record_id, token_ids=token_ids)
+        return record
+
     @property
     def max_activation(self) -> float:
         return max(self.activations)

@@ -25,12 +25,16 @@ from storage.schema import (
     SimulatedRecord,
     Simulation,
     SubjectModel,
+    Window,
 )
 from storage.windows import window_ids
 
 # Bulk inserts go to the tables (Core), not the mapped classes: no ORM object or flush per row.
 _SCORES = cast(Table, Score.__table__)
 _SIMULATED_RECORDS = cast(Table, SimulatedRecord.__table__)
+_RECORDS = cast(Table, ActivationRecordRow.__table__)
+_WINDOWS = cast(Table, Window.__table__)
+_IN_CHUNK = 500  # ids per IN list of a bulk read
 
 
 def config_hash(config: Any) -> str:
@@ -221,31 +225,62 @@ def record_values(feature_id: int, record: ActivationRecord, position: int, wind
     }
 
 
-def record_of(row: ActivationRecordRow, feature: FeatureId | None = None) -> ActivationRecord:
+def record_of(row: ActivationRecordRow) -> ActivationRecord:
+    """A record from its ORM row and joined window (validated when written, so not checked again)."""
     window = row.window
-    return ActivationRecord(
-        tokens=window.tokens, activations=decode(row.activations), sample=row.split, data_split=row.data_split,
-        provenance=Provenance(corpus=window.corpus, document=window.document, offset=window.offset),
-        label=f"{row.split}[{row.position}]", feature=feature, record_id=row.id,
-        token_ids=decode_ids(window.token_ids) if window.token_ids is not None else None,
+    return ActivationRecord.stored(
+        tuple(window.tokens), tuple(decode(row.activations)), row.split, row.data_split,
+        Provenance(corpus=window.corpus, document=window.document, offset=window.offset),
+        f"{row.split}[{row.position}]", row.id,
+        tuple(decode_ids(window.token_ids)) if window.token_ids is not None else None,
     )
+
+
+# A record's columns and its window's, read as plain rows (Core): no ORM entity per record and window.
+_RECORD_ROWS = (
+    select(_RECORDS.c.feature_id, _RECORDS.c.id, _RECORDS.c.split, _RECORDS.c.data_split, _RECORDS.c.position,
+           _RECORDS.c.activations, _WINDOWS.c.tokens, _WINDOWS.c.corpus, _WINDOWS.c.document, _WINDOWS.c.offset,
+           _WINDOWS.c.token_ids)
+    .join_from(_RECORDS, _WINDOWS, _WINDOWS.c.id == _RECORDS.c.window_id)
+    .order_by(_RECORDS.c.feature_id, _RECORDS.c.split, _RECORDS.c.position)
+)
+
+
+def _stored_record(row: Any) -> ActivationRecord:
+    _, record_id, split, data_split, position, activations, tokens, corpus, document, offset, token_ids = row
+    return ActivationRecord.stored(
+        tuple(tokens), tuple(decode(activations)), split, data_split, Provenance(corpus, document, offset),
+        f"{split}[{position}]", record_id, tuple(decode_ids(token_ids)) if token_ids is not None else None,
+    )
+
+
+def records_by_feature(session: Session, feature_ids: Sequence[int]) -> dict[int, list[ActivationRecord]]:
+    """The stored records (each with its row id) of many features in one query, each feature's in sample then
+    position order; features without records are absent."""
+    out: dict[int, list[ActivationRecord]] = {}
+    for start in range(0, len(feature_ids), _IN_CHUNK):
+        chunk = list(feature_ids[start:start + _IN_CHUNK])
+        for row in session.execute(_RECORD_ROWS.where(_RECORDS.c.feature_id.in_(chunk))):
+            out.setdefault(row[0], []).append(_stored_record(row))
+    return out
 
 
 def load_records(session: Session, feature: Feature) -> list[ActivationRecord]:
     """A feature's stored records (each with its row id), in sample then position order."""
-    fid = feature_id_of(feature)
-    rows = session.scalars(
-        select(ActivationRecordRow)
-        .where(ActivationRecordRow.feature_id == feature.id)
-        .order_by(ActivationRecordRow.split, ActivationRecordRow.position)
-    ).all()
-    return [record_of(row, fid) for row in rows]
+    return records_by_feature(session, [feature.id]).get(feature.id, [])
 
 
 def load_feature_records(session: Session, feature: Feature) -> FeatureRecords:
     return FeatureRecords(
         feature=feature_id_of(feature), records=load_records(session, feature), stats=stats_of(feature)
     )
+
+
+def load_many_feature_records(session: Session, features: Sequence[Feature]) -> dict[int, FeatureRecords]:
+    """`load_feature_records` of many features (feature row id -> records), their records read in one query."""
+    records = records_by_feature(session, [f.id for f in features])
+    return {f.id: FeatureRecords(feature=feature_id_of(f), records=records.get(f.id, []), stats=stats_of(f))
+            for f in features}
 
 
 def add_explanation(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from activations.records import ActivationRecord
 from activations.vocab import DataSplit, SampleKind
 from storage.activation_codec import decode
-from storage.repository import feature_id_of, record_of
+from storage.repository import record_of
 from storage.schema import ActivationRecordRow, Feature
 
 NEIGHBOURS_KEY = "neighbours"
@@ -76,5 +76,5 @@ def neighbour_windows(session: Session, feature: Feature, *, per_neighbour: int 
         neighbour = by_id[feature_row_id]
         for row in chosen[feature_row_id]:
             out.append(NeighbourWindow(neighbour.index, similarity[neighbour.index],
-                                       record_of(row, feature_id_of(neighbour)), own.get(row.window_id)))
+                                       record_of(row), own.get(row.window_id)))
     return out
