@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
-from scipy import stats
 
 from activations.vocab import ScoreMethod, ScoreRole
 
@@ -36,7 +36,34 @@ class ScoreValue:
     details: dict = field(default_factory=dict)
 
 
-def pooled(real: Records, predicted: Records) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class PooledRecords:
+    """Every token of every record in two aligned vectors, and where each record starts: the methods, the
+    per-record correlations and the bootstrap all read one of these, built once per scored subset."""
+
+    real: np.ndarray
+    predicted: np.ndarray
+    starts: np.ndarray  # index of each record's first token
+
+    @property
+    def n_records(self) -> int:
+        return len(self.starts)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.starts, append=self.real.size)
+
+    def record_sums(self, *columns: np.ndarray) -> np.ndarray:
+        """Per-record sums of each token-level column: [n_records, len(columns)]."""
+        stacked = np.stack(columns)
+        if (self.lengths > 0).all():
+            return np.add.reduceat(stacked, self.starts, axis=1).T
+        # reduceat reads an empty segment as its next token: sum record by record
+        ends = np.append(self.starts[1:], self.real.size)
+        return np.array([stacked[:, b:e].sum(axis=1) for b, e in zip(self.starts, ends)]).reshape(-1, len(columns))
+
+
+def pool(real: Records, predicted: Records) -> PooledRecords:
     """Flatten both lists of records into two aligned float vectors, checking that they match."""
     if len(real) != len(predicted):
         raise ValueError(f"{len(real)} real records but {len(predicted)} predicted records; "
@@ -45,22 +72,28 @@ def pooled(real: Records, predicted: Records) -> tuple[np.ndarray, np.ndarray]:
         if len(r) != len(p):
             raise ValueError(f"record {i}: {len(r)} real activations but {len(p)} predicted; "
                              "they must align token by token")
-    a = np.asarray([x for r in real for x in r], dtype=np.float64)
-    s = np.asarray([x for p in predicted for x in p], dtype=np.float64)
+    a = np.fromiter(chain.from_iterable(real), dtype=np.float64)
+    s = np.fromiter(chain.from_iterable(predicted), dtype=np.float64)
     for name, v in (("real", a), ("predicted", s)):
         if v.size and not np.all(np.isfinite(v)):
             first_bad = int(np.argmin(np.isfinite(v)))
             raise ValueError(f"{name} activations contain NaN or infinity at flat index {first_bad}")
-    return a, s
+    starts = np.cumsum([0] + [len(r) for r in real[:-1]], dtype=np.intp) if len(real) else np.zeros(0, np.intp)
+    return PooledRecords(a, s, starts)
 
 
-def _score(method: str, real: Records, predicted: Records,
+def pooled(real: Records, predicted: Records) -> tuple[np.ndarray, np.ndarray]:
+    p = pool(real, predicted)
+    return p.real, p.predicted
+
+
+def _score(method: str, p: PooledRecords,
            fn: Callable[[np.ndarray, np.ndarray], tuple[float | None, str | None]]) -> ScoreValue:
-    a, s = pooled(real, predicted)
+    a, s = p.real, p.predicted
     if a.size == 0:
-        return ScoreValue(method, None, "no tokens to score", n_records=len(real))
+        return ScoreValue(method, None, "no tokens to score", n_records=p.n_records)
     value, reason = fn(a, s)
-    return ScoreValue(method, value, reason, n_records=len(real), n_tokens=int(a.size))
+    return ScoreValue(method, value, reason, n_records=p.n_records, n_tokens=int(a.size))
 
 
 def _pearson(a: np.ndarray, s: np.ndarray) -> tuple[float | None, str | None]:
@@ -89,27 +122,86 @@ def _spearman(a: np.ndarray, s: np.ndarray) -> tuple[float | None, str | None]:
     value, reason = _pearson(a, s)  # same constant-input cases are undefined
     if reason is not None:
         return None, reason
-    return float(stats.spearmanr(a, s).statistic), None
+    # spearmanr's own computation (Pearson of average ranks) without its per-call argument handling
+    return float(np.corrcoef(_average_ranks(a), _average_ranks(s))[0, 1]), None
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank (scipy.stats.rankdata's default, exactly: every rank is
+    a whole or half number), in a few numpy calls."""
+    order = np.argsort(x, kind="stable")
+    ordered = x[order]
+    first = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # where each run of equal values starts
+    counts = np.diff(first, append=x.size)
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = np.repeat(first + (counts + 1) / 2, counts)
+    return ranks
+
+
+def _record_correlations(p: PooledRecords) -> list[float | None]:
+    """Pearson r of each record on its own (as np.corrcoef computes it, clipped to [-1, 1]), all records at
+    once; None where a record is empty or constant."""
+    if not p.n_records:
+        return []
+    a, s, lengths = p.real, p.predicted, p.lengths
+    present = lengths > 0
+    if not present.all():  # an empty record has no correlation; the rest are computed on their own
+        keep = np.flatnonzero(present)
+        ends = p.starts + lengths
+        sub = PooledRecords(np.concatenate([a[p.starts[i]:ends[i]] for i in keep]),
+                            np.concatenate([s[p.starts[i]:ends[i]] for i in keep]),
+                            np.cumsum(np.append(0, lengths[keep][:-1]), dtype=np.intp))
+        values = iter(_record_correlations(sub))
+        return [next(values) if ok else None for ok in present]
+    starts = p.starts
+    am = a - np.repeat(np.add.reduceat(a, starts) / lengths, lengths)
+    sm = s - np.repeat(np.add.reduceat(s, starts) / lengths, lengths)
+    cov, va, vs = p.record_sums(am * sm, am * am, sm * sm).T
+    constant = ((np.maximum.reduceat(a, starts) == np.minimum.reduceat(a, starts))
+                | (np.maximum.reduceat(s, starts) == np.minimum.reduceat(s, starts)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.clip(cov / np.sqrt(va) / np.sqrt(vs), -1.0, 1.0)
+    return [None if c else float(v) for c, v in zip(constant, r)]
+
+
+def _mean_record_correlation(p: PooledRecords) -> ScoreValue:
+    values = [v for v in _record_correlations(p) if v is not None]
+    if not values:
+        return ScoreValue(ScoreMethod.MEAN_RECORD_CORRELATION, None,
+                          "no record has a defined correlation (all constant)", n_records=p.n_records,
+                          n_tokens=int(p.real.size))
+    return ScoreValue(ScoreMethod.MEAN_RECORD_CORRELATION, float(math.fsum(values) / len(values)),
+                      n_records=p.n_records, n_tokens=int(p.real.size), details={"n_defined": len(values)})
+
+
+# Each method on pooled records (score_records pools a subset once and runs every method on it).
+POOLED_METHODS: dict[ScoreMethod, Callable[[PooledRecords], ScoreValue]] = {
+    ScoreMethod.EV_CORRELATION: lambda p: _score(ScoreMethod.EV_CORRELATION, p, _pearson),
+    ScoreMethod.RSQUARED: lambda p: _score(ScoreMethod.RSQUARED, p, _rsquared),
+    ScoreMethod.ABSOLUTE_DEV_EXPLAINED: lambda p: _score(ScoreMethod.ABSOLUTE_DEV_EXPLAINED, p, _abs_dev),
+    ScoreMethod.SPEARMAN: lambda p: _score(ScoreMethod.SPEARMAN, p, _spearman),
+    ScoreMethod.MEAN_RECORD_CORRELATION: _mean_record_correlation,
+}
 
 
 def score_ev_correlation(real: Records, predicted: Records) -> ScoreValue:
     """Pearson r over all tokens of all records pooled (OpenAI's ev_correlation_score)."""
-    return _score(ScoreMethod.EV_CORRELATION, real, predicted, _pearson)
+    return POOLED_METHODS[ScoreMethod.EV_CORRELATION](pool(real, predicted))
 
 
 def score_rsquared(real: Records, predicted: Records) -> ScoreValue:
     """OpenAI's r²: 1 - mean((a-s)²) / mean(a²), pooled."""
-    return _score(ScoreMethod.RSQUARED, real, predicted, _rsquared)
+    return POOLED_METHODS[ScoreMethod.RSQUARED](pool(real, predicted))
 
 
 def score_absolute_dev_explained(real: Records, predicted: Records) -> ScoreValue:
     """1 - mean(|a-s|) / mean(|a|), pooled."""
-    return _score(ScoreMethod.ABSOLUTE_DEV_EXPLAINED, real, predicted, _abs_dev)
+    return POOLED_METHODS[ScoreMethod.ABSOLUTE_DEV_EXPLAINED](pool(real, predicted))
 
 
 def score_spearman(real: Records, predicted: Records) -> ScoreValue:
     """Spearman rank correlation over all tokens pooled (robust to the simulator's monotone miscalibration)."""
-    return _score(ScoreMethod.SPEARMAN, real, predicted, _spearman)
+    return POOLED_METHODS[ScoreMethod.SPEARMAN](pool(real, predicted))
 
 
 def ev_correlation(real: Records, predicted: Records) -> float | None:
@@ -126,20 +218,9 @@ def absolute_dev_explained(real: Records, predicted: Records) -> float | None:
 
 def per_record_correlations(real: Records, predicted: Records) -> list[float | None]:
     """Pearson r of each record on its own; None for a record where it is undefined (constant input)."""
-    pooled(real, predicted)  # validates shapes
-    out: list[float | None] = []
-    for r, p in zip(real, predicted):
-        value = _pearson(np.asarray(r, dtype=np.float64), np.asarray(p, dtype=np.float64))[0] if len(r) else None
-        out.append(value)
-    return out
+    return _record_correlations(pool(real, predicted))
 
 
 def score_mean_record_correlation(real: Records, predicted: Records) -> ScoreValue:
     """Mean of the defined per-record correlations (for comparison with the pooled score, not instead of it)."""
-    values = [v for v in per_record_correlations(real, predicted) if v is not None]
-    n_tokens = sum(len(r) for r in real)
-    if not values:
-        return ScoreValue(ScoreMethod.MEAN_RECORD_CORRELATION, None,
-                          "no record has a defined correlation (all constant)", n_records=len(real), n_tokens=n_tokens)
-    return ScoreValue(ScoreMethod.MEAN_RECORD_CORRELATION, float(math.fsum(values) / len(values)), n_records=len(real),
-                      n_tokens=n_tokens, details={"n_defined": len(values)})
+    return _mean_record_correlation(pool(real, predicted))

@@ -7,13 +7,17 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import TypeVar
 
 import numpy as np
 
 from activations.vocab import SampleKind, ScoreMethod, ScoreRole, ScoringSubset
 from scorer.metrics import (
+    POOLED_METHODS,
+    PooledRecords,
     ScoreValue,
+    pool,
     score_absolute_dev_explained,
     score_ev_correlation,
     score_mean_record_correlation,
@@ -52,14 +56,11 @@ class ScoredRecord:
     predicted: Sequence[float]
 
 
-def _sums(real: Sequence[Sequence[float]], predicted: Sequence[Sequence[float]]) -> np.ndarray:
+def _sums(p: PooledRecords) -> np.ndarray:
     """Per-record sufficient statistics, so a bootstrap resample is a sum of rows, not a re-pooling."""
-    rows = []
-    for r, p in zip(real, predicted):
-        a, s = np.asarray(r, dtype=np.float64), np.asarray(p, dtype=np.float64)
-        rows.append([a.size, a.sum(), s.sum(), (a * a).sum(), (s * s).sum(), (a * s).sum(),
-                     ((a - s) ** 2).sum(), np.abs(a - s).sum(), np.abs(a).sum()])
-    return np.asarray(rows)
+    a, s = p.real, p.predicted
+    diff = a - s
+    return p.record_sums(np.ones_like(a), a, s, a * a, s * s, a * s, diff * diff, np.abs(diff), np.abs(a))
 
 
 def _from_sums(method: str, t: np.ndarray) -> np.ndarray:
@@ -82,20 +83,33 @@ def bootstrap_cis(real: Sequence[Sequence[float]], predicted: Sequence[Sequence[
     """Percentile bootstrap CIs of pooled scores, resampling whole records (tokens within a record are not
     independent); every method reads the same resamples, each a sum of per-record rows. (None, None) for a
     method when there are fewer than 2 records or any resample leaves it undefined."""
-    if len(real) < 2:
+    return _bootstrap_pooled(pool(real, predicted), methods, n_resamples=n_resamples, confidence=confidence,
+                             seed=seed)
+
+
+@lru_cache(maxsize=64)
+def _resample_counts(n_records: int, n_resamples: int, seed: int) -> np.ndarray:
+    """How often each seeded resample draws each record: [n_resamples, n_records]. The same for every score
+    set of that many records, so drawn once."""
+    picks = np.random.default_rng(seed).integers(0, n_records, size=(n_resamples, n_records))
+    counts = np.bincount((picks + n_records * np.arange(n_resamples)[:, None]).ravel(),
+                         minlength=n_resamples * n_records)
+    counts = counts.reshape(n_resamples, n_records).astype(np.float64)
+    counts.flags.writeable = False
+    return counts
+
+
+def _bootstrap_pooled(p: PooledRecords, methods: Sequence[str], *, n_resamples: int, confidence: float,
+                      seed: int) -> dict[str, tuple[float | None, float | None]]:
+    if p.n_records < 2:
         return {m: (None, None) for m in methods}
-    sums = _sums(real, predicted)
-    picks = np.random.default_rng(seed).integers(0, len(real), size=(n_resamples, len(real)))
-    resampled = sums[picks].sum(axis=1)  # [n_resamples, statistics]
+    resampled = _resample_counts(p.n_records, n_resamples, seed) @ _sums(p)  # [n_resamples, statistics]
     tail = 50 * (1 - confidence)
-    out: dict[str, tuple[float | None, float | None]] = {}
-    for method in methods:
-        values = _from_sums(method, resampled)
-        if not np.isfinite(values).all():
-            out[method] = (None, None)
-            continue
-        low, high = np.percentile(values, [tail, 100 - tail])
-        out[method] = (float(low), float(high))
+    out: dict[str, tuple[float | None, float | None]] = {m: (None, None) for m in methods}
+    values = {m: v for m in methods if np.isfinite(v := _from_sums(m, resampled)).all()}
+    if values:
+        bounds = np.percentile(np.stack(list(values.values())), [tail, 100 - tail], axis=1)
+        out.update({m: (float(low), float(high)) for m, low, high in zip(values, bounds[0], bounds[1])})
     return out
 
 
@@ -116,15 +130,16 @@ def score_records(records: Sequence[ScoredRecord], *, role: ScoreRole | str = Sc
     out: list[ScoreValue] = []
     for subset, samples in SUBSETS.items():
         chosen = [r for r in records if r.sample in samples]
-        real, predicted = [list(r.real) for r in chosen], [list(r.predicted) for r in chosen]
-        defined = [ScoreMethod(m) for m in methods if m in _BOOTSTRAPPED] if chosen else []
-        cis = bootstrap_cis(real, predicted, defined, n_resamples=n_resamples, seed=seed) if defined else {}
+        if not chosen:
+            out.extend(ScoreValue(ScoreMethod(m), None, f"no records sampled as {' or '.join(samples)} to score",
+                                  subset=subset, role=role) for m in methods)
+            continue
+        pooled = pool([r.real for r in chosen], [r.predicted for r in chosen])
+        defined = [ScoreMethod(m) for m in methods if m in _BOOTSTRAPPED]
+        cis = _bootstrap_pooled(pooled, defined, n_resamples=n_resamples, confidence=0.95, seed=seed) \
+            if defined else {}
         for method in (ScoreMethod(m) for m in methods):
-            if not chosen:
-                out.append(ScoreValue(method, None, f"no records sampled as {' or '.join(samples)} to score",
-                                      subset=subset, role=role))
-                continue
-            score = replace(METHODS[method](real, predicted), subset=subset, role=role)
+            score = replace(POOLED_METHODS[method](pooled), subset=subset, role=role)
             if score.value is not None and method in cis:
                 score = replace(score, ci_low=cis[method][0], ci_high=cis[method][1])
             out.append(score)

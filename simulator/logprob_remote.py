@@ -14,24 +14,29 @@ import asyncio
 import bisect
 from collections.abc import Sequence
 
+import numpy as np
+
 from llm_client import Completion, LLMClient, LLMError, PromptRowsClient
-from simulator.base import SequenceSimulation, SimulationError, Simulator, check_inputs, expected_value
+from simulator.base import MAX_VALUE, SequenceSimulation, SimulationError, Simulator, check_inputs
 from simulator.prompts import FEW_SHOT, SLOT, FewShotExample, prefix_text, record_text
-from simulator.values import distribution_from_top
+from simulator.values import distributions_from_tops
+
+_VALUES = np.arange(MAX_VALUE + 1, dtype=np.float64)
 
 
 def slot_distributions(completion: Completion, slot_offsets: list[int], tokens: Sequence[str], top_k: int,
-                       where: str) -> list[list[float]]:
-    """Find the echoed token at each slot by its char offset and read its alternatives. The server's
-    tokenizer may merge the TAB into the slot token (fine: only whitespace precedes the slot inside it), but
-    a token that starts inside the subject token's text cannot be aligned: that is a failure, not a guess."""
+                       where: str) -> np.ndarray:
+    """Find the echoed token at each slot by its char offset and read its alternatives: an (n, 11) array of
+    value distributions, one row per slot. The server's tokenizer may merge the TAB into the slot token
+    (fine: only whitespace precedes the slot inside it), but a token that starts inside the subject token's
+    text cannot be aligned: that is a failure, not a guess."""
     rows, offsets = completion.prompt_logprobs, completion.text_offsets
     if not rows or offsets is None:
         raise SimulationError(f"{where}: the endpoint returned no prompt logprobs; logprob: needs a "
                               "/v1/completions endpoint that supports echo with logprobs (vLLM does); "
                               "for chat-only endpoints use json:")
     starts = offsets[: len(rows)]
-    dists = []
+    tops = []
     for n, (slot, token) in enumerate(zip(slot_offsets, tokens)):
         j = bisect.bisect_right(starts, slot) - 1
         inside = rows[j].token if j >= 0 else ""
@@ -42,8 +47,9 @@ def slot_distributions(completion: Completion, slot_offsets: list[int], tokens: 
                                   "it with its neighbours")
         if not rows[j].top:
             raise SimulationError(f"{where}, token {n} ({token!r}): the endpoint gave no top logprobs at the slot")
-        dists.append(distribution_from_top(rows[j].top, f"{where}, token {n} ({token!r}), top {top_k} alternatives"))
-    return dists
+        tops.append(rows[j].top)
+    return distributions_from_tops(
+        tops, lambda n: f"{where}, token {n} ({tokens[n]!r}), top {top_k} alternatives")
 
 
 class RemoteLogprobSimulator(Simulator):
@@ -84,5 +90,5 @@ class RemoteLogprobSimulator(Simulator):
         out = []
         for i, (tokens, completion, at) in enumerate(zip(records, completions, slots)):
             dists = slot_distributions(completion, at, tokens, self.top_k, f"record {i}")
-            out.append(SequenceSimulation(list(tokens), [expected_value(d) for d in dists], dists))
+            out.append(SequenceSimulation(list(tokens), (dists @ _VALUES).tolist(), dists.tolist()))
         return out
