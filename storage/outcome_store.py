@@ -41,10 +41,10 @@ def store_candidates(
 
 
 def store_simulation(
-    session: Session, explanation: Explanation, feature: Feature, *, simulator: str, config: dict,
+    session: Session, explanation: repo.Keyed, feature: repo.Keyed, *, simulator: str, config: dict,
     records: Sequence[ActivationRecord], simulations: Sequence[SequenceSimulation] | None,
     failure: str | None = None, role: str = ScoreRole.OWN, run_id: int | None = None,
-) -> Simulation:
+) -> repo.RowRef:
     """A simulation of `explanation` on `feature`'s stored records (each carries its row id); `failure`
     stores a failed one (no values)."""
     rows: list[dict[str, Any]] = []
@@ -62,7 +62,7 @@ def store_simulation(
 
 
 def store_scores(
-    session: Session, explanation: Explanation, feature: Feature, simulation: Simulation | None,
+    session: Session, explanation: repo.Keyed, feature: repo.FeatureKeyed, simulation: repo.Keyed | None,
     scores: Sequence[ScoreValue], *, simulator: str, run_id: int | None, scorer_config: dict | None = None,
 ) -> int:
     """Store a score set (those already stored are kept); returns how many were added."""
@@ -101,14 +101,13 @@ def finished_features(session: Session, feature_ids: Sequence[int], config_hash:
     return out
 
 
-def has_shuffled_baseline(session: Session, explanation_id: int, simulator: str) -> bool:
-    """Whether this explanation already has sanity-baseline scores under this simulator."""
-    found = session.scalar(
-        select(Score.id)
-        .where(Score.explanation_id == explanation_id, Score.role == ScoreRole.SHUFFLED, Score.simulator == simulator)
-        .limit(1)
-    )
-    return found is not None
+def with_shuffled_baseline(session: Session, explanation_ids: Sequence[int], simulator: str) -> set[int]:
+    """Which of these explanations already have sanity-baseline scores under this simulator."""
+    if not explanation_ids:
+        return set()
+    return set(session.scalars(select(Score.explanation_id).distinct().where(
+        Score.explanation_id.in_(list(explanation_ids)), Score.role == ScoreRole.SHUFFLED,
+        Score.simulator == simulator)))
 
 
 def simulated_with(session: Session, explanation_ids: Sequence[int], simulator: str) -> set[int]:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
@@ -32,9 +33,40 @@ from storage.windows import window_ids
 # Bulk inserts go to the tables (Core), not the mapped classes: no ORM object or flush per row.
 _SCORES = cast(Table, Score.__table__)
 _SIMULATED_RECORDS = cast(Table, SimulatedRecord.__table__)
+_SIMULATIONS = cast(Table, Simulation.__table__)
 _RECORDS = cast(Table, ActivationRecordRow.__table__)
 _WINDOWS = cast(Table, Window.__table__)
 _IN_CHUNK = 500  # ids per IN list of a bulk read
+
+
+class Keyed(Protocol):
+    """A stored row as the writers below use it: its id. An ORM row, or a RowRef where the id is known already
+    (a feature's save then needs no lookup)."""
+
+    @property
+    def id(self) -> int: ...
+
+
+class FeatureKeyed(Keyed, Protocol):
+    """A feature as its score rows use it (they copy its model and layer)."""
+
+    @property
+    def model_id(self) -> int: ...
+
+    @property
+    def layer(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class RowRef:
+    id: int
+
+
+@dataclass(frozen=True)
+class FeatureRef:
+    id: int
+    model_id: int
+    layer: int
 
 
 def config_hash(config: Any) -> str:
@@ -153,11 +185,28 @@ def current_explanations(session: Session, feature_ids: Sequence[int]) -> dict[i
     return {e.feature_id: e for e in session.scalars(stmt)}  # later ids overwrite: the latest wins
 
 
-def layer_current_explanations(session: Session, feature: Feature) -> dict[int, str]:
-    """feature id -> text of the current explanation, for every feature of `feature`'s layer that has one."""
+def layer_current_explanation_rows(session: Session, feature: Feature) -> dict[int, Explanation]:
+    """feature id -> current explanation, for every feature of `feature`'s layer that has one."""
     ids = select(Feature.id).where(Feature.model_id == feature.model_id, Feature.layer == feature.layer,
                                    Feature.sae_key == feature.sae_key)
-    return {fid: e.text or "" for fid, e in current_explanations(session, list(session.scalars(ids))).items()}
+    return current_explanations(session, list(session.scalars(ids)))
+
+
+def layer_current_explanations(session: Session, feature: Feature) -> dict[int, str]:
+    """feature id -> text of the current explanation, for every feature of `feature`'s layer that has one."""
+    return {fid: e.text or "" for fid, e in layer_current_explanation_rows(session, feature).items()}
+
+
+def explanations_with_features(session: Session,
+                               explanation_ids: Sequence[int]) -> dict[int, tuple[Explanation, Feature]]:
+    """Explanation id -> (explanation, its feature), read in one query; a missing id raises LookupError."""
+    rows = session.execute(select(Explanation, Feature).join(Feature, Feature.id == Explanation.feature_id)
+                           .where(Explanation.id.in_(list(explanation_ids))))
+    out = {explanation.id: (explanation, feature) for explanation, feature in rows}
+    missing = next((i for i in explanation_ids if i not in out), None)
+    if missing is not None:
+        raise LookupError(f"no explanation with id {missing}")
+    return out
 
 
 def feature_id_of(row: Feature) -> FeatureId:
@@ -306,32 +355,43 @@ def add_explanation(
     return row, True
 
 
+# Statements of the per-feature writers, built once: building and cache-keying a statement per call costs
+# about as much as running it.
+_SIMULATION_OF = select(_SIMULATIONS.c.id, _SIMULATIONS.c.status).where(
+    _SIMULATIONS.c.explanation_id == bindparam("explanation_id"), _SIMULATIONS.c.config_hash == bindparam("chash"))
+_DELETE_SIMULATION = delete(_SIMULATIONS).where(_SIMULATIONS.c.id == bindparam("simulation_id"))
+_INSERT_SIMULATION = insert(_SIMULATIONS).returning(_SIMULATIONS.c.id)
+_INSERT_SIMULATED = insert(_SIMULATED_RECORDS)
+_INSERT_SCORES = insert(_SCORES)
+_STORED_SCORES = select(_SCORES.c.method, _SCORES.c.subset, _SCORES.c.role).where(
+    _SCORES.c.explanation_id == bindparam("explanation_id"), _SCORES.c.scorer_hash == bindparam("shash"))
+_STORED_SCORES_OF = {
+    True: _STORED_SCORES.where(_SCORES.c.simulation_id == bindparam("simulation_id")),
+    False: _STORED_SCORES.where(_SCORES.c.simulation_id.is_(None)),
+}
+
+
 def add_simulation(
-    session: Session, explanation: Explanation, feature: Feature, *, simulator: str, config: dict,
+    session: Session, explanation: Keyed, feature: Keyed, *, simulator: str, config: dict,
     records: Iterable[dict], status: str = OutcomeStatus.OK, failure_reason: str | None = None,
     role: str = ScoreRole.OWN,
     run_id: int | None = None, params: dict | None = None,
-) -> tuple[Simulation, bool]:
+) -> tuple[RowRef, bool]:
     """Insert a simulation with its per-record rows (dicts of SimulatedRecord columns minus ids)."""
     chash = config_hash({"config": config, "role": role, "feature": feature.id})
-    row = session.scalar(
-        select(Simulation).where(Simulation.explanation_id == explanation.id, Simulation.config_hash == chash)
-    )
-    if row is not None and (row.status == OutcomeStatus.OK or status == OutcomeStatus.FAILED):
-        return row, False
-    if row is not None:  # a failed simulation is replaced by a successful retry of the same configuration
-        session.delete(row)
-        session.flush()
-    row = Simulation(
-        explanation_id=explanation.id, feature_id=feature.id, simulator=simulator, config_hash=chash, role=role,
-        status=status, failure_reason=failure_reason, run_id=run_id, params=params or {},
-    )
-    session.add(row)
-    session.flush()
-    values = [{"simulation_id": row.id, "position": i, **simulated_values(rec)} for i, rec in enumerate(records)]
+    found = session.execute(_SIMULATION_OF, {"explanation_id": explanation.id, "chash": chash}).first()
+    if found is not None and (found.status == OutcomeStatus.OK or status == OutcomeStatus.FAILED):
+        return RowRef(found.id), False
+    if found is not None:  # a failed simulation is replaced by a successful retry of the same configuration
+        session.execute(_DELETE_SIMULATION, {"simulation_id": found.id})
+    simulation_id = session.execute(_INSERT_SIMULATION, {
+        "explanation_id": explanation.id, "feature_id": feature.id, "simulator": simulator, "config_hash": chash,
+        "role": role, "status": status, "failure_reason": failure_reason, "run_id": run_id, "params": params or {},
+    }).scalar_one()
+    values = [{"simulation_id": simulation_id, "position": i, **simulated_values(rec)} for i, rec in enumerate(records)]
     if values:
-        session.execute(insert(_SIMULATED_RECORDS), values)
-    return row, True
+        session.execute(_INSERT_SIMULATED, values)
+    return RowRef(simulation_id), True
 
 
 def simulated_values(record: dict) -> dict:
@@ -344,8 +404,8 @@ def simulated_values(record: dict) -> dict:
 
 
 def add_scores(
-    session: Session, explanation: Explanation, feature: Feature, scores: Sequence[dict[str, Any]], *,
-    simulation: Simulation | None = None, simulator: str | None = None, run_id: int | None = None,
+    session: Session, explanation: Keyed, feature: FeatureKeyed, scores: Sequence[dict[str, Any]], *,
+    simulation: Keyed | None = None, simulator: str | None = None, run_id: int | None = None,
     scorer_config: dict | None = None,
 ) -> int:
     """Insert a score set of one explanation and simulation in one statement (dicts of Score columns: method,
@@ -355,10 +415,9 @@ def add_scores(
     Returns how many were added."""
     shash = config_hash(scorer_config or {})
     sim_id = simulation.id if simulation is not None else None
-    same_simulation = Score.simulation_id.is_(None) if sim_id is None else Score.simulation_id == sim_id
     stored: set[tuple[str, str, str]] = {(m, sub, r) for m, sub, r in session.execute(
-        select(Score.method, Score.subset, Score.role).where(
-            Score.explanation_id == explanation.id, same_simulation, Score.scorer_hash == shash))}
+        _STORED_SCORES_OF[sim_id is not None],
+        {"explanation_id": explanation.id, "shash": shash, "simulation_id": sim_id})}
     rows = []
     for score in scores:
         role = score.get("role", ScoreRole.OWN)
@@ -373,13 +432,13 @@ def add_scores(
                      "feature_id": feature.id, "model_id": feature.model_id, "layer": feature.layer,
                      "simulator": simulator, "run_id": run_id, "scorer_hash": shash})
     if rows:
-        session.execute(insert(_SCORES), rows)
+        session.execute(_INSERT_SCORES, rows)
     return len(rows)
 
 
 def add_score(
-    session: Session, explanation: Explanation, feature: Feature, *, method: str, subset: str,
-    value: float | None, simulation: Simulation | None = None, undefined_reason: str | None = None,
+    session: Session, explanation: Keyed, feature: FeatureKeyed, *, method: str, subset: str,
+    value: float | None, simulation: Keyed | None = None, undefined_reason: str | None = None,
     simulator: str | None = None, role: str = ScoreRole.OWN, run_id: int | None = None,
     scorer_config: dict | None = None,
     **fields: Any,

@@ -7,11 +7,11 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from activations.records import FeatureRecords
+from activations.records import ActivationRecord, FeatureRecords
 from activations.vocab import DataSplit, ScoreMethod, ScoreRole, ScoringSubset
 from autointerp.pipeline.calibrated import calibrated_scores
 from autointerp.pipeline.db_threads import DatabaseThreads
-from autointerp.pipeline.feature_work import ScoringInput, SimulationOutcome, score, scoring_input, simulate
+from autointerp.pipeline.feature_work import SimulationOutcome, score, scoring_input, simulate
 from scorer import ScoreValue, pick_shuffled
 from simulator.base import Simulator
 from storage import outcome_store
@@ -19,6 +19,7 @@ from storage import repository as repo
 from storage.db import Database
 
 NO_OTHER = "no other feature of this layer has an explanation to shuffle in"
+CHUNK = 32  # explanations whose pending work is read together (three queries, not several per explanation)
 
 
 @dataclass
@@ -26,47 +27,81 @@ class _Pending:
     """An own explanation that still needs its baseline under this simulator."""
 
     explanation_id: int
-    feature_id: int
+    feature: repo.FeatureRef  # what the baseline's rows copy from the feature, so saving it needs no lookup
     polarity: str
     records: FeatureRecords
 
 
-def _pending(db: Database, explanation_id: int, simulator_spec: str) -> _Pending | None:
+@dataclass
+class _Pool:
+    """The layer's current explanations, read once: texts to shuffle in, and the ids their simulations point at."""
+
+    texts: dict[int, str]  # feature id -> text
+    ids: dict[int, int]  # feature id -> explanation id
+
+
+def _pending(db: Database, explanation_ids: Sequence[int], simulator_spec: str) -> dict[int, _Pending]:
+    """Those of these explanations without a baseline under this simulator, each with its feature's records."""
     with db.session() as session:
-        if outcome_store.has_shuffled_baseline(session, explanation_id, simulator_spec):
-            return None
-        own = repo.get_explanation(session, explanation_id)
-        feature = repo.get_feature(session, own.feature_id)
-        return _Pending(own.id, feature.id, own.polarity, repo.load_feature_records(session, feature))
+        done = outcome_store.with_shuffled_baseline(session, explanation_ids, simulator_spec)
+        todo = repo.explanations_with_features(session, [e for e in explanation_ids if e not in done])
+        records = repo.load_many_feature_records(session, list({f.id: f for _, f in todo.values()}.values()))
+        return {e.id: _Pending(e.id, repo.FeatureRef(f.id, f.model_id, f.layer), e.polarity, records[f.id])
+                for e, f in todo.values()}
 
 
-def _layer_pool(db: Database, feature_id: int) -> dict[int, str]:
+class _PendingReader:
+    """Reads the pending work a chunk of explanations at a time, and the next chunk as soon as this one is first
+    asked for, so simulations rarely wait on a read. Items are handed out once, so a chunk's memory goes as its
+    items are taken."""
+
+    def __init__(self, db: Database, store: DatabaseThreads, explanation_ids: Sequence[int],
+                 simulator_spec: str) -> None:
+        self._db, self._store, self._spec = db, store, simulator_spec
+        self._chunks = [explanation_ids[i:i + CHUNK] for i in range(0, len(explanation_ids), CHUNK)]
+        self._reads: dict[int, asyncio.Future[dict[int, _Pending]]] = {}
+
+    def _read(self, index: int) -> asyncio.Future[dict[int, _Pending]]:
+        if index not in self._reads:
+            self._reads[index] = asyncio.ensure_future(
+                self._store.read(_pending, self._db, self._chunks[index], self._spec))
+        return self._reads[index]
+
+    async def get(self, position: int, explanation_id: int) -> _Pending | None:
+        """The pending work of the explanation at `position` of the list; None when it has its baseline."""
+        index = position // CHUNK
+        read = self._read(index)
+        if index + 1 < len(self._chunks):
+            self._read(index + 1)
+        return (await read).pop(explanation_id, None)
+
+
+def _layer_pool(db: Database, feature_id: int) -> _Pool:
     with db.session() as session:
-        return repo.layer_current_explanations(session, repo.get_feature(session, feature_id))
+        current = repo.layer_current_explanation_rows(session, repo.get_feature(session, feature_id))
+        return _Pool({f: e.text or "" for f, e in current.items()}, {f: e.id for f, e in current.items()})
 
 
-def _save(db: Database, item: _Pending, other_feature_id: int | None, data: ScoringInput,
-          outcome: SimulationOutcome | None, simulator_spec: str, run_id: int, seed: int,
-          calibrated: Sequence[ScoreValue] = ()) -> None:
+def _save(db: Database, item: _Pending, other_explanation_id: int | None, records: Sequence[ActivationRecord],
+          outcome: SimulationOutcome | None, scores: Sequence[ScoreValue], simulator_spec: str, run_id: int) -> None:
+    """One baseline in one transaction, from ids already known (nothing is read back but what dedups)."""
+    own = repo.RowRef(item.explanation_id)
     with db.session() as session, session.begin():
-        own = repo.get_explanation(session, item.explanation_id)
-        feature = repo.get_feature(session, item.feature_id)
-        if other_feature_id is None or outcome is None:
-            scores = [ScoreValue(ScoreMethod.EV_CORRELATION, None, NO_OTHER, subset=subset, role=ScoreRole.SHUFFLED)
-                      for subset in ScoringSubset]
-            outcome_store.store_scores(session, own, feature, None, scores, simulator=simulator_spec, run_id=run_id)
+        if other_explanation_id is None or outcome is None:
+            no_other = [ScoreValue(ScoreMethod.EV_CORRELATION, None, NO_OTHER, subset=subset, role=ScoreRole.SHUFFLED)
+                        for subset in ScoringSubset]
+            outcome_store.store_scores(session, own, item.feature, None, no_other, simulator=simulator_spec,
+                                       run_id=run_id)
             return
-        other = repo.current_explanations(session, [other_feature_id])[other_feature_id]
         simulation = outcome_store.store_simulation(
-            session, other, feature, simulator=simulator_spec,
+            session, repo.RowRef(other_explanation_id), item.feature, simulator=simulator_spec,
             config={"simulator": simulator_spec, "split": "test", "own": own.id},
-            records=data.records, simulations=outcome.simulations, failure=outcome.failure,
+            records=records, simulations=outcome.simulations, failure=outcome.failure,
             role=ScoreRole.SHUFFLED, run_id=run_id,
         )
         if outcome.simulations is not None:
-            outcome_store.store_scores(session, own, feature, simulation,
-                                       score(data, outcome.simulations, role=ScoreRole.SHUFFLED, seed=seed)
-                                       + list(calibrated), simulator=simulator_spec, run_id=run_id)
+            outcome_store.store_scores(session, own, item.feature, simulation, scores, simulator=simulator_spec,
+                                       run_id=run_id)
 
 
 async def add_sanity_baselines(db: Database, store: DatabaseThreads, simulator: Simulator, simulator_spec: str,
@@ -78,26 +113,30 @@ async def add_sanity_baselines(db: Database, store: DatabaseThreads, simulator: 
     Up to `concurrency` at once; with `calibrate`, the borrowed explanation's calibrated scores too (its own
     line fitted on the valid split), so calibrated methods have a baseline. Returns how many were stored."""
     gate = asyncio.Semaphore(concurrency)
-    pool: asyncio.Future[dict[int, str]] | None = None  # the layer's current explanations, read once
+    reader = _PendingReader(db, store, explanation_ids, simulator_spec)
+    pool: asyncio.Future[_Pool] | None = None  # the layer's current explanations, read once
 
-
-    async def one(explanation_id: int) -> bool:
+    async def one(position: int, explanation_id: int) -> bool:
         async with gate:
-            item = await store.read(_pending, db, explanation_id, simulator_spec)
+            item = await reader.get(position, explanation_id)
             if item is None:
                 return False
             nonlocal pool
             if pool is None:
-                pool = asyncio.ensure_future(store.read(_layer_pool, db, item.feature_id))
-            choice = pick_shuffled(item.feature_id, await pool, seed=seed)
+                pool = asyncio.ensure_future(store.read(_layer_pool, db, item.feature.id))
+            layer = await pool
+            choice = pick_shuffled(item.feature.id, layer.texts, seed=seed)
             data = scoring_input(item.records, DataSplit.TEST, item.polarity)
             outcome = await simulate(simulator, choice[1], data) if choice else None
-            calibrated = await calibrated_scores(
-                simulator, choice[1], scoring_input(item.records, DataSplit.VALID, item.polarity), data,
-                outcome.simulations, role=ScoreRole.SHUFFLED, seed=seed,
-            ) if calibrate and choice and outcome and outcome.simulations is not None else []
-            await store.write(_save, db, item, choice[0] if choice else None, data, outcome, simulator_spec,
-                              run_id, seed, calibrated)
+            scores: list[ScoreValue] = []
+            if choice and outcome and outcome.simulations is not None:
+                scores = score(data, outcome.simulations, role=ScoreRole.SHUFFLED, seed=seed)
+                if calibrate:
+                    scores += await calibrated_scores(
+                        simulator, choice[1], scoring_input(item.records, DataSplit.VALID, item.polarity), data,
+                        outcome.simulations, role=ScoreRole.SHUFFLED, seed=seed)
+            await store.write(_save, db, item, layer.ids[choice[0]] if choice else None, data.records, outcome,
+                              scores, simulator_spec, run_id)
             return True
 
-    return sum(await asyncio.gather(*(one(e) for e in explanation_ids)))
+    return sum(await asyncio.gather(*(one(i, e) for i, e in enumerate(explanation_ids))))
