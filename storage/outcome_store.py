@@ -16,11 +16,11 @@ from explainer import ExplanationResult
 from scorer import ScoreValue
 from simulator.base import SequenceSimulation
 from storage import repository as repo
-from storage.schema import Explanation, Feature, Score, Simulation
+from storage.schema import Explanation, Score, Simulation
 
 
 def store_candidates(
-    session: Session, feature: Feature, results: Sequence[ExplanationResult], *, config: dict, run_id: int | None,
+    session: Session, feature: repo.Keyed, results: Sequence[ExplanationResult], *, config: dict, run_id: int | None,
     selected: int | None,
 ) -> list[Explanation]:
     """One row per candidate; `selected` marks the best-of-N winner (None: no candidate usable)."""

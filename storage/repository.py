@@ -164,6 +164,15 @@ def get_feature(session: Session, feature_id: int) -> Feature:
     return row
 
 
+def get_features(session: Session, feature_ids: Sequence[int]) -> list[Feature]:
+    """Features by id, in one query (order not kept); a missing id raises LookupError."""
+    rows = list(session.scalars(select(Feature).where(Feature.id.in_(list(feature_ids)))))
+    if len(rows) < len(set(feature_ids)):
+        found = {row.id for row in rows}
+        raise LookupError(f"no feature with id {next(i for i in feature_ids if i not in found)}")
+    return rows
+
+
 def get_explanation(session: Session, explanation_id: int) -> Explanation:
     row = session.get(Explanation, explanation_id)
     if row is None:
@@ -333,7 +342,7 @@ def load_many_feature_records(session: Session, features: Sequence[Feature]) -> 
 
 
 def add_explanation(
-    session: Session, feature: Feature, *, explainer: str, config: dict, **fields: Any
+    session: Session, feature: Keyed, *, explainer: str, config: dict, **fields: Any
 ) -> tuple[Explanation, bool]:
     """Insert an explanation unless one with the same (feature, configuration, polarity, candidate) exists.
     Returns (row, created)."""

@@ -6,13 +6,14 @@ one transaction, so a feature is stored whole or not at all)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 READ_THREADS = 4
 
@@ -36,3 +37,29 @@ class DatabaseThreads:
         # A save already handed to the writer finishes (it is one transaction); nothing new starts.
         self._reads.shutdown(wait=True, cancel_futures=True)
         self._writes.shutdown(wait=True)
+
+
+class ChunkedReads(Generic[K, T]):
+    """One read per key, for coroutines that each need one, done a chunk of keys at a time on the read threads
+    (`read(chunk)` returns key -> value; a key it leaves out gets None): a few queries per chunk instead of a
+    few per key. The next chunk is read as soon as one of this chunk's keys is asked for, so a coroutine rarely
+    waits; each value is handed out once, so a chunk's memory goes as its values are taken."""
+
+    def __init__(self, store: DatabaseThreads, read: Callable[[Sequence[K]], dict[K, T]], keys: Sequence[K],
+                 chunk: int) -> None:
+        self._store, self._read, self._keys, self._chunk = store, read, keys, chunk
+        self._reads: dict[int, asyncio.Future[dict[K, T]]] = {}
+
+    def _start(self, index: int) -> asyncio.Future[dict[K, T]]:
+        if index not in self._reads:
+            keys = self._keys[index * self._chunk:(index + 1) * self._chunk]
+            self._reads[index] = asyncio.ensure_future(self._store.read(self._read, keys))
+        return self._reads[index]
+
+    async def get(self, position: int) -> T | None:
+        """The value of the key at `position` of the keys."""
+        index = position // self._chunk
+        read = self._start(index)
+        if (index + 1) * self._chunk < len(self._keys):
+            self._start(index + 1)
+        return (await read).pop(self._keys[position], None)

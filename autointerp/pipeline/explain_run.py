@@ -4,16 +4,16 @@ feature committed on its own, so a crash loses only the features in flight and a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy.orm import Session
 
 from activations.records import FeatureRecords
 from activations.vocab import OutcomeStatus, RunKind, ScorerName
-from autointerp.pipeline.collector import batch_collector
 from autointerp.pipeline.context import llm_cache_path, select_features
-from autointerp.pipeline.db_threads import DatabaseThreads
+from autointerp.pipeline.db_threads import ChunkedReads, DatabaseThreads
 from autointerp.pipeline.feature_work import FeatureOutcome, explain_and_score
 from autointerp.pipeline.finishing import finish_batch
 from autointerp.pipeline.interrupts import sigterm_interrupts
@@ -36,17 +36,16 @@ from storage.schema import Feature
 # Runs inside a feature's save transaction before anything is written; raising aborts the save (a distributed
 # worker checks there that it still holds the feature's lease).
 SaveGuard = Callable[[Session, int], None]
+LOAD_CHUNK = 32  # features whose records are read in one query, the next chunk ahead of the explainer
 
 
-def _save_outcome(db: Database, feature_id: int, outcome: FeatureOutcome, opts: ExplainOptions, config: dict,
-                  run_id: int, retry: bool, guard: SaveGuard | None = None) -> None:
+def _save_outcome(db: Database, feature: repo.FeatureRef, outcome: FeatureOutcome, opts: ExplainOptions,
+                  config: dict, run_id: int, retry: bool, guard: SaveGuard | None = None) -> None:
     with db.session() as session, session.begin():
         if guard is not None:
-            guard(session, feature_id)
-        feature = repo.get_feature(session, feature_id)
-        chash = repo.config_hash(config)
+            guard(session, feature.id)
         if retry:
-            outcome_store.forget_feature_results(session, feature_id, chash)
+            outcome_store.forget_feature_results(session, feature.id, repo.config_hash(config))
         rows = outcome_store.store_candidates(session, feature, outcome.candidates, config=config, run_id=run_id,
                                               selected=outcome.selected)
         if outcome.selected is None or outcome.test is None:
@@ -69,6 +68,11 @@ def _load(db: Database, feature_id: int) -> FeatureRecords:
         return repo.load_feature_records(session, repo.get_feature(session, feature_id))
 
 
+def _load_many(db: Database, feature_ids: Sequence[int]) -> dict[int, FeatureRecords]:
+    with db.session() as session:
+        return repo.load_many_feature_records(session, repo.get_features(session, feature_ids))
+
+
 def _scored_explanations(db: Database, feature_ids: list[int], config: dict) -> list[int]:
     with db.session() as session:
         return outcome_store.scored_explanations(session, feature_ids, config_hash=repo.config_hash(config))
@@ -85,9 +89,11 @@ def make_clients(db: Database, opts: ExplainOptions) -> tuple[LLMClient, Simulat
 
 async def explain_feature(db: Database, store: DatabaseThreads, opts: ExplainOptions, client: LLMClient,
                           simulator: Simulator, feature: Feature, config: dict, run_id: int, stats: RunStats,
-                          guard: SaveGuard | None = None) -> None:
-    """Explain, simulate, score and store one feature (one transaction), counting it in `stats`."""
-    records = await store.read(_load, db, feature.id)
+                          guard: SaveGuard | None = None, records: FeatureRecords | None = None) -> None:
+    """Explain, simulate, score and store one feature (one transaction), counting it in `stats`. `records`: the
+    feature's, when already read (a batch reads them in chunks); otherwise they are read here."""
+    if records is None:
+        records = await store.read(_load, db, feature.id)
     # Dead features come back failed from the explainer (nothing above zero) without an LLM call.
     outcome = await explain_and_score(
         records, client, simulator, fmt=opts.fmt, n_candidates=opts.n_candidates, polarity=opts.polarity,
@@ -96,7 +102,8 @@ async def explain_feature(db: Database, store: DatabaseThreads, opts: ExplainOpt
         output_logits=(feature.extra or {}).get("logits", {}) if opts.with_logits() else None,
         calibrate=opts.calibrate,
     )
-    await store.write(_save_outcome, db, feature.id, outcome, opts, config, run_id, opts.retry_failed, guard)
+    await store.write(_save_outcome, db, repo.FeatureRef(feature.id, feature.model_id, feature.layer), outcome, opts,
+                      config, run_id, opts.retry_failed, guard)
     if outcome.failure:
         stats.record_failure(feature.index, outcome.failure)
     else:
@@ -143,12 +150,14 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
             record.details["endpoints"] = endpoint_stats_of(client, simulator_client)
             await store.write(record.save)
 
-    async def work(store: DatabaseThreads, feature: Feature) -> None:
+    async def work(store: DatabaseThreads, records: ChunkedReads[int, FeatureRecords], position: int) -> None:
+        feature = features[position]
         async with gate:
             if budget_hit.is_set():
                 return
             try:
-                await explain_feature(db, store, opts, client, simulator, feature, config, record.run_id, stats)
+                await explain_feature(db, store, opts, client, simulator, feature, config, record.run_id, stats,
+                                      records=await records.get(position))
             finally:
                 await refresh(store)
                 if opts.budget_usd is not None and stats.cost_usd >= opts.budget_usd:
@@ -158,7 +167,8 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
 
     try:
         with DatabaseThreads() as store:
-            await asyncio.gather(*(work(store, f) for f in features))
+            records = ChunkedReads(store, partial(_load_many, db), [f.id for f in features], LOAD_CHUNK)
+            await asyncio.gather(*(work(store, records, i) for i in range(len(features))))
             if not budget_hit.is_set():
                 await finishing_passes(db, store, opts, simulator, run_scorers, all_feature_ids, config,
                                        record.run_id, stats)
@@ -219,6 +229,5 @@ def run_explain(db: Database, opts: ExplainOptions, *, run_id: int | None = None
             RunRecord(db, RunKind.EXPLAIN, run_config, run_id=run_id, total=len(features)) as record, \
             ProgressDisplay(len(features), show=show_progress) as display:
         record.stats.skipped = len(features) - len(todo)
-        with batch_collector():
-            asyncio.run(_run(db, opts, record, display, todo, config, [f.id for f in features]))
+        asyncio.run(_run(db, opts, record, display, todo, config, [f.id for f in features]))
     return record.run_id

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from activations.records import ActivationRecord, FeatureRecords
 from activations.vocab import DataSplit, ScoreMethod, ScoreRole, ScoringSubset
 from autointerp.pipeline.calibrated import calibrated_scores
-from autointerp.pipeline.db_threads import DatabaseThreads
+from autointerp.pipeline.db_threads import ChunkedReads, DatabaseThreads
 from autointerp.pipeline.feature_work import SimulationOutcome, score, scoring_input, simulate
 from scorer import ScoreValue, pick_shuffled
 from simulator.base import Simulator
@@ -50,32 +51,6 @@ def _pending(db: Database, explanation_ids: Sequence[int], simulator_spec: str) 
                 for e, f in todo.values()}
 
 
-class _PendingReader:
-    """Reads the pending work a chunk of explanations at a time, and the next chunk as soon as this one is first
-    asked for, so simulations rarely wait on a read. Items are handed out once, so a chunk's memory goes as its
-    items are taken."""
-
-    def __init__(self, db: Database, store: DatabaseThreads, explanation_ids: Sequence[int],
-                 simulator_spec: str) -> None:
-        self._db, self._store, self._spec = db, store, simulator_spec
-        self._chunks = [explanation_ids[i:i + CHUNK] for i in range(0, len(explanation_ids), CHUNK)]
-        self._reads: dict[int, asyncio.Future[dict[int, _Pending]]] = {}
-
-    def _read(self, index: int) -> asyncio.Future[dict[int, _Pending]]:
-        if index not in self._reads:
-            self._reads[index] = asyncio.ensure_future(
-                self._store.read(_pending, self._db, self._chunks[index], self._spec))
-        return self._reads[index]
-
-    async def get(self, position: int, explanation_id: int) -> _Pending | None:
-        """The pending work of the explanation at `position` of the list; None when it has its baseline."""
-        index = position // CHUNK
-        read = self._read(index)
-        if index + 1 < len(self._chunks):
-            self._read(index + 1)
-        return (await read).pop(explanation_id, None)
-
-
 def _layer_pool(db: Database, feature_id: int) -> _Pool:
     with db.session() as session:
         current = repo.layer_current_explanation_rows(session, repo.get_feature(session, feature_id))
@@ -113,12 +88,12 @@ async def add_sanity_baselines(db: Database, store: DatabaseThreads, simulator: 
     Up to `concurrency` at once; with `calibrate`, the borrowed explanation's calibrated scores too (its own
     line fitted on the valid split), so calibrated methods have a baseline. Returns how many were stored."""
     gate = asyncio.Semaphore(concurrency)
-    reader = _PendingReader(db, store, explanation_ids, simulator_spec)
+    pending = ChunkedReads(store, partial(_pending, db, simulator_spec=simulator_spec), explanation_ids, CHUNK)
     pool: asyncio.Future[_Pool] | None = None  # the layer's current explanations, read once
 
-    async def one(position: int, explanation_id: int) -> bool:
+    async def one(position: int) -> bool:
         async with gate:
-            item = await reader.get(position, explanation_id)
+            item = await pending.get(position)
             if item is None:
                 return False
             nonlocal pool
@@ -139,4 +114,4 @@ async def add_sanity_baselines(db: Database, store: DatabaseThreads, simulator: 
                               scores, simulator_spec, run_id)
             return True
 
-    return sum(await asyncio.gather(*(one(i, e) for i, e in enumerate(explanation_ids))))
+    return sum(await asyncio.gather(*(one(i) for i in range(len(explanation_ids)))))
