@@ -30,6 +30,7 @@ from llm_client.accounting import estimate_cost
 from llm_client.base import Capabilities, Completion, LLMError, Usage, check_messages, messages_to_prompt
 from llm_client.core import ClientCore
 from llm_client.endpoints import EndpointPool, EndpointStats, split_urls
+from llm_client.http_transport import whole_body_client
 from llm_client.openai_parse import (
     ChoicesMismatch,
     Garbage,
@@ -106,15 +107,6 @@ def _reason(exc: BaseException, timeout_s: float) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _http_client_cls() -> type:
-    """aiohttp's transport when installed (about half the CPU per request of httpx's pool), else httpx."""
-    try:
-        import aiohttp  # noqa: F401
-    except ImportError:
-        return openai.DefaultAsyncHttpxClient
-    return openai.DefaultAioHttpClient
-
-
 @dataclass
 class _LoopState:
     """Objects bound to one event loop (httpx pools and asyncio primitives cannot cross loops)."""
@@ -162,19 +154,15 @@ class OpenAIClient(ClientCore):
     def _loop_state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
         if self._state is None or self._state.loop is not loop:
-            # Keep one warm connection per concurrent request (the default keeps 100); the Limits class comes
-            # from the openai package's own httpx flavour, whichever it is.
-            limits_cls = type(openai._constants.DEFAULT_CONNECTION_LIMITS)
-            connections = self.concurrency + 4
-            # Idle connections are dropped well before the 5 s after which uvicorn-based servers (vLLM, the
-            # fake server) close them; a busy client still picks up some the server has just closed (it reads
-            # a response late, so its idle clock starts late), and those are retried at once (_send).
-            limits = limits_cls(max_connections=connections, max_keepalive_connections=connections,
-                                keepalive_expiry=KEEPALIVE_S)
-
+            # One warm connection per concurrent request. Idle connections are dropped well before the 5 s after
+            # which uvicorn-based servers (vLLM, the fake server) close them; a busy client still picks up some
+            # the server has just closed (it reads a response late, so its idle clock starts late), and those
+            # are retried at once (_send).
             def connect(url: str) -> openai.AsyncOpenAI:
+                http = whole_body_client(max_connections=self.concurrency + 4, keepalive_s=KEEPALIVE_S,
+                                         timeout_s=self.timeout_s)
                 return openai.AsyncOpenAI(api_key=_KEY_PLACEHOLDER, base_url=url, timeout=self.timeout_s,
-                                          max_retries=0, http_client=_http_client_cls()(limits=limits))
+                                          max_retries=0, http_client=http)
 
             self._state = _LoopState(
                 loop=loop,
