@@ -34,7 +34,7 @@ httpx: Any = _httpx_flavour()
 _DROPPED_HEADERS = {"content-encoding", "content-length", "transfer-encoding"}
 
 
-class WholeBodyTransport(httpx.AsyncBaseTransport):  # type: ignore[misc]
+class WholeBodyTransport(httpx.AsyncBaseTransport):
     def __init__(self, *, max_connections: int, keepalive_s: float) -> None:
         self._max_connections = max_connections
         self._keepalive_s = keepalive_s

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from activations.records import FeatureRecords
 from activations.vocab import OutcomeStatus, RunKind, ScorerName
+from autointerp.pipeline.collector import batch_collector
 from autointerp.pipeline.context import llm_cache_path, select_features
 from autointerp.pipeline.db_threads import ChunkedReads, DatabaseThreads
 from autointerp.pipeline.feature_work import FeatureOutcome, explain_and_score
@@ -229,5 +230,6 @@ def run_explain(db: Database, opts: ExplainOptions, *, run_id: int | None = None
             RunRecord(db, RunKind.EXPLAIN, run_config, run_id=run_id, total=len(features)) as record, \
             ProgressDisplay(len(features), show=show_progress) as display:
         record.stats.skipped = len(features) - len(todo)
-        asyncio.run(_run(db, opts, record, display, todo, config, [f.id for f in features]))
+        with batch_collector():
+            asyncio.run(_run(db, opts, record, display, todo, config, [f.id for f in features]))
     return record.run_id
