@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
 from storage.collection_store import layer_complete, save_layer
-from storage.repository import get_or_create_feature, load_feature_records
+from storage.repository import get_or_create_feature, load_feature_records, load_many_feature_records
 from storage.runs import start_run
 from storage.schema import ActivationRecordRow, Feature, Run
 
@@ -73,3 +73,29 @@ def test_save_layer_creates_the_sae_and_refuses_mixed_layers(db):
         assert feats[0].sae.hook == "blocks.2.hook_resid_post"
     with pytest.raises(ValueError, match="save_layer stores one layer"):
         _save(db, _layer(2, scale=1.0) + _layer(2, scale=1.0, layer=3))
+
+
+def test_stored_records_read_back_as_written_one_feature_or_many(db):
+    """The store's reads (Core rows, records built without validating again) give the records as written: same
+    order, labels, provenance, token ids and row ids, whether read one feature at a time or many at once."""
+    features = _layer(4, scale=1.0)
+    # Windows of their own (a window's token ids are those of its first writer).
+    with_ids = [ActivationRecord(["c", "d"], r.activations, sample=r.sample, data_split=r.data_split,
+                                 provenance=r.provenance, label=r.label, token_ids=[7, 8]) for r in features[2].records]
+    features[2] = FeatureRecords(features[2].feature, with_ids, features[2].stats)
+    _save(db, features)
+    with db.session() as s:
+        rows = s.scalars(select(Feature).order_by(Feature.index)).all()
+        many = load_many_feature_records(s, rows)
+        for row, written in zip(rows, features):
+            one = load_feature_records(s, row)
+            assert one == many[row.id] and one.feature == written.feature
+            assert sorted(one.records, key=lambda r: (r.sample, r.label)) == sorted(written.records, key=lambda r: (r.sample, r.label))
+            assert [r.label for r in one.records] == [f"{r.sample}[{r.label[-2]}]" for r in one.records]
+            assert [r.sample for r in one.records] == sorted(r.sample for r in one.records)
+            ids = s.scalars(select(ActivationRecordRow.id).where(ActivationRecordRow.feature_id == row.id)
+                            .order_by(ActivationRecordRow.split, ActivationRecordRow.position)).all()
+            assert [r.record_id for r in one.records] == ids
+            assert all(isinstance(a, float) for r in one.records for a in r.activations)
+        assert [r.token_ids for r in many[rows[2].id].records] == [(7, 8)] * len(with_ids)
+        assert many[rows[1].id].records[0].token_ids is None
