@@ -26,6 +26,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import random
 import re
 import socket
@@ -49,10 +50,39 @@ _COMPACT = (",", ":")  # how Starlette's JSONResponse (and so vLLM) writes JSON
 _TOKEN = re.compile(r"\s*\w+|\s*[^\w\s]|\s+")
 
 
+# Where a newline follows a non-space character, a token always ends (no _TOKEN alternative runs from a
+# non-space character into a newline) and the next starts: text split there tokenises piece by piece exactly
+# as it does whole. Prompts are line-shaped and their lines recur, so pieces are tokenised (and their JSON
+# fragments built) once.
+_PIECE_END = re.compile(r"(?<=\S)(?=\n)")
+
+
 @functools.lru_cache(maxsize=1024)  # a request's prompt is tokenised for its body and again for its counts
 def tokenize(text: str) -> tuple[tuple[str, int], ...]:
     """Deterministic word tokenizer: (token text, char offset)."""
     return tuple((m.group(), m.start()) for m in _TOKEN.finditer(text))
+
+
+def _shared_prefix(prompts: list[str]) -> str:
+    """The longest start every prompt shares that ends on a piece boundary ("" for a single prompt)."""
+    if len(prompts) < 2:
+        return ""
+    common = os.path.commonprefix(prompts)
+    ends = [m.start() for m in _PIECE_END.finditer(common)]  # each inside `common`: a boundary in every prompt
+    return common[:ends[-1]] if ends else ""
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One piece of a prompt: its tokens' JSON fragments (comma-joined, and one by one) and char offsets."""
+
+    tokens: str
+    logprobs: str
+    tops: str
+    token_list: tuple[str, ...]
+    logprob_list: tuple[str, ...]
+    top_list: tuple[str, ...]
+    offsets: tuple[int, ...]  # from the piece's start
 
 
 def prompt_hash(body: dict) -> str:
@@ -123,6 +153,8 @@ class FakeOpenAI:
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         self._fragments: dict[tuple, tuple[str, str, str]] = {}  # (digit_for, token, k) -> JSON texts
+        self._pieces: dict[tuple, _Piece] = {}  # (digit_for, prompt piece, k) -> its tokens' JSON
+        self._shared: dict[tuple, tuple] = {}  # the last request's shared prompt prefix -> its arrays
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._serving: asyncio.Semaphore | None = None  # made on the server's loop, for max_concurrent
@@ -178,33 +210,80 @@ class FakeOpenAI:
             self._fragments[key] = texts
         return texts
 
-    def _choice_json(self, index: int, prompt: str, body: dict) -> tuple[str, int, int]:
+    def _piece(self, text: str, k: int) -> _Piece:
+        key = (self.digit_for, text, k)
+        piece = self._pieces.get(key)
+        if piece is None:
+            toks = tokenize(text)
+            columns = [self._fragments_of(t, k) for t, _ in toks]
+            token_list, logprob_list, top_list = (tuple(c[i] for c in columns) for i in range(3))
+            piece = _Piece(",".join(token_list), ",".join(logprob_list), ",".join(top_list), token_list, logprob_list,
+                           top_list, tuple(o for _, o in toks))
+            self._pieces[key] = piece
+        return piece
+
+    def _text_arrays(self, text: str, k: int, start: int, first: bool) -> tuple[list[str], list[str], list[str], list[int]]:
+        """Tokens, logprobs and top alternatives of `text` (at char `start` of its prompt) as JSON array
+        segments, and its token offsets, built piece by piece; with `first`, its first token opens the prompt
+        and has nothing to condition on (null)."""
+        tokens, logprobs, tops, offsets = [], [], [], []
+        for text_piece in _PIECE_END.split(text):
+            piece = self._piece(text_piece, k)
+            if first and piece.offsets:
+                tokens.append(piece.tokens)
+                logprobs.append(",".join(("null",) + piece.logprob_list[1:]))
+                tops.append(",".join(("null",) + piece.top_list[1:]))
+                first = False
+            elif piece.offsets:
+                tokens.append(piece.tokens)
+                logprobs.append(piece.logprobs)
+                tops.append(piece.tops)
+            offsets.extend([start + o for o in piece.offsets])
+            start += len(text_piece)
+        return tokens, logprobs, tops, offsets
+
+    def _prompt_arrays(self, prompt: str, k: int, shared: str) -> tuple[list[str], list[str], list[str], list[int]]:
+        """The echoed prompt's arrays; `shared` (a prefix every prompt of the request starts with, ending on a
+        piece boundary) is built once per request, as a server's prefix cache computes it once."""
+        key = (self.digit_for, shared, k)
+        if key not in self._shared:
+            self._shared = {key: self._text_arrays(shared, k, 0, True)}
+        head = self._shared[key]
+        tail = self._text_arrays(prompt[len(shared):], k, len(shared), not head[3])
+        tokens, logprobs, tops, offsets = (h + t for h, t in zip(head, tail))
+        return tokens, logprobs, tops, offsets
+
+    def _choice_json(self, index: int, prompt: str, body: dict, shared: str = "") -> tuple[str, int, int]:
         """One choice's JSON text, and its prompt and completion token counts."""
         text = self._truncate(self.answer("completions", {**body, "prompt": prompt}), body.get("max_tokens"))
         echo = bool(body.get("echo")) and not self.ignore_logprobs
         full = prompt + text if echo else text
-        prompt_toks, text_toks = tokenize(prompt), tokenize(text)
-        counts = len(prompt_toks), len(text_toks)
+        text_toks = tokenize(text)
         if body.get("logprobs") is None or self.ignore_logprobs:
             return json.dumps({"index": index, "finish_reason": "stop", "text": full, "logprobs": None},
-                              separators=_COMPACT), *counts
+                              separators=_COMPACT), len(tokenize(prompt)), len(text_toks)
         k = body["logprobs"]
         # prompt and answer are tokenised apart, as a server does: no token straddles the boundary
-        toks = list(prompt_toks if echo else ()) + [(t, o + len(prompt) * echo) for t, o in text_toks]
-        fragments = self._fragments_of
-        token_texts, logprob_texts, top_texts = (list(column) for column in zip(*(fragments(t, k) for t, _ in toks))) \
-            if toks else ([], [], [])
-        if echo and toks:  # the first prompt token has nothing to condition on
-            logprob_texts[0] = top_texts[0] = "null"
-        tokens, logprobs, tops = ",".join(token_texts), ",".join(logprob_texts), ",".join(top_texts)
-        offsets = ",".join([str(o) for _, o in toks])
+        tokens, logprobs, tops, offsets = self._prompt_arrays(prompt, k, shared) if echo else ([], [], [], [])
+        counts = len(offsets) if echo else len(tokenize(prompt)), len(text_toks)
+        if text_toks:
+            answer = [self._fragments_of(t, k) for t, _ in text_toks]
+            if echo and not offsets:  # an empty prompt echoed: the answer's first token has nothing before it
+                answer[0] = (answer[0][0], "null", "null")
+            tokens.append(",".join(a[0] for a in answer))
+            logprobs.append(",".join(a[1] for a in answer))
+            tops.append(",".join(a[2] for a in answer))
+            offsets.extend(o + len(prompt) * echo for _, o in text_toks)
+        tokens, logprobs, tops = ",".join(tokens), ",".join(logprobs), ",".join(tops)
+        offsets = json.dumps(offsets, separators=_COMPACT)[1:-1]
         return (f'{{"index":{index},"finish_reason":"stop","text":{json.dumps(full)},"logprobs":'
                 f'{{"tokens":[{tokens}],"token_logprobs":[{logprobs}],"top_logprobs":[{tops}],'
                 f'"text_offset":[{offsets}]}}}}'), *counts
 
     def _completion_json(self, body: dict) -> str:
         prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
-        choices = [self._choice_json(i, p, body) for i, p in enumerate(prompts)]
+        shared = _shared_prefix(prompts)
+        choices = [self._choice_json(i, p, body, shared) for i, p in enumerate(prompts)]
         n_prompt, n_completion = sum(c[1] for c in choices), sum(c[2] for c in choices)
         self.prompt_tokens += n_prompt
         envelope = json.dumps(self._envelope("text_completion", body, {}, n_prompt, n_completion), separators=_COMPACT)

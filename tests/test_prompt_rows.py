@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
 
 import pytest
 
@@ -18,7 +19,7 @@ from simulator import SimulationError, make_simulator
 from simulator.logprob_remote import RemoteLogprobSimulator, slot_distributions
 from simulator.prompts import prefix_text, record_text
 from tests.closing import simulate_and_close
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import _PIECE_END, FakeOpenAI, tokenize
 
 RECORDS = [
     [" The", " red", " car", " of", " 1969", "."],
@@ -312,3 +313,21 @@ def test_a_request_on_a_connection_the_server_dropped_is_retried_at_once():
     except TimeoutError as exc:
         assert _dropped_connection(exc) and _reason(exc, 5) == "the server closed the connection"
     assert not _dropped_connection(TimeoutError("a real timeout"))
+
+
+def test_fake_server_bodies_do_not_depend_on_how_it_splits_prompts():
+    """The fake server tokenises prompts piece by piece and a list's shared prefix once: every choice of a
+    list must equal the same prompt's body sent alone, and pieces must tokenise as the whole text does."""
+    rng = random.Random(0)
+    alphabet = ["a", "b", " ", "\n", "\t", ".", "1", "é", "\n\n", "x\n", " \n", "\t\n", "<"]
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert [t for p in _PIECE_END.split(text) for t, _ in tokenize(p)] == [t for t, _ in tokenize(text)]
+    prefix = prefix_text("numbers")
+    prompts = [prefix + record_text(["The", " year", " 1932", "\t"])[0], prefix + record_text([" river", "."])[0]]
+    listed = json.loads(FakeOpenAI()._completion_json({"prompt": prompts, "max_tokens": 0, "echo": True,
+                                                        "logprobs": 5}))["choices"]
+    for i, prompt in enumerate(prompts):
+        (alone,) = json.loads(FakeOpenAI()._completion_json({"prompt": prompt, "max_tokens": 0, "echo": True,
+                                                               "logprobs": 5}))["choices"]
+        assert {**listed[i], "index": 0} == alone
