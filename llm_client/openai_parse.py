@@ -153,6 +153,7 @@ class _EchoBody(msgspec.Struct):
 
 _ECHO_BODY = msgspec.json.Decoder(_EchoBody)
 _TOP_ROWS = msgspec.json.Decoder(list[dict[str, float | None] | None])
+_TOP_ROWS_STRICT = msgspec.json.Decoder(list[dict[str, float]])
 
 
 def _decode_echo(raw: bytes | str) -> _EchoBody:
@@ -172,11 +173,15 @@ def _decode_echo(raw: bytes | str) -> _EchoBody:
 def _top_rows(tops: list[msgspec.Raw], rows: list[int], where: str) -> list[dict[str, float]]:
     """The top-alternative dicts of `rows`, decoded in one call; an alternative without a logprob (a
     non-finite one written as null) is left out."""
+    joined = b"[" + b",".join(bytes(tops[j]) for j in rows) + b"]"
     try:
-        values = _TOP_ROWS.decode(b"[" + b",".join(bytes(tops[j]) for j in rows) + b"]")
+        return _TOP_ROWS_STRICT.decode(joined)  # nearly every body: no null row and no null logprob
+    except msgspec.DecodeError:
+        pass
+    try:
+        values = _TOP_ROWS.decode(joined)
     except msgspec.DecodeError as exc:
         raise Garbage(f"{where}: malformed completion logprobs ({exc})") from None
-    # Nearly every row has no null: those pass as decoded.
     return [cast(dict[str, float], v) if v and None not in v.values()
             else {k: p for k, p in (v or {}).items() if p is not None} for v in values]
 

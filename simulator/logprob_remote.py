@@ -24,12 +24,11 @@ from simulator.values import distributions_from_tops
 _VALUES = np.arange(MAX_VALUE + 1, dtype=np.float64)
 
 
-def slot_distributions(completion: Completion, slot_offsets: list[int], tokens: Sequence[str], top_k: int,
-                       where: str) -> np.ndarray:
-    """Find the echoed token at each slot by its char offset and read its alternatives: an (n, 11) array of
-    value distributions, one row per slot. The server's tokenizer may merge the TAB into the slot token
-    (fine: only whitespace precedes the slot inside it), but a token that starts inside the subject token's
-    text cannot be aligned: that is a failure, not a guess."""
+def slot_tops(completion: Completion, slot_offsets: list[int], tokens: Sequence[str],
+              where: str) -> list[dict[str, float]]:
+    """Find the echoed token at each slot by its char offset and take its top alternatives. The server's
+    tokenizer may merge the TAB into the slot token (fine: only whitespace precedes the slot inside it), but
+    a token that starts inside the subject token's text cannot be aligned: that is a failure, not a guess."""
     rows, offsets = completion.prompt_logprobs, completion.text_offsets
     if not rows or offsets is None:
         raise SimulationError(f"{where}: the endpoint returned no prompt logprobs; logprob: needs a "
@@ -48,8 +47,14 @@ def slot_distributions(completion: Completion, slot_offsets: list[int], tokens: 
         if not rows[j].top:
             raise SimulationError(f"{where}, token {n} ({token!r}): the endpoint gave no top logprobs at the slot")
         tops.append(rows[j].top)
-    return distributions_from_tops(
-        tops, lambda n: f"{where}, token {n} ({tokens[n]!r}), top {top_k} alternatives")
+    return tops
+
+
+def slot_distributions(completion: Completion, slot_offsets: list[int], tokens: Sequence[str], top_k: int,
+                       where: str) -> np.ndarray:
+    """The value distribution at each slot of one record: an (n, 11) array (see slot_tops)."""
+    return distributions_from_tops(slot_tops(completion, slot_offsets, tokens, where),
+                                   lambda n: f"{where}, token {n} ({tokens[n]!r}), top {top_k} alternatives")
 
 
 class RemoteLogprobSimulator(Simulator):
@@ -87,8 +92,18 @@ class RemoteLogprobSimulator(Simulator):
             prompts.append(prefix + text)
             slots.append([len(prefix) + s for s in offsets])
         completions = await self._completions(prompts, slots)
-        out = []
-        for i, (tokens, completion, at) in enumerate(zip(records, completions, slots)):
-            dists = slot_distributions(completion, at, tokens, self.top_k, f"record {i}")
-            out.append(SequenceSimulation(list(tokens), (dists @ _VALUES).tolist(), dists.tolist()))
-        return out
+        # Every record's slots are read in one pass: numpy's fixed cost per call is paid once per simulation.
+        tops = [top for i, (tokens, completion, at) in enumerate(zip(records, completions, slots))
+                for top in slot_tops(completion, at, tokens, f"record {i}")]
+        firsts = np.cumsum([0] + [len(t) for t in records])
+
+        def where(flat: int) -> str:
+            i = int(np.searchsorted(firsts, flat, side="right")) - 1
+            n = flat - int(firsts[i])
+            return f"record {i}, token {n} ({records[i][n]!r}), top {self.top_k} alternatives"
+
+        dists = distributions_from_tops(tops, where)
+        expected = (dists @ _VALUES).tolist()
+        rows = dists.tolist()
+        return [SequenceSimulation(list(tokens), expected[firsts[i]:firsts[i + 1]], rows[firsts[i]:firsts[i + 1]])
+                for i, tokens in enumerate(records)]
