@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from autointerp.executors.ledger import WorkerReport
+from autointerp.pipeline.collector import batch_collector
 from autointerp.pipeline.db_threads import DatabaseThreads
 from autointerp.pipeline.explain_run import explain_feature, finishing_passes, make_clients, make_explain_scorers
 from autointerp.pipeline.options import ExplainOptions, RescoreOptions
@@ -251,7 +252,8 @@ class BatchWorker:
         return os.getpid()
 
     def run(self, spec: WorkSpec, ledger: Any) -> WorkerReport:
-        return asyncio.run(drain(spec, ledger, self.name))
+        with batch_collector():
+            return asyncio.run(drain(spec, ledger, self.name))
 
     def finish(self, spec: WorkSpec, selection: list[int], ledger: Any) -> WorkerReport:
         return asyncio.run(finishing_pass(spec, selection, ledger))

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from activations.vocab import DataSplit, RunKind, ScoreMethod, ScorerName, ScoreRole
 from autointerp.pipeline.calibrated import calibrated_scores
+from autointerp.pipeline.collector import batch_collector
 from autointerp.pipeline.context import llm_cache_path, select_features
 from autointerp.pipeline.db_threads import DatabaseThreads
 from autointerp.pipeline.feature_work import ScoringInput, SimulationOutcome, score, scoring_input, simulate
@@ -190,5 +191,6 @@ def run_rescore(db: Database, opts: RescoreOptions, *, run_id: int | None = None
                                          total=len(explanation_ids)) as record, \
             ProgressDisplay(len(explanation_ids), label="explanations", unit="expl", show=show_progress) as display:
         record.stats.skipped = len(explanation_ids) - len(todo)
-        asyncio.run(_rescore(db, opts, record, display, todo, explanation_ids, plan.simulated_before))
+        with batch_collector():
+            asyncio.run(_rescore(db, opts, record, display, todo, explanation_ids, plan.simulated_before))
     return record.run_id
