@@ -8,6 +8,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 MAX_VALUE = 10  # the 0..10 scale of OpenAI's prompts (activations/records.normalize_activations)
 
 
@@ -26,7 +28,8 @@ class SequenceSimulation:
 
     tokens: list[str]
     expected_activations: list[float]
-    distributions: list[list[float]] | None = None
+    # one row per token; the all-at-once simulator keeps its [tokens, 11] array (storage writes it as it is)
+    distributions: list[list[float]] | np.ndarray | None = None
 
 
 class Simulator(ABC):

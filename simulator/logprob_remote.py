@@ -104,6 +104,5 @@ class RemoteLogprobSimulator(Simulator):
 
         dists = distributions_from_tops(tops, where)
         expected = (dists @ _VALUES).tolist()
-        rows = dists.tolist()
-        return [SequenceSimulation(list(tokens), expected[firsts[i]:firsts[i + 1]], rows[firsts[i]:firsts[i + 1]])
+        return [SequenceSimulation(list(tokens), expected[firsts[i]:firsts[i + 1]], dists[firsts[i]:firsts[i + 1]])
                 for i, tokens in enumerate(records)]
