@@ -274,11 +274,10 @@ class FakeOpenAI:
             logprobs.append(",".join(a[1] for a in answer))
             tops.append(",".join(a[2] for a in answer))
             offsets.extend(o + len(prompt) * echo for _, o in text_toks)
-        tokens, logprobs, tops = ",".join(tokens), ",".join(logprobs), ",".join(tops)
-        offsets = json.dumps(offsets, separators=_COMPACT)[1:-1]
         return (f'{{"index":{index},"finish_reason":"stop","text":{json.dumps(full)},"logprobs":'
-                f'{{"tokens":[{tokens}],"token_logprobs":[{logprobs}],"top_logprobs":[{tops}],'
-                f'"text_offset":[{offsets}]}}}}'), *counts
+                f'{{"tokens":[{",".join(tokens)}],"token_logprobs":[{",".join(logprobs)}],'
+                f'"top_logprobs":[{",".join(tops)}],"text_offset":{json.dumps(offsets, separators=_COMPACT)}}}}}'
+                ), *counts
 
     def _completion_json(self, body: dict) -> str:
         prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
