@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import accumulate
 
 SLOT = "unknown"
 INSTRUCTIONS = (
@@ -111,13 +112,9 @@ def slot_line_tail() -> str:
 
 def record_text(tokens: list[str] | tuple[str, ...]) -> tuple[str, list[int]]:
     """The record's lines as text, and the char offset of each slot (right after each TAB)."""
-    parts: list[str] = []
-    offsets: list[int] = []
-    length = 0
-    for token in tokens:
-        head = slot_line_head(token)
-        length += len(head)
-        offsets.append(length)
-        parts.extend((head, slot_line_tail()))
-        length += len(parts[-1])
-    return "".join(parts), offsets
+    heads = [slot_line_head(token) for token in tokens]
+    tail = slot_line_tail()
+    # a slot sits after its own head and every line before it
+    ends = accumulate(len(head) + len(tail) for head in heads)
+    offsets = [end - len(tail) for end in ends]
+    return tail.join(heads) + tail if heads else "", offsets
