@@ -22,6 +22,10 @@ from simulator.prompts import FEW_SHOT, SLOT, FewShotExample, prefix_text, recor
 from simulator.values import distributions_from_tops
 
 _VALUES = np.arange(MAX_VALUE + 1, dtype=np.float64)
+# A server that cannot echo a prompt without generating (transformers serve answers HTTP 500 to max_tokens=0)
+# fails every attempt alike, so a failed echo request says what the endpoint must do.
+ECHO_HINT = ("; logprob: needs /v1/completions to echo the prompt with top logprobs at max_tokens=0 (vLLM does); "
+             "if this endpoint cannot, simulate with json: instead")
 
 
 def slot_tops(completion: Completion, slot_offsets: list[int], tokens: Sequence[str],
@@ -72,7 +76,7 @@ class RemoteLogprobSimulator(Simulator):
         try:
             return await self.client.complete(prompt, max_tokens=0, echo=True, logprobs=self.top_k)
         except LLMError as exc:
-            raise SimulationError(f"record {index}: the LLM call failed: {exc.reason}") from exc
+            raise SimulationError(f"record {index}: the LLM call failed: {exc.reason}{ECHO_HINT}") from exc
 
     async def _completions(self, prompts: list[str], slots: list[list[int]]) -> list[Completion]:
         if self._rows_client is None:
@@ -81,7 +85,7 @@ class RemoteLogprobSimulator(Simulator):
             return await self._rows_client.prompt_rows(prompts, top_logprobs=self.top_k, rows_at=slots)
         except LLMError as exc:
             where = "record 0" if len(prompts) == 1 else f"records 0-{len(prompts) - 1}"
-            raise SimulationError(f"{where}: the LLM call failed: {exc.reason}") from exc
+            raise SimulationError(f"{where}: the LLM call failed: {exc.reason}{ECHO_HINT}") from exc
 
     async def simulate(self, explanation: str, records: Sequence[Sequence[str]]) -> list[SequenceSimulation]:
         check_inputs(explanation, records)

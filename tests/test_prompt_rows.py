@@ -175,7 +175,7 @@ def test_a_list_answered_with_the_wrong_number_of_choices_falls_back_to_one_per_
 def test_a_failing_list_is_a_simulation_failure_naming_the_records(fake_openai):
     fake_openai.script = ["500"] * 10
     client = make_client("openai:fake-model", base_url=fake_openai.url, max_retries=1, backoff_s=0.01)
-    with pytest.raises(SimulationError, match=r"records 0-3: the LLM call failed: .*HTTP 500"):
+    with pytest.raises(SimulationError, match=r"records 0-3: the LLM call failed: .*HTTP 500.*max_tokens=0.*json:"):
         asyncio.run(simulate_and_close(RemoteLogprobSimulator(client), EXPLANATION, RECORDS))
     assert client.stats()["failures"] == 4 and client.stats()["calls"] == 4
 
