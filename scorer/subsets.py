@@ -106,7 +106,11 @@ def _bootstrap_pooled(p: PooledRecords, methods: Sequence[str], *, n_resamples: 
     resampled = _resample_counts(p.n_records, n_resamples, seed) @ _sums(p)  # [n_resamples, statistics]
     tail = 50 * (1 - confidence)
     out: dict[str, tuple[float | None, float | None]] = {m: (None, None) for m in methods}
-    values = {m: v for m in methods if np.isfinite(v := _from_sums(m, resampled)).all()}
+    values: dict[str, np.ndarray] = {}
+    for method in methods:
+        per_resample = _from_sums(method, resampled)
+        if np.isfinite(per_resample).all():  # a resample leaving the method undefined: no interval
+            values[method] = per_resample
     if values:
         bounds = np.percentile(np.stack(list(values.values())), [tail, 100 - tail], axis=1)
         out.update({m: (float(low), float(high)) for m, low, high in zip(values, bounds[0], bounds[1])})
