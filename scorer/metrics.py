@@ -82,11 +82,6 @@ def pool(real: Records, predicted: Records) -> PooledRecords:
     return PooledRecords(a, s, starts)
 
 
-def pooled(real: Records, predicted: Records) -> tuple[np.ndarray, np.ndarray]:
-    p = pool(real, predicted)
-    return p.real, p.predicted
-
-
 def _score(method: str, p: PooledRecords,
            fn: Callable[[np.ndarray, np.ndarray], tuple[float | None, str | None]]) -> ScoreValue:
     a, s = p.real, p.predicted
