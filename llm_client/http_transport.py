@@ -42,8 +42,10 @@ class WholeBodyTransport(httpx.AsyncBaseTransport):
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # made on first use, inside the event loop that uses it
-            connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=self._keepalive_s)
-            self._session = aiohttp.ClientSession(connector=connector, read_bufsize=READ_BUFFER)
+            # As the openai package's own clients: certifi's certificates, and proxies from the environment.
+            connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=self._keepalive_s,
+                                             ssl=httpx.create_ssl_context())
+            self._session = aiohttp.ClientSession(connector=connector, read_bufsize=READ_BUFFER, trust_env=True)
         return self._session
 
     async def handle_async_request(self, request: Any) -> Any:
