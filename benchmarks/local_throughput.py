@@ -47,6 +47,7 @@ def fill_layer(db, n_features: int, seed: int = 0) -> None:
     """A collected-looking layer: per feature 20 top and 20 random windows of 64 tokens of real text, split
     60/20/20 into train/valid/test; feature i fires on a few words of its own."""
     from activations.records import ActivationRecord, FeatureId, FeatureStats
+    from storage import record_store
     from storage import repository as repo
 
     rng = random.Random(seed)
@@ -72,7 +73,7 @@ def fill_layer(db, n_features: int, seed: int = 0) -> None:
                         values[5] = 2.5
                     records.append(ActivationRecord(w, values, sample=sample, data_split=d))
             feature = repo.get_or_create_feature(s, FeatureId(MODEL, LAYER, "mlp_neuron", index))
-            repo.add_records(s, feature, records)
+            record_store.add_records(s, feature, records)
             repo.set_feature_stats(feature, FeatureStats(
                 max_activation=max(r.max_activation for r in records), mean=0.1, variance=0.2,
                 firing_fraction=0.05, n_tokens=10_000))

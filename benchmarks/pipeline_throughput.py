@@ -47,8 +47,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from activations.records import ActivationRecord, FeatureId, FeatureStats, interleaved_data_split  # noqa: E402
 from autointerp.pipeline.explain_run import run_explain  # noqa: E402
 from autointerp.pipeline.options import ExplainOptions  # noqa: E402
+from storage import record_store, runs  # noqa: E402
 from storage import repository as repo  # noqa: E402
-from storage import runs  # noqa: E402
 from storage.db import Database  # noqa: E402
 
 MODEL, LAYER = "bench-model", 0
@@ -96,7 +96,7 @@ def fill(db: Database, n_features: int, n_tokens: int, seed: int = 0) -> int:
                     r = window(rng, n_tokens, fires=sample == "top")
                     records.append(ActivationRecord(r.tokens, r.activations, sample=sample,
                                                     data_split=interleaved_data_split(position)))
-            repo.add_records(s, feature, records)
+            record_store.add_records(s, feature, records)
             repo.set_feature_stats(feature, FeatureStats(
                 max_activation=max(r.max_activation for r in records), mean=0.1, variance=0.2,
                 firing_fraction=0.05, n_tokens=10_000))

@@ -34,6 +34,7 @@ from activations.records import ActivationRecord, FeatureId, FeatureStats, inter
 from activations.vocab import ScorerName  # noqa: E402
 from autointerp.pipeline.options import RescoreOptions  # noqa: E402
 from autointerp.pipeline.rescore_run import run_rescore  # noqa: E402
+from storage import record_store  # noqa: E402
 from storage import repository as repo  # noqa: E402
 from storage.db import Database  # noqa: E402
 from tests.fake_openai import FakeOpenAI, judge_answer  # noqa: E402
@@ -61,7 +62,7 @@ def fill(db: Database, n_features: int) -> None:
         for index in range(n_features):
             feature = repo.get_or_create_feature(s, FeatureId(MODEL, LAYER, "mlp_neuron", index))
             records = [window(rng, sample != "random", sample, p) for sample, n in samples.items() for p in range(n)]
-            repo.add_records(s, feature, records)
+            record_store.add_records(s, feature, records)
             repo.set_feature_stats(feature, FeatureStats(max_activation=5.0, mean=0.1, variance=0.2,
                                                          firing_fraction=0.05, n_tokens=100_000))
             feature.extra = {"neighbours": [{"index": (index + k) % n_features, "similarity": 0.5}

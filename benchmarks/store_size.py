@@ -61,7 +61,8 @@ from activations.vocab import RunKind
 from llm_client.local_models import load_model
 from storage.collection_store import save_layer
 from storage.db import Database, make_engine
-from storage.repository import find_feature, load_records
+from storage.record_store import load_records, numbered
+from storage.repository import find_feature
 from storage.runs import start_run
 
 # The tables that hold records or their windows, in either layout (others are the same in both or empty).
@@ -90,20 +91,12 @@ OLD_RECORDS = Table(
 
 
 def old_record_values(feature_id: int, record: ActivationRecord, position: int) -> dict[str, Any]:
-    """One row of the old layout (storage.repository.record_values before windows)."""
+    """One row of the old layout (storage.record_store.record_values before windows)."""
     return {
         "feature_id": feature_id, "split": record.sample, "data_split": record.data_split, "position": position,
         "tokens": list(record.tokens), "activations": list(record.activations), "max_activation": record.max_activation,
         "corpus": record.provenance.corpus, "document": record.provenance.document, "offset": record.provenance.offset,
     }
-
-
-def numbered(records: Sequence[ActivationRecord]) -> Iterator[tuple[ActivationRecord, int]]:
-    positions: dict[str, int] = {}
-    for record in records:
-        position = positions.get(record.sample, 0)
-        positions[record.sample] = position + 1
-        yield record, position
 
 
 def chunks(items: Any) -> Iterator[list]:

@@ -16,14 +16,8 @@ from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from activations.records import FeatureId, FeatureRecords, FeatureStats
-from storage.repository import (
-    find_model,
-    get_or_create_model,
-    get_or_create_sae,
-    numbered,
-    record_values,
-    stats_values,
-)
+from storage.record_store import numbered, record_values
+from storage.repository import find_model, get_or_create_model, get_or_create_sae, stats_values
 from storage.schema import ActivationRecordRow, Feature
 from storage.windows import window_ids
 

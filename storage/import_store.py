@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from activations.importers import ImportedExplanation, ImportedFeature
 from activations.records import FeatureId
 from activations.vocab import OutcomeStatus, Polarity, ScoreRole, ScoringSubset
+from storage import record_store
 from storage import repository as repo
 from storage.bulk import CHUNK, EXPLANATIONS, FEATURES, SCORES, explanation_ids, insert_rows
 from storage.schema import Feature, SimulatedRecord, Simulation, SubjectModel, utcnow
@@ -65,7 +66,7 @@ def save_imported_file(session: Session, items: Sequence[ImportedFeature], sourc
         if item.records.stats is not None:
             repo.set_feature_stats(feature, item.records.stats)
         feature.extra = {**(feature.extra or {}), **item.extra}
-        added["records"] += repo.add_records(session, feature, item.records.records)
+        added["records"] += record_store.add_records(session, feature, item.records.records)
     session.flush()  # records and statistics before the bulk statements below
     new = _new_explanations(session, items, features, Path(source).name)
     if new:

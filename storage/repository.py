@@ -1,24 +1,24 @@
-"""Reads and writes of single entities: models, SAEs, features, records, runs, explanations, simulations,
-scores. Callers own the transaction (`with db.session() as s, s.begin(): ...`), so a file import or a
-feature's results commit all together or not at all.
+"""Reads and writes of single entities: models, SAEs, features, explanations, simulations, scores (a
+feature's activation records are storage/record_store.py's). Callers own the transaction
+(`with db.session() as s, s.begin(): ...`), so a file import or a feature's results commit all together or not
+at all.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
-from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
+from activations.records import FeatureId, FeatureStats
 from activations.vocab import OutcomeStatus, Polarity, ScoreRole
-from storage.activation_codec import decode, decode_ids, encode
+from storage.activation_codec import encode
 from storage.schema import (
-    ActivationRecordRow,
     Explanation,
     Feature,
     Sae,
@@ -26,17 +26,12 @@ from storage.schema import (
     SimulatedRecord,
     Simulation,
     SubjectModel,
-    Window,
 )
-from storage.windows import window_ids
 
 # Bulk inserts go to the tables (Core), not the mapped classes: no ORM object or flush per row.
 _SCORES = cast(Table, Score.__table__)
 _SIMULATED_RECORDS = cast(Table, SimulatedRecord.__table__)
 _SIMULATIONS = cast(Table, Simulation.__table__)
-_RECORDS = cast(Table, ActivationRecordRow.__table__)
-_WINDOWS = cast(Table, Window.__table__)
-_IN_CHUNK = 500  # ids per IN list of a bulk read
 
 
 class Keyed(Protocol):
@@ -244,101 +239,6 @@ def stats_of(row: Feature) -> FeatureStats | None:
         firing_fraction=row.firing_fraction, n_tokens=row.n_tokens,
         quantile_boundaries=tuple(row.quantile_boundaries or ()), min_activation=row.min_activation,
     )
-
-
-def add_records(
-    session: Session, feature: Feature, records: Sequence[ActivationRecord], *, replace: bool = False
-) -> int:
-    """Store records, numbered by position within their sample kind. Existing (sample, position) slots are kept
-    unless `replace`, so importing the same file twice adds nothing. Returns how many rows were added."""
-    if replace:
-        session.execute(delete(ActivationRecordRow).where(ActivationRecordRow.feature_id == feature.id))
-        existing: set[tuple[str, int]] = set()
-    else:
-        existing = {(split, position) for split, position in session.execute(
-            select(ActivationRecordRow.split, ActivationRecordRow.position)
-            .where(ActivationRecordRow.feature_id == feature.id))}
-    new = [(record, position) for record, position in numbered(records) if (record.sample, position) not in existing]
-    windows = window_ids(session, feature.model_id, [record for record, _ in new])
-    session.add_all(ActivationRecordRow(**record_values(feature.id, record, position, window_id))
-                    for (record, position), window_id in zip(new, windows))
-    return len(new)
-
-
-def numbered(records: Sequence[ActivationRecord]) -> Iterator[tuple[ActivationRecord, int]]:
-    """Each record with its position within its sample kind (0 = first of that kind)."""
-    positions: dict[str, int] = {}
-    for record in records:
-        position = positions.get(record.sample, 0)
-        positions[record.sample] = position + 1
-        yield record, position
-
-
-def record_values(feature_id: int, record: ActivationRecord, position: int, window_id: int) -> dict[str, Any]:
-    """Column values of one activation record row (the record's `sample` is stored in column `split`; its
-    tokens and provenance live in its window)."""
-    return {
-        "feature_id": feature_id, "window_id": window_id, "split": record.sample, "data_split": record.data_split,
-        "position": position, "activations": encode(record.activations), "max_activation": record.max_activation,
-    }
-
-
-def record_of(row: ActivationRecordRow) -> ActivationRecord:
-    """A record from its ORM row and joined window (validated when written, so not checked again)."""
-    window = row.window
-    return ActivationRecord.stored(
-        tuple(window.tokens), tuple(decode(row.activations)), row.split, row.data_split,
-        Provenance(corpus=window.corpus, document=window.document, offset=window.offset),
-        f"{row.split}[{row.position}]", row.id,
-        tuple(decode_ids(window.token_ids)) if window.token_ids is not None else None,
-    )
-
-
-# A record's columns and its window's, read as plain rows (Core): no ORM entity per record and window.
-_RECORD_ROWS = (
-    select(_RECORDS.c.feature_id, _RECORDS.c.id, _RECORDS.c.split, _RECORDS.c.data_split, _RECORDS.c.position,
-           _RECORDS.c.activations, _WINDOWS.c.tokens, _WINDOWS.c.corpus, _WINDOWS.c.document, _WINDOWS.c.offset,
-           _WINDOWS.c.token_ids)
-    .join_from(_RECORDS, _WINDOWS, _WINDOWS.c.id == _RECORDS.c.window_id)
-    .order_by(_RECORDS.c.feature_id, _RECORDS.c.split, _RECORDS.c.position)
-)
-
-
-def _stored_record(row: Any) -> ActivationRecord:
-    _, record_id, split, data_split, position, activations, tokens, corpus, document, offset, token_ids = row
-    return ActivationRecord.stored(
-        tuple(tokens), tuple(decode(activations)), split, data_split, Provenance(corpus, document, offset),
-        f"{split}[{position}]", record_id, tuple(decode_ids(token_ids)) if token_ids is not None else None,
-    )
-
-
-def records_by_feature(session: Session, feature_ids: Sequence[int]) -> dict[int, list[ActivationRecord]]:
-    """The stored records (each with its row id) of many features in one query, each feature's in sample then
-    position order; features without records are absent."""
-    out: dict[int, list[ActivationRecord]] = {}
-    for start in range(0, len(feature_ids), _IN_CHUNK):
-        chunk = list(feature_ids[start:start + _IN_CHUNK])
-        for row in session.execute(_RECORD_ROWS.where(_RECORDS.c.feature_id.in_(chunk))):
-            out.setdefault(row[0], []).append(_stored_record(row))
-    return out
-
-
-def load_records(session: Session, feature: Feature) -> list[ActivationRecord]:
-    """A feature's stored records (each with its row id), in sample then position order."""
-    return records_by_feature(session, [feature.id]).get(feature.id, [])
-
-
-def load_feature_records(session: Session, feature: Feature) -> FeatureRecords:
-    return FeatureRecords(
-        feature=feature_id_of(feature), records=load_records(session, feature), stats=stats_of(feature)
-    )
-
-
-def load_many_feature_records(session: Session, features: Sequence[Feature]) -> dict[int, FeatureRecords]:
-    """`load_feature_records` of many features (feature row id -> records), their records read in one query."""
-    records = records_by_feature(session, [f.id for f in features])
-    return {f.id: FeatureRecords(feature=feature_id_of(f), records=records.get(f.id, []), stats=stats_of(f))
-            for f in features}
 
 
 def add_explanation(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from activations.records import ActivationRecord
 from activations.vocab import DataSplit, SampleKind
 from storage.activation_codec import decode
-from storage.repository import record_of
+from storage.record_store import record_of
 from storage.schema import ActivationRecordRow, Feature
 
 NEIGHBOURS_KEY = "neighbours"

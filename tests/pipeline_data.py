@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 from activations.records import ActivationRecord, FeatureId, FeatureStats
+from storage import record_store
 from storage import repository as repo
 from storage.db import Database
 
@@ -29,7 +30,7 @@ def fill_layer(db: Database, n_features: int, *, model: str = "tiny-model", laye
             fires = index not in dead
             records = [_record(rng, "top", d, fires) for d in ["train"] * 5 + ["valid"] * 2 + ["test"] * 3]
             records += [_record(rng, "random", d, False) for d in ["train"] * 2 + ["valid"] + ["test"] * 2]
-            repo.add_records(s, feature, records)
+            record_store.add_records(s, feature, records)
             repo.set_feature_stats(feature, FeatureStats(
                 max_activation=max(r.max_activation for r in records), mean=0.1, variance=0.2,
                 firing_fraction=0.05 if fires else 0.0, n_tokens=1000))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from activations.records import ActivationRecord, FeatureId, FeatureStats, Provenance
+from storage import record_store, runs
 from storage import repository as repo
-from storage import runs
 from storage.db import Database
 
 MODEL = "toy-model"
@@ -50,7 +50,7 @@ def fill(db: Database) -> dict[str, Any]:
             repo.set_feature_stats(feature, FeatureStats(
                 max_activation=2.0 + index, mean=0.1, variance=0.2, firing_fraction=0.05, n_tokens=1000,
                 quantile_boundaries=(0.1, 0.5, 1.0)))
-            repo.add_records(s, feature, _records(index))
+            record_store.add_records(s, feature, _records(index))
             ids["features"][index] = feature.id
             if text is None:
                 continue

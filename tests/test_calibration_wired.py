@@ -14,6 +14,7 @@ from sqlalchemy import select
 from autointerp.cli import main
 from autointerp.pipeline.feature_work import scoring_input
 from simulator.factory import make_simulator
+from storage import record_store
 from storage import repository as repo
 from storage.db import Database
 from storage.schema import Explanation, Score
@@ -58,7 +59,7 @@ def _hand_fit(db: Database, url: str, feature_index: int) -> tuple[float, float,
     calibrated test simulation over top-and-random records, as DESIGN.md defines them."""
     with db.session() as s:
         row = repo.find_feature(s, _fid(feature_index))
-        records = repo.load_feature_records(s, row)
+        records = record_store.load_feature_records(s, row)
         text = s.scalar(select(Explanation.text).where(Explanation.feature_id == row.id))
     valid, test = scoring_input(records, "valid", "positive"), scoring_input(records, "test", "positive")
     x = np.concatenate([np.asarray(p) for p in _simulated(url, text, valid.tokens)])

@@ -23,7 +23,7 @@ from autointerp.pipeline.collect_run import run_collect
 from llm_client.local_models import load_model
 from storage.db import Database
 from storage.queries import FeatureQuery, query_features
-from storage.repository import load_feature_records
+from storage.record_store import load_feature_records
 from storage.schema import Feature, Run
 
 pytestmark = pytest.mark.slow

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 import sqlalchemy as sa
 
+from storage import record_store
 from storage import repository as repo
 from storage.db import Database, make_engine, upgrade
 from storage.feature_detail import feature_detail
@@ -66,7 +67,7 @@ def test_records_simulations_and_scores_read_back_the_same_after_the_migration(d
         assert s.scalar(sa.select(sa.func.count()).select_from(Window)) == 1
         assert s.scalar(sa.select(sa.func.count()).select_from(ActivationRecordRow)) == 4
         for feature_id in (ids["feature"], ids["other"]):
-            records = repo.load_records(s, repo.get_feature(s, feature_id))
+            records = record_store.load_records(s, repo.get_feature(s, feature_id))
             assert [(r.sample, list(r.tokens), list(r.activations)) for r in records] == [
                 ("random", WINDOW, IMPORTED), ("top", WINDOW, COLLECTED)]
             assert {(r.provenance.corpus, r.provenance.document, r.provenance.offset) for r in records} == {

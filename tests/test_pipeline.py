@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from autointerp.cli import main
+from storage import record_store
 from storage.db import Database
 from storage.schema import Explanation, Run, Score, Simulation
 from tests.fake_openai import FakeOpenAI
@@ -223,7 +224,7 @@ def test_negative_polarity_is_scored_on_one_scale_by_explain_rescore_and_baselin
                 tokens = [f" w{j}" if j % 3 else f" {i + j}" for j in range(9)]
                 acts = [0.5 if j % 3 else -4.0 - index - (i + j) % 3 for j in range(9)]  # digits drive it down
                 records.append(ActivationRecord(tokens, acts, sample="top" if i % 3 else "random", data_split=data_split))
-            repo.add_records(s, feature, records)
+            record_store.add_records(s, feature, records)
             repo.set_feature_stats(feature, FeatureStats(max_activation=0.5, min_activation=-7.0 - index, mean=0.0,
                                                          variance=1.0, firing_fraction=0.5, n_tokens=100))
     cli(*EXPLAIN, "--simulator", "logprob:openai:fake", "--polarity", "negative", "--db", sqlite_url)

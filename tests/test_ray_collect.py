@@ -18,6 +18,7 @@ from autointerp.cli.collect import collect_command
 from autointerp.executors.ray_collect import RayCollectJob, RayCollector
 from autointerp.executors.shards import plan_shards, shard_windows
 from llm_client.local_models import load_model
+from storage import record_store
 from storage import repository as repo
 from storage.db import Database
 
@@ -53,7 +54,7 @@ def _stored(url: str) -> dict:
         model = repo.find_model(s, "gemma-3-270m")
         for layer in (3,):
             for feature in repo.layer_features(s, model.id, layer, None):
-                records = repo.load_feature_records(s, feature)
+                records = record_store.load_feature_records(s, feature)
                 rows = sorted((r.sample, r.data_split, r.provenance.document, r.provenance.offset, r.tokens,
                                r.activations) for r in records.records)
                 out[(layer, feature.index)] = (records.stats, rows)

@@ -14,6 +14,7 @@ from activations.records import ActivationRecord, FeatureId, FeatureStats
 from activations.vocab import ScoreRole
 from autointerp.cli import main
 from llm_client import local_models
+from storage import record_store
 from storage import repository as repo
 from storage.db import Database
 from storage.schema import Explanation, Feature, Score
@@ -60,7 +61,7 @@ def plant(db: Database) -> None:
                                                     (2, "digit", 2000, lambda seed: True)):
             feature = repo.get_or_create_feature(s, FeatureId("tiny-model", 6, "mlp_neuron", index))
             records = _records(fire_on, first_seed, activating_digits=digits)
-            repo.add_records(s, feature, records)
+            record_store.add_records(s, feature, records)
             repo.set_feature_stats(feature, FeatureStats(max_activation=5.0, mean=0.1, variance=0.2,
                                                          firing_fraction=0.05, n_tokens=1000))
             if index == 0:

@@ -15,7 +15,7 @@ from autointerp.pipeline.scorers import walk_judge_prompts
 from explainer import PROMPT_VERSIONS, explain
 from llm_client import make_client
 from llm_client.dry_run import RecordingClient
-from storage import outcome_store
+from storage import outcome_store, record_store
 from storage import repository as repo
 from storage.db import Database
 from storage.scoring_inputs import neighbour_windows
@@ -33,7 +33,7 @@ def estimate(db: Database, opts: ExplainOptions) -> dict:
         redo = {OutcomeStatus.FAILED} if opts.retry_failed else set()
         pending = [f for f in features if finished.get(f.id) is None or finished[f.id] in redo]
         check_logits_stored(opts, pending)
-        records = [repo.load_feature_records(session, f) for f in pending]
+        records = [record_store.load_feature_records(session, f) for f in pending]
         # The logit lens goes into the prompt with --evidence activations+logits, so it is counted too.
         logits = [(f.extra or {}).get("logits", {}) if opts.with_logits() else None for f in pending]
         judge_spec = opts.judge_spec()

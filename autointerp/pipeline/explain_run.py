@@ -29,7 +29,7 @@ from llm_client.base import LLMClient
 from llm_client.endpoints import endpoint_stats_of
 from simulator.base import Simulator
 from simulator.factory import make_simulator
-from storage import outcome_store
+from storage import outcome_store, record_store
 from storage import repository as repo
 from storage.db import Database
 from storage.schema import Feature
@@ -66,12 +66,12 @@ def _save_outcome(db: Database, feature: repo.FeatureRef, outcome: FeatureOutcom
 
 def _load(db: Database, feature_id: int) -> FeatureRecords:
     with db.session() as session:
-        return repo.load_feature_records(session, repo.get_feature(session, feature_id))
+        return record_store.load_feature_records(session, repo.get_feature(session, feature_id))
 
 
 def _load_many(db: Database, feature_ids: Sequence[int]) -> dict[int, FeatureRecords]:
     with db.session() as session:
-        return repo.load_many_feature_records(session, repo.get_features(session, feature_ids))
+        return record_store.load_many_feature_records(session, repo.get_features(session, feature_ids))
 
 
 def _scored_explanations(db: Database, feature_ids: list[int], config: dict) -> list[int]:

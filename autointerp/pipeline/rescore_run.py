@@ -27,7 +27,7 @@ from llm_client.endpoints import endpoint_stats_of
 from scorer import ScoreValue
 from simulator.base import Simulator
 from simulator.factory import make_simulator
-from storage import outcome_store
+from storage import outcome_store, record_store
 from storage import repository as repo
 from storage.db import Database
 from storage.score_stats import explanations_scored_with
@@ -52,7 +52,7 @@ def _load(db: Database, explanation_id: int) -> _Target:
     with db.session() as session:
         explanation = repo.get_explanation(session, explanation_id)
         feature = repo.get_feature(session, explanation.feature_id)
-        records = repo.load_feature_records(session, feature)
+        records = record_store.load_feature_records(session, feature)
         return _Target(explanation_id, feature.index, explanation.text or "",
                        scoring_input(records, DataSplit.TEST, explanation.polarity),
                        scoring_input(records, DataSplit.VALID, explanation.polarity))

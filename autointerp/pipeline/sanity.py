@@ -15,7 +15,7 @@ from autointerp.pipeline.db_threads import ChunkedReads, DatabaseThreads
 from autointerp.pipeline.feature_work import SimulationOutcome, score, scoring_input, simulate
 from scorer import ScoreValue, pick_shuffled
 from simulator.base import Simulator
-from storage import outcome_store
+from storage import outcome_store, record_store
 from storage import repository as repo
 from storage.db import Database
 
@@ -46,7 +46,7 @@ def _pending(db: Database, explanation_ids: Sequence[int], simulator_spec: str) 
     with db.session() as session:
         done = outcome_store.with_shuffled_baseline(session, explanation_ids, simulator_spec)
         todo = repo.explanations_with_features(session, [e for e in explanation_ids if e not in done])
-        records = repo.load_many_feature_records(session, list({f.id: f for _, f in todo.values()}.values()))
+        records = record_store.load_many_feature_records(session, list({f.id: f for _, f in todo.values()}.values()))
         return {e.id: _Pending(e.id, repo.FeatureRef(f.id, f.model_id, f.layer), e.polarity, records[f.id])
                 for e, f in todo.values()}
 

@@ -19,7 +19,7 @@ from scorer.embedding_scorer import EmbeddingScorer
 from scorer.examples import EXAMPLE_TOKENS, FIRING_LEVEL
 from scorer.judge import PROMPT_VERSION
 from simulator.base import Simulator
-from storage import example_scores
+from storage import example_scores, record_store
 from storage import repository as repo
 from storage.db import Database
 from storage.scoring_inputs import NeighbourWindow, neighbour_windows
@@ -126,7 +126,7 @@ def _load(db: Database, scorers: ExampleScorers, explanation_id: int, sanity: bo
         explanation = repo.get_explanation(session, explanation_id)
         feature = repo.get_feature(session, explanation.feature_id)
         return _Target(explanation.id, feature.id, feature.index, explanation.text or "", explanation.polarity,
-                       repo.load_feature_records(session, feature), neighbour_windows(session, feature), todo)
+                       record_store.load_feature_records(session, feature), neighbour_windows(session, feature), todo)
 
 
 def _layer_pool(db: Database, feature_id: int) -> dict[int, str]:
