@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import func, select
 
-from storage import embedding_index
+from storage import embedding_index, embedding_index_update
 from storage.bulk import ScoredExplanationRow, bulk_add_features, bulk_add_scored_explanations
 from storage.db import Database
 from storage.queries import FeatureQuery, query_features
@@ -196,7 +196,7 @@ def main() -> None:
         root = embedding_index.index_root(db.url, Path(tmp))
         assert root is not None
         with db.session() as s:
-            report = embedding_index.update_index(s, root, EMBEDDER)
+            report = embedding_index_update.update_index(s, root, EMBEDDER)
         ann_build_s = report.seconds
         print(f"ANN index: {report.vectors:,} vectors, {report.reason} in {ann_build_s:.1f} s ({report.path})")
 
@@ -230,7 +230,7 @@ def main() -> None:
 
         add_new_explanations(db, vectors, 1000)
         with db.session() as s:
-            update = embedding_index.update_index(s, root, EMBEDDER)
+            update = embedding_index_update.update_index(s, root, EMBEDDER)
         print(f"ANN index update: +{update.added:,} vectors, {update.reason} in {update.seconds:.1f} s")
         print(json.dumps({"ingest_rows_per_s": round(rows_per_s), "top100_ms": round(top_ms, 2),
                           "search_ms": round(search_ms, 2), "semantic_ms": round(semantic_ms, 2),

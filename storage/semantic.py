@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from activations.vocab import OutcomeStatus, ScoreRole
 from storage import embedding_index as ann
+from storage import embedding_index_update as ann_update
 from storage.embedding_catalog import FETCH_CHUNK, CatalogFilter, as_matrix, fetch_vectors, id_array
 from storage.queries import (
     FeatureFilter,
@@ -415,7 +416,7 @@ def _build_in_background(session: Session, root: Path, embedder: str) -> None:
     def build() -> None:
         try:
             with Session(bind) as own:
-                report = ann.update_index(own, root, embedder)
+                report = ann_update.update_index(own, root, embedder)
             log.info("semantic index for %r built: %d vectors in %.1f s (%s)", embedder, report.vectors,
                      report.seconds, report.path)
         except Exception:

@@ -16,6 +16,7 @@ from autointerp.api import create_app
 from autointerp.api.embedder import SentenceEmbedder
 from autointerp.cli import main
 from storage import embedding_index as ann
+from storage import embedding_index_update as ann_update
 from storage import semantic
 from storage.queries import FeatureQuery
 from storage.schema import Explanation, ExplanationEmbedding, Feature, SubjectModel
@@ -162,7 +163,7 @@ def test_api_reports_search_mode_and_missing_embeddings(db, tmp_path, monkeypatc
     table, ids = fill(db)
     root = ann.index_root(db.url, tmp_path / "cache")
     with db.session() as s:
-        ann.update_index(s, root, EMBEDDER)
+        ann_update.update_index(s, root, EMBEDDER)
     monkeypatch.setattr(semantic, "EXACT_LIMIT", 50)
     with TestClient(create_app(db.url, embedder=ApiEmbedder(table))) as client:
         body = client.get("/api/features", params={"semantic": "c:1", "limit": 5, "layer": 2}).json()
@@ -178,7 +179,7 @@ def test_api_reports_search_mode_and_missing_embeddings(db, tmp_path, monkeypatc
             s.execute(delete(ExplanationEmbedding).where(ExplanationEmbedding.explanation_id.in_(ids[:500])))
             model = s.scalar(select(SubjectModel.id).where(SubjectModel.name == "m"))
         with db.session() as s:
-            ann.update_index(s, root, EMBEDDER)
+            ann_update.update_index(s, root, EMBEDDER)
         monkeypatch.setattr(semantic, "LAZY_EMBED_LIMIT", 100)
         body = client.get("/api/features", params={"semantic": "c:1", "limit": 5}).json()
         assert body["search_mode"] == "ann" and body["not_embedded"] == 500 and len(body["items"]) == 5

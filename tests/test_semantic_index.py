@@ -15,6 +15,7 @@ from sqlalchemy import delete, insert, select, update
 
 from activations.vocab import OutcomeStatus, ScoreRole
 from storage import embedding_index as ann
+from storage import embedding_index_update as ann_update
 from storage import semantic
 from storage.db import Database
 from storage.queries import FeatureQuery
@@ -100,7 +101,7 @@ def fill(db, n_features: int = 1500, seed: int = 0) -> tuple[TableEmbedder, list
 def _indexed(db, root: Path):
     embedder, ids = fill(db)
     with db.session() as s:
-        report = ann.update_index(s, root, EMBEDDER)
+        report = ann_update.update_index(s, root, EMBEDDER)
     assert report.vectors == len(ids) and report.rebuilt and report.reason == "missing"
     return db, root, embedder, ids
 
@@ -221,7 +222,7 @@ def test_index_is_persisted_and_reloaded(data):
     fresh = ann.open_index(root, EMBEDDER)
     assert fresh is not loaded and fresh.n_vectors == len(ids) and fresh.dim == DIM
     with db.session() as s:
-        again = ann.update_index(s, root, EMBEDDER)
+        again = ann_update.update_index(s, root, EMBEDDER)
     assert (again.added, again.removed, again.rebuilt, again.reason) == (0, 0, False, "up to date")
     target = ids[123]
     top = search(db, FeatureQuery(limit=1), f"e:{target}", embedder, root, exact_limit=50).items[0]
@@ -258,7 +259,7 @@ def test_incremental_update_adds_new_vectors_and_drops_deleted_ones(data):
     hit = search(db, FeatureQuery(limit=5), f"e:{gone}", embedder, root, exact_limit=50)
     assert gone not in [i["explanation_id"] for i in hit.items]
     with db.session() as s:
-        report = ann.update_index(s, root, EMBEDDER)
+        report = ann_update.update_index(s, root, EMBEDDER)
     assert (report.added, report.removed, report.rebuilt, report.reason) == (25, 1, False, "incremental")
     assert report.vectors == len(ids) - 1 + 25
     directory = ann.embedder_dir(root, EMBEDDER)
@@ -274,7 +275,7 @@ def test_incremental_update_adds_new_vectors_and_drops_deleted_ones(data):
 
 def test_a_large_delta_merges_into_the_base(data, monkeypatch):
     db, root, embedder, ids = data
-    monkeypatch.setattr(ann, "DELTA_MERGE", (10, 0.0))
+    monkeypatch.setattr(ann_update, "DELTA_MERGE", (10, 0.0))
     new = {}
     for n in range(12):
         eid = _add_feature_with_explanation(db, 30_000 + n, f"merged {n}")
@@ -282,7 +283,7 @@ def test_a_large_delta_merges_into_the_base(data, monkeypatch):
     with db.session() as s, s.begin():
         semantic.store_embeddings(s, EMBEDDER, list(new), np.stack(list(new.values())))
     with db.session() as s:
-        report = ann.update_index(s, root, EMBEDDER)
+        report = ann_update.update_index(s, root, EMBEDDER)
     assert (report.added, report.reason) == (12, "incremental")
     index = ann.open_index(root, EMBEDDER)
     assert index.nb == len(ids) + 12 and len(index.delta) == 0
@@ -309,7 +310,7 @@ def test_many_missing_embeddings_are_reported_not_computed(data):
     with db.session() as s, s.begin():
         s.execute(delete(ExplanationEmbedding).where(ExplanationEmbedding.explanation_id.in_(ids[:400])))
     with db.session() as s:
-        ann.update_index(s, root, EMBEDDER)
+        ann_update.update_index(s, root, EMBEDDER)
     embedder.embedded.clear()
     result = search(db, FeatureQuery(limit=10), "c:1", embedder, root, exact_limit=50, lazy_limit=100)
     assert embedder.embedded == ["c:1"]  # only the query
@@ -363,12 +364,12 @@ def test_corrupt_or_missing_index_is_rebuilt(data):
     current = (directory / "CURRENT").read_text().strip()
     (directory / current / "state.json").write_text("{not json")
     with db.session() as s:
-        report = ann.update_index(s, root, EMBEDDER)
+        report = ann_update.update_index(s, root, EMBEDDER)
     assert report.rebuilt and report.reason.startswith("corrupt") and report.vectors == len(ids)
     # Missing altogether.
     shutil.rmtree(directory)
     with db.session() as s:
-        report = ann.update_index(s, root, EMBEDDER)
+        report = ann_update.update_index(s, root, EMBEDDER)
     assert report.rebuilt and report.reason == "missing"
     approx = search(db, FeatureQuery(limit=10), "c:2", embedder, root, exact_limit=50)
     assert approx.mode == "ann" and [i["feature_id"] for i in approx.items] == [i["feature_id"] for i in result.items]

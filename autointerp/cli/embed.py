@@ -18,6 +18,7 @@ from autointerp.pipeline.progress import ProgressDisplay
 from autointerp.settings import get_settings
 from llm_client.local_models import local_model_name
 from storage import embedding_index as ann
+from storage import embedding_index_update as ann_update
 from storage.db import Database
 from storage.embedding_jobs import EmbedSelection, SelectionError, embed_missing, embedding_counts, resolve_selection
 
@@ -146,7 +147,7 @@ def _update_index(db: Database, root: Path, embedder: str, rebuild: bool, show: 
     progress = _IndexProgress(show)
     try:
         with db.session() as session:
-            report = ann.update_index(session, root, embedder, progress=progress, rebuild=rebuild)
+            report = ann_update.update_index(session, root, embedder, progress=progress, rebuild=rebuild)
     except ValueError as exc:  # vectors of different dimensions stored under one embedder name
         raise EmbedError(str(exc)) from None
     finally:
