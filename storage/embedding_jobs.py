@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from activations.vocab import OutcomeStatus
+from storage.embedding_store import EMBED_BATCH, EmbedFn, embed_texts, has_vector, store_embeddings
 from storage.repository import find_model
 from storage.schema import Explanation, Feature, SubjectModel
-from storage.semantic import EMBED_BATCH, EmbedFn, embed_texts, has_vector, store_embeddings
 
 
 class SelectionError(ValueError):

@@ -10,8 +10,9 @@ Two ways to rank, one answer:
   until it has enough features.
 
 Embedding: vectors missing among the candidates are computed inline when there are at most `LAZY_EMBED_LIMIT`
-of them (the caller supplies the embedding function, so this module stays free of model loading). More than that
-is a job for `autointerp embed` (`embed_missing` below): the search covers what is embedded and says how many
+of them (storage.embedding_store; the caller supplies the embedding function, so storage stays free of
+model loading). More than that
+is a job for `autointerp embed` (storage.embedding_jobs): the search covers what is embedded and says how many
 it left out (`SemanticResult.not_embedded`), so the first search on a big database is not an embedding job.
 """
 
@@ -19,20 +20,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, Table, and_, exists, func, null, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Select, and_, func, null, select
 from sqlalchemy.orm import Session
 
 from activations.vocab import OutcomeStatus, ScoreRole
 from storage import embedding_index as ann
 from storage import embedding_index_update as ann_update
 from storage.embedding_catalog import FETCH_CHUNK, CatalogFilter, as_matrix, fetch_vectors, id_array
+from storage.embedding_store import EmbedFn, embed_and_store, embed_texts, ensure_embeddings
 from storage.queries import (
     FeatureFilter,
     FeatureQuery,
@@ -47,16 +48,11 @@ from storage.schema import Explanation, ExplanationEmbedding, Feature, Score, Su
 
 log = logging.getLogger(__name__)
 
-# texts -> (n, dim) float32 array of unit-length rows
-EmbedFn = Callable[[Sequence[str]], np.ndarray]
-
-EMBED_BATCH = 256
 EXACT_LIMIT = 4096  # at most this many candidate explanations: exact search, no index needed
 LAZY_EMBED_LIMIT = 300  # missing vectors a search computes inline; beyond, `autointerp embed` does
 MAX_ANN_K = 200_000  # the most hits one approximate search asks for before settling for what it has
 
 Ranked = tuple[int, float | None, int, float]  # (feature id, score, explanation id, similarity)
-EMBEDDINGS = cast(Table, ExplanationEmbedding.__table__)
 
 
 @dataclass
@@ -130,74 +126,6 @@ def best_scores(session: Session, q: FeatureQuery, explanation_ids: Sequence[int
         .group_by(Score.explanation_id)
     )
     return {eid: value for eid, value in rows if value is not None}
-
-
-def has_vector(embedder: str) -> Any:
-    return exists().where(ExplanationEmbedding.explanation_id == Explanation.id,
-                          ExplanationEmbedding.embedder == embedder)
-
-
-def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> None:
-    # Another request may embed the same explanation at the same time; the first write wins.
-    conn = session.connection()
-    insert = sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
-    conn.execute(insert(EMBEDDINGS).on_conflict_do_nothing(), rows)  # Core: no ORM bookkeeping per row
-
-
-def store_embeddings(session: Session, embedder: str, explanation_ids: Sequence[int], vectors: np.ndarray) -> None:
-    """Store one vector per explanation (the bulk path: one multi-row INSERT per batch); an explanation that
-    already has a vector for `embedder` keeps it."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2 or vectors.shape[0] != len(explanation_ids):
-        raise ValueError(f"{len(explanation_ids)} explanations but vectors of shape {vectors.shape}")
-    dim = int(vectors.shape[1])
-    for start in range(0, len(explanation_ids), 5000):
-        _insert_ignoring_duplicates(session, [
-            {"explanation_id": int(eid), "embedder": embedder, "dim": dim, "vector": vec.tobytes()}
-            for eid, vec in zip(explanation_ids[start:start + 5000], vectors[start:start + 5000])
-        ])
-
-
-def embed_texts(embed: EmbedFn, texts: Sequence[str], embedder: str) -> np.ndarray:
-    """The embedder's vectors for `texts`, checked and scaled to unit length (cosine = dot product)."""
-    vectors = np.asarray(embed(list(texts)), dtype=np.float32)
-    if vectors.ndim != 2 or vectors.shape[0] != len(texts):
-        raise ValueError(f"embedder {embedder!r} returned shape {vectors.shape} for {len(texts)} texts")
-    if not np.isfinite(vectors).all():
-        raise ValueError(f"embedder {embedder!r} returned non-finite values")
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms > 0, norms, 1.0)
-
-
-def _embed_and_store(session: Session, pairs: Sequence[tuple[int, str]], embedder: str,
-                     embed: EmbedFn) -> tuple[np.ndarray, np.ndarray]:
-    ids: list[int] = []
-    vectors: list[np.ndarray] = []
-    for start in range(0, len(pairs), EMBED_BATCH):
-        batch = pairs[start:start + EMBED_BATCH]
-        matrix = embed_texts(embed, [text for _, text in batch], embedder)
-        store_embeddings(session, embedder, [eid for eid, _ in batch], matrix)
-        ids.extend(eid for eid, _ in batch)
-        vectors.append(matrix)
-    if not vectors:
-        return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
-    return np.asarray(ids, dtype=np.int64), np.concatenate(vectors)
-
-
-def ensure_embeddings(session: Session, candidates: Select, embedder: str, embed: EmbedFn, *,
-                      limit: int | None = None) -> tuple[int, int]:
-    """Embed and store the candidate explanations that have no vector for `embedder` when there are at most
-    `limit` of them (None: any number). Returns (embedded now, still missing)."""
-    ids = candidates.with_only_columns(Explanation.id).subquery()
-    missing_stmt = select(Explanation.id, Explanation.text).where(Explanation.id.in_(select(ids.c.id)),
-                                                                   ~has_vector(embedder))
-    rows = session.execute(missing_stmt if limit is None else missing_stmt.limit(limit + 1)).all()
-    if limit is not None and len(rows) > limit:
-        count = select(func.count()).select_from(missing_stmt.subquery())
-        return 0, session.scalar(count) or 0
-    missing = [(eid, text) for eid, text in rows if text is not None]  # a failed explanation has no text
-    _embed_and_store(session, missing, embedder, embed)
-    return len(missing), 0
 
 
 def _rank_rows(rows: Sequence[Any], query_vector: np.ndarray, embedder: str,
@@ -345,7 +273,7 @@ def _index_rows(session: Session, index: ann.EmbeddingIndex, rows: np.ndarray, e
     todo = [int(i) for i in np.setdiff1d(ids, have)]
     if todo:
         texts = session.execute(select(Explanation.id, Explanation.text).where(Explanation.id.in_(todo))).all()
-        new_ids, vectors = _embed_and_store(session, [(i, t) for i, t in texts if t is not None], index.embedder,
+        new_ids, vectors = embed_and_store(session, [(i, t) for i, t in texts if t is not None], index.embedder,
                                             embed)
         index.add_rows(index.catalog.rows_of(new_ids), vectors)
 

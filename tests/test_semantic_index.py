@@ -16,7 +16,7 @@ from sqlalchemy import delete, insert, select, update
 from activations.vocab import OutcomeStatus, ScoreRole
 from storage import embedding_index as ann
 from storage import embedding_index_update as ann_update
-from storage import semantic
+from storage import embedding_store, semantic
 from storage.db import Database
 from storage.queries import FeatureQuery
 from storage.schema import Explanation, ExplanationEmbedding, Feature, Score, SubjectModel
@@ -94,7 +94,7 @@ def fill(db, n_features: int = 1500, seed: int = 0) -> tuple[TableEmbedder, list
     vectors = centres[rng.integers(0, len(centres), len(ok_ids))] + 0.5 * rng.standard_normal((len(ok_ids), DIM))
     vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
     with db.session() as s, s.begin():
-        semantic.store_embeddings(s, EMBEDDER, ok_ids, vectors)
+        embedding_store.store_embeddings(s, EMBEDDER, ok_ids, vectors)
     return TableEmbedder(centres, dict(zip(ok_ids, vectors))), ok_ids
 
 
@@ -250,7 +250,7 @@ def test_incremental_update_adds_new_vectors_and_drops_deleted_ones(data):
         vec = rng.standard_normal(DIM).astype(np.float32)
         new_vectors[eid] = vec / np.linalg.norm(vec)
     with db.session() as s, s.begin():
-        semantic.store_embeddings(s, EMBEDDER, list(new_vectors), np.stack(list(new_vectors.values())))
+        embedding_store.store_embeddings(s, EMBEDDER, list(new_vectors), np.stack(list(new_vectors.values())))
     embedder.vectors.update(new_vectors)
     gone = ids[10]
     with db.session() as s, s.begin():
@@ -281,7 +281,7 @@ def test_a_large_delta_merges_into_the_base(data, monkeypatch):
         eid = _add_feature_with_explanation(db, 30_000 + n, f"merged {n}")
         new[eid] = embedder.centres[n]
     with db.session() as s, s.begin():
-        semantic.store_embeddings(s, EMBEDDER, list(new), np.stack(list(new.values())))
+        embedding_store.store_embeddings(s, EMBEDDER, list(new), np.stack(list(new.values())))
     with db.session() as s:
         report = ann_update.update_index(s, root, EMBEDDER)
     assert (report.added, report.reason) == (12, "incremental")
