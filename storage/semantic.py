@@ -12,7 +12,8 @@ Two ways to rank, one answer:
 Embedding: vectors missing among the candidates are computed inline when there are at most `LAZY_EMBED_LIMIT`
 of them (storage.embedding_store; the caller supplies the embedding function, so storage stays free of
 model loading). More than that is a job for `autointerp embed` (storage.embedding_jobs): the search covers what
-is embedded and says how many it left out (`SemanticResult.not_embedded`), so the first search on a big database is not an embedding job.
+is embedded and says how many it left out (`SemanticResult.not_embedded`), so the first search on a big
+database is not an embedding job.
 """
 
 from __future__ import annotations
