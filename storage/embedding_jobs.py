@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from activations.vocab import OutcomeStatus
+from storage.embedding_catalog import searchable_conds
 from storage.embedding_store import EMBED_BATCH, EmbedFn, embed_texts, has_vector, store_embeddings
 from storage.repository import find_model
 from storage.schema import Explanation, Feature, SubjectModel
@@ -30,7 +30,7 @@ class EmbedSelection:
     sae: str | None = None  # sae_key
 
     def conds(self) -> list[Any]:
-        conds: list[Any] = [Explanation.status == OutcomeStatus.OK, Explanation.text.is_not(None)]
+        conds = searchable_conds()
         if self.model_id is not None:
             conds.append(Feature.model_id == self.model_id)
         if self.layer is not None:
