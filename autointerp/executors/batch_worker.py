@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from activations.records import FeatureRecords
 from autointerp.executors.ledger import WorkerReport
 from autointerp.pipeline.collector import batch_collector
 from autointerp.pipeline.db_threads import DatabaseThreads
@@ -25,7 +26,7 @@ from autointerp.pipeline.explain_run import explain_feature, finishing_passes, m
 from autointerp.pipeline.options import ExplainOptions, RescoreOptions
 from autointerp.pipeline.run_stats import RunStats, merge_llm_stats
 from llm_client.endpoints import endpoint_stats_of
-from storage import leases
+from storage import leases, record_store
 from storage import repository as repo
 from storage.db import Database
 from storage.schema import Feature
@@ -58,9 +59,10 @@ class Units(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _feature(db: Database, feature_id: int) -> Feature:
+def _feature_with_records(db: Database, feature_id: int) -> tuple[Feature, FeatureRecords]:
     with db.session() as session:
-        return repo.get_feature(session, feature_id)
+        feature = repo.get_feature(session, feature_id)
+        return feature, record_store.load_feature_records(session, feature)
 
 
 class _ExplainUnits:
@@ -73,9 +75,9 @@ class _ExplainUnits:
         leases.finish(session, self.spec.config_hash, self.worker, feature_id)
 
     async def run(self, store: DatabaseThreads, feature_id: int, stats: RunStats) -> None:
-        feature = await store.read(_feature, self.db, feature_id)
+        feature, records = await store.read(_feature_with_records, self.db, feature_id)
         await explain_feature(self.db, store, self.opts, self.client, self.simulator, feature, self.spec.config,
-                              self.spec.run_id, stats, guard=self._guard)
+                              self.spec.run_id, stats, records, guard=self._guard)
 
     def llm_stats(self) -> dict[str, Any]:
         simulator_client = getattr(self.simulator, "client", None)
@@ -256,4 +258,5 @@ class BatchWorker:
             return asyncio.run(drain(spec, ledger, self.name))
 
     def finish(self, spec: WorkSpec, selection: list[int], ledger: Any) -> WorkerReport:
-        return asyncio.run(finishing_pass(spec, selection, ledger))
+        with batch_collector():
+            return asyncio.run(finishing_pass(spec, selection, ledger))

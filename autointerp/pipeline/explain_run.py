@@ -64,11 +64,6 @@ def _save_outcome(db: Database, feature: repo.FeatureRef, outcome: FeatureOutcom
                                        run_id=run_id)
 
 
-def _load(db: Database, feature_id: int) -> FeatureRecords:
-    with db.session() as session:
-        return record_store.load_feature_records(session, repo.get_feature(session, feature_id))
-
-
 def _load_many(db: Database, feature_ids: Sequence[int]) -> dict[int, FeatureRecords]:
     with db.session() as session:
         return record_store.load_many_feature_records(session, repo.get_features(session, feature_ids))
@@ -90,11 +85,8 @@ def make_clients(db: Database, opts: ExplainOptions) -> tuple[LLMClient, Simulat
 
 async def explain_feature(db: Database, store: DatabaseThreads, opts: ExplainOptions, client: LLMClient,
                           simulator: Simulator, feature: Feature, config: dict, run_id: int, stats: RunStats,
-                          guard: SaveGuard | None = None, records: FeatureRecords | None = None) -> None:
-    """Explain, simulate, score and store one feature (one transaction), counting it in `stats`. `records`: the
-    feature's, when already read (a batch reads them in chunks); otherwise they are read here."""
-    if records is None:
-        records = await store.read(_load, db, feature.id)
+                          records: FeatureRecords, guard: SaveGuard | None = None) -> None:
+    """Explain, simulate, score and store one feature's `records` (one transaction), counting it in `stats`."""
     # Dead features come back failed from the explainer (nothing above zero) without an LLM call.
     outcome = await explain_and_score(
         records, client, simulator, fmt=opts.fmt, n_candidates=opts.n_candidates, polarity=opts.polarity,
@@ -157,8 +149,11 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
             if budget_hit.is_set():
                 return
             try:
+                feature_records = await records.get(position)
+                if feature_records is None:  # _load_many reads every feature it is given
+                    raise LookupError(f"feature {feature.index}: its records were not read")
                 await explain_feature(db, store, opts, client, simulator, feature, config, record.run_id, stats,
-                                      records=await records.get(position))
+                                      feature_records)
             finally:
                 await refresh(store)
                 if opts.budget_usd is not None and stats.cost_usd >= opts.budget_usd:
