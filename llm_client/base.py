@@ -42,6 +42,9 @@ class Completion:
     generated_logprobs: list[TokenLogprobs] | None = None  # per generated token, when top_logprobs asked
     cached: bool = False
     attempts: int = 1  # 1 + retries
+    # The top alternatives of prompt_logprobs then generated_logprobs, as the JSON array they were decoded from
+    # (top_rows.join_rows; set by prompt_rows): the response cache stores this text rather than the dicts.
+    tops_json: bytes | None = field(default=None, compare=False, repr=False)
 
 
 class LLMError(Exception):

@@ -23,13 +23,16 @@ import weakref
 from array import array
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from llm_client.base import Completion, TokenLogprobs, Usage
+from llm_client.top_rows import decode_rows
 
 log = logging.getLogger(__name__)
 FORMAT = 2  # compact rows (_rows_out); rows written by earlier versions (dataclasses.asdict) still read
+TEXT_FORMAT = 3  # rows whose top alternatives arrived as JSON text (Completion.tops_json): that text as is
 
 
 def request_key(backend: str, model: str, request: dict) -> str:
@@ -79,8 +82,50 @@ def _rows_in(data: list | None) -> list[TokenLogprobs] | None:
     return rows
 
 
+def _text_rows_out(completion: Completion, tops_json: bytes) -> dict:
+    prompt, generated = completion.prompt_logprobs or [], completion.generated_logprobs or []
+    return {"prompt_rows": None if completion.prompt_logprobs is None else len(prompt),
+            "generated_rows": None if completion.generated_logprobs is None else len(generated),
+            "tokens": [r.token for r in prompt] + [r.token for r in generated],
+            "logprobs": [r.logprob for r in prompt] + [r.logprob for r in generated],
+            "tops": msgspec.Raw(tops_json)}
+
+
+def _text_rows_in(entry: _Entry) -> tuple[list[TokenLogprobs] | None, list[TokenLogprobs] | None]:
+    rows = [TokenLogprobs(t, p, top) for t, p, top in zip(entry.tokens, entry.logprobs, decode_rows(bytes(entry.tops)))]
+    prompt = None if entry.prompt_rows is None else rows[:entry.prompt_rows]
+    generated = None if entry.generated_rows is None else rows[len(rows) - entry.generated_rows:]
+    return prompt, generated
+
+
+class _Entry(msgspec.Struct):
+    """Any format's fields; TEXT_FORMAT's top alternatives stay text until its rows are built."""
+
+    v: int | None = None
+    text: Any = None
+    usage: Any = None
+    offsets: Any = None
+    prompt: Any = None  # FORMAT
+    generated: Any = None
+    prompt_rows: Any = None  # TEXT_FORMAT
+    generated_rows: Any = None
+    tokens: Any = None
+    logprobs: Any = None
+    tops: msgspec.Raw = msgspec.Raw()  # (msgspec takes no Raw in a union with None)
+    prompt_logprobs: Any = None  # before FORMAT
+    text_offsets: Any = None
+    generated_logprobs: Any = None
+
+
+_ENTRY = msgspec.json.Decoder(_Entry)
+
+
 def encode(completion: Completion) -> str:
     u = completion.usage
+    if completion.tops_json is not None:
+        return msgspec.json.encode({
+            "v": TEXT_FORMAT, "text": completion.text, "usage": [u.prompt_tokens, u.completion_tokens],
+            "offsets": completion.text_offsets, **_text_rows_out(completion, completion.tops_json)}).decode()
     return msgspec.json.encode({
         "v": FORMAT, "text": completion.text, "usage": [u.prompt_tokens, u.completion_tokens],
         "prompt": _rows_out(completion.prompt_logprobs), "offsets": completion.text_offsets,
@@ -88,25 +133,30 @@ def encode(completion: Completion) -> str:
 
 
 def decode(text: str) -> Completion:
-    data = msgspec.json.decode(text)
-    if data.get("v") == FORMAT:
+    entry = _ENTRY.decode(text)
+    if entry.v == TEXT_FORMAT:
+        prompt, generated = _text_rows_in(entry)
+        return Completion(text=entry.text, usage=Usage(entry.usage[0], entry.usage[1], 0.0), prompt_logprobs=prompt,
+                          text_offsets=entry.offsets, generated_logprobs=generated, cached=True, attempts=0,
+                          tops_json=bytes(entry.tops))
+    if entry.v == FORMAT:
         return Completion(
-            text=data["text"],
+            text=entry.text,
             # A hit made no request: its tokens are shown, its cost is truly zero.
-            usage=Usage(data["usage"][0], data["usage"][1], 0.0),
-            prompt_logprobs=_rows_in(data["prompt"]), text_offsets=data["offsets"],
-            generated_logprobs=_rows_in(data["generated"]), cached=True, attempts=0,
+            usage=Usage(entry.usage[0], entry.usage[1], 0.0),
+            prompt_logprobs=_rows_in(entry.prompt), text_offsets=entry.offsets,
+            generated_logprobs=_rows_in(entry.generated), cached=True, attempts=0,
         )
 
     def logprobs(rows: list[dict] | None) -> list[TokenLogprobs] | None:
         return None if rows is None else [TokenLogprobs(**r) for r in rows]
 
     return Completion(
-        text=data["text"],
-        usage=Usage(data["usage"]["prompt_tokens"], data["usage"]["completion_tokens"], 0.0),
-        prompt_logprobs=logprobs(data["prompt_logprobs"]),
-        text_offsets=data["text_offsets"],
-        generated_logprobs=logprobs(data["generated_logprobs"]),
+        text=entry.text,
+        usage=Usage(entry.usage["prompt_tokens"], entry.usage["completion_tokens"], 0.0),
+        prompt_logprobs=logprobs(entry.prompt_logprobs),
+        text_offsets=entry.text_offsets,
+        generated_logprobs=logprobs(entry.generated_logprobs),
         cached=True,
         attempts=0,
     )

@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 
 from llm_client.base import Completion, TokenLogprobs, Usage
+from llm_client.top_rows import decode_rows, join_rows
 
 
 class Garbage(Exception):
@@ -152,8 +153,6 @@ class _EchoBody(msgspec.Struct):
 
 
 _ECHO_BODY = msgspec.json.Decoder(_EchoBody)
-_TOP_ROWS = msgspec.json.Decoder(list[dict[str, float | None] | None])
-_TOP_ROWS_STRICT = msgspec.json.Decoder(list[dict[str, float]])
 
 
 def _decode_echo(raw: bytes | str) -> _EchoBody:
@@ -170,20 +169,13 @@ def _decode_echo(raw: bytes | str) -> _EchoBody:
         raise Garbage(f"malformed completion logprobs ({exc})") from None
 
 
-def _top_rows(tops: list[msgspec.Raw], rows: list[int], where: str) -> list[dict[str, float]]:
-    """The top-alternative dicts of `rows`, decoded in one call; an alternative without a logprob (a
-    non-finite one written as null) is left out."""
-    joined = b"[" + b",".join(bytes(tops[j]) for j in rows) + b"]"
+def _top_rows(tops: list[msgspec.Raw], rows: list[int], where: str) -> tuple[list[dict[str, float]], bytes]:
+    """The top-alternative dicts of `rows`, decoded in one call, and the JSON text they were decoded from."""
+    joined = join_rows([tops[j] for j in rows])
     try:
-        return _TOP_ROWS_STRICT.decode(joined)  # nearly every body: no null row and no null logprob
-    except msgspec.DecodeError:
-        pass
-    try:
-        values = _TOP_ROWS.decode(joined)
+        return decode_rows(joined), joined
     except msgspec.DecodeError as exc:
         raise Garbage(f"{where}: malformed completion logprobs ({exc})") from None
-    return [cast(dict[str, float], v) if v and None not in v.values()
-            else {k: p for k, p in (v or {}).items() if p is not None} for v in values]
 
 
 def _logprob(value: Any, where: str) -> float | None:
@@ -214,10 +206,11 @@ def _prompt_choice(choice: _EchoChoice, where: str, prompt: str, wanted: Sequenc
     n_prompt = bisect_left(offsets, len(prompt))
     keep = sorted({j for j in (bisect_right(offsets, s, 0, n_prompt) - 1 for s in wanted) if j >= 0})
     read = keep + list(range(n_prompt, n))
-    top_rows = _top_rows(tops, read, where) if tops is not None else [{} for _ in read]
+    top_rows, tops_json = _top_rows(tops, read, where) if tops is not None else ([{} for _ in read], None)
     rows = [TokenLogprobs(tokens[j], _logprob(values[j], where), top) for j, top in zip(read, top_rows)]
     completion = Completion(text=text, usage=Usage(n_prompt, n - n_prompt), prompt_logprobs=rows[:len(keep)],
-                            text_offsets=[offsets[j] for j in keep], generated_logprobs=rows[len(keep):])
+                            text_offsets=[offsets[j] for j in keep], generated_logprobs=rows[len(keep):],
+                            tops_json=tops_json)
     return completion, True
 
 

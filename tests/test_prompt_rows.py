@@ -217,6 +217,11 @@ def test_slot_rows_equal_the_rows_a_full_parse_finds(compact, keys):
             a = slot_distributions(c, [s], [token], 20, "r")
             b = slot_distributions(full, [s], [token], 20, "r")
             assert a.tolist() == b.tolist()
+        # The cache keeps the rows' top alternatives as the text they arrived in, and reads back the same rows.
+        assert c.tops_json is not None
+        back = decode(encode(c))
+        assert (back.prompt_logprobs, back.generated_logprobs, back.text_offsets) == (
+            c.prompt_logprobs, c.generated_logprobs, c.text_offsets)
 
 
 def test_nulls_and_odd_arrays_read_the_same_as_a_full_parse():
@@ -229,6 +234,12 @@ def test_nulls_and_odd_arrays_read_the_same_as_a_full_parse():
         (c,), _, _ = parse_prompt_rows(raw, [prompt], [slots])
         assert [r.top for r in c.prompt_logprobs] == [full.prompt_logprobs[2].top, full.prompt_logprobs[5].top]
         assert [r.logprob for r in c.prompt_logprobs] == [-0.5, -0.5]
+        assert decode(encode(c)).prompt_logprobs == c.prompt_logprobs
+    # A null alternative (a non-finite logprob written strictly) is left out, fresh and from the cache alike.
+    null_alt = raw.replace('"3": -1.5', '"3": null').replace('"3":-1.5', '"3":null')
+    (c,), _, _ = parse_prompt_rows(null_alt, [prompt], [slots])
+    assert c.prompt_logprobs is not None and c.prompt_logprobs[0].top == {"2": -0.5}
+    assert decode(encode(c)).prompt_logprobs == c.prompt_logprobs
     # token_logprobs holding something else than numbers, and a top_logprobs that is no array at all
     body = json.loads(raw)
     body["choices"][0]["logprobs"]["token_logprobs"][1] = "oops"
