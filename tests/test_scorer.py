@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 import scorer
-from scorer import ScoredRecord, bootstrap_ci, pick_shuffled, score_records
+from scorer import ScoredRecord, ShuffledPicker, bootstrap_ci, score_records
 
 # Record 1 is perfectly predicted (r=+1), record 2 perfectly anti-predicted (r=-1): mean per-record r = 0.
 # Pooled: a=[0,1,10,11], s=[0,1,5,4]; deviations a: -5.5,-4.5,4.5,5.5; s: -2.5,-1.5,2.5,1.5
@@ -83,6 +84,19 @@ def test_missing_subset_is_undefined_and_a_shuffled_score_has_role_shuffled():
 
 def test_pick_shuffled_is_reproducible_and_never_picks_itself():
     explanations = {1: "digits", 2: "colours", 3: "the word after of"}
-    picks = [pick_shuffled(1, explanations, seed=7) for _ in range(3)]
+    picks = [ShuffledPicker(explanations, seed=7).pick(1) for _ in range(3)]
     assert picks[0] == picks[1] == picks[2] and picks[0][0] != 1
-    assert pick_shuffled(1, {1: "only me"}) is None
+    assert ShuffledPicker({1: "only me"}).pick(1) is None
+    assert ShuffledPicker[int]({}).pick(1) is None
+
+
+def test_one_picker_picks_what_a_fresh_ordering_of_the_others_picks():
+    """The picker orders the set once; each pick equals choosing among the others ordered afresh, as before."""
+    import zlib
+
+    explanations = {k: f"text {k}" for k in [5, 12, 3, 40, 7, 100, 1]}
+    picker = ShuffledPicker(explanations, seed=3)
+    for own in [*explanations, 999]:  # 999: a feature without an explanation of its own
+        others = sorted((k for k in explanations if k != own), key=repr)
+        at = int(np.random.default_rng([3, zlib.crc32(repr(own).encode())]).integers(len(others)))
+        assert picker.pick(own) == (others[at], explanations[others[at]])

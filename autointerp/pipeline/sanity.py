@@ -13,7 +13,7 @@ from activations.vocab import DataSplit, ScoreMethod, ScoreRole, ScoringSubset
 from autointerp.pipeline.calibrated import calibrated_scores
 from autointerp.pipeline.db_threads import ChunkedReads, DatabaseThreads
 from autointerp.pipeline.feature_work import SimulationOutcome, score, scoring_input, simulate
-from scorer import ScoreValue, pick_shuffled
+from scorer import ScoreValue, ShuffledPicker
 from simulator.base import Simulator
 from storage import outcome_store, record_store
 from storage import repository as repo
@@ -37,7 +37,7 @@ class _Pending:
 class _Pool:
     """The layer's current explanations, read once: texts to shuffle in, and the ids their simulations point at."""
 
-    texts: dict[int, str]  # feature id -> text
+    picker: ShuffledPicker[int]  # over feature id -> text
     ids: dict[int, int]  # feature id -> explanation id
 
 
@@ -51,10 +51,11 @@ def _pending(db: Database, explanation_ids: Sequence[int], simulator_spec: str) 
                 for e, f in todo.values()}
 
 
-def _layer_pool(db: Database, feature_id: int) -> _Pool:
+def _layer_pool(db: Database, feature_id: int, seed: int) -> _Pool:
     with db.session() as session:
         current = repo.layer_current_explanation_rows(session, repo.get_feature(session, feature_id))
-        return _Pool({f: e.text or "" for f, e in current.items()}, {f: e.id for f, e in current.items()})
+    texts = {f: e.text or "" for f, e in current.items()}
+    return _Pool(ShuffledPicker(texts, seed), {f: e.id for f, e in current.items()})
 
 
 def _save(db: Database, item: _Pending, other_explanation_id: int | None, records: Sequence[ActivationRecord],
@@ -98,9 +99,9 @@ async def add_sanity_baselines(db: Database, store: DatabaseThreads, simulator: 
                 return False
             nonlocal pool
             if pool is None:
-                pool = asyncio.ensure_future(store.read(_layer_pool, db, item.feature.id))
+                pool = asyncio.ensure_future(store.read(_layer_pool, db, item.feature.id, seed))
             layer = await pool
-            choice = pick_shuffled(item.feature.id, layer.texts, seed=seed)
+            choice = layer.picker.pick(item.feature.id)
             data = scoring_input(item.records, DataSplit.TEST, item.polarity)
             outcome = await simulate(simulator, choice[1], data) if choice else None
             scores: list[ScoreValue] = []

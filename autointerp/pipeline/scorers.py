@@ -14,7 +14,7 @@ from activations.vocab import ClassificationSubset, ScorerName, ScoreRole
 from autointerp.pipeline.db_threads import DatabaseThreads
 from autointerp.pipeline.feature_work import example_input
 from llm_client import LLMClient, make_client
-from scorer import SCORER_METHODS, ExampleSet, ScoreValue, classification_scores, pick_shuffled
+from scorer import SCORER_METHODS, ExampleSet, ScoreValue, ShuffledPicker, classification_scores
 from scorer.embedding_scorer import EmbeddingScorer
 from scorer.examples import EXAMPLE_TOKENS, FIRING_LEVEL
 from scorer.judge import PROMPT_VERSION
@@ -129,9 +129,9 @@ def _load(db: Database, scorers: ExampleScorers, explanation_id: int, sanity: bo
                        record_store.load_feature_records(session, feature), neighbour_windows(session, feature), todo)
 
 
-def _layer_pool(db: Database, feature_id: int) -> dict[int, str]:
+def _layer_pool(db: Database, feature_id: int, seed: int) -> ShuffledPicker[int]:
     with db.session() as session:
-        return repo.layer_current_explanations(session, repo.get_feature(session, feature_id))
+        return ShuffledPicker(repo.layer_current_explanations(session, repo.get_feature(session, feature_id)), seed)
 
 
 def _save(db: Database, scorers: ExampleScorers, target: _Target, results: list[tuple[ScorerName, list[ScoreValue]]],
@@ -163,7 +163,7 @@ async def add_example_scores(db: Database, store: DatabaseThreads, scorers: Exam
     """Score each given explanation with every scorer it lacks (and its shuffled baseline, with `sanity`), up to
     `concurrency` explanations at once."""
     gate = asyncio.Semaphore(concurrency)
-    pools: dict[int, asyncio.Future[dict[int, str]]] = {}  # the layer's current explanations, read once
+    pools: dict[int, asyncio.Future[ShuffledPicker[int]]] = {}  # the layer's current explanations, read once
     report = ScoringReport()
 
     async def one(explanation_id: int) -> None:
@@ -178,8 +178,8 @@ async def add_example_scores(db: Database, store: DatabaseThreads, scorers: Exam
             if any(role == ScoreRole.SHUFFLED for _, role in target.todo):
                 layer = target.records.feature.layer
                 if layer not in pools:
-                    pools[layer] = asyncio.ensure_future(store.read(_layer_pool, db, target.feature_id))
-                shuffled = pick_shuffled(target.feature_id, await pools[layer], seed=scorers.seed)
+                    pools[layer] = asyncio.ensure_future(store.read(_layer_pool, db, target.feature_id, scorers.seed))
+                shuffled = (await pools[layer]).pick(target.feature_id)
 
             async def run(name: ScorerName, role: ScoreRole) -> list[ScoreValue]:
                 if role == ScoreRole.OWN:
