@@ -18,6 +18,8 @@ simulate, shuffled baseline): no client can do better at that concurrency. `boun
 
 Each mode runs `--rounds` times, the modes alternating (on a shared machine CPU speed drifts by tens of percent
 over minutes); the median run is reported, and every run's features/s under `features_per_s_rounds`.
+`machine_ms` times a fixed Python workload (parsing a simulation body and scoring, as the client does) before
+the runs: the same code on a slower sitting shows a larger figure, so results of two sittings compare by it.
 Last line: {"features_per_s", "requests_per_s", "client_cpu_ms_per_feature", "bound_fraction", ...}, with the
 `per_record` run's figures under the same names suffixed `_per_record`.
 
@@ -173,6 +175,30 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict:
             "wall_s": wall, "records": n_records, "retries": stats["llm_retries"], "cache_hits": stats["cache_hits"]}
 
 
+def machine_ms(repeats: int = 7) -> float:
+    """Median ms of a fixed client-like workload: decode a synthetic echoed body and score records."""
+    from llm_client.openai_parse import parse_prompt_rows
+    from scorer import ScoredRecord, score_records
+
+    rng = random.Random(1)
+    tops = [{str(d): -0.1 * d - rng.random() for d in range(11)} for _ in range(3000)]
+    offsets = list(range(0, 6 * len(tops), 6))
+    body = json.dumps({"choices": [{"index": 0, "text": "", "logprobs": {
+        "tokens": ["tok"] * len(tops), "token_logprobs": [-1.0] * len(tops), "top_logprobs": tops,
+        "text_offset": offsets}}]}).encode()
+    prompt, wanted = "x" * (offsets[-1] + 6), offsets[::4]
+    records = [ScoredRecord("top" if i % 2 else "random", [rng.random() for _ in range(64)],
+                            [rng.random() for _ in range(64)]) for i in range(10)]
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(5):
+            parse_prompt_rows(body, [prompt], [wanted])
+            score_records(records)
+        times.append(1000 * (time.perf_counter() - t0))
+    return sorted(times)[len(times) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--features", type=int, default=200)
@@ -196,10 +222,11 @@ def main() -> None:
     importlib.import_module("llm_client.openai_backend")
 
     bound = args.concurrency / (ROUNDS_BEST_OF_1 * args.latency)
+    machine = machine_ms()
     per_feature = sum(SAMPLES.values())
     print(f"explain: {args.features} features x {per_feature} records of {args.tokens} tokens, best-of-1, "
           f"logprob:openai simulator, shuffled baseline; server latency {args.latency * 1000:.0f} ms, concurrency "
-          f"{args.concurrency}; latency bound {bound:.1f} features/s")
+          f"{args.concurrency}; latency bound {bound:.1f} features/s; machine_ms {machine:.1f} (a fixed workload)")
     results = {}
     print(f"{'mode':>10} {'features/s':>10} {'requests/s':>10} {'req/feature':>11} {'cpu ms/feature':>14} "
           f"{'server cpu':>10} {'of bound':>8} {'wall s':>7} {'retries':>7}")
@@ -217,7 +244,7 @@ def main() -> None:
               f"{r['requests_per_feature']:>11.1f} {r['client_cpu_ms_per_feature']:>14.1f} "
               f"{r['server_cpu_ms_per_feature'] or float('nan'):>10.1f} {r['features_per_s'] / bound:>8.1%} "
               f"{r['wall_s']:>7.1f} {r['retries']:>7}  rounds: {r['rounds']}")
-    out: dict = {}
+    out: dict = {"machine_ms": round(machine, 1)}
     for mode, r in results.items():
         suffix = "" if mode == "lists" or len(results) == 1 else f"_{mode}"
         out[f"features_per_s{suffix}"] = round(r["features_per_s"], 2)
