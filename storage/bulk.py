@@ -14,20 +14,20 @@ import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import chain, islice, repeat
+from itertools import chain, repeat
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, insert, select
 from sqlalchemy.orm import Session
 
 from activations.vocab import OutcomeStatus, Polarity, ScoreRole
+from storage.in_lists import chunks
 from storage.repository import config_hash
 from storage.schema import Explanation, Feature, Score, utcnow
 
 # Positional placeholders of the drivers that take multi-row INSERTs straight (psycopg takes %s as well as the
 # %(name)s SQLAlchemy writes); any other driver gets SQLAlchemy's executemany.
 _PLACEHOLDERS = {"pysqlite": "?", "psycopg": "%s", "psycopg2": "%s"}
-CHUNK = 5_000  # ids per IN list, and rows per executemany elsewhere (under every backend's bound-parameter limit)
 SQLITE_BULK_CACHE_KIB = 256 * 1024  # page cache while a bulk insert runs: index pages stay in memory
 
 EXPLANATIONS = cast(Table, Explanation.__table__)
@@ -48,7 +48,7 @@ def insert_rows(
     names = [*columns, *(constants or {})]  # another backend: SQLAlchemy's executemany
     fixed = tuple((constants or {}).values())
     count = 0
-    for chunk in _chunks((tuple(row) + fixed for row in rows), CHUNK):
+    for chunk in chunks(tuple(row) + fixed for row in rows):
         conn.execute(insert(table), [dict(zip(names, row)) for row in chunk])
         count += len(chunk)
     return count
@@ -68,7 +68,7 @@ def _insert_multirow(
     step = per_statement * len(names)
     count = 0
     with _sqlite_bulk(conn):
-        for chunk in _chunks(rows, 50 * per_statement):
+        for chunk in chunks(rows, 50 * per_statement):
             # Column-wise, in C (zip, map): converting row by row in Python cost as much as SQLite's inserts.
             values: list[Iterable[Any]] = list(zip(*chunk, strict=True))
             if len(values) != len(columns):
@@ -129,12 +129,6 @@ def _sqlite_bulk(conn: Connection) -> Iterator[None]:
         conn.exec_driver_sql(f"PRAGMA cache_size={int(before or -2000)}")
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list]:
-    it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk
-
-
 def explanation_ids(
     session: Session, feature_ids: Collection[int], config_hashes: Collection[str],
     polarity: str = Polarity.POSITIVE,
@@ -143,7 +137,7 @@ def explanation_ids(
     configurations (and polarity): the unique key of an explanation."""
     out: dict[tuple[int, str, int], int] = {}
     hashes = list(set(config_hashes))
-    for chunk in _chunks(sorted(set(feature_ids)), CHUNK):
+    for chunk in chunks(sorted(set(feature_ids))):
         stmt = select(Explanation.feature_id, Explanation.config_hash, Explanation.candidate, Explanation.id).where(
             Explanation.feature_id.in_(chunk), Explanation.config_hash.in_(hashes), Explanation.polarity == polarity)
         out.update({(fid, chash, candidate): eid for fid, chash, candidate, eid in session.execute(stmt)})

@@ -9,19 +9,19 @@ is written once (storage.windows); a record is its window id plus binary activat
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from activations.records import FeatureId, FeatureRecords, FeatureStats
+from storage.in_lists import chunks
 from storage.record_store import numbered, record_values
 from storage.repository import find_model, get_or_create_model, get_or_create_sae, stats_values
 from storage.schema import ActivationRecordRow, Feature
 from storage.windows import window_ids
 
-_CHUNK = 5_000  # rows per executemany (and ids per IN list, under every backend's bound-parameter limit)
 # Inserts go to the tables (Core), not the mapped classes: no per-row ORM work.
 _RECORDS_TABLE = cast(Table, ActivationRecordRow.__table__)
 _FEATURES_TABLE = cast(Table, Feature.__table__)
@@ -68,8 +68,8 @@ def save_layer(
         sae_id = get_or_create_sae(session, model, info.pop("name"), **info).id
     ids = _upsert_features(session, run_id, model.id, sae_id, first, stats, extras or {})
     # Only these features: others keep their records.
-    for chunk in _chunks(ids[fr.feature.index] for fr in features):
-        session.execute(delete(ActivationRecordRow).where(ActivationRecordRow.feature_id.in_(chunk)))
+    for id_chunk in chunks(ids[fr.feature.index] for fr in features):
+        session.execute(delete(ActivationRecordRow).where(ActivationRecordRow.feature_id.in_(id_chunk)))
     # Windows once for the whole layer: the same few windows are shared by most of its records.
     windows = iter(window_ids(session, model.id, [record for fr in features for record in fr.records]))
     rows = (
@@ -78,7 +78,7 @@ def save_layer(
         for record, position in numbered(fr.records)
     )
     stored = 0
-    for chunk in _chunks(rows):
+    for chunk in chunks(rows):
         session.execute(insert(_RECORDS_TABLE), chunk)
         stored += len(chunk)
     return stored
@@ -98,8 +98,9 @@ def _upsert_features(
     values = {index: {**stats_values(s), "collection_run_id": run_id} for index, s in stats.items()}
     if extras:  # merged over what earlier collections or imports stored
         old_extra: dict[int, dict] = {}
-        for chunk in _chunks(ids[i] for i in values if i in ids):
-            old_extra.update(session.execute(select(Feature.index, Feature.extra).where(Feature.id.in_(chunk))).all())
+        extra_of = select(Feature.index, Feature.extra)
+        for id_chunk in chunks(ids[i] for i in values if i in ids):
+            old_extra.update(session.execute(extra_of.where(Feature.id.in_(id_chunk))).all())
         for i, v in values.items():  # every row gets the key: one executemany needs the same columns throughout
             v["extra"] = {**(old_extra.get(i) or {}), **extras.get(i, {})}
     existing = [{"id": ids[i], **v} for i, v in values.items() if i in ids]
@@ -108,21 +109,11 @@ def _upsert_features(
          "index": i, "extra": {}, **v}
         for i, v in values.items() if i not in ids
     ]
-    for chunk in _chunks(existing):
+    for chunk in chunks(existing):
         session.execute(update(Feature), chunk)  # ORM bulk UPDATE by primary key: one executemany
-    for chunk in _chunks(new):
+    for chunk in chunks(new):
         session.execute(insert(_FEATURES_TABLE), chunk)
     if new:
         ids = dict(session.execute(layer_rows).all())
     return ids
 
-
-def _chunks(items: Any) -> Iterator[list]:
-    chunk: list = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == _CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

@@ -22,7 +22,8 @@ from activations.records import FeatureId
 from activations.vocab import OutcomeStatus, Polarity, ScoreRole, ScoringSubset
 from storage import record_store
 from storage import repository as repo
-from storage.bulk import CHUNK, EXPLANATIONS, FEATURES, SCORES, explanation_ids, insert_rows
+from storage.bulk import EXPLANATIONS, FEATURES, SCORES, explanation_ids, insert_rows
+from storage.in_lists import CHUNK
 from storage.schema import Feature, SimulatedRecord, Simulation, SubjectModel, utcnow
 
 IMPORT_SIMULATOR = "import:openai"

@@ -16,6 +16,7 @@ from explainer import ExplanationResult
 from scorer import ScoreValue
 from simulator.base import SequenceSimulation
 from storage import repository as repo
+from storage.in_lists import chunks
 from storage.schema import Explanation, Score, Simulation
 
 
@@ -77,46 +78,41 @@ def store_scores(
 
 def finished_features(session: Session, feature_ids: Sequence[int], config_hash: str) -> dict[int, OutcomeStatus]:
     """feature id -> "ok" | "failed" for features that already have results under this configuration."""
-    if not feature_ids:
-        return {}
     out: dict[int, OutcomeStatus] = {}
-    rows = session.execute(
-        select(Explanation.feature_id, Explanation.status, Explanation.selected).where(
-            Explanation.feature_id.in_(feature_ids), Explanation.config_hash == config_hash
+    for chunk in chunks(feature_ids):
+        rows = session.execute(
+            select(Explanation.feature_id, Explanation.status, Explanation.selected).where(
+                Explanation.feature_id.in_(chunk), Explanation.config_hash == config_hash
+            )
         )
-    )
-    for feature_id, status, selected in rows:
-        if status == OutcomeStatus.OK and selected:
-            out[feature_id] = OutcomeStatus.OK
-        else:
-            out.setdefault(feature_id, OutcomeStatus.FAILED)
-    failed_sims = session.execute(
-        select(Explanation.feature_id).join(Simulation, Simulation.explanation_id == Explanation.id).where(
-            Explanation.feature_id.in_(feature_ids), Explanation.config_hash == config_hash,
-            Simulation.role == ScoreRole.OWN, Simulation.status == OutcomeStatus.FAILED,
+        for feature_id, status, selected in rows:
+            if status == OutcomeStatus.OK and selected:
+                out[feature_id] = OutcomeStatus.OK
+            else:
+                out.setdefault(feature_id, OutcomeStatus.FAILED)
+        failed_sims = session.execute(
+            select(Explanation.feature_id).join(Simulation, Simulation.explanation_id == Explanation.id).where(
+                Explanation.feature_id.in_(chunk), Explanation.config_hash == config_hash,
+                Simulation.role == ScoreRole.OWN, Simulation.status == OutcomeStatus.FAILED,
+            )
         )
-    )
-    for (feature_id,) in failed_sims:
-        out[feature_id] = OutcomeStatus.FAILED
+        for (feature_id,) in failed_sims:
+            out[feature_id] = OutcomeStatus.FAILED
     return out
 
 
 def with_shuffled_baseline(session: Session, explanation_ids: Sequence[int], simulator: str) -> set[int]:
     """Which of these explanations already have sanity-baseline scores under this simulator."""
-    if not explanation_ids:
-        return set()
-    return set(session.scalars(select(Score.explanation_id).distinct().where(
-        Score.explanation_id.in_(list(explanation_ids)), Score.role == ScoreRole.SHUFFLED,
-        Score.simulator == simulator)))
+    stmt = select(Score.explanation_id).distinct().where(Score.role == ScoreRole.SHUFFLED, Score.simulator == simulator)
+    return {i for chunk in chunks(explanation_ids)
+            for i in session.scalars(stmt.where(Score.explanation_id.in_(chunk)))}
 
 
 def simulated_with(session: Session, explanation_ids: Sequence[int], simulator: str) -> set[int]:
     """Which of these explanations already have a successful own simulation by this simulator."""
-    if not explanation_ids:
-        return set()
-    return set(session.scalars(select(Simulation.explanation_id).where(
-        Simulation.explanation_id.in_(list(explanation_ids)), Simulation.simulator == simulator,
-        Simulation.role == ScoreRole.OWN, Simulation.status == OutcomeStatus.OK)))
+    return {i for chunk in chunks(explanation_ids) for i in session.scalars(select(Simulation.explanation_id).where(
+        Simulation.explanation_id.in_(chunk), Simulation.simulator == simulator,
+        Simulation.role == ScoreRole.OWN, Simulation.status == OutcomeStatus.OK))}
 
 
 def forget_feature_results(session: Session, feature_id: int, config_hash: str) -> None:
@@ -133,13 +129,12 @@ def forget_feature_results(session: Session, feature_id: int, config_hash: str) 
 def scored_explanations(session: Session, feature_ids: Sequence[int], *, config_hash: str | None = None,
                         explainer: str | None = None) -> list[int]:
     """Ids of the selected, ok explanations of these features (optionally of one configuration or explainer)."""
-    if not feature_ids:
-        return []
-    stmt = select(Explanation.id).where(
-        Explanation.feature_id.in_(feature_ids), Explanation.status == OutcomeStatus.OK, Explanation.selected.is_(True)
-    )
+    stmt = select(Explanation.id).where(Explanation.status == OutcomeStatus.OK, Explanation.selected.is_(True))
     if config_hash is not None:
         stmt = stmt.where(Explanation.config_hash == config_hash)
     if explainer is not None:
         stmt = stmt.where(Explanation.explainer == explainer)
-    return list(session.scalars(stmt.order_by(Explanation.feature_id, Explanation.id)))
+    stmt = stmt.order_by(Explanation.feature_id, Explanation.id)
+    # ascending chunks of feature ids, each in that order: the whole list is in it too
+    return [i for chunk in chunks(sorted(set(feature_ids))) for i in session.scalars(stmt.where(
+        Explanation.feature_id.in_(chunk)))]

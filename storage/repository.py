@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from activations.records import FeatureId, FeatureStats
 from activations.vocab import OutcomeStatus, Polarity, ScoreRole
 from storage.activation_codec import encode
+from storage.in_lists import chunks
 from storage.schema import (
     Explanation,
     Feature,
@@ -160,8 +161,9 @@ def get_feature(session: Session, feature_id: int) -> Feature:
 
 
 def get_features(session: Session, feature_ids: Sequence[int]) -> list[Feature]:
-    """Features by id, in one query (order not kept); a missing id raises LookupError."""
-    rows = list(session.scalars(select(Feature).where(Feature.id.in_(list(feature_ids)))))
+    """Features by id, a query per chunk of ids (order not kept); a missing id raises LookupError."""
+    rows = [row for chunk in chunks(dict.fromkeys(feature_ids))
+            for row in session.scalars(select(Feature).where(Feature.id.in_(chunk)))]
     if len(rows) < len(set(feature_ids)):
         found = {row.id for row in rows}
         raise LookupError(f"no feature with id {next(i for i in feature_ids if i not in found)}")
@@ -178,15 +180,14 @@ def get_explanation(session: Session, explanation_id: int) -> Explanation:
 def current_explanations(session: Session, feature_ids: Sequence[int]) -> dict[int, Explanation]:
     """The feature's current explanation, the one place this is defined: its latest explanation that
     succeeded and was selected (the best-of-N winner; imports are selected). Features without one are absent."""
-    if not feature_ids:
-        return {}
     stmt = (
         select(Explanation)
-        .where(Explanation.feature_id.in_(list(feature_ids)), Explanation.status == OutcomeStatus.OK,
-               Explanation.selected.is_(True))
+        .where(Explanation.status == OutcomeStatus.OK, Explanation.selected.is_(True))
         .order_by(Explanation.feature_id, Explanation.id)
     )
-    return {e.feature_id: e for e in session.scalars(stmt)}  # later ids overwrite: the latest wins
+    # a feature's explanations all come in its chunk, in id order: later ids overwrite, the latest wins
+    return {e.feature_id: e for chunk in chunks(feature_ids)
+            for e in session.scalars(stmt.where(Explanation.feature_id.in_(chunk)))}
 
 
 def layer_current_explanation_rows(session: Session, feature: Feature) -> dict[int, Explanation]:
@@ -204,9 +205,9 @@ def layer_current_explanations(session: Session, feature: Feature) -> dict[int, 
 def explanations_with_features(session: Session,
                                explanation_ids: Sequence[int]) -> dict[int, tuple[Explanation, Feature]]:
     """Explanation id -> (explanation, its feature), read in one query; a missing id raises LookupError."""
-    rows = session.execute(select(Explanation, Feature).join(Feature, Feature.id == Explanation.feature_id)
-                           .where(Explanation.id.in_(list(explanation_ids))))
-    out = {explanation.id: (explanation, feature) for explanation, feature in rows}
+    joined = select(Explanation, Feature).join(Feature, Feature.id == Explanation.feature_id)
+    out = {explanation.id: (explanation, feature) for chunk in chunks(explanation_ids)
+           for explanation, feature in session.execute(joined.where(Explanation.id.in_(chunk)))}
     missing = next((i for i in explanation_ids if i not in out), None)
     if missing is not None:
         raise LookupError(f"no explanation with id {missing}")

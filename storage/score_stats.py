@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activations.vocab import ScoreRole
+from storage.in_lists import chunks
 from storage.schema import Feature, Score, SubjectModel
 
 N_BINS = 20
@@ -19,11 +20,9 @@ N_BINS = 20
 def explanations_scored_with(session: Session, explanation_ids: Sequence[int], *, simulator: str,
                              method: str) -> set[int]:
     """Which of these explanations already have own scores of `method` (defined or not) by this simulator."""
-    if not explanation_ids:
-        return set()
-    return set(session.scalars(select(Score.explanation_id).where(
-        Score.explanation_id.in_(list(explanation_ids)), Score.simulator == simulator, Score.method == method,
-        Score.role == ScoreRole.OWN)))
+    return {i for chunk in chunks(explanation_ids) for i in session.scalars(select(Score.explanation_id).where(
+        Score.explanation_id.in_(chunk), Score.simulator == simulator, Score.method == method,
+        Score.role == ScoreRole.OWN))}
 
 
 def _range(values: list[float]) -> tuple[float, float]:

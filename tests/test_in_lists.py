@@ -1,0 +1,48 @@
+"""Reads over a caller's list of ids take any number of them: one layer of a wide SAE has more features than
+one statement may bind (PostgreSQL's protocol caps it at 65535), so these run a chunk of ids at a time."""
+
+from __future__ import annotations
+
+from activations.records import FeatureId
+from activations.vocab import OutcomeStatus, ScoreRole
+from scorer import ScoreValue
+from storage import outcome_store, score_stats
+from storage import repository as repo
+from storage.in_lists import CHUNK, chunks
+
+MANY = 70_000  # more ids than PostgreSQL binds in one statement
+
+
+def test_chunks_cover_the_items_in_order():
+    assert list(chunks(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(chunks([], 3)) == [] and CHUNK <= 65535
+
+
+def test_reads_over_more_ids_than_one_statement_binds(db):
+    with db.session() as s, s.begin():
+        features = [repo.get_or_create_feature(s, FeatureId("m", 0, "mlp_neuron", i)) for i in range(3)]
+        explanations = []
+        for f in features:
+            e, _ = repo.add_explanation(s, f, explainer="openai:x", config={"k": 1}, text=f"text {f.index}",
+                                        selected=True, status=OutcomeStatus.OK)
+            sim, _ = repo.add_simulation(s, e, f, simulator="sim", config={}, records=[])
+            outcome_store.store_scores(s, e, f, sim, [ScoreValue("ev_correlation", 0.5, subset="top_and_random")],
+                                       simulator="sim", run_id=None)
+            shuffled = ScoreValue("ev_correlation", 0.1, subset="top_and_random", role=ScoreRole.SHUFFLED)
+            outcome_store.store_scores(s, e, f, None, [shuffled], simulator="sim", run_id=None)
+            explanations.append(e)
+        feature_ids = [f.id for f in features]
+        explanation_ids = [e.id for e in explanations]
+    # the real ids sit in different chunks of a list far longer than one statement takes
+    spread = lambda real: [real[0], *range(10**9, 10**9 + MANY), *real[1:]]  # noqa: E731
+    with db.session() as s:
+        assert sorted(f.id for f in repo.get_features(s, feature_ids + feature_ids)) == sorted(feature_ids)
+        assert set(repo.current_explanations(s, spread(feature_ids))) == set(feature_ids)
+        assert set(repo.explanations_with_features(s, explanation_ids)) == set(explanation_ids)
+        assert outcome_store.finished_features(s, spread(feature_ids), repo.config_hash({"k": 1})) == {
+            f: OutcomeStatus.OK for f in feature_ids}
+        assert outcome_store.scored_explanations(s, spread(feature_ids)[::-1]) == explanation_ids
+        assert outcome_store.with_shuffled_baseline(s, spread(explanation_ids), "sim") == set(explanation_ids)
+        assert outcome_store.simulated_with(s, spread(explanation_ids), "sim") == set(explanation_ids)
+        assert score_stats.explanations_scored_with(s, spread(explanation_ids), simulator="sim",
+                                                    method="ev_correlation") == set(explanation_ids)
