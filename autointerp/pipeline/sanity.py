@@ -53,9 +53,9 @@ def _pending(db: Database, explanation_ids: Sequence[int], simulator_spec: str) 
 
 def _layer_pool(db: Database, feature_id: int, seed: int) -> _Pool:
     with db.session() as session:
-        current = repo.layer_current_explanation_rows(session, repo.get_feature(session, feature_id))
-    texts = {f: e.text or "" for f, e in current.items()}
-    return _Pool(ShuffledPicker(texts, seed), {f: e.id for f, e in current.items()})
+        current = repo.layer_current_explanation_texts(session, repo.get_feature(session, feature_id))
+    return _Pool(ShuffledPicker({f: text for f, (_, text) in current.items()}, seed),
+                 {f: explanation_id for f, (explanation_id, _) in current.items()})
 
 
 def _save(db: Database, item: _Pending, other_explanation_id: int | None, records: Sequence[ActivationRecord],

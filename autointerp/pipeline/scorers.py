@@ -131,7 +131,8 @@ def _load(db: Database, scorers: ExampleScorers, explanation_id: int, sanity: bo
 
 def _layer_pool(db: Database, feature_id: int, seed: int) -> ShuffledPicker[int]:
     with db.session() as session:
-        return ShuffledPicker(repo.layer_current_explanations(session, repo.get_feature(session, feature_id)), seed)
+        current = repo.layer_current_explanation_texts(session, repo.get_feature(session, feature_id))
+    return ShuffledPicker({f: text for f, (_, text) in current.items()}, seed)
 
 
 def _save(db: Database, scorers: ExampleScorers, target: _Target, results: list[tuple[ScorerName, list[ScoreValue]]],
