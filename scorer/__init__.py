@@ -30,7 +30,7 @@ from scorer.subsets import (
 
 __all__ = [
     "ALL_METHODS", "CALIBRATED_METHODS", "METHODS", "SCORER_METHODS", "SUBSETS", "Example", "ExampleSet",
-    "ScoreValue", "ShuffledPicker", "ScoredRecord", "absolute_dev_explained", "bootstrap_ci", "calibration_failed",
+    "ScoreValue", "ScoredRecord", "ShuffledPicker", "absolute_dev_explained", "bootstrap_ci", "calibration_failed",
     "classification_scores", "detection_scores", "ev_correlation", "fuzzing_scores", "parse_scorers",
     "per_record_correlations", "rsquared", "score_absolute_dev_explained", "score_calibrated",
     "score_ev_correlation", "score_mean_record_correlation", "score_records", "score_rsquared", "score_spearman",
