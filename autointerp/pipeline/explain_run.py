@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from activations.records import FeatureRecords
 from activations.vocab import OutcomeStatus, RunKind, ScorerName
+from autointerp.pipeline.bounded import bounded
 from autointerp.pipeline.collector import batch_collector
 from autointerp.pipeline.context import llm_cache_path, select_features
 from autointerp.pipeline.db_threads import ChunkedReads, DatabaseThreads
@@ -129,7 +130,6 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
                features: list[Feature], config: dict, all_feature_ids: list[int]) -> None:
     client, simulator = make_clients(db, opts)
     run_scorers = make_explain_scorers(db, opts, client, simulator)
-    gate = asyncio.Semaphore(opts.concurrency)
     budget_hit = asyncio.Event()
     simulator_client = getattr(simulator, "client", None)
     stats = record.stats
@@ -145,26 +145,25 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
 
     async def work(store: DatabaseThreads, records: ChunkedReads[int, FeatureRecords], position: int) -> None:
         feature = features[position]
-        async with gate:
-            if budget_hit.is_set():
-                return
-            try:
-                feature_records = await records.get(position)
-                if feature_records is None:  # _load_many reads every feature it is given
-                    raise LookupError(f"feature {feature.index}: its records were not read")
-                await explain_feature(db, store, opts, client, simulator, feature, config, record.run_id, stats,
-                                      feature_records)
-            finally:
-                await refresh(store)
-                if opts.budget_usd is not None and stats.cost_usd >= opts.budget_usd:
-                    if not budget_hit.is_set():
-                        stats.stopped_reason = f"budget of ${opts.budget_usd} reached"
-                    budget_hit.set()
+        if budget_hit.is_set():
+            return
+        try:
+            feature_records = await records.get(position)
+            if feature_records is None:  # _load_many reads every feature it is given
+                raise LookupError(f"feature {feature.index}: its records were not read")
+            await explain_feature(db, store, opts, client, simulator, feature, config, record.run_id, stats,
+                                  feature_records)
+        finally:
+            await refresh(store)
+            if opts.budget_usd is not None and stats.cost_usd >= opts.budget_usd:
+                if not budget_hit.is_set():
+                    stats.stopped_reason = f"budget of ${opts.budget_usd} reached"
+                budget_hit.set()
 
     try:
         with DatabaseThreads() as store:
             records = ChunkedReads(store, partial(_load_many, db), [f.id for f in features], LOAD_CHUNK)
-            await asyncio.gather(*(work(store, records, i) for i in range(len(features))))
+            await bounded(len(features), opts.concurrency, partial(work, store, records))
             if not budget_hit.is_set():
                 await finishing_passes(db, store, opts, simulator, run_scorers, all_feature_ids, config,
                                        record.run_id, stats)

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy.orm import Session
 
 from activations.vocab import DataSplit, RunKind, ScoreMethod, ScorerName, ScoreRole
+from autointerp.pipeline.bounded import bounded
 from autointerp.pipeline.calibrated import calibrated_scores
 from autointerp.pipeline.collector import batch_collector
 from autointerp.pipeline.context import llm_cache_path, select_features
@@ -127,23 +129,22 @@ async def rescore_finishing_passes(db: Database, store: DatabaseThreads, opts: R
 async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, display: ProgressDisplay,
                    explanation_ids: list[int], all_ids: list[int], simulated_before: set[int] | None = None) -> None:
     simulator, run_scorers = make_rescore_tools(db, opts)
-    gate = asyncio.Semaphore(opts.concurrency)
     stats = record.stats
 
-    async def one(store: DatabaseThreads, explanation_id: int) -> None:
+    async def one(store: DatabaseThreads, position: int) -> None:
         assert simulator is not None
-        async with gate:
-            await rescore_explanation(db, store, opts, simulator, explanation_id, record.run_id, stats,
-                                      calibrate_only=explanation_id in (simulated_before or set()))
-            display.show_stats(stats)
-            if record.save_due():
-                record.details["endpoints"] = endpoint_stats_of(getattr(simulator, "client", None))
-                await store.write(record.save)
+        explanation_id = explanation_ids[position]
+        await rescore_explanation(db, store, opts, simulator, explanation_id, record.run_id, stats,
+                                  calibrate_only=explanation_id in (simulated_before or set()))
+        display.show_stats(stats)
+        if record.save_due():
+            record.details["endpoints"] = endpoint_stats_of(getattr(simulator, "client", None))
+            await store.write(record.save)
 
     try:
         with DatabaseThreads() as store:
             if simulator is not None:
-                await asyncio.gather(*(one(store, e) for e in explanation_ids))
+                await bounded(len(explanation_ids), opts.concurrency, partial(one, store))
                 record.details["endpoints"] = endpoint_stats_of(getattr(simulator, "client", None))
             await rescore_finishing_passes(db, store, opts, simulator, run_scorers, all_ids, record.run_id, stats)
             display.show_stats(stats)

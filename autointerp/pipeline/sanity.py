@@ -10,6 +10,7 @@ from functools import partial
 
 from activations.records import ActivationRecord, FeatureRecords
 from activations.vocab import DataSplit, ScoreMethod, ScoreRole, ScoringSubset
+from autointerp.pipeline.bounded import bounded
 from autointerp.pipeline.calibrated import calibrated_scores
 from autointerp.pipeline.db_threads import ChunkedReads, DatabaseThreads
 from autointerp.pipeline.feature_work import SimulationOutcome, score, scoring_input, simulate
@@ -88,31 +89,29 @@ async def add_sanity_baselines(db: Database, store: DatabaseThreads, simulator: 
     explanation with role "shuffled" (the simulation row points at the explanation actually simulated).
     Up to `concurrency` at once; with `calibrate`, the borrowed explanation's calibrated scores too (its own
     line fitted on the valid split), so calibrated methods have a baseline. Returns how many were stored."""
-    gate = asyncio.Semaphore(concurrency)
     pending = ChunkedReads(store, partial(_pending, db, simulator_spec=simulator_spec), explanation_ids, CHUNK)
     pool: asyncio.Future[_Pool] | None = None  # the layer's current explanations, read once
 
     async def one(position: int) -> bool:
-        async with gate:
-            item = await pending.get(position)
-            if item is None:
-                return False
-            nonlocal pool
-            if pool is None:
-                pool = asyncio.ensure_future(store.read(_layer_pool, db, item.feature.id, seed))
-            layer = await pool
-            choice = layer.picker.pick(item.feature.id)
-            data = scoring_input(item.records, DataSplit.TEST, item.polarity)
-            outcome = await simulate(simulator, choice[1], data) if choice else None
-            scores: list[ScoreValue] = []
-            if choice and outcome and outcome.simulations is not None:
-                scores = score(data, outcome.simulations, role=ScoreRole.SHUFFLED, seed=seed)
-                if calibrate:
-                    scores += await calibrated_scores(
-                        simulator, choice[1], scoring_input(item.records, DataSplit.VALID, item.polarity), data,
-                        outcome.simulations, role=ScoreRole.SHUFFLED, seed=seed)
-            await store.write(_save, db, item, layer.ids[choice[0]] if choice else None, data.records, outcome,
-                              scores, simulator_spec, run_id)
-            return True
+        item = await pending.get(position)
+        if item is None:
+            return False
+        nonlocal pool
+        if pool is None:
+            pool = asyncio.ensure_future(store.read(_layer_pool, db, item.feature.id, seed))
+        layer = await pool
+        choice = layer.picker.pick(item.feature.id)
+        data = scoring_input(item.records, DataSplit.TEST, item.polarity)
+        outcome = await simulate(simulator, choice[1], data) if choice else None
+        scores: list[ScoreValue] = []
+        if choice and outcome and outcome.simulations is not None:
+            scores = score(data, outcome.simulations, role=ScoreRole.SHUFFLED, seed=seed)
+            if calibrate:
+                scores += await calibrated_scores(
+                    simulator, choice[1], scoring_input(item.records, DataSplit.VALID, item.polarity), data,
+                    outcome.simulations, role=ScoreRole.SHUFFLED, seed=seed)
+        await store.write(_save, db, item, layer.ids[choice[0]] if choice else None, data.records, outcome,
+                          scores, simulator_spec, run_id)
+        return True
 
-    return sum(await asyncio.gather(*(one(i) for i in range(len(explanation_ids)))))
+    return sum(await bounded(len(explanation_ids), concurrency, one))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from activations.records import FeatureRecords
 from activations.vocab import ClassificationSubset, ScorerName, ScoreRole
+from autointerp.pipeline.bounded import bounded
 from autointerp.pipeline.db_threads import DatabaseThreads
 from autointerp.pipeline.feature_work import example_input
 from llm_client import LLMClient, make_client
@@ -163,42 +164,41 @@ async def add_example_scores(db: Database, store: DatabaseThreads, scorers: Exam
                              concurrency: int = 4) -> ScoringReport:
     """Score each given explanation with every scorer it lacks (and its shuffled baseline, with `sanity`), up to
     `concurrency` explanations at once."""
-    gate = asyncio.Semaphore(concurrency)
     pools: dict[int, asyncio.Future[ShuffledPicker[int]]] = {}  # the layer's current explanations, read once
     report = ScoringReport()
 
-    async def one(explanation_id: int) -> None:
-        async with gate:
-            target = await store.read(_load, db, scorers, explanation_id, sanity)
-            if target is None:
-                return
-            examples = example_input(target.records, target.polarity, target.neighbours,
-                                     n_activating=scorers.n_activating, n_random=scorers.n_random,
-                                     n_neighbours=scorers.n_neighbours)
-            shuffled: tuple[int, str] | None = None
-            if any(role == ScoreRole.SHUFFLED for _, role in target.todo):
-                layer = target.records.feature.layer
-                if layer not in pools:
-                    pools[layer] = asyncio.ensure_future(store.read(_layer_pool, db, target.feature_id, scorers.seed))
-                shuffled = (await pools[layer]).pick(target.feature_id)
+    async def one(position: int) -> None:
+        explanation_id = explanation_ids[position]
+        target = await store.read(_load, db, scorers, explanation_id, sanity)
+        if target is None:
+            return
+        examples = example_input(target.records, target.polarity, target.neighbours,
+                                 n_activating=scorers.n_activating, n_random=scorers.n_random,
+                                 n_neighbours=scorers.n_neighbours)
+        shuffled: tuple[int, str] | None = None
+        if any(role == ScoreRole.SHUFFLED for _, role in target.todo):
+            layer = target.records.feature.layer
+            if layer not in pools:
+                pools[layer] = asyncio.ensure_future(store.read(_layer_pool, db, target.feature_id, scorers.seed))
+            shuffled = (await pools[layer]).pick(target.feature_id)
 
-            async def run(name: ScorerName, role: ScoreRole) -> list[ScoreValue]:
-                if role == ScoreRole.OWN:
-                    return await scorers.score(name, target.text, examples, role)
-                if shuffled is None:
-                    return scorers.undefined(name, NO_OTHER, role)
-                scores = await scorers.score(name, shuffled[1], examples, role)
-                return [replace(s, details={**s.details, "shuffled_from_feature_id": shuffled[0]}) for s in scores]
+        async def run(name: ScorerName, role: ScoreRole) -> list[ScoreValue]:
+            if role == ScoreRole.OWN:
+                return await scorers.score(name, target.text, examples, role)
+            if shuffled is None:
+                return scorers.undefined(name, NO_OTHER, role)
+            scores = await scorers.score(name, shuffled[1], examples, role)
+            return [replace(s, details={**s.details, "shuffled_from_feature_id": shuffled[0]}) for s in scores]
 
-            outcomes = await asyncio.gather(*(run(name, role) for name, role in target.todo))
-            await store.write(_save, db, scorers, target, list(zip((n for n, _ in target.todo), outcomes)), run_id)
-            report.scored += 1
-            failures = [f for (name, role), scores in zip(target.todo, outcomes)
-                        if role == ScoreRole.OWN and (f := _failure(name, scores))]
-            if failures:
-                report.failures[target.feature_index] = "; ".join(failures)
+        outcomes = await asyncio.gather(*(run(name, role) for name, role in target.todo))
+        await store.write(_save, db, scorers, target, list(zip((n for n, _ in target.todo), outcomes)), run_id)
+        report.scored += 1
+        failures = [f for (name, role), scores in zip(target.todo, outcomes)
+                    if role == ScoreRole.OWN and (f := _failure(name, scores))]
+        if failures:
+            report.failures[target.feature_index] = "; ".join(failures)
 
-    await asyncio.gather(*(one(e) for e in explanation_ids))
+    await bounded(len(explanation_ids), concurrency, one)
     return report
 
 
