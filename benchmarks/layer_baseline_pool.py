@@ -100,7 +100,8 @@ def main() -> None:
     t0 = time.perf_counter()
     now = [picker.pick(own) for own in layer_ids]
     now_us = 1e6 * (time.perf_counter() - t0) / len(layer_ids)
-    assert [now[layer_ids.index(own)] for own in owns] == before, "the picker picks what the old way picked"
+    picked = dict(zip(layer_ids, now))
+    assert [picked[own] for own in owns] == before, "the picker picks what the old way picked"
     n = len(layer_ids)
     picks_now_s = build_ms / 1000 + now_us * n / 1e6
     print(f"layer of {n} features: read rows {rows_s:.2f} s, peak {rows_mb:.0f} MB -> columns {texts_s:.2f} s, "

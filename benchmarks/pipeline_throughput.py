@@ -19,7 +19,8 @@ simulate, shuffled baseline): no client can do better at that concurrency. `boun
 Each mode runs `--rounds` times, the modes alternating (on a shared machine CPU speed drifts by tens of percent
 over minutes); the median run is reported, and every run's features/s under `features_per_s_rounds`.
 `machine_ms` times a fixed Python workload (parsing a simulation body and scoring, as the client does) before
-the runs: the same code on a slower sitting shows a larger figure, so results of two sittings compare by it.
+the runs: a rough guide to how fast the sitting was (it times one thread; a busy neighbour on the other core
+slows the runs more than it).
 Last line: {"features_per_s", "requests_per_s", "client_cpu_ms_per_feature", "bound_fraction", ...}, with the
 `per_record` run's figures under the same names suffixed `_per_record`.
 

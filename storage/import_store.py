@@ -23,7 +23,7 @@ from activations.vocab import OutcomeStatus, Polarity, ScoreRole, ScoringSubset
 from storage import record_store
 from storage import repository as repo
 from storage.bulk import EXPLANATIONS, FEATURES, SCORES, explanation_ids, insert_rows
-from storage.in_lists import CHUNK
+from storage.in_lists import chunks
 from storage.schema import Feature, SimulatedRecord, Simulation, SubjectModel, utcnow
 
 IMPORT_SIMULATOR = "import:openai"
@@ -117,11 +117,10 @@ def _feature_ids(
     session: Session, model_id: int, layer: int, kind: str, sae: str | None, indices: set[int]
 ) -> dict[int, int]:
     out: dict[int, int] = {}
-    ordered = sorted(indices)
-    for start in range(0, len(ordered), CHUNK):
+    for chunk in chunks(sorted(indices)):
         rows = session.execute(select(Feature.index, Feature.id).where(
             Feature.model_id == model_id, Feature.layer == layer, Feature.kind == kind,
-            Feature.sae_key == (sae or ""), Feature.index.in_(ordered[start:start + CHUNK])))
+            Feature.sae_key == (sae or ""), Feature.index.in_(chunk)))
         out.update({index: feature_id for index, feature_id in rows})
     return out
 
@@ -201,8 +200,8 @@ def _simulated_rows(simulated: list[_NewExplanation], simulation_ids: dict[int, 
 def _simulation_ids(session: Session, explanation_ids: list[int]) -> dict[int, int]:
     """explanation id -> its simulation's id (each of these new explanations has exactly one)."""
     out: dict[int, int] = {}
-    for start in range(0, len(explanation_ids), CHUNK):
+    for chunk in chunks(explanation_ids):
         rows = session.execute(select(Simulation.explanation_id, Simulation.id).where(
-            Simulation.explanation_id.in_(explanation_ids[start:start + CHUNK])))
+            Simulation.explanation_id.in_(chunk)))
         out.update({explanation_id: simulation_id for explanation_id, simulation_id in rows})
     return out

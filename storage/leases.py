@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import ColumnElement, and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from storage.in_lists import chunks
 from storage.schema import Explanation, Lease
 
 MAX_ATTEMPTS = 3  # a feature whose workers died this many times is left out (reported, never retried forever)
@@ -144,10 +145,8 @@ def _aware(moment: datetime) -> datetime:
 def group_by_feature(session: Session, explanation_ids: Sequence[int]) -> dict[int, list[int]]:
     """A distributed rescore's units: feature id -> its explanations among `explanation_ids` (ascending)."""
     out: dict[int, list[int]] = {}
-    ids = list(explanation_ids)
-    for start in range(0, len(ids), 5000):
-        rows = session.execute(select(Explanation.feature_id, Explanation.id)
-                               .where(Explanation.id.in_(ids[start:start + 5000])))
+    for chunk in chunks(explanation_ids):
+        rows = session.execute(select(Explanation.feature_id, Explanation.id).where(Explanation.id.in_(chunk)))
         for feature_id, explanation_id in rows:
             out.setdefault(feature_id, []).append(explanation_id)
     return {f: sorted(e) for f, e in out.items()}

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from activations.records import ActivationRecord, FeatureRecords, Provenance
 from storage.activation_codec import decode, decode_ids, encode
+from storage.in_lists import chunks
 from storage.repository import feature_id_of, stats_of
 from storage.schema import ActivationRecordRow, Feature, Window
 from storage.windows import window_ids
@@ -89,8 +90,7 @@ def records_by_feature(session: Session, feature_ids: Sequence[int]) -> dict[int
     """The stored records (each with its row id) of many features in one query, each feature's in sample then
     position order; features without records are absent."""
     out: dict[int, list[ActivationRecord]] = {}
-    for start in range(0, len(feature_ids), _IN_CHUNK):
-        chunk = list(feature_ids[start:start + _IN_CHUNK])
+    for chunk in chunks(feature_ids, _IN_CHUNK):
         for row in session.execute(_RECORD_ROWS.where(_RECORDS.c.feature_id.in_(chunk))):
             out.setdefault(row[0], []).append(_record(*row[1:]))
     return out

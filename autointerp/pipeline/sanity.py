@@ -35,7 +35,7 @@ class _Pending:
 
 
 @dataclass
-class _Pool:
+class LayerPool:
     """The layer's current explanations, read once: texts to shuffle in, and the ids their simulations point at."""
 
     picker: ShuffledPicker[int]  # over feature id -> text
@@ -52,10 +52,11 @@ def _pending(db: Database, explanation_ids: Sequence[int], simulator_spec: str) 
                 for e, f in todo.values()}
 
 
-def _layer_pool(db: Database, feature_id: int, seed: int) -> _Pool:
+def read_layer_pool(db: Database, feature_id: int, seed: int) -> LayerPool:
+    """The current explanations of `feature_id`'s layer, for the sanity baselines and the example scorers."""
     with db.session() as session:
         current = repo.layer_current_explanation_texts(session, repo.get_feature(session, feature_id))
-    return _Pool(ShuffledPicker({f: text for f, (_, text) in current.items()}, seed),
+    return LayerPool(ShuffledPicker({f: text for f, (_, text) in current.items()}, seed),
                  {f: explanation_id for f, (explanation_id, _) in current.items()})
 
 
@@ -90,7 +91,7 @@ async def add_sanity_baselines(db: Database, store: DatabaseThreads, simulator: 
     Up to `concurrency` at once; with `calibrate`, the borrowed explanation's calibrated scores too (its own
     line fitted on the valid split), so calibrated methods have a baseline. Returns how many were stored."""
     pending = ChunkedReads(store, partial(_pending, db, simulator_spec=simulator_spec), explanation_ids, CHUNK)
-    pool: asyncio.Future[_Pool] | None = None  # the layer's current explanations, read once
+    pool: asyncio.Future[LayerPool] | None = None  # the layer's current explanations, read once
 
     async def one(position: int) -> bool:
         item = await pending.get(position)
@@ -98,7 +99,7 @@ async def add_sanity_baselines(db: Database, store: DatabaseThreads, simulator: 
             return False
         nonlocal pool
         if pool is None:
-            pool = asyncio.ensure_future(store.read(_layer_pool, db, item.feature.id, seed))
+            pool = asyncio.ensure_future(store.read(read_layer_pool, db, item.feature.id, seed))
         layer = await pool
         choice = layer.picker.pick(item.feature.id)
         data = scoring_input(item.records, DataSplit.TEST, item.polarity)

@@ -14,8 +14,9 @@ from activations.vocab import ClassificationSubset, ScorerName, ScoreRole
 from autointerp.pipeline.bounded import bounded
 from autointerp.pipeline.db_threads import DatabaseThreads
 from autointerp.pipeline.feature_work import example_input
+from autointerp.pipeline.sanity import NO_OTHER, LayerPool, read_layer_pool
 from llm_client import LLMClient, make_client
-from scorer import SCORER_METHODS, ExampleSet, ScoreValue, ShuffledPicker, classification_scores
+from scorer import SCORER_METHODS, ExampleSet, ScoreValue, classification_scores
 from scorer.embedding_scorer import EmbeddingScorer
 from scorer.examples import EXAMPLE_TOKENS, FIRING_LEVEL
 from scorer.judge import PROMPT_VERSION
@@ -26,7 +27,6 @@ from storage.db import Database
 from storage.scoring_inputs import NeighbourWindow, neighbour_windows
 
 EXAMPLE_SCORERS = (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.EMBEDDING)
-NO_OTHER = "no other feature of this layer has an explanation to shuffle in"
 # Bumped when what the scorers choose or report changes, so reruns redo their scores: 2: train random spans as
 # a last resort; 3: fuzzing's `random` subset no longer undefined when there are no quiet random spans.
 SCORERS_VERSION = 3
@@ -130,12 +130,6 @@ def _load(db: Database, scorers: ExampleScorers, explanation_id: int, sanity: bo
                        record_store.load_feature_records(session, feature), neighbour_windows(session, feature), todo)
 
 
-def _layer_pool(db: Database, feature_id: int, seed: int) -> ShuffledPicker[int]:
-    with db.session() as session:
-        current = repo.layer_current_explanation_texts(session, repo.get_feature(session, feature_id))
-    return ShuffledPicker({f: text for f, (_, text) in current.items()}, seed)
-
-
 def _save(db: Database, scorers: ExampleScorers, target: _Target, results: list[tuple[ScorerName, list[ScoreValue]]],
           run_id: int) -> None:
     with db.session() as session, session.begin():
@@ -164,7 +158,7 @@ async def add_example_scores(db: Database, store: DatabaseThreads, scorers: Exam
                              concurrency: int = 4) -> ScoringReport:
     """Score each given explanation with every scorer it lacks (and its shuffled baseline, with `sanity`), up to
     `concurrency` explanations at once."""
-    pools: dict[int, asyncio.Future[ShuffledPicker[int]]] = {}  # the layer's current explanations, read once
+    pools: dict[int, asyncio.Future[LayerPool]] = {}  # the layer's current explanations, read once
     report = ScoringReport()
 
     async def one(position: int) -> None:
@@ -179,8 +173,9 @@ async def add_example_scores(db: Database, store: DatabaseThreads, scorers: Exam
         if any(role == ScoreRole.SHUFFLED for _, role in target.todo):
             layer = target.records.feature.layer
             if layer not in pools:
-                pools[layer] = asyncio.ensure_future(store.read(_layer_pool, db, target.feature_id, scorers.seed))
-            shuffled = (await pools[layer]).pick(target.feature_id)
+                pools[layer] = asyncio.ensure_future(store.read(read_layer_pool, db, target.feature_id,
+                                                                scorers.seed))
+            shuffled = (await pools[layer]).picker.pick(target.feature_id)
 
         async def run(name: ScorerName, role: ScoreRole) -> list[ScoreValue]:
             if role == ScoreRole.OWN:
