@@ -129,6 +129,9 @@ class FakeOpenAI:
     failure_rate: float = 0.0
     failure_kinds: tuple[str, ...] = FAILURES
     script: list[str] = field(default_factory=list)  # outcomes consumed one per request, before failure_rate
+    # (endpoint, body) -> an outcome for this request or None: fails requests by their content, which (unlike
+    # the arrival order the script follows) does not depend on which of two concurrent requests comes first
+    outcome_for: Callable[[str, dict], str | None] | None = None
     retry_after: str = "1"
     hang_s: float = 5.0
     seed: int = 0
@@ -160,7 +163,12 @@ class FakeOpenAI:
         self._serving: asyncio.Semaphore | None = None  # made on the server's loop, for max_concurrent
 
     # --- behaviour -------------------------------------------------------------------------------------
-    def _outcome(self) -> str:
+    def _outcome(self, endpoint: str, body: dict) -> str:
+        chosen = self.outcome_for(endpoint, body) if self.outcome_for else None
+        if chosen is not None:
+            if chosen not in OUTCOMES:
+                raise ValueError(f"fake_openai outcome_for: unknown outcome {chosen!r}; use one of {OUTCOMES}")
+            return chosen
         if self.script:
             outcome = self.script.pop(0)
             if outcome not in OUTCOMES:
@@ -305,7 +313,7 @@ class FakeOpenAI:
     async def _handle(self, request: Request) -> Response:
         body = await request.json()
         endpoint = "chat" if request.url.path.endswith("/chat/completions") else "completions"
-        outcome = self._outcome()
+        outcome = self._outcome(endpoint, body)
         listed = endpoint == "completions" and isinstance(body.get("prompt"), list)
         self.requests += 1
         self.by_endpoint[endpoint] += 1

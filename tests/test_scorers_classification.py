@@ -4,6 +4,7 @@ AUROC from the answer's top logprobs, failures never counted as "no"."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -101,7 +102,8 @@ def test_unreadable_answers_fail_their_whole_prompt_never_no(fake_openai):
     ba = _by_key(scores)[(ScoreMethod.DETECTION_BALANCED_ACCURACY, RANDOM)]
     assert ba.details["n_failed"] == 5 and "not a list" in ba.details["failures"][0]
     fake_openai.answer = judge_answer(lambda text: "car" in text)
-    fake_openai.script = ["400"]  # the first of two prompts fails outright
+    # Of the two prompts (3 examples and 2), the one with a third example fails outright, whichever comes first.
+    fake_openai.outcome_for = lambda endpoint, body: "400" if "Example 3:" in json.dumps(body) else None
     scores = _by_key(asyncio.run(score_and_close(detection_scores, _client(fake_openai), "cars",
                                                  examples, per_prompt=3)))
     ba = scores[(ScoreMethod.DETECTION_BALANCED_ACCURACY, RANDOM)]
