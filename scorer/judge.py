@@ -1,9 +1,11 @@
 """An LLM judges several numbered examples per prompt against an explanation and answers with a list of 0/1,
 one entry per example (`[1,0,0,1,0]`), as delphi's detection and fuzzing scorers do.
 
-The answer is read strictly: anything but a list of exactly as many 0s and 1s as examples fails the whole
-prompt, and each of its examples is a failure, never a "no". P(1) per example comes from the answer's top
-logprobs where the endpoint gives them; a local model is teacher-forced through the list instead
+The answer is read as chat models write it, as delphi reads it: the first bracketed list anywhere in the text (after
+a preamble such as `Answer:`, before a closing sentence, inside a code fence), entries 0/1 or true/false, spaces
+and quotes allowed. It is still strict where it matters: no list, a list of the wrong length or an entry that is
+not binary fails the whole prompt, and each of its examples is a failure, never a "no". P(1) per example comes
+from the answer's top logprobs where the endpoint gives them; a local model is teacher-forced through the list instead
 (`ChoiceSlotsClient.choice_slots`), so every slot has a probability even when the model would have rambled.
 """
 
@@ -18,10 +20,13 @@ from dataclasses import dataclass
 
 from llm_client import ChoiceSlotsClient, Completion, LLMClient, LLMError
 
-PROMPT_VERSION = "judge-list-v2"
+# In the stored configuration: v3 reads answers as chat models write them, so v2 failures are never mixed in.
+PROMPT_VERSION = "judge-list-v3"
 CHOICES = ("0", "1")
 ANSWER_OPENER = " ["  # the prompt ends with "Answer:"; a teacher-forced answer starts here
-_LIST = re.compile(r"^\[\s*([01](?:\s*,\s*[01])*)\s*\]$")
+_BRACKETED = re.compile(r"\[([^\[\]]*)\]")  # the first innermost [...] in the answer
+_DIGIT = re.compile(r"[01]")
+_ENTRY = {"1": True, "0": False, "true": True, "false": False}
 
 _TASK = {
     "detection": "Does each example contain what the explanation describes, anywhere in it?",
@@ -83,13 +88,16 @@ def prompt(kind: str, explanation: str, texts: Sequence[str]) -> list[dict]:
 
 def parse_answer(text: str, n: int) -> list[bool] | str:
     """The 0/1 list, or why it cannot be read."""
-    match = _LIST.match(text.strip())
+    match = _BRACKETED.search(text)
     if match is None:
         return f"answer {text.strip()[:60]!r} is not a list of 0s and 1s"
-    entries = [e.strip() == "1" for e in match.group(1).split(",")]
-    if len(entries) != n:
-        return f"answer has {len(entries)} entries for {n} examples"
-    return entries
+    raw = [e.strip().strip("'\"").lower() for e in match.group(1).split(",")]
+    bad = [e for e in raw if e not in _ENTRY]
+    if bad:
+        return f"answer {match.group(0)[:60]!r} is not a list of 0s and 1s (entry {bad[0][:20]!r})"
+    if len(raw) != n:
+        return f"answer has {len(raw)} entries for {n} examples"
+    return [_ENTRY[e] for e in raw]
 
 
 def slot_probabilities(completion: Completion, n: int) -> list[float | None]:
@@ -97,7 +105,10 @@ def slot_probabilities(completion: Completion, n: int) -> list[float | None]:
     digit (None where the logprobs do not cover it)."""
     rows = completion.generated_logprobs or []
     text = "".join(r.token for r in rows)
-    digits = [m.start() for m in re.finditer(r"[01]", text)]
+    # Only the answer list's digits, not a preamble's; teacher-forced rows hold the slots alone, without brackets.
+    listed = _BRACKETED.search(text)
+    start, end = (listed.start(), listed.end()) if listed else (0, len(text))
+    digits = [m.start() for m in _DIGIT.finditer(text, start, end)]
     if not rows or len(digits) != n:
         return [None] * n
     ends, position = [], 0

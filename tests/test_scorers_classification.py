@@ -44,7 +44,28 @@ def test_prompt_numbers_examples_and_answers_are_read_strictly():
     assert "Example 1: the red car\nExample 2: a dog" in text and text.endswith("Answer:")
     assert parse_answer(" [1, 0]\n", 2) == [True, False]
     assert "2 entries for 3 examples" in parse_answer("[1,0]", 3)
-    assert "not a list" in parse_answer("[1,2]", 2) and "not a list" in parse_answer("yes: [1,0]", 2)
+    assert "not a list" in parse_answer("[1,2]", 2) and "not a list" in parse_answer("yes, the first", 2)
+
+
+# Answers in the shapes chat models give (GPT-4o-mini, Claude, Llama instruct), and the ones that must still fail.
+@pytest.mark.parametrize("answer,expected", [
+    ("Answer: [1, 0, 0, 1, 0]", [True, False, False, True, False]),
+    ("[1,0,0,1,0]\nExamples 1 and 4 mention a colour.", [True, False, False, True, False]),
+    ("```json\n[1, 0, 0, 1, 0]\n```", [True, False, False, True, False]),
+    ("Here is my assessment:\n\n[ 1 , 0 , 0 , 1 , 0 ]", [True, False, False, True, False]),
+    ("[true, false, false, true, false]", [True, False, False, True, False]),
+    ('["1", "0", "0", "1", "0"]', [True, False, False, True, False]),
+    ("[1, 0, 0, 1]", "4 entries for 5 examples"),
+    ("[1, 0, 0, 1, 0, 1]", "6 entries for 5 examples"),
+    ("[1, 0, 0.5, 1, 0]", "entry '0.5'"),
+    ("[1, 0, yes, 1, 0]", "entry 'yes'"),
+    ("[]", "entry ''"),
+    ("1 0 0 1 0", "not a list"),
+    ("I cannot tell.", "not a list"),
+])
+def test_answers_read_as_chat_models_write_them(answer, expected):
+    got = parse_answer(answer, 5)
+    assert got == expected if isinstance(expected, list) else expected in got
 
 
 def test_slot_probabilities_read_the_digit_tokens():
@@ -53,6 +74,10 @@ def test_slot_probabilities_read_the_digit_tokens():
     probs = slot_probabilities(Completion("[1,0]", Usage(), generated_logprobs=rows), 2)
     assert probs[0] == pytest.approx(1 / (1 + 2.718281828 ** -1.5)) and probs[1] < 0.1
     assert slot_probabilities(Completion("[1,0]", Usage()), 2) == [None, None]
+    # A preamble's digits are not answer slots: only the list's are read.
+    preamble = [TokenLogprobs("1 answer per example: ", -0.1), *rows]
+    assert slot_probabilities(Completion("1 answer per example: [1,0]", Usage(), generated_logprobs=preamble),
+                              2) == pytest.approx(probs)
 
 
 def test_binary_metrics_and_their_intervals():
