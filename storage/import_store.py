@@ -48,11 +48,6 @@ class _NewExplanation:
     id: int = 0
 
 
-def save_imported(session: Session, item: ImportedFeature, source: str) -> dict[str, int]:
-    """Write one parsed feature; returns counts of what was added."""
-    return save_imported_file(session, [item], source)
-
-
 def save_imported_file(session: Session, items: Sequence[ImportedFeature], source: str) -> dict[str, int]:
     """Write every parsed feature of one file (`source`); returns counts of what was added."""
     added = {"features": 0, "records": 0, "explanations": 0, "scores": 0}
