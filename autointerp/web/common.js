@@ -26,6 +26,11 @@ export function fmt(value, digits = 3) {
   return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
 }
 
+// Scores loaded from a file (simulator import:<format>, or flagged by the API) were not measured here.
+export function isImported(score) {
+  return score.imported === true || (score.simulator ?? "").startsWith("import:");
+}
+
 export function featureLink(item) {
   const label = `${item.model} L${item.layer}${item.sae ? " " + item.sae : ""} #${item.index}`;
   return el("a", { href: `/feature?id=${encodeURIComponent(item.feature_id)}` }, label);
