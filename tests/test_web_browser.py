@@ -182,15 +182,23 @@ def _store_evidence(sqlite_url: str, feature_id: int) -> None:
     db.dispose()
 
 
+def _csp_violations(page) -> list[str]:
+    """Console messages of the page that report a Content-Security-Policy refusal, collected as they come."""
+    refused: list[str] = []
+    page.on("console", lambda msg: refused.append(msg.text) if "Content Security Policy" in msg.text else None)
+    return refused
+
+
 def _top(page, selector: str) -> float:
     box = page.locator(selector).first.bounding_box()
     assert box is not None, f"{selector} is not rendered"
     return box["y"]
 
 
-def test_feature_page_leads_with_explanation_scores_and_top_examples(server, page, sqlite_url):
+def test_feature_page_leads_with_explanation_scores_and_top_examples(server, page, sqlite_url, tmp_path):
     base, ids = server
     _store_evidence(sqlite_url, ids["features"][0])
+    refused = _csp_violations(page)
     page.set_viewport_size({"width": 1280, "height": 800})
     page.goto(f"{base}/feature?id={ids['features'][0]}")
     page.wait_for_selector("#logits .token-chip")
@@ -208,7 +216,8 @@ def test_feature_page_leads_with_explanation_scores_and_top_examples(server, pag
     borrowed = page.locator("#baselines a.borrowed")
     assert borrowed.text_content() == "references to cats and other pets"
     assert borrowed.get_attribute("href") == f"/feature?id={ids['features'][1]}"
-    page.screenshot(path=str(Path("/tmp") / "autointerp-feature-first-screen.png"))
+    page.screenshot(path=str(tmp_path / "feature-first-screen.png"))
+    assert refused == []
 
 
 def _texts_inside(page, chart: str) -> list[str]:
@@ -225,9 +234,10 @@ def _texts_inside(page, chart: str) -> list[str]:
     return texts.all_text_contents()
 
 
-def test_density_axes_are_whole_and_cover_the_top_records(server, page, sqlite_url):
-    from activations.records import ActivationRecord, Provenance
+def test_density_axes_are_whole_and_cover_the_top_records(server, page, sqlite_url, tmp_path):
+    from activations.records import ActivationRecord, FeatureStats, Provenance
     from storage import record_store
+    from storage import repository as repo
     from storage.db import Database
     from storage.schema import Feature
 
@@ -240,7 +250,12 @@ def test_density_axes_are_whole_and_cover_the_top_records(server, page, sqlite_u
             ActivationRecord([" top", " x"], [4.0, 0.0], sample="top", provenance=Provenance("toy", "d", 0)),
             ActivationRecord([f" w{i}" for i in range(1400)], random_acts, sample="random",
                              provenance=Provenance("toy", "big", 0))], replace=True)
+        silent = s.get(Feature, ids["features"][5])  # never fires: every value is 0
+        repo.set_feature_stats(silent, FeatureStats(max_activation=0.0, min_activation=0.0, firing_fraction=0.0))
+        record_store.add_records(s, silent, [ActivationRecord([" a", " b"], [0.0, 0.0], sample="random",
+                                                              provenance=Provenance("toy", "z", 0))], replace=True)
     db.dispose()
+    refused = _csp_violations(page)
     page.goto(f"{base}/feature?id={ids['features'][2]}")
     page.wait_for_selector("#density-chart svg.histogram .bars.density rect")
 
@@ -251,10 +266,17 @@ def test_density_axes_are_whole_and_cover_the_top_records(server, page, sqlite_u
     note = page.locator("#density-note").text_content()
     assert "all 1400 tokens of the 1 random-sample window" in note
     assert "reaching 0.00 to 0.60" in note and "0.00 to 4.00" in note
-    page.locator("#density").screenshot(path="/tmp/autointerp-density.png")
+    page.locator("#density").screenshot(path=str(tmp_path / "density.png"))
+
+    page.goto(f"{base}/feature?id={ids['features'][5]}")
+    page.wait_for_selector("#density-chart svg.histogram .bars.density rect")
+    _texts_inside(page, "#density-chart")
+    # One value: centred on a unit-wide axis, not at the left end of an invented 0-30 one.
+    assert page.locator("#density-chart svg text.x-tick").all_text_contents() == ["-0.50", "0.00", "0.50"]
+    assert refused == []
 
 
-def test_layer_page_headline_first_in_a_fixed_order_with_legends(server, page, sqlite_url):
+def test_layer_page_headline_first_in_a_fixed_order_with_legends(server, page, sqlite_url, tmp_path):
     from storage import repository as repo
     from storage.db import Database
     from storage.schema import Explanation, Feature
@@ -266,6 +288,7 @@ def test_layer_page_headline_first_in_a_fixed_order_with_legends(server, page, s
         repo.add_score(s, explanation, s.get(Feature, ids["features"][4]), method="ev_correlation",
                        subset="top_and_random", value=0.8, simulator="import:openai")
     db.dispose()
+    refused = _csp_violations(page)
     page.goto(f"{base}/layer?model=toy-model&layer=1")
     page.wait_for_selector(".chart svg .bars rect")
 
@@ -274,9 +297,9 @@ def test_layer_page_headline_first_in_a_fixed_order_with_legends(server, page, s
               charts.nth(i).locator("h3").text_content()) for i in range(charts.count())]
     assert order == [
         ("ev_correlation", "top_and_random", "ev_correlation · top_and_random · embedding"),
-        ("ev_correlation", "top_and_random", "ev_correlation · top_and_random · import:openai · imported"),
         ("ev_correlation", "random_only", "ev_correlation · random_only · embedding"),
         ("rsquared", "top_and_random", "rsquared · top_and_random · embedding"),
+        ("ev_correlation", "top_and_random", "ev_correlation · top_and_random · import:openai · imported"),
     ]
     first = ".chart:first-child"
     texts = _texts_inside(page, first)
@@ -284,9 +307,10 @@ def test_layer_page_headline_first_in_a_fixed_order_with_legends(server, page, s
     fills = {cls: page.locator(f"{first} svg .bars.{cls} rect").first.evaluate("e => getComputedStyle(e).fill")
              for cls in ("own", "shuffled")}
     assert fills == {"own": "rgb(0, 114, 178)", "shuffled": "rgb(230, 159, 0)"}  # Okabe–Ito blue and orange
-    page.screenshot(path="/tmp/autointerp-layer.png", full_page=True)
+    page.screenshot(path=str(tmp_path / "layer.png"), full_page=True)
 
     page.goto(f"{base}/feature?id={ids['features'][4]}")
     badge = page.locator("#explanations .imported")
     badge.wait_for()
     assert badge.text_content() == "imported"
+    assert refused == []

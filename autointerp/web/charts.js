@@ -74,10 +74,12 @@ export function histogram({ edges, series, xLabel, yLabel, logScale = false, wid
   return root;
 }
 
-// Equal-width bins over `range` ([min, max] of the values unless given; it must contain them).
+// Equal-width bins over `range` ([min, max] of the values unless given; it must contain them). A single value
+// sits in the middle of a unit-wide axis rather than at the left end of an invented one.
 export function binValues(values, nBins = 30, range = null) {
-  const [lo, hi] = range ?? [Math.min(...values), Math.max(...values)];
-  const width = hi > lo ? (hi - lo) / nBins : 1;
+  const [min, max] = range ?? [Math.min(...values), Math.max(...values)];
+  const [lo, hi] = max > min ? [min, max] : [min - 0.5, min + 0.5];
+  const width = (hi - lo) / nBins;
   const edges = Array.from({ length: nBins + 1 }, (_, i) => lo + i * width);
   const counts = new Array(nBins).fill(0);
   for (const v of values) counts[Math.min(nBins - 1, Math.floor((v - lo) / width))] += 1;

@@ -83,7 +83,8 @@ function renderDensity(f, allRecords) {
       + "(drawn uniformly from the corpus, so an unbiased sample; heights on a log scale), "
       + `reaching ${fmt(Math.min(...values), 2)} to ${fmt(Math.max(...values), 2)}. `
       + `The x-axis spans the feature's whole range, ${fmt(range[0], 2)} to ${fmt(range[1], 2)}, `
-      + "from every stored record and the collection statistics, so the gap shows how far the top records lie beyond it."
+      + "from every stored record and the collection statistics: an empty stretch on the right is how far the top "
+      + "records lie beyond the random sample."
       + (known(ff) ? ` Firing fraction over all ${f.stats.n_tokens ?? "?"} collected tokens: ${fmt(ff, 5)}.` : "")));
 }
 

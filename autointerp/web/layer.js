@@ -5,8 +5,9 @@ import { el, fmt, getJSON, isImported, setStatus } from "/static/common.js";
 const status = document.getElementById("status");
 const box = document.getElementById("histograms");
 
-// Panel order (docs/viewer.md): the headline ev_correlation first, then the other simulation methods, their
-// calibrated forms, and the example scorers; subsets default first. A method not listed comes last, by name.
+// Panel order (docs/viewer.md): measured scores before imported ones; within each, the headline ev_correlation
+// first, then the other simulation methods, their calibrated forms and the example scorers; subsets default
+// first. A method not listed comes after those, by name.
 const METHOD_ORDER = [
   "ev_correlation", "rsquared", "absolute_dev_explained", "spearman", "mean_record_correlation",
   "rsquared_calibrated", "absolute_dev_explained_calibrated",
@@ -20,7 +21,8 @@ function rank(list, value) {
 }
 
 function panelOrder(a, b) {
-  return rank(METHOD_ORDER, a.method) - rank(METHOD_ORDER, b.method) || a.method.localeCompare(b.method)
+  return Number(isImported(a)) - Number(isImported(b))
+    || rank(METHOD_ORDER, a.method) - rank(METHOD_ORDER, b.method) || a.method.localeCompare(b.method)
     || rank(SUBSET_ORDER, a.subset) - rank(SUBSET_ORDER, b.subset) || a.subset.localeCompare(b.subset)
     || (a.simulator ?? "").localeCompare(b.simulator ?? "");
 }
