@@ -1,7 +1,7 @@
 // The feature page: explanations with scores, baseline and provenance, the top records, simulations, then the
 // evidence (statistics, density, logit lens, weight neighbours).
 import { histogram, binValues } from "/static/charts.js";
-import { el, fmt, featureLink, getJSON, heatmap, isImported, setStatus } from "/static/common.js";
+import { el, fmt, featureLink, getJSON, heatmap, importedLabel, setStatus } from "/static/common.js";
 
 const status = document.getElementById("status");
 const byId = (id) => document.getElementById(id);
@@ -18,11 +18,8 @@ function scoreValue(s) {
   return `${fmt(s.value)}${ci}`;
 }
 
-// An imported score is labelled where its value is read, so it is never taken for a measured one.
 function scoreCell(s) {
-  if (!isImported(s)) return scoreValue(s);
-  return el("span", {}, scoreValue(s), " ", el("span", { class: "imported",
-    title: `loaded from ${s.source ?? "a file"}, not measured by this service` }, "imported"));
+  return el("span", {}, scoreValue(s), importedLabel(s));
 }
 
 function scoreRows(scores) {
