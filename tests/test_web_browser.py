@@ -1,4 +1,5 @@
-"""The web viewer in headless Chromium: search, filter by score, open a feature, heatmaps, inert hostile tokens."""
+"""The web viewer in headless Chromium: search, filter by score, open a feature, heatmaps, inert hostile tokens,
+the feature page's layout, the charts' axes and the layer page's panel order."""
 
 from __future__ import annotations
 
@@ -90,15 +91,15 @@ def test_search_filter_open_feature_and_inert_tokens(server, page, tmp_path):
     assert "min_score=0.55" in page.url
 
     page.click("#results tr.result:nth-child(2) a")  # the html-markup feature: its top record is hostile
-    page.wait_for_selector("#records .sample[data-sample=top] .record .tok")
-    top = page.locator("#records .sample[data-sample=top] .record").first
+    page.wait_for_selector("#top-records .sample[data-sample=top] .record .tok")
+    top = page.locator("#top-records .sample[data-sample=top] .record").first
     assert top.locator(".tok").count() == len(XSS_TOKENS)
     assert top.locator(".tok").all_text_contents() == XSS_TOKENS
     assert top.locator(".tok").nth(1).get_attribute("title") == '" <img src=x onerror=alert(1)>" = 5.0000'
     assert page.locator(".sample[data-sample^=quantile] .record .tok").count() == 3
     assert page.locator(".sample[data-sample=random] .record .tok").count() == 2
     assert page.locator("img[src=x], img").count() == 0
-    assert page.locator("#records script").count() == 0
+    assert page.locator("#records script, #top-records script").count() == 0
     assert page.locator(".explanation-text").first.text_content() == "html markup with tags"
     page.screenshot(path=str(tmp_path / "feature.png"), full_page=True)
 
@@ -143,7 +144,7 @@ def test_evidence_density_and_layer_score_histograms(server, page, sqlite_url, t
 
     page.goto(f"{base}/feature?id={ids['features'][0]}")
     page.wait_for_selector("#density-chart svg.histogram .bars.density rect")
-    assert "All 2 tokens of the 1 random-sample window (drawn uniformly" in page.locator("#density").text_content()
+    assert "all 2 tokens of the 1 random-sample window (drawn uniformly" in page.locator("#density").text_content()
     assert page.locator("#logits .token-chip.promoted").all_text_contents() == [" cat", " <b>dog</b>"]
     assert page.locator("#logits .token-chip.suppressed").all_text_contents() == ["↵"]
     assert page.locator("#logits b").count() == 0  # a token is text, never markup
@@ -165,3 +166,151 @@ def test_evidence_density_and_layer_score_histograms(server, page, sqlite_url, t
     assert "own: n=4" in chart.text_content() and "shuffled: n=1" in chart.text_content()
     page.screenshot(path=str(tmp_path / "layer.png"), full_page=True)
     assert errors == []
+
+
+def _store_evidence(sqlite_url: str, feature_id: int) -> None:
+    """A full set of weight evidence (10 + 10 tokens, 10 neighbours): the block that used to lead the page."""
+    from storage.db import Database
+    from storage.schema import Feature
+
+    db = Database(sqlite_url)
+    with db.session() as s, s.begin():
+        s.get(Feature, feature_id).extra = {
+            "logits": {"promoted": [[f" up{i}", 2.0 - i / 10] for i in range(10)],
+                       "suppressed": [[f" down{i}", -1.0 - i / 10] for i in range(10)]},
+            "neighbours": [{"index": i, "similarity": 0.9 - i / 20} for i in range(1, 11)]}
+    db.dispose()
+
+
+def _csp_violations(page) -> list[str]:
+    """Console messages of the page that report a Content-Security-Policy refusal, collected as they come."""
+    refused: list[str] = []
+    page.on("console", lambda msg: refused.append(msg.text) if "Content Security Policy" in msg.text else None)
+    return refused
+
+
+def _top(page, selector: str) -> float:
+    box = page.locator(selector).first.bounding_box()
+    assert box is not None, f"{selector} is not rendered"
+    return box["y"]
+
+
+def test_feature_page_leads_with_explanation_scores_and_top_examples(server, page, sqlite_url, tmp_path):
+    base, ids = server
+    _store_evidence(sqlite_url, ids["features"][0])
+    refused = _csp_violations(page)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{base}/feature?id={ids['features'][0]}")
+    page.wait_for_selector("#logits .token-chip")
+    page.wait_for_selector("#top-records .record .tok")
+
+    explanation = _top(page, "#explanations .explanation-card")
+    top_records = _top(page, "#top-records .record")
+    evidence = min(_top(page, sel) for sel in ("#evidence", "#stats", "#density", "#logits", "#weight-neighbours"))
+    assert explanation < 600  # on the first screen
+    assert explanation < top_records < evidence
+    assert _top(page, "#baselines") < evidence
+    # The shuffled baseline measured the same way stands in the own score's row.
+    row = page.locator("#explanations tr", has_text="top_and_random").filter(has_text="ev_correlation").first
+    assert row.locator("td").all_text_contents()[-1] == "0.050"
+    borrowed = page.locator("#baselines a.borrowed")
+    assert borrowed.text_content() == "references to cats and other pets"
+    assert borrowed.get_attribute("href") == f"/feature?id={ids['features'][1]}"
+    page.screenshot(path=str(tmp_path / "feature-first-screen.png"))
+    assert refused == []
+
+
+def _texts_inside(page, chart: str) -> list[str]:
+    """Every text of the chart's SVG drawn wholly inside the SVG's box (a clipped label fails)."""
+    root = page.locator(f"{chart} svg.histogram").first.bounding_box()
+    texts = page.locator(f"{chart} svg.histogram text")
+    assert texts.count() >= 6
+    for i in range(texts.count()):
+        box = texts.nth(i).bounding_box()
+        assert box is not None and box["width"] > 0
+        label = texts.nth(i).text_content()
+        assert root["x"] <= box["x"] and box["x"] + box["width"] <= root["x"] + root["width"], f"{label!r} clipped"
+        assert root["y"] <= box["y"] and box["y"] + box["height"] <= root["y"] + root["height"], f"{label!r} clipped"
+    return texts.all_text_contents()
+
+
+def test_density_axes_are_whole_and_cover_the_top_records(server, page, sqlite_url, tmp_path):
+    from activations.records import ActivationRecord, FeatureStats, Provenance
+    from storage import record_store
+    from storage import repository as repo
+    from storage.db import Database
+    from storage.schema import Feature
+
+    base, ids = server
+    # 1400 random-sample tokens, 200 of them at 0: the count label is three digits; the top record reaches 4.0.
+    random_acts = [(i % 7) / 10 for i in range(1400)]
+    db = Database(sqlite_url)
+    with db.session() as s, s.begin():
+        record_store.add_records(s, s.get(Feature, ids["features"][2]), [
+            ActivationRecord([" top", " x"], [4.0, 0.0], sample="top", provenance=Provenance("toy", "d", 0)),
+            ActivationRecord([f" w{i}" for i in range(1400)], random_acts, sample="random",
+                             provenance=Provenance("toy", "big", 0))], replace=True)
+        silent = s.get(Feature, ids["features"][5])  # never fires: every value is 0
+        repo.set_feature_stats(silent, FeatureStats(max_activation=0.0, min_activation=0.0, firing_fraction=0.0))
+        record_store.add_records(s, silent, [ActivationRecord([" a", " b"], [0.0, 0.0], sample="random",
+                                                              provenance=Provenance("toy", "z", 0))], replace=True)
+    db.dispose()
+    refused = _csp_violations(page)
+    page.goto(f"{base}/feature?id={ids['features'][2]}")
+    page.wait_for_selector("#density-chart svg.histogram .bars.density rect")
+
+    texts = _texts_inside(page, "#density-chart")
+    assert "tokens (log scale)" in texts
+    ticks = [float(t) for t in page.locator("#density-chart svg text.x-tick").all_text_contents()]
+    assert min(ticks) <= 0.0 and max(ticks) >= 4.0  # the axis reaches the top record, not only the sample's 0.6
+    note = page.locator("#density-note").text_content()
+    assert "all 1400 tokens of the 1 random-sample window" in note
+    assert "reaching 0.00 to 0.60" in note and "0.00 to 4.00" in note
+    page.locator("#density").screenshot(path=str(tmp_path / "density.png"))
+
+    page.goto(f"{base}/feature?id={ids['features'][5]}")
+    page.wait_for_selector("#density-chart svg.histogram .bars.density rect")
+    _texts_inside(page, "#density-chart")
+    # One value: centred on a unit-wide axis, not at the left end of an invented 0-30 one.
+    assert page.locator("#density-chart svg text.x-tick").all_text_contents() == ["-0.50", "0.00", "0.50"]
+    assert refused == []
+
+
+def test_layer_page_headline_first_in_a_fixed_order_with_legends(server, page, sqlite_url, tmp_path):
+    from storage import repository as repo
+    from storage.db import Database
+    from storage.schema import Explanation, Feature
+
+    base, ids = server
+    db = Database(sqlite_url)
+    with db.session() as s, s.begin():  # an imported score, stored with the file's simulator name
+        explanation = s.get(Explanation, ids["explanations"][4])
+        repo.add_score(s, explanation, s.get(Feature, ids["features"][4]), method="ev_correlation",
+                       subset="top_and_random", value=0.8, simulator="import:openai")
+    db.dispose()
+    refused = _csp_violations(page)
+    page.goto(f"{base}/layer?model=toy-model&layer=1")
+    page.wait_for_selector(".chart svg .bars rect")
+
+    charts = page.locator("#histograms .chart")
+    order = [(charts.nth(i).get_attribute("data-method"), charts.nth(i).get_attribute("data-subset"),
+              charts.nth(i).locator("h3").text_content()) for i in range(charts.count())]
+    assert order == [
+        ("ev_correlation", "top_and_random", "ev_correlation · top_and_random · embedding"),
+        ("ev_correlation", "random_only", "ev_correlation · random_only · embedding"),
+        ("rsquared", "top_and_random", "rsquared · top_and_random · embedding"),
+        ("ev_correlation", "top_and_random", "ev_correlation · top_and_random · import:openai · imported"),
+    ]
+    first = ".chart:first-child"
+    texts = _texts_inside(page, first)
+    assert "own" in texts and "shuffled" in texts and "features" in texts
+    fills = {cls: page.locator(f"{first} svg .bars.{cls} rect").first.evaluate("e => getComputedStyle(e).fill")
+             for cls in ("own", "shuffled")}
+    assert fills == {"own": "rgb(0, 114, 178)", "shuffled": "rgb(230, 159, 0)"}  # Okabe–Ito blue and orange
+    page.screenshot(path=str(tmp_path / "layer.png"), full_page=True)
+
+    page.goto(f"{base}/feature?id={ids['features'][4]}")
+    badge = page.locator("#explanations .imported")
+    badge.wait_for()
+    assert badge.text_content() == "imported"
+    assert refused == []

@@ -26,6 +26,18 @@ export function fmt(value, digits = 3) {
   return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
 }
 
+// Scores loaded from a file (simulator import:<format>, or flagged by the API) were not measured here.
+export function isImported(score) {
+  return score.imported === true || (score.simulator ?? "").startsWith("import:");
+}
+
+// Put beside an imported score's value, so it is never read as a measured one; null for a measured score.
+export function importedLabel(score) {
+  if (!isImported(score)) return null;
+  return el("span", { class: "imported", title: `loaded from ${score.source ?? "a file"}, not measured by this service` },
+    "imported");
+}
+
 export function featureLink(item) {
   const label = `${item.model} L${item.layer}${item.sae ? " " + item.sae : ""} #${item.index}`;
   return el("a", { href: `/feature?id=${encodeURIComponent(item.feature_id)}` }, label);

@@ -1,6 +1,7 @@
-// The feature page: statistics, explanations with scores and provenance, record heatmaps, simulations.
+// The feature page: explanations with scores, baseline and provenance, the top records, simulations, then the
+// evidence (statistics, density, logit lens, weight neighbours).
 import { histogram, binValues } from "/static/charts.js";
-import { el, fmt, featureLink, getJSON, heatmap, setStatus } from "/static/common.js";
+import { el, fmt, featureLink, getJSON, heatmap, importedLabel, setStatus } from "/static/common.js";
 
 const status = document.getElementById("status");
 const byId = (id) => document.getElementById(id);
@@ -17,8 +18,21 @@ function scoreValue(s) {
   return `${fmt(s.value)}${ci}`;
 }
 
+function scoreCell(s) {
+  return el("span", {}, scoreValue(s), importedLabel(s));
+}
+
 function scoreRows(scores) {
-  return scores.map((s) => [s.method, s.subset, scoreValue(s), s.simulator ?? "", s.n_records ?? ""]);
+  return scores.map((s) => [s.method, s.subset, scoreCell(s), s.simulator ?? "", s.n_records ?? ""]);
+}
+
+const SCORE_HEADERS = ["method", "subset", "value [CI]", "simulator", "records"];
+
+// The shuffled baseline measured the same way (method, subset, simulator), to read beside the own score.
+function baselineFor(score, baselines) {
+  const match = baselines.find((b) => b.method === score.method && b.subset === score.subset
+    && (b.simulator ?? "") === (score.simulator ?? ""));
+  return match ? scoreValue(match) : el("span", { class: "muted" }, "–");
 }
 
 function renderTitle(f) {
@@ -42,8 +56,9 @@ function renderStats(s) {
 }
 
 // Honest about its source: the random sample's windows are drawn uniformly from the corpus, so their tokens are
-// an unbiased (if small) sample of the feature's activations; the top and quantile records are not.
-function renderDensity(f) {
+// an unbiased (if small) sample of the feature's activations; the top and quantile records are not, so they only
+// widen the x-axis (to the feature's whole range) and are never counted in the bars.
+function renderDensity(f, allRecords) {
   const box = byId("density");
   const random = f.records.random ?? [];
   const values = random.flatMap((r) => r.activations);
@@ -52,16 +67,22 @@ function renderDensity(f) {
       "No random-sample records: the activation density is not shown (top records alone would misrepresent it)."));
     return;
   }
-  const { edges, counts } = binValues(values, 30);
+  const known = (v) => v !== null && v !== undefined;
+  const everything = [...allRecords.flatMap((r) => r.activations), ...[f.stats.min_activation, f.stats.max_activation].filter(known)];
+  const range = [Math.min(...everything), Math.max(...everything)];
+  const { edges, counts } = binValues(values, 30, range);
   const ff = f.stats.firing_fraction;
   box.replaceChildren(
-    el("div", { class: "chart", id: "density-chart" },
-      histogram({ edges, series: [{ counts, cls: "density", label: "tokens" }], xLabel: "activation", logScale: true })),
-    el("p", { class: "muted" },
-      `All ${values.length} tokens of the ${random.length} random-sample window${random.length === 1 ? "" : "s"} `
-      + "(drawn uniformly from the corpus, "
-      + "so an unbiased sample; bar heights on a log scale)."
-      + (ff !== null && ff !== undefined ? ` Firing fraction over all ${f.stats.n_tokens ?? "?"} collected tokens: ${fmt(ff, 5)}.` : "")));
+    el("div", { class: "chart", id: "density-chart" }, histogram({
+      edges, series: [{ counts, cls: "density", label: "tokens" }], xLabel: "activation", yLabel: "tokens", logScale: true })),
+    el("p", { class: "muted", id: "density-note" },
+      `Bars: all ${values.length} tokens of the ${random.length} random-sample window${random.length === 1 ? "" : "s"} `
+      + "(drawn uniformly from the corpus, so an unbiased sample; heights on a log scale), "
+      + `reaching ${fmt(Math.min(...values), 2)} to ${fmt(Math.max(...values), 2)}. `
+      + `The x-axis spans the feature's whole range, ${fmt(range[0], 2)} to ${fmt(range[1], 2)}, `
+      + "from every stored record and the collection statistics: an empty stretch on the right is how far the top "
+      + "records lie beyond the random sample."
+      + (known(ff) ? ` Firing fraction over all ${f.stats.n_tokens ?? "?"} collected tokens: ${fmt(ff, 5)}.` : "")));
 }
 
 function tokenChips(pairs, cls) {
@@ -80,8 +101,8 @@ function renderLogits(logits) {
   box.replaceChildren(
     el("p", { class: "muted" }, "Tokens whose next-token logits this feature's output direction, read through the "
       + "final norm and the unembedding, raises and lowers most (hover for the logit per unit of activation)."),
-    el("h3", {}, "Promoted"), tokenChips(logits.promoted, "promoted"),
-    el("h3", {}, "Suppressed"), tokenChips(logits.suppressed, "suppressed"));
+    el("h4", {}, "Promoted"), tokenChips(logits.promoted, "promoted"),
+    el("h4", {}, "Suppressed"), tokenChips(logits.suppressed, "suppressed"));
 }
 
 function renderWeightNeighbours(neighbours) {
@@ -112,21 +133,27 @@ function provenance(e) {
   return parts.join(" · ");
 }
 
-function renderExplanations(list) {
+function renderExplanations(list, baselines) {
   const box = byId("explanations");
   if (!list.length) { box.replaceChildren(el("p", { class: "muted" }, "No explanation yet.")); return; }
   box.replaceChildren(...list.map((e) => el("article", { class: "explanation-card" },
     el("p", { class: e.status === "ok" ? "explanation-text" : "explanation-text failed" },
       e.status === "ok" ? e.text : `failed: ${e.failure_reason}`),
     el("p", { class: "muted" }, provenance(e)),
-    e.scores.length ? table(["method", "subset", "value [CI]", "simulator", "records"], scoreRows(e.scores))
+    e.scores.length ? table([...SCORE_HEADERS, "shuffled baseline"],
+                            scoreRows(e.scores).map((cells, i) => [...cells, baselineFor(e.scores[i], baselines)]))
                     : el("p", { class: "muted" }, "Not scored."))));
+}
+
+function borrowedFrom(b) {
+  const text = b.explanation_text ?? "";
+  if (b.explanation_feature_id === null || b.explanation_feature_id === undefined) return text;
+  return el("a", { href: `/feature?id=${encodeURIComponent(b.explanation_feature_id)}`, class: "borrowed" }, text || "(feature)");
 }
 
 function renderBaselines(list) {
   byId("baselines").replaceChildren(list.length
-    ? table(["method", "subset", "value [CI]", "simulator", "records", "borrowed explanation"],
-        scoreRows(list).map((cells, i) => [...cells, list[i].explanation_text ?? ""]))
+    ? table([...SCORE_HEADERS, "borrowed explanation"], scoreRows(list).map((cells, i) => [...cells, borrowedFrom(list[i])]))
     : el("p", { class: "muted" }, "No sanity baseline scored."));
 }
 
@@ -136,14 +163,19 @@ function sampleTitle(sample) {
   return `Quantile ${sample.split(":")[1]}`;
 }
 
+// Top records go to the top of the page, the other samples further down.
 function renderRecords(records, scale) {
-  const sections = Object.entries(records).map(([sample, list]) => el("div", { class: "sample", dataset: { sample } },
+  const section = ([sample, list]) => el("div", { class: "sample", dataset: { sample } },
     el("h3", {}, `${sampleTitle(sample)} (${list.length})`),
     ...list.map((r) => el("div", { class: "record", dataset: { recordId: r.id } },
       el("div", { class: "record-meta muted" }, `#${r.position} · ${r.data_split} · max ${fmt(r.max_activation)}`
         + (r.corpus ? ` · ${r.corpus}${r.document ? "/" + r.document : ""}` : "")),
-      heatmap(r.tokens, r.activations, scale, "real")))));
-  byId("records").replaceChildren(...(sections.length ? sections : [el("p", { class: "muted" }, "No records.")]));
+      heatmap(r.tokens, r.activations, scale, "real"))));
+  const fill = (box, entries, none) => byId(box).replaceChildren(
+    ...(entries.length ? entries.map(section) : [el("p", { class: "muted" }, none)]));
+  const entries = Object.entries(records);
+  fill("top-records", entries.filter(([sample]) => sample === "top"), "No top records.");
+  fill("records", entries.filter(([sample]) => sample !== "top"), "No quantile or random records.");
 }
 
 function renderSimulations(sims, scale) {
@@ -181,14 +213,14 @@ async function main() {
     const allRecords = Object.values(f.records).flat();
     const scale = f.stats.max_activation ?? Math.max(0, ...allRecords.flatMap((r) => r.activations));
     renderTitle(f);
-    renderStats(f.stats);
-    renderDensity(f);
-    renderLogits(f.evidence?.logits);
-    renderWeightNeighbours(f.evidence?.neighbours);
-    renderExplanations(f.explanations);
+    renderExplanations(f.explanations, f.sanity_baselines);
     renderBaselines(f.sanity_baselines);
     renderRecords(f.records, scale);
     renderSimulations(f.simulations, scale);
+    renderStats(f.stats);
+    renderDensity(f, allRecords);
+    renderLogits(f.evidence?.logits);
+    renderWeightNeighbours(f.evidence?.neighbours);
     setStatus(status, "");
     renderSimilar(id);
   } catch (err) {
