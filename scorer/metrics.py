@@ -1,4 +1,4 @@
-"""Pooled scores of simulated vs real activations, exactly as DESIGN.md (and OpenAI's method) define them.
+"""Pooled scores of simulated vs real activations, exactly as docs/architecture.md (and OpenAI's method) define them.
 
 All three headline scores pool every token of every scored record into one vector before computing, so a
 record with many tokens weighs more than a short one, and the result differs from the mean of per-record

@@ -156,7 +156,7 @@ K = TypeVar("K", bound=Hashable)
 class ShuffledPicker(Generic[K]):
     """Another feature's explanation for the sanity baseline, chosen reproducibly (same seed and set → same
     choice). A layer's baselines pick from one set once per feature, so the set is ordered once here: ordering
-    it per pick made a 131k-feature layer's pass quadratic (about 20 ms of the event loop per pick)."""
+    it per pick would make a whole layer's pass quadratic in its width."""
 
     def __init__(self, explanations: Mapping[K, str], seed: int = 0) -> None:
         self._keys = sorted(explanations, key=repr)

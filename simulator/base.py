@@ -33,7 +33,7 @@ class SequenceSimulation:
 
 
 class Simulator(ABC):
-    """Predicts activations from an explanation. `spec` names it (as in DESIGN.md) for storage."""
+    """Predicts activations from an explanation. `spec` names it (as in docs/architecture.md) for storage."""
 
     spec: str
 

@@ -1,5 +1,5 @@
-"""Build a simulator from its spec (DESIGN.md): `embedding[:<model>]`, `logprob:<llm spec>`, `json:<llm spec>`,
-where an llm spec is `local:<name>` or `openai:<model>`."""
+"""Build a simulator from its spec (docs/architecture.md): `embedding[:<model>]`, `logprob:<llm spec>`,
+`json:<llm spec>`, where an llm spec is `local:<name>` or `openai:<model>`."""
 
 from __future__ import annotations
 

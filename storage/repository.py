@@ -193,7 +193,8 @@ def current_explanations(session: Session, feature_ids: Sequence[int]) -> dict[i
 
 def layer_current_explanation_texts(session: Session, feature: Feature) -> dict[int, tuple[int, str]]:
     """feature id -> (id, text) of the current explanation, for every feature of `feature`'s layer that has one.
-    Two columns, no ORM rows: a layer of a wide SAE has 100k+ of them (whole rows took 3 s and 400 MB at 131k)."""
+    Two columns, no ORM rows: a layer of a wide SAE has 100k+ of them, and whole rows
+    (raw outputs, params) would cost seconds and hundreds of MB."""
     stmt = (select(Explanation.feature_id, Explanation.id, Explanation.text)
             .join(Feature, Feature.id == Explanation.feature_id)
             .where(Feature.model_id == feature.model_id, Feature.layer == feature.layer,

@@ -14,9 +14,7 @@ pytest_plugins = ["tests.fake_openai"]  # the `fake_openai` fixture, for every t
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-if not FIXTURES.exists():  # a clone elsewhere carries its own copy
-    FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # in the repository, so every clone has them
 
 POSTGRES_URL = os.environ.get("AUTOINTERP_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])

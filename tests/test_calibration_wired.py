@@ -56,7 +56,7 @@ def _fid(index: int):
 
 def _hand_fit(db: Database, url: str, feature_index: int) -> tuple[float, float, float, float]:
     """slope, intercept (least squares on the valid split), then r² and absolute deviation explained of the
-    calibrated test simulation over top-and-random records, as DESIGN.md defines them."""
+    calibrated test simulation over top-and-random records, as docs/architecture.md defines them."""
     with db.session() as s:
         row = repo.find_feature(s, _fid(feature_index))
         records = record_store.load_feature_records(s, row)

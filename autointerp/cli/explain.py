@@ -60,7 +60,7 @@ def _urls(given: tuple[str, ...]) -> str | None:
 
 scorer_options = [
     click.option("--scorer", "scorers", default="simulation", show_default=True,
-                 help="Comma-separated scorers: simulation, detection, fuzzing, embedding (see README: Scorers)."),
+                 help="Comma-separated scorers: simulation, detection, fuzzing, embedding (see docs/scorers.md)."),
     click.option("--scorer-llm", default=None,
                  help="Judging LLM spec for detection/fuzzing (default: the explainer; rescore: --explainer)."),
     click.option("--scorer-base-url", default=None, help="Base URL for an openai: judge (default: --base-url)."),

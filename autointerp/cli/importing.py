@@ -40,7 +40,7 @@ def import_command(target: Path, model: str | None, db_url: str) -> None:
 
     \b
     Example:
-      autointerp import ../shared/fixtures/neuronpedia/
+      autointerp import tests/fixtures/neuronpedia/
       autointerp import neurons/ --model gpt2-xl --db results.db
     """
     db = Database(db_url)

@@ -12,8 +12,8 @@ T = TypeVar("T")
 async def bounded(count: int, limit: int, work: Callable[[int], Awaitable[T]]) -> list[T]:
     """`work(0)` .. `work(count - 1)`, at most `limit` running at once, taken in order; their results in that
     order. `limit` coroutines take the next position in turn rather than a task per position waiting on a
-    semaphore: one layer of a wide SAE has 100k+ features, and a task each cost 194 MB and 3.7 s of the event
-    loop at 131k. The first exception is raised, as gather raises it."""
+    semaphore: one layer of a wide SAE has 100k+ features, and a task each would hold that many tasks in memory
+    and make the event loop schedule every one of them. The first exception is raised, as gather raises it."""
     results: list[T | None] = [None] * count
     positions = iter(range(count))  # shared: each coroutine takes the next one when it is free
 
