@@ -182,8 +182,10 @@ class Explanation(Out):
 
 
 class SanityBaseline(Score):
-    """A score of another feature's explanation on this feature's records (the shuffled baseline)."""
+    """A score of another feature's explanation on this feature's records (the shuffled baseline): `explanation_id`
+    is this feature's explanation it is the baseline of, `borrowed_explanation_id` the one actually simulated."""
 
+    borrowed_explanation_id: int | None
     explanation_text: str | None
     explanation_feature_id: int | None
 
