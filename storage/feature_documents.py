@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from storage.feature_scope import scope_conds
 from storage.queries import records_by_feature
 from storage.rows import explanation_dict, feature_key_dict, feature_stats_dict, score_dict
 from storage.schema import Explanation, Feature, Score, SubjectModel
@@ -15,15 +16,7 @@ from storage.schema import Explanation, Feature, Score, SubjectModel
 
 def iter_feature_documents(session: Session, *, model: str | None = None, layer: int | None = None,
                            kind: str | None = None, sae: str | None = None, batch_size: int = 200) -> Iterator[dict]:
-    conds = []
-    if model is not None:
-        conds.append(SubjectModel.name == model)
-    if layer is not None:
-        conds.append(Feature.layer == layer)
-    if kind is not None:
-        conds.append(Feature.kind == kind)
-    if sae is not None:
-        conds.append(Feature.sae_key == sae)
+    conds = scope_conds(model=model, layer=layer, kind=kind, sae=sae)
     ids_stmt = (select(Feature.id).join(SubjectModel, SubjectModel.id == Feature.model_id).where(*conds)
                 .order_by(SubjectModel.name, Feature.layer, Feature.kind, Feature.sae_key, Feature.index))
     ids = list(session.scalars(ids_stmt))

@@ -18,7 +18,8 @@ function scoreValue(s) {
 }
 
 function scoreRows(scores) {
-  return scores.map((s) => [s.method, s.subset, scoreValue(s), s.simulator ?? "", s.n_records ?? ""]);
+  return scores.map((s) => [s.method, s.subset, scoreValue(s),
+    s.imported ? `${s.simulator} (imported from a file, not measured here)` : s.simulator ?? "", s.n_records ?? ""]);
 }
 
 function renderTitle(f) {
