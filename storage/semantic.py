@@ -37,6 +37,7 @@ from storage.embedding_store import EmbedFn, embed_and_store, embed_texts, ensur
 from storage.queries import (
     FeatureFilter,
     FeatureQuery,
+    ShownScore,
     all_feature_conds,
     describe_features,
     feature_filter,
@@ -171,9 +172,11 @@ def _page(session: Session, q: FeatureQuery, ranked: list[Ranked], excluded: set
     page = [r for r in ranked if r[0] not in excluded][q.offset:q.offset + q.limit]
     # The explanation shown is the one that matched, so its own score goes with it.
     scores = best_scores(session, q, [r[2] for r in page])
-    shown = [(r[0], *scores.get(r[2], (None, False)), r[2]) for r in page]
-    items = describe_features(session, [(f, value, e, imported) for f, value, imported, e in shown],
-                              method=q.method, subset=q.subset)
+    shown: list[ShownScore] = []
+    for feature_id, _, explanation_id, _ in page:
+        value, imported = scores.get(explanation_id, (None, False))
+        shown.append((feature_id, value, explanation_id, imported))
+    items = describe_features(session, shown, method=q.method, subset=q.subset)
     for item, row in zip(items, page):
         item["similarity"] = row[3]
     return items
