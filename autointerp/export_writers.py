@@ -12,13 +12,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from activations.vocab import SampleKind
+from storage.feature_documents import score_column
+from storage.queries import SCORE_METHODS
 
 # Field for field the dicts of storage.rows (tests/test_export_schema.py holds them together).
 _SCORE = pa.struct([
     ("id", pa.int64()), ("explanation_id", pa.int64()), ("simulation_id", pa.int64()), ("run_id", pa.int64()),
     ("method", pa.string()), ("subset", pa.string()), ("role", pa.string()), ("simulator", pa.string()),
-    ("value", pa.float64()), ("undefined_reason", pa.string()), ("ci_low", pa.float64()), ("ci_high", pa.float64()),
-    ("n_records", pa.int64()), ("details", pa.string()), ("created_at", pa.string()),
+    ("imported", pa.bool_()), ("value", pa.float64()), ("undefined_reason", pa.string()), ("ci_low", pa.float64()),
+    ("ci_high", pa.float64()), ("n_records", pa.int64()), ("details", pa.string()), ("created_at", pa.string()),
 ])
 _EXPLANATION = pa.struct([
     ("id", pa.int64()), ("feature_id", pa.int64()), ("status", pa.string()), ("text", pa.string()),
@@ -33,12 +35,19 @@ _RECORD = pa.struct([
     ("tokens", pa.list_(pa.string())), ("activations", pa.list_(pa.float64())), ("max_activation", pa.float64()),
     ("corpus", pa.string()), ("document", pa.string()), ("offset", pa.int64()),
 ])
+_LOGIT = pa.struct([("token", pa.string()), ("logit", pa.float64())])
+_NEIGHBOUR = pa.struct([("index", pa.int64()), ("similarity", pa.float64())])
 FEATURE_SCHEMA = pa.schema([
     ("feature_id", pa.int64()), ("model", pa.string()), ("layer", pa.int64()), ("kind", pa.string()),
     ("sae", pa.string()), ("index", pa.int64()), ("max_activation", pa.float64()), ("min_activation", pa.float64()),
     ("mean", pa.float64()), ("variance", pa.float64()), ("firing_fraction", pa.float64()), ("n_tokens", pa.int64()),
-    ("dead", pa.bool_()), ("quantile_boundaries", pa.list_(pa.float64())), ("records", pa.list_(_RECORD)),
-    ("explanations", pa.list_(_EXPLANATION)),
+    ("dead", pa.bool_()), ("quantile_boundaries", pa.list_(pa.float64())),
+    # Flat, for analysis without unnesting (storage.feature_documents says what they hold).
+    ("explanation", pa.string()), ("explanation_id", pa.int64()), ("explainer", pa.string()),
+    *((score_column(method), pa.float64()) for method in SCORE_METHODS),
+    ("logits", pa.struct([("promoted", pa.list_(_LOGIT)), ("suppressed", pa.list_(_LOGIT))])),
+    ("neighbours", pa.list_(_NEIGHBOUR)),
+    ("records", pa.list_(_RECORD)), ("explanations", pa.list_(_EXPLANATION)),
 ])
 _QUANTILE_BIN = re.compile(rf"{SampleKind.QUANTILE}:(\d+)")
 
@@ -92,6 +101,7 @@ def write_parquet(docs: Iterable[dict], out: Path, *, row_group: int = 500) -> i
     with pq.ParquetWriter(out, FEATURE_SCHEMA) as writer:
         for batch in _batches(docs, row_group):
             for doc in batch:
+                doc["logits"] = _logit_structs(doc["logits"])
                 for e in doc["explanations"]:
                     e["params"] = _json_text(e.get("params"))
                     for sc in e["scores"]:
@@ -99,6 +109,14 @@ def write_parquet(docs: Iterable[dict], out: Path, *, row_group: int = 500) -> i
             writer.write_table(pa.Table.from_pylist(batch, schema=FEATURE_SCHEMA))
             n += len(batch)
     return n
+
+
+def _logit_structs(logits: dict | None) -> dict | None:
+    """[token, logit] pairs (as stored and as JSON Lines carries them) as Parquet structs."""
+    if logits is None:
+        return None
+    return {side: [{"token": token, "logit": value} for token, value in logits.get(side, [])]
+            for side in ("promoted", "suppressed")}
 
 
 def _json_text(value: object) -> str | None:

@@ -5,20 +5,23 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from activations.vocab import ScoreMethod, ScoreRole, ScoringSubset
+from activations.vocab import ScoreMethod, ScoringSubset
+from storage.queries import FeatureQuery, ranking_score_conds
 from storage.schema import Explanation, Feature, Score, SubjectModel
 
 
 def best_scores_by_feature(session: Session, *, explainer: str, layer: int, model: str | None = None,
                            method: str = ScoreMethod.EV_CORRELATION, subset: str = ScoringSubset.TOP_AND_RANDOM,
-                           simulator: str | None = None) -> dict[int, tuple[float, str | None]]:
-    """feature index -> (best score, explanation text behind it) for the explainer's explanations."""
+                           simulator: str | None = None,
+                           include_imported: bool = False) -> dict[int, tuple[float, str | None]]:
+    """feature index -> (best score, explanation text behind it) for the explainer's explanations (measured scores
+    only unless `include_imported`)."""
+    ranking = ranking_score_conds(FeatureQuery(method=method, subset=subset, include_imported=include_imported))
     stmt = (
         select(Feature.index, Score.value, Explanation.text)
         .join(Explanation, Explanation.id == Score.explanation_id)
         .join(Feature, Feature.id == Score.feature_id)
-        .where(Explanation.explainer == explainer, Score.layer == layer, Score.method == method,
-               Score.subset == subset, Score.role == ScoreRole.OWN, Score.value.is_not(None))
+        .where(Explanation.explainer == explainer, Score.layer == layer, *ranking)
         .order_by(Feature.index, Score.value.desc())
     )
     if model is not None:
@@ -33,13 +36,14 @@ def best_scores_by_feature(session: Session, *, explainer: str, layer: int, mode
 
 
 def best_score_per_feature(session: Session, *, layer: int, method: str, subset: str, model: str | None = None,
-                           explainer: str | None = None) -> dict[int, float]:
-    """feature index -> its best own, defined score under the method and subset (any explainer unless named)."""
+                           explainer: str | None = None, include_imported: bool = False) -> dict[int, float]:
+    """feature index -> its best ranking score under the method and subset (any explainer unless named; measured
+    scores only unless `include_imported`)."""
+    ranking = ranking_score_conds(FeatureQuery(method=method, subset=subset, include_imported=include_imported))
     stmt = (
         select(Feature.index, func.max(Score.value))
         .join(Feature, Feature.id == Score.feature_id)
-        .where(Score.layer == layer, Score.method == method, Score.subset == subset, Score.role == ScoreRole.OWN,
-               Score.value.is_not(None))
+        .where(Score.layer == layer, *ranking)
         .group_by(Feature.index)
     )
     if model is not None:

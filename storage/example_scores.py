@@ -19,6 +19,8 @@ from storage import repository as repo
 from storage.schema import Explanation, Feature, Score
 
 FAILED_PREFIX = "failed:"
+# A shuffled baseline's details name the other feature's explanation it judged (there is no simulation row to).
+SHUFFLED_EXPLANATION_KEY = "shuffled_explanation_id"
 
 
 def example_scored(session: Session, explanation_ids: Sequence[int], *, methods: Sequence[str], scorer_config: dict,

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from activations.vocab import SampleKind, ScoreRole
 from storage.activation_codec import decode
+from storage.example_scores import SHUFFLED_EXPLANATION_KEY
 from storage.rows import (
     explanation_dict,
     feature_key_dict,
@@ -52,13 +53,30 @@ def _explanation(row: Explanation, runs: dict[int, Run], scores: list[dict[str, 
     return {**explanation_dict(row), "run": run_summary, "scores": scores}
 
 
-def _baseline(score: Score, simulated: Explanation | None) -> dict[str, Any]:
-    """A shuffled-baseline score with the other feature's explanation that was simulated."""
+def _baseline(score: Score, borrowed: Explanation | None) -> dict[str, Any]:
+    """A shuffled-baseline score with the other feature's explanation that was simulated (or judged). The score
+    row's own `explanation_id` is this feature's explanation, the one the baseline is a baseline for."""
     return {
         **score_dict(score),
-        "explanation_text": simulated.text if simulated is not None else None,
-        "explanation_feature_id": simulated.feature_id if simulated is not None else None,
+        "borrowed_explanation_id": borrowed.id if borrowed is not None else None,
+        "explanation_text": borrowed.text if borrowed is not None else None,
+        "explanation_feature_id": borrowed.feature_id if borrowed is not None else None,
     }
+
+
+def _borrowed_explanations(session: Session, baselines: list[Score]) -> dict[int, Explanation]:
+    """score id -> the explanation its baseline actually used: the shuffled simulation's explanation, or for the
+    example scorers (no simulation) the one named in the score's details. Older example-scorer rows that name only
+    the feature are left out rather than guessed at."""
+    simulation_ids = [b.simulation_id for b in baselines if b.simulation_id is not None]
+    simulated = dict(session.execute(
+        select(Simulation.id, Simulation.explanation_id).where(Simulation.id.in_(simulation_ids))).all()
+    ) if simulation_ids else {}
+    used = {b.id: simulated.get(b.simulation_id) if b.simulation_id is not None
+            else (b.details or {}).get(SHUFFLED_EXPLANATION_KEY) for b in baselines}
+    wanted = {e for e in used.values() if e is not None}
+    rows = {e.id: e for e in session.scalars(select(Explanation).where(Explanation.id.in_(wanted)))} if wanted else {}
+    return {score_id: rows[e] for score_id, e in used.items() if e in rows}
 
 
 def _simulations(session: Session, feature_id: int, records: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -146,10 +164,7 @@ def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
             own.setdefault(score.explanation_id, []).append(score_dict(score))
         else:
             baselines.append(score)
-    borrowed = {b.explanation_id for b in baselines}
-    borrowed_rows = {
-        e.id: e for e in session.scalars(select(Explanation).where(Explanation.id.in_(borrowed)))
-    } if borrowed else {}
+    borrowed = _borrowed_explanations(session, baselines)
     run_ids = {e.run_id for e in explanations if e.run_id is not None}
     runs = {r.id: r for r in session.scalars(select(Run).where(Run.id.in_(run_ids)))} if run_ids else {}
 
@@ -158,7 +173,7 @@ def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
         "stats": feature_stats_dict(feature),
         "records": by_sample,
         "explanations": [_explanation(e, runs, own.get(e.id, [])) for e in explanations],
-        "sanity_baselines": [_baseline(b, borrowed_rows.get(b.explanation_id)) for b in baselines],
+        "sanity_baselines": [_baseline(b, borrowed.get(b.id)) for b in baselines],
         "simulations": _simulations(session, feature_id, record_dicts),
         "neighbours": _neighbours(session, feature),
         "evidence": _evidence(session, feature),

@@ -25,9 +25,10 @@ from storage import repository as repo
 from storage.bulk import EXPLANATIONS, FEATURES, SCORES, explanation_ids, insert_rows
 from storage.in_lists import chunks
 from storage.schema import Feature, SimulatedRecord, Simulation, SubjectModel, utcnow
+from storage.score_source import IMPORTED_PREFIX
 
-IMPORT_SIMULATOR = "import:openai"
-IMPORT_EXPLAINER = "import:openai"
+IMPORT_SIMULATOR = IMPORTED_PREFIX + "openai"
+IMPORT_EXPLAINER = IMPORTED_PREFIX + "openai"
 _SIMULATIONS = cast(Table, Simulation.__table__)
 _SIMULATED = cast(Table, SimulatedRecord.__table__)
 

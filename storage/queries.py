@@ -7,7 +7,7 @@ The ranking walks the `ix_scores_rank` index in descending score order and keeps
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,12 +20,14 @@ from scorer.methods import EXAMPLE_SUBSETS, SIMULATION_SUBSETS, subsets_of
 from storage.repository import current_explanations
 from storage.rows import feature_key_dict, record_dict
 from storage.schema import ActivationRecordRow, Explanation, Feature, Sae, Score, SubjectModel
+from storage.score_source import is_imported, measured
 
 # Plain strings (the enum values): click.Choice would offer an Enum's member names instead of its values.
 SCORE_METHODS = tuple(m.value for m in ALL_METHODS)  # every method the scorers store per subset
 SUBSETS = SIMULATION_SUBSETS + EXAMPLE_SUBSETS
 MAX_SEARCH_CHARS = 200
 SEARCH_SCAN_THRESHOLD = 2000  # matches above which a search walks the score index instead
+ShownScore = tuple[int, float | None, int | None, bool]  # feature id, score shown, its explanation id, imported
 
 
 class QueryError(ValueError):
@@ -67,6 +69,7 @@ class FeatureQuery:
     limit: int = 100
     offset: int = 0
     feature_indices: list[int] | None = None
+    include_imported: bool = False  # let scores imported from files rank and head features (storage.score_source)
 
     def validate(self) -> None:
         if self.limit < 1:
@@ -132,9 +135,22 @@ def all_feature_conds(ff: FeatureFilter) -> list[Any]:
     return ff.conds + ([Feature.model_id == ff.model_id] if ff.model_id is not None else [])
 
 
-def ranking_score_conds(q: FeatureQuery) -> list[Any]:
-    """The scores that rank features: own (not shuffled-baseline) and defined, under the query's method and subset."""
-    return [Score.method == q.method, Score.subset == q.subset, Score.role == ScoreRole.OWN, Score.value.is_not(None)]
+def ranking_score_conds(q: FeatureQuery, *, per_explanation: bool = False) -> list[Any]:
+    """The scores that rank features and head their rows: own (not shuffled-baseline), defined and measured here
+    (imported ones only with `include_imported`), under the query's method and subset. Every ranking, headline
+    score and comparison reads scores through these conditions.
+
+    `per_explanation`: written so that SQLite finds a given explanation's scores through ix_scores_explanation;
+    without statistics (no ANALYZE) it would otherwise walk ix_scores_method_rank, every score of the method, once
+    per explanation (`|| ''` keeps it off the columns of that index)."""
+    def col(column: Any) -> Any:
+        return column.concat("") if per_explanation else column
+
+    conds = [col(Score.method) == q.method, col(Score.subset) == q.subset, col(Score.role) == ScoreRole.OWN,
+             Score.value.is_not(None)]
+    if not q.include_imported:
+        conds.append(measured(col(Score.simulator)))
+    return conds
 
 
 def filtered_score_conds(q: FeatureQuery, model_id: int | None) -> list[Any]:
@@ -165,11 +181,11 @@ def _search_condition(session: Session, text_query: str) -> Any:
     return Score.explanation_id.in_(matches)
 
 
-def _ranked_rows(session: Session, q: FeatureQuery, ff: FeatureFilter) -> Iterator[tuple[int, float, int]]:
-    """(feature_id, score, explanation_id) in descending score order, possibly several per feature."""
+def _ranked_rows(session: Session, q: FeatureQuery, ff: FeatureFilter) -> Iterator[ShownScore]:
+    """(feature_id, score, explanation_id, imported) in descending score order, possibly several per feature."""
     model_id = ff.model_id
     conds = filtered_score_conds(q, model_id)
-    stmt = select(Score.feature_id, Score.value, Score.explanation_id)
+    stmt = select(Score.feature_id, Score.value, Score.explanation_id, Score.simulator)
     if q.explainer is not None:
         stmt = stmt.join(Explanation, Explanation.id == Score.explanation_id)
         conds.append(Explanation.explainer == q.explainer)
@@ -181,24 +197,24 @@ def _ranked_rows(session: Session, q: FeatureQuery, ff: FeatureFilter) -> Iterat
     stmt = stmt.where(*conds).order_by(Score.value.desc(), Score.id.desc())
     # Fetch in pages about the size of the answer: the walk usually stops long before the index ends.
     result = session.execute(stmt.execution_options(yield_per=max(64, min(q.offset + q.limit, 1000))))
-    for feature_id, value, explanation_id in result:
+    for feature_id, value, explanation_id, simulator in result:
         if value is not None:  # always: the conditions skip undefined scores
-            yield feature_id, value, explanation_id
+            yield feature_id, value, explanation_id, is_imported(simulator)
 
 
-def best_scored(session: Session, q: FeatureQuery) -> list[tuple[int, float, int]]:
-    """One (feature_id, best score, explanation_id) per feature, best first, honouring limit/offset."""
+def best_scored(session: Session, q: FeatureQuery) -> list[ShownScore]:
+    """One (feature_id, best score, explanation_id, imported) per feature, best first, honouring limit/offset."""
     ff = feature_filter(session, q)
     if ff is None:
         return []
     seen: set[int] = set()
-    out: list[tuple[int, float, int]] = []
+    out: list[ShownScore] = []
     wanted = q.offset + q.limit
-    for feature_id, value, explanation_id in _ranked_rows(session, q, ff):
-        if feature_id in seen:
+    for row in _ranked_rows(session, q, ff):
+        if row[0] in seen:
             continue
-        seen.add(feature_id)
-        out.append((feature_id, value, explanation_id))
+        seen.add(row[0])
+        out.append(row)
         if len(out) >= wanted:
             break
     return out[q.offset:]
@@ -238,21 +254,20 @@ def query_features(session: Session, q: FeatureQuery, *, with_records: bool = Fa
     text or explainer filter excludes them."""
     q.validate()
     scored = best_scored(session, q)
-    rows: list[tuple[int, float | None, int | None]] = list(scored)
+    rows: list[ShownScore] = list(scored)
     score_filtered = any(f is not None for f in (q.min_score, q.search, q.explainer, q.simulator))
     if len(rows) < q.limit and not score_filtered:
         n_scored_total = len(scored) + q.offset if len(scored) else count_scored(session, q)
         skip = max(0, q.offset - n_scored_total)
         extra = _unscored_features(session, q, {r[0] for r in rows}, skip, q.limit - len(rows))
-        rows.extend((fid, None, None) for fid in extra)
+        rows.extend((fid, None, None, False) for fid in extra)
     return describe_features(session, rows, method=q.method, subset=q.subset, with_records=with_records)
 
 
 def describe_features(
-    session: Session, rows: list[tuple[int, float | None, int | None]], *, method: str, subset: str,
-    with_records: bool = False,
+    session: Session, rows: Sequence[ShownScore], *, method: str, subset: str, with_records: bool = False,
 ) -> list[dict[str, Any]]:
-    """Turn (feature_id, score, explanation_id) rows into result dicts, in the given order."""
+    """Turn (feature_id, score, explanation_id, imported) rows into result dicts, in the given order."""
     if not rows:
         return []
     ids = [r[0] for r in rows]
@@ -269,12 +284,14 @@ def describe_features(
     latest = current_explanations(session, [r[0] for r in rows if r[2] is None])
     records = records_by_feature(session, ids) if with_records else {}
     out = []
-    for feature_id, value, explanation_id in rows:
+    for feature_id, value, explanation_id, imported in rows:
         feature, model_name = features[feature_id]
         explanation = explanations.get(explanation_id) if explanation_id else latest.get(feature_id)
         item: dict[str, Any] = {
             **feature_key_dict(feature, model_name),
             "score": value,
+            # The score is the file's own number, not measured here (only when the query included imported scores).
+            "score_imported": imported if value is not None else None,
             "method": method,
             "subset": subset,
             "explanation": explanation.text if explanation else None,

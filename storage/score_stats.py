@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from activations.vocab import ScoreRole
 from storage.in_lists import chunks
 from storage.schema import Feature, Score, SubjectModel
+from storage.score_source import is_imported
 
 N_BINS = 20
 
@@ -61,7 +62,8 @@ def score_histograms(session: Session, model: str, layer: int, *, kind: str | No
         # Equal bins given by count and range: numpy bins a value by arithmetic, so 0.2 lands in [0.2, 0.3)
         # rather than on whichever side of a rounded edge it falls.
         edges = [float(e) for e in np.histogram_bin_edges([], bins=N_BINS, range=span)]
-        entry: dict[str, Any] = {"method": method, "subset": subset_, "simulator": simulator or None, "edges": edges}
+        entry: dict[str, Any] = {"method": method, "subset": subset_, "simulator": simulator or None,
+                                 "imported": is_imported(simulator), "edges": edges}
         for role in (ScoreRole.OWN, ScoreRole.SHUFFLED):
             counts, _ = np.histogram(defined[role], bins=N_BINS, range=span)
             entry[role.value] = {"counts": [int(c) for c in counts], "n": len(defined[role]),

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, and_, func, null, select
+from sqlalchemy import Select, and_, null, select
 from sqlalchemy.orm import Session
 
-from activations.vocab import OutcomeStatus, ScoreRole
+from activations.vocab import OutcomeStatus
 from storage import embedding_index as ann
 from storage import embedding_index_update as ann_update
 from storage.embedding_catalog import FETCH_CHUNK, CatalogFilter, as_matrix, fetch_vectors, id_array
@@ -37,14 +37,17 @@ from storage.embedding_store import EmbedFn, embed_and_store, embed_texts, ensur
 from storage.queries import (
     FeatureFilter,
     FeatureQuery,
+    ShownScore,
     all_feature_conds,
     describe_features,
     feature_filter,
     filtered_score_conds,
     matching_explanation_ids,
+    ranking_score_conds,
 )
 from storage.repository import current_explanations
 from storage.schema import Explanation, ExplanationEmbedding, Feature, Score, SubjectModel
+from storage.score_source import is_imported
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +72,8 @@ class SemanticResult:
 
 
 def _score_conds(q: FeatureQuery) -> list[Any]:
-    """The ranking-score conditions of `q` (method, subset, own role, simulator) written so that SQLite finds a
-    given explanation's scores through ix_scores_explanation: without statistics (no ANALYZE) it would otherwise
-    walk ix_scores_method_rank, every score of the method, once per explanation."""
-    conds = [Score.method.concat("") == q.method, Score.subset.concat("") == q.subset,
-             Score.role.concat("") == ScoreRole.OWN, Score.value.is_not(None)]
+    """The ranking-score conditions of `q` and its simulator, looked up per explanation."""
+    conds = ranking_score_conds(q, per_explanation=True)
     if q.simulator is not None:
         conds.append(Score.simulator.concat("") == q.simulator)
     return conds
@@ -116,16 +116,20 @@ def _allowed_among(session: Session, q: FeatureQuery, explanation_ids: Sequence[
         Explanation.id.in_(list(explanation_ids)), feature_ok, *_explanation_conds(session, q))
 
 
-def best_scores(session: Session, q: FeatureQuery, explanation_ids: Sequence[int]) -> dict[int, float]:
-    """Each explanation's best own score under the query's method/subset (and simulator)."""
+def best_scores(session: Session, q: FeatureQuery, explanation_ids: Sequence[int]) -> dict[int, tuple[float, bool]]:
+    """Each explanation's best ranking score under the query (and simulator), and whether it was imported."""
     if not explanation_ids:
         return {}
     rows = session.execute(
-        select(Score.explanation_id, func.max(Score.value))
+        select(Score.explanation_id, Score.value, Score.simulator)
         .where(Score.explanation_id.in_(list(explanation_ids)), *_score_conds(q))
-        .group_by(Score.explanation_id)
+        .order_by(Score.explanation_id, Score.value.desc(), Score.id.desc())
     )
-    return {eid: value for eid, value in rows if value is not None}
+    best: dict[int, tuple[float, bool]] = {}
+    for eid, value, simulator in rows:
+        if value is not None:  # always: the conditions skip undefined scores
+            best.setdefault(eid, (value, is_imported(simulator)))
+    return best
 
 
 def _rank_rows(rows: Sequence[Any], query_vector: np.ndarray, embedder: str,
@@ -168,8 +172,11 @@ def _page(session: Session, q: FeatureQuery, ranked: list[Ranked], excluded: set
     page = [r for r in ranked if r[0] not in excluded][q.offset:q.offset + q.limit]
     # The explanation shown is the one that matched, so its own score goes with it.
     scores = best_scores(session, q, [r[2] for r in page])
-    items = describe_features(session, [(r[0], scores.get(r[2]), r[2]) for r in page], method=q.method,
-                              subset=q.subset)
+    shown: list[ShownScore] = []
+    for feature_id, _, explanation_id, _ in page:
+        value, imported = scores.get(explanation_id, (None, False))
+        shown.append((feature_id, value, explanation_id, imported))
+    items = describe_features(session, shown, method=q.method, subset=q.subset)
     for item, row in zip(items, page):
         item["similarity"] = row[3]
     return items

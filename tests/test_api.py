@@ -126,6 +126,9 @@ def test_feature_page_has_everything(client, filled):
 
     (baseline,) = f["sanity_baselines"]
     assert baseline["role"] == "shuffled" and baseline["value"] == 0.05
+    # The explanation the shuffled simulation was made with (feature 1's), not the feature's own.
+    assert baseline["explanation_id"] == ids["explanations"][0]
+    assert baseline["borrowed_explanation_id"] == ids["explanations"][1]
     assert baseline["explanation_text"] == "references to cats and other pets"
     assert baseline["explanation_feature_id"] == ids["features"][1]
 

@@ -84,6 +84,7 @@ def _add_simulations(s, ids: dict[str, Any]) -> None:
     borrowed = s.get(Explanation, ids["explanations"][1])
     shuffled, _ = repo.add_simulation(s, borrowed, feature, simulator="embedding", config={"k": 1}, role="shuffled",
                                       records=[{"record_id": top.id, "split": "top", "expected_activations": [0.2, 0.2, 0.2, 0.3]}])
-    repo.add_score(s, borrowed, feature, method="ev_correlation", subset="top_and_random", value=0.05,
+    # As the pipeline stores it: the score on the feature's own explanation, the simulation on the borrowed one.
+    repo.add_score(s, own, feature, method="ev_correlation", subset="top_and_random", value=0.05,
                    simulation=shuffled, simulator="embedding", role="shuffled")
     ids["simulation"] = sim.id

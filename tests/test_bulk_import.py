@@ -130,10 +130,10 @@ def test_large_explanation_file_imports_in_bulk_as_the_orm_would(tmp_path, db_ur
     reference.dispose()
 
     rows = json.loads(CliRunner().invoke(main, ["query", "--db", db_url, "--format", "json", "--layer", "0",
-                                                "--no-records", "--limit", "5"]).output)
-    assert rows[0]["score"] is not None and rows[0]["explanation"]
+                                                "--no-records", "--limit", "5", "--include-imported"]).output)
+    assert rows[0]["score"] is not None and rows[0]["explanation"] and rows[0]["score_imported"] is True
     found = json.loads(CliRunner().invoke(main, ["query", "--db", db_url, "--format", "json", "--search", "rivers",
-                                                 "--no-records", "--limit", "200"]).output)
+                                                 "--no-records", "--limit", "200", "--include-imported"]).output)
     assert found and all("rivers" in r["explanation"] for r in found)  # the full-text index saw every row
 
 

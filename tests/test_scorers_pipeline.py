@@ -238,3 +238,27 @@ def test_rescore_with_the_embedding_scorer_needs_no_llm(planted, db_url, fake_op
     assert scores[(0, "neighbours")].value is not None and scores[(1, "neighbours")].value is None
     assert scores[(0, "random")].simulator == "embedding_scorer:embedding"
     assert len(_scores(planted, "embedding_auroc", ScoreRole.SHUFFLED)) == 6
+
+
+def test_shuffled_judgements_name_the_explanation_they_judged(planted, db_url, fake_openai, monkeypatch):
+    """An example scorer's baseline has no simulation row: its details name the borrowed explanation, and the
+    feature page (through the API) shows that explanation, not the feature's own."""
+    from fastapi.testclient import TestClient
+
+    from autointerp.api import create_app
+
+    monkeypatch.delenv("AUTOINTERP_API_TOKEN", raising=False)
+    cli(*EXPLAIN, "--scorer", "detection", "--db", db_url)
+    with planted.session() as s:
+        explanations = {e.id: e for e in s.scalars(select(Explanation))}
+        feature_ids = s.scalars(select(Feature.id).order_by(Feature.index)).all()
+    with TestClient(create_app(planted.url)) as client:
+        for feature_id in feature_ids:
+            rows = [r for r in client.get(f"/api/features/{feature_id}").json()["sanity_baselines"]
+                    if r["method"].startswith("detection")]
+            assert rows, feature_id
+            for row in rows:
+                borrowed = explanations[row["borrowed_explanation_id"]]
+                assert borrowed.feature_id != feature_id and row["explanation_feature_id"] == borrowed.feature_id
+                assert row["explanation_text"] == borrowed.text
+                assert row["details"]["shuffled_from_feature_id"] == borrowed.feature_id

@@ -66,12 +66,16 @@ def features(
                         Query(max_length=MAX_SEMANTIC_CHARS, description="rank by meaning of explanations")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    include_imported: Annotated[bool, Query(
+        description="let scores imported from files (no simulator here, no baseline) rank and head features; "
+                    "such a score is marked score_imported")] = False,
 ) -> dict[str, Any]:
     subset = subset or default_subset(method)
     check_method_subset(method, subset)  # a QueryError: answered 400 by the app's handler
     query = FeatureQuery(
         model=model, layer=layer, kind=kind, sae=sae, min_score=min_score, search=q or None,
         explainer=explainer, simulator=simulator, method=method, subset=subset, limit=limit + 1, offset=offset,
+        include_imported=include_imported,
     )
     if semantic is not None and semantic.strip():
         result = semantic_search(session, query, semantic, embedder=embedder.name, embed=embedder,

@@ -73,6 +73,8 @@ class FeatureSummary(FeatureKey):
     explanation behind that score (else its current explanation)."""
 
     score: float | None
+    # True when the score is an imported file's own number (only with include_imported); null when unscored.
+    score_imported: bool | None
     method: str
     subset: str
     explanation: str | None
@@ -140,6 +142,7 @@ class Score(Out):
     subset: str
     role: str
     simulator: str | None
+    imported: bool  # imported from a file (simulator import:...): not measured here, no baseline
     value: float | None
     undefined_reason: str | None
     ci_low: float | None
@@ -182,8 +185,10 @@ class Explanation(Out):
 
 
 class SanityBaseline(Score):
-    """A score of another feature's explanation on this feature's records (the shuffled baseline)."""
+    """A score of another feature's explanation on this feature's records (the shuffled baseline): `explanation_id`
+    is this feature's explanation it is the baseline of, `borrowed_explanation_id` the one actually simulated."""
 
+    borrowed_explanation_id: int | None
     explanation_text: str | None
     explanation_feature_id: int | None
 
@@ -244,6 +249,7 @@ class ScoreHistogram(Out):
     method: str
     subset: str
     simulator: str | None
+    imported: bool  # scores imported from a file: no shuffled baseline to compare them with
     edges: list[float]  # N_BINS + 1 edges shared by own and shuffled
     own: ScoreDistribution
     shuffled: ScoreDistribution  # the sanity baseline: another feature's explanation on this feature's records

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import click
 
-from autointerp.cli.options import db_option
+from autointerp.cli.options import db_option, user_errors
 from autointerp.export_writers import write_jsonl, write_neuron_records, write_parquet
 from storage.db import Database
 from storage.feature_documents import iter_feature_documents
+from storage.feature_scope import check_scope
+from storage.queries import QueryError
 
 
 @click.command("export")
@@ -22,6 +24,7 @@ from storage.feature_documents import iter_feature_documents
                    "statistics, readable by `autointerp import` and neuron-explainer tools).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output file.")
 @db_option
+@user_errors(QueryError)
 def export(model, layer, kind, sae, fmt, out: Path, db_url) -> None:
     """Write one row per feature with its statistics, records, explanations and all their scores
     (own and shuffled baseline, every simulator), so results can leave the database whole.
@@ -37,6 +40,7 @@ def export(model, layer, kind, sae, fmt, out: Path, db_url) -> None:
     db = Database(db_url)
     tmp = out.with_name(out.name + ".partial")
     with db.session() as session:
+        check_scope(session, model=model, layer=layer, kind=kind, sae=sae)  # before any file is opened
         docs = iter_feature_documents(session, model=model, layer=layer, kind=kind, sae=sae)
         writer = {"jsonl": write_jsonl, "parquet": write_parquet, "openai": write_neuron_records}[fmt]
         n = writer(docs, tmp)

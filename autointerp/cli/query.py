@@ -8,6 +8,7 @@ from activations.vocab import ScoreMethod
 from autointerp.cli.formatting import FORMATS, emit
 from autointerp.cli.options import db_option, user_errors
 from storage.db import Database
+from storage.feature_scope import check_scope
 from storage.queries import (
     SCORE_METHODS,
     SUBSETS,
@@ -42,14 +43,18 @@ TABLE_COLUMNS = ("model", "layer", "kind", "sae", "index", "score", "explainer",
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
 @click.option("--records/--no-records", "with_records", default=None,
               help="Include each feature's activation records (default: yes for json, no otherwise).")
+@click.option("--include-imported", is_flag=True,
+              help="Let scores imported from files (no simulator here, no baseline) rank features too; they are "
+                   "marked score_imported.")
 @db_option
 @user_errors(QueryError)
 def query(model, layer, kind, sae, min_score, search, explainer, simulator, method, subset, limit, offset, fmt,
-          with_records, db_url) -> None:
+          with_records, include_imported, db_url) -> None:
     """List features, best-explained first: one row per feature with its best score and explanation.
 
     Features without a score are listed after the scored ones (score null) unless --min-score, --search,
-    --explainer or --simulator filters them out.
+    --explainer or --simulator filters them out. Scores imported from files rank only with --include-imported.
+    A --model, --layer, --kind or --sae that matches no feature is an error that lists what the database has.
 
     \b
     Examples:
@@ -57,16 +62,21 @@ def query(model, layer, kind, sae, min_score, search, explainer, simulator, meth
       autointerp query --model gemma-3-270m --layer 6 --format json --limit 10
       autointerp query --method rsquared --subset random_only --format csv > best.csv
       autointerp query --layer 6 --method detection_balanced_accuracy --subset neighbours
+      autointerp query --layer 3 --include-imported
     """
     subset = subset or default_subset(method)
     check_method_subset(method, subset)
     q = FeatureQuery(model=model, layer=layer, kind=kind, sae=sae, min_score=min_score, search=search,
-                     explainer=explainer, simulator=simulator, method=method, subset=subset, limit=limit, offset=offset)
+                     explainer=explainer, simulator=simulator, method=method, subset=subset, limit=limit, offset=offset,
+                     include_imported=include_imported)
     include_records = with_records if with_records is not None else fmt == "json"
     db = Database(db_url)
     with db.session() as session:
+        check_scope(session, model=model, layer=layer, kind=kind, sae=sae)
         rows = query_features(session, q, with_records=include_records)
-    emit(rows, fmt, TABLE_COLUMNS, title=f"features by {method} ({subset})")
+    # Only an --include-imported query can head a row with an imported score: only then is the column needed.
+    columns = (*TABLE_COLUMNS, "score_imported") if include_imported else TABLE_COLUMNS
+    emit(rows, fmt, columns, title=f"features by {method} ({subset})")
 
 
 COMMANDS = [query]

@@ -170,12 +170,17 @@ async def add_example_scores(db: Database, store: DatabaseThreads, scorers: Exam
                                  n_activating=scorers.n_activating, n_random=scorers.n_random,
                                  n_neighbours=scorers.n_neighbours)
         shuffled: tuple[int, str] | None = None
+        borrowed: dict[str, int] = {}  # what the shuffled scores' details record of the explanation they judged
         if any(role == ScoreRole.SHUFFLED for _, role in target.todo):
             layer = target.records.feature.layer
             if layer not in pools:
                 pools[layer] = asyncio.ensure_future(store.read(read_layer_pool, db, target.feature_id,
                                                                 scorers.seed))
-            shuffled = (await pools[layer]).picker.pick(target.feature_id)
+            pool = await pools[layer]
+            shuffled = pool.picker.pick(target.feature_id)
+            if shuffled is not None:
+                borrowed = {"shuffled_from_feature_id": shuffled[0],
+                            example_scores.SHUFFLED_EXPLANATION_KEY: pool.ids[shuffled[0]]}
 
         async def run(name: ScorerName, role: ScoreRole) -> list[ScoreValue]:
             if role == ScoreRole.OWN:
@@ -183,7 +188,7 @@ async def add_example_scores(db: Database, store: DatabaseThreads, scorers: Exam
             if shuffled is None:
                 return scorers.undefined(name, NO_OTHER, role)
             scores = await scorers.score(name, shuffled[1], examples, role)
-            return [replace(s, details={**s.details, "shuffled_from_feature_id": shuffled[0]}) for s in scores]
+            return [replace(s, details={**s.details, **borrowed}) for s in scores]
 
         outcomes = await asyncio.gather(*(run(name, role) for name, role in target.todo))
         await store.write(_save, db, scorers, target, list(zip((n for n, _ in target.todo), outcomes)), run_id)
