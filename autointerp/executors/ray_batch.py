@@ -157,7 +157,7 @@ def run_explain_on_ray(db: Database, opts: ExplainOptions, job: RayJob, *, show_
     def recount(stats: RunStats) -> None:
         with db.session() as session:
             statuses = outcome_store.finished_features(session, [f.id for f in todo], chash)
-        stats.done = sum(1 for status in statuses.values() if status == OutcomeStatus.OK)
+        stats.done = sum(1 for finished in statuses.values() if finished.status == OutcomeStatus.OK)
         stats.failed = len(statuses) - stats.done
 
     run_config = {**opts.as_dict(), "config_hash": chash, "executor": "ray", "workers": job.workers}

@@ -88,6 +88,7 @@ class ExplainOptions(BatchOptions):
     budget_usd: float | None = None
     retry_failed: bool = False
     dry_run: bool = False
+    fail_fast: int = 5  # stop when the first this many features all fail the same way (0: never)
     evidence: str = "activations"  # or "activations+logits": the feature's logit lens in the prompt too
 
     def explain_config(self, prompt_version: str) -> dict:
