@@ -3,10 +3,12 @@ docs/running.md lists them with real output."""
 
 from __future__ import annotations
 
-ALL_DONE = 0  # every selected feature done (or skipped as finished before); also a --budget-usd stop without failures
+# Every selected feature done, skipped as finished before, or failed with nothing to explain (a dead feature: that
+# fails on every run); also a --budget-usd stop without other failures.
+ALL_DONE = 0
 ERROR = 1  # a user error (bad option, missing database, no API key, ...) or a bug; the message says which
 # 2 is click's: the command line itself is wrong (unknown option, missing --layer)
-SOME_FAILED = 3  # the run went through, and some features failed (the summary and `runs` say why)
+SOME_FAILED = 3  # the run went through, and some features failed on the endpoint or the answer (the summary says why)
 RUN_FAILED = 4  # the run stopped early: its first features all failed the same way (--fail-fast), or it crashed
 # 128 + the signal when interrupted: 130 after Ctrl-C (SIGINT), 143 after SIGTERM
 

@@ -16,6 +16,7 @@ class RunStats:
     finished_elsewhere: int = 0  # done by this run too, but another run stored its result first: not this run's
     failed: int = 0
     endpoint_failures: int = 0  # of the failed, those that failed on the endpoint (a rerun tries them again)
+    input_failures: int = 0  # of the failed, those with nothing fit to send (dead features): no LLM call
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
@@ -51,6 +52,7 @@ class RunStats:
     def record_failure(self, index: int, reason: str, kind: FailureKind | None = None) -> None:
         self.failed += 1
         self.endpoint_failures += kind == FailureKind.ENDPOINT
+        self.input_failures += kind == FailureKind.INPUT
         if len(self.failures) < 200:
             self.failures[str(index)] = reason[:500]
 
