@@ -18,10 +18,11 @@ from autointerp.pipeline.options import ExplainOptions
 from storage.db import Database
 from storage.schema import Explanation, Feature, Run
 from tests.fake_openai import FakeOpenAI
-from tests.pipeline_data import fill_layer
+from tests.pipeline_data import fill_layer, uncached_spec
 from tests.test_api_data import MODEL, fill
 
-EXPLAIN = ["explain", "--model", "tiny-model", "--layer", "6", "--explainer", "openai:fake", "--simulator",
+EXPLAINER = uncached_spec()  # every request reaches the server: the race is staged in its answer hook
+EXPLAIN = ["explain", "--model", "tiny-model", "--layer", "6", "--explainer", EXPLAINER, "--simulator",
            "logprob:openai:fake", "--no-sanity", "--concurrency", "1"]
 
 
@@ -35,7 +36,7 @@ def test_a_feature_another_run_stored_first_is_not_counted_done(db_url, fake_ope
     other_runs: list[int] = []
 
     def other_run() -> None:
-        opts = ExplainOptions(model="tiny-model", layer=6, features="2", explainer="openai:fake",
+        opts = ExplainOptions(model="tiny-model", layer=6, features="2", explainer=EXPLAINER,
                               simulator="logprob:openai:fake", base_url=other_endpoint.url, sanity=False)
         other_runs.append(run_explain(db, opts, show_progress=False))
 

@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 from autointerp.cli import main
 from storage.db import Database
 from storage.schema import Explanation, Run
-from tests.pipeline_data import fill_layer
+from tests.pipeline_data import fill_layer, uncached_spec
 
-EXPLAIN = ["explain", "--model", "tiny-model", "--layer", "6", "--explainer", "openai:fake", "--simulator",
+EXPLAIN = ["explain", "--model", "tiny-model", "--layer", "6", "--explainer", uncached_spec(), "--simulator",
            "logprob:openai:fake", "--no-sanity"]
 
 
