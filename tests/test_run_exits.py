@@ -132,3 +132,15 @@ def test_dead_features_neither_trigger_nor_end_the_fail_fast_watch(sqlite_url, f
     assert result.exit_code == 0, result.output  # a dead feature fails on every run: it says nothing about this one
     run = the_run(db)
     assert run.status == "done" and (run.stats["done"], run.stats["failed"], run.stats["input_failures"]) == (3, 6, 6)
+
+
+def test_rescore_against_a_refused_endpoint_fails_fast_too(sqlite_url, fake_openai):
+    db = Database(sqlite_url)
+    fill_layer(db, 12)
+    assert cli(*EXPLAIN, "--db", sqlite_url).exit_code == 0
+    result = cli("rescore", "--model", "tiny-model", "--layer", "6", "--simulator", f"json:{uncached_spec()}",
+                 "--simulator-base-url", closed_port_url(), "--concurrency", "1", "--db", sqlite_url)
+    assert result.exit_code == 4, result.output
+    run = the_run(db)
+    assert run.kind == "rescore" and run.status == "failed" and run.stats["failed"] == 5
+    assert "the first 5 features all failed on the endpoint" in run.stats["stopped_reason"]

@@ -47,6 +47,9 @@ simulator_options = [
 ]
 
 
+fail_fast_option = click.option(
+    "--fail-fast", type=click.IntRange(0), default=5, show_default=True,
+    help="Stop the run as failed (exit 4) when its first N features all fail the same way (0: never).")
 calibrate_option = click.option(
     "--calibrate", is_flag=True,
     help="Fit a linear calibration of the simulation on the valid split and also store calibrated r² and absolute "
@@ -101,8 +104,7 @@ def _apply(options):
 @click.option("--retry-failed", is_flag=True,
               help="Redo every feature recorded as failed under this configuration (those that failed on the "
                    "endpoint are redone without it).")
-@click.option("--fail-fast", type=click.IntRange(0), default=5, show_default=True,
-              help="Stop the run as failed when its first N features all fail the same way (0: never).")
+@fail_fast_option
 @_apply(scorer_options)
 @_apply(simulator_options)
 @db_option
@@ -156,13 +158,14 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
 @_apply(feature_options)
 @click.option("--explainer", default=None, help="Only explanations by this explainer spec.")
 @calibrate_option
+@fail_fast_option
 @_apply(scorer_options)
 @_apply(simulator_options)
 @db_option
 @user_errors(*CLI_ERRORS)
 def rescore(model, layer, sae, features, explainer, simulator, simulator_base_url, concurrency, device, no_sanity,
             seed, executor, ray_address, workers, lease_seconds, db_url, calibrate=False, scorers="simulation",
-            scorer_llm=None, scorer_base_url=None, scorer_examples=5) -> None:
+            scorer_llm=None, scorer_base_url=None, scorer_examples=5, fail_fast=5) -> None:
     """Score existing explanations of a layer with another simulator or other scorers; old scores stay beside the
     new ones. With --scorer, only explanations lacking that scorer's scores are scored.
 
@@ -177,7 +180,8 @@ def rescore(model, layer, sae, features, explainer, simulator, simulator_base_ur
     opts = RescoreOptions(model=model, layer=layer, sae=sae, features=features, explainer=explainer,
                           simulator=simulator,
                           simulator_base_url=_urls(simulator_base_url) or get_settings().openai_base_url,
-                          concurrency=concurrency, device=device, sanity=not no_sanity, seed=seed, calibrate=calibrate)
+                          concurrency=concurrency, device=device, sanity=not no_sanity, seed=seed, calibrate=calibrate,
+                          fail_fast=fail_fast)
     opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
     opts.scorer_base_url = scorer_base_url or get_settings().openai_base_url
     opts.judge_spec()  # an unknown scorer, or detection/fuzzing without a judge, is an error before any work

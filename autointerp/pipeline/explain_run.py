@@ -14,7 +14,7 @@ from activations.records import FeatureRecords
 from activations.vocab import OutcomeStatus, RunKind, ScorerName
 from autointerp.pipeline.bounded import bounded
 from autointerp.pipeline.collector import batch_collector
-from autointerp.pipeline.context import llm_cache_path, select_features
+from autointerp.pipeline.context import check_credentials, llm_cache_path, select_features
 from autointerp.pipeline.db_threads import ChunkedReads, DatabaseThreads
 from autointerp.pipeline.fail_fast import FailFast
 from autointerp.pipeline.feature_work import FeatureOutcome, explain_and_score
@@ -108,15 +108,6 @@ def make_clients(db: Database, opts: ExplainOptions) -> tuple[LLMClient, Simulat
                                concurrency=opts.concurrency, cache_path=llm_cache_path(db))
     check_credentials(client, getattr(simulator, "client", None))
     return client, simulator
-
-
-def check_credentials(*clients: object) -> None:
-    """OptionsError naming the first client that could not authorise any request (an openai: spec calling
-    api.openai.com without OPENAI_API_KEY)."""
-    for client in clients:
-        problem = getattr(client, "credentials_problem", lambda: None)()
-        if problem is not None:
-            raise OptionsError(problem)
 
 
 async def explain_feature(db: Database, store: DatabaseThreads, opts: ExplainOptions, client: LLMClient,

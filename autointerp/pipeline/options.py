@@ -50,6 +50,7 @@ class BatchOptions:
     device: str = "auto"
     sanity: bool = True  # also score another feature's explanation (the shuffled baseline)
     seed: int = 0
+    fail_fast: int = 5  # stop as failed when the first this many features all fail the same way (0: never)
     # Scorers (comma-separated ScorerName values). Not part of the explain config hash: a rerun with more scorers
     # fills in the missing scores of the explanations already made instead of explaining again.
     scorers: str = ScorerName.SIMULATION.value
@@ -88,7 +89,6 @@ class ExplainOptions(BatchOptions):
     budget_usd: float | None = None
     retry_failed: bool = False
     dry_run: bool = False
-    fail_fast: int = 5  # stop when the first this many features all fail the same way (0: never)
     evidence: str = "activations"  # or "activations+logits": the feature's logit lens in the prompt too
 
     def explain_config(self, prompt_version: str) -> dict:
