@@ -86,28 +86,33 @@ def store_scores(
     )
 
 
+_KIND_RANK = {FailureKind.INPUT: 0, FailureKind.ANSWER: 1, FailureKind.ENDPOINT: 2}
+
+
 @dataclass
 class Finished:
-    """Of a feature with results under a configuration: ok or failed, and whether the failure was the
-    endpoint's (a rerun tries those again by itself)."""
+    """Of a feature with results under a configuration: ok or failed, and what its failed rows failed on (the
+    endpoint if any did, else the answer, else the input; None when no failed row says: stored before kinds)."""
 
     status: OutcomeStatus
-    endpoint_failure: bool = False
+    failure_kind: FailureKind | None = None
+
+    def note(self, params: dict | None) -> None:
+        """Take in the kind a failed row's params name."""
+        kind = (params or {}).get(FAILURE_KIND)
+        if kind in _KIND_RANK and (self.failure_kind is None or _KIND_RANK[kind] > _KIND_RANK[self.failure_kind]):
+            self.failure_kind = FailureKind(kind)
 
     def redo(self, retry_failed: bool) -> bool:
         """Whether a rerun does this feature again: a failure on the endpoint always (it may be fixed now), any
         other failure only with `retry_failed`."""
-        return self.status == OutcomeStatus.FAILED and (retry_failed or self.endpoint_failure)
-
-
-def _failed_on_endpoint(params: dict | None) -> bool:
-    return (params or {}).get(FAILURE_KIND) == FailureKind.ENDPOINT
+        return self.status == OutcomeStatus.FAILED and (retry_failed or self.failure_kind == FailureKind.ENDPOINT)
 
 
 def finished_features(session: Session, feature_ids: Sequence[int], config_hash: str) -> dict[int, Finished]:
     """feature id -> how it finished, for features that already have results under this configuration. A
-    feature failed when no candidate was usable or its winner's own simulation failed; on the endpoint when
-    any candidate (no winner) or that simulation failed on it."""
+    feature failed when no candidate was usable (then on what its candidates failed on) or its winner's own
+    simulation failed (then on what that failed on)."""
     out: dict[int, Finished] = {}
     for chunk in chunks(feature_ids):
         rows = session.execute(
@@ -119,7 +124,7 @@ def finished_features(session: Session, feature_ids: Sequence[int], config_hash:
             seen = out.setdefault(feature_id, Finished(OutcomeStatus.FAILED))
             if status == OutcomeStatus.OK and selected:
                 seen.status = OutcomeStatus.OK
-            seen.endpoint_failure |= _failed_on_endpoint(params)
+            seen.note(params)
         failed_sims = session.execute(
             select(Explanation.feature_id, Simulation.params).join(
                 Simulation, Simulation.explanation_id == Explanation.id).where(
@@ -128,7 +133,8 @@ def finished_features(session: Session, feature_ids: Sequence[int], config_hash:
             )
         )
         for feature_id, params in failed_sims:
-            out[feature_id] = Finished(OutcomeStatus.FAILED, _failed_on_endpoint(params))
+            out[feature_id] = Finished(OutcomeStatus.FAILED)
+            out[feature_id].note(params)
     return out
 
 
