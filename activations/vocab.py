@@ -88,6 +88,15 @@ class OutcomeStatus(StrEnum):
     FAILED = "failed"
 
 
+class FailureKind(StrEnum):
+    """What a failed explanation or simulation failed on: a rerun tries ENDPOINT failures again by itself (the
+    endpoint may be fixed by then); the others only with --retry-failed."""
+
+    ENDPOINT = "endpoint"  # the LLM endpoint: refused, timed out, auth, unknown model, no API key, 5xx after retries
+    ANSWER = "answer"  # the LLM answered, unusably (unparsable, empty, a rejected request)
+    INPUT = "input"  # nothing fit to send: a dead feature, a prompt too long, missing evidence; no LLM call
+
+
 class Polarity(StrEnum):
     """Explain what drives the feature up (positive) or down (negative)."""
 

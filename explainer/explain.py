@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any
 
 from activations.records import FeatureId, FeatureRecords
-from activations.vocab import OutcomeStatus, Polarity
+from activations.vocab import FailureKind, OutcomeStatus, Polarity
 from explainer import formatting, snippets
 from explainer.evidence import EvidenceError, logits_note
 from explainer.fitting import PromptTooLong, fit_prompt, rank_records, scale
@@ -37,6 +37,7 @@ class ExplanationResult:
     candidate: int = 0
     usage: Usage = field(default_factory=Usage)
     elapsed_s: float = 0.0
+    failure_kind: FailureKind | None = None  # what a failure failed on (None when ok)
 
     @property
     def ok(self) -> bool:
@@ -98,7 +99,8 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
 
     def failed_all(reason: str) -> list[ExplanationResult]:
         return [result(text=None, status=OutcomeStatus.FAILED, failure_reason=reason, raw_output=None, candidate=c,
-                       elapsed_s=time.perf_counter() - started) for c in range(n_candidates)]
+                       elapsed_s=time.perf_counter() - started, failure_kind=FailureKind.INPUT)
+                for c in range(n_candidates)]
 
     try:
         evidence = None if output_logits is None else logits_note(output_logits,
@@ -145,11 +147,13 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
                                                    stop=stop, seed=seed)
         except LLMError as exc:
             return result(text=None, status=OutcomeStatus.FAILED, failure_reason=f"LLM call failed: {exc.reason}",
-                          raw_output=None, candidate=candidate, elapsed_s=time.perf_counter() - t0)
+                          raw_output=None, candidate=candidate, elapsed_s=time.perf_counter() - t0,
+                          failure_kind=FailureKind.ENDPOINT if exc.endpoint else FailureKind.ANSWER)
         parsed = parse_explanation(completion.text, fmt, **echo_checks)
         return result(text=parsed.text, status=OutcomeStatus.OK if parsed.text is not None else OutcomeStatus.FAILED,
                       failure_reason=parsed.failure_reason, raw_output=completion.text, candidate=candidate,
-                      usage=completion.usage, elapsed_s=time.perf_counter() - t0)
+                      usage=completion.usage, elapsed_s=time.perf_counter() - t0,
+                      failure_kind=None if parsed.text is not None else FailureKind.ANSWER)
 
     return list(await asyncio.gather(*(one(c) for c in range(n_candidates))))
 

@@ -49,13 +49,16 @@ class Completion:
 
 class LLMError(Exception):
     """The final failure of a call, after retries. `reason` says what went wrong; `retryable` whether a
-    later rerun may succeed (rate limits, outages) or not (bad request, auth)."""
+    later rerun may succeed (rate limits, outages) or not (bad request, auth); `endpoint` whether the
+    endpoint is at fault rather than this request (unreachable, timed out, auth, unknown model, no key):
+    every other request to it would fail the same way until it is fixed."""
 
-    def __init__(self, reason: str, *, retryable: bool, attempts: int = 1) -> None:
+    def __init__(self, reason: str, *, retryable: bool, attempts: int = 1, endpoint: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
         self.attempts = attempts
+        self.endpoint = endpoint
 
 
 @runtime_checkable

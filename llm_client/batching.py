@@ -24,6 +24,7 @@ import torch
 
 J = TypeVar("J")
 R = TypeVar("R")
+_WAKE = object()  # put on a batcher's queue by close(): wakes its worker to see that it is closing
 
 # --- threads ------------------------------------------------------------------------------------------------
 _budget_lock = threading.Lock()
@@ -140,6 +141,7 @@ class MicroBatcher(Generic[J, R]):
         self._queue: queue.Queue[tuple[J, Callable[[R | None, BaseException | None], None]]] = queue.Queue()
         self._state = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._closing = threading.Event()
         self.batch_sizes: list[int] = []  # sizes of the batches run, for tests and benchmarks
 
     async def submit(self, job: J) -> R:
@@ -167,26 +169,51 @@ class MicroBatcher(Generic[J, R]):
                 self._thread.start()
         return await future
 
+    def close(self) -> None:
+        """Stop the worker and wait for it: the batch it is running finishes, jobs still queued fail (their callers
+        are gone or going). A model thread still inside torch when the interpreter exits aborts the process
+        (`terminate called without an active exception`, exit 134), so a run closes its batchers before it ends,
+        interrupted or not. A later submit starts a new worker."""
+        with self._state:
+            thread = self._thread
+            if thread is None:
+                return
+            self._closing.set()
+        self._queue.put(_WAKE)  # type: ignore[arg-type]  # the worker never runs it
+        thread.join()
+        self._closing.clear()
+
     def _gather(self, first: tuple) -> list[tuple]:
         batch = [first]
         start = last = time.monotonic()
         while len(batch) < self.max_batch:
             try:
-                batch.append(self._queue.get_nowait())  # already waiting: take it without lingering
-                last = time.monotonic()
-                continue
+                item = self._queue.get_nowait()  # already waiting: take it without lingering
             except queue.Empty:
-                pass
-            now = time.monotonic()
-            timeout = min(last + self.linger_s, start + self.max_wait_s) - now
-            if timeout <= 0:
+                timeout = min(last + self.linger_s, start + self.max_wait_s) - time.monotonic()
+                if timeout <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=timeout)
+                except queue.Empty:
+                    break
+            if item is _WAKE:  # closing: run what is gathered, then stop
                 break
-            try:
-                batch.append(self._queue.get(timeout=timeout))
-                last = time.monotonic()
-            except queue.Empty:
-                break
+            batch.append(item)
+            last = time.monotonic()
         return batch
+
+    def _fail_queued(self, first: tuple) -> None:
+        """On close: every job not yet run (`first` and the rest of the queue) fails."""
+        pending = [first]
+        while True:
+            try:
+                pending.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        for item in pending:
+            if item is not _WAKE:
+                item[1](None, RuntimeError(f"{self.name} was closed before this job ran"))
 
     def _work(self) -> None:
         with compute_slot():  # a model worker from its first job until it has idled idle_s
@@ -201,6 +228,13 @@ class MicroBatcher(Generic[J, R]):
                     if self._queue.empty():
                         self._thread = None
                         return
+                continue
+            if self._closing.is_set():
+                self._fail_queued(first)
+                with self._state:
+                    self._thread = None
+                return
+            if first is _WAKE:
                 continue
             batch = self._gather(first)
             self.batch_sizes.append(len(batch))

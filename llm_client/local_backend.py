@@ -101,6 +101,11 @@ class LocalClient(ClientCore):
             return await self._run(self._generate, ids, max_tokens, temperature, top_k, stop, seed)
         return await self._batcher.submit(GenJob(ids, max_tokens, temperature, top_k, stop, seed))
 
+    async def aclose(self) -> None:
+        if self._batcher is not None:
+            await asyncio.to_thread(self._batcher.close)  # its model thread must not outlive the run
+        await super().aclose()
+
     # --- the interface ---------------------------------------------------------------------------------
     async def chat(self, messages: list[dict], *, max_tokens: int = 256, temperature: float = 0.0,
                    top_logprobs: int | None = None, stop: list[str] | None = None,

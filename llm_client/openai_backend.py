@@ -46,6 +46,10 @@ T = TypeVar("T")
 OPENAI_URL = "https://api.openai.com/v1"
 MAX_RETRY_AFTER_S = 60.0  # a server asking for longer is waited on at most this long per attempt
 MAX_GARBAGE_RETRIES = 2  # unparseable bodies rarely heal; retry a couple of times, then give up
+# Nothing listening: a server restarting comes back within a few attempts, a wrong URL never does, and a run
+# whose every request is refused should say so in seconds (a rerun tries endpoint failures again by itself).
+MAX_REFUSED_RETRIES = 2
+_ENDPOINT_STATUS = {401, 403, 404}  # bad key, no access, no such model (or path): every request fails alike
 _RETRY_STATUS = {408, 409, 429}  # plus every 5xx
 _KEY_PLACEHOLDER = "set-per-request"  # the real key only ever travels in one request's headers
 _LIST_REFUSED_STATUS = {400, 413, 422}  # how servers that take one prompt answer a list of them
@@ -82,15 +86,32 @@ def _is_retryable(exc: BaseException) -> bool:
 _DROPPED = {"ServerDisconnectedError", "ClientConnectionResetError", "RemoteProtocolError"}
 
 
-def _dropped_connection(exc: BaseException) -> bool:
+def _in_chain(exc: BaseException, found: Callable[[BaseException], bool]) -> bool:
+    """Whether `exc` or one of the errors it came from (the transports wrap each other's) is `found`."""
     seen: BaseException | None = exc
     for _ in range(8):
         if seen is None:
             return False
-        if isinstance(seen, (ConnectionResetError, BrokenPipeError)) or type(seen).__name__ in _DROPPED:
+        if found(seen):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _dropped_connection(exc: BaseException) -> bool:
+    return _in_chain(exc, lambda e: isinstance(e, (ConnectionResetError, BrokenPipeError))
+                     or type(e).__name__ in _DROPPED)
+
+
+def _refused(exc: BaseException) -> bool:
+    return _in_chain(exc, lambda e: isinstance(e, ConnectionRefusedError))
+
+
+def _about_endpoint(exc: BaseException) -> bool:
+    """Whether the endpoint, not this request, is at fault: every other request would fail alike."""
+    if isinstance(exc, openai.APIStatusError) and exc.status_code in _ENDPOINT_STATUS:
+        return True
+    return isinstance(exc, openai.APIConnectionError | openai.APIStatusError) and _is_retryable(exc)
 
 
 def _reason(exc: BaseException, timeout_s: float) -> str:
@@ -179,13 +200,19 @@ class OpenAIClient(ClientCore):
         self._state = None
         await super().aclose()
 
+    def credentials_problem(self) -> str | None:
+        """Why no request could be authorised (no OPENAI_API_KEY for api.openai.com); None when they can, so a
+        run checks it once before its first feature."""
+        if not os.environ.get("OPENAI_API_KEY") and any(url.startswith(OPENAI_URL) for url in self.base_urls):
+            return f"{self.spec}: OPENAI_API_KEY is not set; export it to call api.openai.com"
+        return None
+
     def _auth_headers(self) -> dict[str, str]:
-        key = os.environ.get("OPENAI_API_KEY")
-        if not key:
-            if any(url.startswith(OPENAI_URL) for url in self.base_urls):
-                raise LLMError("OPENAI_API_KEY is not set; export it to call api.openai.com", retryable=False)
-            key = "EMPTY"  # local servers (vLLM, llama.cpp, Ollama) accept any key
-        return {"Authorization": f"Bearer {key}"}
+        problem = self.credentials_problem()
+        if problem is not None:
+            raise LLMError(problem, retryable=False, endpoint=True)
+        # local servers (vLLM, llama.cpp, Ollama) accept any key
+        return {"Authorization": f"Bearer {os.environ.get('OPENAI_API_KEY') or 'EMPTY'}"}
 
     async def chat(self, messages: list[dict], *, max_tokens: int = 256, temperature: float = 0.0,
                    top_logprobs: int | None = None, stop: list[str] | None = None,
@@ -310,11 +337,12 @@ class OpenAIClient(ClientCore):
         state = self._loop_state()
         headers = self._auth_headers()
         path = "/chat/completions" if endpoint == "chat" else "/completions"
-        garbage = 0
+        garbage = refused = 0
         attempt = 0
 
         def stop(rs: RetryCallState) -> bool:
-            return rs.attempt_number > self.max_retries or garbage > MAX_GARBAGE_RETRIES
+            return (rs.attempt_number > self.max_retries or garbage > MAX_GARBAGE_RETRIES
+                    or refused > MAX_REFUSED_RETRIES)
 
         def wait(rs: RetryCallState) -> float:
             exc = rs.outcome.exception() if rs.outcome else None
@@ -336,11 +364,14 @@ class OpenAIClient(ClientCore):
                     except Garbage:
                         garbage += 1
                         raise
+                    except openai.APIConnectionError as exc:
+                        refused += _refused(exc)
+                        raise
         except LLMError:
             raise
         except Exception as exc:
             raise LLMError(f"{self.spec} {endpoint}: {_reason(exc, self.timeout_s)} (after {attempt} attempt(s))",
-                           retryable=_is_retryable(exc), attempts=attempt) from exc
+                           retryable=_is_retryable(exc), attempts=attempt, endpoint=_about_endpoint(exc)) from exc
         return parsed, attempt
 
     async def _request(self, state: _LoopState, path: str, body: dict, size: int, headers: dict) -> bytes:

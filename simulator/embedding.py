@@ -244,8 +244,11 @@ class EmbeddingSimulator(Simulator):
         return out
 
     async def aclose(self) -> None:
+        # Model threads must not outlive the run: one still inside torch at interpreter exit aborts the process.
+        if self._batcher is not None:
+            await asyncio.to_thread(self._batcher.close)
         if self._helper_pool is not None:
-            self._helper_pool.shutdown(wait=False)
+            await asyncio.to_thread(self._helper_pool.shutdown, wait=True)
             self._helper_pool, self._helper_model = None, None
 
     async def simulate(self, explanation: str, records: Sequence[Sequence[str]]) -> list[SequenceSimulation]:

@@ -5,13 +5,14 @@ The caller wraps one feature's calls in one transaction, so a feature is stored 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from activations.records import ActivationRecord
-from activations.vocab import OutcomeStatus, ScoreRole
+from activations.vocab import FailureKind, OutcomeStatus, ScoreRole
 from explainer import ExplanationResult
 from scorer import ScoreValue
 from simulator.base import SequenceSimulation
@@ -19,24 +20,31 @@ from storage import repository as repo
 from storage.in_lists import chunks
 from storage.schema import Explanation, Score, Simulation
 
+FAILURE_KIND = "failure_kind"  # key of a failed row's params: a FailureKind
+
 
 def store_candidates(
     session: Session, feature: repo.Keyed, results: Sequence[ExplanationResult], *, config: dict, run_id: int | None,
     selected: int | None,
-) -> list[Explanation]:
-    """One row per candidate; `selected` marks the best-of-N winner (None: no candidate usable)."""
+) -> list[Explanation] | None:
+    """One row per candidate; `selected` marks the best-of-N winner (None: no candidate usable). None, writing
+    nothing, when this feature already has results under this configuration: another run stored it first (a
+    feature is stored whole, so its first candidate tells)."""
     rows = []
     for result in results:
         usage = result.usage
-        row, _ = repo.add_explanation(
+        params = {**result.params, FAILURE_KIND: result.failure_kind} if result.failure_kind else result.params
+        row, created = repo.add_explanation(
             session, feature, explainer=result.explainer, config=config, run_id=run_id, status=result.status,
             text=result.text if result.status == OutcomeStatus.OK else None, failure_reason=result.failure_reason,
-            raw_output=result.raw_output, prompt_version=result.prompt_version, params=result.params,
+            raw_output=result.raw_output, prompt_version=result.prompt_version, params=params,
             polarity=result.polarity, candidate=result.candidate, selected=result.candidate == selected,
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
             cost_usd=usage.cost_usd if usage else None, elapsed_s=result.elapsed_s,
         )
+        if not created:
+            return None
         rows.append(row)
     return rows
 
@@ -45,9 +53,10 @@ def store_simulation(
     session: Session, explanation: repo.Keyed, feature: repo.Keyed, *, simulator: str, config: dict,
     records: Sequence[ActivationRecord], simulations: Sequence[SequenceSimulation] | None,
     failure: str | None = None, role: str = ScoreRole.OWN, run_id: int | None = None,
+    failure_kind: FailureKind | None = None,
 ) -> repo.RowRef:
     """A simulation of `explanation` on `feature`'s stored records (each carries its row id); `failure`
-    stores a failed one (no values)."""
+    stores a failed one (no values), and `failure_kind` what it failed on."""
     rows: list[dict[str, Any]] = []
     if simulations is not None:
         rows = [
@@ -58,6 +67,7 @@ def store_simulation(
     row, _ = repo.add_simulation(
         session, explanation, feature, simulator=simulator, config=config, records=rows,
         status=OutcomeStatus.FAILED if failure else OutcomeStatus.OK, failure_reason=failure, role=role, run_id=run_id,
+        params={FAILURE_KIND: failure_kind} if failure and failure_kind else None,
     )
     return row
 
@@ -76,28 +86,55 @@ def store_scores(
     )
 
 
-def finished_features(session: Session, feature_ids: Sequence[int], config_hash: str) -> dict[int, OutcomeStatus]:
-    """feature id -> "ok" | "failed" for features that already have results under this configuration."""
-    out: dict[int, OutcomeStatus] = {}
+_KIND_RANK = {FailureKind.INPUT: 0, FailureKind.ANSWER: 1, FailureKind.ENDPOINT: 2}
+
+
+@dataclass
+class Finished:
+    """Of a feature with results under a configuration: ok or failed, and what its failed rows failed on (the
+    endpoint if any did, else the answer, else the input; None when no failed row says: stored before kinds)."""
+
+    status: OutcomeStatus
+    failure_kind: FailureKind | None = None
+
+    def note(self, params: dict | None) -> None:
+        """Take in the kind a failed row's params name."""
+        kind = (params or {}).get(FAILURE_KIND)
+        if kind in _KIND_RANK and (self.failure_kind is None or _KIND_RANK[kind] > _KIND_RANK[self.failure_kind]):
+            self.failure_kind = FailureKind(kind)
+
+    def redo(self, retry_failed: bool) -> bool:
+        """Whether a rerun does this feature again: a failure on the endpoint always (it may be fixed now), any
+        other failure only with `retry_failed`."""
+        return self.status == OutcomeStatus.FAILED and (retry_failed or self.failure_kind == FailureKind.ENDPOINT)
+
+
+def finished_features(session: Session, feature_ids: Sequence[int], config_hash: str) -> dict[int, Finished]:
+    """feature id -> how it finished, for features that already have results under this configuration. A
+    feature failed when no candidate was usable (then on what its candidates failed on) or its winner's own
+    simulation failed (then on what that failed on)."""
+    out: dict[int, Finished] = {}
     for chunk in chunks(feature_ids):
         rows = session.execute(
-            select(Explanation.feature_id, Explanation.status, Explanation.selected).where(
+            select(Explanation.feature_id, Explanation.status, Explanation.selected, Explanation.params).where(
                 Explanation.feature_id.in_(chunk), Explanation.config_hash == config_hash
             )
         )
-        for feature_id, status, selected in rows:
+        for feature_id, status, selected, params in rows:
+            seen = out.setdefault(feature_id, Finished(OutcomeStatus.FAILED))
             if status == OutcomeStatus.OK and selected:
-                out[feature_id] = OutcomeStatus.OK
-            else:
-                out.setdefault(feature_id, OutcomeStatus.FAILED)
+                seen.status = OutcomeStatus.OK
+            seen.note(params)
         failed_sims = session.execute(
-            select(Explanation.feature_id).join(Simulation, Simulation.explanation_id == Explanation.id).where(
+            select(Explanation.feature_id, Simulation.params).join(
+                Simulation, Simulation.explanation_id == Explanation.id).where(
                 Explanation.feature_id.in_(chunk), Explanation.config_hash == config_hash,
                 Simulation.role == ScoreRole.OWN, Simulation.status == OutcomeStatus.FAILED,
             )
         )
-        for (feature_id,) in failed_sims:
-            out[feature_id] = OutcomeStatus.FAILED
+        for feature_id, params in failed_sims:
+            out[feature_id] = Finished(OutcomeStatus.FAILED)
+            out[feature_id].note(params)
     return out
 
 

@@ -95,7 +95,13 @@ def run_dict(row: Run, *, now: datetime | None = None) -> dict[str, Any]:
         "id": row.id, "kind": row.kind, "status": status, "config": row.config, "stats": stats,
         "started_at": iso(started), "finished_at": iso(finished), "heartbeat_at": iso(_aware(row.heartbeat_at)),
         "duration_s": round((end - started).total_seconds(), 2) if started and end else None,
-        "done": stats.get("done"), "failed": stats.get("failed"), "skipped": stats.get("skipped"),
+        # An estimate only (`explain --dry-run` as a job): nothing was explained, whatever its status says.
+        "dry_run": bool(stats.get("dry_run") or (row.config or {}).get("dry_run")),
+        "exit_code": stats.get("exit_code"),
+        "reason": stats.get("stopped_reason") or stats.get("error"),
+        "done": stats.get("done"), "failed": stats.get("failed"),
+        # not done by this run because already finished: before it started, or by another run meanwhile
+        "skipped": None if "skipped" not in stats else stats["skipped"] + stats.get("finished_elsewhere", 0),
         "requests": stats.get("llm_requests"),
         "tokens": (
             stats.get("prompt_tokens", 0) + stats.get("completion_tokens", 0) if "prompt_tokens" in stats else None

@@ -44,7 +44,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 FAILURES = ("429", "500", "hang", "garbage")
-OUTCOMES = ("ok", "400", "empty", *FAILURES)
+OUTCOMES = ("ok", "400", "404", "empty", *FAILURES)  # 404: no such model, as OpenAI and vLLM answer it
 DIGITS = [str(i) for i in range(11)]
 _COMPACT = (",", ":")  # how Starlette's JSONResponse (and so vLLM) writes JSON
 _TOKEN = re.compile(r"\s*\w+|\s*[^\w\s]|\s+")
@@ -336,6 +336,10 @@ class FakeOpenAI:
             if outcome == "429":
                 return JSONResponse({"error": {"message": "rate limited", "type": "rate_limit_error"}},
                                     status_code=429, headers={"Retry-After": self.retry_after})
+            if outcome == "404":
+                return JSONResponse({"error": {"message": f"The model `{body.get('model')}` does not exist",
+                                               "type": "invalid_request_error", "code": "model_not_found"}},
+                                    status_code=404)
             if outcome in ("500", "400"):
                 return JSONResponse({"error": {"message": f"fake {outcome}", "type": "fake"}}, status_code=int(outcome))
             if outcome == "garbage":

@@ -4,6 +4,7 @@ train/valid/test splits, stored through the repository as a collection would sto
 from __future__ import annotations
 
 import random
+import uuid
 
 from activations.records import ActivationRecord, FeatureId, FeatureStats
 from storage import record_store
@@ -34,3 +35,9 @@ def fill_layer(db: Database, n_features: int, *, model: str = "tiny-model", laye
             repo.set_feature_stats(feature, FeatureStats(
                 max_activation=max(r.max_activation for r in records), mean=0.1, variance=0.2,
                 firing_fraction=0.05 if fires else 0.0, n_tokens=1000))
+
+
+def uncached_spec(backend: str = "openai:fake") -> str:
+    """An LLM spec no earlier test run used: a server database's responses are cached in the user's cache dir,
+    across tests and runs, so a test whose requests must reach the fake server names its model afresh."""
+    return f"{backend}-{uuid.uuid4().hex[:8]}"

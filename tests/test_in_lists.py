@@ -40,7 +40,7 @@ def test_reads_over_more_ids_than_one_statement_binds(db):
         assert set(repo.current_explanations(s, spread(feature_ids))) == set(feature_ids)
         assert set(repo.explanations_with_features(s, explanation_ids)) == set(explanation_ids)
         assert outcome_store.finished_features(s, spread(feature_ids), repo.config_hash({"k": 1})) == {
-            f: OutcomeStatus.OK for f in feature_ids}
+            f: outcome_store.Finished(OutcomeStatus.OK) for f in feature_ids}
         assert outcome_store.scored_explanations(s, spread(feature_ids)[::-1]) == explanation_ids
         assert outcome_store.with_shuffled_baseline(s, spread(explanation_ids), "sim") == set(explanation_ids)
         assert outcome_store.simulated_with(s, spread(explanation_ids), "sim") == set(explanation_ids)

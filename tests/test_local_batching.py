@@ -70,6 +70,40 @@ def test_the_batcher_serves_successive_event_loops_and_lets_its_thread_go_when_i
     assert asyncio.run(batcher.submit(2)) == 4  # starts again on demand
 
 
+def test_close_lets_the_running_batch_finish_fails_the_queued_jobs_and_joins_the_thread():
+    # A model thread still inside torch when the interpreter exits aborts the process (exit 134): a run closes its
+    # batchers on the way out, interrupted or not.
+    started, release = threading.Event(), threading.Event()
+
+    def slow(jobs):
+        started.set()
+        release.wait(10)
+        return [2 * j for j in jobs]
+
+    batcher = MicroBatcher(slow, max_batch=1, idle_s=30)
+
+    async def go():
+        running = asyncio.ensure_future(batcher.submit(1))
+        await asyncio.to_thread(started.wait, 10)
+        workers.append(batcher._thread)
+        queued = [asyncio.ensure_future(batcher.submit(j)) for j in (2, 3)]
+        await asyncio.sleep(0)  # both are on the queue now
+        closing = asyncio.ensure_future(asyncio.to_thread(batcher.close))
+        while not batcher._closing.is_set():
+            await asyncio.sleep(0.01)
+        release.set()
+        await closing
+        return await asyncio.gather(running, *queued, return_exceptions=True)
+
+    workers: list = []
+    done, *dropped = asyncio.run(go())
+    assert done == 2
+    assert all(isinstance(d, RuntimeError) and "closed before this job ran" in str(d) for d in dropped)
+    assert batcher._thread is None and not workers[0].is_alive()
+    assert asyncio.run(batcher.submit(4)) == 8  # a later job starts a new worker
+    batcher.close()
+
+
 def test_workers_split_the_thread_budget_and_restore_their_threads():
     deadline = time.monotonic() + 10
     while batching._alive and time.monotonic() < deadline:  # workers of earlier tests idling out

@@ -124,12 +124,14 @@ def test_failures_are_data_under_a_30_percent_failure_mix(fake_openai, sqlite_ur
     fake_openai.hang_s = 3.0
     db = Database(sqlite_url)
     fill_layer(db, 20)
-    out = cli(*EXPLAIN, "--simulator", "embedding", "--request-timeout", "1", "--concurrency", "8",
-              "--db", sqlite_url).output
+    result = cli(*EXPLAIN, "--simulator", "embedding", "--request-timeout", "1", "--concurrency", "8",
+                 "--db", sqlite_url, ok=False)
+    out = result.output
     assert sum(fake_openai.by_outcome[k] for k in ("429", "500", "hang", "garbage")) > 3
     with db.session() as s:
         run = s.scalars(select(Run).where(Run.kind == "explain")).one()
         assert run.status == "done" and run.stats["llm_retries"] > 0
+        assert result.exit_code == (3 if run.stats["failed"] else 0)  # some failed: the exit code says so
         assert run.stats["done"] + run.stats["failed"] == 20
         explanations = s.scalars(select(Explanation)).all()
         assert len(explanations) == 20

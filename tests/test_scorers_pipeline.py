@@ -145,7 +145,8 @@ def test_reruns_fill_in_missing_scorers_only(planted, db_url, fake_openai):
 
 
 def test_rescore_needs_a_judge_and_reads_unknown_scorers_as_errors(planted, db_url):
-    cli(*EXPLAIN, "--db", db_url)
+    # The judge's answers are no simulation: the features' own simulations fail (exit 3); the scorers are tested.
+    assert cli(*EXPLAIN, "--db", db_url, ok=False).exit_code == 3
     result = cli("rescore", *BASE, "--scorer", "detection", "--db", db_url, ok=False)
     assert result.exit_code != 0 and "--scorer-llm" in result.output
     result = cli("rescore", *BASE, "--scorer", "detecton", "--db", db_url, ok=False)
@@ -229,7 +230,7 @@ def test_dry_run_counts_the_judge_prompts(planted, db_url, fake_openai):
 
 
 def test_rescore_with_the_embedding_scorer_needs_no_llm(planted, db_url, fake_openai):
-    cli(*EXPLAIN, "--db", db_url)
+    assert cli(*EXPLAIN, "--db", db_url, ok=False).exit_code == 3  # simulations fail on the judge's answers
     before = fake_openai.requests
     cli("rescore", *BASE, "--scorer", "embedding", "--db", db_url)
     assert fake_openai.requests == before

@@ -277,6 +277,9 @@ class RunInfo(Out):
     finished_at: str | None
     heartbeat_at: str | None
     duration_s: float | None
+    dry_run: bool  # an estimate only: nothing was explained
+    exit_code: int | None  # what the command exited (or would exit) with: docs/running.md
+    reason: str | None  # why it stopped early or failed
     done: int | None
     failed: int | None
     skipped: int | None

@@ -9,9 +9,9 @@ import click
 
 from autointerp.cli.formatting import FORMATS, emit
 from autointerp.cli.options import db_option, user_errors
+from autointerp.cli.run_exit import run_and_report
 from autointerp.pipeline.compare import compare_explainers, compare_methods, parse_method_list
 from autointerp.pipeline.options import ExplainOptions, OptionsError, RescoreOptions
-from autointerp.pipeline.summary import print_run_summary
 from autointerp.settings import get_settings
 from explainer import EVIDENCE_CHOICES
 from explainer import FORMATS as EXPLAIN_FORMATS
@@ -47,6 +47,9 @@ simulator_options = [
 ]
 
 
+fail_fast_option = click.option(
+    "--fail-fast", type=click.IntRange(0), default=5, show_default=True,
+    help="Stop the run as failed (exit 4) when its first N features all fail the same way (0: never).")
 calibrate_option = click.option(
     "--calibrate", is_flag=True,
     help="Fit a linear calibration of the simulation on the valid split and also store calibrated r² and absolute "
@@ -98,15 +101,18 @@ def _apply(options):
 @click.option("--request-timeout", type=click.FloatRange(0.1), default=60.0, show_default=True,
               help="Seconds before an explainer request is abandoned (and retried).")
 @click.option("--dry-run", is_flag=True, help="Estimate requests, tokens and cost; call nothing.")
-@click.option("--retry-failed", is_flag=True, help="Redo features recorded as failed under this configuration.")
+@click.option("--retry-failed", is_flag=True,
+              help="Redo every feature recorded as failed under this configuration (those that failed on the "
+                   "endpoint are redone without it).")
+@fail_fast_option
 @_apply(scorer_options)
 @_apply(simulator_options)
 @db_option
 @user_errors(*CLI_ERRORS)
 def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates, polarity, budget_usd, request_timeout,
-            dry_run, retry_failed, simulator, simulator_base_url, concurrency, device, no_sanity, seed, executor,
-            ray_address, workers, lease_seconds, db_url, evidence="activations", calibrate=False, scorers="simulation",
-            scorer_llm=None, scorer_base_url=None, scorer_examples=5) -> None:
+            dry_run, retry_failed, fail_fast, simulator, simulator_base_url, concurrency, device, no_sanity, seed,
+            executor, ray_address, workers, lease_seconds, db_url, evidence="activations", calibrate=False,
+            scorers="simulation", scorer_llm=None, scorer_base_url=None, scorer_examples=5) -> None:
     """Explain, simulate and score every selected feature of a layer, as one resumable run.
 
     Each feature is explained from its train records, the best of --n-candidates is chosen on the valid
@@ -130,7 +136,8 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
                           fmt=fmt, n_candidates=n_candidates, polarity=polarity, budget_usd=budget_usd,
                           request_timeout_s=request_timeout, retry_failed=retry_failed, dry_run=dry_run,
                           simulator=simulator, simulator_base_url=_urls(simulator_base_url), concurrency=concurrency,
-                          device=device, sanity=not no_sanity, seed=seed, evidence=evidence, calibrate=calibrate)
+                          device=device, sanity=not no_sanity, seed=seed, evidence=evidence, calibrate=calibrate,
+                          fail_fast=fail_fast)
     opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
     opts.scorer_base_url = scorer_base_url or opts.base_url
     opts.judge_spec()  # an unknown scorer name is an error before any work
@@ -141,24 +148,24 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
     if executor == "ray":
         from autointerp.executors.ray_batch import RayJob, run_explain_on_ray
 
-        run_id = run_explain_on_ray(db, opts, RayJob(ray_address, workers, lease_seconds),
-                                    show_progress=sys.stderr.isatty())
+        run_and_report(db, lambda: run_explain_on_ray(db, opts, RayJob(ray_address, workers, lease_seconds),
+                                                      show_progress=sys.stderr.isatty()))
     else:
-        run_id = run_explain(db, opts, show_progress=sys.stderr.isatty())
-    print_run_summary(db, run_id)
+        run_and_report(db, lambda: run_explain(db, opts, show_progress=sys.stderr.isatty()))
 
 
 @click.command("rescore")
 @_apply(feature_options)
 @click.option("--explainer", default=None, help="Only explanations by this explainer spec.")
 @calibrate_option
+@fail_fast_option
 @_apply(scorer_options)
 @_apply(simulator_options)
 @db_option
 @user_errors(*CLI_ERRORS)
 def rescore(model, layer, sae, features, explainer, simulator, simulator_base_url, concurrency, device, no_sanity,
             seed, executor, ray_address, workers, lease_seconds, db_url, calibrate=False, scorers="simulation",
-            scorer_llm=None, scorer_base_url=None, scorer_examples=5) -> None:
+            scorer_llm=None, scorer_base_url=None, scorer_examples=5, fail_fast=5) -> None:
     """Score existing explanations of a layer with another simulator or other scorers; old scores stay beside the
     new ones. With --scorer, only explanations lacking that scorer's scores are scored.
 
@@ -173,7 +180,8 @@ def rescore(model, layer, sae, features, explainer, simulator, simulator_base_ur
     opts = RescoreOptions(model=model, layer=layer, sae=sae, features=features, explainer=explainer,
                           simulator=simulator,
                           simulator_base_url=_urls(simulator_base_url) or get_settings().openai_base_url,
-                          concurrency=concurrency, device=device, sanity=not no_sanity, seed=seed, calibrate=calibrate)
+                          concurrency=concurrency, device=device, sanity=not no_sanity, seed=seed, calibrate=calibrate,
+                          fail_fast=fail_fast)
     opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
     opts.scorer_base_url = scorer_base_url or get_settings().openai_base_url
     opts.judge_spec()  # an unknown scorer, or detection/fuzzing without a judge, is an error before any work
@@ -181,11 +189,10 @@ def rescore(model, layer, sae, features, explainer, simulator, simulator_base_ur
     if executor == "ray":
         from autointerp.executors.ray_batch import RayJob, run_rescore_on_ray
 
-        run_id = run_rescore_on_ray(db, opts, RayJob(ray_address, workers, lease_seconds),
-                                    show_progress=sys.stderr.isatty())
+        run_and_report(db, lambda: run_rescore_on_ray(db, opts, RayJob(ray_address, workers, lease_seconds),
+                                                      show_progress=sys.stderr.isatty()))
     else:
-        run_id = run_rescore(db, opts, show_progress=sys.stderr.isatty())
-    print_run_summary(db, run_id)
+        run_and_report(db, lambda: run_rescore(db, opts, show_progress=sys.stderr.isatty()))
 
 
 @click.command("compare")

@@ -8,17 +8,22 @@ import click
 from activations.vocab import RunKind
 from autointerp.cli.formatting import FORMATS, emit
 from autointerp.cli.options import db_option
+from autointerp.pipeline.exit_codes import exit_meaning
 from storage.db import Database
 from storage.runs import list_runs
 
-TABLE_COLUMNS = ("id", "kind", "status", "started", "duration", "done", "failed", "skipped", "requests", "tokens",
-                 "cost_usd")
+TABLE_COLUMNS = ("id", "kind", "status", "exit", "started", "duration", "done", "failed", "skipped", "requests",
+                 "tokens", "cost_usd", "reason")
+REASON_CHARS = 80  # the whole reason is in --format json
 
 
 def _table_row(run: dict) -> dict:
-    duration = run["duration_s"]
+    duration, reason, code = run["duration_s"], run["reason"] or "", run["exit_code"]
     return {**run, "started": (run["started_at"] or "")[:19].replace("T", " "),
-            "duration": None if duration is None else f"{duration:.1f}s"}
+            "kind": f"{run['kind']} (dry run)" if run["dry_run"] else run["kind"],
+            "exit": None if code is None else f"{code} {exit_meaning(code)}",
+            "duration": None if duration is None else f"{duration:.1f}s",
+            "reason": reason if len(reason) <= REASON_CHARS else reason[:REASON_CHARS - 1] + "…"}
 
 
 @click.command("runs")
@@ -28,8 +33,8 @@ def _table_row(run: dict) -> dict:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
 @db_option
 def runs(kind: str | None, limit: int, fmt: str, db_url: str) -> None:
-    """List past runs, newest first: id, kind, status, start, duration, features done/failed/skipped,
-    LLM requests, tokens and cost.
+    """List past runs, newest first: id, kind (dry runs say so), status, exit code, start, duration, features
+    done/failed/skipped, LLM requests, tokens, cost, and why a run stopped early or failed.
 
     A run still marked running whose process stopped sending heartbeats (killed, machine lost) is shown as
     stale.

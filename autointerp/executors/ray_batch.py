@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from activations.vocab import OutcomeStatus, RunKind
+from activations.vocab import FailureKind, OutcomeStatus, RunKind
 from autointerp.executors.batch_worker import BatchWorker, WorkSpec
 from autointerp.executors.cluster import alive_nodes, connect
 from autointerp.executors.ledger import JobLedger, JobTotals
@@ -157,8 +157,10 @@ def run_explain_on_ray(db: Database, opts: ExplainOptions, job: RayJob, *, show_
     def recount(stats: RunStats) -> None:
         with db.session() as session:
             statuses = outcome_store.finished_features(session, [f.id for f in todo], chash)
-        stats.done = sum(1 for status in statuses.values() if status == OutcomeStatus.OK)
+        stats.done = sum(1 for finished in statuses.values() if finished.status == OutcomeStatus.OK)
         stats.failed = len(statuses) - stats.done
+        stats.input_failures = sum(1 for finished in statuses.values() if finished.failure_kind == FailureKind.INPUT)
+        stats.endpoint_failures = sum(1 for finished in statuses.values() if finished.redo(retry_failed=False))
 
     run_config = {**opts.as_dict(), "config_hash": chash, "executor": "ray", "workers": job.workers}
     return _run_job(db, RunKind.EXPLAIN, run_config, job, total=len(features), skipped=len(features) - len(todo),

@@ -1,5 +1,5 @@
 """What every batch run needs before it starts: the selected features of a layer (with a clear error when
-they are not in the database), and where the response cache lives."""
+they are not in the database), where the response cache lives, and clients that can authorise a request."""
 
 from __future__ import annotations
 
@@ -58,3 +58,12 @@ def check_selection(db: Database, opts: BatchOptions) -> None:
     """Raise OptionsError when the options' features are not in the database (before any run row exists)."""
     with db.session() as session:
         select_features(session, opts.model, opts.layer, opts.sae, opts.features)
+
+
+def check_credentials(*clients: object) -> None:
+    """OptionsError naming the first client that could not authorise any request (an openai: spec calling
+    api.openai.com without OPENAI_API_KEY), so a run stops before its first feature, not once per feature."""
+    for client in clients:
+        problem = getattr(client, "credentials_problem", lambda: None)()
+        if problem is not None:
+            raise OptionsError(problem)

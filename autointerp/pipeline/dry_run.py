@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from activations.records import FeatureRecords
-from activations.vocab import DataSplit, OutcomeStatus
+from activations.vocab import DataSplit
 from autointerp.pipeline.context import select_features
 from autointerp.pipeline.explain_run import check_logits_stored
 from autointerp.pipeline.feature_work import example_input
@@ -30,8 +30,7 @@ def estimate(db: Database, opts: ExplainOptions) -> dict:
     with db.session() as session:
         features = select_features(session, opts.model, opts.layer, opts.sae, opts.features)
         finished = outcome_store.finished_features(session, [f.id for f in features], repo.config_hash(config))
-        redo = {OutcomeStatus.FAILED} if opts.retry_failed else set()
-        pending = [f for f in features if finished.get(f.id) is None or finished[f.id] in redo]
+        pending = [f for f in features if f.id not in finished or finished[f.id].redo(opts.retry_failed)]
         check_logits_stored(opts, pending)
         records = [record_store.load_feature_records(session, f) for f in pending]
         # The logit lens goes into the prompt with --evidence activations+logits, so it is counted too.

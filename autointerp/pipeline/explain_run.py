@@ -14,8 +14,9 @@ from activations.records import FeatureRecords
 from activations.vocab import OutcomeStatus, RunKind, ScorerName
 from autointerp.pipeline.bounded import bounded
 from autointerp.pipeline.collector import batch_collector
-from autointerp.pipeline.context import llm_cache_path, select_features
+from autointerp.pipeline.context import check_credentials, llm_cache_path, select_features
 from autointerp.pipeline.db_threads import ChunkedReads, DatabaseThreads
+from autointerp.pipeline.fail_fast import FailFast
 from autointerp.pipeline.feature_work import FeatureOutcome, explain_and_score
 from autointerp.pipeline.finishing import finish_batch
 from autointerp.pipeline.interrupts import sigterm_interrupts
@@ -33,7 +34,7 @@ from simulator.factory import make_simulator
 from storage import outcome_store, record_store
 from storage import repository as repo
 from storage.db import Database
-from storage.schema import Feature
+from storage.schema import Explanation, Feature
 
 # Runs inside a feature's save transaction before anything is written; raising aborts the save (a distributed
 # worker checks there that it still holds the feature's lease).
@@ -41,17 +42,38 @@ SaveGuard = Callable[[Session, int], None]
 LOAD_CHUNK = 32  # features whose records are read in one query, the next chunk ahead of the explainer
 
 
+def _store_candidates(session: Session, feature: repo.FeatureRef, outcome: FeatureOutcome, config: dict,
+                      run_id: int) -> list[Explanation] | None:
+    """The outcome's candidates stored, replacing a failed earlier try of this configuration (the plan only
+    schedules a failed feature again when it is to be redone); None when another run stored a usable result
+    first."""
+    def store() -> list[Explanation] | None:
+        return outcome_store.store_candidates(session, feature, outcome.candidates, config=config, run_id=run_id,
+                                              selected=outcome.selected)
+
+    rows = store()
+    if rows is not None:
+        return rows
+    chash = repo.config_hash(config)
+    earlier = outcome_store.finished_features(session, [feature.id], chash).get(feature.id)
+    if earlier is None or earlier.status != OutcomeStatus.FAILED:
+        return None
+    outcome_store.forget_feature_results(session, feature.id, chash)
+    return store()
+
+
 def _save_outcome(db: Database, feature: repo.FeatureRef, outcome: FeatureOutcome, opts: ExplainOptions,
-                  config: dict, run_id: int, retry: bool, guard: SaveGuard | None = None) -> None:
+                  config: dict, run_id: int, guard: SaveGuard | None = None) -> bool:
+    """Store one feature's outcome in one transaction; False when another run had stored it first (nothing of
+    this run's is written then)."""
     with db.session() as session, session.begin():
         if guard is not None:
             guard(session, feature.id)
-        if retry:
-            outcome_store.forget_feature_results(session, feature.id, repo.config_hash(config))
-        rows = outcome_store.store_candidates(session, feature, outcome.candidates, config=config, run_id=run_id,
-                                              selected=outcome.selected)
+        rows = _store_candidates(session, feature, outcome, config, run_id)
+        if rows is None:
+            return False
         if outcome.selected is None or outcome.test is None:
-            return
+            return True
         chosen = next(r for r in rows if r.candidate == outcome.selected)
         if outcome.valid_scores:
             chosen.params = {**(chosen.params or {}), "valid_ev_correlation": outcome.valid_scores}
@@ -59,10 +81,12 @@ def _save_outcome(db: Database, feature: repo.FeatureRef, outcome: FeatureOutcom
         simulation = outcome_store.store_simulation(
             session, chosen, feature, simulator=opts.simulator, config={"simulator": opts.simulator, "split": "test"},
             records=data.records if data else [], simulations=test.simulations, failure=test.failure, run_id=run_id,
+            failure_kind=test.failure_kind,
         )
         if test.simulations is not None:
             outcome_store.store_scores(session, chosen, feature, simulation, test.scores, simulator=opts.simulator,
                                        run_id=run_id)
+        return True
 
 
 def _load_many(db: Database, feature_ids: Sequence[int]) -> dict[int, FeatureRecords]:
@@ -76,18 +100,21 @@ def _scored_explanations(db: Database, feature_ids: list[int], config: dict) -> 
 
 
 def make_clients(db: Database, opts: ExplainOptions) -> tuple[LLMClient, Simulator]:
-    """The explainer's client and the simulator an explain run uses."""
+    """The explainer's client and the simulator an explain run uses; OptionsError when one of them could not
+    authorise a single request (no API key), before any feature is tried."""
     client = make_client(opts.explainer, base_url=opts.base_url, concurrency=opts.concurrency,
                          cache_path=llm_cache_path(db), device=opts.device, timeout_s=opts.request_timeout_s)
     simulator = make_simulator(opts.simulator, base_url=opts.simulator_base_url or opts.base_url, device=opts.device,
                                concurrency=opts.concurrency, cache_path=llm_cache_path(db))
+    check_credentials(client, getattr(simulator, "client", None))
     return client, simulator
 
 
 async def explain_feature(db: Database, store: DatabaseThreads, opts: ExplainOptions, client: LLMClient,
                           simulator: Simulator, feature: Feature, config: dict, run_id: int, stats: RunStats,
-                          records: FeatureRecords, guard: SaveGuard | None = None) -> None:
-    """Explain, simulate, score and store one feature's `records` (one transaction), counting it in `stats`."""
+                          records: FeatureRecords, guard: SaveGuard | None = None) -> FeatureOutcome | None:
+    """Explain, simulate, score and store one feature's `records` (one transaction), counting it in `stats`;
+    returns the outcome, None when another run stored the feature first."""
     # Dead features come back failed from the explainer (nothing above zero) without an LLM call.
     outcome = await explain_and_score(
         records, client, simulator, fmt=opts.fmt, n_candidates=opts.n_candidates, polarity=opts.polarity,
@@ -96,12 +123,10 @@ async def explain_feature(db: Database, store: DatabaseThreads, opts: ExplainOpt
         output_logits=(feature.extra or {}).get("logits", {}) if opts.with_logits() else None,
         calibrate=opts.calibrate,
     )
-    await store.write(_save_outcome, db, repo.FeatureRef(feature.id, feature.model_id, feature.layer), outcome, opts,
-                      config, run_id, opts.retry_failed, guard)
-    if outcome.failure:
-        stats.record_failure(feature.index, outcome.failure)
-    else:
-        stats.done += 1
+    written = await store.write(_save_outcome, db, repo.FeatureRef(feature.id, feature.model_id, feature.layer),
+                                outcome, opts, config, run_id, guard)
+    stats.record_outcome(feature.index, written, outcome.failure, outcome.failure_kind)
+    return outcome if written else None
 
 
 def make_explain_scorers(db: Database, opts: ExplainOptions, client: LLMClient, simulator: Simulator) -> RunScorers:
@@ -130,7 +155,9 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
                features: list[Feature], config: dict, all_feature_ids: list[int]) -> None:
     client, simulator = make_clients(db, opts)
     run_scorers = make_explain_scorers(db, opts, client, simulator)
-    budget_hit = asyncio.Event()
+    check_credentials(run_scorers.owned_judge)
+    stop = asyncio.Event()  # the budget is spent, or --fail-fast: no new feature starts
+    fail_fast = FailFast(opts.fail_fast)
     simulator_client = getattr(simulator, "client", None)
     stats = record.stats
 
@@ -145,26 +172,30 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
 
     async def work(store: DatabaseThreads, records: ChunkedReads[int, FeatureRecords], position: int) -> None:
         feature = features[position]
-        if budget_hit.is_set():
+        if stop.is_set():
             return
         try:
             feature_records = await records.get(position)
             if feature_records is None:  # _load_many reads every feature it is given
                 raise LookupError(f"feature {feature.index}: its records were not read")
-            await explain_feature(db, store, opts, client, simulator, feature, config, record.run_id, stats,
-                                  feature_records)
+            outcome = await explain_feature(db, store, opts, client, simulator, feature, config, record.run_id,
+                                            stats, feature_records)
+            reason = fail_fast.observe(outcome.failure, outcome.failure_kind) if outcome is not None else None
+            if reason is not None:
+                stats.fail_run(reason)
+                stop.set()
         finally:
             await refresh(store)
             if opts.budget_usd is not None and stats.cost_usd >= opts.budget_usd:
-                if not budget_hit.is_set():
+                if not stop.is_set():
                     stats.stopped_reason = f"budget of ${opts.budget_usd} reached"
-                budget_hit.set()
+                stop.set()
 
     try:
         with DatabaseThreads() as store:
             records = ChunkedReads(store, partial(_load_many, db), [f.id for f in features], LOAD_CHUNK)
             await bounded(len(features), opts.concurrency, partial(work, store, records))
-            if not budget_hit.is_set():
+            if not stop.is_set():
                 await finishing_passes(db, store, opts, simulator, run_scorers, all_feature_ids, config,
                                        record.run_id, stats)
             await refresh(store, force=True)
@@ -200,15 +231,14 @@ class ExplainPlan:
 
 
 def plan_explain(db: Database, opts: ExplainOptions) -> ExplainPlan:
-    """The features to explain (finished ones skipped; failed ones too unless `retry_failed`), checked for the
-    evidence the prompt needs; shared by the local and the distributed run."""
+    """The features to explain (finished ones skipped; failed ones too unless they failed on the endpoint or
+    `retry_failed`), checked for the evidence the prompt needs; shared by the local and the distributed run."""
     config = opts.explain_config(PROMPT_VERSIONS[opts.fmt])
     chash = repo.config_hash(config)
     with db.session() as session:
         features = select_features(session, opts.model, opts.layer, opts.sae, opts.features)
         finished = outcome_store.finished_features(session, [f.id for f in features], chash)
-    redo = {OutcomeStatus.FAILED} if opts.retry_failed else set()
-    todo = [f for f in features if finished.get(f.id) is None or finished[f.id] in redo]
+    todo = [f for f in features if f.id not in finished or finished[f.id].redo(opts.retry_failed)]
     check_logits_stored(opts, todo)
     return ExplainPlan(config, chash, features, todo)
 

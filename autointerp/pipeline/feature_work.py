@@ -13,10 +13,18 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from activations.records import ActivationRecord, FeatureRecords
-from activations.vocab import ClassificationSubset, DataSplit, OutcomeStatus, Polarity, SampleKind, ScoreRole
+from activations.vocab import (
+    ClassificationSubset,
+    DataSplit,
+    FailureKind,
+    OutcomeStatus,
+    Polarity,
+    SampleKind,
+    ScoreRole,
+)
 from autointerp.pipeline.calibrated import calibrated_scores
 from explainer import ExplanationResult, explain
-from llm_client.base import LLMClient
+from llm_client.base import LLMClient, LLMError
 from scorer import Example, ExampleSet, ScoredRecord, ScoreValue, score_ev_correlation, score_records
 from scorer.examples import EXAMPLE_TOKENS, FIRING_LEVEL, peak_span, peak_start, quiet_spans
 from simulator.base import SequenceSimulation, SimulationError, Simulator
@@ -43,6 +51,7 @@ class SimulationOutcome:
     simulations: list[SequenceSimulation] | None
     failure: str | None
     scores: list[ScoreValue] = field(default_factory=list)
+    failure_kind: FailureKind | None = None
 
 
 @dataclass
@@ -60,6 +69,18 @@ class FeatureOutcome:
             return "; ".join(sorted(reasons)) or "no usable explanation"
         if self.test is not None and self.test.failure:
             return f"simulation failed: {self.test.failure}"
+        return None
+
+    @property
+    def failure_kind(self) -> FailureKind | None:
+        """ENDPOINT when any part failed on the endpoint; INPUT when nothing could be sent; else ANSWER."""
+        if self.selected is None:
+            kinds = {c.failure_kind for c in self.candidates}
+            if FailureKind.ENDPOINT in kinds:
+                return FailureKind.ENDPOINT
+            return FailureKind.INPUT if kinds == {FailureKind.INPUT} else FailureKind.ANSWER
+        if self.test is not None and self.test.failure:
+            return self.test.failure_kind
         return None
 
 
@@ -149,11 +170,14 @@ def example_input(feature: FeatureRecords, polarity: str, neighbours: Sequence[N
 
 async def simulate(simulator: Simulator, explanation: str, data: ScoringInput) -> SimulationOutcome:
     if not data.records:
-        return SimulationOutcome(None, "no top or random records in this split to simulate")
+        return SimulationOutcome(None, "no top or random records in this split to simulate",
+                                 failure_kind=FailureKind.INPUT)
     try:
         sims = await simulator.simulate(explanation, data.tokens)
     except SimulationError as exc:
-        return SimulationOutcome(None, exc.reason)
+        cause = exc.__cause__
+        kind = FailureKind.ENDPOINT if isinstance(cause, LLMError) and cause.endpoint else FailureKind.ANSWER
+        return SimulationOutcome(None, exc.reason, failure_kind=kind)
     return SimulationOutcome(sims, None)
 
 

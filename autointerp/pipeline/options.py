@@ -50,6 +50,7 @@ class BatchOptions:
     device: str = "auto"
     sanity: bool = True  # also score another feature's explanation (the shuffled baseline)
     seed: int = 0
+    fail_fast: int = 5  # stop as failed when the first this many features all fail the same way (0: never)
     # Scorers (comma-separated ScorerName values). Not part of the explain config hash: a rerun with more scorers
     # fills in the missing scores of the explanations already made instead of explaining again.
     scorers: str = ScorerName.SIMULATION.value

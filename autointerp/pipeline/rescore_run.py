@@ -15,8 +15,9 @@ from activations.vocab import DataSplit, RunKind, ScoreMethod, ScorerName, Score
 from autointerp.pipeline.bounded import bounded
 from autointerp.pipeline.calibrated import calibrated_scores
 from autointerp.pipeline.collector import batch_collector
-from autointerp.pipeline.context import llm_cache_path, select_features
+from autointerp.pipeline.context import check_credentials, llm_cache_path, select_features
 from autointerp.pipeline.db_threads import DatabaseThreads
+from autointerp.pipeline.fail_fast import FailFast
 from autointerp.pipeline.feature_work import ScoringInput, SimulationOutcome, score, scoring_input, simulate
 from autointerp.pipeline.finishing import finish_batch
 from autointerp.pipeline.interrupts import sigterm_interrupts
@@ -76,6 +77,7 @@ def _save(db: Database, opts: RescoreOptions, target: _Target, outcome: Simulati
         simulation = outcome_store.store_simulation(
             session, explanation, feature, simulator=opts.simulator, config=_simulation_config(opts),
             records=target.data.records, simulations=outcome.simulations, failure=outcome.failure, run_id=run_id,
+            failure_kind=outcome.failure_kind,
         )
         if outcome.simulations is not None:
             outcome_store.store_scores(session, explanation, feature, simulation,
@@ -92,13 +94,14 @@ def make_rescore_tools(db: Database, opts: RescoreOptions) -> tuple[Simulator | 
         opts.scorer_names(), opts.judge_spec(), judge_base_url=opts.scorer_base_url, concurrency=opts.concurrency,
         device=opts.device, cache_path=llm_cache_path(db), per_prompt=opts.scorer_examples, seed=opts.seed,
         simulator=simulator)
+    check_credentials(getattr(simulator, "client", None), run_scorers.owned_judge)
     return simulator, run_scorers
 
 
 async def rescore_explanation(db: Database, store: DatabaseThreads, opts: RescoreOptions, simulator: Simulator,
                               explanation_id: int, run_id: int, stats: RunStats, *, calibrate_only: bool = False,
-                              guard: Callable[[Session], None] | None = None) -> None:
-    """Simulate, score and store one explanation (one transaction), counted in `stats`."""
+                              guard: Callable[[Session], None] | None = None) -> SimulationOutcome:
+    """Simulate, score and store one explanation (one transaction), counted in `stats`; returns the outcome."""
     target = await store.read(_load, db, explanation_id)
     outcome = await simulate(simulator, target.text, target.data)
     calibrated = await calibrated_scores(
@@ -106,9 +109,10 @@ async def rescore_explanation(db: Database, store: DatabaseThreads, opts: Rescor
         seed=opts.seed) if opts.calibrate and outcome.simulations is not None else []
     await store.write(_save, db, opts, target, outcome, run_id, calibrated, calibrate_only, guard)
     if outcome.failure:
-        stats.record_failure(target.feature_index, f"simulation failed: {outcome.failure}")
+        stats.record_failure(target.feature_index, f"simulation failed: {outcome.failure}", outcome.failure_kind)
     else:
         stats.done += 1
+    return outcome
 
 
 async def rescore_finishing_passes(db: Database, store: DatabaseThreads, opts: RescoreOptions,
@@ -130,12 +134,18 @@ async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, displa
                    explanation_ids: list[int], all_ids: list[int], simulated_before: set[int] | None = None) -> None:
     simulator, run_scorers = make_rescore_tools(db, opts)
     stats = record.stats
+    fail_fast = FailFast(opts.fail_fast)
 
     async def one(store: DatabaseThreads, position: int) -> None:
         assert simulator is not None
+        if stats.run_failed:
+            return
         explanation_id = explanation_ids[position]
-        await rescore_explanation(db, store, opts, simulator, explanation_id, record.run_id, stats,
-                                  calibrate_only=explanation_id in (simulated_before or set()))
+        outcome = await rescore_explanation(db, store, opts, simulator, explanation_id, record.run_id, stats,
+                                            calibrate_only=explanation_id in (simulated_before or set()))
+        reason = fail_fast.observe(outcome.failure, outcome.failure_kind)
+        if reason is not None:
+            stats.fail_run(reason)
         display.show_stats(stats)
         if record.save_due():
             record.details["endpoints"] = endpoint_stats_of(getattr(simulator, "client", None))
@@ -146,7 +156,8 @@ async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, displa
             if simulator is not None:
                 await bounded(len(explanation_ids), opts.concurrency, partial(one, store))
                 record.details["endpoints"] = endpoint_stats_of(getattr(simulator, "client", None))
-            await rescore_finishing_passes(db, store, opts, simulator, run_scorers, all_ids, record.run_id, stats)
+            if not stats.run_failed:
+                await rescore_finishing_passes(db, store, opts, simulator, run_scorers, all_ids, record.run_id, stats)
             display.show_stats(stats)
     finally:
         await run_scorers.aclose()

@@ -1,20 +1,28 @@
 """A run's database record while it goes: the row (created here, or adopted by id when the API made it),
 a heartbeat every few seconds from a thread of its own (so a run that died silently shows as stale), the
 stats mirrored as they change, and on exit the status the way it ended implies: done, stopped (budget),
-interrupted (Ctrl-C or SIGTERM) or failed (with the error)."""
+interrupted (Ctrl-C or SIGTERM: then RunInterrupted is raised, carrying the run id) or failed (--fail-fast, or
+an error), with the exit code the command ends with (exit_codes)."""
 
 from __future__ import annotations
 
 import threading
 import time
+from signal import Signals
 from types import TracebackType
 
 from activations.vocab import RunStatus
+from autointerp.pipeline import exit_codes
+from autointerp.pipeline.interrupts import RunInterrupted, interrupting_signal
 from autointerp.pipeline.run_stats import RunStats
 from storage import runs
 from storage.db import Database
 
 SAVE_EVERY_S = 1.0
+
+
+def signal_name(signum: int) -> str:
+    return "Ctrl-C" if signum == Signals.SIGINT else Signals(signum).name
 
 
 class RunRecord:
@@ -61,13 +69,29 @@ class RunRecord:
                  _tb: TracebackType | None) -> None:
         self._stop.set()
         self._heart.join()
-        if exc_type is None:
-            status = RunStatus.STOPPED if self.stats.stopped_reason else RunStatus.DONE
-        elif issubclass(exc_type, KeyboardInterrupt):
-            status = RunStatus.INTERRUPTED
-            self.stats.stopped_reason = self.stats.stopped_reason or "interrupted (Ctrl-C or SIGTERM)"
-        else:
-            status = RunStatus.FAILED
-            self.stats.stopped_reason = f"{exc_type.__name__}: {exc}"[:1000]
+        stats = self.stats
+        status = self._status(exc_type, exc)
         with self.db.session() as session, session.begin():
             runs.finish_run(session, self.run_id, status, self._stats_dict())
+        if status == RunStatus.INTERRUPTED and not isinstance(exc, RunInterrupted):
+            raise RunInterrupted(self.run_id, stats.exit_code or exit_codes.interrupted(interrupting_signal())) \
+                from exc
+
+    def _status(self, exc_type: type[BaseException] | None, exc: BaseException | None) -> RunStatus:
+        """How the run ended, with its stopped reason and exit code set in the stats."""
+        stats = self.stats
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            signum = interrupting_signal()
+            stats.stopped_reason = stats.stopped_reason or f"interrupted ({signal_name(signum)})"
+            stats.exit_code = exit_codes.interrupted(signum)
+            return RunStatus.INTERRUPTED
+        if exc_type is not None:
+            stats.stopped_reason = f"{exc_type.__name__}: {exc}"[:1000]
+            stats.exit_code = exit_codes.ERROR
+            return RunStatus.FAILED
+        if stats.run_failed:
+            stats.exit_code = exit_codes.RUN_FAILED
+            return RunStatus.FAILED
+        # A dead feature fails on every run: it is counted, but says nothing about this one.
+        stats.exit_code = exit_codes.SOME_FAILED if stats.failed > stats.input_failures else exit_codes.ALL_DONE
+        return RunStatus.STOPPED if stats.stopped_reason else RunStatus.DONE

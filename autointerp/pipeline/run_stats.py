@@ -5,13 +5,18 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
+from activations.vocab import FailureKind
+
 
 @dataclass
 class RunStats:
     total: int = 0
-    done: int = 0
+    done: int = 0  # explained (or scored) and stored by this run
     skipped: int = 0  # finished in an earlier run of the same configuration
+    finished_elsewhere: int = 0  # done by this run too, but another run stored its result first: not this run's
     failed: int = 0
+    endpoint_failures: int = 0  # of the failed, those that failed on the endpoint (a rerun tries them again)
+    input_failures: int = 0  # of the failed, those with nothing fit to send (dead features): no LLM call
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
@@ -21,6 +26,8 @@ class RunStats:
     llm_failures: int = 0
     cache_hits: int = 0
     stopped_reason: str | None = None
+    run_failed: bool = False  # stopped early as failed (--fail-fast): stopped_reason says why
+    exit_code: int | None = None  # what the command exits with (autointerp.pipeline.exit_codes), set at the end
     failures: dict[str, str] = field(default_factory=dict)  # feature index -> reason (first 200 kept)
     started: float = field(default_factory=time.monotonic)
 
@@ -42,10 +49,25 @@ class RunStats:
         self.llm_failures = int(stats.get("failures", 0))
         self.cache_hits = int(stats.get("cache_hits", 0))
 
-    def record_failure(self, index: int, reason: str) -> None:
+    def record_failure(self, index: int, reason: str, kind: FailureKind | None = None) -> None:
         self.failed += 1
+        self.endpoint_failures += kind == FailureKind.ENDPOINT
+        self.input_failures += kind == FailureKind.INPUT
         if len(self.failures) < 200:
             self.failures[str(index)] = reason[:500]
+
+    def record_outcome(self, index: int, written: bool, failure: str | None, kind: FailureKind | None) -> None:
+        """Count one feature this run worked on: `written` False when another run stored its result first."""
+        if not written:
+            self.finished_elsewhere += 1
+        elif failure is not None:
+            self.record_failure(index, failure, kind)
+        else:
+            self.done += 1
+
+    def fail_run(self, reason: str) -> None:
+        """Stop the run as failed (it ends `failed`, exit code RUN_FAILED) for `reason`."""
+        self.stopped_reason, self.run_failed = reason, True
 
 
 def merge_llm_stats(stats: list[dict]) -> dict:

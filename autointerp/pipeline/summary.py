@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from activations.vocab import ScoreMethod, ScoringSubset
+from autointerp.pipeline.exit_codes import exit_meaning
 from storage.db import Database
 from storage.queries import run_scores
 from storage.runs import get_run
@@ -25,15 +26,22 @@ def print_run_summary(db: Database, run_id: int, *, top: int = 15, console: Cons
     own = [r["score"] for r in scores if r["score"] is not None]
     shuffled = [r["shuffled"] for r in scores if r["shuffled"] is not None]
     cost = f"${stats.get('cost_usd', 0):.4f}" if stats.get("cost_known", True) else "unknown (unpriced model)"
+    elsewhere = stats.get("finished_elsewhere", 0)
     console.print(
         f"[bold]run {run_id}[/] ({kind}, {status}): {stats.get('done', 0)} done, {stats.get('skipped', 0)} skipped "
-        f"(finished before), {stats.get('failed', 0)} failed of {stats.get('total', 0)}; "
+        f"(finished before), {f'{elsewhere} finished by another run, ' if elsewhere else ''}"
+        f"{stats.get('failed', 0)} failed of {stats.get('total', 0)}; "
         f"LLM requests {stats.get('llm_requests', 0)} (retries {stats.get('llm_retries', 0)}, cache hits "
         f"{stats.get('cache_hits', 0)}); tokens {stats.get('prompt_tokens', 0) + stats.get('completion_tokens', 0):,}; "
         f"cost {cost}; {stats.get('elapsed_s', 0):.1f}s"
     )
     if stats.get("stopped_reason"):
         console.print(f"[yellow]stopped early: {stats['stopped_reason']}[/]")
+    if stats.get("endpoint_failures"):
+        console.print(f"{stats['endpoint_failures']} of the failed features failed on the endpoint: a rerun tries "
+                      "them again (the other failures only with --retry-failed)")
+    if stats.get("exit_code") is not None:
+        console.print(f"exit code {stats['exit_code']} ({exit_meaning(stats['exit_code'])})")
     if own:
         line = f"ev_correlation (top_and_random): mean {statistics.fmean(own):.3f}, median {statistics.median(own):.3f}"
         if shuffled:
