@@ -8,6 +8,7 @@ import click
 from click.core import ParameterSource
 
 from autointerp.cli.collect import collect_command
+from autointerp.cli.errors import Command
 from autointerp.cli.options import db_option
 from autointerp.pipeline.options import ExplainOptions
 from autointerp.pipeline.summary import print_run_summary
@@ -24,7 +25,7 @@ def live_features(db: Database, model: str, layer: int, n: int) -> list[int]:
     return indices[::step][:n]
 
 
-@click.command("demo")
+@click.command("demo", cls=Command)
 @click.option("--model", default="gemma-3-270m", show_default=True,
               help="Subject model (an embedded name works offline).")
 @click.option("--layer", type=int, default=6, show_default=True, help="Layer whose MLP neurons to study.")

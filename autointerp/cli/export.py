@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
+from autointerp.cli.errors import Command
 from autointerp.cli.options import db_option
-from autointerp.export_writers import write_jsonl, write_neuron_records, write_parquet
 from storage.db import Database
 from storage.feature_documents import iter_feature_documents
 
 
-@click.command("export")
+@click.command("export", cls=Command)
 @click.option("--model", default=None, help="Only this subject model.")
 @click.option("--layer", type=int, default=None, help="Only this layer.")
 @click.option("--kind", type=click.Choice(["mlp_neuron", "sae_latent"]), default=None, help="Only this feature kind.")
@@ -32,6 +32,8 @@ def export(model, layer, kind, sae, fmt, out: Path, db_url) -> None:
       autointerp export --model gemma-3-270m --format parquet --out all.parquet
       autointerp export --layer 6 --kind mlp_neuron --format openai --out layer6_neuron_records.jsonl
     """
+    from autointerp.export_writers import write_jsonl, write_neuron_records, write_parquet  # pyarrow
+
     if not out.parent.exists():
         raise click.ClickException(f"--out: folder {out.parent} does not exist")
     db = Database(db_url)

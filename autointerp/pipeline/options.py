@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from activations.errors import UserError
 from activations.vocab import Polarity, ScorerName
 from explainer.prompts import EVIDENCE_CHOICES, LOGITS_VERSION
 from scorer.methods import parse_scorers
 
 
-class OptionsError(ValueError):
+class OptionsError(UserError):
     """An option value is unusable; the message says which and what to pass instead."""
 
 
