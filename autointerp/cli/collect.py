@@ -3,7 +3,6 @@ collection run (`autointerp.pipeline.collect_run`)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -127,7 +126,7 @@ def collect_command(
         collector = RayCollector(RayCollectJob(ray_address, workers, shards, folder), model_spec=model_spec,
                                  corpus_spec=corpus_spec, device=device, dtype=dtype, log=log)
     run_collect(db, model_spec, targets, corpus_spec, config, device=device, dtype=dtype, overwrite=overwrite,
-                show_progress=sys.stderr.isatty(), log=log, collector=collector)
+                show_progress=True, log=log, collector=collector)
 
 
 def _default_checkpoints(db: Database) -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 from click.core import ParameterSource
 
@@ -60,7 +58,7 @@ def demo(ctx: click.Context, model: str, layer: int, tokens: int, n_features: in
                 bold=True, err=True)
     opts = ExplainOptions(model=model, layer=layer, features=",".join(map(str, features)), explainer=explainer,
                           simulator=simulator, concurrency=2, base_url=get_settings().openai_base_url)
-    run_id = run_explain(db, opts, show_progress=sys.stderr.isatty())
+    run_id = run_explain(db, opts, show_progress=True)
     click.secho("3/3 results", bold=True, err=True)
     print_run_summary(db, run_id)
     # The hints name the database only when --db chose it (otherwise the same default applies to them).

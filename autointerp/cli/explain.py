@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
@@ -139,9 +138,9 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
         from autointerp.executors.ray_batch import RayJob, run_explain_on_ray
 
         run_id = run_explain_on_ray(db, opts, RayJob(ray_address, workers, lease_seconds),
-                                    show_progress=sys.stderr.isatty())
+                                    show_progress=True)
     else:
-        run_id = run_explain(db, opts, show_progress=sys.stderr.isatty())
+        run_id = run_explain(db, opts, show_progress=True)
     print_run_summary(db, run_id)
 
 
@@ -178,9 +177,9 @@ def rescore(model, layer, sae, features, explainer, simulator, simulator_base_ur
         from autointerp.executors.ray_batch import RayJob, run_rescore_on_ray
 
         run_id = run_rescore_on_ray(db, opts, RayJob(ray_address, workers, lease_seconds),
-                                    show_progress=sys.stderr.isatty())
+                                    show_progress=True)
     else:
-        run_id = run_rescore(db, opts, show_progress=sys.stderr.isatty())
+        run_id = run_rescore(db, opts, show_progress=True)
     print_run_summary(db, run_id)
 
 
