@@ -15,7 +15,9 @@ from sqlalchemy.engine import make_url
 
 from autointerp.cli import main
 from autointerp.cli.errors import Command
+from storage.db import Database
 from tests.conftest import POSTGRES_URL
+from tests.pipeline_data import fill_layer
 
 ROOT = Path(__file__).resolve().parents[1]
 MISSING_FOLDER_DB = "/nonexistent/dir/x.db"
@@ -78,10 +80,13 @@ def test_missing_postgres_database_is_one_line():
 
 @pytest.mark.parametrize("args, message", [
     (["rescore", "--layer", "6", "--scorer", "simulation,telepathy"], "--scorer: unknown scorer 'telepathy'"),
+    (["explain", "--model", "tiny-model", "--layer", "6", "--features", "9-2"],
+     "--features: range '9-2' runs backwards; write 2-9"),
     (["compare", "--layer", "6", "--methods", "ev_correlation"], "--methods needs at least two methods"),
     (["query", "--search", "x" * 300], "limit is 200"),
 ])
 def test_user_error_is_one_line_and_exit_1(args, message, sqlite_url):
+    fill_layer(Database(sqlite_url), 2)
     assert message in _one_error_line(_cli(*args, "--db", sqlite_url))
 
 
