@@ -7,8 +7,9 @@ Each command runs in a fresh Python process, the two ways alternating so both se
   lazy (torch, scipy, faiss, pyarrow, FastAPI and the autointerp modules built on them): the old cost.
 
 Commands: `--help`, `query --help`, `query` and `runs` on an empty SQLite database (created and migrated
-before timing, so no run pays for the migration). Figures are the median wall time of --repeat runs each, in
-seconds, from process start to exit.
+before timing, so no run pays for the migration). Figures are medians of --repeat runs each, in seconds from
+process start to exit: `<command>_s_<way>` wall time, `<command>_cpu_s_<way>` the process's CPU time (user +
+system), which a busy machine inflates much less.
 
     .venv/bin/python benchmarks/cli_startup.py [--repeat 5]
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,13 +40,18 @@ def _command(way: str, args: list[str]) -> list[str]:
     return [sys.executable, "-c", prelude + RUN_MAIN, *args]
 
 
-def _seconds(argv: list[str], env: dict[str, str]) -> float:
+def _seconds(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one run: on a shared machine the wall time grows with
+    the load, the CPU time much less."""
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv[3:])} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return elapsed
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    return elapsed, cpu
 
 
 def main() -> None:
@@ -59,14 +66,15 @@ def main() -> None:
                  "runs": ["runs", "--db", db]}
         figures: dict[str, float] = {}
         for name, args in cases.items():
-            times: dict[str, list[float]] = {"lazy": [], "eager": []}
+            runs: dict[str, list[tuple[float, float]]] = {"lazy": [], "eager": []}
             for _ in range(repeat):
                 for way in ("lazy", "eager"):
-                    times[way].append(_seconds(_command(way, args), env))
+                    runs[way].append(_seconds(_command(way, args), env))
             for way in ("eager", "lazy"):
-                figures[f"{name}_s_{way}"] = round(statistics.median(times[way]), 3)
-            print(f"{name:12s} eager {figures[f'{name}_s_eager']:6.3f} s   "
-                  f"lazy {figures[f'{name}_s_lazy']:6.3f} s")
+                figures[f"{name}_s_{way}"] = round(statistics.median(wall for wall, _ in runs[way]), 3)
+                figures[f"{name}_cpu_s_{way}"] = round(statistics.median(cpu for _, cpu in runs[way]), 3)
+            print(f"{name:12s} eager {figures[f'{name}_s_eager']:6.3f} s ({figures[f'{name}_cpu_s_eager']:.3f} s CPU)"
+                  f"   lazy {figures[f'{name}_s_lazy']:6.3f} s ({figures[f'{name}_cpu_s_lazy']:.3f} s CPU)")
     print(json.dumps(figures))
 
 

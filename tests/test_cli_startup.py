@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
+from autointerp.cli import COMMANDS, main, summary
 from storage.db import _MIGRATIONS, Database, head_revision, make_engine, upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +44,18 @@ def _imported(modules: tuple[str, ...], *args: str) -> list[str]:
 def test_common_commands_import_no_heavy_library(args, tmp_path):
     db = ["--db", str(tmp_path / "t.db")] if "--help" not in args else []
     assert _imported(HEAVY, *args, *db) == []
+
+
+def test_help_lists_the_commands_without_importing_them():
+    command_modules = tuple(f"autointerp.cli.{module}" for module, _ in COMMANDS.values())
+    assert _imported(HEAVY + ("sqlalchemy", "numpy") + command_modules, "--help") == []
+
+
+def test_every_command_is_listed_with_its_own_line():
+    ctx = click.Context(main)
+    for name in main.list_commands(ctx):
+        command = main.get_command(ctx, name)
+        assert command is not None and command.name == name and command.short_help == summary(name)
 
 
 def test_head_revision_is_alembics_head():

@@ -1,6 +1,6 @@
 """The `autointerp` command line: one click group; each command lives in its own module, imported only when
-that command (or the command list of `--help`) is asked for, so start-up pays for no library a command does
-not use. Command modules import heavy libraries (torch, transformers, ray, faiss, fastapi) inside functions."""
+that command runs or shows its help, so start-up pays for no library the command does not use. Command modules
+import heavy libraries (torch, transformers, ray, faiss, fastapi, scipy, pyarrow) inside their functions."""
 
 from __future__ import annotations
 
@@ -8,26 +8,44 @@ import importlib
 
 import click
 
-# command name -> the module of autointerp.cli that defines it (in its COMMANDS list)
-COMMAND_MODULES = {
-    "collect": "collect", "compare": "explain", "demo": "demo", "embed": "embed", "explain": "explain",
-    "export": "export", "import": "importing", "query": "query", "rescore": "explain", "runs": "runs",
-    "serve": "serve", "simulate": "simulate",
+# command name -> (the module of autointerp.cli that defines it in its COMMANDS list, the line `--help` lists it
+# with). The lines live here, not only in the modules, so listing the commands imports none of them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "collect": ("collect", "Collect activation records of a layer's neurons or an SAE."),
+    "compare": ("explain", "Compare two explainers, or score methods, feature by feature."),
+    "demo": ("demo", "Run the whole loop offline on the embedded defaults."),
+    "embed": ("embed", "Precompute explanation embeddings for semantic search."),
+    "explain": ("explain", "Explain, simulate and score a layer's features, resumably."),
+    "export": ("export", "Write features, records, explanations and scores to a file."),
+    "import": ("importing", "Import OpenAI or Neuronpedia records, explanations and scores."),
+    "query": ("query", "List features, best-explained first, with filters."),
+    "rescore": ("explain", "Score existing explanations with another simulator or scorer."),
+    "runs": ("runs", "List past runs: status, counts, requests, tokens and cost."),
+    "serve": ("serve", "Serve the web viewer and the HTTP API."),
+    "simulate": ("simulate", "Simulate explanations on a records file and print JSON."),
 }
 
 
+def summary(name: str) -> str:
+    """The one line a command is listed with (its click short_help)."""
+    return COMMANDS[name][1]
+
+
 class LazyGroup(click.Group):
-    """A group whose commands are imported by name when first looked up."""
+    """A group whose commands are imported by name when one is run or asked for its help."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMAND_MODULES)
+        return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        module_name = COMMAND_MODULES.get(cmd_name)
-        if module_name is None:
+        if cmd_name not in COMMANDS:
             return None
-        module = importlib.import_module(f"autointerp.cli.{module_name}")
+        module = importlib.import_module(f"autointerp.cli.{COMMANDS[cmd_name][0]}")
         return next(command for command in module.COMMANDS if command.name == cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, summary(name)) for name in self.list_commands(ctx)])
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from autointerp.cli import summary
 from autointerp.cli.errors import Command
 from autointerp.cli.options import db_option
 from llm_client.local_models import cache_dir
@@ -48,7 +49,7 @@ def build_targets(layers: list[int], sae_path: str | None, sae_hook: str | None,
     return [sae_target(sae)]
 
 
-@click.command("collect", cls=Command)
+@click.command("collect", cls=Command, short_help=summary("collect"))
 @click.option("--model", "model_spec", default="gemma-3-270m", show_default=True,
               help="Embedded name, HF id or path (local: prefix optional).")
 @click.option("--layers", default=None,

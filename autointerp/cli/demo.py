@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from click.core import ParameterSource
 
+from autointerp.cli import summary
 from autointerp.cli.collect import collect_command
 from autointerp.cli.errors import Command
 from autointerp.cli.options import db_option
@@ -23,7 +24,7 @@ def live_features(db: Database, model: str, layer: int, n: int) -> list[int]:
     return indices[::step][:n]
 
 
-@click.command("demo", cls=Command)
+@click.command("demo", cls=Command, short_help=summary("demo"))
 @click.option("--model", default="gemma-3-270m", show_default=True,
               help="Subject model (an embedded name works offline).")
 @click.option("--layer", type=int, default=6, show_default=True, help="Layer whose MLP neurons to study.")

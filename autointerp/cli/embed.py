@@ -12,6 +12,7 @@ import click
 from sqlalchemy.orm import Session
 
 from autointerp.api.embedder import DEFAULT_EMBEDDER
+from autointerp.cli import summary
 from autointerp.cli.errors import Command
 from autointerp.cli.options import db_option
 from autointerp.pipeline.interrupts import sigterm_interrupts
@@ -52,7 +53,7 @@ def _selection(session: Session, model: str | None, layer: int | None, sae: str 
     return selection, words
 
 
-@click.command("embed", cls=Command)
+@click.command("embed", cls=Command, short_help=summary("embed"))
 @click.option("--model", default=None, help="Subject model whose explanations to embed (default: all).")
 @click.option("--layer", type=click.IntRange(0), default=None, help="Only this layer (default: all).")
 @click.option("--sae", default=None, help="Only latents of this SAE id (default: neurons and latents).")

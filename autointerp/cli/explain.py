@@ -6,6 +6,7 @@ import json
 
 import click
 
+from autointerp.cli import summary
 from autointerp.cli.errors import Command
 from autointerp.cli.formatting import FORMATS, emit
 from autointerp.cli.options import db_option
@@ -74,7 +75,7 @@ def _apply(options):
     return wrap
 
 
-@click.command("explain", cls=Command)
+@click.command("explain", cls=Command, short_help=summary("explain"))
 @_apply(feature_options)
 @click.option("--explainer", default="local:gemma-3-270m", show_default=True,
               help="LLM spec: local:<model> | openai:<model>.")
@@ -144,7 +145,7 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
     print_run_summary(db, run_id)
 
 
-@click.command("rescore", cls=Command)
+@click.command("rescore", cls=Command, short_help=summary("rescore"))
 @_apply(feature_options)
 @click.option("--explainer", default=None, help="Only explanations by this explainer spec.")
 @calibrate_option
@@ -183,7 +184,7 @@ def rescore(model, layer, sae, features, explainer, simulator, simulator_base_ur
     print_run_summary(db, run_id)
 
 
-@click.command("compare", cls=Command)
+@click.command("compare", cls=Command, short_help=summary("compare"))
 @click.option("--layer", type=int, required=True, help="Layer index.")
 @click.option("--explainer", "explainers", multiple=True,
               help="Give exactly two: A then B. With --methods, at most one: only its explanations.")

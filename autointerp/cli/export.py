@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
+from autointerp.cli import summary
 from autointerp.cli.errors import Command
 from autointerp.cli.options import db_option
 from storage.db import Database
 from storage.feature_documents import iter_feature_documents
 
 
-@click.command("export", cls=Command)
+@click.command("export", cls=Command, short_help=summary("export"))
 @click.option("--model", default=None, help="Only this subject model.")
 @click.option("--layer", type=int, default=None, help="Only this layer.")
 @click.option("--kind", type=click.Choice(["mlp_neuron", "sae_latent"]), default=None, help="Only this feature kind.")

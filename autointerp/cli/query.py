@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from activations.vocab import ScoreMethod
+from autointerp.cli import summary
 from autointerp.cli.errors import Command
 from autointerp.cli.formatting import FORMATS, emit
 from autointerp.cli.options import db_option
@@ -21,7 +22,7 @@ from storage.queries import (
 TABLE_COLUMNS = ("model", "layer", "kind", "sae", "index", "score", "explainer", "explanation")
 
 
-@click.command("query", cls=Command)
+@click.command("query", cls=Command, short_help=summary("query"))
 @click.option("--model", default=None, help="Subject model name, e.g. gemma-3-270m.")
 @click.option("--layer", type=int, default=None, help="Layer index.")
 @click.option("--kind", type=click.Choice(["mlp_neuron", "sae_latent"]), default=None, help="Feature kind.")

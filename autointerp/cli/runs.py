@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from activations.vocab import RunKind
+from autointerp.cli import summary
 from autointerp.cli.errors import Command
 from autointerp.cli.formatting import FORMATS, emit
 from autointerp.cli.options import db_option
@@ -22,7 +23,7 @@ def _table_row(run: dict) -> dict:
             "duration": None if duration is None else f"{duration:.1f}s"}
 
 
-@click.command("runs", cls=Command)
+@click.command("runs", cls=Command, short_help=summary("runs"))
 @click.option("--kind", type=click.Choice([k.value for k in RunKind]), default=None, help="Only runs of this kind.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True,
               help="Most recent runs to show.")

@@ -11,6 +11,7 @@ import click
 
 from activations.errors import UserError
 from activations.vocab import ScoreMethod
+from autointerp.cli import summary
 from autointerp.cli.errors import Command
 from autointerp.settings import get_settings
 from scorer import METHODS, bootstrap_ci
@@ -92,7 +93,7 @@ async def _run(simulator: Simulator, explanations: list[str], tokens: list[list[
     return results
 
 
-@click.command("simulate", cls=Command)
+@click.command("simulate", cls=Command, short_help=summary("simulate"))
 @click.option("--simulator", "spec", required=True, metavar="SPEC", help=f"Simulator to use: {SPEC_HELP}.")
 @click.option("--explanation", "explanations", required=True, multiple=True, metavar="TEXT",
               help="Explanation to simulate; repeat to compare several on the same records.")
