@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from activations.errors import UserError
+
 WIKIPEDIA = "wikipedia"
 WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
@@ -22,7 +24,7 @@ _TEXT_KEYS = ("text", "content", "document")
 _ID_KEYS = ("id", "title", "doc_id", "url")
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError):
     """A corpus spec or file is unusable; the message names it and says what is expected."""
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from activations.errors import UserError
+
 SITES = ("mlp_act", "mlp_out", "resid_pre", "resid_post")
 _ALIASES = {
     "hook_resid_post": "resid_post", "hook_resid_pre": "resid_pre", "hook_mlp_out": "mlp_out",
@@ -27,7 +29,7 @@ _LAYER_LISTS = ("layers", "h", "blocks")  # Llama/Gemma/Mistral/NeoX, GPT-2, oth
 _DOWN_PROJ = ("down_proj", "c_proj", "dense_4h_to_h", "fc_out", "fc2")
 
 
-class HookError(ValueError):
+class HookError(UserError):
     """A hook point name or a model's module layout is not understood; the message says what is supported."""
 
 

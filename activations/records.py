@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from activations.errors import UserError
 from activations.vocab import DataSplit, SampleKind
 
 FeatureKind = Literal["mlp_neuron", "sae_latent"]
@@ -20,7 +21,7 @@ DATA_SPLITS: tuple[str, ...] = tuple(d.value for d in DataSplit)
 _SAMPLE = re.compile(rf"^({SampleKind.TOP}|{SampleKind.RANDOM}|{SampleKind.QUANTILE}:\d+)$")
 
 
-class RecordError(ValueError):
+class RecordError(UserError):
     """A record or feature failed validation; the message names which one and what is wrong."""
 
 

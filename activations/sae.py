@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from activations.errors import UserError
 from activations.hooks import HookPoint, parse_hook, parse_site
 
 ARCHITECTURES = ("relu", "jumprelu", "topk")
 
 
-class SaeError(ValueError):
+class SaeError(UserError):
     """An SAE file is missing, malformed or unsupported; the message names the file and the problem."""
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from activations.errors import UserError
 from explainer.prompts import LOGITS_NOTE
 
 N_SHOWN = 10  # tokens per side
 
 
-class EvidenceError(ValueError):
+class EvidenceError(UserError):
     """The evidence a prompt asked for is missing or malformed; the message says what to do."""
 
 

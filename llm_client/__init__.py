@@ -10,13 +10,14 @@ from llm_client.base import (
     LLMClient,
     LLMError,
     PromptRowsClient,
+    SpecError,
     TokenLogprobs,
     Usage,
     messages_to_prompt,
 )
 
 __all__ = ["Capabilities", "ChoiceSlotsClient", "Completion", "LLMClient", "LLMError", "PromptRowsClient",
-           "TokenLogprobs", "Usage", "make_client", "messages_to_prompt"]
+           "SpecError", "TokenLogprobs", "Usage", "make_client", "messages_to_prompt"]
 
 
 def make_client(spec: str, *, base_url: str | None = None, concurrency: int = 8, requests_per_minute: int | None = None,
@@ -25,7 +26,7 @@ def make_client(spec: str, *, base_url: str | None = None, concurrency: int = 8,
     """Build a client from a spec: `openai:<model>` or `local:<embedded name | HF id | path>`."""
     kind, sep, model = spec.partition(":")
     if not sep or not model:
-        raise ValueError(f"LLM spec {spec!r} must look like openai:<model> or local:<name>")
+        raise SpecError(f"LLM spec {spec!r} must look like openai:<model> or local:<name>")
     if kind == "openai":
         from llm_client.openai_backend import OpenAIClient
 
@@ -36,4 +37,4 @@ def make_client(spec: str, *, base_url: str | None = None, concurrency: int = 8,
         from llm_client.local_backend import LocalClient  # imports torch: only when asked for
 
         return LocalClient(model, device=device, cache_path=cache_path)
-    raise ValueError(f"LLM spec {spec!r}: unknown backend {kind!r}; use openai:<model> or local:<name>")
+    raise SpecError(f"LLM spec {spec!r}: unknown backend {kind!r}; use openai:<model> or local:<name>")

@@ -47,6 +47,11 @@ class Completion:
     tops_json: bytes | None = field(default=None, compare=False, repr=False)
 
 
+class SpecError(ValueError):
+    """An LLM spec or base URL is unusable (the user's input); the message says what to pass instead. The CLI
+    shows it as one line, like the user errors of the layers above."""
+
+
 class LLMError(Exception):
     """The final failure of a call, after retries. `reason` says what went wrong; `retryable` whether a
     later rerun may succeed (rate limits, outages) or not (bad request, auth); `endpoint` whether the

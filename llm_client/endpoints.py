@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from llm_client.base import SpecError
+
 FAILURES_BEFORE_REST = 3  # consecutive failures that send an endpoint to rest
 REST_S = 30.0
 
@@ -26,8 +28,8 @@ def split_urls(base_url: str | None) -> list[str | None]:
         return [None]
     urls = [u.strip().rstrip("/") for u in base_url.split(",") if u.strip()]
     if not urls:
-        raise ValueError(f"base URL {base_url!r} names no endpoint; give http(s)://host:port/v1 (comma-separated "
-                         "for several)")
+        raise SpecError(f"base URL {base_url!r} names no endpoint; give http(s)://host:port/v1 (comma-separated "
+                        "for several)")
     return list(dict.fromkeys(urls))  # one endpoint named twice is still one endpoint
 
 

@@ -14,7 +14,6 @@ which also keeps the shared few-shot prefix's KV cache). `max_batch=1` keeps the
 from __future__ import annotations
 
 import asyncio
-import inspect
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
@@ -35,6 +34,7 @@ from llm_client.batching import MicroBatcher, compute_slot, thread_budget
 from llm_client.core import ClientCore
 from llm_client.local_batch import BatchDecoder, Generated, GenJob, finish_text, top_alternatives
 from llm_client.local_models import LoadedModel, load_model
+from llm_client.transformers_compat import cache_kwarg
 
 T = TypeVar("T")
 
@@ -210,8 +210,7 @@ class LocalClient(ClientCore):
         separator_ids = list(tok(separator, add_special_tokens=False).input_ids)
         step = ids + list(tok(opener, add_special_tokens=False).input_ids)
         cache = DynamicCache(config=model.config)
-        # Newer transformers call the argument `cache` and warn on every call that passes `past_key_values`.
-        cache_arg = {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
+        cache_arg = cache_kwarg(model, cache)
         rows: list[TokenLogprobs] = []
         fed = 0
         for slot in range(n_slots):

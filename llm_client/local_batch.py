@@ -20,6 +20,7 @@ from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 from llm_client.base import TokenLogprobs
 from llm_client.batching import share_threads
 from llm_client.local_models import LoadedModel
+from llm_client.transformers_compat import cache_kwarg
 
 Generated = tuple[str, list[TokenLogprobs]]
 MIN_SHARED_PREFIX = 16  # tokens: a shorter common beginning is not worth a separate prefix pass
@@ -115,8 +116,8 @@ class BatchDecoder:
             return 0, None
         key = tuple(prompts[0][:common])
         cache = DynamicCache(config=self.loaded.model.config)
-        self.loaded.model(input_ids=torch.tensor([key], device=self.loaded.device), past_key_values=cache,
-                          use_cache=True, logits_to_keep=1)
+        self.loaded.model(input_ids=torch.tensor([key], device=self.loaded.device), use_cache=True, logits_to_keep=1,
+                          **cache_kwarg(self.loaded.model, cache))
         if not all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in cache.layers):
             self.max_prefix = 0  # a cache of another kind (linear attention, ...): no prefix sharing for it
             return 0, None
@@ -166,7 +167,7 @@ class BatchDecoder:
             cache = DynamicCache(config=model.config)
         mask, next_pos = mask.to(device), torch.tensor(lengths, device=device)
         logits = model(input_ids=ids.to(device), attention_mask=mask, position_ids=positions.to(device),
-                       past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
+                       use_cache=True, logits_to_keep=1, **cache_kwarg(model, cache)).logits[:, -1].float()
 
         generators: list[torch.Generator | None] = []
         for job in jobs:
@@ -209,7 +210,8 @@ class BatchDecoder:
             mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
             share_threads()
             logits = model(input_ids=torch.tensor(next_tokens, device=device)[:, None], attention_mask=mask,
-                           position_ids=next_pos[:, None], past_key_values=cache, use_cache=True).logits[:, -1].float()
+                           position_ids=next_pos[:, None], use_cache=True,
+                           **cache_kwarg(model, cache)).logits[:, -1].float()
             next_pos = next_pos + 1
         return [(finish_text(tok, ids_b, job.stop), gen_b) for ids_b, gen_b, job in zip(new_ids, generated, jobs)]
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llm_client.transformers_compat import quiet_transformers
+
 EMBEDDED_MODELS = ("gemma-3-270m", "smollm2-135m")
 _lock = threading.Lock()
 _loaded: dict[tuple[str, str, str], LoadedModel] = {}
@@ -83,6 +85,7 @@ def resolve_model_path(name: str) -> str:
     from filelock import FileLock
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_transformers()
     target.parent.mkdir(parents=True, exist_ok=True)
     # Parallel test workers or jobs may ask at once: one converts, the others wait and reuse it.
     with FileLock(str(target) + ".lock"):
@@ -135,6 +138,7 @@ def load_model(name: str, device: str = "auto", dtype: str | None = None) -> Loa
             return _loaded[key]
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        quiet_transformers()
         path = resolve_model_path(name)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from activations.errors import UserError
 from activations.vocab import ClassificationSubset, ScoreMethod, ScorerName, ScoringSubset
 from scorer.subsets import CALIBRATED_METHODS
 from scorer.subsets import METHODS as SIMULATION_METHODS
@@ -21,7 +22,7 @@ def scorer_of(method: str) -> ScorerName:
     for scorer, methods in SCORER_METHODS.items():
         if method in methods:
             return scorer
-    raise ValueError(f"unknown score method {method!r}; known: {', '.join(ALL_METHODS)}")
+    raise UserError(f"unknown score method {method!r}; known: {', '.join(ALL_METHODS)}")
 
 
 def subsets_of(method: str) -> tuple[str, ...]:
@@ -38,10 +39,10 @@ def parse_scorers(spec: str) -> list[ScorerName]:
         try:
             name = ScorerName(part)
         except ValueError:
-            raise ValueError(f"--scorer: unknown scorer {part!r}; choose from "
+            raise UserError(f"--scorer: unknown scorer {part!r}; choose from "
                              f"{', '.join(s.value for s in ScorerName)} (comma-separated)") from None
         if name not in out:
             out.append(name)
     if not out:
-        raise ValueError(f"--scorer: no scorer named in {spec!r}; e.g. simulation,detection")
+        raise UserError(f"--scorer: no scorer named in {spec!r}; e.g. simulation,detection")
     return out

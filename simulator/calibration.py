@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from simulator.base import SequenceSimulation, SimulationError, Simulator
 
@@ -29,6 +28,8 @@ class LinearCalibration:
         if np.ptp(x) == 0 or np.ptp(y) == 0:
             raise SimulationError("calibration split is constant (in real or simulated values): "
                                   "a line cannot be fitted")
+        from scipy import stats  # imported here: a second of start-up for every user of the package
+
         fit = stats.linregress(x, y)
         if fit.slope <= 0:
             raise SimulationError(f"calibration split anti-correlates with the simulation (slope {fit.slope:.3g}); "

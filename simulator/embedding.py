@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from llm_client.batching import MicroBatcher, running_batches, share_threads, spare_threads, thread_budget
+from llm_client.transformers_compat import quiet_transformers
 from simulator.base import MAX_VALUE, SequenceSimulation, SimulationError, Simulator, check_inputs
 
 BASELINE_EXPLANATIONS = (
@@ -64,6 +65,7 @@ class EmbeddingSimulator(Simulator):
                  weights: tuple[float, float, float] = (0.6, 0.4, 1.0), max_batch: int | None = None) -> None:
         from sentence_transformers import SentenceTransformer
 
+        quiet_transformers()
         path = model or default_model_path()
         try:
             # The default model is a local path: never reach for the hub. A named model follows HF_HUB_OFFLINE.

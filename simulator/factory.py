@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from activations.errors import UserError
 from simulator.base import Simulator
 
 SPEC_HELP = ("use embedding[:<sentence-transformers model>], logprob:<llm spec> or json:<llm spec>, where an llm spec "
@@ -11,7 +12,7 @@ SPEC_HELP = ("use embedding[:<sentence-transformers model>], logprob:<llm spec> 
 
 def make_simulator(spec: str, *, base_url: str | None = None, device: str = "auto", concurrency: int = 8,
                    cache_path: str | None = None, batch_size: int = 16, top_k: int = 20) -> Simulator:
-    """A ready simulator. Raises ValueError naming the problem for a bad spec or an LLM that lacks the
+    """A ready simulator. Raises UserError naming the problem for a bad spec or an LLM that lacks the
     capability the simulator needs (prompt logprobs for logprob:, chat for json:)."""
     kind, _, rest = spec.strip().partition(":")
     if kind == "embedding":
@@ -19,10 +20,10 @@ def make_simulator(spec: str, *, base_url: str | None = None, device: str = "aut
 
         return EmbeddingSimulator(rest or None, device=device)
     if kind not in ("logprob", "json"):
-        raise ValueError(f"unknown simulator spec {spec!r}: {SPEC_HELP}")
+        raise UserError(f"unknown simulator spec {spec!r}: {SPEC_HELP}")
     backend, _, model = rest.partition(":")
     if backend not in ("local", "openai") or not model:
-        raise ValueError(f"simulator spec {spec!r}: {kind}: needs an llm spec after it; {SPEC_HELP}")
+        raise UserError(f"simulator spec {spec!r}: {kind}: needs an llm spec after it; {SPEC_HELP}")
     if kind == "logprob" and backend == "local":
         # In-process: the simulator drives the model itself to reuse the prefix KV cache across records.
         from llm_client.local_models import load_model

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Sequence
 
+from activations.errors import UserError
 from llm_client import Completion, LLMClient, LLMError
 from simulator.base import MAX_VALUE, SequenceSimulation, SimulationError, Simulator, check_inputs, expected_value
 from simulator.prompts import INSTRUCTIONS
@@ -85,7 +86,7 @@ def logprob_values(completion: Completion, stated: list[float], spans: list[int]
 class JsonSimulator(Simulator):
     def __init__(self, client: LLMClient, *, top_k: int = 10) -> None:
         if not client.capabilities.chat:
-            raise ValueError(f"simulator json:{client.spec}: this LLM has no chat interface (no chat template); "
+            raise UserError(f"simulator json:{client.spec}: this LLM has no chat interface (no chat template); "
                              f"use logprob:{client.spec}")
         self.client = client
         self.spec = f"json:{client.spec}"

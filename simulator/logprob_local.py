@@ -19,6 +19,7 @@ import torch
 
 from llm_client.batching import compute_slot
 from llm_client.local_models import LoadedModel
+from llm_client.transformers_compat import cache_kwarg, returned_cache
 from simulator.base import MAX_VALUE, SequenceSimulation, SimulationError, Simulator, check_inputs, expected_value
 from simulator.prompts import FEW_SHOT, FewShotExample, prefix_text, slot_line_head, slot_line_tail
 
@@ -108,7 +109,7 @@ class LocalLogprobSimulator(Simulator):
         # Similar lengths share a batch, so little of each batch is padding.
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
         with torch.inference_mode():
-            cache = base(input_ids=torch.tensor([prefix], device=device), use_cache=True).past_key_values
+            cache = returned_cache(base(input_ids=torch.tensor([prefix], device=device), use_cache=True))
             for start in range(0, len(order), self.batch_size):
                 batch = order[start:start + self.batch_size]
                 width = max(len(encoded[i].ids) for i in batch)
@@ -123,8 +124,8 @@ class LocalLogprobSimulator(Simulator):
                 batch_cache = copy.deepcopy(cache)  # the forward appends to the cache; the prefix is reused
                 batch_cache.batch_repeat_interleave(len(batch))
                 hidden = base(input_ids=ids.to(device), attention_mask=mask.to(device),
-                              position_ids=positions.to(device), past_key_values=batch_cache,
-                              use_cache=True).last_hidden_state
+                              position_ids=positions.to(device), use_cache=True,
+                              **cache_kwarg(base, batch_cache)).last_hidden_state
                 for row, i in enumerate(batch):
                     probs = torch.softmax(self._digit_logits(hidden[row, encoded[i].slots]).double(), dim=-1)
                     out[i] = self._to_distributions(probs)

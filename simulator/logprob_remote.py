@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from activations.errors import UserError
 from llm_client import Completion, LLMClient, LLMError, PromptRowsClient
 from simulator.base import MAX_VALUE, SequenceSimulation, SimulationError, Simulator, check_inputs
 from simulator.prompts import FEW_SHOT, SLOT, FewShotExample, prefix_text, record_text
@@ -64,7 +65,7 @@ def slot_distributions(completion: Completion, slot_offsets: list[int], tokens: 
 class RemoteLogprobSimulator(Simulator):
     def __init__(self, client: LLMClient, *, top_k: int = 20, examples: tuple[FewShotExample, ...] = FEW_SHOT) -> None:
         if not client.capabilities.prompt_logprobs:
-            raise ValueError(f"simulator logprob:{client.spec}: this LLM cannot return prompt logprobs (echo); "
+            raise UserError(f"simulator logprob:{client.spec}: this LLM cannot return prompt logprobs (echo); "
                              f"use json:{client.spec} instead")
         self.client = client
         self.spec = f"logprob:{client.spec}"

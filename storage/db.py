@@ -6,12 +6,16 @@ Schema changes go through Alembic migrations in `storage/migrations`; opening a 
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+from storage.db_errors import cannot_connect, unknown_url
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _upgraded: set[str] = set()
@@ -39,13 +43,58 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def make_engine(url: str) -> Engine:
+    """An engine for the URL; DatabaseUnavailable (a user error) when no installed dialect reads it."""
     url = resolve_url(url)
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        _configure_sqlite(engine)
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            _configure_sqlite(engine)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+    except ArgumentError as exc:
+        raise unknown_url(url, exc) from None
     return engine
+
+
+def check_connects(engine: Engine) -> None:
+    """Connect once, so a missing folder, database or server is one clear DatabaseUnavailable here rather than a
+    driver traceback from wherever the first query happens to run."""
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        raise cannot_connect(str(engine.url), exc) from None
+
+
+def head_revision() -> str | None:
+    """The newest migration's revision id, read from the files in migrations/versions without importing Alembic
+    (which, with its templates and the migration modules, costs every command half a second to start); None
+    unless the history is one straight line, when only Alembic can tell."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (_MIGRATIONS / "versions").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        revision = re.search(r"^revision\s*=\s*['\"]([^'\"]+)['\"]\s*$", source, re.MULTILINE)
+        parent = re.search(r"^down_revision\s*=\s*(?:None|['\"]([^'\"]+)['\"])\s*$", source, re.MULTILINE)
+        if revision is None or parent is None:
+            return None
+        revisions.add(revision.group(1))
+        if parent.group(1):
+            parents.add(parent.group(1))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_head(engine: Engine) -> bool:
+    head = head_revision()
+    if head is None:
+        return False
+    try:
+        with engine.connect() as conn:
+            stamped = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    except DBAPIError:  # no version table yet: a new database
+        return False
+    return stamped == [head]
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
@@ -91,10 +140,12 @@ class Database:
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = resolve_url(url)
         self.engine = make_engine(self.url)
+        check_connects(self.engine)
         if migrate:
             with _upgrade_lock:
                 if self.url not in _upgraded:
-                    upgrade(self.engine)
+                    if not _at_head(self.engine):
+                        upgrade(self.engine)
                     _upgraded.add(self.url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 

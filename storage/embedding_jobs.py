@@ -11,13 +11,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from activations.errors import UserError
 from storage.embedding_catalog import searchable_conds
 from storage.embedding_store import EMBED_BATCH, EmbedFn, embed_texts, has_vector, store_embeddings
 from storage.repository import find_model
 from storage.schema import Explanation, Feature, SubjectModel
 
 
-class SelectionError(ValueError):
+class SelectionError(UserError):
     """A --model / --layer / --sae filter that matches nothing; the message lists what exists."""
 
 

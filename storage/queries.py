@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Select, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
+from activations.errors import UserError
 from activations.vocab import ScoreMethod, ScoreRole, ScoringSubset
 from scorer import ALL_METHODS
 from scorer.methods import EXAMPLE_SUBSETS, SIMULATION_SUBSETS, subsets_of
@@ -30,7 +31,7 @@ SEARCH_SCAN_THRESHOLD = 2000  # matches above which a search walks the score ind
 ShownScore = tuple[int, float | None, int | None, bool]  # feature id, score shown, its explanation id, imported
 
 
-class QueryError(ValueError):
+class QueryError(UserError):
     """A filter value is unusable; the message says which and why."""
 
 

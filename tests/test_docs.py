@@ -10,8 +10,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-# Pages written on parallel branches of the same change; drop this set once they are merged.
-PENDING = {"docs/cli.md"}
 PACKAGES = ("activations", "llm_client", "explainer", "simulator", "scorer", "storage", "autointerp", "benchmarks",
             "tests", "docs")
 
@@ -39,8 +37,7 @@ def test_relative_links_reach_a_file_and_heading(page: Path) -> None:
         file = (page.parent / path).resolve() if path else page
         name = file.relative_to(ROOT).as_posix() if file.is_relative_to(ROOT) else str(file)
         if not file.exists():
-            if name not in PENDING:
-                broken.append(f"{target}: no file {name}")
+            broken.append(f"{target}: no file {name}")
         elif anchor and anchor not in anchors(file):
             broken.append(f"{target}: no heading #{anchor} in {name}")
     assert not broken, f"{page.name}: " + "; ".join(broken)
@@ -49,7 +46,7 @@ def test_relative_links_reach_a_file_and_heading(page: Path) -> None:
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_named_repository_paths_exist(page: Path) -> None:
     named = {c.split()[0].rstrip(":,") for c in CODE.findall(page.read_text())}
-    missing = sorted(p for p in named if REPO_PATH.match(p) and not (ROOT / p).exists() and p not in PENDING)
+    missing = sorted(p for p in named if REPO_PATH.match(p) and not (ROOT / p).exists())
     assert not missing, f"{page.name} names paths the repository lacks: {missing}"
 
 

@@ -2,6 +2,7 @@
 
 import json
 
+import click
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
@@ -167,6 +168,6 @@ def test_query_ranking_filters_and_search(db_url, db):
 
 
 def test_every_command_has_help_with_example():
-    for name in main.commands:
+    for name in main.list_commands(click.Context(main)):
         out = run(name, "--help").output
         assert "Example" in out, name

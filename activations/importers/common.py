@@ -6,10 +6,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
+from activations.errors import UserError
 from activations.records import FeatureRecords, RecordError
 
 
-class ImportFormatError(ValueError):
+class ImportFormatError(UserError):
     """A file does not match its format; the message names the file and the field."""
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from llm_client.transformers_compat import quiet_transformers
+
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 
 
@@ -34,6 +36,7 @@ class SentenceEmbedder:
     def _load(self) -> Any:
         from sentence_transformers import SentenceTransformer
 
+        quiet_transformers()
         return SentenceTransformer(self._path or _default_path(), device="cpu",
                                    local_files_only=self._local_files_only)
 

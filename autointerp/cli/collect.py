@@ -3,18 +3,19 @@ collection run (`autointerp.pipeline.collect_run`)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from activations.collect_config import CollectConfig, Target, neuron_target, sae_target
-from activations.sae import load_sae
-from activations.sampling import SamplerConfig
-from autointerp.cli.options import db_option, user_errors
-from autointerp.pipeline.collect_run import run_collect
-from llm_client.local_models import ModelLoadError, cache_dir
+from autointerp.cli import summary
+from autointerp.cli.errors import Command
+from autointerp.cli.options import db_option
+from llm_client.local_models import cache_dir
 from storage.db import Database
+
+if TYPE_CHECKING:
+    from activations.collect_config import Target
 
 
 def parse_layers(text: str | None) -> list[int]:
@@ -32,6 +33,9 @@ def parse_layers(text: str | None) -> list[int]:
 
 
 def build_targets(layers: list[int], sae_path: str | None, sae_hook: str | None, sae_name: str | None) -> list[Target]:
+    from activations.collect_config import neuron_target, sae_target  # torch
+    from activations.sae import load_sae
+
     if sae_path is None:
         if not layers:
             raise click.UsageError("give --layers (e.g. --layers 6) or an --sae to collect")
@@ -45,7 +49,7 @@ def build_targets(layers: list[int], sae_path: str | None, sae_hook: str | None,
     return [sae_target(sae)]
 
 
-@click.command("collect")
+@click.command("collect", cls=Command, short_help=summary("collect"))
 @click.option("--model", "model_spec", default="gemma-3-270m", show_default=True,
               help="Embedded name, HF id or path (local: prefix optional).")
 @click.option("--layers", default=None,
@@ -85,7 +89,6 @@ def build_targets(layers: list[int], sae_path: str | None, sae_hook: str | None,
               help="With --executor ray: where finished shards are kept until the layers are stored, so a killed "
                    "collect resumes (default: beside a SQLite database, else the user cache dir).")
 @db_option
-@user_errors(ValueError, ModelLoadError)
 def collect_command(
     model_spec: str, layers: str | None, sae_path: str | None, sae_hook: str | None, sae_name: str | None,
     corpus_spec: str, max_tokens: int, ctx_len: int, batch_size: int | None, device: str, dtype: str | None,
@@ -102,6 +105,10 @@ def collect_command(
       autointerp collect --model smollm2-135m --layers 3,5 --corpus docs/ --ctx-len 32
       autointerp collect --layers 6 --sae ./my-sae --sae-hook blocks.6.hook_resid_post
     """
+    from activations.collect_config import CollectConfig  # torch
+    from activations.sampling import SamplerConfig
+    from autointerp.pipeline.collect_run import run_collect
+
     targets = build_targets(parse_layers(layers), sae_path, sae_hook, sae_name)
     if batch_size is None:
         batch_size = 128 if device.startswith("cuda") or (device == "auto" and _cuda()) else 16
@@ -120,7 +127,7 @@ def collect_command(
         collector = RayCollector(RayCollectJob(ray_address, workers, shards, folder), model_spec=model_spec,
                                  corpus_spec=corpus_spec, device=device, dtype=dtype, log=log)
     run_collect(db, model_spec, targets, corpus_spec, config, device=device, dtype=dtype, overwrite=overwrite,
-                show_progress=sys.stderr.isatty(), log=log, collector=collector)
+                show_progress=True, log=log, collector=collector)
 
 
 def _default_checkpoints(db: Database) -> Path:

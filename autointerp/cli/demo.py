@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 from click.core import ParameterSource
 
+from autointerp.cli import summary
 from autointerp.cli.collect import collect_command
+from autointerp.cli.errors import Command
 from autointerp.cli.options import db_option
 from autointerp.pipeline.options import ExplainOptions
 from autointerp.pipeline.summary import print_run_summary
@@ -24,7 +24,7 @@ def live_features(db: Database, model: str, layer: int, n: int) -> list[int]:
     return indices[::step][:n]
 
 
-@click.command("demo")
+@click.command("demo", cls=Command, short_help=summary("demo"))
 @click.option("--model", default="gemma-3-270m", show_default=True,
               help="Subject model (an embedded name works offline).")
 @click.option("--layer", type=int, default=6, show_default=True, help="Layer whose MLP neurons to study.")
@@ -59,7 +59,7 @@ def demo(ctx: click.Context, model: str, layer: int, tokens: int, n_features: in
                 bold=True, err=True)
     opts = ExplainOptions(model=model, layer=layer, features=",".join(map(str, features)), explainer=explainer,
                           simulator=simulator, concurrency=2, base_url=get_settings().openai_base_url)
-    run_id = run_explain(db, opts, show_progress=sys.stderr.isatty())
+    run_id = run_explain(db, opts, show_progress=True)
     click.secho("3/3 results", bold=True, err=True)
     print_run_summary(db, run_id)
     # The hints name the database only when --db chose it (otherwise the same default applies to them).

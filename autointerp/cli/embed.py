@@ -11,14 +11,14 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
-from autointerp.api.embedder import DEFAULT_EMBEDDER, SentenceEmbedder
+from autointerp.api.embedder import DEFAULT_EMBEDDER
+from autointerp.cli import summary
+from autointerp.cli.errors import Command
 from autointerp.cli.options import db_option
 from autointerp.pipeline.interrupts import sigterm_interrupts
 from autointerp.pipeline.progress import ProgressDisplay
 from autointerp.settings import get_settings
 from llm_client.local_models import local_model_name
-from storage import embedding_index as ann
-from storage import embedding_index_update as ann_update
 from storage.db import Database
 from storage.embedding_jobs import EmbedSelection, SelectionError, embed_missing, embedding_counts, resolve_selection
 
@@ -30,6 +30,8 @@ class EmbedError(click.ClickException):
 def load_embedder(spec: str) -> Any:
     """The embedding model for `--embedder`: the MiniLM shipped with autointerp, or any sentence-transformers
     model name or directory (the name labels the stored vectors)."""
+    from autointerp.api.embedder import SentenceEmbedder
+
     if spec == DEFAULT_EMBEDDER:
         return SentenceEmbedder(local_files_only=get_settings().offline)
     return SentenceEmbedder(name=spec, path=spec, local_files_only=get_settings().offline)
@@ -51,7 +53,7 @@ def _selection(session: Session, model: str | None, layer: int | None, sae: str 
     return selection, words
 
 
-@click.command("embed")
+@click.command("embed", cls=Command, short_help=summary("embed"))
 @click.option("--model", default=None, help="Subject model whose explanations to embed (default: all).")
 @click.option("--layer", type=click.IntRange(0), default=None, help="Only this layer (default: all).")
 @click.option("--sae", default=None, help="Only latents of this SAE id (default: neurons and latents).")
@@ -77,6 +79,8 @@ def embed(model: str | None, layer: int | None, sae: str | None, embedder: str, 
       autointerp embed                                   # every explanation in the database
       autointerp embed --db postgresql://user@host/db --batch-size 512
     """
+    from storage import embedding_index as ann  # faiss
+
     settings = get_settings()
     db = Database(db_url)
     root = ann.index_root(db.url, settings.cache_dir)
@@ -144,6 +148,8 @@ class _IndexProgress:
 
 
 def _update_index(db: Database, root: Path, embedder: str, rebuild: bool, show: bool) -> str:
+    from storage import embedding_index_update as ann_update  # faiss
+
     progress = _IndexProgress(show)
     try:
         with db.session() as session:

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
+from autointerp.cli import summary
+from autointerp.cli.errors import Command
 from autointerp.cli.formatting import FORMATS, emit
-from autointerp.cli.options import db_option, user_errors
+from autointerp.cli.options import db_option
 from autointerp.cli.run_exit import run_and_report
-from autointerp.pipeline.compare import compare_explainers, compare_methods, parse_method_list
-from autointerp.pipeline.options import ExplainOptions, OptionsError, RescoreOptions
+from autointerp.pipeline.options import ExplainOptions, RescoreOptions
 from autointerp.settings import get_settings
 from explainer import EVIDENCE_CHOICES
 from explainer import FORMATS as EXPLAIN_FORMATS
 from storage.db import Database
 from storage.queries import SCORE_METHODS, SUBSETS, check_method_subset, default_subset
-
-CLI_ERRORS = (OptionsError, ValueError, RuntimeError)
 
 feature_options = [
     click.option("--model", default="gemma-3-270m", show_default=True, help="Subject model whose features to use."),
@@ -80,7 +78,7 @@ def _apply(options):
     return wrap
 
 
-@click.command("explain")
+@click.command("explain", cls=Command, short_help=summary("explain"))
 @_apply(feature_options)
 @click.option("--explainer", default="local:gemma-3-270m", show_default=True,
               help="LLM spec: local:<model> | openai:<model>.")
@@ -108,7 +106,6 @@ def _apply(options):
 @_apply(scorer_options)
 @_apply(simulator_options)
 @db_option
-@user_errors(*CLI_ERRORS)
 def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates, polarity, budget_usd, request_timeout,
             dry_run, retry_failed, fail_fast, simulator, simulator_base_url, concurrency, device, no_sanity, seed,
             executor, ray_address, workers, lease_seconds, db_url, evidence="activations", calibrate=False,
@@ -149,12 +146,12 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
         from autointerp.executors.ray_batch import RayJob, run_explain_on_ray
 
         run_and_report(db, lambda: run_explain_on_ray(db, opts, RayJob(ray_address, workers, lease_seconds),
-                                                      show_progress=sys.stderr.isatty()))
+                                                      show_progress=True))
     else:
-        run_and_report(db, lambda: run_explain(db, opts, show_progress=sys.stderr.isatty()))
+        run_and_report(db, lambda: run_explain(db, opts, show_progress=True))
 
 
-@click.command("rescore")
+@click.command("rescore", cls=Command, short_help=summary("rescore"))
 @_apply(feature_options)
 @click.option("--explainer", default=None, help="Only explanations by this explainer spec.")
 @calibrate_option
@@ -162,7 +159,6 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
 @_apply(scorer_options)
 @_apply(simulator_options)
 @db_option
-@user_errors(*CLI_ERRORS)
 def rescore(model, layer, sae, features, explainer, simulator, simulator_base_url, concurrency, device, no_sanity,
             seed, executor, ray_address, workers, lease_seconds, db_url, calibrate=False, scorers="simulation",
             scorer_llm=None, scorer_base_url=None, scorer_examples=5, fail_fast=5) -> None:
@@ -190,12 +186,12 @@ def rescore(model, layer, sae, features, explainer, simulator, simulator_base_ur
         from autointerp.executors.ray_batch import RayJob, run_rescore_on_ray
 
         run_and_report(db, lambda: run_rescore_on_ray(db, opts, RayJob(ray_address, workers, lease_seconds),
-                                                      show_progress=sys.stderr.isatty()))
+                                                      show_progress=True))
     else:
-        run_and_report(db, lambda: run_rescore(db, opts, show_progress=sys.stderr.isatty()))
+        run_and_report(db, lambda: run_rescore(db, opts, show_progress=True))
 
 
-@click.command("compare")
+@click.command("compare", cls=Command, short_help=summary("compare"))
 @click.option("--layer", type=int, required=True, help="Layer index.")
 @click.option("--explainer", "explainers", multiple=True,
               help="Give exactly two: A then B. With --methods, at most one: only its explanations.")
@@ -207,7 +203,6 @@ def rescore(model, layer, sae, features, explainer, simulator, simulator_base_ur
                    "agreement of every pair over the features that have both.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @db_option
-@user_errors(*CLI_ERRORS)
 def compare(layer, explainers, model, method, subset, methods, fmt, db_url) -> None:
     """Compare two explainers feature by feature: best scores side by side, wins, and the paired
     difference (B - A) with a bootstrap 95% confidence interval. With --methods, compare score methods:
@@ -218,6 +213,8 @@ def compare(layer, explainers, model, method, subset, methods, fmt, db_url) -> N
       autointerp compare --layer 6 --explainer local:gemma-3-270m --explainer openai:gpt-4o-mini
       autointerp compare --layer 6 --methods ev_correlation,detection_balanced_accuracy,fuzzing_auroc,embedding_auroc
     """
+    from autointerp.pipeline.compare import compare_explainers, compare_methods, parse_method_list  # scipy
+
     if methods is not None:
         if len(explainers) > 1:
             raise click.UsageError("with --methods, give --explainer at most once")

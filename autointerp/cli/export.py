@@ -6,15 +6,15 @@ from pathlib import Path
 
 import click
 
-from autointerp.cli.options import db_option, user_errors
-from autointerp.export_writers import write_jsonl, write_neuron_records, write_parquet
+from autointerp.cli import summary
+from autointerp.cli.errors import Command
+from autointerp.cli.options import db_option
 from storage.db import Database
 from storage.feature_documents import iter_feature_documents
 from storage.feature_scope import check_scope
-from storage.queries import QueryError
 
 
-@click.command("export")
+@click.command("export", cls=Command, short_help=summary("export"))
 @click.option("--model", default=None, help="Only this subject model.")
 @click.option("--layer", type=int, default=None, help="Only this layer.")
 @click.option("--kind", type=click.Choice(["mlp_neuron", "sae_latent"]), default=None, help="Only this feature kind.")
@@ -24,7 +24,6 @@ from storage.queries import QueryError
                    "statistics, readable by `autointerp import` and neuron-explainer tools).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output file.")
 @db_option
-@user_errors(QueryError)
 def export(model, layer, kind, sae, fmt, out: Path, db_url) -> None:
     """Write one row per feature with its statistics, records, explanations and all their scores
     (own and shuffled baseline, every simulator), so results can leave the database whole.
@@ -35,6 +34,8 @@ def export(model, layer, kind, sae, fmt, out: Path, db_url) -> None:
       autointerp export --model gemma-3-270m --format parquet --out all.parquet
       autointerp export --layer 6 --kind mlp_neuron --format openai --out layer6_neuron_records.jsonl
     """
+    from autointerp.export_writers import write_jsonl, write_neuron_records, write_parquet  # pyarrow
+
     if not out.parent.exists():
         raise click.ClickException(f"--out: folder {out.parent} does not exist")
     db = Database(db_url)

@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from activations.importers import ImportFormatError, parse_file
+from autointerp.cli import summary
+from autointerp.cli.errors import Command
 from autointerp.cli.options import db_option
 from storage.db import Database
 from storage.import_store import save_imported_file
@@ -23,7 +25,7 @@ def _files(target: Path) -> list[Path]:
     return [target]
 
 
-@click.command("import")
+@click.command("import", cls=Command, short_help=summary("import"))
 @click.argument("target", type=click.Path(exists=True, path_type=Path))
 @click.option("--model", default=None, help="Subject model name for OpenAI files (they do not say; default gpt2-xl); "
               "overrides a Neuronpedia file's model_id.")

@@ -5,15 +5,16 @@ from __future__ import annotations
 import click
 
 from activations.vocab import ScoreMethod
+from autointerp.cli import summary
+from autointerp.cli.errors import Command
 from autointerp.cli.formatting import FORMATS, emit
-from autointerp.cli.options import db_option, user_errors
+from autointerp.cli.options import db_option
 from storage.db import Database
 from storage.feature_scope import check_scope
 from storage.queries import (
     SCORE_METHODS,
     SUBSETS,
     FeatureQuery,
-    QueryError,
     check_method_subset,
     default_subset,
     query_features,
@@ -22,7 +23,7 @@ from storage.queries import (
 TABLE_COLUMNS = ("model", "layer", "kind", "sae", "index", "score", "explainer", "explanation")
 
 
-@click.command("query")
+@click.command("query", cls=Command, short_help=summary("query"))
 @click.option("--model", default=None, help="Subject model name, e.g. gemma-3-270m.")
 @click.option("--layer", type=int, default=None, help="Layer index.")
 @click.option("--kind", type=click.Choice(["mlp_neuron", "sae_latent"]), default=None, help="Feature kind.")
@@ -47,7 +48,6 @@ TABLE_COLUMNS = ("model", "layer", "kind", "sae", "index", "score", "explainer",
               help="Let scores imported from files (no simulator here, no baseline) rank features too; they are "
                    "marked score_imported.")
 @db_option
-@user_errors(QueryError)
 def query(model, layer, kind, sae, min_score, search, explainer, simulator, method, subset, limit, offset, fmt,
           with_records, include_imported, db_url) -> None:
     """List features, best-explained first: one row per feature with its best score and explanation.

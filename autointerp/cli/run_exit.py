@@ -24,5 +24,4 @@ def run_and_report(db: Database, run: Callable[[], int]) -> None:
         row = get_run(session, run_id)
     code = (row or {}).get("stats", {}).get("exit_code", ERROR)
     if code:
-        # SystemExit, not click's Exit: the commands turn RuntimeErrors (which Exit is) into one-line messages.
         sys.exit(code)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import click
 
 from activations.vocab import RunKind
+from autointerp.cli import summary
+from autointerp.cli.errors import Command
 from autointerp.cli.formatting import FORMATS, emit
 from autointerp.cli.options import db_option
 from autointerp.pipeline.exit_codes import exit_meaning
@@ -26,7 +28,7 @@ def _table_row(run: dict) -> dict:
             "reason": reason if len(reason) <= REASON_CHARS else reason[:REASON_CHARS - 1] + "…"}
 
 
-@click.command("runs")
+@click.command("runs", cls=Command, short_help=summary("runs"))
 @click.option("--kind", type=click.Choice([k.value for k in RunKind]), default=None, help="Only runs of this kind.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True,
               help="Most recent runs to show.")

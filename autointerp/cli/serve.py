@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
+from autointerp.cli import summary
+from autointerp.cli.errors import Command
 from autointerp.cli.options import db_option
 
 
-@click.command("serve")
+@click.command("serve", cls=Command, short_help=summary("serve"))
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Interface to bind. The default is reachable from this machine only; "
                    "0.0.0.0 exposes it to the network.")

@@ -9,14 +9,16 @@ from pathlib import Path
 
 import click
 
+from activations.errors import UserError
 from activations.vocab import ScoreMethod
+from autointerp.cli import summary
+from autointerp.cli.errors import Command
 from autointerp.settings import get_settings
-from llm_client.local_models import ModelLoadError
 from scorer import METHODS, bootstrap_ci
 from simulator import SPEC_HELP, SimulationError, Simulator, make_simulator
 
 
-class RecordsFileError(ValueError):
+class RecordsFileError(UserError):
     """The records file is unreadable or malformed; the message names the file and record."""
 
 
@@ -91,7 +93,7 @@ async def _run(simulator: Simulator, explanations: list[str], tokens: list[list[
     return results
 
 
-@click.command()
+@click.command("simulate", cls=Command, short_help=summary("simulate"))
 @click.option("--simulator", "spec", required=True, metavar="SPEC", help=f"Simulator to use: {SPEC_HELP}.")
 @click.option("--explanation", "explanations", required=True, multiple=True, metavar="TEXT",
               help="Explanation to simulate; repeat to compare several on the same records.")
@@ -121,7 +123,7 @@ def simulate(spec: str, explanations: tuple[str, ...], records_path: str, base_u
         tokens, acts = read_records(records_path)
         simulator = make_simulator(spec, base_url=base_url or get_settings().openai_base_url, device=device)
         results = asyncio.run(_run(simulator, list(explanations), tokens, acts))
-    except (RecordsFileError, ValueError, SimulationError, ModelLoadError) as exc:
+    except SimulationError as exc:  # the simulator could not produce values: reported, not a bug
         raise click.ClickException(str(exc)) from None
     if len(results) == 1:
         if "error" in results[0]:

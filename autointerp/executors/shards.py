@@ -17,6 +17,7 @@ from typing import Any
 
 from activations.collect_config import CollectConfig
 from activations.corpus import Corpus, Document
+from activations.errors import UserError
 from activations.windows import Window, iter_windows
 
 
@@ -45,7 +46,7 @@ def plan_shards(corpus: Corpus, tokenizer: Any, config: CollectConfig, n_shards:
     windows = [(int(w.document), len(w.token_ids)) for w in
                iter_windows(_numbered(corpus), tokenizer, config.ctx_len, config.max_tokens, config.min_tail)]
     if not windows:
-        raise ValueError(f"corpus {corpus.name} gives no window of at least {config.min_tail} tokens to collect")
+        raise UserError(f"corpus {corpus.name} gives no window of at least {config.min_tail} tokens to collect")
     total = sum(n for _, n in windows)
     cuts: list[int] = []
     tokens = 0

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from activations.errors import UserError
 from activations.vocab import Polarity, ScorerName
 from explainer.prompts import EVIDENCE_CHOICES, LOGITS_VERSION
 from scorer.methods import parse_scorers
 
 
-class OptionsError(ValueError):
+class OptionsError(UserError):
     """An option value is unusable; the message says which and what to pass instead."""
 
 
@@ -22,15 +23,12 @@ def parse_features(spec: str) -> list[int] | None:
     for part in spec.split(","):
         part = part.strip()
         try:
-            if "-" in part:
-                lo, hi = (int(x) for x in part.split("-", 1))
-                if lo > hi:
-                    raise OptionsError(f"--features: range {part!r} runs backwards; write {hi}-{lo}")
-                out.update(range(lo, hi + 1))
-            else:
-                out.add(int(part))
+            lo, hi = (int(x) for x in part.split("-", 1)) if "-" in part else (int(part), int(part))
         except ValueError:
             raise OptionsError(f"--features: {part!r} is not an index or range; use all, 0-99 or 1,5,9") from None
+        if lo > hi:
+            raise OptionsError(f"--features: range {part!r} runs backwards; write {hi}-{lo}")
+        out.update(range(lo, hi + 1))
     if any(i < 0 for i in out):
         raise OptionsError("--features: indices must be >= 0")
     return sorted(out)

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from activations.errors import UserError
 from activations.records import FeatureRecords
 from activations.vocab import ClassificationSubset, ScorerName, ScoreRole
 from autointerp.pipeline.bounded import bounded
@@ -234,7 +235,7 @@ def make_run_scorers(names: Sequence[ScorerName], judge_spec: str | None, *, jud
     judge = None
     if any(n != ScorerName.EMBEDDING for n in chosen):
         if judge_spec is None:
-            raise ValueError("detection/fuzzing need a judging model (--scorer-llm)")
+            raise UserError("detection/fuzzing need a judging model (--scorer-llm)")
         if explainer is not None and explainer.spec == judge_spec:
             borrowed = explainer
             judge = LazyJudge(judge_spec, lambda: borrowed, owned=False)
