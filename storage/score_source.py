@@ -1,14 +1,21 @@
 """Where a score came from: measured here (a simulator or judge this tool ran on stored records, with its
 shuffled baseline) or imported from a file (`import:<format>`: the file's own number, with no simulator here and
-no baseline). Imported scores are kept and shown, labelled, but rank features only when a reader asks for them."""
+no baseline). Imported scores are kept and shown, labelled, but rank features only when a reader asks for them.
+Measured simulation scores rank only when they are of the current scoring version."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from sqlalchemy import or_
+from sqlalchemy import true as sql_true
+
+from activations.vocab import ScorerName
+from scorer import SCORER_METHODS, simulation_scorer_config
+from storage.repository import config_hash
 
 IMPORTED_PREFIX = "import:"  # the `simulator` of every imported score, e.g. import:openai
+SIMULATION_METHODS = tuple(m.value for m in SCORER_METHODS[ScorerName.SIMULATION])
 
 
 def is_imported(simulator: str | None) -> bool:
@@ -19,3 +26,15 @@ def measured(simulator: Any) -> Any:
     """SQL condition on a score's simulator column (or an expression of it): the score was measured here.
     A NULL simulator (scores written without one) counts as measured."""
     return or_(simulator.is_(None), ~simulator.startswith(IMPORTED_PREFIX))
+
+
+
+def current_version(method: Any, scorer_hash: Any, simulator: Any) -> Any:
+    """SQL condition on a score: a simulation score was measured under the current scoring version
+    (scorer.stored_config), or imported (the file's own number, labelled as such). Numbers of another scoring
+    version mean something else, so they never rank or count beside these; other scorers' scores pass as they are.
+    `method` is a method name (one query's) or the method column (a query over every method)."""
+    current = or_(scorer_hash == config_hash(simulation_scorer_config()), ~measured(simulator))
+    if not isinstance(method, str):
+        return or_(method.not_in(SIMULATION_METHODS), current)
+    return current if method in SIMULATION_METHODS else sql_true()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from activations.vocab import OutcomeStatus, RunKind
+from activations.vocab import OutcomeStatus, RunKind, ScoreMethod
 from autointerp.executors.batch_worker import BatchWorker, WorkSpec
 from autointerp.executors.cluster import alive_nodes, connect
 from autointerp.executors.ledger import JobLedger, JobTotals
@@ -25,9 +25,11 @@ from autointerp.pipeline.progress import ProgressDisplay
 from autointerp.pipeline.rescore_run import plan_rescore
 from autointerp.pipeline.run_record import RunRecord
 from autointerp.pipeline.run_stats import RunStats
+from scorer import simulation_config, simulation_scorer_config
 from storage import leases, outcome_store
 from storage import repository as repo
 from storage.db import Database
+from storage.score_stats import explanations_scored_with
 
 POLL_S = 0.5
 WORKER_RESTARTS = 3  # a worker process that dies is restarted this many times (its call retried)
@@ -170,8 +172,9 @@ def run_explain_on_ray(db: Database, opts: ExplainOptions, job: RayJob, *, show_
 def run_rescore_on_ray(db: Database, opts: RescoreOptions, job: RayJob, *, show_progress: bool = True) -> int:
     """`rescore` spread over `job.workers` Ray actors: features leased, each with its explanations to simulate;
     then one finishing pass (baselines, example scorers). Returns the run id."""
-    config = {"simulator": opts.simulator, "split": "test"}
-    chash = repo.config_hash({"rescore": config, "explainer": opts.explainer, "calibrate": opts.calibrate})
+    config = simulation_config(opts.simulator)
+    chash = repo.config_hash({"rescore": config, "explainer": opts.explainer, "calibrate": opts.calibrate,
+                              "scores": simulation_scorer_config()})
     plan = plan_rescore(db, opts)
     with db.session() as session:
         todo = leases.group_by_feature(session, plan.todo)
@@ -183,7 +186,9 @@ def run_rescore_on_ray(db: Database, opts: RescoreOptions, job: RayJob, *, show_
 
     def recount(stats: RunStats) -> None:
         with db.session() as session:
-            stats.done = len(outcome_store.simulated_with(session, plan.todo, opts.simulator))
+            stats.done = len(explanations_scored_with(session, plan.todo, simulator=opts.simulator,
+                                                      method=ScoreMethod.EV_CORRELATION,
+                                                      scorer_config=simulation_scorer_config()))
 
     run_config = {**opts.as_dict(), "simulation_config": config, "executor": "ray", "workers": job.workers}
     return _run_job(db, RunKind.RESCORE, run_config, job, total=len(plan.explanation_ids),
