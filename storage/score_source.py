@@ -11,11 +11,13 @@ from sqlalchemy import or_
 from sqlalchemy import true as sql_true
 
 from activations.vocab import ScorerName
-from scorer import SCORER_METHODS, simulation_scorer_config
+from scorer import SCORER_METHODS, SCORING_VERSION, simulation_scorer_config
 from storage.repository import config_hash
 
 IMPORTED_PREFIX = "import:"  # the `simulator` of every imported score, e.g. import:openai
 SIMULATION_METHODS = tuple(m.value for m in SCORER_METHODS[ScorerName.SIMULATION])
+# The scorer hash of each scoring version's simulation scores: version 1 stored no version (an empty config).
+_VERSION_OF_HASH = {config_hash({}): "1", config_hash(simulation_scorer_config()): SCORING_VERSION}
 
 
 def is_imported(simulator: str | None) -> bool:
@@ -38,3 +40,11 @@ def current_version(method: Any, scorer_hash: Any, simulator: Any) -> Any:
     if not isinstance(method, str):
         return or_(method.not_in(SIMULATION_METHODS), current)
     return current if method in SIMULATION_METHODS else sql_true()
+
+
+def scoring_version(method: str, scorer_hash: str, simulator: str | None) -> str | None:
+    """The scoring version of a measured simulation score, so readers can tell old numbers from current ones;
+    None for other scorers' and imported scores (and a hash no version here wrote)."""
+    if method not in SIMULATION_METHODS or is_imported(simulator):
+        return None
+    return _VERSION_OF_HASH.get(scorer_hash)

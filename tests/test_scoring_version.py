@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
+from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from autointerp.api import create_app
 from autointerp.cli import main
-from scorer import simulation_scorer_config
+from scorer import SCORING_VERSION, simulation_scorer_config
 from storage import repository as repo
 from storage.db import Database
 from storage.schema import Score, Simulation
@@ -73,3 +75,16 @@ def test_scores_of_an_older_version_are_scored_again_and_never_ranked_beside_new
         histogram = next(h for h in score_histograms(s, "tiny-model", 6)["histograms"]
                          if (h["method"], h["subset"]) == ("ev_correlation", "top_and_random"))
         assert histogram["own"]["n"] == 3 and histogram["shuffled"]["n"] == 3
+
+
+def test_every_score_says_its_scoring_version(fake_openai, db_url, db):
+    """The feature page's scores tell old numbers from current ones (simulation scores only)."""
+    fill_layer(db, 2)
+    fake_openai.answer = digit_simulating_answer
+    cli("explain", *LAYER[:4], "--explainer", "openai:fake", *LAYER[4:], "--db", db_url)
+    with db.session() as s, s.begin():
+        s.execute(update(Score).where(Score.role == "shuffled").values(scorer_hash=repo.config_hash({})))
+    with TestClient(create_app(db_url)) as c:
+        page = c.get("/api/features/by-key", params={"model": "tiny-model", "layer": 6, "index": 0}).json()
+    own = {sc["scoring_version"] for e in page["explanations"] for sc in e["scores"]}
+    assert own == {SCORING_VERSION} and {b["scoring_version"] for b in page["sanity_baselines"]} == {"1"}
