@@ -112,6 +112,13 @@ def with_shuffled_baseline(session: Session, explanation_ids: Sequence[int], sim
             for i in session.scalars(stmt.where(Score.explanation_id.in_(chunk)))}
 
 
+def simulated_with(session: Session, explanation_ids: Sequence[int], simulator: str) -> set[int]:
+    """Which of these explanations already have a successful own simulation by this simulator."""
+    return {i for chunk in chunks(explanation_ids) for i in session.scalars(select(Simulation.explanation_id).where(
+        Simulation.explanation_id.in_(chunk), Simulation.simulator == simulator,
+        Simulation.role == ScoreRole.OWN, Simulation.status == OutcomeStatus.OK))}
+
+
 def forget_feature_results(session: Session, feature_id: int, config_hash: str) -> None:
     """Remove a failed feature's rows under this configuration before it is retried (scores and
     simulations go with their explanations by cascade)."""

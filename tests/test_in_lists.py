@@ -43,5 +43,6 @@ def test_reads_over_more_ids_than_one_statement_binds(db):
             f: OutcomeStatus.OK for f in feature_ids}
         assert outcome_store.scored_explanations(s, spread(feature_ids)[::-1]) == explanation_ids
         assert outcome_store.with_shuffled_baseline(s, spread(explanation_ids), "sim") == set(explanation_ids)
+        assert outcome_store.simulated_with(s, spread(explanation_ids), "sim") == set(explanation_ids)
         assert score_stats.explanations_scored_with(s, spread(explanation_ids), simulator="sim",
                                                     method="ev_correlation") == set(explanation_ids)

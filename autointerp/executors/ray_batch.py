@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from activations.vocab import OutcomeStatus, RunKind, ScoreMethod
+from activations.vocab import OutcomeStatus, RunKind
 from autointerp.executors.batch_worker import BatchWorker, WorkSpec
 from autointerp.executors.cluster import alive_nodes, connect
 from autointerp.executors.ledger import JobLedger, JobTotals
@@ -22,14 +22,13 @@ from autointerp.pipeline.explain_run import plan_explain
 from autointerp.pipeline.interrupts import sigterm_interrupts
 from autointerp.pipeline.options import ExplainOptions, OptionsError, RescoreOptions
 from autointerp.pipeline.progress import ProgressDisplay
-from autointerp.pipeline.rescore_run import plan_rescore
+from autointerp.pipeline.rescore_run import plan_rescore, rescored
 from autointerp.pipeline.run_record import RunRecord
 from autointerp.pipeline.run_stats import RunStats
 from scorer import simulation_config, simulation_scorer_config
 from storage import leases, outcome_store
 from storage import repository as repo
 from storage.db import Database
-from storage.score_stats import explanations_scored_with
 
 POLL_S = 0.5
 WORKER_RESTARTS = 3  # a worker process that dies is restarted this many times (its call retried)
@@ -186,11 +185,10 @@ def run_rescore_on_ray(db: Database, opts: RescoreOptions, job: RayJob, *, show_
 
     def recount(stats: RunStats) -> None:
         with db.session() as session:
-            stats.done = len(explanations_scored_with(session, plan.todo, simulator=opts.simulator,
-                                                      method=ScoreMethod.EV_CORRELATION,
-                                                      scorer_config=simulation_scorer_config()))
+            stats.done = len(rescored(session, plan.todo, opts.simulator))
 
-    run_config = {**opts.as_dict(), "simulation_config": config, "executor": "ray", "workers": job.workers}
+    run_config = {**opts.as_dict(), "simulation_config": config, "scorer_config": simulation_scorer_config(),
+                  "executor": "ray", "workers": job.workers}
     return _run_job(db, RunKind.RESCORE, run_config, job, total=len(plan.explanation_ids),
                     skipped=len(plan.explanation_ids) - len(plan.todo), pool=sorted(todo), make_spec=spec,
                     finishing_ids=plan.explanation_ids, budget=None, label="explanations", unit="expl",

@@ -165,6 +165,14 @@ async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, displa
             await simulator.aclose()
 
 
+def rescored(session: Session, explanation_ids: list[int], simulator: str) -> set[int]:
+    """Those of these explanations simulated by `simulator` and scored under the current scoring version (scores
+    of an older version do not count: those are scored again)."""
+    return outcome_store.simulated_with(session, explanation_ids, simulator) & explanations_scored_with(
+        session, explanation_ids, simulator=simulator, method=ScoreMethod.EV_CORRELATION,
+        scorer_config=simulation_scorer_config())
+
+
 @dataclass
 class RescorePlan:
     explanation_ids: list[int]  # every selected explanation (baselines and example scorers cover them all)
@@ -182,9 +190,7 @@ def plan_rescore(db: Database, opts: RescoreOptions) -> RescorePlan:
             who = f" by {opts.explainer}" if opts.explainer else ""
             raise OptionsError(f"no explanations{who} for the selected features of layer {opts.layer}; "
                                "run `autointerp explain` first")
-        # Scores of an older scoring version do not count: those explanations are scored again.
-        done = explanations_scored_with(session, explanation_ids, simulator=opts.simulator,
-                                        method=ScoreMethod.EV_CORRELATION, scorer_config=simulation_scorer_config())
+        done = rescored(session, explanation_ids, opts.simulator)
         # --calibrate: explanations scored before without it get their calibrated scores added.
         calibrated = explanations_scored_with(session, explanation_ids, simulator=opts.simulator,
                                               method=ScoreMethod.RSQUARED_CALIBRATED,
@@ -201,7 +207,7 @@ def run_rescore(db: Database, opts: RescoreOptions, *, run_id: int | None = None
     config = simulation_config(opts.simulator)
     plan = plan_rescore(db, opts)
     explanation_ids, todo = plan.explanation_ids, plan.todo
-    run_config = {**opts.as_dict(), "simulation_config": config}
+    run_config = {**opts.as_dict(), "simulation_config": config, "scorer_config": simulation_scorer_config()}
     with sigterm_interrupts(), RunRecord(db, RunKind.RESCORE, run_config, run_id=run_id,
                                          total=len(explanation_ids)) as record, \
             ProgressDisplay(len(explanation_ids), label="explanations", unit="expl", show=show_progress) as display:
