@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords
-from activations.vocab import ScoreMethod, ScoringSubset
+from activations.vocab import ClassificationSubset, ScoreMethod, ScoringSubset
 from autointerp.pipeline.feature_work import example_input, score, scoring_input
 from scorer.examples import FIRING_LEVEL
 from simulator.base import SequenceSimulation
@@ -76,5 +76,5 @@ def test_real_side_is_on_the_0_to_10_scale_of_the_polarity_maximum():
 def test_example_scorers_still_threshold_the_clipped_scale():
     examples = example_input(toy_neuron(), "positive", None)
     assert examples.activating and min(v for e in examples.activating for v in e.values) >= 0.0
-    quiet = examples.negatives["random"]
+    quiet = examples.negatives[ClassificationSubset.RANDOM]
     assert quiet and all(max(e.values) < FIRING_LEVEL and min(e.values) >= 0.0 for e in quiet)
