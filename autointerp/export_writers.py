@@ -19,8 +19,9 @@ from storage.queries import SCORE_METHODS
 _SCORE = pa.struct([
     ("id", pa.int64()), ("explanation_id", pa.int64()), ("simulation_id", pa.int64()), ("run_id", pa.int64()),
     ("method", pa.string()), ("subset", pa.string()), ("role", pa.string()), ("simulator", pa.string()),
-    ("imported", pa.bool_()), ("value", pa.float64()), ("undefined_reason", pa.string()), ("ci_low", pa.float64()),
-    ("ci_high", pa.float64()), ("n_records", pa.int64()), ("details", pa.string()), ("created_at", pa.string()),
+    ("imported", pa.bool_()), ("scoring_version", pa.string()), ("value", pa.float64()),
+    ("undefined_reason", pa.string()), ("ci_low", pa.float64()), ("ci_high", pa.float64()), ("n_records", pa.int64()),
+    ("details", pa.string()), ("created_at", pa.string()),
 ])
 _EXPLANATION = pa.struct([
     ("id", pa.int64()), ("feature_id", pa.int64()), ("status", pa.string()), ("text", pa.string()),

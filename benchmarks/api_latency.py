@@ -33,8 +33,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
 
 from autointerp.api import create_app
+from scorer import simulation_scorer_config
 from storage.activation_codec import encode
 from storage.db import Database
+from storage.repository import config_hash
 from storage.schema import (
     ActivationRecordRow,
     Explanation,
@@ -53,6 +55,7 @@ CTX = 24
 SAMPLES = (("top", "train"), ("quantile:0", "valid"), ("random", "test"))  # (sample kind, data split)
 WORDS = "numbers cats code brackets dates names verbs plural french legal sports music colour rivers".split()
 CHUNK = 5000
+CURRENT_SCORER_HASH = config_hash(simulation_scorer_config())  # simulation scores of the current version rank
 
 
 def _rows_for(fid: int, layer: int, index: int, rng: random.Random) -> dict[str, list[dict]]:
@@ -89,7 +92,7 @@ def _rows_for(fid: int, layer: int, index: int, rng: random.Random) -> dict[str,
         "feature_id": fid, "status": "ok", "params": {},
     }]
     base = {"explanation_id": fid, "feature_id": fid, "model_id": 1, "layer": layer, "simulator": "embedding",
-            "scorer_hash": "", "details": {}}
+            "scorer_hash": CURRENT_SCORER_HASH, "details": {}}
     out["scores"] = [
         {**base, "id": fid * 4, "simulation_id": fid, "method": "ev_correlation", "subset": "top_and_random",
          "role": "own", "value": value},

@@ -24,7 +24,7 @@ class PromptTooLong(ValueError):
 class Ranked:
     records: list[ActivationRecord]  # best first
     signed: list[list[float]]  # activations on the explained side (negated for "negative")
-    max_activation: float
+    max_activation: float  # maps to 10: the peak of the best record, the maximum of the records shown
 
 
 def rank_records(feature: FeatureRecords, *, polarity: str, max_records: int) -> Ranked:
@@ -34,11 +34,10 @@ def rank_records(feature: FeatureRecords, *, polarity: str, max_records: int) ->
     order = sorted((i for i in range(len(train)) if max(signed[i]) > 0), key=lambda i: -max(signed[i]))[:max_records]
     records = [train[i] for i in order]
     signed = [signed[i] for i in order]
-    # The positive side uses the feature's own max when known (OpenAI's scale); the negative side has only
-    # its records to go by.
-    peak = max((max(s) for s in signed), default=0.0)
-    if polarity == Polarity.POSITIVE and feature.stats is not None and feature.stats.max_activation > 0:
-        peak = feature.stats.max_activation
+    # OpenAI's scale: 10 is the maximum of the records the prompt shows, not of the whole collection (whose top
+    # window is often in another split). fit_prompt drops records lowest-ranked first and always keeps the
+    # first, so the best record's peak is the maximum of whatever the fitted prompt shows.
+    peak = max(signed[0]) if signed else 0.0
     return Ranked(records, signed, peak)
 
 

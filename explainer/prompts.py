@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 from activations.vocab import Polarity
 
-TAP_VERSION = "token-activation-pairs/v1"  # OpenAI's "Language models can explain neurons" format
-HIGHLIGHT_VERSION = "highlight/v1"  # delphi-style inline <<highlights>>
-SNIPPETS_VERSION = "snippets/v1"  # a document for base models to continue: marked snippets, then "Summary:"
+# v2 of every format: values scaled by the maximum of the records shown (v1: by the whole collection's maximum).
+TAP_VERSION = "token-activation-pairs/v2"  # OpenAI's "Language models can explain neurons" format
+HIGHLIGHT_VERSION = "highlight/v2"  # delphi-style inline <<highlights>>
+SNIPPETS_VERSION = "snippets/v2"  # a document for base models to continue: marked snippets, then "Summary:"
 # "auto" picks one of two formats per client, so its version names both: bumping either re-explains.
-AUTO_VERSION = f"auto/v1[{TAP_VERSION}|{SNIPPETS_VERSION}]"
+AUTO_VERSION = f"auto/v2[{TAP_VERSION}|{SNIPPETS_VERSION}]"
 PROMPT_VERSIONS = {"token_activation_pairs": TAP_VERSION, "highlight": HIGHLIGHT_VERSION,
                    "snippets": SNIPPETS_VERSION, "auto": AUTO_VERSION}
 

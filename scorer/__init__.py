@@ -16,6 +16,7 @@ from scorer.metrics import (
     score_rsquared,
     score_spearman,
 )
+from scorer.stored_config import SCORING_VERSION, simulation_config, simulation_scorer_config
 from scorer.subsets import (
     CALIBRATED_METHODS,
     METHODS,
@@ -29,10 +30,11 @@ from scorer.subsets import (
 )
 
 __all__ = [
-    "ALL_METHODS", "CALIBRATED_METHODS", "METHODS", "SCORER_METHODS", "SUBSETS", "Example", "ExampleSet",
+    "ALL_METHODS", "CALIBRATED_METHODS", "METHODS", "SCORER_METHODS", "SCORING_VERSION", "SUBSETS", "Example",
+    "ExampleSet",
     "ScoreValue", "ScoredRecord", "ShuffledPicker", "absolute_dev_explained", "bootstrap_ci", "calibration_failed",
     "classification_scores", "detection_scores", "ev_correlation", "fuzzing_scores", "parse_scorers",
     "per_record_correlations", "rsquared", "score_absolute_dev_explained", "score_calibrated",
     "score_ev_correlation", "score_mean_record_correlation", "score_records", "score_rsquared", "score_spearman",
-    "scorer_of", "subsets_of",
+    "scorer_of", "simulation_config", "simulation_scorer_config", "subsets_of",
 ]

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Table, insert, select
 from sqlalchemy.orm import Session
 
 from activations.vocab import OutcomeStatus, Polarity, ScoreRole
+from scorer import simulation_scorer_config
 from storage.in_lists import chunks
 from storage.repository import config_hash
 from storage.schema import Explanation, Feature, Score, utcnow
@@ -157,8 +158,8 @@ class ScoredExplanationRow:
 
 
 def bulk_add_scored_explanations(session: Session, rows: list[ScoredExplanationRow], *, config: dict) -> int:
-    """Insert explanations (all of one configuration; each (feature, candidate) new) and their scores;
-    returns the number of rows written (both tables)."""
+    """Insert explanations (all of one configuration; each (feature, candidate) new) and their simulation scores
+    (of the current scoring version); returns the number of rows written (both tables)."""
     if not rows:
         return 0
     chash = config_hash(config)
@@ -180,7 +181,8 @@ def bulk_add_scored_explanations(session: Session, rows: list[ScoredExplanationR
         session, SCORES,
         ("explanation_id", "feature_id", "model_id", "layer", "method", "subset", "value", "simulator",
          "undefined_reason"),
-        scores, constants={"role": ScoreRole.OWN, "scorer_hash": "", "details": {}, "created_at": now},
+        scores, constants={"role": ScoreRole.OWN, "scorer_hash": config_hash(simulation_scorer_config()), "details": {},
+                           "created_at": now},
     )
     return n_explanations + n_scores
 

@@ -138,9 +138,13 @@ def finished_features(session: Session, feature_ids: Sequence[int], config_hash:
     return out
 
 
-def with_shuffled_baseline(session: Session, explanation_ids: Sequence[int], simulator: str) -> set[int]:
-    """Which of these explanations already have sanity-baseline scores under this simulator."""
+def with_shuffled_baseline(session: Session, explanation_ids: Sequence[int], simulator: str, *,
+                           scorer_config: dict | None = None) -> set[int]:
+    """Which of these explanations already have sanity-baseline scores under this simulator (and scorer
+    configuration, when given: baselines of an older scoring version do not count)."""
     stmt = select(Score.explanation_id).distinct().where(Score.role == ScoreRole.SHUFFLED, Score.simulator == simulator)
+    if scorer_config is not None:
+        stmt = stmt.where(Score.scorer_hash == repo.config_hash(scorer_config))
     return {i for chunk in chunks(explanation_ids)
             for i in session.scalars(stmt.where(Score.explanation_id.in_(chunk)))}
 

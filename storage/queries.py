@@ -21,7 +21,7 @@ from scorer.methods import EXAMPLE_SUBSETS, SIMULATION_SUBSETS, subsets_of
 from storage.repository import current_explanations
 from storage.rows import feature_key_dict, record_dict
 from storage.schema import ActivationRecordRow, Explanation, Feature, Sae, Score, SubjectModel
-from storage.score_source import is_imported, measured
+from storage.score_source import current_version, is_imported, measured
 
 # Plain strings (the enum values): click.Choice would offer an Enum's member names instead of its values.
 SCORE_METHODS = tuple(m.value for m in ALL_METHODS)  # every method the scorers store per subset
@@ -137,8 +137,9 @@ def all_feature_conds(ff: FeatureFilter) -> list[Any]:
 
 
 def ranking_score_conds(q: FeatureQuery, *, per_explanation: bool = False) -> list[Any]:
-    """The scores that rank features and head their rows: own (not shuffled-baseline), defined and measured here
-    (imported ones only with `include_imported`), under the query's method and subset. Every ranking, headline
+    """The scores that rank features and head their rows: own (not shuffled-baseline), defined, of the current
+    scoring version and measured here (imported ones only with `include_imported`), under the query's method and
+    subset. Every ranking, headline
     score and comparison reads scores through these conditions.
 
     `per_explanation`: written so that SQLite finds a given explanation's scores through ix_scores_explanation;
@@ -148,7 +149,7 @@ def ranking_score_conds(q: FeatureQuery, *, per_explanation: bool = False) -> li
         return column.concat("") if per_explanation else column
 
     conds = [col(Score.method) == q.method, col(Score.subset) == q.subset, col(Score.role) == ScoreRole.OWN,
-             Score.value.is_not(None)]
+             Score.value.is_not(None), current_version(q.method, Score.scorer_hash, col(Score.simulator))]
     if not q.include_imported:
         conds.append(measured(col(Score.simulator)))
     return conds

@@ -282,6 +282,12 @@ _STORED_SCORES_OF = {
 }
 
 
+def simulation_config_hash(config: dict, role: str, feature_id: int) -> str:
+    """A simulation's configuration hash: a shuffled baseline simulates another feature's explanation, so the
+    scored feature is part of it."""
+    return config_hash({"config": config, "role": role, "feature": feature_id})
+
+
 def add_simulation(
     session: Session, explanation: Keyed, feature: Keyed, *, simulator: str, config: dict,
     records: Iterable[dict], status: str = OutcomeStatus.OK, failure_reason: str | None = None,
@@ -289,7 +295,7 @@ def add_simulation(
     run_id: int | None = None, params: dict | None = None,
 ) -> tuple[RowRef, bool]:
     """Insert a simulation with its per-record rows (dicts of SimulatedRecord columns minus ids)."""
-    chash = config_hash({"config": config, "role": role, "feature": feature.id})
+    chash = simulation_config_hash(config, role, feature.id)
     found = session.execute(_SIMULATION_OF, {"explanation_id": explanation.id, "chash": chash}).first()
     if found is not None and (found.status == OutcomeStatus.OK or status == OutcomeStatus.FAILED):
         return RowRef(found.id), False

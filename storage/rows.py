@@ -9,7 +9,7 @@ from typing import Any
 from activations.vocab import RunStatus
 from storage.activation_codec import decode
 from storage.schema import ActivationRecordRow, Explanation, Feature, Run, Score, Simulation
-from storage.score_source import is_imported
+from storage.score_source import is_imported, scoring_version
 
 # Runs whose heartbeat is older than this while `running` are shown as stale (see storage.runs).
 STALE_AFTER = timedelta(seconds=60)
@@ -58,6 +58,7 @@ def score_dict(row: Score) -> dict[str, Any]:
         "id": row.id, "explanation_id": row.explanation_id, "simulation_id": row.simulation_id,
         "run_id": row.run_id, "method": row.method, "subset": row.subset, "role": row.role,
         "simulator": row.simulator, "imported": is_imported(row.simulator),  # a file's number, not measured here
+        "scoring_version": scoring_version(row.method, row.scorer_hash, row.simulator),
         "value": row.value, "undefined_reason": row.undefined_reason,
         "ci_low": row.ci_low, "ci_high": row.ci_high, "n_records": row.n_records, "details": row.details,
         "created_at": iso(row.created_at),

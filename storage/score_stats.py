@@ -12,18 +12,23 @@ from sqlalchemy.orm import Session
 
 from activations.vocab import ScoreRole
 from storage.in_lists import chunks
+from storage.repository import config_hash
 from storage.schema import Feature, Score, SubjectModel
-from storage.score_source import is_imported
+from storage.score_source import current_version, is_imported
 
 N_BINS = 20
 
 
 def explanations_scored_with(session: Session, explanation_ids: Sequence[int], *, simulator: str,
-                             method: str) -> set[int]:
-    """Which of these explanations already have own scores of `method` (defined or not) by this simulator."""
-    return {i for chunk in chunks(explanation_ids) for i in session.scalars(select(Score.explanation_id).where(
-        Score.explanation_id.in_(chunk), Score.simulator == simulator, Score.method == method,
-        Score.role == ScoreRole.OWN))}
+                             method: str, scorer_config: dict | None = None) -> set[int]:
+    """Which of these explanations already have own scores of `method` (defined or not) by this simulator (and
+    under this scorer configuration, when given: e.g. the current scoring version)."""
+    stmt = select(Score.explanation_id).where(Score.simulator == simulator, Score.method == method,
+                                              Score.role == ScoreRole.OWN)
+    if scorer_config is not None:
+        stmt = stmt.where(Score.scorer_hash == config_hash(scorer_config))
+    return {i for chunk in chunks(explanation_ids) for i in session.scalars(stmt.where(
+        Score.explanation_id.in_(chunk)))}
 
 
 def _range(values: list[float]) -> tuple[float, float]:
@@ -41,7 +46,8 @@ def score_histograms(session: Session, model: str, layer: int, *, kind: str | No
     model_id = session.scalar(select(SubjectModel.id).where(SubjectModel.name == model))
     if model_id is None:
         return None
-    conds = [Score.model_id == model_id, Score.layer == layer]
+    conds = [Score.model_id == model_id, Score.layer == layer,
+             current_version(Score.method, Score.scorer_hash, Score.simulator)]
     if subset is not None:
         conds.append(Score.subset == subset)
     stmt = select(Score.method, Score.subset, Score.simulator, Score.role, Score.value)

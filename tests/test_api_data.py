@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from activations.records import ActivationRecord, FeatureId, FeatureStats, Provenance
+from scorer import simulation_scorer_config
 from storage import record_store, runs
 from storage import repository as repo
 from storage.db import Database
@@ -62,12 +63,14 @@ def fill(db: Database) -> dict[str, Any]:
                 reason = None if value is not None else "constant simulation: correlation undefined"
                 repo.add_score(s, explanation, feature, method=method, subset=subset, value=value,
                                undefined_reason=reason, simulator="embedding", run_id=ids["run"],
+                               scorer_config=simulation_scorer_config(),
                                ci_low=None if value is None else value - 0.1, ci_high=None if value is None else value + 0.05)
         s.flush()
         _add_simulations(s, ids)
         other = repo.get_or_create_feature(s, FeatureId(MODEL, 0, "mlp_neuron", 7), model)
         exp0, _ = repo.add_explanation(s, other, explainer="openai:gpt-test", config={}, text="numbers at layer zero")
-        repo.add_score(s, exp0, other, method="ev_correlation", subset="top_and_random", value=0.95, simulator="json:openai:x")
+        repo.add_score(s, exp0, other, method="ev_correlation", subset="top_and_random", value=0.95,
+                       simulator="json:openai:x", scorer_config=simulation_scorer_config())
         ids["layer0_feature"] = other.id
     return ids
 
@@ -86,5 +89,5 @@ def _add_simulations(s, ids: dict[str, Any]) -> None:
                                       records=[{"record_id": top.id, "split": "top", "expected_activations": [0.2, 0.2, 0.2, 0.3]}])
     # As the pipeline stores it: the score on the feature's own explanation, the simulation on the borrowed one.
     repo.add_score(s, own, feature, method="ev_correlation", subset="top_and_random", value=0.05,
-                   simulation=shuffled, simulator="embedding", role="shuffled")
+                   simulation=shuffled, simulator="embedding", role="shuffled", scorer_config=simulation_scorer_config())
     ids["simulation"] = sim.id

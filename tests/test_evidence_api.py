@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from autointerp.api import create_app
+from scorer import simulation_scorer_config
 from storage import repository as repo
 from storage.schema import Explanation, Feature, Score
 from tests.test_api_data import MODEL, fill
@@ -29,7 +30,8 @@ def client(db):
         for index, value in ((0, 0.1), (2, -0.35)):
             own = s.get(Explanation, ids["explanations"][index])
             repo.add_score(s, own, s.get(Feature, ids["features"][index]), method="ev_correlation",
-                           subset="top_and_random", value=value, simulator="embedding", role="shuffled")
+                           subset="top_and_random", value=value, simulator="embedding", role="shuffled",
+                           scorer_config=simulation_scorer_config())
     with TestClient(create_app(db.url, embedder=HashEmbedder())) as c:
         yield c, ids
 

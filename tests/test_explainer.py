@@ -110,7 +110,7 @@ def test_explain_ok_result_carries_provenance(fake_openai):
     (result,), stats = run_explain(fake_openai, TINY)
     assert result.ok and result.text == "cats and dogs" and result.raw_output == " cats and dogs."
     assert (result.explainer, result.prompt_version, result.polarity, result.candidate) == (
-        "openai:gpt-4o-mini", "token-activation-pairs/v1", "positive", 0)
+        "openai:gpt-4o-mini", "token-activation-pairs/v2", "positive", 0)
     assert result.params["records_shown"] == ["top[0]", "top[1]"] and result.params["records_dropped"] == []
     assert result.usage.prompt_tokens > 0 and result.usage.cost_usd > 0 and stats["calls"] == 1
 
@@ -127,11 +127,29 @@ def test_only_train_records_reach_the_prompt(fake_openai):
     assert " word" in prompt and "secret" not in prompt and "hidden" not in prompt
 
 
-def test_values_use_the_feature_max_from_stats(fake_openai):
+def test_values_are_scaled_by_the_maximum_of_the_records_shown(fake_openai):
+    """OpenAI's scale: the collection's maximum (8.0, in a test-split record the explainer never sees) does not
+    set the scale; the top shown token is a 10, and the others floor(10 * x / 4.0)."""
     seen = last_user_message(fake_openai)
-    run_explain(fake_openai, feature(ActivationRecord(["a", " b"], [0, 4.0], label="top[0]"), max_activation=8.0),
-                n_few_shot=0)
-    assert "a\\t0\\n b\\t5\\n" in json.dumps(seen[0]["messages"][-1]["content"])
+    records = feature(ActivationRecord(["a", " b", " c"], [-0.5, 4.0, 1.9], label="top[0]"),
+                      ActivationRecord(["d", " e"], [3.0, 0.0], label="top[1]"),
+                      ActivationRecord(["x", " y"], [8.0, 0.0], label="top[2]", data_split="test"),
+                      max_activation=8.0)
+    (result,), _ = run_explain(fake_openai, records, n_few_shot=0)
+    user = seen[0]["messages"][-1]["content"]
+    assert "a\t0\n b\t10\n c\t4\n" in user and "d\t7\n e\t0\n" in user and "x\t" not in user
+    assert result.params["max_activation"] == 4.0
+
+
+def test_scale_is_the_maximum_of_what_the_fitted_prompt_shows(fake_openai):
+    records = feature(*[ActivationRecord([f"w{i}"] * 30, [float(i + 1)] * 30, label=f"top[{i}]") for i in range(6)],
+                      max_activation=50.0)
+    (full,), _ = run_explain(fake_openai, records, n_few_shot=0)
+    seen = last_user_message(fake_openai)
+    (fitted,), _ = run_explain(fake_openai, records, n_few_shot=0,
+                               max_prompt_tokens=full.params["prompt_tokens_estimate"] - 100)
+    assert fitted.params["records_dropped"] and fitted.params["max_activation"] == 6.0
+    assert "w5\t10\n" in seen[0]["messages"][-1]["content"]
 
 
 def test_negative_side_uses_negated_activations_and_says_so(fake_openai):

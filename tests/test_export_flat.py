@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from activations.records import FeatureId
 from autointerp.cli import main
+from scorer import simulation_config, simulation_scorer_config
 from storage import repository as repo
 from storage.queries import SCORE_METHODS
 from tests.pipeline_data import fill_layer
@@ -30,14 +31,17 @@ def fill(db) -> None:
         feature.extra = {"logits": LOGITS, "neighbours": NEIGHBOURS}
         old, _ = repo.add_explanation(s, feature, explainer="openai:x", config={"v": 1}, text="rivers")
         repo.add_score(s, old, feature, method="ev_correlation", subset="top_and_random", value=0.8,
-                       simulator="json:openai:x")
+                       simulator="json:openai:x", scorer_config=simulation_scorer_config())
         current, _ = repo.add_explanation(s, feature, explainer="openai:y", config={"v": 2}, text="rivers and banks")
-        for simulator, config, value in (("json:openai:x", {"s": 1}, 0.5), ("embedding", {"s": 2}, 0.6),
-                                         ("import:openai", {"s": 3}, 0.99)):
+        for simulator, value in (("json:openai:x", 0.5), ("embedding", 0.6)):
+            simulation, _ = repo.add_simulation(s, current, feature, simulator=simulator,
+                                                config=simulation_config(simulator), records=[])
             repo.add_score(s, current, feature, method="ev_correlation", subset="top_and_random", value=value,
-                           simulator=simulator, scorer_config=config)
+                           simulation=simulation, simulator=simulator, scorer_config=simulation_scorer_config())
+        repo.add_score(s, current, feature, method="ev_correlation", subset="top_and_random", value=0.99,
+                       simulator="import:openai", scorer_config={"s": 3})
         repo.add_score(s, current, feature, method="ev_correlation", subset="random_only", value=0.9,
-                       simulator="embedding")
+                       simulator="embedding", scorer_config=simulation_scorer_config())
         repo.add_score(s, current, feature, method="ev_correlation", subset="top_and_random", value=0.95,
                        simulator="embedding", role="shuffled", scorer_config={"s": 4})
         repo.add_score(s, current, feature, method="detection_auroc", subset="random", value=0.7,

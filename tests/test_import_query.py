@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from autointerp.cli import main
+from scorer import simulation_scorer_config
 from storage.schema import ActivationRecordRow, Explanation, Feature, Score
 from tests.conftest import FIXTURES
 
@@ -142,9 +143,10 @@ def test_query_ranking_filters_and_search(db_url, db):
         for i, (text, score) in enumerate([("numbers and digits", 0.9), ("colour words", 0.7), ("the token after of", 0.2)]):
             f = repo.get_or_create_feature(s, FeatureId("m", 6, "mlp_neuron", i))
             e, _ = repo.add_explanation(s, f, explainer="openai:x" if i else "local:y", config={"i": i}, text=text)
-            repo.add_score(s, e, f, method="ev_correlation", subset="top_and_random", value=score)
+            repo.add_score(s, e, f, method="ev_correlation", subset="top_and_random", value=score, scorer_config=simulation_scorer_config())
             e2, _ = repo.add_explanation(s, f, explainer="openai:x", config={"i": i, "v": 2}, text=text + " v2")
-            repo.add_score(s, e2, f, method="ev_correlation", subset="top_and_random", value=score - 0.1)
+            repo.add_score(s, e2, f, method="ev_correlation", subset="top_and_random", value=score - 0.1,
+                           scorer_config=simulation_scorer_config())
         repo.get_or_create_feature(s, FeatureId("m", 6, "mlp_neuron", 9))
         repo.get_or_create_feature(s, FeatureId("m", 7, "mlp_neuron", 0))
 

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from activations.records import FeatureId
 from autointerp.api import create_app
 from autointerp.cli import main
+from scorer import simulation_scorer_config
 from storage import repository as repo
 from storage.comparisons import best_score_per_feature, best_scores_by_feature
 from storage.queries import FeatureQuery
@@ -49,7 +50,7 @@ def layer3(tmp_path, db_url, db):
         explanation, _ = repo.add_explanation(s, feature, explainer="openai:gpt-4o-mini", config={"k": 1},
                                               text="the digit 1")
         repo.add_score(s, explanation, feature, method="ev_correlation", subset="top_and_random", value=MEASURED,
-                       simulator="json:openai:gpt-4o-mini")
+                       simulator="json:openai:gpt-4o-mini", scorer_config=simulation_scorer_config())
     return db
 
 

@@ -14,15 +14,18 @@ import pytest
 from sqlalchemy import delete, insert, select, update
 
 from activations.vocab import OutcomeStatus, ScoreRole
+from scorer import simulation_scorer_config
 from storage import embedding_index as ann
 from storage import embedding_index_update as ann_update
 from storage import embedding_store, semantic
 from storage.db import Database
 from storage.queries import FeatureQuery
+from storage.repository import config_hash
 from storage.schema import Explanation, ExplanationEmbedding, Feature, Score, SubjectModel
 from tests.conftest import BACKENDS, _postgres_schema_url
 
 EMBEDDER = "fake-embedder"
+CURRENT_SCORER_HASH = config_hash(simulation_scorer_config())  # scores of the current scoring version rank
 DIM = 32
 WORDS = ("numbers", "cats", "brackets", "html", "music", "rivers", "colours", "verbs")
 
@@ -88,7 +91,7 @@ def fill(db, n_features: int = 1500, seed: int = 0) -> tuple[TableEmbedder, list
             for simulator in ("embedding", "logprob:x"):
                 score_rows.append({"explanation_id": eid, "feature_id": e["feature_id"], "model_id": f["model_id"],
                                    "layer": f["layer"], "method": "ev_correlation", "subset": "top_and_random",
-                                   "role": ScoreRole.OWN, "simulator": simulator, "scorer_hash": "", "details": {},
+                                   "role": ScoreRole.OWN, "simulator": simulator, "scorer_hash": CURRENT_SCORER_HASH, "details": {},
                                    "value": float(rng.uniform(-0.2, 1.0))})
         s.execute(insert(Score), score_rows)
     vectors = centres[rng.integers(0, len(centres), len(ok_ids))] + 0.5 * rng.standard_normal((len(ok_ids), DIM))

@@ -143,6 +143,7 @@ class Score(Out):
     role: str
     simulator: str | None
     imported: bool  # imported from a file (simulator import:...): not measured here, no baseline
+    scoring_version: str | None  # of a measured simulation score; only the current version ranks
     value: float | None
     undefined_reason: str | None
     ci_low: float | None

@@ -22,9 +22,10 @@ from autointerp.pipeline.explain_run import plan_explain
 from autointerp.pipeline.interrupts import sigterm_interrupts
 from autointerp.pipeline.options import ExplainOptions, OptionsError, RescoreOptions
 from autointerp.pipeline.progress import ProgressDisplay
-from autointerp.pipeline.rescore_run import plan_rescore
+from autointerp.pipeline.rescore_run import plan_rescore, rescored
 from autointerp.pipeline.run_record import RunRecord
 from autointerp.pipeline.run_stats import RunStats
+from scorer import simulation_config, simulation_scorer_config
 from storage import leases, outcome_store
 from storage import repository as repo
 from storage.db import Database
@@ -172,8 +173,9 @@ def run_explain_on_ray(db: Database, opts: ExplainOptions, job: RayJob, *, show_
 def run_rescore_on_ray(db: Database, opts: RescoreOptions, job: RayJob, *, show_progress: bool = True) -> int:
     """`rescore` spread over `job.workers` Ray actors: features leased, each with its explanations to simulate;
     then one finishing pass (baselines, example scorers). Returns the run id."""
-    config = {"simulator": opts.simulator, "split": "test"}
-    chash = repo.config_hash({"rescore": config, "explainer": opts.explainer, "calibrate": opts.calibrate})
+    config = simulation_config(opts.simulator)
+    chash = repo.config_hash({"rescore": config, "explainer": opts.explainer, "calibrate": opts.calibrate,
+                              "scores": simulation_scorer_config()})
     plan = plan_rescore(db, opts)
     with db.session() as session:
         todo = leases.group_by_feature(session, plan.todo)
@@ -185,9 +187,10 @@ def run_rescore_on_ray(db: Database, opts: RescoreOptions, job: RayJob, *, show_
 
     def recount(stats: RunStats) -> None:
         with db.session() as session:
-            stats.done = len(outcome_store.simulated_with(session, plan.todo, opts.simulator))
+            stats.done = len(rescored(session, plan.todo, opts.simulator))
 
-    run_config = {**opts.as_dict(), "simulation_config": config, "executor": "ray", "workers": job.workers}
+    run_config = {**opts.as_dict(), "simulation_config": config, "scorer_config": simulation_scorer_config(),
+                  "executor": "ray", "workers": job.workers}
     return _run_job(db, RunKind.RESCORE, run_config, job, total=len(plan.explanation_ids),
                     skipped=len(plan.explanation_ids) - len(plan.todo), pool=sorted(todo), make_spec=spec,
                     finishing_ids=plan.explanation_ids, budget=None, label="explanations", unit="expl",

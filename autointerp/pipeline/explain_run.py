@@ -29,6 +29,7 @@ from explainer import PROMPT_VERSIONS
 from llm_client import make_client
 from llm_client.base import LLMClient
 from llm_client.endpoints import endpoint_stats_of
+from scorer import simulation_config, simulation_scorer_config
 from simulator.base import Simulator
 from simulator.factory import make_simulator
 from storage import outcome_store, record_store
@@ -79,13 +80,13 @@ def _save_outcome(db: Database, feature: repo.FeatureRef, outcome: FeatureOutcom
             chosen.params = {**(chosen.params or {}), "valid_ev_correlation": outcome.valid_scores}
         test, data = outcome.test, outcome.test_input
         simulation = outcome_store.store_simulation(
-            session, chosen, feature, simulator=opts.simulator, config={"simulator": opts.simulator, "split": "test"},
+            session, chosen, feature, simulator=opts.simulator, config=simulation_config(opts.simulator),
             records=data.records if data else [], simulations=test.simulations, failure=test.failure, run_id=run_id,
             failure_kind=test.failure_kind,
         )
         if test.simulations is not None:
             outcome_store.store_scores(session, chosen, feature, simulation, test.scores, simulator=opts.simulator,
-                                       run_id=run_id)
+                                       run_id=run_id, scorer_config=simulation_scorer_config())
         return True
 
 

@@ -1,8 +1,9 @@
 """Explain-and-score one feature, without touching the database: explain from train records, choose the
 best of N candidates on the valid split, simulate the held-out test split and score it.
 
-Real activations are put on the simulator's 0..10 scale (10 * max(a, 0) / feature max, not floored) before
-scoring: correlation does not care, but r² and absolute deviation explained compare magnitudes.
+Real activations are scored as recorded, signed by the polarity explained and never clipped (OpenAI's
+definition), only multiplied by 10 / the polarity's maximum so r² and absolute deviation explained compare them
+with the simulator's 0..10 values; a positive factor leaves every correlation as it is (docs/score-definitions.md).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ T = TypeVar("T")
 
 @dataclass
 class ScoringInput:
-    """The records a simulation is scored on (each with its row id) and their real values on the 0..10 scale."""
+    """The records a simulation is scored on (each with its row id) and their real values, polarity-signed and
+    unclipped, scaled so the polarity's maximum is 10."""
 
     records: list[ActivationRecord]
     real: list[list[float]]
@@ -92,20 +94,29 @@ def polarity_max(feature: FeatureRecords, polarity: str) -> float:
     return feature.max_activation
 
 
-def _prompt_scale(feature: FeatureRecords, polarity: str) -> Callable[[Sequence[float]], list[float]]:
-    """Activations -> the 0..10 prompt scale: signed by `polarity`, scaled so the polarity's maximum is 10."""
+def _real_scale(feature: FeatureRecords, polarity: str) -> Callable[[Sequence[float]], list[float]]:
+    """Activations -> signed by `polarity` and scaled so the polarity's maximum is 10, NOT clipped: what the
+    simulation is scored against. A feature that never reaches above zero on that side keeps its raw units (a
+    factor of 0 would turn its real activations into a constant and every score into an undefined one)."""
     sign = -1.0 if polarity == Polarity.NEGATIVE else 1.0
     peak = polarity_max(feature, polarity)
-    scale = 10.0 / peak if peak > 0 else 0.0
-    return lambda activations: [max(sign * a, 0.0) * scale for a in activations]
+    factor = sign * (10.0 / peak if peak > 0 else 1.0)
+    return lambda activations: [factor * a for a in activations]
+
+
+def _prompt_scale(feature: FeatureRecords, polarity: str) -> Callable[[Sequence[float]], list[float]]:
+    """Activations -> the 0..10 prompt scale: the real scale clipped at zero, for the example scorers, whose
+    firing threshold (FIRING_LEVEL) is a level on that scale."""
+    real = _real_scale(feature, polarity)
+    return lambda activations: [max(v, 0.0) for v in real(activations)]
 
 
 def scoring_input(feature: FeatureRecords, data_split: str, polarity: str) -> ScoringInput:
     """The one builder of what a simulation is scored on: the top and random records of `data_split`,
-    their activations signed by `polarity` and scaled so the polarity's maximum is 10."""
-    scaled = _prompt_scale(feature, polarity)
+    their activations signed by `polarity`, scaled so the polarity's maximum is 10, never clipped."""
+    real = _real_scale(feature, polarity)
     chosen = [r for r in feature.records if r.data_split == data_split and r.sample in SCORED_SAMPLES]
-    return ScoringInput(records=chosen, real=[scaled(r.activations) for r in chosen])
+    return ScoringInput(records=chosen, real=[real(r.activations) for r in chosen])
 
 
 def _round_robin(groups: Sequence[Sequence[T]]) -> list[T]:

@@ -8,6 +8,7 @@ from activations.errors import UserError
 from activations.vocab import Polarity, ScorerName
 from explainer.prompts import EVIDENCE_CHOICES, LOGITS_VERSION
 from scorer.methods import parse_scorers
+from scorer.stored_config import SCORING_VERSION
 
 
 class OptionsError(UserError):
@@ -96,7 +97,7 @@ class ExplainOptions(BatchOptions):
         config = {"explainer": self.explainer, "fmt": self.fmt, "prompt_version": prompt_version,
                   "n_candidates": self.n_candidates, "polarity": self.polarity,
                   "temperature": self.effective_temperature, "max_tokens": self.max_explanation_tokens,
-                  "simulator": self.simulator}
+                  "simulator": self.simulator, "scoring_version": SCORING_VERSION}  # it chooses among candidates
         if self.evidence != EVIDENCE_CHOICES[0]:
             config.update(prompt_version=f"{prompt_version}+{LOGITS_VERSION}", evidence=self.evidence)
         return config

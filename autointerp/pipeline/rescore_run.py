@@ -1,6 +1,7 @@
 """`rescore` as a batch: score existing explanations with another simulator and/or the example scorers
-(detection, fuzzing, embedding). Old scores stay; a simulation already made with this simulator, or a scorer's
-scores already made under its configuration, are skipped, so reruns are free."""
+(detection, fuzzing, embedding). Old scores stay; an explanation already scored with this simulator under the
+current scoring version, or a scorer's scores already made under its configuration, are skipped, so reruns are
+free. A simulation stored under an older scoring version is scored again from its stored values (no LLM call)."""
 
 from __future__ import annotations
 
@@ -27,17 +28,14 @@ from autointerp.pipeline.run_record import RunRecord
 from autointerp.pipeline.run_stats import RunStats
 from autointerp.pipeline.scorers import RunScorers, make_run_scorers
 from llm_client.endpoints import endpoint_stats_of
-from scorer import ScoreValue
-from simulator.base import Simulator
+from scorer import ScoreValue, simulation_config, simulation_scorer_config
+from simulator.base import SequenceSimulation, Simulator
 from simulator.factory import make_simulator
 from storage import outcome_store, record_store
 from storage import repository as repo
 from storage.db import Database
 from storage.score_stats import explanations_scored_with
-
-
-def _simulation_config(opts: RescoreOptions) -> dict:
-    return {"simulator": opts.simulator, "split": "test"}
+from storage.stored_simulations import stored_expected_values
 
 
 @dataclass
@@ -49,16 +47,27 @@ class _Target:
     text: str
     data: ScoringInput
     valid: ScoringInput  # what --calibrate fits on
+    stored: list[SequenceSimulation] | None  # this simulator's stored simulation of `data`, scored again as it is
 
 
-def _load(db: Database, explanation_id: int) -> _Target:
+def _stored_simulation(session: Session, explanation_id: int, feature_id: int, simulator: str,
+                       data: ScoringInput) -> list[SequenceSimulation] | None:
+    """The stored simulation of exactly these records (it may be from before a scoring version change)."""
+    stored = stored_expected_values(session, explanation_id, feature_id, simulation_config(simulator))
+    if stored is None or [record_id for record_id, _ in stored] != [r.record_id for r in data.records]:
+        return None
+    return [SequenceSimulation(list(r.tokens), expected) for r, (_, expected) in zip(data.records, stored)]
+
+
+def _load(db: Database, explanation_id: int, simulator: str) -> _Target:
     with db.session() as session:
         explanation = repo.get_explanation(session, explanation_id)
         feature = repo.get_feature(session, explanation.feature_id)
         records = record_store.load_feature_records(session, feature)
-        return _Target(explanation_id, feature.index, explanation.text or "",
-                       scoring_input(records, DataSplit.TEST, explanation.polarity),
-                       scoring_input(records, DataSplit.VALID, explanation.polarity))
+        data = scoring_input(records, DataSplit.TEST, explanation.polarity)
+        return _Target(explanation_id, feature.index, explanation.text or "", data,
+                       scoring_input(records, DataSplit.VALID, explanation.polarity),
+                       _stored_simulation(session, explanation_id, feature.id, simulator, data))
 
 
 def _save(db: Database, opts: RescoreOptions, target: _Target, outcome: SimulationOutcome, run_id: int,
@@ -72,17 +81,18 @@ def _save(db: Database, opts: RescoreOptions, target: _Target, outcome: Simulati
         feature = repo.get_feature(session, explanation.feature_id)
         if calibrate_only:
             outcome_store.store_scores(session, explanation, feature, None, calibrated, simulator=opts.simulator,
-                                       run_id=run_id)
+                                       run_id=run_id, scorer_config=simulation_scorer_config())
             return
         simulation = outcome_store.store_simulation(
-            session, explanation, feature, simulator=opts.simulator, config=_simulation_config(opts),
+            session, explanation, feature, simulator=opts.simulator, config=simulation_config(opts.simulator),
             records=target.data.records, simulations=outcome.simulations, failure=outcome.failure, run_id=run_id,
             failure_kind=outcome.failure_kind,
         )
         if outcome.simulations is not None:
             outcome_store.store_scores(session, explanation, feature, simulation,
                                        score(target.data, outcome.simulations, seed=opts.seed) + calibrated,
-                                       simulator=opts.simulator, run_id=run_id)
+                                       simulator=opts.simulator, run_id=run_id,
+                                       scorer_config=simulation_scorer_config())
 
 
 def make_rescore_tools(db: Database, opts: RescoreOptions) -> tuple[Simulator | None, RunScorers]:
@@ -101,9 +111,11 @@ def make_rescore_tools(db: Database, opts: RescoreOptions) -> tuple[Simulator | 
 async def rescore_explanation(db: Database, store: DatabaseThreads, opts: RescoreOptions, simulator: Simulator,
                               explanation_id: int, run_id: int, stats: RunStats, *, calibrate_only: bool = False,
                               guard: Callable[[Session], None] | None = None) -> SimulationOutcome:
-    """Simulate, score and store one explanation (one transaction), counted in `stats`; returns the outcome."""
-    target = await store.read(_load, db, explanation_id)
-    outcome = await simulate(simulator, target.text, target.data)
+    """Simulate (or reuse the stored simulation), score and store one explanation (one transaction), counted in
+    `stats`; returns the outcome."""
+    target = await store.read(_load, db, explanation_id, opts.simulator)
+    outcome = SimulationOutcome(target.stored, None) if target.stored is not None \
+        else await simulate(simulator, target.text, target.data)
     calibrated = await calibrated_scores(
         simulator, target.text, target.valid, target.data, outcome.simulations, role=ScoreRole.OWN,
         seed=opts.seed) if opts.calibrate and outcome.simulations is not None else []
@@ -165,6 +177,14 @@ async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, displa
             await simulator.aclose()
 
 
+def rescored(session: Session, explanation_ids: list[int], simulator: str) -> set[int]:
+    """Those of these explanations simulated by `simulator` and scored under the current scoring version (scores
+    of an older version do not count: those are scored again)."""
+    return outcome_store.simulated_with(session, explanation_ids, simulator) & explanations_scored_with(
+        session, explanation_ids, simulator=simulator, method=ScoreMethod.EV_CORRELATION,
+        scorer_config=simulation_scorer_config())
+
+
 @dataclass
 class RescorePlan:
     explanation_ids: list[int]  # every selected explanation (baselines and example scorers cover them all)
@@ -182,10 +202,11 @@ def plan_rescore(db: Database, opts: RescoreOptions) -> RescorePlan:
             who = f" by {opts.explainer}" if opts.explainer else ""
             raise OptionsError(f"no explanations{who} for the selected features of layer {opts.layer}; "
                                "run `autointerp explain` first")
-        done = outcome_store.simulated_with(session, explanation_ids, opts.simulator)
-        # --calibrate: explanations simulated before without it get their calibrated scores added.
+        done = rescored(session, explanation_ids, opts.simulator)
+        # --calibrate: explanations scored before without it get their calibrated scores added.
         calibrated = explanations_scored_with(session, explanation_ids, simulator=opts.simulator,
-                                              method=ScoreMethod.RSQUARED_CALIBRATED) if opts.calibrate else set()
+                                              method=ScoreMethod.RSQUARED_CALIBRATED,
+                                              scorer_config=simulation_scorer_config()) if opts.calibrate else set()
     simulated_before = {e for e in done if e not in calibrated} if opts.calibrate else set()
     todo = [e for e in explanation_ids if e not in done or e in simulated_before] \
         if ScorerName.SIMULATION in opts.scorer_names() else []
@@ -195,10 +216,10 @@ def plan_rescore(db: Database, opts: RescoreOptions) -> RescorePlan:
 def run_rescore(db: Database, opts: RescoreOptions, *, run_id: int | None = None, show_progress: bool = True) -> int:
     """Score the current explanations of a layer's features with `opts.simulator`; returns the run id.
     With `run_id`, the run row already exists (the API made it)."""
-    config = _simulation_config(opts)
+    config = simulation_config(opts.simulator)
     plan = plan_rescore(db, opts)
     explanation_ids, todo = plan.explanation_ids, plan.todo
-    run_config = {**opts.as_dict(), "simulation_config": config}
+    run_config = {**opts.as_dict(), "simulation_config": config, "scorer_config": simulation_scorer_config()}
     with sigterm_interrupts(), RunRecord(db, RunKind.RESCORE, run_config, run_id=run_id,
                                          total=len(explanation_ids)) as record, \
             ProgressDisplay(len(explanation_ids), label="explanations", unit="expl", show=show_progress) as display:

@@ -14,7 +14,7 @@ from autointerp.pipeline.bounded import bounded
 from autointerp.pipeline.calibrated import calibrated_scores
 from autointerp.pipeline.db_threads import ChunkedReads, DatabaseThreads
 from autointerp.pipeline.feature_work import SimulationOutcome, score, scoring_input, simulate
-from scorer import ScoreValue, ShuffledPicker
+from scorer import ScoreValue, ShuffledPicker, simulation_config, simulation_scorer_config
 from simulator.base import Simulator
 from storage import outcome_store, record_store
 from storage import repository as repo
@@ -45,7 +45,8 @@ class LayerPool:
 def _pending(db: Database, explanation_ids: Sequence[int], simulator_spec: str) -> dict[int, _Pending]:
     """Those of these explanations without a baseline under this simulator, each with its feature's records."""
     with db.session() as session:
-        done = outcome_store.with_shuffled_baseline(session, explanation_ids, simulator_spec)
+        done = outcome_store.with_shuffled_baseline(session, explanation_ids, simulator_spec,
+                                                    scorer_config=simulation_scorer_config())
         todo = repo.explanations_with_features(session, [e for e in explanation_ids if e not in done])
         records = record_store.load_many_feature_records(session, list({f.id: f for _, f in todo.values()}.values()))
         return {e.id: _Pending(e.id, repo.FeatureRef(f.id, f.model_id, f.layer), e.polarity, records[f.id])
@@ -69,17 +70,17 @@ def _save(db: Database, item: _Pending, other_explanation_id: int | None, record
             no_other = [ScoreValue(ScoreMethod.EV_CORRELATION, None, NO_OTHER, subset=subset, role=ScoreRole.SHUFFLED)
                         for subset in ScoringSubset]
             outcome_store.store_scores(session, own, item.feature, None, no_other, simulator=simulator_spec,
-                                       run_id=run_id)
+                                       run_id=run_id, scorer_config=simulation_scorer_config())
             return
         simulation = outcome_store.store_simulation(
             session, repo.RowRef(other_explanation_id), item.feature, simulator=simulator_spec,
-            config={"simulator": simulator_spec, "split": "test", "own": own.id},
+            config=simulation_config(simulator_spec, own=own.id),
             records=records, simulations=outcome.simulations, failure=outcome.failure,
             role=ScoreRole.SHUFFLED, run_id=run_id,
         )
         if outcome.simulations is not None:
             outcome_store.store_scores(session, own, item.feature, simulation, scores, simulator=simulator_spec,
-                                       run_id=run_id)
+                                       run_id=run_id, scorer_config=simulation_scorer_config())
 
 
 async def add_sanity_baselines(db: Database, store: DatabaseThreads, simulator: Simulator, simulator_spec: str,

@@ -28,10 +28,11 @@ function scoreRows(scores) {
 
 const SCORE_HEADERS = ["method", "subset", "value [CI]", "simulator", "records"];
 
-// The shuffled baseline measured the same way (method, subset, simulator), to read beside the own score.
+// The shuffled baseline measured the same way (method, subset, simulator, scoring version), to read beside the
+// own score: a baseline of another scoring version means something else.
 function baselineFor(score, baselines) {
   const match = baselines.find((b) => b.method === score.method && b.subset === score.subset
-    && (b.simulator ?? "") === (score.simulator ?? ""));
+    && (b.simulator ?? "") === (score.simulator ?? "") && b.scoring_version === score.scoring_version);
   return match ? scoreValue(match) : el("span", { class: "muted" }, "–");
 }
 
