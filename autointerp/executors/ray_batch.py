@@ -100,11 +100,14 @@ def _drain(ray: Any, calls: dict[Any, Any], ledger: Any, record: RunRecord, disp
         for ref in ready:
             calls.pop(ref)
             try:
-                ray.get(ref)
+                final = ray.get(ref)
             except ray.exceptions.RayActorError:
                 lost_workers += 1  # died more often than it may restart; the others carry on
+                continue
             except ray.exceptions.RayTaskError as exc:
                 raise exc.as_instanceof_cause() from None
+            # Its final report again: a ledger restarted after the worker's last report still counts it.
+            ray.get(ledger.report.remote(final))
         _absorb(record, ray.get(ledger.totals.remote()), workers)
         display.show_stats(record.stats)
         if record.save_due():
@@ -174,6 +177,7 @@ def _run_job(db: Database, kind: str, run_config: dict, job: RayJob, *, total: i
             finished = None
             if not record.stats.stopped_reason:
                 finished = ray.get(workers[0].finish.remote(spec_ref, finishing_ids, ledger))
+                ray.get(ledger.report.remote(finished))  # as the workers' final reports above
             _absorb(record, ray.get(ledger.totals.remote()), job.workers)
             # The database has the last word on the features: a worker killed between storing a result and
             # reporting it was not counted.
