@@ -4,7 +4,9 @@ run (its own LLM client and simulator, its own event loop), on features it claim
 It keeps `concurrency` features in flight, claiming a few at a time as slots free up; renews its leases
 while it works; stores each result in a transaction that first marks the lease finished (a lease that
 passed to another worker drops the result, so exactly one is kept); and reports cumulative counts to the
-job's ledger, which answers whether to stop (budget). When nothing is claimable but other workers still
+job's ledger, which answers whether to stop (budget, --fail-fast). It keeps the cache folder the driver was
+started with (AUTOINTERP_CACHE): its response cache and converted models live there, not where the worker
+process's own environment would put them. When nothing is claimable but other workers still
 hold leases it waits: a dead worker's leases expire and this worker takes them over.
 """
 
@@ -16,16 +18,18 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from activations.records import FeatureRecords
-from autointerp.executors.ledger import WorkerReport
+from autointerp.executors.ledger import Outcome, WorkerReport
 from autointerp.pipeline.collector import batch_collector
 from autointerp.pipeline.db_threads import DatabaseThreads
 from autointerp.pipeline.explain_run import explain_feature, finishing_passes, make_clients, make_explain_scorers
 from autointerp.pipeline.options import ExplainOptions, RescoreOptions
-from autointerp.pipeline.run_stats import RunStats, merge_llm_stats
+from autointerp.pipeline.run_stats import RunStats, llm_counters, merge_llm_stats
 from llm_client.endpoints import endpoint_stats_of
+from llm_client.local_models import use_cache_dir
 from storage import leases, record_store
 from storage import repository as repo
 from storage.db import Database
@@ -46,6 +50,7 @@ class WorkSpec:
     run_id: int
     lease_s: float
     claim_size: int
+    cache_dir: Path  # the driver's (settings): the response cache and local models, on every worker
     explanations: dict[int, list[int]] = field(default_factory=dict)  # rescore: feature id -> explanations to do
     simulated_before: frozenset[int] = frozenset()  # rescore --calibrate: only calibrated scores to add
 
@@ -53,7 +58,11 @@ class WorkSpec:
 class Units(Protocol):
     """How one kind of job does one claimed feature, and what its clients counted."""
 
-    async def run(self, store: DatabaseThreads, feature_id: int, stats: RunStats) -> None: ...
+    async def run(self, store: DatabaseThreads, feature_id: int, stats: RunStats) -> list[Outcome]:
+        """Do the feature; its outcomes (explain: one; rescore: one per explanation; none when another run
+        stored it first)."""
+        ...
+
     def llm_stats(self) -> dict[str, Any]: ...
     def endpoints(self) -> list[dict[str, Any]]: ...
     async def aclose(self) -> None: ...
@@ -74,10 +83,11 @@ class _ExplainUnits:
     def _guard(self, session: Any, feature_id: int) -> None:
         leases.finish(session, self.spec.config_hash, self.worker, feature_id)
 
-    async def run(self, store: DatabaseThreads, feature_id: int, stats: RunStats) -> None:
+    async def run(self, store: DatabaseThreads, feature_id: int, stats: RunStats) -> list[Outcome]:
         feature, records = await store.read(_feature_with_records, self.db, feature_id)
-        await explain_feature(self.db, store, self.opts, self.client, self.simulator, feature, self.spec.config,
-                              self.spec.run_id, stats, records, guard=self._guard)
+        outcome = await explain_feature(self.db, store, self.opts, self.client, self.simulator, feature,
+                                        self.spec.config, self.spec.run_id, stats, records, guard=self._guard)
+        return [] if outcome is None else [(outcome.failure, outcome.failure_kind)]
 
     def llm_stats(self) -> dict[str, Any]:
         simulator_client = getattr(self.simulator, "client", None)
@@ -142,7 +152,8 @@ async def drain(spec: WorkSpec, ledger: Any, worker: str) -> WorkerReport:
 
     async def one(store: DatabaseThreads, units: Units, feature_id: int) -> None:
         try:
-            await units.run(store, feature_id, stats)
+            for outcome in await units.run(store, feature_id, stats):
+                report.add_outcome(outcome, spec.opts.fail_fast)
         except leases.LeaseLost:
             report.lost += 1  # another worker owns the feature now; its result is the one kept
         except Exception as exc:
@@ -230,18 +241,9 @@ async def finishing_pass(spec: WorkSpec, selection: list[int], ledger: Any) -> W
     db.dispose()
     report.done, report.failed, report.failures = stats.done, stats.failed, dict(stats.failures)
     report.skipped = stats.skipped
-    report.llm = merge_llm_stats([c.stats() for c in clients if c is not None] + ([_llm_of(stats)]))
+    report.llm = merge_llm_stats([c.stats() for c in clients if c is not None] + [llm_counters(stats.as_dict())])
     await ledger.report.remote(report)
     return report
-
-
-def _llm_of(stats: RunStats) -> dict[str, Any]:
-    """LLM usage a pass absorbed into its stats (a judge it owned), as client counters."""
-    if not stats.llm_requests and not stats.prompt_tokens:
-        return {}
-    return {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
-            "cost_usd": stats.cost_usd if stats.cost_known else None, "requests": stats.llm_requests,
-            "retries": stats.llm_retries, "failures": stats.llm_failures, "cache_hits": stats.cache_hits}
 
 
 class BatchWorker:
@@ -254,9 +256,11 @@ class BatchWorker:
         return os.getpid()
 
     def run(self, spec: WorkSpec, ledger: Any) -> WorkerReport:
+        use_cache_dir(spec.cache_dir)
         with batch_collector():
             return asyncio.run(drain(spec, ledger, self.name))
 
     def finish(self, spec: WorkSpec, selection: list[int], ledger: Any) -> WorkerReport:
+        use_cache_dir(spec.cache_dir)
         with batch_collector():
             return asyncio.run(finishing_pass(spec, selection, ledger))

@@ -4,7 +4,8 @@ while the workers drain the pool. The database stays the source of truth: a reru
 skips what any worker finished, and a killed driver leaves nothing half-written.
 
 Worker actors restart when their process dies (the call is retried on the new process, which claims
-again); the dead process's leases expire after `--lease-seconds` and go to whoever claims next.
+again); the dead process's leases expire after `--lease-seconds` and go to whoever claims next. The ledger
+restarts too (ledger.py rebuilds its counts), so only the driver is a single point of failure.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from activations.vocab import FailureKind, OutcomeStatus, RunKind
 from autointerp.executors.batch_worker import BatchWorker, WorkSpec
 from autointerp.executors.cluster import alive_nodes, connect
-from autointerp.executors.ledger import JobLedger, JobTotals
+from autointerp.executors.ledger import JobLedger, JobTotals, WorkerReport
 from autointerp.pipeline.explain_run import plan_explain
 from autointerp.pipeline.interrupts import sigterm_interrupts
 from autointerp.pipeline.options import ExplainOptions, OptionsError, RescoreOptions
@@ -25,6 +26,7 @@ from autointerp.pipeline.progress import ProgressDisplay
 from autointerp.pipeline.rescore_run import plan_rescore, rescored
 from autointerp.pipeline.run_record import RunRecord
 from autointerp.pipeline.run_stats import RunStats
+from llm_client.local_models import cache_dir
 from scorer import simulation_config, simulation_scorer_config
 from storage import leases, outcome_store
 from storage import repository as repo
@@ -32,6 +34,8 @@ from storage.db import Database
 
 POLL_S = 0.5
 WORKER_RESTARTS = 3  # a worker process that dies is restarted this many times (its call retried)
+LEDGER_RESTARTS = 10  # the ledger too; calls to it wait for the new process (its methods are idempotent)
+STOP_WAIT_S = 30.0  # interrupted: how long the stopped workers' calls may take to end, the ledger to answer
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,74 @@ def _absorb(record: RunRecord, totals: JobTotals, workers: int) -> None:
     stats.done, stats.failed, stats.failures = totals.done, totals.failed, dict(totals.failures)
     if totals.llm:
         stats.absorb_llm(totals.llm)
+    if totals.run_failed and not stats.stopped_reason:
+        stats.fail_run(totals.stopped_reason or "--fail-fast")
     stats.stopped_reason = stats.stopped_reason or totals.stopped_reason
     record.details.update(endpoints=totals.endpoints, executor="ray", workers=workers, lost_results=totals.lost)
+
+
+def ledger_name(run_id: int) -> str:
+    """The ledger actor's name in Ray (`ray.get_actor`): one per run."""
+    return f"autointerp-ledger-{run_id}"
+
+
+def _start_ledger(ray: Any, spec: WorkSpec, budget: float | None) -> Any:
+    # Its constructor gets the database and run: a restarted ledger starts from what the run's row stored.
+    return ray.remote(JobLedger).options(
+        num_cpus=0, max_restarts=LEDGER_RESTARTS, max_task_retries=-1, name=ledger_name(spec.run_id),
+    ).remote(budget, spec.opts.fail_fast, spec.db_url, spec.run_id)
+
+
+def _drain(ray: Any, calls: dict[Any, Any], ledger: Any, record: RunRecord, display: ProgressDisplay,
+           workers: int) -> int:
+    """Wait for the workers' calls, showing the ledger's totals; returns how many workers were lost."""
+    lost_workers = 0
+    while calls:
+        ready, _ = ray.wait(list(calls), num_returns=len(calls), timeout=POLL_S)
+        for ref in ready:
+            calls.pop(ref)
+            try:
+                final = ray.get(ref)
+            except ray.exceptions.RayActorError:
+                lost_workers += 1  # died more often than it may restart; the others carry on
+                continue
+            except ray.exceptions.RayTaskError as exc:
+                raise exc.as_instanceof_cause() from None
+            # Its final report again: a ledger restarted after the worker's last report still counts it.
+            ray.get(ledger.report.remote(final))
+        _absorb(record, ray.get(ledger.totals.remote()), workers)
+        display.show_stats(record.stats)
+        if record.save_due():
+            record.save()
+    return lost_workers
+
+
+def _count_after_stop(ray: Any, workers: list[Any], calls: list[Any], ledger: Any, record: RunRecord,
+                      recount: Callable[[RunStats], None]) -> None:
+    """Interrupted: stop the workers first, so that the counts read afterwards (the ledger's spend, the
+    database's finished features) are the final ones, not the last poll's."""
+    for worker in workers:
+        ray.kill(worker)
+    if calls:  # each ends (with an error) once its worker's process is gone: nothing more gets stored
+        ray.wait(calls, num_returns=len(calls), timeout=STOP_WAIT_S)
+    _absorb(record, ray.get(ledger.totals.remote(), timeout=STOP_WAIT_S), len(workers))
+    recount(record.stats)
+
+
+def _abandoned(db: Database, record: RunRecord, feature_ids: list[int]) -> None:
+    for feature_id in feature_ids:
+        with db.session() as session:
+            index = repo.get_feature(session, feature_id).index
+        record.stats.record_failure(index, f"abandoned: {leases.MAX_ATTEMPTS} workers died working on it")
+
+
+def _add_finished(stats: RunStats, finished: WorkerReport | None) -> None:
+    # The finishing pass adds its own (example scorer failures, say) to the database's recount.
+    if finished is not None:
+        stats.done += finished.done
+        stats.failed += finished.failed
+        if finished.skipped:  # a pass that scored by itself (rescore without simulation) says what it skipped
+            stats.skipped = finished.skipped
 
 
 def _run_job(db: Database, kind: str, run_config: dict, job: RayJob, *, total: int, skipped: int,
@@ -89,52 +159,35 @@ def _run_job(db: Database, kind: str, run_config: dict, job: RayJob, *, total: i
         spec = make_spec(record.run_id, max(1, job.claim_size or make_claim_size(run_config)))
         with db.session() as session, session.begin():
             leases.offer(session, spec.config_hash, pool, run_id=record.run_id)
-        ledger = ray.remote(JobLedger).options(num_cpus=0).remote(budget)
+        ledger = _start_ledger(ray, spec, budget)
         worker_cls = ray.remote(BatchWorker).options(**_worker_options(
             ray, job, _uses_local_model(run_config.get("explainer"), run_config.get("simulator")),
             run_config.get("device", "auto")))
         workers = [worker_cls.remote() for _ in range(job.workers)]
+        calls: dict[Any, Any] = {}
         try:
             spec_ref = ray.put(spec)
-            calls = {w.run.remote(spec_ref, ledger): w for w in workers}
-            lost_workers = 0
-            while calls:
-                ready, _ = ray.wait(list(calls), num_returns=len(calls), timeout=POLL_S)
-                for ref in ready:
-                    calls.pop(ref)
-                    try:
-                        ray.get(ref)
-                    except ray.exceptions.RayActorError:
-                        lost_workers += 1  # died more often than it may restart; the others carry on
-                    except ray.exceptions.RayTaskError as exc:
-                        raise exc.as_instanceof_cause() from None
-                _absorb(record, ray.get(ledger.totals.remote()), job.workers)
-                display.show_stats(record.stats)
-                if record.save_due():
-                    record.save()
+            calls.update({w.run.remote(spec_ref, ledger): w for w in workers})
+            record.details["workers_lost"] = _drain(ray, calls, ledger, record, display, job.workers)
             with db.session() as session:
                 state = leases.pool_state(session, spec.config_hash, record.run_id)
             if state.unfinished and not record.stats.stopped_reason:
                 raise RuntimeError(f"all {job.workers} workers died with {state.unfinished} features unfinished; "
                                    "rerun the same command to finish them")
-            for feature_id in state.abandoned:
-                with db.session() as session:
-                    index = repo.get_feature(session, feature_id).index
-                record.stats.record_failure(index, f"abandoned: {leases.MAX_ATTEMPTS} workers died working on it")
-            record.details["workers_lost"] = lost_workers
+            _abandoned(db, record, state.abandoned)
             finished = None
             if not record.stats.stopped_reason:
                 finished = ray.get(workers[0].finish.remote(spec_ref, finishing_ids, ledger))
+                ray.get(ledger.report.remote(finished))  # as the workers' final reports above
             _absorb(record, ray.get(ledger.totals.remote()), job.workers)
             # The database has the last word on the features: a worker killed between storing a result and
-            # reporting it was not counted. The finishing pass adds its own (example scorer failures, say).
+            # reporting it was not counted.
             recount(record.stats)
-            if finished is not None:
-                record.stats.done += finished.done
-                record.stats.failed += finished.failed
-                if finished.skipped:  # a pass that scored by itself (rescore without simulation) says what it skipped
-                    record.stats.skipped = finished.skipped
+            _add_finished(record.stats, finished)
             display.show_stats(record.stats)
+        except KeyboardInterrupt:
+            _count_after_stop(ray, workers, list(calls), ledger, record, recount)
+            raise
         finally:
             for actor in [*workers, ledger]:
                 ray.kill(actor)
@@ -153,7 +206,7 @@ def run_explain_on_ray(db: Database, opts: ExplainOptions, job: RayJob, *, show_
     url = shared_db_url(db)
 
     def spec(run_id: int, claim_size: int) -> WorkSpec:
-        return WorkSpec("explain", url, opts, config, chash, run_id, job.lease_s, claim_size)
+        return WorkSpec("explain", url, opts, config, chash, run_id, job.lease_s, claim_size, cache_dir())
 
     def recount(stats: RunStats) -> None:
         with db.session() as session:
@@ -182,7 +235,8 @@ def run_rescore_on_ray(db: Database, opts: RescoreOptions, job: RayJob, *, show_
     url = shared_db_url(db)
 
     def spec(run_id: int, claim_size: int) -> WorkSpec:
-        return WorkSpec("rescore", url, opts, config, chash, run_id, job.lease_s, claim_size, explanations=todo,
+        return WorkSpec("rescore", url, opts, config, chash, run_id, job.lease_s, claim_size, cache_dir(),
+                        explanations=todo,
                         simulated_before=frozenset(plan.simulated_before))
 
     def recount(stats: RunStats) -> None:

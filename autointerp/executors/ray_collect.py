@@ -28,14 +28,16 @@ from activations.records import FeatureRecords
 from activations.sampling import SamplerState, StreamingSampler
 from autointerp.executors.cluster import connect
 from autointerp.executors.shards import Shard, plan_shards, shard_windows
-from llm_client.local_models import LoadedModel, load_model
+from llm_client.local_models import LoadedModel, cache_dir, load_model, use_cache_dir
 
 _loaded: dict[tuple[str, str, str | None], LoadedModel] = {}  # per worker process: the model of earlier shards
 
 
 def collect_shard(model_name: str, device: str, dtype: str | None, corpus_spec: str, targets: list[Target],
-                  config: CollectConfig, shard: Shard) -> list[SamplerState]:
-    """One Ray task: the samplers' states (one per target, in order) after the shard's windows."""
+                  config: CollectConfig, shard: Shard, models_dir: Path) -> list[SamplerState]:
+    """One Ray task: the samplers' states (one per target, in order) after the shard's windows. `models_dir`:
+    the driver's cache folder (AUTOINTERP_CACHE), where converted models are kept."""
+    use_cache_dir(models_dir)
     key = (model_name, device, dtype)
     if key not in _loaded:
         _loaded.clear()  # one model per worker process at a time
@@ -116,7 +118,7 @@ class RayCollector:
             while todo and len(pending) < self.job.workers:
                 shard = todo.pop(0)
                 ref = task.remote(model_name, "cuda" if use_gpu else self.device, self.dtype, self.corpus_spec,
-                                  targets_ref, config, shard)
+                                  targets_ref, config, shard, cache_dir())
                 pending[ref] = shard
             ready, _ = ray.wait(list(pending), num_returns=1)
             shard = pending.pop(ready[0])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from autointerp.executors.batch_worker import WorkSpec
+from autointerp.executors.ledger import Outcome
 from autointerp.pipeline.context import llm_cache_path
 from autointerp.pipeline.db_threads import DatabaseThreads
 from autointerp.pipeline.options import RescoreOptions
@@ -26,8 +27,9 @@ class RescoreUnits:
                                         device=spec.opts.device, concurrency=spec.opts.concurrency,
                                         cache_path=llm_cache_path(db))
 
-    async def run(self, store: DatabaseThreads, feature_id: int, stats: RunStats) -> None:
+    async def run(self, store: DatabaseThreads, feature_id: int, stats: RunStats) -> list[Outcome]:
         spec, todo = self.spec, self.spec.explanations[feature_id]
+        outcomes: list[Outcome] = []
         for i, explanation_id in enumerate(todo):
             last = i == len(todo) - 1
 
@@ -37,8 +39,11 @@ class RescoreUnits:
                 else:
                     leases.check_held(session, spec.config_hash, self.worker, feature_id)
 
-            await rescore_explanation(self.db, store, self.opts, self.simulator, explanation_id, spec.run_id, stats,
-                                      calibrate_only=explanation_id in spec.simulated_before, guard=guard)
+            outcome = await rescore_explanation(self.db, store, self.opts, self.simulator, explanation_id,
+                                                spec.run_id, stats, guard=guard,
+                                                calibrate_only=explanation_id in spec.simulated_before)
+            outcomes.append((outcome.failure, outcome.failure_kind))
+        return outcomes
 
     def llm_stats(self) -> dict[str, Any]:
         client = getattr(self.simulator, "client", None)

@@ -70,6 +70,16 @@ class RunStats:
         self.stopped_reason, self.run_failed = reason, True
 
 
+def llm_counters(stats: dict) -> dict:
+    """A run's stored (or RunStats.as_dict) LLM usage as client counters, the shape merge_llm_stats sums."""
+    if not stats.get("llm_requests") and not stats.get("prompt_tokens"):
+        return {}
+    return {"prompt_tokens": stats.get("prompt_tokens", 0), "completion_tokens": stats.get("completion_tokens", 0),
+            "cost_usd": stats.get("cost_usd") if stats.get("cost_known", True) else None,
+            "requests": stats.get("llm_requests", 0), "retries": stats.get("llm_retries", 0),
+            "failures": stats.get("llm_failures", 0), "cache_hits": stats.get("cache_hits", 0)}
+
+
 def merge_llm_stats(stats: list[dict]) -> dict:
     """Sum several clients' counters; the cost is unknown (None) only when no client knows its price."""
     out: dict = {}
