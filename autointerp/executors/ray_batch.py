@@ -25,6 +25,7 @@ from autointerp.pipeline.progress import ProgressDisplay
 from autointerp.pipeline.rescore_run import plan_rescore
 from autointerp.pipeline.run_record import RunRecord
 from autointerp.pipeline.run_stats import RunStats
+from simulator.base import VALUE_READING
 from storage import leases, outcome_store
 from storage import repository as repo
 from storage.db import Database
@@ -170,7 +171,7 @@ def run_explain_on_ray(db: Database, opts: ExplainOptions, job: RayJob, *, show_
 def run_rescore_on_ray(db: Database, opts: RescoreOptions, job: RayJob, *, show_progress: bool = True) -> int:
     """`rescore` spread over `job.workers` Ray actors: features leased, each with its explanations to simulate;
     then one finishing pass (baselines, example scorers). Returns the run id."""
-    config = {"simulator": opts.simulator, "split": "test"}
+    config = {"simulator": opts.simulator, "split": "test", "value_reading": VALUE_READING}
     chash = repo.config_hash({"rescore": config, "explainer": opts.explainer, "calibrate": opts.calibrate})
     plan = plan_rescore(db, opts)
     with db.session() as session:

@@ -28,7 +28,7 @@ from explainer import PROMPT_VERSIONS
 from llm_client import make_client
 from llm_client.base import LLMClient
 from llm_client.endpoints import endpoint_stats_of
-from simulator.base import Simulator
+from simulator.base import VALUE_READING, Simulator
 from simulator.factory import make_simulator
 from storage import outcome_store, record_store
 from storage import repository as repo
@@ -57,7 +57,8 @@ def _save_outcome(db: Database, feature: repo.FeatureRef, outcome: FeatureOutcom
             chosen.params = {**(chosen.params or {}), "valid_ev_correlation": outcome.valid_scores}
         test, data = outcome.test, outcome.test_input
         simulation = outcome_store.store_simulation(
-            session, chosen, feature, simulator=opts.simulator, config={"simulator": opts.simulator, "split": "test"},
+            session, chosen, feature, simulator=opts.simulator,
+            config={"simulator": opts.simulator, "split": "test", "value_reading": VALUE_READING},
             records=data.records if data else [], simulations=test.simulations, failure=test.failure, run_id=run_id,
         )
         if test.simulations is not None:

@@ -27,7 +27,7 @@ from autointerp.pipeline.run_stats import RunStats
 from autointerp.pipeline.scorers import RunScorers, make_run_scorers
 from llm_client.endpoints import endpoint_stats_of
 from scorer import ScoreValue
-from simulator.base import Simulator
+from simulator.base import VALUE_READING, Simulator
 from simulator.factory import make_simulator
 from storage import outcome_store, record_store
 from storage import repository as repo
@@ -36,7 +36,7 @@ from storage.score_stats import explanations_scored_with
 
 
 def _simulation_config(opts: RescoreOptions) -> dict:
-    return {"simulator": opts.simulator, "split": "test"}
+    return {"simulator": opts.simulator, "split": "test", "value_reading": VALUE_READING}
 
 
 @dataclass

@@ -15,7 +15,7 @@ from autointerp.pipeline.calibrated import calibrated_scores
 from autointerp.pipeline.db_threads import ChunkedReads, DatabaseThreads
 from autointerp.pipeline.feature_work import SimulationOutcome, score, scoring_input, simulate
 from scorer import ScoreValue, ShuffledPicker
-from simulator.base import Simulator
+from simulator.base import VALUE_READING, Simulator
 from storage import outcome_store, record_store
 from storage import repository as repo
 from storage.db import Database
@@ -73,7 +73,7 @@ def _save(db: Database, item: _Pending, other_explanation_id: int | None, record
             return
         simulation = outcome_store.store_simulation(
             session, repo.RowRef(other_explanation_id), item.feature, simulator=simulator_spec,
-            config={"simulator": simulator_spec, "split": "test", "own": own.id},
+            config={"simulator": simulator_spec, "split": "test", "own": own.id, "value_reading": VALUE_READING},
             records=records, simulations=outcome.simulations, failure=outcome.failure,
             role=ScoreRole.SHUFFLED, run_id=run_id,
         )
