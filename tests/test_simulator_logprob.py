@@ -63,6 +63,30 @@ def test_local_record_too_long_for_context_is_a_failure_with_reason(smollm_sim):
         smollm_sim.distributions("x", [[" a"], [" word"] * 3000])
 
 
+YEAR = [" The", " bridge", " opened", " in", " 1932", " after", " 6", " years", "."]
+
+
+@pytest.fixture(scope="module")
+def gemma_sim():
+    from llm_client.local_models import load_model
+    from simulator.logprob_local import LocalLogprobSimulator
+
+    # The whole few-shot prefix (~800 tokens): past Gemma 3's 512-token sliding window, as in real use.
+    return LocalLogprobSimulator(load_model("gemma-3-270m", device="cpu", dtype="float32"), batch_size=2)
+
+
+@pytest.mark.slow
+def test_gemma_reads_ten_from_one_then_zero_as_the_plain_pass_does(gemma_sim):
+    assert gemma_sim.values.splits_ten  # Gemma's tokenizer has no "10" token
+    records = [YEAR, [" smoke", "\t", " 10"]]
+    fast = gemma_sim.distributions("numbers, especially years", records)
+    plain = gemma_sim.reference_distributions("numbers, especially years", records)
+    diff = max(abs(a - b) for rf, rp in zip(fast, plain) for df, dp in zip(rf, rp) for a, b in zip(df, dp))
+    assert diff <= 1e-4
+    year = fast[0][YEAR.index(" 1932")]  # the few-shot example gives years 10: read as 1 before
+    assert year[10] > 0.5 and year[1] < 0.1
+
+
 def _expected_peaked(peak: int) -> float:
     weights = [math.exp(-abs(i - peak)) for i in range(11)]
     return sum(i * w for i, w in enumerate(weights)) / sum(weights)
