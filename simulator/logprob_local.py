@@ -29,7 +29,7 @@ from simulator.prompts import FEW_SHOT, FewShotExample, prefix_text, slot_line_h
 from simulator.split_ten import value_tokens, with_split_ten
 from simulator.tree_attention import tree_attention_masks
 
-_VOCAB_CHUNK = 256  # extra tokens per full-vocabulary head product (256 x 262k floats on Gemma 3)
+_VOCAB_CHUNK = 64  # extra tokens per full-vocabulary head product (64 x 262k floats on Gemma 3: 67 MB)
 
 
 @dataclass
@@ -95,7 +95,7 @@ class LocalLogprobSimulator(Simulator):
         """Full-vocabulary probabilities of digits 0..9 at the extra "1" tokens: the denominator is needed here,
         in chunks so the (tokens x vocabulary) logits never exist at once."""
         digits = self._head_logits(hidden, self.values.ids[:10]).double()
-        norm = torch.cat([torch.logsumexp(self._head_logits(chunk, None).double(), dim=-1)
+        norm = torch.cat([torch.logsumexp(self._head_logits(chunk, None).float(), dim=-1).double()
                           for chunk in hidden.split(_VOCAB_CHUNK)])
         return torch.exp(digits - norm[:, None])
 
