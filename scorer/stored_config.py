@@ -12,14 +12,16 @@ polarity-signed and never clipped, as OpenAI scored them (docs/score-definitions
 from __future__ import annotations
 
 from activations.vocab import DataSplit
+from simulator.base import VALUE_READING
 
 SCORING_VERSION = "2"
 
 
 def simulation_config(simulator: str, **extra: object) -> dict:
     """The configuration of a simulation of the held-out test split by `simulator` (a shuffled baseline adds
-    the own explanation it stands in for)."""
-    return {"simulator": simulator, "split": DataSplit.TEST.value, **extra}
+    the own explanation it stands in for). The value reading is the simulator's: a simulation made under another
+    reading of the values 0..10 (simulator.base.VALUE_READING) is other work, never reused."""
+    return {"simulator": simulator, "split": DataSplit.TEST.value, "value_reading": VALUE_READING, **extra}
 
 
 def simulation_scorer_config() -> dict:

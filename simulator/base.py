@@ -11,6 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_VALUE = 10  # the 0..10 scale of OpenAI's prompts (activations/records.normalize_activations)
+# How simulators read values 0..10, stored in every simulation's configuration so that numbers read one way are
+# never taken for numbers read another. 2: "10" read as "1" then "0" on tokenizers that split digits (before,
+# their "1" was read as value 1); docs/simulator-values.md.
+VALUE_READING = 2
 
 
 class SimulationError(Exception):

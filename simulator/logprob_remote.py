@@ -6,7 +6,13 @@ Every record's prompt is the explanation's prefix followed by that record's line
 simulation start identically (the server's prefix cache computes the prefix once). A client that speaks
 `PromptRowsClient` (the OpenAI-compatible one) sends them as one request with a list of prompts where the
 endpoint takes lists, else one request per record, and keeps only the slot rows; any other client gets one
-`complete(echo=True)` per record, run concurrently. The distributions are the same either way."""
+`complete(echo=True)` per record, run concurrently. The distributions are the same either way.
+
+Value 10 is read from a "10" alternative, which only a tokenizer with a single-token "10" has. The endpoint's
+tokenizer is unknown, but every prompt shows it: the few-shot lines hold a `token<TAB>10` line, so one more
+echoed row (no extra request) tells how this endpoint writes 10. Where it splits ("1" then "0": Gemma, Qwen,
+Mistral, Llama 2), P("1") at a slot mixes values 1 and 10, and separating them would take a prompt per slot
+with "1" typed there; the simulator fails with one error that points to json: rather than read 10 as 1."""
 
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ import numpy as np
 from activations.errors import UserError
 from llm_client import Completion, LLMClient, LLMError, PromptRowsClient
 from simulator.base import MAX_VALUE, SequenceSimulation, SimulationError, Simulator, check_inputs
-from simulator.prompts import FEW_SHOT, SLOT, FewShotExample, prefix_text, record_text
+from simulator.prompts import FEW_SHOT, SLOT, FewShotExample, explanation_header, prefix_text, record_text
 from simulator.values import distributions_from_tops
 
 _VALUES = np.arange(MAX_VALUE + 1, dtype=np.float64)
@@ -27,6 +33,13 @@ _VALUES = np.arange(MAX_VALUE + 1, dtype=np.float64)
 # fails every attempt alike, so a failed echo request says what the endpoint must do.
 ECHO_HINT = ("; logprob: needs /v1/completions to echo the prompt with top logprobs at max_tokens=0 (vLLM does); "
              "if this endpoint cannot, simulate with json: instead")
+
+
+def ten_is_one_token(completion: Completion, at: int) -> bool:
+    """Whether the echoed token that holds the char `at` (the "1" of a "10" in the prompt) holds the "0" too."""
+    rows, offsets = completion.prompt_logprobs or [], completion.text_offsets or []
+    j = bisect.bisect_right(offsets[: len(rows)], at) - 1
+    return j >= 0 and rows[j].token[at - offsets[j]:].startswith(str(MAX_VALUE))
 
 
 def slot_tops(completion: Completion, slot_offsets: list[int], tokens: Sequence[str],
@@ -72,6 +85,12 @@ class RemoteLogprobSimulator(Simulator):
         self.top_k = top_k
         self.examples = examples
         self._rows_client = client if isinstance(client, PromptRowsClient) else None
+        few_shot = prefix_text("x", examples)
+        # the "1" of the first value 10 in the few-shot lines (ahead of the explanation, so the same in every prompt)
+        self._ten_at = few_shot.find(f"\t{MAX_VALUE}\n") + 1
+        if not 0 < self._ten_at < few_shot.rindex(explanation_header(len(examples) + 1, "x")):
+            raise ValueError(f"simulator {self.spec}: the few-shot examples show no activation {MAX_VALUE}; the "
+                             f"simulator reads from one how the endpoint writes {MAX_VALUE}")
 
     async def _one(self, prompt: str, index: int) -> Completion:
         try:
@@ -83,10 +102,18 @@ class RemoteLogprobSimulator(Simulator):
         if self._rows_client is None:
             return list(await asyncio.gather(*(self._one(p, i) for i, p in enumerate(prompts))))
         try:
-            return await self._rows_client.prompt_rows(prompts, top_logprobs=self.top_k, rows_at=slots)
+            return await self._rows_client.prompt_rows(prompts, top_logprobs=self.top_k,
+                                                       rows_at=[[self._ten_at, *at] for at in slots])
         except LLMError as exc:
             where = "record 0" if len(prompts) == 1 else f"records 0-{len(prompts) - 1}"
             raise SimulationError(f"{where}: the LLM call failed: {exc.reason}{ECHO_HINT}") from exc
+
+    def _check_ten(self, completion: Completion) -> None:
+        if not ten_is_one_token(completion, self._ten_at):
+            raise SimulationError(f"{self.spec}: the endpoint's tokenizer writes \"10\" as \"1\" then \"0\" (as Gemma, "
+                                  "Qwen, Mistral and Llama 2 do), so its top logprobs at a slot cannot tell activation "
+                                  f"10 from 1; simulate with json:{self.client.spec} instead, or with "
+                                  "logprob:local:<model>, which reads 10 from \"1\" then \"0\"")
 
     async def simulate(self, explanation: str, records: Sequence[Sequence[str]]) -> list[SequenceSimulation]:
         check_inputs(explanation, records)
@@ -100,6 +127,7 @@ class RemoteLogprobSimulator(Simulator):
         # Every record's slots are read in one pass: numpy's fixed cost per call is paid once per simulation.
         tops = [top for i, (tokens, completion, at) in enumerate(zip(records, completions, slots))
                 for top in slot_tops(completion, at, tokens, f"record {i}")]
+        self._check_ten(completions[0])
         firsts = np.cumsum([0] + [len(t) for t in records])
 
         def where(flat: int) -> str:

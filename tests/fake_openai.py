@@ -3,7 +3,9 @@
 It serves POST /v1/chat/completions, POST /v1/completions (echo + logprobs in vLLM's legacy format; `prompt`
 may be a list of prompts, one choice each, as vLLM and OpenAI's legacy API take it) and GET /v1/models, with
 a deterministic word tokenizer. Switches make it behave like servers that do less: `refuse_lists` answers a
-list of prompts with HTTP 400 and `ignore_logprobs` ignores echo and logprobs, as `transformers serve` does. Tests script it: fixed latency, a failure mix
+list of prompts with HTTP 400 and `ignore_logprobs` ignores echo and logprobs, as `transformers serve` does;
+`split_digits` tokenizes every digit apart and offers "0".."9" only, as Gemma's, Qwen's or Llama 2's tokenizers
+(no "10" token). Tests script it: fixed latency, a failure mix
 (429 with Retry-After, 500, 400, hang past the client's timeout, garbage bodies) by probability or by a
 per-request script, a hook that decides the answer text, and counters (total, per endpoint, per prompt
 hash, peak in-flight) read back by the test. Top logprobs always include the digit tokens "0".."10", with
@@ -48,6 +50,7 @@ OUTCOMES = ("ok", "400", "404", "empty", *FAILURES)  # 404: no such model, as Op
 DIGITS = [str(i) for i in range(11)]
 _COMPACT = (",", ":")  # how Starlette's JSONResponse (and so vLLM) writes JSON
 _TOKEN = re.compile(r"\s*\w+|\s*[^\w\s]|\s+")
+_TOKEN_SPLIT_DIGITS = re.compile(r"\s*\d|\s*[^\W\d]+|\s*[^\w\s]|\s+")
 
 
 # Where a newline follows a non-space character, a token always ends (no _TOKEN alternative runs from a
@@ -58,9 +61,9 @@ _PIECE_END = re.compile(r"(?<=\S)(?=\n)")
 
 
 @functools.lru_cache(maxsize=1024)  # a request's prompt is tokenised for its body and again for its counts
-def tokenize(text: str) -> tuple[tuple[str, int], ...]:
-    """Deterministic word tokenizer: (token text, char offset)."""
-    return tuple((m.group(), m.start()) for m in _TOKEN.finditer(text))
+def tokenize(text: str, split_digits: bool = False) -> tuple[tuple[str, int], ...]:
+    """Deterministic word tokenizer: (token text, char offset); with `split_digits`, each digit a token."""
+    return tuple((m.group(), m.start()) for m in (_TOKEN_SPLIT_DIGITS if split_digits else _TOKEN).finditer(text))
 
 
 def _shared_prefix(prompts: list[str]) -> str:
@@ -139,6 +142,7 @@ class FakeOpenAI:
     digit_for: Callable[[str], int] = _default_digit
     refuse_lists: bool = False  # a list of prompts gets HTTP 400, as from a server that takes one prompt
     ignore_logprobs: bool = False  # /v1/completions ignores echo and logprobs (transformers serve)
+    split_digits: bool = False  # echoed prompts split digits apart; top logprobs offer "0".."9", never "10"
     max_concurrent: int | None = None  # at most this many requests served at once; the rest queue (vLLM's max-num-seqs)
     url: str = ""  # base URL ending in /v1, set once started
     requests: int = 0
@@ -183,7 +187,7 @@ class FakeOpenAI:
         scores = [-abs(i - peak) for i in range(11)]
         norm = math.log(sum(math.exp(s) for s in scores))
         ranked = sorted(zip(DIGITS, (s - norm for s in scores)), key=lambda x: -x[1])
-        return dict(ranked[: max(k, 1)])
+        return dict([r for r in ranked if not self.split_digits or len(r[0]) == 1][: max(k, 1)])
 
     def _logprob(self, token: str) -> float:
         return -0.1 - (len(token.strip()) % 5) * 0.3
@@ -210,7 +214,7 @@ class FakeOpenAI:
         """The JSON texts of a token, its logprob and its top alternatives, cached: a benchmark's bodies repeat
         the same few thousand tokens, and building them must cost the server less than reading them costs the
         client."""
-        key = (self.digit_for, token, k)
+        key = (self.digit_for, token, k, self.split_digits)
         texts = self._fragments.get(key)
         if texts is None:
             texts = (json.dumps(token), json.dumps(self._logprob(token)),
@@ -219,10 +223,10 @@ class FakeOpenAI:
         return texts
 
     def _piece(self, text: str, k: int) -> _Piece:
-        key = (self.digit_for, text, k)
+        key = (self.digit_for, text, k, self.split_digits)
         piece = self._pieces.get(key)
         if piece is None:
-            toks = tokenize(text)
+            toks = tokenize(text, self.split_digits)
             columns = [self._fragments_of(t, k) for t, _ in toks]
             token_list, logprob_list, top_list = (tuple(c[i] for c in columns) for i in range(3))
             piece = _Piece(",".join(token_list), ",".join(logprob_list), ",".join(top_list), token_list, logprob_list,
@@ -253,7 +257,7 @@ class FakeOpenAI:
     def _prompt_arrays(self, prompt: str, k: int, shared: str) -> tuple[list[str], list[str], list[str], list[int]]:
         """The echoed prompt's arrays; `shared` (a prefix every prompt of the request starts with, ending on a
         piece boundary) is built once per request, as a server's prefix cache computes it once."""
-        key = (self.digit_for, shared, k)
+        key = (self.digit_for, shared, k, self.split_digits)
         if key not in self._shared:
             self._shared = {key: self._text_arrays(shared, k, 0, True)}
         head = self._shared[key]
@@ -421,10 +425,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-concurrent", type=int, default=None, help="serve at most this many requests at once")
     parser.add_argument("--refuse-lists", action="store_true", help="answer a list of prompts with HTTP 400")
     parser.add_argument("--ignore-logprobs", action="store_true", help="ignore echo and logprobs on /v1/completions")
+    parser.add_argument("--split-digits", action="store_true", help="a tokenizer with no \"10\" token (digits apart)")
     args = parser.parse_args(argv)
     fake = FakeOpenAI(latency_s=args.latency, failure_rate=args.failure_rate, retry_after="0",
                       failure_kinds=tuple(args.failure_kinds.split(",")), max_concurrent=args.max_concurrent,
-                      refuse_lists=args.refuse_lists, ignore_logprobs=args.ignore_logprobs)
+                      refuse_lists=args.refuse_lists, ignore_logprobs=args.ignore_logprobs,
+                      split_digits=args.split_digits)
     server, sock = fake._server_and_socket(args.port)
     print(f"PORT {sock.getsockname()[1]}", flush=True)
     server.run(sockets=[sock])

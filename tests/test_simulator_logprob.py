@@ -8,10 +8,10 @@ import math
 
 import pytest
 
-from llm_client import Completion, TokenLogprobs, Usage
+from llm_client import Completion, TokenLogprobs, Usage, make_client
 from simulator import SimulationError, make_simulator
-from simulator.logprob_remote import slot_distributions
-from simulator.prompts import FEW_SHOT, escape_token, prefix_text, record_text
+from simulator.logprob_remote import RemoteLogprobSimulator, slot_distributions, ten_is_one_token
+from simulator.prompts import FEW_SHOT, FewShotExample, escape_token, prefix_text, record_text
 from tests.closing import simulate_and_close
 
 # Byte-level, whitespace, control, empty and long tokens; lengths differ so batches need padding.
@@ -63,6 +63,30 @@ def test_local_record_too_long_for_context_is_a_failure_with_reason(smollm_sim):
         smollm_sim.distributions("x", [[" a"], [" word"] * 3000])
 
 
+YEAR = [" The", " bridge", " opened", " in", " 1932", " after", " 6", " years", "."]
+
+
+@pytest.fixture(scope="module")
+def gemma_sim():
+    from llm_client.local_models import load_model
+    from simulator.logprob_local import LocalLogprobSimulator
+
+    # The whole few-shot prefix (~800 tokens): past Gemma 3's 512-token sliding window, as in real use.
+    return LocalLogprobSimulator(load_model("gemma-3-270m", device="cpu", dtype="float32"), batch_size=2)
+
+
+@pytest.mark.slow
+def test_gemma_reads_ten_from_one_then_zero_as_the_plain_pass_does(gemma_sim):
+    assert gemma_sim.values.splits_ten  # Gemma's tokenizer has no "10" token
+    records = [YEAR, [" smoke", "\t", " 10"]]
+    fast = gemma_sim.distributions("numbers, especially years", records)
+    plain = gemma_sim.reference_distributions("numbers, especially years", records)
+    diff = max(abs(a - b) for rf, rp in zip(fast, plain) for df, dp in zip(rf, rp) for a, b in zip(df, dp))
+    assert diff <= 1e-4
+    year = fast[0][YEAR.index(" 1932")]  # the few-shot example gives years 10: read as 1 before
+    assert year[10] > 0.5 and year[1] < 0.1
+
+
 def _expected_peaked(peak: int) -> float:
     weights = [math.exp(-abs(i - peak)) for i in range(11)]
     return sum(i * w for i, w in enumerate(weights)) / sum(weights)
@@ -77,6 +101,39 @@ def test_remote_reads_the_slot_distribution_from_echoed_prompt_logprobs(fake_ope
     for s in sims:
         assert s.expected_activations == pytest.approx([_expected_peaked(7)] * len(s.tokens), abs=1e-9)
     assert fake_openai.by_endpoint["completions"] == 1 and fake_openai.prompts_per_request == [2]  # one list
+
+
+def test_remote_reads_a_ten_token_as_ten(fake_openai):
+    fake_openai.digit_for = lambda token: 10 if "unknown" in token else 0
+    sim = make_simulator("logprob:openai:fake-model", base_url=fake_openai.url)
+    (s,) = asyncio.run(simulate_and_close(sim, "colour words", [[" fire", " smoke"]]))
+    assert s.expected_activations == pytest.approx([_expected_peaked(10)] * 2, abs=1e-9)
+    assert all(max(range(11), key=d.__getitem__) == 10 for d in s.distributions)
+
+
+def test_remote_endpoint_that_splits_ten_is_one_clear_failure(fake_openai):
+    """Its "1" at a slot is value 1 or the start of 10: reading it as 1 would turn the strongest predictions
+    into 1s, so the simulator refuses and names json: (the echo shows how the few-shot "10" came back)."""
+    fake_openai.split_digits = True
+    fake_openai.digit_for = lambda token: 1 if "unknown" in token else 0
+    sim = make_simulator("logprob:openai:fake-model", base_url=fake_openai.url)
+    with pytest.raises(SimulationError, match=r'logprob:openai:fake-model: the endpoint\'s tokenizer writes "10" as '
+                                              r'"1" then "0".*simulate with json:openai:fake-model instead'):
+        asyncio.run(simulate_and_close(sim, "colour words", [[" fire"], [" smoke"]]))
+    assert fake_openai.by_endpoint["completions"] == 1  # read from the simulation's own echo: no extra request
+
+
+def test_remote_reads_how_ten_is_written_from_the_echo_row_that_holds_it():
+    one = _completion(["x", "\t10", "\n"], [{}, {}, {}])
+    split = _completion(["x", "\t1", "0", "\n"], [{}, {}, {}, {}])
+    assert ten_is_one_token(one, 2) and not ten_is_one_token(split, 2)
+    assert not ten_is_one_token(_completion([], []), 2)  # nothing echoed: never taken for a "10" token
+
+
+def test_remote_needs_a_ten_in_its_few_shot_examples():
+    no_ten = FewShotExample("colours", (((" red", 6), (" car", 0)),))
+    with pytest.raises(ValueError, match="few-shot examples show no activation 10"):
+        RemoteLogprobSimulator(make_client("openai:fake", base_url="http://127.0.0.1:9/v1"), examples=(no_ten,))
 
 
 def _completion(tokens: list[str], tops: list[dict]) -> Completion:
