@@ -11,7 +11,7 @@ from typing import Any
 
 from activations.records import FeatureId, FeatureRecords
 from activations.vocab import FailureKind, OutcomeStatus, Polarity
-from explainer import formatting, snippets
+from explainer import formatting, sampling, snippets
 from explainer.evidence import EvidenceError, logits_note
 from explainer.fitting import PromptTooLong, fit_prompt, rank_records, scale
 from explainer.parsing import parse_explanation
@@ -71,7 +71,8 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
                   n_candidates: int = 1, polarity: str = Polarity.POSITIVE, max_prompt_tokens: int = 3000,
                   max_tokens: int = 60, temperature: float | None = None, max_records: int | None = None,
                   n_few_shot: int | None = None, show_values: bool = True,
-                  output_logits: Mapping[str, Any] | None = None) -> list[ExplanationResult]:
+                  output_logits: Mapping[str, Any] | None = None, sample: str = sampling.DEFAULT_SAMPLE,
+                  sample_seed: int = 0) -> list[ExplanationResult]:
     """n candidate explanations of one feature from its train-split records, one result per candidate.
 
     temperature defaults to 0 for one candidate and 1.0 for several (each candidate sends its index as
@@ -79,9 +80,11 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
     examples, max_records to 20 (snippets: snippets.MAX_RECORDS); the snippets format answers in one line
     of at most snippets.MAX_TOKENS tokens. `output_logits` (the feature's stored logit lens; {} when asked for
     but not stored) adds a line naming the tokens it promotes and suppresses, and the prompt version says so;
-    unusable evidence fails every candidate with the reason, without a call."""
+    unusable evidence fails every candidate with the reason, without a call. `sample` chooses which train records
+    the prompt shows (explainer.sampling; `sample_seed` seeds the draws of all but "top")."""
     temperature = (0.0 if n_candidates == 1 else 1.0) if temperature is None else temperature
     _check(fmt, n_candidates, polarity, temperature)
+    sampling.check_sample(sample)
     polarity = Polarity(polarity)
     requested, fmt = fmt, resolve_format(fmt, client)
     shot_explanations = _few_shot_explanations(fmt)
@@ -93,9 +96,12 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
     started = time.perf_counter()
     params: dict = {"format": fmt, "requested_format": requested, "temperature": temperature,
                     "max_tokens": max_tokens, "max_prompt_tokens": max_prompt_tokens, "n_candidates": n_candidates,
-                    "evidence": "activations" if output_logits is None else "activations+logits"}
+                    "evidence": "activations" if output_logits is None else "activations+logits",
+                    "explainer_sample": sample}
+    if sample in sampling.SEEDED_SAMPLES:
+        params["sample_seed"] = sample_seed
     result = partial(ExplanationResult, feature=feature_records.feature, explainer=client.spec,
-                     prompt_version=prompt_version(fmt, params["evidence"]), params=params, polarity=polarity)
+                     prompt_version=prompt_version(fmt, params["evidence"], sample), params=params, polarity=polarity)
 
     def failed_all(reason: str) -> list[ExplanationResult]:
         return [result(text=None, status=OutcomeStatus.FAILED, failure_reason=reason, raw_output=None, candidate=c,
@@ -108,10 +114,11 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
     except EvidenceError as exc:
         return failed_all(f"{exc}: recollect the layer (autointerp collect ... --overwrite) to store it, or explain "
                           "with --evidence activations")
-    ranked = rank_records(feature_records, polarity=polarity, max_records=max_records)
+    ranked = rank_records(feature_records, polarity=polarity, max_records=max_records, sample=sample, seed=sample_seed)
     if not ranked.records:
         side = "below zero" if polarity == Polarity.NEGATIVE else "above zero"
-        return failed_all(f"no train-split record where the feature goes {side}: nothing to explain")
+        return failed_all(f"no train-split record where the feature goes {side} in the {sample!r} explainer sample: "
+                          "nothing to explain")
     builders: dict[str, Callable[..., list[dict]]] = {
         "token_activation_pairs": formatting.token_activation_pairs, "snippets": snippets.snippets,
         "highlight": partial(formatting.highlight, with_values=show_values)}

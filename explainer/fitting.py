@@ -1,7 +1,7 @@
 """Choose the records a prompt shows and make the prompt fit a token budget.
 
-Records come from the train split only. They are ranked by their peak activation on the side being
-explained (negated for polarity "negative"); records where that side never fires are left out. When the
+Records come from the train split only, and only those where the side being explained (negated for polarity
+"negative") fires; explainer.sampling chooses among them and orders them by peak, highest first. When the
 prompt is over budget, records are dropped lowest-ranked first down to one, then few-shot examples are
 dropped last-first; a prompt that still does not fit is an error naming the sizes.
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from activations.records import ActivationRecord, FeatureRecords, normalize_activations
 from activations.vocab import DataSplit, Polarity
+from explainer import sampling
 from explainer.formatting import Scaled
 
 
@@ -27,13 +28,15 @@ class Ranked:
     max_activation: float  # maps to 10: the peak of the best record, the maximum of the records shown
 
 
-def rank_records(feature: FeatureRecords, *, polarity: str, max_records: int) -> Ranked:
+def rank_records(feature: FeatureRecords, *, polarity: str, max_records: int,
+                 sample: str = sampling.DEFAULT_SAMPLE, seed: int = 0) -> Ranked:
     sign = -1.0 if polarity == Polarity.NEGATIVE else 1.0
     train = feature.select(data_splits=[DataSplit.TRAIN])
-    signed = [[sign * a for a in r.activations] for r in train]
-    order = sorted((i for i in range(len(train)) if max(signed[i]) > 0), key=lambda i: -max(signed[i]))[:max_records]
-    records = [train[i] for i in order]
-    signed = [signed[i] for i in order]
+    firing = [(r, s) for r in train if max(s := [sign * a for a in r.activations]) > 0]
+    order = sampling.choose([r for r, _ in firing], [max(s) for _, s in firing], sample=sample, n=max_records,
+                            seed=f"{seed}:{feature.feature}")
+    records = [firing[i][0] for i in order]
+    signed = [firing[i][1] for i in order]
     # OpenAI's scale: 10 is the maximum of the records the prompt shows, not of the whole collection (whose top
     # window is often in another split). fit_prompt drops records lowest-ranked first and always keeps the
     # first, so the best record's peak is the maximum of whatever the fitted prompt shows.

@@ -24,9 +24,16 @@ LOGITS_NOTE = ("Output effect (logit lens): when this neuron is active it makes 
                "next {raised}, and less likely {lowered}.")
 
 
-def prompt_version(fmt: str, evidence: str = "activations") -> str:
-    """The stored prompt version of a format with the chosen evidence."""
-    return PROMPT_VERSIONS[fmt] if evidence == "activations" else f"{PROMPT_VERSIONS[fmt]}+{LOGITS_VERSION}"
+def prompt_version(fmt: str, evidence: str = "activations", sample: str = "top") -> str:
+    """The stored prompt version of a format with the chosen evidence and explainer sample."""
+    return versioned(PROMPT_VERSIONS[fmt], evidence, sample)
+
+
+def versioned(format_version: str, evidence: str, sample: str) -> str:
+    """A format's version, plus the logit lens when it is evidence, plus which records were shown (always:
+    versions without it were made from the top records padded with the highest quantile records)."""
+    logits = "" if evidence == EVIDENCE_CHOICES[0] else f"+{LOGITS_VERSION}"
+    return f"{format_version}{logits}+{sample}"
 
 
 EXPLANATION_PREFIX = "the main thing this neuron does is find"

@@ -29,7 +29,7 @@ def test_prompt_names_promoted_and_suppressed_tokens_and_its_version(fake_openai
     (result,), _ = run_explain(fake_openai, RECORDS, fmt=fmt, output_logits=LOGITS)
     user = seen[0]["messages"][-1]["content"]
     assert "more likely to predict next ' Paris', ' London'" in user and "less likely '\\n', ' the'" in user
-    assert result.prompt_version.endswith("+logits/v1") and result.params["evidence"] == "activations+logits"
+    assert result.prompt_version.endswith("+logits/v1+top") and result.params["evidence"] == "activations+logits"
     (plain,), _ = run_explain(fake_openai, RECORDS, fmt=fmt)
     assert "logits" not in plain.prompt_version and "Output effect" not in seen[-1]["messages"][-1]["content"]
 
@@ -89,7 +89,7 @@ def test_cli_evidence_needs_stored_logits_and_resumes_apart(fake_openai, sqlite_
     assert any("' Paris', ' London'" in json.dumps(b) for b in seen)
     with db.session() as s:
         versions = sorted(set(s.scalars(select(Explanation.prompt_version))))
-        assert len(versions) == 2 and versions[1].endswith("+logits/v1")
+        assert len(versions) == 2 and versions[0].endswith("+logits/v1+top")
         feature_row = repo.get_feature(s, 1)
         assert feature_row.extra["logits"] == LOGITS
 

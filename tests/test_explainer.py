@@ -110,7 +110,7 @@ def test_explain_ok_result_carries_provenance(fake_openai):
     (result,), stats = run_explain(fake_openai, TINY)
     assert result.ok and result.text == "cats and dogs" and result.raw_output == " cats and dogs."
     assert (result.explainer, result.prompt_version, result.polarity, result.candidate) == (
-        "openai:gpt-4o-mini", "token-activation-pairs/v2", "positive", 0)
+        "openai:gpt-4o-mini", "token-activation-pairs/v2+top", "positive", 0)
     assert result.params["records_shown"] == ["top[0]", "top[1]"] and result.params["records_dropped"] == []
     assert result.usage.prompt_tokens > 0 and result.usage.cost_usd > 0 and stats["calls"] == 1
 

@@ -60,7 +60,7 @@ def test_snippets_prompt_is_pinned_and_stops_at_the_line_end(fake_openai):
     ((endpoint, body),) = seen
     assert endpoint == "completions" and body["prompt"] == PINNED_TINY_PROMPT
     assert body["stop"] == ["\n"] and body["max_tokens"] == 32 and body["temperature"] == 0
-    assert result.ok and result.text == "cats and dogs" and result.prompt_version == "snippets/v2"
+    assert result.ok and result.text == "cats and dogs" and result.prompt_version == "snippets/v2+top"
     assert result.params["records_shown"] == ["top[0]", "top[1]"] and result.params["chat"] is False
 
 
@@ -101,13 +101,13 @@ def test_snippets_drop_the_weakest_records_to_fit(fake_openai):
 
 
 @pytest.mark.parametrize("chat,fmt,version,endpoint", [
-    (True, "token_activation_pairs", "token-activation-pairs/v2", "chat"),
-    (False, "snippets", "snippets/v2", "completions"),
+    (True, "token_activation_pairs", "token-activation-pairs/v2+top", "chat"),
+    (False, "snippets", "snippets/v2+top", "completions"),
 ])
 def test_auto_picks_pairs_for_chat_models_and_snippets_for_base_models(fake_openai, chat, fmt, version, endpoint):
     (result,), seen = explain_via(fake_openai, TINY, chat=chat)  # fmt defaults to "auto"
     assert result.ok and result.params["format"] == fmt and result.params["requested_format"] == "auto"
-    assert result.prompt_version == version == PROMPT_VERSIONS[fmt] and seen[0][0] == endpoint
+    assert result.prompt_version == version == f"{PROMPT_VERSIONS[fmt]}+top" and seen[0][0] == endpoint
     # The auto entry (the pipeline's config hash) names both formats' versions, so bumping either re-explains.
     assert "token-activation-pairs/v2" in PROMPT_VERSIONS["auto"] and "snippets/v2" in PROMPT_VERSIONS["auto"]
 
@@ -192,5 +192,5 @@ def test_gemma_explains_two_planted_features_differently_without_copying(gemma):
     results = asyncio.run(go())
     for r in results:
         assert r.ok, r  # a copied few-shot or an echo would be a failure with its reason
-        assert r.params["format"] == "snippets" and r.prompt_version == "snippets/v2"
+        assert r.params["format"] == "snippets" and r.prompt_version == "snippets/v2+top"
     assert results[0].text.lower() != results[1].text.lower()

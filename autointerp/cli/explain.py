@@ -15,6 +15,7 @@ from autointerp.pipeline.options import ExplainOptions, RescoreOptions
 from autointerp.settings import get_settings
 from explainer import EVIDENCE_CHOICES
 from explainer import FORMATS as EXPLAIN_FORMATS
+from explainer.sampling import DEFAULT_SAMPLE, SAMPLES
 from storage.db import Database
 from storage.queries import SCORE_METHODS, SUBSETS, check_method_subset, default_subset
 
@@ -95,6 +96,10 @@ def _apply(options):
 @click.option("--evidence", type=click.Choice(list(EVIDENCE_CHOICES)), default=EVIDENCE_CHOICES[0], show_default=True,
               help="What the explainer sees: the activation records, or also the tokens the feature promotes and "
                    "suppresses (its logit lens, stored by collect).")
+@click.option("--explainer-sample", type=click.Choice(list(SAMPLES)), default=DEFAULT_SAMPLE, show_default=True,
+              help="Which train records the explainer sees: top (highest peaks), quantiles (equal from each "
+                   "activation bin), random, mixed (half top, half quantiles); seeded by --seed. See "
+                   "docs/explaining-and-scoring.md.")
 @calibrate_option
 @click.option("--request-timeout", type=click.FloatRange(0.1), default=60.0, show_default=True,
               help="Seconds before an explainer request is abandoned (and retried).")
@@ -109,7 +114,8 @@ def _apply(options):
 def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates, polarity, budget_usd, request_timeout,
             dry_run, retry_failed, fail_fast, simulator, simulator_base_url, concurrency, device, no_sanity, seed,
             executor, ray_address, workers, lease_seconds, db_url, evidence="activations", calibrate=False,
-            scorers="simulation", scorer_llm=None, scorer_base_url=None, scorer_examples=5) -> None:
+            explainer_sample=DEFAULT_SAMPLE, scorers="simulation", scorer_llm=None, scorer_base_url=None,
+            scorer_examples=5) -> None:
     """Explain, simulate and score every selected feature of a layer, as one resumable run.
 
     Each feature is explained from its train records, the best of --n-candidates is chosen on the valid
@@ -134,7 +140,7 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
                           request_timeout_s=request_timeout, retry_failed=retry_failed, dry_run=dry_run,
                           simulator=simulator, simulator_base_url=_urls(simulator_base_url), concurrency=concurrency,
                           device=device, sanity=not no_sanity, seed=seed, evidence=evidence, calibrate=calibrate,
-                          fail_fast=fail_fast)
+                          fail_fast=fail_fast, explainer_sample=explainer_sample)
     opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
     opts.scorer_base_url = scorer_base_url or opts.base_url
     opts.judge_spec()  # an unknown scorer name is an error before any work

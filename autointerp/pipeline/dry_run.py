@@ -47,7 +47,7 @@ def estimate(db: Database, opts: ExplainOptions) -> dict:
                 train = FeatureRecords(fr.feature, fr.select(data_splits=[DataSplit.TRAIN]), fr.stats)
                 await explain(recorder, train, fmt=opts.fmt, n_candidates=opts.n_candidates, polarity=opts.polarity,
                               temperature=opts.effective_temperature, max_tokens=opts.max_explanation_tokens,
-                              output_logits=output_logits)
+                              output_logits=output_logits, sample=opts.explainer_sample, sample_seed=opts.seed)
         finally:
             await recorder.aclose()
 

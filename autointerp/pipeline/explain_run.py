@@ -122,7 +122,7 @@ async def explain_feature(db: Database, store: DatabaseThreads, opts: ExplainOpt
         temperature=opts.effective_temperature, max_tokens=opts.max_explanation_tokens, seed=opts.seed,
         simulate_test=ScorerName.SIMULATION in opts.scorer_names(),
         output_logits=(feature.extra or {}).get("logits", {}) if opts.with_logits() else None,
-        calibrate=opts.calibrate,
+        calibrate=opts.calibrate, sample=opts.explainer_sample,
     )
     written = await store.write(_save_outcome, db, repo.FeatureRef(feature.id, feature.model_id, feature.layer),
                                 outcome, opts, config, run_id, guard)

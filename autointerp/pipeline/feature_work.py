@@ -25,6 +25,7 @@ from activations.vocab import (
 )
 from autointerp.pipeline.calibrated import calibrated_scores
 from explainer import ExplanationResult, explain
+from explainer.sampling import DEFAULT_SAMPLE
 from llm_client.base import LLMClient, LLMError
 from scorer import Example, ExampleSet, ScoredRecord, ScoreValue, score_ev_correlation, score_records
 from scorer.examples import EXAMPLE_TOKENS, FIRING_LEVEL, peak_span, peak_start, quiet_spans
@@ -218,13 +219,14 @@ async def _choose(candidates: list[ExplanationResult], simulator: Simulator,
 async def explain_and_score(
     feature: FeatureRecords, client: LLMClient, simulator: Simulator, *, fmt: str, n_candidates: int, polarity: str,
     temperature: float, max_tokens: int, seed: int = 0, simulate_test: bool = True,
-    output_logits: Mapping[str, Any] | None = None, calibrate: bool = False,
+    output_logits: Mapping[str, Any] | None = None, calibrate: bool = False, sample: str = DEFAULT_SAMPLE,
 ) -> FeatureOutcome:
     """Explain, choose, and (with `simulate_test`, i.e. when the run scores by simulation) simulate and score
     the winner on the test split."""
     train = FeatureRecords(feature.feature, feature.select(data_splits=[DataSplit.TRAIN]), feature.stats)
     candidates = await explain(client, train, fmt=fmt, n_candidates=n_candidates, polarity=polarity,
-                               temperature=temperature, max_tokens=max_tokens, output_logits=output_logits)
+                               temperature=temperature, max_tokens=max_tokens, output_logits=output_logits,
+                               sample=sample, sample_seed=seed)
     selected, valid_scores = await _choose(candidates, simulator, scoring_input(feature, DataSplit.VALID, polarity))
     if selected is None:
         return FeatureOutcome(candidates, None, None)

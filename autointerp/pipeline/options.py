@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass
 
 from activations.errors import UserError
 from activations.vocab import Polarity, ScorerName
-from explainer.prompts import EVIDENCE_CHOICES, LOGITS_VERSION
+from explainer.prompts import EVIDENCE_CHOICES, versioned
+from explainer.sampling import DEFAULT_SAMPLE, SAMPLES, SEEDED_SAMPLES
 from scorer.methods import parse_scorers
 from scorer.stored_config import SCORING_VERSION
 
@@ -89,17 +90,25 @@ class ExplainOptions(BatchOptions):
     retry_failed: bool = False
     dry_run: bool = False
     evidence: str = "activations"  # or "activations+logits": the feature's logit lens in the prompt too
+    explainer_sample: str = DEFAULT_SAMPLE  # which train records the prompt shows (explainer.sampling)
 
     def explain_config(self, prompt_version: str) -> dict:
         """What makes two explanations 'the same work': rerunning it skips the feature. The evidence choice is in
-        it (and in the prompt version) only when it is not the default, so configs stored before it existed
-        still match."""
-        config = {"explainer": self.explainer, "fmt": self.fmt, "prompt_version": prompt_version,
+        it only when it is not the default, so such configs stored before it existed still match; the explainer
+        sample always is (with its seed when the seed changes the draw), as configs without it showed other
+        records."""
+        if self.explainer_sample not in SAMPLES:
+            raise OptionsError(f"--explainer-sample {self.explainer_sample!r} is not one of {', '.join(SAMPLES)}")
+        config = {"explainer": self.explainer, "fmt": self.fmt,
+                  "prompt_version": versioned(prompt_version, self.evidence, self.explainer_sample),
                   "n_candidates": self.n_candidates, "polarity": self.polarity,
                   "temperature": self.effective_temperature, "max_tokens": self.max_explanation_tokens,
-                  "simulator": self.simulator, "scoring_version": SCORING_VERSION}  # it chooses among candidates
+                  "simulator": self.simulator, "scoring_version": SCORING_VERSION,  # it chooses among candidates
+                  "explainer_sample": self.explainer_sample}
         if self.evidence != EVIDENCE_CHOICES[0]:
-            config.update(prompt_version=f"{prompt_version}+{LOGITS_VERSION}", evidence=self.evidence)
+            config["evidence"] = self.evidence
+        if self.explainer_sample in SEEDED_SAMPLES:
+            config["sample_seed"] = self.seed
         return config
 
     def with_logits(self) -> bool:
