@@ -12,6 +12,8 @@ from sqlalchemy import select
 from activations.records import ActivationRecord, FeatureId, FeatureRecords
 from autointerp.cli import main
 from explainer.fitting import rank_records, scale
+from explainer.prompts import EVIDENCE_CHOICES, PROMPT_VERSIONS, prompt_version
+from explainer.sampling import SAMPLES
 from storage import record_store
 from storage import repository as repo
 from storage.db import Database
@@ -135,3 +137,10 @@ def test_cli_each_sample_is_its_own_configuration_and_does_not_resume_as_another
         configs = [run.config for run in s.scalars(select(Run).order_by(Run.id))]
     assert [c["explainer_sample"] for c in configs] == ["top", "quantiles", "quantiles"]
     assert configs[0]["config_hash"] != configs[1]["config_hash"] == configs[2]["config_hash"]
+
+
+def test_every_prompt_version_fits_its_column():
+    limit = Explanation.__table__.c.prompt_version.type.length
+    versions = [prompt_version(fmt, evidence, sample)
+                for fmt in PROMPT_VERSIONS if fmt != "auto" for evidence in EVIDENCE_CHOICES for sample in SAMPLES]
+    assert len(set(versions)) == len(versions) and max(map(len, versions)) <= limit
