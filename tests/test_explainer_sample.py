@@ -7,7 +7,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import String, select
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords
 from autointerp.cli import main
@@ -140,7 +140,9 @@ def test_cli_each_sample_is_its_own_configuration_and_does_not_resume_as_another
 
 
 def test_every_prompt_version_fits_its_column():
-    limit = Explanation.__table__.c.prompt_version.type.length
+    column_type = Explanation.__table__.c.prompt_version.type
+    assert isinstance(column_type, String) and column_type.length is not None
+    limit = column_type.length
     versions = [prompt_version(fmt, evidence, sample)
                 for fmt in PROMPT_VERSIONS if fmt != "auto" for evidence in EVIDENCE_CHOICES for sample in SAMPLES]
     assert len(set(versions)) == len(versions) and max(map(len, versions)) <= limit
