@@ -97,8 +97,8 @@ def _apply(options):
               help="What the explainer sees: the activation records, or also the tokens the feature promotes and "
                    "suppresses (its logit lens, stored by collect).")
 @click.option("--explainer-sample", type=click.Choice(list(SAMPLES)), default=DEFAULT_SAMPLE, show_default=True,
-              help="Which train records the explainer sees: top (highest peaks), quantiles (equal from each "
-                   "activation bin), random, mixed (half top, half quantiles); seeded by --seed. See "
+              help="Which train records the explainer sees: top (the collected top windows), quantiles (equal "
+                   "from each activation bin), random, mixed (half top, half quantiles); seeded by --seed. See "
                    "docs/explaining-and-scoring.md.")
 @calibrate_option
 @click.option("--request-timeout", type=click.FloatRange(0.1), default=60.0, show_default=True,
