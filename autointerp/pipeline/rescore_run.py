@@ -19,7 +19,14 @@ from autointerp.pipeline.collector import batch_collector
 from autointerp.pipeline.context import check_credentials, llm_cache_path, select_features
 from autointerp.pipeline.db_threads import DatabaseThreads
 from autointerp.pipeline.fail_fast import FailFast
-from autointerp.pipeline.feature_work import ScoringInput, SimulationOutcome, score, scoring_input, simulate
+from autointerp.pipeline.feature_work import (
+    ScoringInput,
+    SimulationOutcome,
+    reported_input,
+    score,
+    scoring_input,
+    simulate,
+)
 from autointerp.pipeline.finishing import finish_batch
 from autointerp.pipeline.interrupts import sigterm_interrupts
 from autointerp.pipeline.options import OptionsError, RescoreOptions
@@ -64,7 +71,7 @@ def _load(db: Database, explanation_id: int, simulator: str) -> _Target:
         explanation = repo.get_explanation(session, explanation_id)
         feature = repo.get_feature(session, explanation.feature_id)
         records = record_store.load_feature_records(session, feature)
-        data = scoring_input(records, DataSplit.TEST, explanation.polarity)
+        data = reported_input(records, explanation.polarity)
         return _Target(explanation_id, feature.index, explanation.text or "", data,
                        scoring_input(records, DataSplit.VALID, explanation.polarity),
                        _stored_simulation(session, explanation_id, feature.id, simulator, data))
