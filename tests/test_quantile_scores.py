@@ -10,13 +10,15 @@ import random
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from sqlalchemy import delete, select
 
 from activations.records import ActivationRecord, FeatureId
 from autointerp.api import create_app
 from autointerp.cli import main
-from scorer import ScoredRecord, ScoreValue, score_calibrated, score_ev_correlation, score_records
+from scorer import ScoredRecord, ScoreValue, score_calibrated, score_ev_correlation, score_records, simulation_config
 from storage import record_store
 from storage import repository as repo
+from storage.schema import Score, Simulation
 from tests.pipeline_data import fill_layer, uncached_spec
 from tests.test_pipeline import digit_simulating_answer
 
@@ -104,3 +106,27 @@ def test_explain_stores_per_quantile_scores_that_query_and_the_api_show(fake_ope
     simulated = {(r["sample"], r["data_split"]) for r in own_simulation["records"]}  # one simulation holds them all
     assert simulated == {("top", "test"), ("random", "test"), *((q, "test") for q in quantiles)}
     assert quantiles <= own and quantiles <= shuffled  # the shuffled baseline per bin too
+
+
+def test_rescore_simulates_again_what_was_simulated_without_the_quantile_bins(fake_openai, db_url, db):
+    """A simulation stored before quantile bins were simulated (its configuration names no samples) does not count
+    as done: rescore simulates the explanation again, under the current configuration, and adds its per-quantile
+    scores; a second rescore then has nothing to do."""
+    fill_layer(db, 2)
+    _add_quantile_records(db, 2)
+    fake_openai.answer = digit_simulating_answer
+    simulator = uncached_spec("json:openai:fake")
+    _cli("explain", *LAYER, "--explainer", "openai:fake", "--simulator", simulator, "--no-sanity", "--db", db_url)
+    before_quantiles = simulation_config(simulator)
+    del before_quantiles["samples"]
+    with db.session() as s, s.begin():  # the database as an earlier version left it
+        for sim in s.scalars(select(Simulation).where(Simulation.role == "own")):
+            sim.config_hash = repo.simulation_config_hash(before_quantiles, "own", sim.feature_id)
+        s.execute(delete(Score).where(Score.subset.like("quantile:%")))
+
+    out = _cli("rescore", *LAYER, "--simulator", simulator, "--no-sanity", "--db", db_url).output
+    assert "2 done" in out, out
+    with db.session() as s:
+        per_quantile = s.scalars(select(Score.subset).where(Score.subset.like("quantile:%"), Score.role == "own")).all()
+    assert sorted(per_quantile) == sorted(f"quantile:{b}" for b in range(3) for _ in range(2))
+    assert "2 skipped" in _cli("rescore", *LAYER, "--simulator", simulator, "--no-sanity", "--db", db_url).output

@@ -185,11 +185,12 @@ async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, displa
 
 
 def rescored(session: Session, explanation_ids: list[int], simulator: str) -> set[int]:
-    """Those of these explanations simulated by `simulator` and scored under the current scoring version (scores
-    of an older version do not count: those are scored again)."""
-    return outcome_store.simulated_with(session, explanation_ids, simulator) & explanations_scored_with(
-        session, explanation_ids, simulator=simulator, method=ScoreMethod.EV_CORRELATION,
-        scorer_config=simulation_scorer_config())
+    """Those of these explanations simulated by `simulator` under the current simulation configuration and scored
+    under the current scoring version (an older simulation or older scores do not count: those are done again)."""
+    simulated = outcome_store.simulated_with(session, explanation_ids, simulator, simulation_config(simulator))
+    return simulated & explanations_scored_with(session, explanation_ids, simulator=simulator,
+                                                method=ScoreMethod.EV_CORRELATION,
+                                                scorer_config=simulation_scorer_config())
 
 
 @dataclass
