@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from activations.errors import UserError
 from activations.vocab import ClassificationSubset, ScoreMethod, ScorerName, ScoringSubset
-from scorer.subsets import CALIBRATED_METHODS
+from scorer.subsets import CALIBRATED_METHODS, QUANTILE_METHODS
 from scorer.subsets import METHODS as SIMULATION_METHODS
 
 SCORER_METHODS: dict[ScorerName, tuple[ScoreMethod, ...]] = {
@@ -16,6 +18,8 @@ SCORER_METHODS: dict[ScorerName, tuple[ScoreMethod, ...]] = {
 ALL_METHODS: tuple[ScoreMethod, ...] = tuple(m for methods in SCORER_METHODS.values() for m in methods)
 SIMULATION_SUBSETS: tuple[str, ...] = tuple(s.value for s in ScoringSubset)
 EXAMPLE_SUBSETS: tuple[str, ...] = tuple(s.value for s in ClassificationSubset)
+QUANTILE_SUBSET = "quantile:<i>"  # how the per-quantile subsets are named to a user (the bins vary by collection)
+_QUANTILE_SUBSET = re.compile(r"quantile:\d+")
 
 
 def scorer_of(method: str) -> ScorerName:
@@ -28,6 +32,17 @@ def scorer_of(method: str) -> ScorerName:
 def subsets_of(method: str) -> tuple[str, ...]:
     """The subsets `method` is stored on, the default first (top_and_random, or random for example scorers)."""
     return SIMULATION_SUBSETS if scorer_of(method) == ScorerName.SIMULATION else EXAMPLE_SUBSETS
+
+
+def stored_subsets_text(method: str) -> str:
+    """The subsets `method` is stored on, as a user reads them: `quantile:<i>` stands for every bin."""
+    per_quantile = (QUANTILE_SUBSET,) if method in QUANTILE_METHODS else ()
+    return ", ".join((*subsets_of(method), *per_quantile))
+
+
+def is_stored_subset(method: str, subset: str) -> bool:
+    """Whether `method` is ever stored on `subset` (any quantile bin for the per-quantile methods)."""
+    return subset in subsets_of(method) or (method in QUANTILE_METHODS and bool(_QUANTILE_SUBSET.fullmatch(subset)))
 
 
 def parse_scorers(spec: str) -> list[ScorerName]:

@@ -11,17 +11,23 @@ polarity-signed and never clipped, as OpenAI scored them (docs/score-definitions
 
 from __future__ import annotations
 
-from activations.vocab import DataSplit
+from activations.vocab import DataSplit, SampleKind
 from simulator.base import VALUE_READING
 
 SCORING_VERSION = "2"
+# The test split's records a simulation covers: top and random (OpenAI's scored sets) and every quantile bin (the
+# per-quantile scores). Part of the simulation's configuration: one stored before quantile bins were simulated
+# holds none, so it is other work, never reused.
+SIMULATED_SAMPLES: tuple[str, ...] = (SampleKind.TOP, SampleKind.RANDOM, SampleKind.QUANTILE)
 
 
 def simulation_config(simulator: str, **extra: object) -> dict:
     """The configuration of a simulation of the held-out test split by `simulator` (a shuffled baseline adds
     the own explanation it stands in for). The value reading is the simulator's: a simulation made under another
-    reading of the values 0..10 (simulator.base.VALUE_READING) is other work, never reused."""
-    return {"simulator": simulator, "split": DataSplit.TEST.value, "value_reading": VALUE_READING, **extra}
+    reading of the values 0..10 (simulator.base.VALUE_READING) or of other records (SIMULATED_SAMPLES) is other
+    work, never reused."""
+    return {"simulator": simulator, "split": DataSplit.TEST.value, "value_reading": VALUE_READING,
+            "samples": [str(s) for s in SIMULATED_SAMPLES], **extra}
 
 
 def simulation_scorer_config() -> dict:

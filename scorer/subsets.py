@@ -1,6 +1,7 @@
 """The score set of one simulation: each method on the top-and-random and random-only subsets of the scored
-records, with a seeded bootstrap confidence interval over records; the same set scores the sanity baseline
-(a simulation of another feature's explanation) with role="shuffled"."""
+records, ev_correlation on each quantile bin pooled with the random records (subset `quantile:<i>`), with a
+seeded bootstrap confidence interval over records; the same set scores the sanity baseline (a simulation of
+another feature's explanation) with role="shuffled"."""
 
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ CALIBRATED_METHODS: dict[ScoreMethod, ScoreMethod] = {
     ScoreMethod.RSQUARED_CALIBRATED: ScoreMethod.RSQUARED,
     ScoreMethod.ABSOLUTE_DEV_EXPLAINED_CALIBRATED: ScoreMethod.ABSOLUTE_DEV_EXPLAINED,
 }
+# Methods also stored per quantile bin (subset `quantile:<i>`: that bin's records pooled with the random ones).
+QUANTILE_METHODS: tuple[ScoreMethod, ...] = (ScoreMethod.EV_CORRELATION,)
 # Methods with a bootstrap confidence interval (their pooled sums are additive over records).
 _BOOTSTRAPPED = (ScoreMethod.EV_CORRELATION, ScoreMethod.RSQUARED, ScoreMethod.ABSOLUTE_DEV_EXPLAINED)
 
@@ -126,27 +129,48 @@ def bootstrap_ci(real: Sequence[Sequence[float]], predicted: Sequence[Sequence[f
 
 def score_records(records: Sequence[ScoredRecord], *, role: ScoreRole | str = ScoreRole.OWN,
                   methods: Sequence[str] = tuple(METHODS), n_resamples: int = 1000, seed: int = 0) -> list[ScoreValue]:
-    """Every method on every subset (SUBSETS), each with its bootstrap CI where one is defined."""
+    """Every method on every subset (SUBSETS), and the QUANTILE_METHODS asked for on every quantile bin the
+    records hold, each with its bootstrap CI where one is defined."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown scoring method(s) {unknown}; known: {sorted(m.value for m in METHODS)}")
     role = ScoreRole(role)
+    chosen_methods = [ScoreMethod(m) for m in methods]
     out: list[ScoreValue] = []
     for subset, samples in SUBSETS.items():
         chosen = [r for r in records if r.sample in samples]
         if not chosen:
-            out.extend(ScoreValue(ScoreMethod(m), None, f"no records sampled as {' or '.join(samples)} to score",
-                                  subset=subset, role=role) for m in methods)
+            out.extend(ScoreValue(m, None, f"no records sampled as {' or '.join(samples)} to score",
+                                  subset=subset, role=role) for m in chosen_methods)
             continue
-        pooled = pool([r.real for r in chosen], [r.predicted for r in chosen])
-        defined = [ScoreMethod(m) for m in methods if m in _BOOTSTRAPPED]
-        cis = _bootstrap_pooled(pooled, defined, n_resamples=n_resamples, confidence=0.95, seed=seed) \
-            if defined else {}
-        for method in (ScoreMethod(m) for m in methods):
-            score = replace(POOLED_METHODS[method](pooled), subset=subset, role=role)
-            if score.value is not None and method in cis:
-                score = replace(score, ci_low=cis[method][0], ci_high=cis[method][1])
-            out.append(score)
+        out += _score_subset(chosen, subset, chosen_methods, role, n_resamples=n_resamples, seed=seed)
+    per_quantile = [m for m in chosen_methods if m in QUANTILE_METHODS]
+    randoms = [r for r in records if r.sample == SampleKind.RANDOM]
+    for bin_name in quantile_bins(records) if per_quantile else []:
+        chosen = [r for r in records if r.sample == bin_name] + randoms
+        out += _score_subset(chosen, bin_name, per_quantile, role, n_resamples=n_resamples, seed=seed)
+    return out
+
+
+def quantile_bins(records: Sequence[ScoredRecord]) -> list[str]:
+    """The `quantile:<i>` sample kinds among `records`, lowest bin first."""
+    bins = {r.sample for r in records if r.sample.startswith(SampleKind.QUANTILE + ":")}
+    return sorted(bins, key=lambda b: int(b.split(":", 1)[1]))
+
+
+def _score_subset(chosen: Sequence[ScoredRecord], subset: str, methods: Sequence[ScoreMethod], role: ScoreRole, *,
+                  n_resamples: int, seed: int) -> list[ScoreValue]:
+    """`methods` on the pooled `chosen` records, stored under `subset`."""
+    pooled = pool([r.real for r in chosen], [r.predicted for r in chosen])
+    defined = [m for m in methods if m in _BOOTSTRAPPED]
+    cis = _bootstrap_pooled(pooled, defined, n_resamples=n_resamples, confidence=0.95, seed=seed) \
+        if defined else {}
+    out = []
+    for method in methods:
+        score = replace(POOLED_METHODS[method](pooled), subset=subset, role=role)
+        if score.value is not None and method in cis:
+            score = replace(score, ci_low=cis[method][0], ci_high=cis[method][1])
+        out.append(score)
     return out
 
 

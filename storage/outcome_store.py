@@ -149,11 +149,16 @@ def with_shuffled_baseline(session: Session, explanation_ids: Sequence[int], sim
             for i in session.scalars(stmt.where(Score.explanation_id.in_(chunk)))}
 
 
-def simulated_with(session: Session, explanation_ids: Sequence[int], simulator: str) -> set[int]:
-    """Which of these explanations already have a successful own simulation by this simulator."""
-    return {i for chunk in chunks(explanation_ids) for i in session.scalars(select(Simulation.explanation_id).where(
-        Simulation.explanation_id.in_(chunk), Simulation.simulator == simulator,
-        Simulation.role == ScoreRole.OWN, Simulation.status == OutcomeStatus.OK))}
+def simulated_with(session: Session, explanation_ids: Sequence[int], simulator: str,
+                   config: dict | None = None) -> set[int]:
+    """Which of these explanations already have a successful own simulation by this simulator (under `config`,
+    when given: one made under another configuration, e.g. of fewer records, does not count)."""
+    rows = [row for chunk in chunks(explanation_ids) for row in session.execute(
+        select(Simulation.explanation_id, Simulation.feature_id, Simulation.config_hash).where(
+            Simulation.explanation_id.in_(chunk), Simulation.simulator == simulator,
+            Simulation.role == ScoreRole.OWN, Simulation.status == OutcomeStatus.OK))]
+    return {explanation_id for explanation_id, feature_id, chash in rows
+            if config is None or chash == repo.simulation_config_hash(config, ScoreRole.OWN, feature_id)}
 
 
 def forget_feature_results(session: Session, feature_id: int, config_hash: str) -> None:

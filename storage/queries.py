@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from activations.errors import UserError
 from activations.vocab import ScoreMethod, ScoreRole, ScoringSubset
 from scorer import ALL_METHODS
-from scorer.methods import EXAMPLE_SUBSETS, SIMULATION_SUBSETS, subsets_of
+from scorer.methods import EXAMPLE_SUBSETS, SIMULATION_SUBSETS, is_stored_subset, stored_subsets_text, subsets_of
 from storage.repository import current_explanations
 from storage.rows import feature_key_dict, record_dict
 from storage.schema import ActivationRecordRow, Explanation, Feature, Sae, Score, SubjectModel
@@ -47,12 +47,12 @@ def default_subset(method: str) -> str:
 def check_method_subset(method: str, subset: str) -> None:
     """A clear error for a subset the method is never stored on (the query would find nothing)."""
     try:
-        stored_on = subsets_of(method)
+        stored = is_stored_subset(method, subset)
     except ValueError:
         return  # not a method the scorers here store: nothing to check against
-    if subset not in stored_on:
-        raise QueryError(f"method {method} is stored on subsets {', '.join(stored_on)}, not {subset!r}; "
-                         f"leave out --subset to use {stored_on[0]}")
+    if not stored:
+        raise QueryError(f"method {method} is stored on subsets {stored_subsets_text(method)}, not {subset!r}; "
+                         f"leave out --subset to use {default_subset(method)}")
 
 
 @dataclass

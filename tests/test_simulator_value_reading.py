@@ -27,6 +27,7 @@ def test_every_stored_simulation_names_the_value_reading(fake_openai, db_url, db
         rescore = s.scalars(select(Run.config).where(Run.kind == "rescore")).one()
     assert {simulator for simulator, _, _ in own} == {"logprob:openai:fake", "logprob:openai:other"}
     for simulator, feature_id, chash in own:  # the configuration the simulation is stored (deduplicated) under
-        config = {"simulator": simulator, "split": "test", "value_reading": VALUE_READING}
+        config = {"simulator": simulator, "split": "test", "value_reading": VALUE_READING,
+                  "samples": ["top", "random", "quantile"]}
         assert chash == repo.config_hash({"config": config, "role": "own", "feature": feature_id})
     assert rescore["simulation_config"]["value_reading"] == VALUE_READING

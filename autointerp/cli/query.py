@@ -35,9 +35,10 @@ TABLE_COLUMNS = ("model", "layer", "kind", "sae", "index", "score", "explainer",
 @click.option("--simulator", default=None, help="Only scores from this simulator spec, e.g. embedding.")
 @click.option("--method", type=click.Choice(SCORE_METHODS), default=ScoreMethod.EV_CORRELATION.value, show_default=True,
               help="Score to rank by.")
-@click.option("--subset", type=click.Choice(SUBSETS), default=None,
-              help="What the score pooled (default: the method's first: top_and_random for simulation methods, "
-                   "random for detection, fuzzing and embedding).")
+@click.option("--subset", default=None,
+              help=f"What the score pooled: {', '.join(SUBSETS)}, or quantile:<i> (ev_correlation per quantile bin) "
+                   "(default: the method's first: top_and_random for simulation methods, random for detection, "
+                   "fuzzing and embedding).")
 @click.option("--limit", type=click.IntRange(1, 1_000_000), default=50, show_default=True,
               help="Maximum number of features.")
 @click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many features (paging).")
@@ -62,6 +63,7 @@ def query(model, layer, kind, sae, min_score, search, explainer, simulator, meth
       autointerp query --model gemma-3-270m --layer 6 --format json --limit 10
       autointerp query --method rsquared --subset random_only --format csv > best.csv
       autointerp query --layer 6 --method detection_balanced_accuracy --subset neighbours
+      autointerp query --layer 6 --method ev_correlation --subset quantile:2
       autointerp query --layer 3 --include-imported
     """
     subset = subset or default_subset(method)

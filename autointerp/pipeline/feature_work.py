@@ -29,10 +29,13 @@ from explainer.sampling import DEFAULT_SAMPLE
 from llm_client.base import LLMClient, LLMError
 from scorer import Example, ExampleSet, ScoredRecord, ScoreValue, score_ev_correlation, score_records
 from scorer.examples import EXAMPLE_TOKENS, FIRING_LEVEL, peak_span, peak_start, quiet_spans
+from scorer.stored_config import SIMULATED_SAMPLES
 from simulator.base import SequenceSimulation, SimulationError, Simulator
 from storage.scoring_inputs import NeighbourWindow
 
-SCORED_SAMPLES = (SampleKind.TOP, SampleKind.RANDOM)  # OpenAI scored top-activating and random records
+# OpenAI scored top-activating and random records: what the valid split chooses and calibrates on. The test split
+# adds every quantile bin (SIMULATED_SAMPLES), scored on its own subsets only (scorer.subsets).
+SCORED_SAMPLES = (SampleKind.TOP, SampleKind.RANDOM)
 T = TypeVar("T")
 
 
@@ -112,12 +115,19 @@ def _prompt_scale(feature: FeatureRecords, polarity: str) -> Callable[[Sequence[
     return lambda activations: [max(v, 0.0) for v in real(activations)]
 
 
-def scoring_input(feature: FeatureRecords, data_split: str, polarity: str) -> ScoringInput:
-    """The one builder of what a simulation is scored on: the top and random records of `data_split`,
-    their activations signed by `polarity`, scaled so the polarity's maximum is 10, never clipped."""
+def scoring_input(feature: FeatureRecords, data_split: str, polarity: str,
+                  samples: Sequence[str] = SCORED_SAMPLES) -> ScoringInput:
+    """The one builder of what a simulation is scored on: the records of `data_split` sampled as `samples`
+    ("quantile" is every bin), their activations signed by `polarity`, scaled so the polarity's maximum is 10,
+    never clipped."""
     real = _real_scale(feature, polarity)
-    chosen = [r for r in feature.records if r.data_split == data_split and r.sample in SCORED_SAMPLES]
+    chosen = feature.select(samples=samples, data_splits=[data_split])
     return ScoringInput(records=chosen, real=[real(r.activations) for r in chosen])
+
+
+def reported_input(feature: FeatureRecords, polarity: str) -> ScoringInput:
+    """What the reported simulation covers: the test split's top, random and quantile records."""
+    return scoring_input(feature, DataSplit.TEST, polarity, SIMULATED_SAMPLES)
 
 
 def _round_robin(groups: Sequence[Sequence[T]]) -> list[T]:
@@ -233,7 +243,7 @@ async def explain_and_score(
     if not simulate_test:
         return FeatureOutcome(candidates, selected, None, valid_scores)
     text = next(c.text for c in candidates if c.candidate == selected)
-    test_data = scoring_input(feature, DataSplit.TEST, polarity)
+    test_data = reported_input(feature, polarity)
     test = await simulate(simulator, text or "", test_data)
     if test.simulations is not None:
         test.scores = score(test_data, test.simulations, seed=seed)

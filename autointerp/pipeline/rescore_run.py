@@ -19,7 +19,14 @@ from autointerp.pipeline.collector import batch_collector
 from autointerp.pipeline.context import check_credentials, llm_cache_path, select_features
 from autointerp.pipeline.db_threads import DatabaseThreads
 from autointerp.pipeline.fail_fast import FailFast
-from autointerp.pipeline.feature_work import ScoringInput, SimulationOutcome, score, scoring_input, simulate
+from autointerp.pipeline.feature_work import (
+    ScoringInput,
+    SimulationOutcome,
+    reported_input,
+    score,
+    scoring_input,
+    simulate,
+)
 from autointerp.pipeline.finishing import finish_batch
 from autointerp.pipeline.interrupts import sigterm_interrupts
 from autointerp.pipeline.options import OptionsError, RescoreOptions
@@ -64,7 +71,7 @@ def _load(db: Database, explanation_id: int, simulator: str) -> _Target:
         explanation = repo.get_explanation(session, explanation_id)
         feature = repo.get_feature(session, explanation.feature_id)
         records = record_store.load_feature_records(session, feature)
-        data = scoring_input(records, DataSplit.TEST, explanation.polarity)
+        data = reported_input(records, explanation.polarity)
         return _Target(explanation_id, feature.index, explanation.text or "", data,
                        scoring_input(records, DataSplit.VALID, explanation.polarity),
                        _stored_simulation(session, explanation_id, feature.id, simulator, data))
@@ -178,11 +185,12 @@ async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, displa
 
 
 def rescored(session: Session, explanation_ids: list[int], simulator: str) -> set[int]:
-    """Those of these explanations simulated by `simulator` and scored under the current scoring version (scores
-    of an older version do not count: those are scored again)."""
-    return outcome_store.simulated_with(session, explanation_ids, simulator) & explanations_scored_with(
-        session, explanation_ids, simulator=simulator, method=ScoreMethod.EV_CORRELATION,
-        scorer_config=simulation_scorer_config())
+    """Those of these explanations simulated by `simulator` under the current simulation configuration and scored
+    under the current scoring version (an older simulation or older scores do not count: those are done again)."""
+    simulated = outcome_store.simulated_with(session, explanation_ids, simulator, simulation_config(simulator))
+    return simulated & explanations_scored_with(session, explanation_ids, simulator=simulator,
+                                                method=ScoreMethod.EV_CORRELATION,
+                                                scorer_config=simulation_scorer_config())
 
 
 @dataclass

@@ -13,7 +13,7 @@ from activations.vocab import DataSplit, ScoreMethod, ScoreRole, ScoringSubset
 from autointerp.pipeline.bounded import bounded
 from autointerp.pipeline.calibrated import calibrated_scores
 from autointerp.pipeline.db_threads import ChunkedReads, DatabaseThreads
-from autointerp.pipeline.feature_work import SimulationOutcome, score, scoring_input, simulate
+from autointerp.pipeline.feature_work import SimulationOutcome, reported_input, score, scoring_input, simulate
 from scorer import ScoreValue, ShuffledPicker, simulation_config, simulation_scorer_config
 from simulator.base import Simulator
 from storage import outcome_store, record_store
@@ -103,7 +103,7 @@ async def add_sanity_baselines(db: Database, store: DatabaseThreads, simulator: 
             pool = asyncio.ensure_future(store.read(read_layer_pool, db, item.feature.id, seed))
         layer = await pool
         choice = layer.picker.pick(item.feature.id)
-        data = scoring_input(item.records, DataSplit.TEST, item.polarity)
+        data = reported_input(item.records, item.polarity)
         outcome = await simulate(simulator, choice[1], data) if choice else None
         scores: list[ScoreValue] = []
         if choice and outcome and outcome.simulations is not None:
