@@ -91,6 +91,11 @@ def test_explain_stores_per_quantile_scores_that_query_and_the_api_show(fake_ope
     assert "stored on subsets top_and_random, random_only, not 'quantile:2'" in bad.output
     wrong = _cli("query", *LAYER, "--subset", "quantile:x", "--db", db_url, ok=False)
     assert "top_and_random, random_only, quantile:<i>, not 'quantile:x'" in wrong.output
+    compared = _cli("compare", "--layer", "6", "--methods", "ev_correlation:quantile:2,ev_correlation", "--db", db_url)
+    assert "quantile:2" in compared.output
+    bad_compare = _cli("compare", "--layer", "6", "--explainer", "openai:a", "--explainer", "openai:b", "--method", "rsquared",
+                       "--subset", "quantile:2", "--db", db_url, ok=False)
+    assert "not 'quantile:2'" in bad_compare.output
 
     monkeypatch.delenv("AUTOINTERP_API_TOKEN", raising=False)
     with TestClient(create_app(db.url)) as client:

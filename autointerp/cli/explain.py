@@ -203,7 +203,8 @@ def rescore(model, layer, sae, features, explainer, simulator, simulator_base_ur
               help="Give exactly two: A then B. With --methods, at most one: only its explanations.")
 @click.option("--model", default=None, help="Subject model name.")
 @click.option("--method", type=click.Choice(SCORE_METHODS), default="ev_correlation", show_default=True)
-@click.option("--subset", type=click.Choice(SUBSETS), default=None, help="Default: the method's first subset.")
+@click.option("--subset", default=None,
+              help=f"{', '.join(SUBSETS)}, or quantile:<i> for ev_correlation. Default: the method's first subset.")
 @click.option("--methods", default=None,
               help="Compare score methods instead: comma-separated, each optionally method:subset; prints the Spearman "
                    "agreement of every pair over the features that have both.")
