@@ -5,14 +5,17 @@ failed on the endpoint again without --retry-failed."""
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 from pathlib import Path
 
 from click.testing import CliRunner
+from rich.console import Console
 from sqlalchemy import func, select
 
 from autointerp.cli import main
+from autointerp.pipeline.summary import print_run_summary
 from storage.db import Database
 from storage.schema import Explanation, Run
 from tests.pipeline_data import fill_layer, uncached_spec
@@ -103,6 +106,9 @@ def test_unusable_answers_are_feature_failures_kept_until_retry_failed(sqlite_ur
     assert first.exit_code == 3, first.output  # went through; some (here all) features failed
     assert the_run(db).stats["failed"] == 4 and the_run(db).stats["endpoint_failures"] == 0
     assert "exit code 3 (some features failed)" in first.output
+    shown = io.StringIO()  # the demo's summary: the demo does not end with the run's code, so it is not shown
+    print_run_summary(db, the_run(db).id, console=Console(file=shown, width=120), show_exit=False)
+    assert "4 failed of 4" in shown.getvalue() and "exit code" not in shown.getvalue()
 
     fake_openai.answer = lambda endpoint, body: "the word 7"
     requests = fake_openai.requests

@@ -61,7 +61,7 @@ def demo(ctx: click.Context, model: str, layer: int, tokens: int, n_features: in
                           simulator=simulator, concurrency=2, base_url=get_settings().openai_base_url)
     run_id = run_explain(db, opts, show_progress=True)
     click.secho("3/3 results", bold=True, err=True)
-    print_run_summary(db, run_id)
+    print_run_summary(db, run_id, show_exit=False)  # the demo shows results; it does not end with the run's code
     # The hints name the database only when --db chose it (otherwise the same default applies to them).
     where = f" --db {db_url}" if ctx.get_parameter_source("db_url") is not ParameterSource.DEFAULT else ""
     click.echo(

@@ -15,7 +15,10 @@ from storage.queries import run_scores
 from storage.runs import get_run
 
 
-def print_run_summary(db: Database, run_id: int, *, top: int = 15, console: Console | None = None) -> None:
+def print_run_summary(db: Database, run_id: int, *, top: int = 15, console: Console | None = None,
+                      show_exit: bool = True) -> None:
+    """The run's counts, failures and best features; `show_exit` adds the exit code the command ends with (a
+    command that does not end with it, such as the demo, leaves it out)."""
     console = console or Console()
     with db.session() as session:
         run = get_run(session, run_id)
@@ -40,7 +43,7 @@ def print_run_summary(db: Database, run_id: int, *, top: int = 15, console: Cons
     if stats.get("endpoint_failures"):
         console.print(f"{stats['endpoint_failures']} of the failed features failed on the endpoint: a rerun tries "
                       "them again (the other failures only with --retry-failed)")
-    if stats.get("exit_code") is not None:
+    if show_exit and stats.get("exit_code") is not None:
         console.print(f"exit code {stats['exit_code']} ({exit_meaning(stats['exit_code'])})")
     if own:
         line = f"ev_correlation (top_and_random): mean {statistics.fmean(own):.3f}, median {statistics.median(own):.3f}"
