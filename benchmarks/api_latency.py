@@ -33,10 +33,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
 
 from autointerp.api import create_app
-from scorer import simulation_scorer_config
 from storage.activation_codec import encode
 from storage.db import Database
-from storage.repository import config_hash
 from storage.schema import (
     ActivationRecordRow,
     Explanation,
@@ -47,6 +45,7 @@ from storage.schema import (
     SubjectModel,
     Window,
 )
+from storage.score_source import CURRENT_SCORER_HASH
 from storage.windows import content_hash
 
 MODEL = "bench-model"
@@ -55,7 +54,6 @@ CTX = 24
 SAMPLES = (("top", "train"), ("quantile:0", "valid"), ("random", "test"))  # (sample kind, data split)
 WORDS = "numbers cats code brackets dates names verbs plural french legal sports music colour rivers".split()
 CHUNK = 5000
-CURRENT_SCORER_HASH = config_hash(simulation_scorer_config())  # simulation scores of the current version rank
 
 
 def _rows_for(fid: int, layer: int, index: int, rng: random.Random) -> dict[str, list[dict]]:

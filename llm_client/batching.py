@@ -197,7 +197,8 @@ class MicroBatcher(Generic[J, R]):
                     item = self._queue.get(timeout=timeout)
                 except queue.Empty:
                     break
-            if item is _WAKE:  # closing: run what is gathered, then stop
+            if item is _WAKE:  # closing: run what is gathered; the worker then takes the wake-up again and stops
+                self._queue.put(item)
                 break
             batch.append(item)
             last = time.monotonic()

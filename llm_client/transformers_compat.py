@@ -19,8 +19,15 @@ def quiet_transformers() -> None:
 def cache_kwarg(forward_of: Any, cache: Any) -> dict[str, Any]:
     """`{name: cache}` for a model's forward: newer transformers call the argument `cache` and warn (a
     FutureWarning in the user's output) on every call that passes `past_key_values`; older ones know only that."""
-    name = "cache" if "cache" in inspect.signature(forward_of.forward).parameters else "past_key_values"
+    model_class = type(forward_of)
+    name = _CACHE_NAMES.get(model_class)
+    if name is None:  # once per model class: callers pass the cache on every decoding step
+        name = "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+        _CACHE_NAMES[model_class] = name
     return {name: cache}
+
+
+_CACHE_NAMES: dict[type, str] = {}  # model class -> the name its forward takes the KV cache under
 
 
 def returned_cache(output: Any) -> Any:

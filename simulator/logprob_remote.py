@@ -101,9 +101,9 @@ class RemoteLogprobSimulator(Simulator):
     async def _completions(self, prompts: list[str], slots: list[list[int]]) -> list[Completion]:
         if self._rows_client is None:
             return list(await asyncio.gather(*(self._one(p, i) for i, p in enumerate(prompts))))
-        try:
+        try:  # the first prompt's "10" row tells how the endpoint writes 10 (_check_ten)
             return await self._rows_client.prompt_rows(prompts, top_logprobs=self.top_k,
-                                                       rows_at=[[self._ten_at, *at] for at in slots])
+                                                       rows_at=[[self._ten_at, *slots[0]], *slots[1:]])
         except LLMError as exc:
             where = "record 0" if len(prompts) == 1 else f"records 0-{len(prompts) - 1}"
             raise SimulationError(f"{where}: the LLM call failed: {exc.reason}{ECHO_HINT}") from exc

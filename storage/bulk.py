@@ -21,10 +21,10 @@ from sqlalchemy import Connection, Table, insert, select
 from sqlalchemy.orm import Session
 
 from activations.vocab import OutcomeStatus, Polarity, ScoreRole
-from scorer import simulation_scorer_config
 from storage.in_lists import chunks
 from storage.repository import config_hash
 from storage.schema import Explanation, Feature, Score, utcnow
+from storage.score_source import CURRENT_SCORER_HASH
 
 # Positional placeholders of the drivers that take multi-row INSERTs straight (psycopg takes %s as well as the
 # %(name)s SQLAlchemy writes); any other driver gets SQLAlchemy's executemany.
@@ -181,7 +181,7 @@ def bulk_add_scored_explanations(session: Session, rows: list[ScoredExplanationR
         session, SCORES,
         ("explanation_id", "feature_id", "model_id", "layer", "method", "subset", "value", "simulator",
          "undefined_reason"),
-        scores, constants={"role": ScoreRole.OWN, "scorer_hash": config_hash(simulation_scorer_config()), "details": {},
+        scores, constants={"role": ScoreRole.OWN, "scorer_hash": CURRENT_SCORER_HASH, "details": {},
                            "created_at": now},
     )
     return n_explanations + n_scores

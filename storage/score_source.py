@@ -16,8 +16,9 @@ from storage.repository import config_hash
 
 IMPORTED_PREFIX = "import:"  # the `simulator` of every imported score, e.g. import:openai
 SIMULATION_METHODS = tuple(m.value for m in SCORER_METHODS[ScorerName.SIMULATION])
+CURRENT_SCORER_HASH = config_hash(simulation_scorer_config())  # what every current simulation score stores
 # The scorer hash of each scoring version's simulation scores: version 1 stored no version (an empty config).
-_VERSION_OF_HASH = {config_hash({}): "1", config_hash(simulation_scorer_config()): SCORING_VERSION}
+_VERSION_OF_HASH = {config_hash({}): "1", CURRENT_SCORER_HASH: SCORING_VERSION}
 
 
 def is_imported(simulator: str | None) -> bool:
@@ -30,13 +31,12 @@ def measured(simulator: Any) -> Any:
     return or_(simulator.is_(None), ~simulator.startswith(IMPORTED_PREFIX))
 
 
-
 def current_version(method: Any, scorer_hash: Any, simulator: Any) -> Any:
     """SQL condition on a score: a simulation score was measured under the current scoring version
     (scorer.stored_config), or imported (the file's own number, labelled as such). Numbers of another scoring
     version mean something else, so they never rank or count beside these; other scorers' scores pass as they are.
     `method` is a method name (one query's) or the method column (a query over every method)."""
-    current = or_(scorer_hash == config_hash(simulation_scorer_config()), ~measured(simulator))
+    current = or_(scorer_hash == CURRENT_SCORER_HASH, ~measured(simulator))
     if not isinstance(method, str):
         return or_(method.not_in(SIMULATION_METHODS), current)
     return current if method in SIMULATION_METHODS else sql_true()

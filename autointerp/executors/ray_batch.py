@@ -129,9 +129,9 @@ def _count_after_stop(ray: Any, workers: list[Any], calls: list[Any], ledger: An
 
 
 def _abandoned(db: Database, record: RunRecord, feature_ids: list[int]) -> None:
-    for feature_id in feature_ids:
-        with db.session() as session:
-            index = repo.get_feature(session, feature_id).index
+    with db.session() as session:
+        indices = [feature.index for feature in repo.get_features(session, feature_ids)]
+    for index in indices:
         record.stats.record_failure(index, f"abandoned: {leases.MAX_ATTEMPTS} workers died working on it")
 
 

@@ -127,10 +127,8 @@ async def rescore_explanation(db: Database, store: DatabaseThreads, opts: Rescor
         simulator, target.text, target.valid, target.data, outcome.simulations, role=ScoreRole.OWN,
         seed=opts.seed) if opts.calibrate and outcome.simulations is not None else []
     await store.write(_save, db, opts, target, outcome, run_id, calibrated, calibrate_only, guard)
-    if outcome.failure:
-        stats.record_failure(target.feature_index, f"simulation failed: {outcome.failure}", outcome.failure_kind)
-    else:
-        stats.done += 1
+    stats.record_outcome(target.feature_index, True, outcome.failure and f"simulation failed: {outcome.failure}",
+                         outcome.failure_kind)
     return outcome
 
 

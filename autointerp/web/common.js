@@ -26,15 +26,15 @@ export function fmt(value, digits = 3) {
   return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
 }
 
-// Scores loaded from a file (simulator import:<format>, or flagged by the API) were not measured here.
+// Scores loaded from a file were not measured here; the API marks them (storage.score_source.is_imported).
 export function isImported(score) {
-  return score.imported === true || (score.simulator ?? "").startsWith("import:");
+  return score.imported === true;
 }
 
 // Put beside an imported score's value, so it is never read as a measured one; null for a measured score.
 export function importedLabel(score) {
   if (!isImported(score)) return null;
-  return el("span", { class: "imported", title: `loaded from ${score.source ?? "a file"}, not measured by this service` },
+  return el("span", { class: "imported", title: "loaded from a file, not measured by this service" },
     "imported");
 }
 

@@ -1,5 +1,5 @@
 // The search page: filters live in the URL, so a result list can be shared or reloaded.
-import { el, fmt, featureLink, getJSON, importedLabel, setStatus } from "/static/common.js";
+import { el, fmt, featureLink, getJSON, setStatus } from "/static/common.js";
 
 const PAGE = 50;
 const FIELDS = ["model", "layer", "min_score", "method", "subset", "q", "semantic"];
@@ -35,7 +35,7 @@ async function loadModels(selected) {
 
 function row(item) {
   return el("tr", { class: "result" },
-    el("td", { class: "num score" }, fmt(item.score), importedLabel(item)),
+    el("td", { class: "num score" }, fmt(item.score)),
     el("td", { class: "num" }, item.similarity === undefined ? "" : fmt(item.similarity)),
     el("td", {}, featureLink(item)),
     el("td", { class: "explanation" }, item.explanation ?? "(no explanation yet)"),
