@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from activations.vocab import SampleKind
-from storage.feature_documents import score_column
-from storage.queries import SCORE_METHODS
+from storage.reads.feature_documents import score_column
+from storage.reads.queries import SCORE_METHODS
 
-# Field for field the dicts of storage.rows (tests/test_export_schema.py holds them together).
+# Field for field the dicts of storage.core.rows (tests/test_export_schema.py holds them together).
 _SCORE = pa.struct([
     ("id", pa.int64()), ("explanation_id", pa.int64()), ("simulation_id", pa.int64()), ("run_id", pa.int64()),
     ("method", pa.string()), ("subset", pa.string()), ("role", pa.string()), ("simulator", pa.string()),
@@ -43,7 +43,7 @@ FEATURE_SCHEMA = pa.schema([
     ("sae", pa.string()), ("index", pa.int64()), ("max_activation", pa.float64()), ("min_activation", pa.float64()),
     ("mean", pa.float64()), ("variance", pa.float64()), ("firing_fraction", pa.float64()), ("n_tokens", pa.int64()),
     ("dead", pa.bool_()), ("quantile_boundaries", pa.list_(pa.float64())),
-    # Flat, for analysis without unnesting (storage.feature_documents says what they hold).
+    # Flat, for analysis without unnesting (storage.reads.feature_documents says what they hold).
     ("explanation", pa.string()), ("explanation_id", pa.int64()), ("explainer", pa.string()),
     *((score_column(method), pa.float64()) for method in SCORE_METHODS),
     ("logits", pa.struct([("promoted", pa.list_(_LOGIT)), ("suppressed", pa.list_(_LOGIT))])),

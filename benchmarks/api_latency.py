@@ -33,9 +33,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
 
 from autointerp.api import create_app
-from storage.activation_codec import encode
-from storage.db import Database
-from storage.schema import (
+from storage.core.activation_codec import encode
+from storage.core.db import Database
+from storage.core.schema import (
     ActivationRecordRow,
     Explanation,
     Feature,
@@ -45,8 +45,8 @@ from storage.schema import (
     SubjectModel,
     Window,
 )
-from storage.score_source import CURRENT_SCORER_HASH
-from storage.windows import content_hash
+from storage.reads.score_source import CURRENT_SCORER_HASH
+from storage.records.windows import content_hash
 
 MODEL = "bench-model"
 LAYERS = 20

@@ -30,8 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # What `import autointerp.cli` pulled in before the commands were loaded lazily.
 EAGER_IMPORTS = ("torch", "scipy.stats", "faiss", "pyarrow", "fastapi", "autointerp.api.app",
-                 "activations.collect_config", "autointerp.pipeline.collect_run", "autointerp.pipeline.compare",
-                 "storage.embedding_index", "autointerp.export_writers")
+                 "activations.collect_config", "autointerp.workflows.collect_run", "autointerp.cli.comparisons",
+                 "storage.search.embedding_index", "autointerp.export_writers")
 RUN_MAIN = "import sys; from autointerp.cli import main; main(sys.argv[1:], prog_name='autointerp')"
 
 

@@ -2,7 +2,7 @@
 `rescore` does once per layer (read the layer's current explanations) and once per feature (pick another
 feature's explanation), the way it was done before and the way it is done now, side by side.
 
-- read, before: every current explanation of the layer as a whole ORM row (storage.repository.current_explanations
+- read, before: every current explanation of the layer as a whole ORM row (storage.core.repository.current_explanations
   over all of the layer's feature ids, as `layer_current_explanation_rows` did); now:
   `repository.layer_current_explanation_texts`, the (feature, id, text) columns.
 - pick, before: the other features ordered afresh for every pick (as `pick_shuffled` did); now: one
@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT))
 
 from activations.records import FeatureId  # noqa: E402
 from scorer import ShuffledPicker  # noqa: E402
-from storage import repository as repo  # noqa: E402
-from storage.db import Database  # noqa: E402
-from storage.schema import Explanation, Feature  # noqa: E402
+from storage.core import repository as repo  # noqa: E402
+from storage.core.db import Database  # noqa: E402
+from storage.core.schema import Explanation, Feature  # noqa: E402
 
 
 def fill(db: Database, n: int) -> Feature:

@@ -47,8 +47,8 @@ def fill_layer(db, n_features: int, seed: int = 0) -> None:
     """A collected-looking layer: per feature 20 top and 20 random windows of 64 tokens of real text, split
     60/20/20 into train/valid/test; feature i fires on a few words of its own."""
     from activations.records import ActivationRecord, FeatureId, FeatureStats
-    from storage import record_store
-    from storage import repository as repo
+    from storage.core import repository as repo
+    from storage.records import record_store
 
     rng = random.Random(seed)
     tokens = _text_tokens()
@@ -93,10 +93,10 @@ def run_once(n_features: int, concurrency: int, max_batch: int | None, path: Pat
     run's stats, and the explanation text per feature index."""
     from sqlalchemy import select
 
-    from autointerp.pipeline.explain_run import run_explain
-    from autointerp.pipeline.options import ExplainOptions
-    from storage.db import Database
-    from storage.schema import Explanation, Feature, Run
+    from autointerp.workflows.explain_run import run_explain
+    from autointerp.workflows.options import ExplainOptions
+    from storage.core.db import Database
+    from storage.core.schema import Explanation, Feature, Run
 
     _set_max_batch(max_batch)
     db = Database(f"sqlite:///{path}")

@@ -1,5 +1,5 @@
 """End-to-end `explain` throughput against a remote OpenAI-compatible endpoint: the real pipeline path
-(autointerp.pipeline.explain_run.run_explain: explain best-of-1, remote logprob simulation of the test split,
+(autointerp.workflows.explain_run.run_explain: explain best-of-1, remote logprob simulation of the test split,
 scoring, storing on SQLite, shuffled baseline) over synthetic features, against the fake server run in its
 own process at a fixed latency.
 
@@ -48,11 +48,12 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from activations.records import ActivationRecord, FeatureId, FeatureStats, interleaved_data_split  # noqa: E402
-from autointerp.pipeline.explain_run import run_explain  # noqa: E402
-from autointerp.pipeline.options import ExplainOptions  # noqa: E402
-from storage import record_store, runs  # noqa: E402
-from storage import repository as repo  # noqa: E402
-from storage.db import Database  # noqa: E402
+from autointerp.workflows.explain_run import run_explain  # noqa: E402
+from autointerp.workflows.options import ExplainOptions  # noqa: E402
+from storage.core import repository as repo  # noqa: E402
+from storage.core.db import Database  # noqa: E402
+from storage.records import record_store  # noqa: E402
+from storage.results import runs  # noqa: E402
 
 MODEL, LAYER = "bench-model", 0
 ROUNDS_BEST_OF_1 = 3  # explain, simulate the test split, simulate it again under a shuffled explanation

@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import func, select
 
-from storage import embedding_index, embedding_index_update
-from storage.bulk import ScoredExplanationRow, bulk_add_features, bulk_add_scored_explanations
-from storage.db import Database
-from storage.embedding_store import store_embeddings
-from storage.queries import FeatureQuery, query_features
-from storage.repository import get_or_create_model
-from storage.schema import Explanation, ExplanationEmbedding
-from storage.semantic import semantic_search
+from storage.core.db import Database
+from storage.core.repository import get_or_create_model
+from storage.core.schema import Explanation, ExplanationEmbedding
+from storage.reads.queries import FeatureQuery, query_features
+from storage.records.bulk import ScoredExplanationRow, bulk_add_features, bulk_add_scored_explanations
+from storage.search import embedding_index, embedding_index_update
+from storage.search.embedding_store import store_embeddings
+from storage.search.semantic import semantic_search
 
 WORDS = ("numbers digits years dates colour colours red blue names people cities countries verbs past tense plural "
          "nouns punctuation commas quotes brackets code python html tags music songs albums films sport football "

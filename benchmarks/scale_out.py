@@ -42,11 +42,11 @@ from pipeline_throughput import LAYER, MODEL, fill  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from autointerp.executors.ray_batch import RayJob, run_explain_on_ray  # noqa: E402
-from autointerp.pipeline.options import ExplainOptions  # noqa: E402
+from autointerp.workflows.options import ExplainOptions  # noqa: E402
 from llm_client.openai_backend import OpenAIClient  # noqa: E402
-from storage import runs  # noqa: E402
-from storage.db import Database  # noqa: E402
-from storage.schema import Explanation  # noqa: E402
+from storage.core.db import Database  # noqa: E402
+from storage.core.schema import Explanation  # noqa: E402
+from storage.results import runs  # noqa: E402
 
 TOKENS_PER_RECORD = 16  # 40 records a feature; short ones keep the CPU-bound run to minutes on 2 cores
 

@@ -4,7 +4,7 @@ reads 5 numbered examples per prompt), and embedding (no LLM), side by side on t
 
 50 synthetic features stored as a collection stores them (64-token windows; top 20, random 20 and 5 quantile bins
 of 5, split train/valid/test by position; 10 nearest neighbours each), one explanation each, then one `rescore`
-per scorer (the real pipeline path: autointerp.pipeline.rescore_run.run_rescore) against the fake
+per scorer (the real pipeline path: autointerp.workflows.rescore_run.run_rescore) against the fake
 OpenAI-compatible server running in this process. Tokens are what the server reports in its usage (its word
 tokenizer), the same count for every method. The shuffled-explanation baseline is off (it doubles every method
 alike).
@@ -32,11 +32,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from activations.records import ActivationRecord, FeatureId, FeatureStats, interleaved_data_split  # noqa: E402
 from activations.vocab import ScorerName  # noqa: E402
-from autointerp.pipeline.options import RescoreOptions  # noqa: E402
-from autointerp.pipeline.rescore_run import run_rescore  # noqa: E402
-from storage import record_store  # noqa: E402
-from storage import repository as repo  # noqa: E402
-from storage.db import Database  # noqa: E402
+from autointerp.workflows.options import RescoreOptions  # noqa: E402
+from autointerp.workflows.rescore_run import run_rescore  # noqa: E402
+from storage.core import repository as repo  # noqa: E402
+from storage.core.db import Database  # noqa: E402
+from storage.records import record_store  # noqa: E402
 from tests.fake_openai import FakeOpenAI, judge_answer  # noqa: E402
 
 MODEL, LAYER, WINDOW = "bench-model", 0, 64

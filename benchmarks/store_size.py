@@ -4,17 +4,17 @@ One process: collect ONE real layer once (the embedded subject model over the Wi
 same FeatureRecords into two fresh SQLite files side by side:
 
 - old: the JSON layout this project stored records in before windows existed, kept here as the baseline. The
-  `activation_records` table exactly as storage/schema.py defined it (tokens and activations as JSON lists per
-  record, provenance per record), written the way storage/collection_store.py wrote it: Core executemany of
+  `activation_records` table exactly as storage/core/schema.py defined it (tokens and activations as JSON lists per
+  record, provenance per record), written the way storage/records/collection_store.py wrote it: Core executemany of
   `record_values` dicts in chunks of 5,000 in one transaction. A stub `features` table (ids only) gives the
   records' foreign key, so both sides pay for the same checks.
-- new: `storage.collection_store.save_layer` on a real migrated `storage.db.Database`: whatever layout the
+- new: `storage.records.collection_store.save_layer` on a real migrated `storage.core.db.Database`: whatever layout the
   current code stores (the features' upsert with their statistics is part of its time).
 
 Size: after a WAL checkpoint and VACUUM, SQLite's `dbstat` gives the pages of the tables that hold records or
 windows (`activation_records`, `windows`, and all of their indexes); divided by the number of records. Whole-file
 sizes are printed too (the new file also holds features, models, runs and the empty tables of the schema).
-Time: from the first statement to the commit returning, on the same engine settings (storage.db.make_engine:
+Time: from the first statement to the commit returning, on the same engine settings (storage.core.db.make_engine:
 WAL, synchronous=NORMAL, foreign keys on).
 
     .venv/bin/python benchmarks/store_size.py [--tokens 8000] [--layer 6] [--model gemma-3-270m] [--keep DIR]
@@ -59,11 +59,11 @@ from activations.hooks import n_layers
 from activations.records import ActivationRecord, FeatureRecords
 from activations.vocab import RunKind
 from llm_client.local_models import load_model
-from storage.collection_store import save_layer
-from storage.db import Database, make_engine
-from storage.record_store import load_records, numbered
-from storage.repository import find_feature
-from storage.runs import start_run
+from storage.core.db import Database, make_engine
+from storage.core.repository import find_feature
+from storage.records.collection_store import save_layer
+from storage.records.record_store import load_records, numbered
+from storage.results.runs import start_run
 
 # The tables that hold records or their windows, in either layout (others are the same in both or empty).
 RECORD_TABLES = ("activation_records", "windows")
@@ -91,7 +91,7 @@ OLD_RECORDS = Table(
 
 
 def old_record_values(feature_id: int, record: ActivationRecord, position: int) -> dict[str, Any]:
-    """One row of the old layout (storage.record_store.record_values before windows)."""
+    """One row of the old layout (storage.records.record_store.record_values before windows)."""
     return {
         "feature_id": feature_id, "split": record.sample, "data_split": record.data_split, "position": position,
         "tokens": list(record.tokens), "activations": list(record.activations), "max_activation": record.max_activation,

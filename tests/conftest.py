@@ -23,7 +23,7 @@ BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
 def _postgres_schema_url() -> str:
     from sqlalchemy import create_engine, text
 
-    from storage.db import resolve_url
+    from storage.core.db import resolve_url
 
     assert POSTGRES_URL is not None  # only asked for when the PostgreSQL backend is configured
     base = resolve_url(POSTGRES_URL)
@@ -46,8 +46,8 @@ def db_url(request, tmp_path) -> str:
 
 @pytest.fixture
 def db(db_url):
-    """An open, migrated storage.db.Database."""
-    from storage.db import Database
+    """An open, migrated storage.core.db.Database."""
+    from storage.core.db import Database
 
     database = Database(db_url)
     yield database

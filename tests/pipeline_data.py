@@ -7,9 +7,9 @@ import random
 import uuid
 
 from activations.records import ActivationRecord, FeatureId, FeatureStats
-from storage import record_store
-from storage import repository as repo
-from storage.db import Database
+from storage.core import repository as repo
+from storage.core.db import Database
+from storage.records import record_store
 
 WORDS = "the cat sat on 3 mats in 1999 and 42 dogs ran past 7 red cars near the river bank today".split()
 

@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from autointerp.api import create_app
-from storage.queries import FeatureQuery, query_features
+from storage.reads.queries import FeatureQuery, query_features
 from tests.test_api_data import MODEL, XSS_TOKENS, fill
 
 

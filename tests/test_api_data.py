@@ -1,4 +1,4 @@
-"""A small, known database for the API and browser tests, written through storage.repository (no tests here)."""
+"""A small, known database for the API and browser tests, written through storage.core.repository (no tests here)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from typing import Any
 
 from activations.records import ActivationRecord, FeatureId, FeatureStats, Provenance
 from scorer import simulation_scorer_config
-from storage import record_store, runs
-from storage import repository as repo
-from storage.db import Database
+from storage.core import repository as repo
+from storage.core.db import Database
+from storage.records import record_store
+from storage.results import runs
 
 MODEL = "toy-model"
 XSS_TOKENS = ["Hello", " <img src=x onerror=alert(1)>", " and", " <script>alert(1)</script>", " bye"]
@@ -77,7 +78,7 @@ def fill(db: Database) -> dict[str, Any]:
 
 def _add_simulations(s, ids: dict[str, Any]) -> None:
     """Feature 0: its own simulation of its top record, and a shuffled baseline using feature 1's explanation."""
-    from storage.schema import ActivationRecordRow, Explanation, Feature
+    from storage.core.schema import ActivationRecordRow, Explanation, Feature
 
     feature = s.get(Feature, ids["features"][0])
     top = s.query(ActivationRecordRow).filter_by(feature_id=feature.id, split="top").one()

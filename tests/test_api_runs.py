@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from autointerp.api import create_app
-from storage import runs
-from storage.schema import Run
+from storage.core.schema import Run
+from storage.results import runs
 from tests.test_api_data import MODEL, fill
 
 TOKEN = "runs-test-token"

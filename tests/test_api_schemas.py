@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from autointerp.api import create_app
 from autointerp.api.embedder import SentenceEmbedder
-from storage.feature_detail import feature_detail
+from storage.reads.feature_detail import feature_detail
 from tests.test_api_data import MODEL, fill
 
 TOKEN = "schema-test-token"

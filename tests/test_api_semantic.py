@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from autointerp.api import create_app
 from autointerp.api.embedder import SentenceEmbedder
-from storage.schema import ExplanationEmbedding
+from storage.core.schema import ExplanationEmbedding
 from tests.test_api_data import fill
 
 pytestmark = pytest.mark.slow

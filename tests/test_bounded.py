@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from autointerp.pipeline.bounded import bounded
+from autointerp.runtime.bounded import bounded
 
 
 def test_every_position_once_in_order_and_at_most_limit_at_once():

@@ -15,12 +15,12 @@ from activations.importers import parse_file
 from activations.records import FeatureId
 from activations.vocab import OutcomeStatus, ScoreRole, ScoringSubset
 from autointerp.cli import main
-from storage import repository as repo
-from storage.activation_codec import decode
-from storage.bulk import ScoredExplanationRow, bulk_add_features, bulk_add_scored_explanations
-from storage.db import Database
-from storage.import_store import IMPORT_SIMULATOR
-from storage.schema import Explanation, Feature, Score, SimulatedRecord, Simulation, SubjectModel
+from storage.core import repository as repo
+from storage.core.activation_codec import decode
+from storage.core.db import Database
+from storage.core.schema import Explanation, Feature, Score, SimulatedRecord, Simulation, SubjectModel
+from storage.records.bulk import ScoredExplanationRow, bulk_add_features, bulk_add_scored_explanations
+from storage.records.import_store import IMPORT_SIMULATOR
 
 WORDS = "digits years colours names cities verbs commas quotes code music films rivers birds food prices".split()
 

@@ -12,12 +12,12 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from autointerp.cli import main
-from autointerp.pipeline.feature_work import scoring_input
+from autointerp.workflows.feature_work import scoring_input
 from simulator.factory import make_simulator
-from storage import record_store
-from storage import repository as repo
-from storage.db import Database
-from storage.schema import Explanation, Score
+from storage.core import repository as repo
+from storage.core.db import Database
+from storage.core.schema import Explanation, Score
+from storage.records import record_store
 from tests.pipeline_data import fill_layer
 from tests.test_pipeline import digit_simulating_answer
 

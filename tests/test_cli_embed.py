@@ -15,11 +15,11 @@ import autointerp.cli.embed as embed_cli
 from autointerp.api import create_app
 from autointerp.api.embedder import SentenceEmbedder
 from autointerp.cli import main
-from storage import embedding_index as ann
-from storage import embedding_index_update as ann_update
-from storage import semantic
-from storage.queries import FeatureQuery
-from storage.schema import Explanation, ExplanationEmbedding, Feature, SubjectModel
+from storage.core.schema import Explanation, ExplanationEmbedding, Feature, SubjectModel
+from storage.reads.queries import FeatureQuery
+from storage.search import embedding_index as ann
+from storage.search import embedding_index_update as ann_update
+from storage.search import semantic
 from tests.test_semantic_index import DIM, EMBEDDER, TableEmbedder, fill
 
 OTHER = "other-embedder"
@@ -189,7 +189,7 @@ def test_api_reports_search_mode_and_missing_embeddings(db, tmp_path, monkeypatc
 @pytest.mark.slow
 def test_embed_with_minilm_then_search_through_the_index(sqlite_url, tmp_path, monkeypatch):
     """The real embedder end to end: `autointerp embed`, then the API ranks by meaning through the ANN index."""
-    from storage.db import Database
+    from storage.core.db import Database
     from tests.test_api_data import fill as fill_api
 
     monkeypatch.delenv("AUTOINTERP_API_TOKEN", raising=False)

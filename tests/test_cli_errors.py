@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from autointerp.cli import main
 from autointerp.cli.errors import Command
-from storage.db import Database
+from storage.core.db import Database
 from tests.conftest import POSTGRES_URL
 from tests.pipeline_data import fill_layer
 
@@ -105,7 +105,7 @@ def test_every_command_reports_user_errors_the_same_way():
 
 def _run_with_bug(db: str, exc: str) -> subprocess.CompletedProcess:
     """`autointerp compare` in a fresh process whose comparison raises `exc` like a bug would."""
-    code = ("import autointerp.pipeline.compare as c\n"
+    code = ("import autointerp.cli.comparisons as c\n"
             "def broken(*args, **kwargs):\n"
             f"    raise {exc}('injected bug')\n"
             "c.compare_explainers = broken\n"

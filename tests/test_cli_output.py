@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from autointerp.pipeline.progress import ProgressDisplay
-from storage.db import Database
+from autointerp.runtime.progress import ProgressDisplay
+from storage.core.db import Database
 from tests.pipeline_data import fill_layer
 
 ROOT = Path(__file__).resolve().parents[1]

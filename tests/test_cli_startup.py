@@ -16,7 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from autointerp.cli import COMMANDS, main, summary
-from storage.db import _MIGRATIONS, Database, head_revision, make_engine, upgrade
+from storage.core.db import _MIGRATIONS, Database, head_revision, make_engine, upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "transformers", "ray", "faiss", "sentence_transformers", "scipy", "fastapi", "pyarrow")
@@ -66,7 +66,7 @@ def test_head_revision_is_alembics_head():
 
 def test_a_database_at_head_opens_without_alembic(db_url):
     Database(db_url).dispose()  # creates the schema
-    code = f"import sys; from storage.db import Database; Database({db_url!r}); print('alembic' in sys.modules)"
+    code = f"import sys; from storage.core.db import Database; Database({db_url!r}); print('alembic' in sys.modules)"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
                           timeout=120)

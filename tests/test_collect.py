@@ -18,13 +18,13 @@ from activations.hooks import HookError
 from activations.sae import load_sae
 from activations.sampling import SamplerConfig
 from autointerp.cli.collect import collect_command
-from autointerp.pipeline import collect_run
-from autointerp.pipeline.collect_run import run_collect
+from autointerp.workflows import collect_run
+from autointerp.workflows.collect_run import run_collect
 from llm_client.local_models import load_model
-from storage.db import Database
-from storage.queries import FeatureQuery, query_features
-from storage.record_store import load_feature_records
-from storage.schema import Feature, Run
+from storage.core.db import Database
+from storage.core.schema import Feature, Run
+from storage.reads.queries import FeatureQuery, query_features
+from storage.records.record_store import load_feature_records
 
 pytestmark = pytest.mark.slow
 MODEL = "smollm2-135m"

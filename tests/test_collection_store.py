@@ -6,11 +6,11 @@ import pytest
 from sqlalchemy import func, select
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
-from storage.collection_store import layer_complete, save_layer
-from storage.record_store import load_feature_records, load_many_feature_records
-from storage.repository import get_or_create_feature
-from storage.runs import start_run
-from storage.schema import ActivationRecordRow, Feature, Run
+from storage.core.repository import get_or_create_feature
+from storage.core.schema import ActivationRecordRow, Feature, Run
+from storage.records.collection_store import layer_complete, save_layer
+from storage.records.record_store import load_feature_records, load_many_feature_records
+from storage.results.runs import start_run
 
 MODEL = "tiny-model"
 

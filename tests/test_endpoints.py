@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from autointerp.cli import main
 from llm_client.endpoints import split_urls
 from llm_client.openai_backend import OpenAIClient
-from storage.db import Database
-from storage.schema import Explanation, Simulation
+from storage.core.db import Database
+from storage.core.schema import Explanation, Simulation
 from tests.fake_openai import FakeOpenAI
 from tests.pipeline_data import fill_layer
 

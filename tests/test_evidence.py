@@ -17,13 +17,13 @@ from activations.evidence import final_norm_scale, logit_lens, nearest_neighbour
 from activations.records import FeatureId, FeatureRecords, FeatureStats
 from activations.sae import load_sae
 from activations.sampling import SamplerConfig
-from autointerp.pipeline.collect_run import run_collect
+from autointerp.workflows.collect_run import run_collect
 from llm_client.local_models import load_model
-from storage.collection_store import save_layer
-from storage.queries import FeatureQuery, query_features
-from storage.repository import get_or_create_feature
-from storage.runs import start_run
-from storage.schema import Feature
+from storage.core.repository import get_or_create_feature
+from storage.core.schema import Feature
+from storage.reads.queries import FeatureQuery, query_features
+from storage.records.collection_store import save_layer
+from storage.results.runs import start_run
 
 
 def _planted_decoder(d_sae: int = 12, d_in: int = 8) -> np.ndarray:

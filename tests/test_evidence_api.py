@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from autointerp.api import create_app
 from scorer import simulation_scorer_config
-from storage import repository as repo
-from storage.schema import Explanation, Feature, Score
+from storage.core import repository as repo
+from storage.core.schema import Explanation, Feature, Score
 from tests.test_api_data import MODEL, fill
 from tests.test_api_schemas import HashEmbedder, _response_schema, undeclared
 

@@ -13,9 +13,9 @@ from activations.records import ActivationRecord
 from autointerp.cli import main
 from explainer import EvidenceError
 from explainer.evidence import logits_note
-from storage import repository as repo
-from storage.db import Database
-from storage.schema import Explanation, Feature
+from storage.core import repository as repo
+from storage.core.db import Database
+from storage.core.schema import Explanation, Feature
 from tests.pipeline_data import fill_layer
 from tests.test_explainer import feature, last_user_message, run_explain
 

@@ -14,10 +14,10 @@ from autointerp.cli import main
 from explainer.fitting import rank_records, scale
 from explainer.prompts import EVIDENCE_CHOICES, PROMPT_VERSIONS, prompt_version
 from explainer.sampling import SAMPLES
-from storage import record_store
-from storage import repository as repo
-from storage.db import Database
-from storage.schema import Explanation, Run
+from storage.core import repository as repo
+from storage.core.db import Database
+from storage.core.schema import Explanation, Run
+from storage.records import record_store
 from tests.pipeline_data import fill_layer, uncached_spec
 from tests.test_explainer import FEATURE, last_user_message, run_explain
 

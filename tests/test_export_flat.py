@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from activations.records import FeatureId
 from autointerp.cli import main
 from scorer import simulation_config, simulation_scorer_config
-from storage import repository as repo
-from storage.queries import SCORE_METHODS
+from storage.core import repository as repo
+from storage.reads.queries import SCORE_METHODS
 from tests.pipeline_data import fill_layer
 
 LOGITS = {"promoted": [[" river", 3.5], [" bank", 2.25]], "suppressed": [[" the", -1.5]]}

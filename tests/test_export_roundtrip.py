@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
 from autointerp.cli import main
-from storage.collection_store import save_layer
-from storage.db import Database
-from storage.runs import start_run
+from storage.core.db import Database
+from storage.records.collection_store import save_layer
+from storage.results.runs import start_run
 
 TOKENS = [" The", " river", " rose", " 12", " feet"]
 

@@ -1,4 +1,4 @@
-"""The Parquet export schema is held to the row dicts of storage.rows: a key added to a row dict without a
+"""The Parquet export schema is held to the row dicts of storage.core.rows: a key added to a row dict without a
 Parquet column (or the other way round) fails here instead of being silently dropped from exports."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import pyarrow as pa
 from activations.records import FeatureId
 from autointerp.export_writers import FEATURE_SCHEMA
 from scorer import ScoreValue, simulation_scorer_config
-from storage import outcome_store
-from storage import repository as repo
-from storage.feature_documents import iter_feature_documents
+from storage.core import repository as repo
+from storage.reads.feature_documents import iter_feature_documents
+from storage.results import outcome_store
 from tests.pipeline_data import fill_layer
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from autointerp.cli import main
 from scorer import simulation_scorer_config
-from storage.schema import ActivationRecordRow, Explanation, Feature, Score
+from storage.core.schema import ActivationRecordRow, Explanation, Feature, Score
 from tests.conftest import FIXTURES
 
 NEURONPEDIA = FIXTURES / "neuronpedia"
@@ -137,7 +137,7 @@ def test_malformed_file_writes_nothing_and_names_field(tmp_path, db_url, db):
 
 def test_query_ranking_filters_and_search(db_url, db):
     from activations.records import FeatureId
-    from storage import repository as repo
+    from storage.core import repository as repo
 
     with db.session() as s, s.begin():
         for i, (text, score) in enumerate([("numbers and digits", 0.9), ("colour words", 0.7), ("the token after of", 0.2)]):

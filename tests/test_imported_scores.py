@@ -17,11 +17,11 @@ from activations.records import FeatureId
 from autointerp.api import create_app
 from autointerp.cli import main
 from scorer import simulation_scorer_config
-from storage import repository as repo
-from storage.comparisons import best_score_per_feature, best_scores_by_feature
-from storage.queries import FeatureQuery
-from storage.schema import Explanation
-from storage.semantic import best_scores
+from storage.core import repository as repo
+from storage.core.schema import Explanation
+from storage.reads.comparisons import best_score_per_feature, best_scores_by_feature
+from storage.reads.queries import FeatureQuery
+from storage.search.semantic import best_scores
 from tests.test_import_query import EXPLANATIONS, NEURON_RECORD
 
 MEASURED = 0.462  # what this tool measured for neuron 17

@@ -6,9 +6,10 @@ from __future__ import annotations
 from activations.records import FeatureId
 from activations.vocab import OutcomeStatus, ScoreRole
 from scorer import ScoreValue
-from storage import outcome_store, score_stats
-from storage import repository as repo
-from storage.in_lists import CHUNK, chunks
+from storage.core import repository as repo
+from storage.core.in_lists import CHUNK, chunks
+from storage.reads import score_stats
+from storage.results import outcome_store
 
 MANY = 70_000  # more ids than PostgreSQL binds in one statement
 

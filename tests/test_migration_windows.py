@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import numpy as np
 import sqlalchemy as sa
 
-from storage import record_store
-from storage import repository as repo
-from storage.db import Database, make_engine, upgrade
-from storage.feature_detail import feature_detail
-from storage.schema import ActivationRecordRow, Score, Window
+from storage.core import repository as repo
+from storage.core.db import Database, make_engine, upgrade
+from storage.core.schema import ActivationRecordRow, Score, Window
+from storage.reads.feature_detail import feature_detail
+from storage.records import record_store
 
 WINDOW = ["The", " cat", " sat", " on", " 3", " mats"]
 COLLECTED: list[float] = np.asarray([0.0, 1.3, 0.2, 0.0, 4.7, 0.1], dtype=np.float32).tolist()  # float32 values, as a collection stores them
@@ -91,7 +91,7 @@ def test_the_migration_goes_back_to_json_lists(db_url):
     from alembic import command
     from alembic.config import Config
 
-    from storage.db import _MIGRATIONS
+    from storage.core.db import _MIGRATIONS
 
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from autointerp.cli import main
-from storage import record_store
-from storage.db import Database
-from storage.schema import Explanation, Run, Score, Simulation
+from storage.core.db import Database
+from storage.core.schema import Explanation, Run, Score, Simulation
+from storage.records import record_store
 from tests.fake_openai import FakeOpenAI
 from tests.pipeline_data import fill_layer
 
@@ -215,7 +215,7 @@ def test_negative_polarity_is_scored_on_one_scale_by_explain_rescore_and_baselin
     """Explain, rescore and the shuffled baseline all put a negative explanation's real values on the
     negative maximum's scale: the same simulation scores the same whichever path stored it."""
     from activations.records import ActivationRecord, FeatureId, FeatureStats
-    from storage import repository as repo
+    from storage.core import repository as repo
 
     db = Database(sqlite_url)
     with db.session() as s, s.begin():

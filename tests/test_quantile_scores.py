@@ -16,9 +16,9 @@ from activations.records import ActivationRecord, FeatureId
 from autointerp.api import create_app
 from autointerp.cli import main
 from scorer import ScoredRecord, ScoreValue, score_calibrated, score_ev_correlation, score_records, simulation_config
-from storage import record_store
-from storage import repository as repo
-from storage.schema import Score, Simulation
+from storage.core import repository as repo
+from storage.core.schema import Score, Simulation
+from storage.records import record_store
 from tests.pipeline_data import fill_layer, uncached_spec
 from tests.test_pipeline import digit_simulating_answer
 

@@ -18,9 +18,9 @@ from autointerp.cli.collect import collect_command
 from autointerp.executors.ray_collect import RayCollectJob, RayCollector
 from autointerp.executors.shards import plan_shards, shard_windows
 from llm_client.local_models import load_model
-from storage import record_store
-from storage import repository as repo
-from storage.db import Database
+from storage.core import repository as repo
+from storage.core.db import Database
+from storage.records import record_store
 
 pytestmark = pytest.mark.slow
 

@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 
 from autointerp.cli import main
 from autointerp.executors.ray_batch import RayJob, run_explain_on_ray
-from autointerp.pipeline.options import ExplainOptions
-from storage.db import Database
-from storage.schema import Explanation, Feature, Lease, Run, Score, Simulation
+from autointerp.workflows.options import ExplainOptions
+from storage.core.db import Database
+from storage.core.schema import Explanation, Feature, Lease, Run, Score, Simulation
 from tests.fake_openai import FakeOpenAI
 from tests.pipeline_data import fill_layer
 

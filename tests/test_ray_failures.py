@@ -20,11 +20,11 @@ from sqlalchemy import func, select
 from autointerp.cli import main
 from autointerp.executors.ledger import JobLedger, WorkerReport
 from autointerp.executors.ray_batch import RayJob, ledger_name, run_explain_on_ray
-from autointerp.pipeline.interrupts import RunInterrupted
-from autointerp.pipeline.options import ExplainOptions
-from storage.db import Database
-from storage.runs import save_stats, start_run
-from storage.schema import Explanation, Run
+from autointerp.runtime.interrupts import RunInterrupted
+from autointerp.workflows.options import ExplainOptions
+from storage.core.db import Database
+from storage.core.schema import Explanation, Run
+from storage.results.runs import save_stats, start_run
 from tests.fake_openai import FakeOpenAI
 from tests.pipeline_data import fill_layer, uncached_spec
 from tests.test_ray_explain import ray_cluster  # noqa: F401  (the module's local cluster)

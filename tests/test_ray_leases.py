@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import select
 
-from storage import leases, runs
-from storage.schema import Feature
+from storage.core.schema import Feature
+from storage.queue import leases
+from storage.results import runs
 from tests.pipeline_data import fill_layer
 
 H = "cfg-hash"

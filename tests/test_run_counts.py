@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 
 from autointerp.api import create_app
 from autointerp.cli import main
-from autointerp.pipeline.explain_run import run_explain
-from autointerp.pipeline.options import ExplainOptions
-from storage.db import Database
-from storage.schema import Explanation, Feature, Run
+from autointerp.workflows.explain_run import run_explain
+from autointerp.workflows.options import ExplainOptions
+from storage.core.db import Database
+from storage.core.schema import Explanation, Feature, Run
 from tests.fake_openai import FakeOpenAI
 from tests.pipeline_data import fill_layer, uncached_spec
 from tests.test_api_data import MODEL, fill

@@ -15,9 +15,9 @@ from rich.console import Console
 from sqlalchemy import func, select
 
 from autointerp.cli import main
-from autointerp.pipeline.summary import print_run_summary
-from storage.db import Database
-from storage.schema import Explanation, Run
+from autointerp.cli.run_summary import print_run_summary
+from storage.core.db import Database
+from storage.core.schema import Explanation, Run
 from tests.pipeline_data import fill_layer, uncached_spec
 
 EXPLAIN = ["explain", "--model", "tiny-model", "--layer", "6", "--explainer", uncached_spec(), "--simulator",

@@ -18,9 +18,9 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from autointerp.cli import main
-from storage import runs
-from storage.db import Database
-from storage.schema import Explanation, Run
+from storage.core.db import Database
+from storage.core.schema import Explanation, Run
+from storage.results import runs
 from tests.fake_openai import FakeOpenAI
 from tests.pipeline_data import fill_layer
 

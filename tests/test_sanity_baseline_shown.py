@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from autointerp.api import create_app
-from storage.schema import Explanation, Feature, Simulation
+from storage.core.schema import Explanation, Feature, Simulation
 from tests.pipeline_data import fill_layer
 from tests.test_pipeline import EXPLAIN, cli, digit_simulating_answer
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats
 from activations.vocab import ClassificationSubset
-from autointerp.pipeline.feature_work import example_input
+from autointerp.workflows.feature_work import example_input
 from scorer.examples import EXAMPLE_TOKENS
-from storage.scoring_inputs import NeighbourWindow
+from storage.reads.scoring_inputs import NeighbourWindow
 
 FID = FeatureId("m", 0, "mlp_neuron", 0)
 RANDOM, NEIGHBOURS = ClassificationSubset.RANDOM, ClassificationSubset.NEIGHBOURS

@@ -14,10 +14,10 @@ from activations.records import ActivationRecord, FeatureId, FeatureStats
 from activations.vocab import ScoreRole
 from autointerp.cli import main
 from llm_client import local_models
-from storage import record_store
-from storage import repository as repo
-from storage.db import Database
-from storage.schema import Explanation, Feature, Score
+from storage.core import repository as repo
+from storage.core.db import Database
+from storage.core.schema import Explanation, Feature, Score
+from storage.records import record_store
 
 PLAIN = "the cat sat on a mat and dogs ran past red cars near the river bank today while birds sang".split()
 BASE = ["--model", "tiny-model", "--layer", "6", "--features", "0-2"]

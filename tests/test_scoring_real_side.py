@@ -11,7 +11,7 @@ from scipy import stats
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords
 from activations.vocab import ClassificationSubset, ScoreMethod, ScoringSubset
-from autointerp.pipeline.feature_work import example_input, score, scoring_input
+from autointerp.workflows.feature_work import example_input, score, scoring_input
 from scorer.examples import FIRING_LEVEL
 from simulator.base import SequenceSimulation
 

@@ -14,10 +14,10 @@ from sqlalchemy import select, update
 from autointerp.api import create_app
 from autointerp.cli import main
 from scorer import SCORING_VERSION, simulation_scorer_config
-from storage import repository as repo
-from storage.db import Database
-from storage.schema import Score, Simulation
-from storage.score_stats import score_histograms
+from storage.core import repository as repo
+from storage.core.db import Database
+from storage.core.schema import Score, Simulation
+from storage.reads.score_stats import score_histograms
 from tests.pipeline_data import fill_layer
 from tests.test_pipeline import digit_simulating_answer
 

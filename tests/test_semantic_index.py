@@ -1,4 +1,4 @@
-"""Semantic search at scale: the ANN index (storage.embedding_index) against exact search, filters honoured
+"""Semantic search at scale: the ANN index (storage.search.embedding_index) against exact search, filters honoured
 exactly, incremental updates, persistence and rebuilds, and searches that never turn into embedding jobs.
 Vectors are small random clusters and the embedder is a lookup table: the model is not the point here."""
 
@@ -15,13 +15,13 @@ from sqlalchemy import delete, insert, select, update
 
 from activations.vocab import OutcomeStatus, ScoreRole
 from scorer import simulation_scorer_config
-from storage import embedding_index as ann
-from storage import embedding_index_update as ann_update
-from storage import embedding_store, semantic
-from storage.db import Database
-from storage.queries import FeatureQuery
-from storage.repository import config_hash
-from storage.schema import Explanation, ExplanationEmbedding, Feature, Score, SubjectModel
+from storage.core.db import Database
+from storage.core.repository import config_hash
+from storage.core.schema import Explanation, ExplanationEmbedding, Feature, Score, SubjectModel
+from storage.reads.queries import FeatureQuery
+from storage.search import embedding_index as ann
+from storage.search import embedding_index_update as ann_update
+from storage.search import embedding_store, semantic
 from tests.conftest import BACKENDS, _postgres_schema_url
 
 EMBEDDER = "fake-embedder"

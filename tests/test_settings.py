@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from autointerp.cli.options import db_option
 from autointerp.settings import DEFAULT_DB, get_settings
-from storage.db import resolve_url
+from storage.core.db import resolve_url
 
 
 def test_settings_read_the_environment_when_asked(monkeypatch, tmp_path):

@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from autointerp.cli import main
 from simulator.base import VALUE_READING
-from storage import repository as repo
-from storage.schema import Run, Simulation
+from storage.core import repository as repo
+from storage.core.schema import Run, Simulation
 from tests.pipeline_data import fill_layer
 
 LAYER = ["--model", "tiny-model", "--layer", "6"]

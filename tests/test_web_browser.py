@@ -34,7 +34,7 @@ def server(sqlite_url, monkeypatch):
     import uvicorn
 
     from autointerp.api import create_app
-    from storage.db import Database
+    from storage.core.db import Database
 
     monkeypatch.delenv("AUTOINTERP_API_TOKEN", raising=False)
     db = Database(sqlite_url)
@@ -129,8 +129,8 @@ def test_search_filter_open_feature_and_inert_tokens(server, page, tmp_path):
 def test_evidence_density_and_layer_score_histograms(server, page, sqlite_url, tmp_path):
     from playwright.sync_api import expect
 
-    from storage.db import Database
-    from storage.schema import Feature
+    from storage.core.db import Database
+    from storage.core.schema import Feature
 
     base, ids = server
     db = Database(sqlite_url)
@@ -170,8 +170,8 @@ def test_evidence_density_and_layer_score_histograms(server, page, sqlite_url, t
 
 def _store_evidence(sqlite_url: str, feature_id: int) -> None:
     """A full set of weight evidence (10 + 10 tokens, 10 neighbours): the block that used to lead the page."""
-    from storage.db import Database
-    from storage.schema import Feature
+    from storage.core.db import Database
+    from storage.core.schema import Feature
 
     db = Database(sqlite_url)
     with db.session() as s, s.begin():
@@ -236,10 +236,10 @@ def _texts_inside(page, chart: str) -> list[str]:
 
 def test_density_axes_are_whole_and_cover_the_top_records(server, page, sqlite_url, tmp_path):
     from activations.records import ActivationRecord, FeatureStats, Provenance
-    from storage import record_store
-    from storage import repository as repo
-    from storage.db import Database
-    from storage.schema import Feature
+    from storage.core import repository as repo
+    from storage.core.db import Database
+    from storage.core.schema import Feature
+    from storage.records import record_store
 
     base, ids = server
     # 1400 random-sample tokens, 200 of them at 0: the count label is three digits; the top record reaches 4.0.
@@ -277,9 +277,9 @@ def test_density_axes_are_whole_and_cover_the_top_records(server, page, sqlite_u
 
 
 def test_layer_page_headline_first_in_a_fixed_order_with_legends(server, page, sqlite_url, tmp_path):
-    from storage import repository as repo
-    from storage.db import Database
-    from storage.schema import Explanation, Feature
+    from storage.core import repository as repo
+    from storage.core.db import Database
+    from storage.core.schema import Explanation, Feature
 
     base, ids = server
     db = Database(sqlite_url)

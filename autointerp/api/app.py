@@ -15,8 +15,8 @@ from autointerp.api.errors import install_error_handlers
 from autointerp.api.security import SecurityHeaders
 from autointerp.settings import get_settings
 from llm_client.local_models import use_cache_dir
-from storage.db import Database
-from storage.embedding_index import index_root
+from storage.core.db import Database
+from storage.search.embedding_index import index_root
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 

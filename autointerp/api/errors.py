@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from storage.queries import QueryError
+from storage.reads.queries import QueryError
 
 
 def _describe(error: dict) -> dict:

@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session
 from activations.records import FeatureId, RecordError
 from autointerp.api.deps import EmbedderDep, RowId, SessionDep
 from autointerp.api.schemas import FeatureDetail, FeatureKind, FeaturePage, ModelInfo, SimilarFeatures
-from storage.feature_detail import feature_detail
-from storage.queries import (
+from storage.core.repository import find_feature
+from storage.reads.feature_detail import feature_detail
+from storage.reads.queries import (
     MAX_SEARCH_CHARS,
     FeatureQuery,
     check_method_subset,
@@ -19,8 +20,7 @@ from storage.queries import (
     list_models,
     query_features,
 )
-from storage.repository import find_feature
-from storage.semantic import semantic_search, similar_features
+from storage.search.semantic import semantic_search, similar_features
 
 MAX_PAGE_SIZE = 200
 MAX_OFFSET = 10_000  # deeper pages walk too much of the score index; narrow the filters instead

@@ -16,10 +16,10 @@ from activations.vocab import RunKind, RunStatus
 from autointerp.api.deps import RowId, SessionDep
 from autointerp.api.schemas import Job, JobStarted
 from autointerp.api.security import require_write_token
-from autointerp.pipeline.context import check_selection
-from autointerp.pipeline.options import ExplainOptions, RescoreOptions
-from storage import runs
-from storage.db import Database
+from autointerp.workflows.options import ExplainOptions, RescoreOptions
+from autointerp.workflows.selection import check_selection
+from storage.core.db import Database
+from storage.results import runs
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,11 @@ def _work(options: ExplainOptions | RescoreOptions) -> Work:
     """What the job thread does. Imported on first use: the pipeline pulls in model and LLM code the
     read-only viewer never needs."""
     if isinstance(options, RescoreOptions):
-        from autointerp.pipeline.rescore_run import run_rescore
+        from autointerp.workflows.rescore_run import run_rescore
 
         return lambda db, run_id: run_rescore(db, options, run_id=run_id, show_progress=False)
     if options.dry_run:
-        from autointerp.pipeline.dry_run import estimate
+        from autointerp.workflows.dry_run import estimate
 
         def dry_run(db: Database, run_id: int) -> None:
             # An estimate only, sending nothing to any LLM: the estimate is the run's result.
@@ -64,7 +64,7 @@ def _work(options: ExplainOptions | RescoreOptions) -> Work:
                 runs.finish_run(session, run_id, RunStatus.DONE, {"dry_run": True, "estimate": result})
 
         return dry_run
-    from autointerp.pipeline.explain_run import run_explain
+    from autointerp.workflows.explain_run import run_explain
 
     return lambda db, run_id: run_explain(db, options, run_id=run_id, show_progress=False)
 

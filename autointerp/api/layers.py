@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 from autointerp.api.deps import SessionDep
 from autointerp.api.features import MAX_NAME_CHARS, NAME_PATTERN, Kind, Name
 from autointerp.api.schemas import LayerScoreHistograms
-from storage.score_stats import score_histograms
+from storage.reads.score_stats import score_histograms
 
 router = APIRouter(prefix="/api", tags=["layers"])
 

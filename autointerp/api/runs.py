@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from autointerp.api.deps import RowId, SessionDep
 from autointerp.api.schemas import RunInfo
-from storage import runs
+from storage.results import runs
 
 MAX_RUNS_LISTED = 500
 

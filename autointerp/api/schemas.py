@@ -1,5 +1,6 @@
 """Response models of every API route, so /openapi.json (and /docs) show real types. The data are the dicts
-of `storage.rows`, `storage.queries`, `storage.feature_detail` and `storage.runs`; these models describe them.
+of `storage.core.rows`, `storage.reads.queries`, `storage.reads.feature_detail` and `storage.results.runs`;
+these models describe them.
 
 Keys a storage dict gains before its model does still pass through (`extra="allow"`): a reader never loses
 data to a stale model, and tests/test_api_schemas.py holds the models to the dicts."""
@@ -267,7 +268,7 @@ class LayerScoreHistograms(Out):
 # /api/runs and /api/jobs
 
 class RunInfo(Out):
-    """A run as `storage.rows.run_dict` shows it: `stale` is a `running` run whose heartbeat stopped."""
+    """A run as `storage.core.rows.run_dict` shows it: `stale` is a `running` run whose heartbeat stopped."""
 
     id: int
     kind: RunKind

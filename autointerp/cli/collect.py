@@ -1,5 +1,5 @@
 """`autointerp collect`: parse what to collect (layers, SAE, sampler settings) and hand it to the
-collection run (`autointerp.pipeline.collect_run`)."""
+collection run (`autointerp.workflows.collect_run`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from autointerp.cli import summary
 from autointerp.cli.errors import Command
 from autointerp.cli.options import db_option
 from llm_client.local_models import cache_dir
-from storage.db import Database
+from storage.core.db import Database
 
 if TYPE_CHECKING:
     from activations.collect_config import Target
@@ -107,7 +107,7 @@ def collect_command(
     """
     from activations.collect_config import CollectConfig  # torch
     from activations.sampling import SamplerConfig
-    from autointerp.pipeline.collect_run import run_collect
+    from autointerp.workflows.collect_run import run_collect
 
     targets = build_targets(parse_layers(layers), sae_path, sae_hook, sae_name)
     if batch_size is None:

@@ -9,11 +9,11 @@ from autointerp.cli import summary
 from autointerp.cli.collect import collect_command
 from autointerp.cli.errors import Command
 from autointerp.cli.options import db_option
-from autointerp.pipeline.options import ExplainOptions
-from autointerp.pipeline.summary import print_run_summary
+from autointerp.cli.run_summary import print_run_summary
 from autointerp.settings import get_settings
-from storage.db import Database
-from storage.repository import live_neuron_indices
+from autointerp.workflows.options import ExplainOptions
+from storage.core.db import Database
+from storage.core.repository import live_neuron_indices
 
 
 def live_features(db: Database, model: str, layer: int, n: int) -> list[int]:
@@ -46,7 +46,7 @@ def demo(ctx: click.Context, model: str, layer: int, tokens: int, n_features: in
       autointerp demo
       autointerp demo --n-features 8 --tokens 10000 --db /tmp/demo.db
     """
-    from autointerp.pipeline.explain_run import run_explain
+    from autointerp.workflows.explain_run import run_explain
 
     click.secho(f"1/3 collecting layer {layer} of {model} on the Wikipedia sample ({tokens:,} tokens)",
                 bold=True, err=True)

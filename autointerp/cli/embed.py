@@ -15,12 +15,18 @@ from autointerp.api.embedder import DEFAULT_EMBEDDER
 from autointerp.cli import summary
 from autointerp.cli.errors import Command
 from autointerp.cli.options import db_option
-from autointerp.pipeline.interrupts import sigterm_interrupts
-from autointerp.pipeline.progress import ProgressDisplay
+from autointerp.runtime.interrupts import sigterm_interrupts
+from autointerp.runtime.progress import ProgressDisplay
 from autointerp.settings import get_settings
 from llm_client.local_models import local_model_name
-from storage.db import Database
-from storage.embedding_jobs import EmbedSelection, SelectionError, embed_missing, embedding_counts, resolve_selection
+from storage.core.db import Database
+from storage.search.embedding_jobs import (
+    EmbedSelection,
+    SelectionError,
+    embed_missing,
+    embedding_counts,
+    resolve_selection,
+)
 
 
 class EmbedError(click.ClickException):
@@ -79,7 +85,7 @@ def embed(model: str | None, layer: int | None, sae: str | None, embedder: str, 
       autointerp embed                                   # every explanation in the database
       autointerp embed --db postgresql://user@host/db --batch-size 512
     """
-    from storage import embedding_index as ann  # faiss
+    from storage.search import embedding_index as ann  # faiss
 
     settings = get_settings()
     db = Database(db_url)
@@ -148,7 +154,7 @@ class _IndexProgress:
 
 
 def _update_index(db: Database, root: Path, embedder: str, rebuild: bool, show: bool) -> str:
-    from storage import embedding_index_update as ann_update  # faiss
+    from storage.search import embedding_index_update as ann_update  # faiss
 
     progress = _IndexProgress(show)
     try:

@@ -11,13 +11,13 @@ from autointerp.cli.errors import Command
 from autointerp.cli.formatting import FORMATS, emit
 from autointerp.cli.options import db_option
 from autointerp.cli.run_exit import run_and_report
-from autointerp.pipeline.options import ExplainOptions, RescoreOptions
 from autointerp.settings import get_settings
+from autointerp.workflows.options import ExplainOptions, RescoreOptions
 from explainer import EVIDENCE_CHOICES
 from explainer import FORMATS as EXPLAIN_FORMATS
 from explainer.sampling import DEFAULT_SAMPLE, SAMPLES
-from storage.db import Database
-from storage.queries import SCORE_METHODS, SUBSETS, check_method_subset, default_subset
+from storage.core.db import Database
+from storage.reads.queries import SCORE_METHODS, SUBSETS, check_method_subset, default_subset
 
 feature_options = [
     click.option("--model", default="gemma-3-270m", show_default=True, help="Subject model whose features to use."),
@@ -131,8 +131,8 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
           --simulator-base-url http://localhost:8000/v1 --concurrency 32 --budget-usd 5
       autointerp explain --layer 6 --explainer openai:gpt-4o-mini --dry-run
     """
-    from autointerp.pipeline.dry_run import estimate
-    from autointerp.pipeline.explain_run import run_explain
+    from autointerp.workflows.dry_run import estimate
+    from autointerp.workflows.explain_run import run_explain
 
     opts = ExplainOptions(model=model, layer=layer, sae=sae, features=features, explainer=explainer,
                           base_url=_urls(base_url) or get_settings().openai_base_url,
@@ -177,7 +177,7 @@ def rescore(model, layer, sae, features, explainer, simulator, simulator_base_ur
       autointerp rescore --layer 6 --scorer detection,fuzzing,embedding --scorer-llm openai:gpt-4o-mini
       autointerp rescore --layer 6 --explainer openai:gpt-4o-mini --simulator logprob:local:gemma-3-270m
     """
-    from autointerp.pipeline.rescore_run import run_rescore
+    from autointerp.workflows.rescore_run import run_rescore
 
     opts = RescoreOptions(model=model, layer=layer, sae=sae, features=features, explainer=explainer,
                           simulator=simulator,
@@ -220,7 +220,7 @@ def compare(layer, explainers, model, method, subset, methods, fmt, db_url) -> N
       autointerp compare --layer 6 --explainer local:gemma-3-270m --explainer openai:gpt-4o-mini
       autointerp compare --layer 6 --methods ev_correlation,detection_balanced_accuracy,fuzzing_auroc,embedding_auroc
     """
-    from autointerp.pipeline.compare import compare_explainers, compare_methods, parse_method_list  # scipy
+    from autointerp.cli.comparisons import compare_explainers, compare_methods, parse_method_list  # scipy
 
     if methods is not None:
         if len(explainers) > 1:

@@ -9,9 +9,9 @@ import click
 from autointerp.cli import summary
 from autointerp.cli.errors import Command
 from autointerp.cli.options import db_option
-from storage.db import Database
-from storage.feature_documents import iter_feature_documents
-from storage.feature_scope import check_scope
+from storage.core.db import Database
+from storage.reads.feature_documents import iter_feature_documents
+from storage.reads.feature_scope import check_scope
 
 
 @click.command("export", cls=Command, short_help=summary("export"))

@@ -10,8 +10,8 @@ from activations.importers import ImportFormatError, parse_file
 from autointerp.cli import summary
 from autointerp.cli.errors import Command
 from autointerp.cli.options import db_option
-from storage.db import Database
-from storage.import_store import save_imported_file
+from storage.core.db import Database
+from storage.records.import_store import save_imported_file
 
 IMPORTABLE_SUFFIXES = (".json", ".jsonl")
 

@@ -9,9 +9,9 @@ from autointerp.cli import summary
 from autointerp.cli.errors import Command
 from autointerp.cli.formatting import FORMATS, emit
 from autointerp.cli.options import db_option
-from storage.db import Database
-from storage.feature_scope import check_scope
-from storage.queries import (
+from storage.core.db import Database
+from storage.reads.feature_scope import check_scope
+from storage.reads.queries import (
     SCORE_METHODS,
     SUBSETS,
     FeatureQuery,

@@ -1,16 +1,16 @@
 """How a batch command ends: the run's summary, interrupted or not, then the exit code its end implies
-(autointerp.pipeline.exit_codes; docs/running.md), so a scheduler can tell done from failed from killed."""
+(autointerp.runtime.exit_codes; docs/running.md), so a scheduler can tell done from failed from killed."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
 
-from autointerp.pipeline.exit_codes import ERROR
-from autointerp.pipeline.interrupts import RunInterrupted
-from autointerp.pipeline.summary import print_run_summary
-from storage.db import Database
-from storage.runs import get_run
+from autointerp.cli.run_summary import print_run_summary
+from autointerp.runtime.exit_codes import ERROR
+from autointerp.runtime.interrupts import RunInterrupted
+from storage.core.db import Database
+from storage.results.runs import get_run
 
 
 def run_and_report(db: Database, run: Callable[[], int]) -> None:

@@ -10,9 +10,9 @@ from autointerp.cli import summary
 from autointerp.cli.errors import Command
 from autointerp.cli.formatting import FORMATS, emit
 from autointerp.cli.options import db_option
-from autointerp.pipeline.exit_codes import exit_meaning
-from storage.db import Database
-from storage.runs import list_runs
+from autointerp.runtime.exit_codes import exit_meaning
+from storage.core.db import Database
+from storage.results.runs import list_runs
 
 TABLE_COLUMNS = ("id", "kind", "status", "exit", "started", "duration", "done", "failed", "skipped", "requests",
                  "tokens", "cost_usd", "reason")

@@ -23,17 +23,18 @@ from typing import Any, Protocol
 
 from activations.records import FeatureRecords
 from autointerp.executors.ledger import Outcome, WorkerReport
-from autointerp.pipeline.collector import batch_collector
-from autointerp.pipeline.db_threads import DatabaseThreads
-from autointerp.pipeline.explain_run import explain_feature, finishing_passes, make_clients, make_explain_scorers
-from autointerp.pipeline.options import ExplainOptions, RescoreOptions
-from autointerp.pipeline.run_stats import RunStats, llm_counters, merge_llm_stats
+from autointerp.runtime.db_threads import DatabaseThreads
+from autointerp.runtime.gc_tuning import batch_collector
+from autointerp.runtime.run_stats import RunStats, llm_counters, merge_llm_stats
+from autointerp.workflows.explain_run import explain_feature, finishing_passes, make_clients, make_explain_scorers
+from autointerp.workflows.options import ExplainOptions, RescoreOptions
 from llm_client.endpoints import endpoint_stats_of
 from llm_client.local_models import use_cache_dir
-from storage import leases, record_store
-from storage import repository as repo
-from storage.db import Database
-from storage.schema import Feature
+from storage.core import repository as repo
+from storage.core.db import Database
+from storage.core.schema import Feature
+from storage.queue import leases
+from storage.records import record_store
 
 REPORT_EVERY_S = 0.25
 
@@ -227,7 +228,7 @@ async def finishing_pass(spec: WorkSpec, selection: list[int], ledger: Any) -> W
                 await client.aclose()
                 await simulator.aclose()
         else:
-            from autointerp.pipeline.rescore_run import make_rescore_tools, rescore_finishing_passes
+            from autointerp.workflows.rescore_run import make_rescore_tools, rescore_finishing_passes
 
             maybe_simulator, scorers = make_rescore_tools(db, spec.opts)
             clients = [getattr(maybe_simulator, "client", None)]  # the judge's usage is absorbed into stats

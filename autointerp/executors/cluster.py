@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from autointerp.pipeline.options import OptionsError
+from autointerp.workflows.options import OptionsError
 
 LOCAL_OBJECT_STORE_BYTES = 200 * 1024**2  # a local cluster's object store: states and reports, not datasets
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from activations.vocab import FailureKind
-from autointerp.pipeline.fail_fast import FailFast
-from autointerp.pipeline.run_stats import llm_counters, merge_llm_stats
+from autointerp.runtime.fail_fast import FailFast
+from autointerp.runtime.run_stats import llm_counters, merge_llm_stats
 from llm_client.endpoints import merge_endpoint_stats
-from storage.db import Database
-from storage.runs import get_run
+from storage.core.db import Database
+from storage.results.runs import get_run
 
 Outcome = tuple[str | None, FailureKind | None]  # a finished feature's failure reason and kind (None: it succeeded)
 

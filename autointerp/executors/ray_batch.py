@@ -19,18 +19,19 @@ from activations.vocab import FailureKind, OutcomeStatus, RunKind
 from autointerp.executors.batch_worker import BatchWorker, WorkSpec
 from autointerp.executors.cluster import alive_nodes, connect
 from autointerp.executors.ledger import JobLedger, JobTotals, WorkerReport
-from autointerp.pipeline.explain_run import plan_explain
-from autointerp.pipeline.interrupts import sigterm_interrupts
-from autointerp.pipeline.options import ExplainOptions, OptionsError, RescoreOptions
-from autointerp.pipeline.progress import ProgressDisplay
-from autointerp.pipeline.rescore_run import plan_rescore, rescored
-from autointerp.pipeline.run_record import RunRecord
-from autointerp.pipeline.run_stats import RunStats
+from autointerp.runtime.interrupts import sigterm_interrupts
+from autointerp.runtime.progress import ProgressDisplay
+from autointerp.runtime.run_record import RunRecord
+from autointerp.runtime.run_stats import RunStats
+from autointerp.workflows.explain_run import plan_explain
+from autointerp.workflows.options import ExplainOptions, OptionsError, RescoreOptions
+from autointerp.workflows.rescore_run import plan_rescore, rescored
 from llm_client.local_models import cache_dir
 from scorer import simulation_config, simulation_scorer_config
-from storage import leases, outcome_store
-from storage import repository as repo
-from storage.db import Database
+from storage.core import repository as repo
+from storage.core.db import Database
+from storage.queue import leases
+from storage.results import outcome_store
 
 POLL_S = 0.5
 WORKER_RESTARTS = 3  # a worker process that dies is restarted this many times (its call retried)

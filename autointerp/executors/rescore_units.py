@@ -7,15 +7,15 @@ from typing import Any
 
 from autointerp.executors.batch_worker import WorkSpec
 from autointerp.executors.ledger import Outcome
-from autointerp.pipeline.context import llm_cache_path
-from autointerp.pipeline.db_threads import DatabaseThreads
-from autointerp.pipeline.options import RescoreOptions
-from autointerp.pipeline.rescore_run import rescore_explanation
-from autointerp.pipeline.run_stats import RunStats
+from autointerp.runtime.db_threads import DatabaseThreads
+from autointerp.runtime.run_stats import RunStats
+from autointerp.workflows.options import RescoreOptions
+from autointerp.workflows.rescore_run import rescore_explanation
+from autointerp.workflows.selection import llm_cache_path
 from llm_client.endpoints import endpoint_stats_of
 from simulator.factory import make_simulator
-from storage import leases
-from storage.db import Database
+from storage.core.db import Database
+from storage.queue import leases
 
 
 class RescoreUnits:

@@ -26,7 +26,7 @@ export function fmt(value, digits = 3) {
   return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
 }
 
-// Scores loaded from a file were not measured here; the API marks them (storage.score_source.is_imported).
+// Scores loaded from a file were not measured here; the API marks them (storage.reads.score_source.is_imported).
 export function isImported(score) {
   return score.imported === true;
 }

@@ -2,7 +2,7 @@
 
 A context window (model, corpus, document, offset, tokens) becomes one `windows` row shared by every record
 that picked it; a record keeps its window id and its activations as a compact binary array (see
-storage.activation_codec). Simulated records' expected/true activations and distributions become binary too.
+storage.core.activation_codec). Simulated records' expected/true activations and distributions become binary too.
 Existing rows are converted in place, in chunks; values read back exactly as before.
 
 Revision ID: 0004_windows
@@ -15,8 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from storage.activation_codec import decode, decode_rows, encode
-from storage.windows import content_hash
+from storage.core.activation_codec import decode, decode_rows, encode
+from storage.records.windows import content_hash
 
 revision = "0004_windows"
 down_revision = "0003_run_heartbeat"

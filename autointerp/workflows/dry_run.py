@@ -1,0 +1,85 @@
+"""`explain --dry-run`: walk the explain step of every pending feature with a recording client (real
+prompts, real token counts, nothing sent) and estimate what the run would cost."""
+
+from __future__ import annotations
+
+import asyncio
+
+from activations.records import FeatureRecords
+from activations.vocab import DataSplit
+from autointerp.workflows.example_scoring import walk_judge_prompts
+from autointerp.workflows.explain_run import check_logits_stored
+from autointerp.workflows.feature_work import example_input
+from autointerp.workflows.options import ExplainOptions
+from autointerp.workflows.selection import select_features
+from explainer import PROMPT_VERSIONS, explain
+from llm_client import make_client
+from llm_client.dry_run import RecordingClient
+from storage.core import repository as repo
+from storage.core.db import Database
+from storage.reads.scoring_inputs import neighbour_windows
+from storage.records import record_store
+from storage.results import outcome_store
+
+# Per feature, an LLM simulator is called once per candidate on the valid split (when choosing among
+# several), once on the test split, once for the shuffled baseline, and with --calibrate once more on valid.
+LLM_SIMULATORS = ("logprob:openai:", "json:")
+
+
+def estimate(db: Database, opts: ExplainOptions) -> dict:
+    config = opts.explain_config(PROMPT_VERSIONS[opts.fmt])
+    with db.session() as session:
+        features = select_features(session, opts.model, opts.layer, opts.sae, opts.features)
+        finished = outcome_store.finished_features(session, [f.id for f in features], repo.config_hash(config))
+        pending = [f for f in features if f.id not in finished or finished[f.id].redo(opts.retry_failed)]
+        check_logits_stored(opts, pending)
+        records = [record_store.load_feature_records(session, f) for f in pending]
+        # The logit lens goes into the prompt with --evidence activations+logits, so it is counted too.
+        logits = [(f.extra or {}).get("logits", {}) if opts.with_logits() else None for f in pending]
+        judge_spec = opts.judge_spec()
+        examples = [example_input(fr, opts.polarity, neighbour_windows(session, f))
+                    for fr, f in zip(records, pending)] if judge_spec else []
+    real = make_client(opts.explainer, base_url=opts.base_url, device=opts.device)
+    recorder = RecordingClient(real)
+
+    async def walk() -> None:
+        try:
+            for fr, output_logits in zip(records, logits):
+                train = FeatureRecords(fr.feature, fr.select(data_splits=[DataSplit.TRAIN]), fr.stats)
+                await explain(recorder, train, fmt=opts.fmt, n_candidates=opts.n_candidates, polarity=opts.polarity,
+                              temperature=opts.effective_temperature, max_tokens=opts.max_explanation_tokens,
+                              output_logits=output_logits, sample=opts.explainer_sample, sample_seed=opts.seed)
+        finally:
+            await recorder.aclose()
+
+    asyncio.run(walk())
+    judge = None
+    if judge_spec:
+        # The judge's real prompts, with an explanation as long as the explainer may write one (an upper bound).
+        judge_recorder = RecordingClient(real if judge_spec == opts.explainer else make_client(
+            judge_spec, base_url=opts.scorer_base_url or opts.base_url, device=opts.device))
+        filler = " ".join(["word"] * opts.max_explanation_tokens)
+
+        async def walk_judge() -> None:
+            try:
+                await walk_judge_prompts(judge_recorder, opts.scorer_names(), examples, explanation=filler,
+                                         per_prompt=opts.scorer_examples, seed=opts.seed, rounds=1 + int(opts.sanity))
+            finally:
+                await judge_recorder.aclose()
+
+        asyncio.run(walk_judge())
+        judge = {"spec": judge_spec, **judge_recorder.estimate(4 * opts.scorer_examples + 8)}
+    # --calibrate simulates the valid split once more to fit its line.
+    sims_per_feature = (opts.n_candidates if opts.n_candidates > 1 else 0) + 1 + int(opts.sanity) + int(opts.calibrate)
+    llm_simulator = opts.simulator.startswith(LLM_SIMULATORS)
+    return {
+        "features_selected": len(features),
+        "features_pending": len(pending),
+        "explainer": {"spec": opts.explainer, **recorder.estimate(opts.max_explanation_tokens)},
+        "simulator": {"spec": opts.simulator,
+                      "requests": len(pending) * sims_per_feature if llm_simulator else 0,
+                      "note": "LLM simulator: one request per simulated split" if llm_simulator
+                      else "runs locally: no requests, no cost"},
+        "note": "explainer tokens are counted on the real prompts; completion tokens and cost are upper bounds",
+        **({"judge": judge} if judge else {}),
+    }

@@ -1,0 +1,270 @@
+"""The example scorers of a run (detection, fuzzing, embedding) on stored explanations: each explanation that
+lacks a scorer's scores (under that scorer's configuration) gets them, and, with the sanity baseline on, the
+same scorer run on the same examples with another feature's explanation (role "shuffled"). Explain and rescore
+both end with this pass, so a rerun with an added scorer fills in what is missing and redoes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from activations.errors import UserError
+from activations.records import FeatureRecords
+from activations.vocab import ClassificationSubset, ScorerName, ScoreRole
+from autointerp.runtime.bounded import bounded
+from autointerp.runtime.db_threads import DatabaseThreads
+from autointerp.workflows.feature_work import example_input
+from autointerp.workflows.sanity import NO_OTHER, LayerPool, read_layer_pool
+from llm_client import LLMClient, make_client
+from scorer import SCORER_METHODS, ExampleSet, ScoreValue, classification_scores
+from scorer.embedding_scorer import EmbeddingScorer
+from scorer.examples import EXAMPLE_TOKENS, FIRING_LEVEL
+from scorer.judge import PROMPT_VERSION
+from simulator.base import Simulator
+from storage.core import repository as repo
+from storage.core.db import Database
+from storage.reads.scoring_inputs import NeighbourWindow, neighbour_windows
+from storage.records import record_store
+from storage.results import example_scores
+
+EXAMPLE_SCORERS = (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.EMBEDDING)
+# Bumped when what the scorers choose or report changes, so reruns redo their scores: 2: train random spans as
+# a last resort; 3: fuzzing's `random` subset no longer undefined when there are no quiet random spans.
+SCORERS_VERSION = 3
+
+
+class LazyJudge:
+    """The judging client, made on first use: a local judge's model loads only when something is left to judge."""
+
+    def __init__(self, spec: str, make: Callable[[], LLMClient], *, owned: bool) -> None:
+        self.spec = spec
+        self.owned = owned  # made for this run (closed with it), not borrowed from the explainer
+        self.client: LLMClient | None = None
+        self._make = make
+
+    def get(self) -> LLMClient:
+        if self.client is None:
+            self.client = self._make()
+        return self.client
+
+
+@dataclass
+class ExampleScorers:
+    """The example scorers chosen for a run, with the judge and the sentence model they use."""
+
+    names: list[ScorerName]
+    judge: LazyJudge | None = None
+    embedder: EmbeddingScorer | None = None
+    per_prompt: int = 5
+    n_activating: int = 10
+    n_random: int = 10
+    n_neighbours: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in self.names:
+            if name not in EXAMPLE_SCORERS:
+                raise ValueError(f"{name} is not an example scorer; use one of {[s.value for s in EXAMPLE_SCORERS]}")
+            if name == ScorerName.EMBEDDING and self.embedder is None:
+                raise ValueError("the embedding scorer needs a sentence model")
+            if name != ScorerName.EMBEDDING and self.judge is None:
+                raise ValueError(f"the {name} scorer needs a judging LLM")
+
+    def spec(self, name: ScorerName) -> str:
+        """Stored in Score.simulator: which model produced the score."""
+        if name == ScorerName.EMBEDDING:
+            assert self.embedder is not None
+            return f"embedding_scorer:{self.embedder.spec}"
+        assert self.judge is not None
+        return f"{name}:{self.judge.spec}"
+
+    def config(self, name: ScorerName) -> dict:
+        """Everything that changes the scores: hashed into Score.scorer_hash."""
+        out: dict = {"scorer": name.value, "spec": self.spec(name), "version": SCORERS_VERSION,
+                     "n_activating": self.n_activating,
+                     "n_random": self.n_random, "n_neighbours": self.n_neighbours, "example_tokens": EXAMPLE_TOKENS,
+                     "firing_level": FIRING_LEVEL, "seed": self.seed}
+        if name != ScorerName.EMBEDDING:
+            out |= {"prompt_version": PROMPT_VERSION, "examples_per_prompt": self.per_prompt}
+        return out
+
+    async def score(self, name: ScorerName, explanation: str, examples: ExampleSet,
+                    role: ScoreRole) -> list[ScoreValue]:
+        if name == ScorerName.EMBEDDING:
+            assert self.embedder is not None
+            return await self.embedder.score(explanation, examples, role=role, seed=self.seed)
+        assert self.judge is not None
+        return await classification_scores(name.value, self.judge.get(), explanation, examples,
+                                           per_prompt=self.per_prompt, role=role, seed=self.seed)
+
+    def undefined(self, name: ScorerName, reason: str, role: ScoreRole) -> list[ScoreValue]:
+        return [ScoreValue(method, None, reason, subset=subset, role=role)
+                for subset in ClassificationSubset for method in SCORER_METHODS[name]]
+
+
+@dataclass
+class _Target:
+    """An explanation with what its scorers still need, read off the event loop."""
+
+    explanation_id: int
+    feature_id: int
+    feature_index: int
+    text: str
+    polarity: str
+    records: FeatureRecords
+    neighbours: list[NeighbourWindow] | None
+    todo: list[tuple[ScorerName, ScoreRole]] = field(default_factory=list)
+
+
+def _load(db: Database, scorers: ExampleScorers, explanation_id: int, sanity: bool) -> _Target | None:
+    roles = [ScoreRole.OWN, ScoreRole.SHUFFLED] if sanity else [ScoreRole.OWN]
+    with db.session() as session:
+        todo = [(name, role) for name in scorers.names for role in roles
+                if explanation_id not in example_scores.example_scored(
+                    session, [explanation_id], methods=SCORER_METHODS[name], scorer_config=scorers.config(name),
+                    role=role)]
+        if not todo:
+            return None
+        explanation = repo.get_explanation(session, explanation_id)
+        feature = repo.get_feature(session, explanation.feature_id)
+        return _Target(explanation.id, feature.id, feature.index, explanation.text or "", explanation.polarity,
+                       record_store.load_feature_records(session, feature), neighbour_windows(session, feature), todo)
+
+
+def _save(db: Database, scorers: ExampleScorers, target: _Target, results: list[tuple[ScorerName, list[ScoreValue]]],
+          run_id: int) -> None:
+    with db.session() as session, session.begin():
+        explanation = repo.get_explanation(session, target.explanation_id)
+        feature = repo.get_feature(session, target.feature_id)
+        for name, scores in results:
+            example_scores.store_example_scores(session, explanation, feature, scores, scorer_spec=scorers.spec(name),
+                                                scorer_config=scorers.config(name), run_id=run_id)
+
+
+def _failure(name: ScorerName, scores: Sequence[ScoreValue]) -> str | None:
+    failed = [s for s in scores if s.undefined_reason and s.undefined_reason.startswith(example_scores.FAILED_PREFIX)]
+    return f"{name} scorer: {failed[0].undefined_reason}" if failed else None
+
+
+@dataclass
+class ScoringReport:
+    """What the example-scoring pass did: explanations newly scored, and the features whose own scores failed."""
+
+    scored: int = 0
+    failures: dict[int, str] = field(default_factory=dict)  # feature index -> reason
+
+
+async def add_example_scores(db: Database, store: DatabaseThreads, scorers: ExampleScorers,
+                             explanation_ids: Sequence[int], *, run_id: int, sanity: bool = True,
+                             concurrency: int = 4) -> ScoringReport:
+    """Score each given explanation with every scorer it lacks (and its shuffled baseline, with `sanity`), up to
+    `concurrency` explanations at once."""
+    pools: dict[int, asyncio.Future[LayerPool]] = {}  # the layer's current explanations, read once
+    report = ScoringReport()
+
+    async def one(position: int) -> None:
+        explanation_id = explanation_ids[position]
+        target = await store.read(_load, db, scorers, explanation_id, sanity)
+        if target is None:
+            return
+        examples = example_input(target.records, target.polarity, target.neighbours,
+                                 n_activating=scorers.n_activating, n_random=scorers.n_random,
+                                 n_neighbours=scorers.n_neighbours)
+        shuffled: tuple[int, str] | None = None
+        borrowed: dict[str, int] = {}  # what the shuffled scores' details record of the explanation they judged
+        if any(role == ScoreRole.SHUFFLED for _, role in target.todo):
+            layer = target.records.feature.layer
+            if layer not in pools:
+                pools[layer] = asyncio.ensure_future(store.read(read_layer_pool, db, target.feature_id,
+                                                                scorers.seed))
+            pool = await pools[layer]
+            shuffled = pool.picker.pick(target.feature_id)
+            if shuffled is not None:
+                borrowed = {"shuffled_from_feature_id": shuffled[0],
+                            example_scores.SHUFFLED_EXPLANATION_KEY: pool.ids[shuffled[0]]}
+
+        async def run(name: ScorerName, role: ScoreRole) -> list[ScoreValue]:
+            if role == ScoreRole.OWN:
+                return await scorers.score(name, target.text, examples, role)
+            if shuffled is None:
+                return scorers.undefined(name, NO_OTHER, role)
+            scores = await scorers.score(name, shuffled[1], examples, role)
+            return [replace(s, details={**s.details, **borrowed}) for s in scores]
+
+        outcomes = await asyncio.gather(*(run(name, role) for name, role in target.todo))
+        await store.write(_save, db, scorers, target, list(zip((n for n, _ in target.todo), outcomes)), run_id)
+        report.scored += 1
+        failures = [f for (name, role), scores in zip(target.todo, outcomes)
+                    if role == ScoreRole.OWN and (f := _failure(name, scores))]
+        if failures:
+            report.failures[target.feature_index] = "; ".join(failures)
+
+    await bounded(len(explanation_ids), concurrency, one)
+    return report
+
+
+@dataclass
+class RunScorers:
+    """A run's example scorers and what it must close afterwards (clients it made, not ones it borrowed)."""
+
+    scorers: ExampleScorers | None
+    owned_embedder: Simulator | None = None
+
+    @property
+    def owned_judge(self) -> LLMClient | None:
+        """The judge this run made (None until it was first needed, and when it borrows the explainer)."""
+        judge = self.scorers.judge if self.scorers is not None else None
+        return judge.client if judge is not None and judge.owned else None
+
+    async def aclose(self) -> None:
+        if self.owned_judge is not None:
+            await self.owned_judge.aclose()
+        if self.owned_embedder is not None:
+            await self.owned_embedder.aclose()
+
+
+def make_run_scorers(names: Sequence[ScorerName], judge_spec: str | None, *, judge_base_url: str | None,
+                     concurrency: int, device: str, cache_path: str | None, per_prompt: int, seed: int,
+                     explainer: LLMClient | None = None, simulator: Simulator | None = None) -> RunScorers:
+    """The example scorers among `names`, reusing the explainer client when it is the judge (a local model is
+    loaded once) and an embedding simulator's sentence model for the embedding scorer."""
+    chosen = [n for n in names if n in EXAMPLE_SCORERS]
+    if not chosen:
+        return RunScorers(None)
+    out = RunScorers(None)
+    judge = None
+    if any(n != ScorerName.EMBEDDING for n in chosen):
+        if judge_spec is None:
+            raise UserError("detection/fuzzing need a judging model (--scorer-llm)")
+        if explainer is not None and explainer.spec == judge_spec:
+            borrowed = explainer
+            judge = LazyJudge(judge_spec, lambda: borrowed, owned=False)
+        else:
+            judge = LazyJudge(judge_spec, lambda: make_client(judge_spec, base_url=judge_base_url,
+                                                              concurrency=concurrency, cache_path=cache_path,
+                                                              device=device), owned=True)
+    embedder = None
+    if ScorerName.EMBEDDING in chosen:
+        from simulator.embedding import EmbeddingSimulator  # torch and the sentence model: only when asked for
+
+        if isinstance(simulator, EmbeddingSimulator):
+            sentence_model = simulator
+        else:
+            sentence_model = EmbeddingSimulator(device=device)
+            out.owned_embedder = sentence_model
+        embedder = EmbeddingScorer(sentence_model)
+    out.scorers = ExampleScorers(chosen, judge=judge, embedder=embedder, per_prompt=per_prompt, seed=seed)
+    return out
+
+
+async def walk_judge_prompts(client: LLMClient, names: Sequence[ScorerName], example_sets: Sequence[ExampleSet], *,
+                             explanation: str, per_prompt: int, seed: int, rounds: int) -> None:
+    """Send every judge prompt the detection/fuzzing scorers would send for these example sets `rounds` times (own
+    explanation, shuffled baseline) to `client`: with a recording client, a dry run counts the real prompts."""
+    for examples in example_sets:
+        for name in names:
+            if name in (ScorerName.DETECTION, ScorerName.FUZZING):
+                for _ in range(rounds):
+                    await classification_scores(name.value, client, explanation, examples, per_prompt=per_prompt,
+                                                seed=seed)
