@@ -15,8 +15,8 @@ from scorer import ScoredRecord, ScoreValue, calibration_failed, score_calibrate
 from simulator.base import SequenceSimulation, SimulationError, Simulator
 from simulator.calibration import LinearCalibration
 
-if TYPE_CHECKING:  # feature_work calls this module: a runtime import would be circular
-    from autointerp.workflows.feature_work import ScoringInput
+if TYPE_CHECKING:  # scorer.scored_set imports nothing of this module, but keep the import graph a tree
+    from scorer.scored_set import ScoringInput
 
 
 async def calibrated_scores(simulator: Simulator, explanation: str, valid: ScoringInput, test: ScoringInput,

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from autointerp.cli import main
-from autointerp.workflows.feature_work import scoring_input
+from scorer.scored_set import scoring_input
 from simulator.factory import make_simulator
 from storage.core import repository as repo
 from storage.core.db import Database

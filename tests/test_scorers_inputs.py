@@ -1,13 +1,12 @@
-"""The one builder of the example scorers' inputs (feature_work.example_input): polarity, quantile spread,
+"""The one builder of the example scorers' inputs (scorer.example_sets.example_input): polarity, quantile spread,
 quiet spans, and neighbours' windows where the feature itself does not fire."""
 
 from __future__ import annotations
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats
 from activations.vocab import ClassificationSubset
-from autointerp.workflows.feature_work import example_input
+from scorer.example_sets import NeighbourWindow, example_input
 from scorer.examples import EXAMPLE_TOKENS
-from storage.reads.scoring_inputs import NeighbourWindow
 
 FID = FeatureId("m", 0, "mlp_neuron", 0)
 RANDOM, NEIGHBOURS = ClassificationSubset.RANDOM, ClassificationSubset.NEIGHBOURS

@@ -11,8 +11,10 @@ from scipy import stats
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords
 from activations.vocab import ClassificationSubset, ScoreMethod, ScoringSubset
-from autointerp.workflows.feature_work import example_input, score, scoring_input
+from scorer.evaluate import score
+from scorer.example_sets import example_input
 from scorer.examples import FIRING_LEVEL
+from scorer.scored_set import scoring_input
 from simulator.base import SequenceSimulation
 
 

@@ -8,10 +8,10 @@ from typing import Any
 from autointerp.executors.batch_worker import WorkSpec
 from autointerp.executors.ledger import Outcome
 from autointerp.runtime.db_threads import DatabaseThreads
+from autointerp.runtime.response_cache import llm_cache_path
 from autointerp.runtime.run_stats import RunStats
 from autointerp.workflows.options import RescoreOptions
 from autointerp.workflows.rescore_run import rescore_explanation
-from autointerp.workflows.selection import llm_cache_path
 from llm_client.endpoints import endpoint_stats_of
 from simulator.factory import make_simulator
 from storage.core.db import Database

@@ -1,0 +1,1 @@
+"""Runtime machinery of a batch: bounded concurrency, database threads, gc tuning, interrupts, progress, run records."""

@@ -9,12 +9,12 @@ from activations.records import FeatureRecords
 from activations.vocab import DataSplit
 from autointerp.workflows.example_scoring import walk_judge_prompts
 from autointerp.workflows.explain_run import check_logits_stored
-from autointerp.workflows.feature_work import example_input
 from autointerp.workflows.options import ExplainOptions
 from autointerp.workflows.selection import select_features
 from explainer import PROMPT_VERSIONS, explain
 from llm_client import make_client
 from llm_client.dry_run import RecordingClient
+from scorer.example_sets import example_input
 from storage.core import repository as repo
 from storage.core.db import Database
 from storage.reads.scoring_inputs import neighbour_windows

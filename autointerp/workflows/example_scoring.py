@@ -14,17 +14,17 @@ from activations.records import FeatureRecords
 from activations.vocab import ClassificationSubset, ScorerName, ScoreRole
 from autointerp.runtime.bounded import bounded
 from autointerp.runtime.db_threads import DatabaseThreads
-from autointerp.workflows.feature_work import example_input
 from autointerp.workflows.sanity import NO_OTHER, LayerPool, read_layer_pool
 from llm_client import LLMClient, make_client
 from scorer import SCORER_METHODS, ExampleSet, ScoreValue, classification_scores
 from scorer.embedding_scorer import EmbeddingScorer
+from scorer.example_sets import NeighbourWindow, example_input
 from scorer.examples import EXAMPLE_TOKENS, FIRING_LEVEL
 from scorer.judge import PROMPT_VERSION
 from simulator.base import Simulator
 from storage.core import repository as repo
 from storage.core.db import Database
-from storage.reads.scoring_inputs import NeighbourWindow, neighbour_windows
+from storage.reads.scoring_inputs import neighbour_windows
 from storage.records import record_store
 from storage.results import example_scores
 

@@ -18,13 +18,14 @@ from autointerp.runtime.fail_fast import FailFast
 from autointerp.runtime.gc_tuning import batch_collector
 from autointerp.runtime.interrupts import sigterm_interrupts
 from autointerp.runtime.progress import ProgressDisplay
+from autointerp.runtime.response_cache import llm_cache_path
 from autointerp.runtime.run_record import RunRecord
 from autointerp.runtime.run_stats import RunStats, merge_llm_stats
 from autointerp.workflows.example_scoring import RunScorers, make_run_scorers
 from autointerp.workflows.feature_work import FeatureOutcome, explain_and_score
 from autointerp.workflows.finishing import finish_batch
 from autointerp.workflows.options import ExplainOptions, OptionsError
-from autointerp.workflows.selection import check_credentials, llm_cache_path, select_features
+from autointerp.workflows.selection import check_credentials, select_features
 from explainer import PROMPT_VERSIONS
 from llm_client import make_client
 from llm_client.base import LLMClient

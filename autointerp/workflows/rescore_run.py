@@ -19,23 +19,18 @@ from autointerp.runtime.fail_fast import FailFast
 from autointerp.runtime.gc_tuning import batch_collector
 from autointerp.runtime.interrupts import sigterm_interrupts
 from autointerp.runtime.progress import ProgressDisplay
+from autointerp.runtime.response_cache import llm_cache_path
 from autointerp.runtime.run_record import RunRecord
 from autointerp.runtime.run_stats import RunStats
 from autointerp.workflows.example_scoring import RunScorers, make_run_scorers
-from autointerp.workflows.feature_work import (
-    ScoringInput,
-    SimulationOutcome,
-    reported_input,
-    score,
-    scoring_input,
-    simulate,
-)
 from autointerp.workflows.finishing import finish_batch
 from autointerp.workflows.options import OptionsError, RescoreOptions
-from autointerp.workflows.selection import check_credentials, llm_cache_path, select_features
+from autointerp.workflows.selection import check_credentials, select_features
 from llm_client.endpoints import endpoint_stats_of
 from scorer import ScoreValue, simulation_config, simulation_scorer_config
 from scorer.calibrated import calibrated_scores
+from scorer.evaluate import SimulationOutcome, score, simulate
+from scorer.scored_set import ScoringInput, reported_input, scoring_input
 from simulator.base import SequenceSimulation, Simulator
 from simulator.factory import make_simulator
 from storage.core import repository as repo

@@ -12,9 +12,9 @@ from activations.records import ActivationRecord, FeatureRecords
 from activations.vocab import DataSplit, ScoreMethod, ScoreRole, ScoringSubset
 from autointerp.runtime.bounded import bounded
 from autointerp.runtime.db_threads import ChunkedReads, DatabaseThreads
-from autointerp.workflows.feature_work import SimulationOutcome, reported_input, score, scoring_input, simulate
 from scorer import ScoreValue, ShuffledPicker, simulation_config, simulation_scorer_config
-from scorer.calibrated import calibrated_scores
+from scorer.evaluate import SimulationOutcome, evaluate_on
+from scorer.scored_set import reported_input, scoring_input
 from simulator.base import Simulator
 from storage.core import repository as repo
 from storage.core.db import Database
@@ -105,14 +105,10 @@ async def add_sanity_baselines(db: Database, store: DatabaseThreads, simulator: 
         layer = await pool
         choice = layer.picker.pick(item.feature.id)
         data = reported_input(item.records, item.polarity)
-        outcome = await simulate(simulator, choice[1], data) if choice else None
-        scores: list[ScoreValue] = []
-        if choice and outcome and outcome.simulations is not None:
-            scores = score(data, outcome.simulations, role=ScoreRole.SHUFFLED, seed=seed)
-            if calibrate:
-                scores += await calibrated_scores(
-                    simulator, choice[1], scoring_input(item.records, DataSplit.VALID, item.polarity), data,
-                    outcome.simulations, role=ScoreRole.SHUFFLED, seed=seed)
+        valid = scoring_input(item.records, DataSplit.VALID, item.polarity) if calibrate else None
+        outcome = await evaluate_on(simulator, choice[1], data, valid=valid, role=ScoreRole.SHUFFLED,
+                                    seed=seed) if choice else None
+        scores: list[ScoreValue] = outcome.scores if outcome else []
         await store.write(_save, db, item, layer.ids[choice[0]] if choice else None, data.records, outcome,
                           scores, simulator_spec, run_id)
         return True

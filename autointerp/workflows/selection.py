@@ -1,26 +1,15 @@
-"""What every batch run needs before it starts: the selected features of a layer (with a clear error when
-they are not in the database), where the response cache lives, and clients that can authorise a request."""
+"""What every batch run checks before it starts: the selected features of a layer (with a clear error when
+they are not in the database) and clients that can authorise a request."""
 
 from __future__ import annotations
-
-import os
 
 from sqlalchemy.orm import Session
 
 from autointerp.workflows.options import BatchOptions, OptionsError, parse_features
-from llm_client.local_models import cache_dir, local_model_name
+from llm_client.local_models import local_model_name
 from storage.core import repository as repo
 from storage.core.db import Database
 from storage.core.schema import Feature
-
-
-def llm_cache_path(db: Database) -> str:
-    """The response cache sits next to a SQLite database, or in the user cache dir for a server database."""
-    if db.url.startswith("sqlite:///") and db.url != "sqlite:///:memory:":
-        return db.url[len("sqlite:///"):] + ".llmcache"
-    path = cache_dir() / "llmcache.sqlite"
-    os.makedirs(path.parent, exist_ok=True)
-    return str(path)
 
 
 def select_features(session: Session, model: str, layer: int, sae: str | None, features: str) -> list[Feature]:

@@ -1,0 +1,1 @@
+"""Opening a database, the schema and its codecs, and single-entity reads and writes."""

@@ -1,0 +1,1 @@
+"""The lease table as a work queue for distributed runs."""

@@ -5,29 +5,16 @@ there, so windows where it fires are left out."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
-from activations.records import ActivationRecord
 from activations.vocab import DataSplit, SampleKind
+from scorer.example_sets import NeighbourWindow
 from storage.core.activation_codec import decode
 from storage.core.schema import ActivationRecordRow, Feature
 from storage.records.record_store import record_of
 
 NEIGHBOURS_KEY = "neighbours"
-
-
-@dataclass(frozen=True)
-class NeighbourWindow:
-    """A neighbour's top record, and this feature's activations on the same window (None: it has no record
-    there, so its activations on it are not known)."""
-
-    neighbour_index: int
-    similarity: float | None
-    record: ActivationRecord  # the neighbour's activations
-    own_activations: tuple[float, ...] | None
 
 
 def neighbour_indices(feature: Feature) -> list[tuple[int, float | None]] | None:

@@ -1,0 +1,1 @@
+"""Semantic search over explanations: embeddings stored per explanation and the approximate-nearest-neighbour index."""
