@@ -16,7 +16,6 @@ import itertools
 import json
 import math
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,21 +35,24 @@ def _quiet_pre(token: str) -> float:
     return -3.0 + 2.5 * (int(hashlib.md5(token.encode()).hexdigest(), 16) % 1000) / 999
 
 
-def sparse_activation(rule: Rule) -> Callable[[str], float]:
-    return lambda token: 4.0 + len(token.strip()) % 3 if rule(token) else 0.0
+def sparse_activation(rule: Rule, token: str) -> float:
+    return 4.0 + len(token.strip()) % 3 if rule(token) else 0.0
 
 
-def gelu_activation(rule: Rule) -> Callable[[str], float]:
-    return lambda token: gelu(2.0 + len(token.strip()) % 3 if rule(token) else _quiet_pre(token))
+def gelu_activation(rule: Rule, token: str) -> float:
+    return gelu(2.0 + len(token.strip()) % 3 if rule(token) else _quiet_pre(token))
 
 
 @dataclass(frozen=True)
 class PlantedFeature:
     index: int
     rule: Rule
-    activation: Callable[[str], float]
+    signed: bool  # GELU-like (slightly negative off the concept) rather than sparse
     explanation: str  # the true one
     near_miss: str  # a neighbouring rule's explanation
+
+    def activation(self, token: str) -> float:
+        return (gelu_activation if self.signed else sparse_activation)(self.rule, token)
 
 
 def windows(n_documents: int = N_DOCUMENTS) -> list[list[str]]:
@@ -62,15 +64,15 @@ def windows(n_documents: int = N_DOCUMENTS) -> list[list[str]]:
     return out
 
 
-def _record(tokens: list[str], activation: Callable[[str], float]) -> dict:
-    return {"tokens": tokens, "activations": [activation(t) for t in tokens]}
+def _record(tokens: list[str], feature: PlantedFeature) -> dict:
+    return {"tokens": tokens, "activations": [feature.activation(t) for t in tokens]}
 
 
 def neuron_record(feature: PlantedFeature, all_windows: list[list[str]], *, layer: int, n_top: int = 40,
                   n_random: int = 40, seed: int = 0) -> dict:
     """The feature's NeuronRecord: its top windows (by peak, ties by position) and a seeded random sample
     of the windows, as OpenAI's collection stored them."""
-    scored = [_record(w, feature.activation) for w in all_windows]
+    scored = [_record(w, feature) for w in all_windows]
     by_peak = sorted(range(len(scored)), key=lambda i: (-max(scored[i]["activations"]), i))
     picked = random.Random(seed).sample(range(len(scored)), n_random)
     values = [a for r in scored for a in r["activations"]]
@@ -89,12 +91,12 @@ def explanations_file(feature: PlantedFeature, *, layer: int) -> dict:
 
 
 PLANTED = (
-    PlantedFeature(0, RULE["digits"], sparse_activation(RULE["digits"]),
-                   "digits and numbers such as years", "punctuation marks such as commas and periods"),
-    PlantedFeature(1, RULE["capitalised"], sparse_activation(RULE["capitalised"]),
-                   "capitalised words such as names of people and places", "lowercase words"),
-    PlantedFeature(2, RULE["months"], gelu_activation(RULE["months"]),
-                   "months of the year such as March and October", "seasons of the year such as summer and winter"),
+    PlantedFeature(0, RULE["digits"], False, "digits and numbers such as years",
+                   "punctuation marks such as commas and periods"),
+    PlantedFeature(1, RULE["capitalised"], False, "capitalised words such as names of people and places",
+                   "lowercase words"),
+    PlantedFeature(2, RULE["months"], True, "months of the year such as March and October",
+                   "seasons of the year such as summer and winter"),
 )
 
 
