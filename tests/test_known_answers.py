@@ -22,10 +22,10 @@ from llm_client import local_models
 from scorer import simulation_config
 from scorer.judge import prompt as judge_prompt
 from simulator.json_sim import json_prompt
-from storage import record_store
-from storage.db import Database
-from storage.schema import Explanation, Feature, Score
-from storage.stored_simulations import stored_expected_values
+from storage.core.db import Database
+from storage.core.schema import Explanation, Feature, Score
+from storage.reads.stored_simulations import stored_expected_values
+from storage.records import record_store
 from tests.fake_openai import FakeOpenAI
 from tests.pipeline_data import uncached_spec
 from tests.planted_records import PLANTED, write_planted
