@@ -73,11 +73,11 @@ def _rows_for(fid: int, layer: int, index: int, rng: random.Random) -> dict[str,
             "corpus": "bench", "document": str(fid), "offset": k, "tokens": tokens, "token_ids": None,
         })
         out["records"].append({
-            "id": fid * 3 + k, "feature_id": fid, "window_id": fid * 3 + k, "split": sample, "data_split": data_split,
+            "id": fid * 3 + k, "feature_id": fid, "window_id": fid * 3 + k, "sample": sample, "data_split": data_split,
             "position": 0, "activations": encode(acts), "max_activation": max(acts),
         })
         out["sim_records"].append({
-            "id": fid * 3 + k, "simulation_id": fid, "position": k, "record_id": fid * 3 + k, "split": sample,
+            "id": fid * 3 + k, "simulation_id": fid, "position": k, "record_id": fid * 3 + k, "sample": sample,
             "expected_activations": encode([round(a / 2, 3) for a in acts]),
         })
     text = f"{rng.choice(WORDS)} and {rng.choice(WORDS)} in feature {index}"

@@ -95,7 +95,7 @@ def _simulations(session: Session, feature_id: int, records: dict[int, dict[str,
         per_sim[rec.simulation_id].append(
             {
                 "position": rec.position, "record_id": rec.record_id,
-                "sample": rec.split or (source["sample"] if source else None),
+                "sample": rec.sample or (source["sample"] if source else None),
                 "data_split": source["data_split"] if source else None,
                 "tokens": rec.tokens if rec.tokens is not None else (source["tokens"] if source else None),
                 "real": (
@@ -150,8 +150,8 @@ def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
     ).all()
     record_dicts = {row.id: record_dict(row) for row in record_rows}
     by_sample: dict[str, list[dict[str, Any]]] = {}
-    for row in sorted(record_rows, key=lambda r: (_sample_order(r.split), r.position)):
-        by_sample.setdefault(row.split, []).append(record_dicts[row.id])
+    for row in sorted(record_rows, key=lambda r: (_sample_order(r.sample), r.position)):
+        by_sample.setdefault(row.sample, []).append(record_dicts[row.id])
 
     explanations = session.scalars(
         select(Explanation).where(Explanation.feature_id == feature_id).order_by(Explanation.id)

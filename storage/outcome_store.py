@@ -60,7 +60,7 @@ def store_simulation(
     rows: list[dict[str, Any]] = []
     if simulations is not None:
         rows = [
-            {"record_id": record.record_id, "split": record.sample,
+            {"record_id": record.record_id, "sample": record.sample,
              "expected_activations": list(sim.expected_activations), "distribution": sim.distributions}
             for record, sim in zip(records, simulations)
         ]
