@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from autointerp.api import create_app
 from autointerp.cli import main
-from scorer import SCORING_VERSION, simulation_scorer_config
+from scorer import SCORING_VERSION, simulation_config, simulation_scorer_config
 from storage import repository as repo
 from storage.db import Database
 from storage.schema import Score, Simulation
@@ -88,3 +88,12 @@ def test_every_score_says_its_scoring_version(fake_openai, db_url, db):
         page = c.get("/api/features/by-key", params={"model": "tiny-model", "layer": 6, "index": 0}).json()
     own = {sc["scoring_version"] for e in page["explanations"] for sc in e["scores"]}
     assert own == {SCORING_VERSION} and {b["scoring_version"] for b in page["sanity_baselines"]} == {"1"}
+
+
+def test_the_simulation_configuration_hashes_as_stored_simulations_were_hashed():
+    """Its keys (the data split still under "split") are part of every stored simulation's hash: a renamed key
+    would make every stored simulation other work. The literal is the hash stored simulations carry."""
+    config = simulation_config("embedding")
+    assert config == {"simulator": "embedding", "split": "test", "value_reading": 2,
+                      "samples": ["top", "random", "quantile"]}
+    assert repo.config_hash(config) == "4dca1004f20c750c5d041e062036703e"
