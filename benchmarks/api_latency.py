@@ -98,7 +98,7 @@ def _rows_for(fid: int, layer: int, index: int, rng: random.Random) -> dict[str,
          "role": "own", "value": value * 0.8},
         {**base, "id": fid * 4 + 2, "simulation_id": fid, "method": "rsquared", "subset": "top_and_random",
          "role": "own", "value": value - 0.3},
-        # the sanity baseline borrows the previous feature's explanation
+        # the shuffled baseline borrows the previous feature's explanation
         {**base, "id": fid * 4 + 3, "simulation_id": None, "explanation_id": max(1, fid - 1),
          "method": "ev_correlation", "subset": "top_and_random", "role": "shuffled", "value": value * 0.1},
     ]

@@ -1,5 +1,5 @@
 """One feature with everything about it: statistics, records by sample kind, explanations with their scores and
-provenance, the sanity (shuffled) baselines, simulations with expected vs real activations, neighbours.
+provenance, the shuffled baselines, simulations with expected vs real activations, neighbours.
 
 A fixed handful of indexed queries whatever the feature holds, so the feature page stays fast on big databases.
 """
@@ -173,7 +173,7 @@ def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
         "stats": feature_stats_dict(feature),
         "records": by_sample,
         "explanations": [_explanation(e, runs, own.get(e.id, [])) for e in explanations],
-        "sanity_baselines": [_baseline(b, borrowed.get(b.id)) for b in baselines],
+        "shuffled_baselines": [_baseline(b, borrowed.get(b.id)) for b in baselines],
         "simulations": _simulations(session, feature_id, record_dicts),
         "neighbours": _neighbours(session, feature),
         "evidence": _evidence(session, feature),

@@ -177,7 +177,7 @@ class Simulation(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     simulator: Mapped[str] = mapped_column(String(300))
     config_hash: Mapped[str] = mapped_column(String(64))
-    # Whose explanation was simulated: "own", or "shuffled" for the sanity baseline (explanation_id then
+    # Whose explanation was simulated: "own", or "shuffled" for the shuffled baseline (explanation_id then
     # points at the explanation of another feature, and feature_id at the feature being scored).
     role: Mapped[str] = mapped_column(String(10), default=ScoreRole.OWN)
     feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"))
@@ -224,7 +224,7 @@ class Score(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     method: Mapped[str] = mapped_column(String(50))  # ev_correlation | rsquared | absolute_dev_explained | ...
     subset: Mapped[str] = mapped_column(String(30))  # top_and_random | random_only | valid | ...
-    role: Mapped[str] = mapped_column(String(10), default=ScoreRole.OWN)  # own | shuffled (sanity baseline)
+    role: Mapped[str] = mapped_column(String(10), default=ScoreRole.OWN)  # own | shuffled (shuffled baseline)
     simulator: Mapped[str | None] = mapped_column(String(300))
     scorer_hash: Mapped[str] = mapped_column(String(64), default="")
     value: Mapped[float | None] = mapped_column(Float)  # None = undefined, see undefined_reason

@@ -185,7 +185,7 @@ class Explanation(Out):
     scores: list[Score]
 
 
-class SanityBaseline(Score):
+class ShuffledBaseline(Score):
     """A score of another feature's explanation on this feature's records (the shuffled baseline): `explanation_id`
     is this feature's explanation it is the baseline of, `borrowed_explanation_id` the one actually simulated."""
 
@@ -233,7 +233,7 @@ class FeatureDetail(FeatureKey):
     stats: FeatureStats
     records: dict[str, list[Record]]  # by sample kind: top, quantile:<i>..., random
     explanations: list[Explanation]
-    sanity_baselines: list[SanityBaseline]
+    shuffled_baselines: list[ShuffledBaseline]
     simulations: list[Simulation]
     neighbours: Neighbours  # previous / next feature by index
     evidence: FeatureEvidence
@@ -253,7 +253,7 @@ class ScoreHistogram(Out):
     imported: bool  # scores imported from a file: no shuffled baseline to compare them with
     edges: list[float]  # N_BINS + 1 edges shared by own and shuffled
     own: ScoreDistribution
-    shuffled: ScoreDistribution  # the sanity baseline: another feature's explanation on this feature's records
+    shuffled: ScoreDistribution  # the shuffled baseline: another feature's explanation on this feature's records
 
 
 class LayerScoreHistograms(Out):

@@ -62,14 +62,16 @@ def estimate(db: Database, opts: ExplainOptions) -> dict:
         async def walk_judge() -> None:
             try:
                 await walk_judge_prompts(judge_recorder, opts.scorer_names(), examples, explanation=filler,
-                                         per_prompt=opts.scorer_examples, seed=opts.seed, rounds=1 + int(opts.sanity))
+                                         per_prompt=opts.scorer_examples, seed=opts.seed,
+                                         rounds=1 + int(opts.shuffled_baseline))
             finally:
                 await judge_recorder.aclose()
 
         asyncio.run(walk_judge())
         judge = {"spec": judge_spec, **judge_recorder.estimate(4 * opts.scorer_examples + 8)}
     # --calibrate simulates the valid split once more to fit its line.
-    sims_per_feature = (opts.n_candidates if opts.n_candidates > 1 else 0) + 1 + int(opts.sanity) + int(opts.calibrate)
+    sims_per_feature = ((opts.n_candidates if opts.n_candidates > 1 else 0) + 1 + int(opts.shuffled_baseline)
+                        + int(opts.calibrate))
     llm_simulator = opts.simulator.startswith(LLM_SIMULATORS)
     return {
         "features_selected": len(features),
