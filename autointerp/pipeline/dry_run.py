@@ -79,7 +79,7 @@ def estimate(db: Database, opts: ExplainOptions) -> dict:
         "explainer": {"spec": opts.explainer, **recorder.estimate(opts.max_explanation_tokens)},
         "simulator": {"spec": opts.simulator,
                       "requests": len(pending) * sims_per_feature if llm_simulator else 0,
-                      "note": "LLM simulator: one request per simulated split" if llm_simulator
+                      "note": "LLM simulator: one request per simulated data split" if llm_simulator
                       else "runs locally: no requests, no cost"},
         "note": "explainer tokens are counted on the real prompts; completion tokens and cost are upper bounds",
         **({"judge": judge} if judge else {}),
