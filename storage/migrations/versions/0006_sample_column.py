@@ -8,7 +8,6 @@ name over the renamed column.
 Revision ID: 0006_sample_column
 Revises: 0005_leases
 """
-import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_sample_column"
@@ -18,10 +17,10 @@ depends_on = None
 
 
 def _rename(old: str, new: str) -> None:
-    with op.batch_alter_table("activation_records") as batch:
-        batch.alter_column(old, new_column_name=new, existing_type=sa.String(length=30), existing_nullable=False)
-    with op.batch_alter_table("simulated_records") as batch:
-        batch.alter_column(old, new_column_name=new, existing_type=sa.String(length=30), existing_nullable=True)
+    # A plain ALTER TABLE ... RENAME COLUMN (SQLite 3.25+, PostgreSQL): the constraint follows the column and no
+    # table is copied, where a batch rebuild would copy every record of a big store.
+    for table in ("activation_records", "simulated_records"):
+        op.alter_column(table, old, new_column_name=new)
 
 
 def upgrade() -> None:
