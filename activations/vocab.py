@@ -75,7 +75,7 @@ class ScorerName(StrEnum):
 
 
 class ScoreRole(StrEnum):
-    """own: the feature's explanation; shuffled: another feature's explanation (the sanity baseline)."""
+    """own: the feature's explanation; shuffled: another feature's explanation (the shuffled baseline)."""
 
     OWN = "own"
     SHUFFLED = "shuffled"

@@ -73,11 +73,11 @@ def _rows_for(fid: int, layer: int, index: int, rng: random.Random) -> dict[str,
             "corpus": "bench", "document": str(fid), "offset": k, "tokens": tokens, "token_ids": None,
         })
         out["records"].append({
-            "id": fid * 3 + k, "feature_id": fid, "window_id": fid * 3 + k, "split": sample, "data_split": data_split,
+            "id": fid * 3 + k, "feature_id": fid, "window_id": fid * 3 + k, "sample": sample, "data_split": data_split,
             "position": 0, "activations": encode(acts), "max_activation": max(acts),
         })
         out["sim_records"].append({
-            "id": fid * 3 + k, "simulation_id": fid, "position": k, "record_id": fid * 3 + k, "split": sample,
+            "id": fid * 3 + k, "simulation_id": fid, "position": k, "record_id": fid * 3 + k, "sample": sample,
             "expected_activations": encode([round(a / 2, 3) for a in acts]),
         })
     text = f"{rng.choice(WORDS)} and {rng.choice(WORDS)} in feature {index}"
@@ -98,7 +98,7 @@ def _rows_for(fid: int, layer: int, index: int, rng: random.Random) -> dict[str,
          "role": "own", "value": value * 0.8},
         {**base, "id": fid * 4 + 2, "simulation_id": fid, "method": "rsquared", "subset": "top_and_random",
          "role": "own", "value": value - 0.3},
-        # the sanity baseline borrows the previous feature's explanation
+        # the shuffled baseline borrows the previous feature's explanation
         {**base, "id": fid * 4 + 3, "simulation_id": None, "explanation_id": max(1, fid - 1),
          "method": "ev_correlation", "subset": "top_and_random", "role": "shuffled", "value": value * 0.1},
     ]

@@ -143,7 +143,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict:
             db = Database(f"sqlite:///{Path(tmp) / 'bench.db'}")
             n_records = fill(db, args.features, args.tokens)
             opts = ExplainOptions(model=MODEL, layer=LAYER, explainer="openai:fake", base_url=server.url,
-                                  simulator="logprob:openai:fake", n_candidates=1, sanity=True,
+                                  simulator="logprob:openai:fake", n_candidates=1, shuffled_baseline=True,
                                   concurrency=args.concurrency, request_timeout_s=120.0)
             profiler = None
             if args.profile and mode == args.modes[0]:

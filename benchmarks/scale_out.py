@@ -3,7 +3,7 @@ over four endpoints.
 
 1. Workers. The job is CPU-bound on purpose: the fake OpenAI server (its own process) answers at once, and
    the embedding simulator (MiniLM, one compute thread per worker) does the work; 400 synthetic features,
-   no sanity baseline. Each worker count runs on a fresh SQLite database and a local Ray cluster of 2 CPUs.
+   no shuffled baseline. Each worker count runs on a fresh SQLite database and a local Ray cluster of 2 CPUs.
    features/s is measured over the steady part of the run (first to last stored result, from the rows'
    timestamps), so actor start-up and model loading are left out; the wall-clock figure is printed too.
    `scaling_w2` = fps_w2 / fps_w1 (2.0 would be perfect; the machine's other load counts against it).
@@ -78,7 +78,7 @@ def run_workers(workers: int, n_features: int, server_url: str) -> dict:
             db = Database(f"sqlite:///{Path(tmp) / 'bench.db'}")
             fill(db, n_features, TOKENS_PER_RECORD)
             opts = ExplainOptions(model=MODEL, layer=LAYER, explainer="openai:fake", base_url=server_url,
-                                  simulator="embedding", sanity=False, concurrency=8, device="cpu")
+                                  simulator="embedding", shuffled_baseline=False, concurrency=8, device="cpu")
             t0 = time.perf_counter()
             run_id = run_explain_on_ray(db, opts, RayJob(workers=workers, lease_s=300.0), show_progress=False)
             wall = time.perf_counter() - t0

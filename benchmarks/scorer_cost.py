@@ -72,7 +72,7 @@ def fill(db: Database, n_features: int) -> None:
 
 
 def measure(db: Database, fake: FakeOpenAI, scorer: ScorerName, n_features: int) -> dict:
-    options = RescoreOptions(model=MODEL, layer=LAYER, sanity=False, concurrency=16, device="cpu",
+    options = RescoreOptions(model=MODEL, layer=LAYER, shuffled_baseline=False, concurrency=16, device="cpu",
                              scorers=scorer.value, scorer_llm="openai:fake-model", scorer_base_url=fake.url,
                              simulator="logprob:openai:fake-model", simulator_base_url=fake.url)
     requests, tokens = fake.requests, fake.prompt_tokens

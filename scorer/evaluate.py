@@ -31,7 +31,7 @@ class SimulationOutcome:
 
 async def simulate(simulator: Simulator, explanation: str, data: ScoringInput) -> SimulationOutcome:
     if not data.records:
-        return SimulationOutcome(None, "no top or random records in this split to simulate",
+        return SimulationOutcome(None, "no top or random records in this data split to simulate",
                                  failure_kind=FailureKind.INPUT)
     try:
         sims = await simulator.simulate(explanation, data.tokens)

@@ -49,9 +49,9 @@ def example_input(feature: FeatureRecords, polarity: str, neighbours: Sequence[N
     order = sorted(by_sample, key=lambda s: (s != SampleKind.TOP, -int(s.split(":")[1]) if ":" in s else 0))
     examples = ExampleSet(_round_robin([by_sample[s] for s in order])[:n_activating])
 
-    def quiet(splits: Sequence[str]) -> list[Example]:
+    def quiet(data_splits: Sequence[str]) -> list[Example]:
         return _round_robin([quiet_spans(r.tokens, scaled(r.activations))
-                             for r in feature.select(samples=[SampleKind.RANDOM], data_splits=splits)])
+                             for r in feature.select(samples=[SampleKind.RANDOM], data_splits=data_splits)])
 
     # Train spans only when test and valid run short: a quiet span shows nothing the explainer could have used.
     randoms = (quiet([DataSplit.TEST, DataSplit.VALID]) + quiet([DataSplit.TRAIN]))[:n_random]

@@ -28,7 +28,7 @@ class ScoreValue:
     value: float | None
     undefined_reason: str | None = None
     subset: str = "all"  # a ScoringSubset once score_records has pooled it; "all" for a bare metric call
-    role: ScoreRole = ScoreRole.OWN  # shuffled: the sanity baseline (another feature's explanation)
+    role: ScoreRole = ScoreRole.OWN  # shuffled: the shuffled baseline (another feature's explanation)
     n_records: int = 0
     n_tokens: int = 0
     ci_low: float | None = None

@@ -26,6 +26,8 @@ def simulation_config(simulator: str, **extra: object) -> dict:
     the own explanation it stands in for). The value reading is the simulator's: a simulation made under another
     reading of the values 0..10 (simulator.base.VALUE_READING) or of other records (SIMULATED_SAMPLES) is other
     work, never reused."""
+    # "split" is the data split here (elsewhere `data_split`): the key is hashed into every stored simulation's
+    # configuration, so renaming it would make every stored simulation look like other work and be redone.
     return {"simulator": simulator, "split": DataSplit.TEST.value, "value_reading": VALUE_READING,
             "samples": [str(s) for s in SIMULATED_SAMPLES], **extra}
 

@@ -1,6 +1,6 @@
 """The score set of one simulation: each method on the top-and-random and random-only subsets of the scored
 records, ev_correlation on each quantile bin pooled with the random records (subset `quantile:<i>`), with a
-seeded bootstrap confidence interval over records; the same set scores the sanity baseline (a simulation of
+seeded bootstrap confidence interval over records; the same set scores the shuffled baseline (a simulation of
 another feature's explanation) with role="shuffled"."""
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ K = TypeVar("K", bound=Hashable)
 
 
 class ShuffledPicker(Generic[K]):
-    """Another feature's explanation for the sanity baseline, chosen reproducibly (same seed and set → same
+    """Another feature's explanation for the shuffled baseline, chosen reproducibly (same seed and set → same
     choice). A layer's baselines pick from one set once per feature, so the set is ordered once here: ordering
     it per pick would make a whole layer's pass quadratic in its width."""
 

@@ -124,7 +124,8 @@ def test_feature_page_has_everything(client, filled):
     assert undefined["value"] is None and "undefined" in undefined["undefined_reason"]
     assert all(s["role"] == "own" for s in explanation["scores"])
 
-    (baseline,) = f["sanity_baselines"]
+    (baseline,) = f["shuffled_baselines"]
+    assert f["sanity_baselines"] == f["shuffled_baselines"]  # the old name, kept for one release
     assert baseline["role"] == "shuffled" and baseline["value"] == 0.05
     # The explanation the shuffled simulation was made with (feature 1's), not the feature's own.
     assert baseline["explanation_id"] == ids["explanations"][0]

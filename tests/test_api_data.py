@@ -81,13 +81,13 @@ def _add_simulations(s, ids: dict[str, Any]) -> None:
     from storage.core.schema import ActivationRecordRow, Explanation, Feature
 
     feature = s.get(Feature, ids["features"][0])
-    top = s.query(ActivationRecordRow).filter_by(feature_id=feature.id, split="top").one()
+    top = s.query(ActivationRecordRow).filter_by(feature_id=feature.id, sample="top").one()
     own = s.get(Explanation, ids["explanations"][0])
     sim, _ = repo.add_simulation(s, own, feature, simulator="embedding", config={"k": 1},
-                                 records=[{"record_id": top.id, "split": "top", "expected_activations": [0.1, 1.5, 0.4, 0.9]}])
+                                 records=[{"record_id": top.id, "sample": "top", "expected_activations": [0.1, 1.5, 0.4, 0.9]}])
     borrowed = s.get(Explanation, ids["explanations"][1])
     shuffled, _ = repo.add_simulation(s, borrowed, feature, simulator="embedding", config={"k": 1}, role="shuffled",
-                                      records=[{"record_id": top.id, "split": "top", "expected_activations": [0.2, 0.2, 0.2, 0.3]}])
+                                      records=[{"record_id": top.id, "sample": "top", "expected_activations": [0.2, 0.2, 0.2, 0.3]}])
     # As the pipeline stores it: the score on the feature's own explanation, the simulation on the borrowed one.
     repo.add_score(s, own, feature, method="ev_correlation", subset="top_and_random", value=0.05,
                    simulation=shuffled, simulator="embedding", role="shuffled", scorer_config=simulation_scorer_config())

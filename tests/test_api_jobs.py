@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from autointerp.api import create_app
+from autointerp.api.jobs import build_options
 from tests.test_api_data import MODEL, fill
 
 TOKEN = "job-test-token"
@@ -36,7 +37,7 @@ def _wait_done(client: TestClient, run_id: int, timeout_s: float = 240) -> dict:
 def test_rescore_job_runs_in_the_background_and_reports_progress(client):
     c, ids = client
     response = c.post("/api/jobs", headers=AUTH,
-                      json={"kind": "rescore", "model": MODEL, "layer": 1, "simulator": "embedding", "sanity": False})
+                      json={"kind": "rescore", "model": MODEL, "layer": 1, "simulator": "embedding", "shuffled_baseline": False})
     assert response.status_code == 202, response.text
     run_id = response.json()["run_id"]
     assert response.json()["status_url"] == f"/api/jobs/{run_id}"
@@ -61,3 +62,13 @@ def test_job_errors_before_the_run_are_clear_4xx(client):
     assert url.status_code == 422 and "base_url" in url.json()["error"]
     unknown = c.post("/api/jobs", headers=AUTH, json={"kind": "explain", "colour": "red"})
     assert unknown.status_code == 422 and "colour" in unknown.json()["error"]
+
+
+def test_a_job_body_may_still_name_the_shuffled_baseline_by_its_old_name():
+    def options(body: dict) -> bool:
+        return build_options("rescore", {"model": MODEL, "layer": 1, **body}, base_url=None).shuffled_baseline
+
+    assert options({}) is True
+    assert options({"shuffled_baseline": False}) is False
+    assert options({"sanity": False}) is False  # deprecated, accepted for one release
+    assert options({"sanity": True, "shuffled_baseline": False}) is False  # the current name wins

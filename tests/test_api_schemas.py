@@ -123,6 +123,8 @@ def test_responses_declare_every_key(setup):
         assert body, url
         assert undeclared(body, _response_schema(spec, route), spec) == [], url
 
-    # Nothing is lost or added between storage and the wire.
+    # Nothing is lost or added between storage and the wire (but the old name of the shuffled baselines).
     with db.session() as session:
-        assert client.get(f"/api/features/{feature}").json() == feature_detail(session, feature)
+        wire = client.get(f"/api/features/{feature}").json()
+        assert wire.pop("sanity_baselines") == wire["shuffled_baselines"]
+        assert wire == feature_detail(session, feature)

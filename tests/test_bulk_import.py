@@ -91,7 +91,7 @@ def contents(db: Database) -> dict[str, list]:
         simulations = {m.id: (explanations[m.explanation_id], features[m.feature_id], m.simulator, m.config_hash,
                               m.role, m.status, m.failure_reason, m.params)
                        for m in s.scalars(select(Simulation))}
-        simulated = [(simulations[r.simulation_id], r.position, r.record_id, r.split, r.tokens,
+        simulated = [(simulations[r.simulation_id], r.position, r.record_id, r.sample, r.tokens,
                       decode(r.true_activations) if r.true_activations is not None else None,
                       decode(r.expected_activations), r.distribution)
                      for r in s.scalars(select(SimulatedRecord))]

@@ -21,7 +21,7 @@ from storage.records import record_store
 from tests.pipeline_data import fill_layer
 from tests.test_pipeline import digit_simulating_answer
 
-BASE = ["--model", "tiny-model", "--layer", "6", "--simulator", "json:openai:fake", "--no-sanity"]
+BASE = ["--model", "tiny-model", "--layer", "6", "--simulator", "json:openai:fake", "--no-shuffled-baseline"]
 CALIBRATED = ("rsquared_calibrated", "absolute_dev_explained_calibrated")
 
 
@@ -74,7 +74,7 @@ def test_explain_calibrate_stores_the_hand_computed_fit(fake_openai, db_url, db)
     fill_layer(db, 2)
     fake_openai.answer = digit_simulating_answer
     # The planted simulation says 8 where the real value is ~7-10 after scaling: a fit moves it onto the scale.
-    _cli("explain", *[a for a in BASE if a != "--no-sanity"], "--explainer", "openai:fake", "--calibrate",
+    _cli("explain", *[a for a in BASE if a != "--no-shuffled-baseline"], "--explainer", "openai:fake", "--calibrate",
          "--db", db_url)
     slope, intercept, r2, ade = _hand_fit(db, fake_openai.url, 0)
     scores = _scores(db, 0)

@@ -32,7 +32,7 @@ def _progress_lines(stderr: str) -> list[str]:
 
 def test_explain_without_a_terminal_reports_progress_and_no_library_noise(fake_openai, sqlite_url):
     fill_layer(Database(sqlite_url), 4)
-    done = _explain(sqlite_url, "--explainer", "openai:fake", "--simulator", "embedding", "--no-sanity")
+    done = _explain(sqlite_url, "--explainer", "openai:fake", "--simulator", "embedding", "--no-shuffled-baseline")
     assert done.returncode == 0, done.stderr
     lines = _progress_lines(done.stderr)
     assert [line.split(",")[0] for line in lines] == [f"features: {n}/4" for n in range(1, 5)], done.stderr
@@ -44,7 +44,7 @@ def test_explain_without_a_terminal_reports_progress_and_no_library_noise(fake_o
 @pytest.mark.slow
 def test_local_explainer_prints_no_transformers_warning(sqlite_url):
     fill_layer(Database(sqlite_url), 2)
-    done = _explain(sqlite_url, "--explainer", "local:smollm2-135m", "--simulator", "embedding", "--no-sanity",
+    done = _explain(sqlite_url, "--explainer", "local:smollm2-135m", "--simulator", "embedding", "--no-shuffled-baseline",
                     "--device", "cpu")
     assert done.returncode == 0, done.stderr
     assert _progress_lines(done.stderr)[-1].startswith("features: 2/2, 2 done")

@@ -95,7 +95,7 @@ def test_stored_records_read_back_as_written_one_feature_or_many(db):
             assert [r.label for r in one.records] == [f"{r.sample}[{r.label[-2]}]" for r in one.records]
             assert [r.sample for r in one.records] == sorted(r.sample for r in one.records)
             ids = s.scalars(select(ActivationRecordRow.id).where(ActivationRecordRow.feature_id == row.id)
-                            .order_by(ActivationRecordRow.split, ActivationRecordRow.position)).all()
+                            .order_by(ActivationRecordRow.sample, ActivationRecordRow.position)).all()
             assert [r.record_id for r in one.records] == ids
             assert all(isinstance(a, float) for r in one.records for a in r.activations)
         assert [r.token_ids for r in many[rows[2].id].records] == [(7, 8)] * len(with_ids)

@@ -62,7 +62,7 @@ def test_unusable_logits_are_a_clear_error(bad):
 
 def _cli(*args: str):
     return CliRunner().invoke(main, ["explain", "--model", "tiny-model", "--layer", "6", "--explainer", "openai:fake",
-                                     "--simulator", "logprob:openai:fake", "--no-sanity", *args])
+                                     "--simulator", "logprob:openai:fake", "--no-shuffled-baseline", *args])
 
 
 def test_cli_evidence_needs_stored_logits_and_resumes_apart(fake_openai, sqlite_url):

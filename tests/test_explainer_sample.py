@@ -115,7 +115,7 @@ def test_cli_each_sample_is_its_own_configuration_and_does_not_resume_as_another
 
     def cli(*args: str):
         result = CliRunner().invoke(main, ["explain", "--model", "tiny-model", "--layer", "6", "--explainer",
-                                           explainer, "--simulator", "logprob:openai:fake", "--no-sanity",
+                                           explainer, "--simulator", "logprob:openai:fake", "--no-shuffled-baseline",
                                            "--db", db_url, *args])
         assert result.exit_code == 0, result.output
         return result.output

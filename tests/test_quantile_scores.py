@@ -105,7 +105,7 @@ def test_explain_stores_per_quantile_scores_that_query_and_the_api_show(fake_ope
         assert top["subset"] == "quantile:2" and top["score"] == max(r["score"] for r in rows)
         feature = client.get(f"/api/features/{top['feature_id']}").json()
     own = {sc["subset"] for e in feature["explanations"] for sc in e["scores"] if sc["method"] == "ev_correlation"}
-    shuffled = {b["subset"] for b in feature["sanity_baselines"] if b["method"] == "ev_correlation"}
+    shuffled = {b["subset"] for b in feature["shuffled_baselines"] if b["method"] == "ev_correlation"}
     quantiles = {"quantile:0", "quantile:1", "quantile:2"}
     own_simulation = next(sim for sim in feature["simulations"] if sim["role"] == "own")
     simulated = {(r["sample"], r["data_split"]) for r in own_simulation["records"]}  # one simulation holds them all
@@ -121,7 +121,7 @@ def test_rescore_simulates_again_what_was_simulated_without_the_quantile_bins(fa
     _add_quantile_records(db, 2)
     fake_openai.answer = digit_simulating_answer
     simulator = uncached_spec("json:openai:fake")
-    _cli("explain", *LAYER, "--explainer", "openai:fake", "--simulator", simulator, "--no-sanity", "--db", db_url)
+    _cli("explain", *LAYER, "--explainer", "openai:fake", "--simulator", simulator, "--no-shuffled-baseline", "--db", db_url)
     before_quantiles = simulation_config(simulator)
     del before_quantiles["samples"]
     with db.session() as s, s.begin():  # the database as an earlier version left it
@@ -129,9 +129,9 @@ def test_rescore_simulates_again_what_was_simulated_without_the_quantile_bins(fa
             sim.config_hash = repo.simulation_config_hash(before_quantiles, "own", sim.feature_id)
         s.execute(delete(Score).where(Score.subset.like("quantile:%")))
 
-    out = _cli("rescore", *LAYER, "--simulator", simulator, "--no-sanity", "--db", db_url).output
+    out = _cli("rescore", *LAYER, "--simulator", simulator, "--no-shuffled-baseline", "--db", db_url).output
     assert "2 done" in out, out
     with db.session() as s:
         per_quantile = s.scalars(select(Score.subset).where(Score.subset.like("quantile:%"), Score.role == "own")).all()
     assert sorted(per_quantile) == sorted(f"quantile:{b}" for b in range(3) for _ in range(2))
-    assert "2 skipped" in _cli("rescore", *LAYER, "--simulator", simulator, "--no-sanity", "--db", db_url).output
+    assert "2 skipped" in _cli("rescore", *LAYER, "--simulator", simulator, "--no-shuffled-baseline", "--db", db_url).output

@@ -35,7 +35,7 @@ ENDPOINT_DOWN = "the first 5 features all failed on the endpoint (--fail-fast 5)
 
 def ray_explain(db_url: str, *more: str, env: dict[str, str] | None = None):
     return CliRunner().invoke(main, ["explain", "--model", "tiny-model", "--layer", "6", "--explainer",
-                                     uncached_spec(), "--simulator", "logprob:openai:fake", "--no-sanity",
+                                     uncached_spec(), "--simulator", "logprob:openai:fake", "--no-shuffled-baseline",
                                      "--executor", "ray", "--workers", "2", "--db", db_url, *more], env=env)
 
 
@@ -120,7 +120,7 @@ def test_an_interrupted_job_counts_what_the_database_holds(ray_cluster, sqlite_u
         db = Database(sqlite_url)
         fill_layer(db, 40)
         opts = ExplainOptions(model="tiny-model", layer=6, explainer="openai:fake", base_url=fake.url,
-                              simulator="logprob:openai:fake", concurrency=2, sanity=False)
+                              simulator="logprob:openai:fake", concurrency=2, shuffled_baseline=False)
         when(lambda: features_explained(db) >= 8, lambda: os.kill(os.getpid(), signal.SIGTERM))
         with pytest.raises(RunInterrupted) as stop:
             run_explain_on_ray(db, opts, RayJob(workers=2), show_progress=False)
@@ -139,7 +139,7 @@ def test_a_killed_ledger_comes_back_and_the_job_ends_done(ray_cluster, db_url): 
         db = Database(db_url)
         fill_layer(db, 40)
         opts = ExplainOptions(model="tiny-model", layer=6, explainer=uncached_spec(), base_url=fake.url,
-                              simulator="logprob:openai:fake", concurrency=2, sanity=False)
+                              simulator="logprob:openai:fake", concurrency=2, shuffled_baseline=False)
         killed: dict = {}
 
         def kill_ledger() -> None:

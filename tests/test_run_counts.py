@@ -23,7 +23,7 @@ from tests.test_api_data import MODEL, fill
 
 EXPLAINER = uncached_spec()  # every request reaches the server: the race is staged in its answer hook
 EXPLAIN = ["explain", "--model", "tiny-model", "--layer", "6", "--explainer", EXPLAINER, "--simulator",
-           "logprob:openai:fake", "--no-sanity", "--concurrency", "1"]
+           "logprob:openai:fake", "--no-shuffled-baseline", "--concurrency", "1"]
 
 
 def test_a_feature_another_run_stored_first_is_not_counted_done(db_url, fake_openai):
@@ -37,7 +37,7 @@ def test_a_feature_another_run_stored_first_is_not_counted_done(db_url, fake_ope
 
     def other_run() -> None:
         opts = ExplainOptions(model="tiny-model", layer=6, features="2", explainer=EXPLAINER,
-                              simulator="logprob:openai:fake", base_url=other_endpoint.url, sanity=False)
+                              simulator="logprob:openai:fake", base_url=other_endpoint.url, shuffled_baseline=False)
         other_runs.append(run_explain(db, opts, show_progress=False))
 
     def answer(endpoint: str, body: dict) -> str:

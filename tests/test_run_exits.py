@@ -21,7 +21,7 @@ from storage.core.schema import Explanation, Run
 from tests.pipeline_data import fill_layer, uncached_spec
 
 EXPLAIN = ["explain", "--model", "tiny-model", "--layer", "6", "--explainer", uncached_spec(), "--simulator",
-           "logprob:openai:fake", "--no-sanity"]
+           "logprob:openai:fake", "--no-shuffled-baseline"]
 
 
 def cli(*args: str, env: dict[str, str | None] | None = None):

@@ -120,7 +120,7 @@ def test_detection_sees_the_digit_feature_and_not_the_invisible_one(planted, db_
     score = ba[(0, "random")]
     assert score.simulator == "detection:openai:fake" and score.scorer_hash
     assert score.details["cost"]["requests"] > 0 and score.details["cost"]["prompt_tokens"] > 0
-    # The sanity baseline: the same examples judged with another feature's explanation.
+    # The shuffled baseline: the same examples judged with another feature's explanation.
     assert {(0, "random"), (1, "random")} <= set(_scores(planted, "detection_balanced_accuracy", ScoreRole.SHUFFLED))
     # Query ranks by it (its first subset, random, by default).
     ranked = json.loads(cli("query", "--layer", "6", "--method", "detection_balanced_accuracy", "--format", "json",
@@ -255,7 +255,7 @@ def test_shuffled_judgements_name_the_explanation_they_judged(planted, db_url, f
         feature_ids = s.scalars(select(Feature.id).order_by(Feature.index)).all()
     with TestClient(create_app(planted.url)) as client:
         for feature_id in feature_ids:
-            rows = [r for r in client.get(f"/api/features/{feature_id}").json()["sanity_baselines"]
+            rows = [r for r in client.get(f"/api/features/{feature_id}").json()["shuffled_baselines"]
                     if r["method"].startswith("detection")]
             assert rows, feature_id
             for row in rows:

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from autointerp.api import create_app
 from autointerp.cli import main
-from scorer import SCORING_VERSION, simulation_scorer_config
+from scorer import SCORING_VERSION, simulation_config, simulation_scorer_config
 from storage.core import repository as repo
 from storage.core.db import Database
 from storage.core.schema import Score, Simulation
@@ -56,7 +56,7 @@ def test_scores_of_an_older_version_are_scored_again_and_never_ranked_beside_new
         assert score_histograms(s, "tiny-model", 6)["histograms"] == []
 
     requests = fake_openai.requests
-    out = cli("rescore", *LAYER, "--no-sanity", "--db", db_url)
+    out = cli("rescore", *LAYER, "--no-shuffled-baseline", "--db", db_url)
     assert "3 done, 0 skipped" in out
     assert own_ev(db, current) == measured  # scored again from the stored simulation, not skipped
     assert fake_openai.requests == requests  # the same simulation: no simulator call
@@ -87,4 +87,13 @@ def test_every_score_says_its_scoring_version(fake_openai, db_url, db):
     with TestClient(create_app(db_url)) as c:
         page = c.get("/api/features/by-key", params={"model": "tiny-model", "layer": 6, "index": 0}).json()
     own = {sc["scoring_version"] for e in page["explanations"] for sc in e["scores"]}
-    assert own == {SCORING_VERSION} and {b["scoring_version"] for b in page["sanity_baselines"]} == {"1"}
+    assert own == {SCORING_VERSION} and {b["scoring_version"] for b in page["shuffled_baselines"]} == {"1"}
+
+
+def test_the_simulation_configuration_hashes_as_stored_simulations_were_hashed():
+    """Its keys (the data split still under "split") are part of every stored simulation's hash: a renamed key
+    would make every stored simulation other work. The literal is the hash stored simulations carry."""
+    config = simulation_config("embedding")
+    assert config == {"simulator": "embedding", "split": "test", "value_reading": 2,
+                      "samples": ["top", "random", "quantile"]}
+    assert repo.config_hash(config) == "4dca1004f20c750c5d041e062036703e"

@@ -103,7 +103,7 @@ def test_search_filter_open_feature_and_inert_tokens(server, page, tmp_path):
     assert page.locator(".explanation-text").first.text_content() == "html markup with tags"
     page.screenshot(path=str(tmp_path / "feature.png"), full_page=True)
 
-    # Real vs simulated side by side, scores, and the sanity baseline on the best feature.
+    # Real vs simulated side by side, scores, and the shuffled baseline on the best feature.
     page.goto(f"{base}/feature?id={ids['features'][0]}")
     page.wait_for_selector(".simulation .pair")
     pair = page.locator(".simulation .pair").first

@@ -29,8 +29,25 @@ MAX_JOBS_LISTED = 200
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 
+# Options renamed, by their old names: a body may still use the old one for one release (the new one wins when a
+# body gives both).
+DEPRECATED_OPTIONS = {"sanity": "shuffled_baseline"}
+
+
+def _current_names(body: dict[str, Any]) -> dict[str, Any]:
+    """`body` with deprecated option names replaced by the current ones."""
+    out = dict(body)
+    for old, new in DEPRECATED_OPTIONS.items():
+        if old in out:
+            value = out.pop(old)
+            out.setdefault(new, value)
+            log.warning("job option %r is deprecated; use %r", old, new)
+    return out
+
+
 def build_options(kind: str, body: dict[str, Any], *, base_url: str | None) -> ExplainOptions | RescoreOptions:
     """The pipeline's options for `kind` from a JSON body; ValueError names the bad key."""
+    body = _current_names(body)
     options_cls: type[ExplainOptions | RescoreOptions] = ExplainOptions if kind == RunKind.EXPLAIN else RescoreOptions
     # The server talks only to the endpoint it was configured with: a job may not name a URL.
     url_fields = {f.name for f in dataclasses.fields(options_cls) if f.name.endswith("url")}

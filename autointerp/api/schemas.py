@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from activations.vocab import RunKind, RunStatus
 
@@ -186,7 +186,7 @@ class Explanation(Out):
     scores: list[Score]
 
 
-class SanityBaseline(Score):
+class ShuffledBaseline(Score):
     """A score of another feature's explanation on this feature's records (the shuffled baseline): `explanation_id`
     is this feature's explanation it is the baseline of, `borrowed_explanation_id` the one actually simulated."""
 
@@ -234,8 +234,14 @@ class FeatureDetail(FeatureKey):
     stats: FeatureStats
     records: dict[str, list[Record]]  # by sample kind: top, quantile:<i>..., random
     explanations: list[Explanation]
-    sanity_baselines: list[SanityBaseline]
+    shuffled_baselines: list[ShuffledBaseline]
     simulations: list[Simulation]
+
+    @computed_field(deprecated="sanity_baselines is the old name of shuffled_baselines; removed in the next release")  # type: ignore[prop-decorator]
+    @property
+    def sanity_baselines(self) -> list[ShuffledBaseline]:
+        return self.shuffled_baselines
+
     neighbours: Neighbours  # previous / next feature by index
     evidence: FeatureEvidence
 
@@ -254,7 +260,7 @@ class ScoreHistogram(Out):
     imported: bool  # scores imported from a file: no shuffled baseline to compare them with
     edges: list[float]  # N_BINS + 1 edges shared by own and shuffled
     own: ScoreDistribution
-    shuffled: ScoreDistribution  # the sanity baseline: another feature's explanation on this feature's records
+    shuffled: ScoreDistribution  # the shuffled baseline: another feature's explanation on this feature's records
 
 
 class LayerScoreHistograms(Out):

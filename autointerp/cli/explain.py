@@ -33,7 +33,9 @@ simulator_options = [
     click.option("--concurrency", type=click.IntRange(1, 1024), default=4, show_default=True,
                  help="Features in flight."),
     click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda for local models."),
-    click.option("--no-sanity", is_flag=True, help="Skip the shuffled-explanation sanity baseline."),
+    # --no-sanity: the old name, accepted for one release.
+    click.option("--no-shuffled-baseline", "--no-sanity", "no_shuffled_baseline", is_flag=True,
+                 help="Skip the shuffled-explanation baseline (--no-sanity: its old name, deprecated)."),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed for bootstrap and shuffling."),
     click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
                  help="local: this process; ray: --workers actors on a Ray cluster, sharing the database."),
@@ -112,15 +114,15 @@ def _apply(options):
 @_apply(simulator_options)
 @db_option
 def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates, polarity, budget_usd, request_timeout,
-            dry_run, retry_failed, fail_fast, simulator, simulator_base_url, concurrency, device, no_sanity, seed,
-            executor, ray_address, workers, lease_seconds, db_url, evidence="activations", calibrate=False,
-            explainer_sample=DEFAULT_SAMPLE, scorers="simulation", scorer_llm=None, scorer_base_url=None,
-            scorer_examples=5) -> None:
+            dry_run, retry_failed, fail_fast, simulator, simulator_base_url, concurrency, device,
+            no_shuffled_baseline, seed, executor, ray_address, workers, lease_seconds, db_url, evidence="activations",
+            calibrate=False, explainer_sample=DEFAULT_SAMPLE, scorers="simulation", scorer_llm=None,
+            scorer_base_url=None, scorer_examples=5) -> None:
     """Explain, simulate and score every selected feature of a layer, as one resumable run.
 
     Each feature is explained from its train records, the best of --n-candidates is chosen on the valid
     split, and it is simulated and scored on the held-out test split (top-and-random and random-only),
-    plus a shuffled-explanation sanity baseline. Each feature commits on its own: rerunning the same
+    plus a shuffled-explanation baseline. Each feature commits on its own: rerunning the same
     command skips finished features without calling the LLM.
 
     \b
@@ -139,8 +141,8 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
                           fmt=fmt, n_candidates=n_candidates, polarity=polarity, budget_usd=budget_usd,
                           request_timeout_s=request_timeout, retry_failed=retry_failed, dry_run=dry_run,
                           simulator=simulator, simulator_base_url=_urls(simulator_base_url), concurrency=concurrency,
-                          device=device, sanity=not no_sanity, seed=seed, evidence=evidence, calibrate=calibrate,
-                          fail_fast=fail_fast, explainer_sample=explainer_sample)
+                          device=device, shuffled_baseline=not no_shuffled_baseline, seed=seed, evidence=evidence,
+                          calibrate=calibrate, fail_fast=fail_fast, explainer_sample=explainer_sample)
     opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
     opts.scorer_base_url = scorer_base_url or opts.base_url
     opts.judge_spec()  # an unknown scorer name is an error before any work
@@ -165,9 +167,9 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
 @_apply(scorer_options)
 @_apply(simulator_options)
 @db_option
-def rescore(model, layer, sae, features, explainer, simulator, simulator_base_url, concurrency, device, no_sanity,
-            seed, executor, ray_address, workers, lease_seconds, db_url, calibrate=False, scorers="simulation",
-            scorer_llm=None, scorer_base_url=None, scorer_examples=5, fail_fast=5) -> None:
+def rescore(model, layer, sae, features, explainer, simulator, simulator_base_url, concurrency, device,
+            no_shuffled_baseline, seed, executor, ray_address, workers, lease_seconds, db_url, calibrate=False,
+            scorers="simulation", scorer_llm=None, scorer_base_url=None, scorer_examples=5, fail_fast=5) -> None:
     """Score existing explanations of a layer with another simulator or other scorers; old scores stay beside the
     new ones. With --scorer, only explanations lacking that scorer's scores are scored.
 
@@ -182,8 +184,8 @@ def rescore(model, layer, sae, features, explainer, simulator, simulator_base_ur
     opts = RescoreOptions(model=model, layer=layer, sae=sae, features=features, explainer=explainer,
                           simulator=simulator,
                           simulator_base_url=_urls(simulator_base_url) or get_settings().openai_base_url,
-                          concurrency=concurrency, device=device, sanity=not no_sanity, seed=seed, calibrate=calibrate,
-                          fail_fast=fail_fast)
+                          concurrency=concurrency, device=device, shuffled_baseline=not no_shuffled_baseline,
+                          seed=seed, calibrate=calibrate, fail_fast=fail_fast)
     opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
     opts.scorer_base_url = scorer_base_url or get_settings().openai_base_url
     opts.judge_spec()  # an unknown scorer, or detection/fuzzing without a judge, is an error before any work

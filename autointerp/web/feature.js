@@ -155,7 +155,7 @@ function borrowedFrom(b) {
 function renderBaselines(list) {
   byId("baselines").replaceChildren(list.length
     ? table([...SCORE_HEADERS, "borrowed explanation"], scoreRows(list).map((cells, i) => [...cells, borrowedFrom(list[i])]))
-    : el("p", { class: "muted" }, "No sanity baseline scored."));
+    : el("p", { class: "muted" }, "No shuffled baseline scored."));
 }
 
 function sampleTitle(sample) {
@@ -214,8 +214,8 @@ async function main() {
     const allRecords = Object.values(f.records).flat();
     const scale = f.stats.max_activation ?? Math.max(0, ...allRecords.flatMap((r) => r.activations));
     renderTitle(f);
-    renderExplanations(f.explanations, f.sanity_baselines);
-    renderBaselines(f.sanity_baselines);
+    renderExplanations(f.explanations, f.shuffled_baselines);
+    renderBaselines(f.shuffled_baselines);
     renderRecords(f.records, scale);
     renderSimulations(f.simulations, scale);
     renderStats(f.stats);

@@ -63,14 +63,16 @@ def estimate(db: Database, opts: ExplainOptions) -> dict:
         async def walk_judge() -> None:
             try:
                 await walk_judge_prompts(judge_recorder, opts.scorer_names(), examples, explanation=filler,
-                                         per_prompt=opts.scorer_examples, seed=opts.seed, rounds=1 + int(opts.sanity))
+                                         per_prompt=opts.scorer_examples, seed=opts.seed,
+                                         rounds=1 + int(opts.shuffled_baseline))
             finally:
                 await judge_recorder.aclose()
 
         asyncio.run(walk_judge())
         judge = {"spec": judge_spec, **judge_recorder.estimate(4 * opts.scorer_examples + 8)}
     # --calibrate simulates the valid split once more to fit its line.
-    sims_per_feature = (opts.n_candidates if opts.n_candidates > 1 else 0) + 1 + int(opts.sanity) + int(opts.calibrate)
+    sims_per_feature = ((opts.n_candidates if opts.n_candidates > 1 else 0) + 1 + int(opts.shuffled_baseline)
+                        + int(opts.calibrate))
     llm_simulator = opts.simulator.startswith(LLM_SIMULATORS)
     return {
         "features_selected": len(features),
@@ -78,7 +80,7 @@ def estimate(db: Database, opts: ExplainOptions) -> dict:
         "explainer": {"spec": opts.explainer, **recorder.estimate(opts.max_explanation_tokens)},
         "simulator": {"spec": opts.simulator,
                       "requests": len(pending) * sims_per_feature if llm_simulator else 0,
-                      "note": "LLM simulator: one request per simulated split" if llm_simulator
+                      "note": "LLM simulator: one request per simulated data split" if llm_simulator
                       else "runs locally: no requests, no cost"},
         "note": "explainer tokens are counted on the real prompts; completion tokens and cost are upper bounds",
         **({"judge": judge} if judge else {}),

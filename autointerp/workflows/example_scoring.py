@@ -1,5 +1,5 @@
 """The example scorers of a run (detection, fuzzing, embedding) on stored explanations: each explanation that
-lacks a scorer's scores (under that scorer's configuration) gets them, and, with the sanity baseline on, the
+lacks a scorer's scores (under that scorer's configuration) gets them, and, with the shuffled baseline on, the
 same scorer run on the same examples with another feature's explanation (role "shuffled"). Explain and rescore
 both end with this pass, so a rerun with an added scorer fills in what is missing and redoes nothing."""
 
@@ -14,7 +14,7 @@ from activations.records import FeatureRecords
 from activations.vocab import ClassificationSubset, ScorerName, ScoreRole
 from autointerp.runtime.bounded import bounded
 from autointerp.runtime.db_threads import DatabaseThreads
-from autointerp.workflows.sanity import NO_OTHER, LayerPool, read_layer_pool
+from autointerp.workflows.shuffled_baselines import NO_OTHER, LayerPool, read_layer_pool
 from llm_client import LLMClient, make_client
 from scorer import SCORER_METHODS, ExampleSet, ScoreValue, classification_scores
 from scorer.embedding_scorer import EmbeddingScorer
@@ -117,8 +117,8 @@ class _Target:
     todo: list[tuple[ScorerName, ScoreRole]] = field(default_factory=list)
 
 
-def _load(db: Database, scorers: ExampleScorers, explanation_id: int, sanity: bool) -> _Target | None:
-    roles = [ScoreRole.OWN, ScoreRole.SHUFFLED] if sanity else [ScoreRole.OWN]
+def _load(db: Database, scorers: ExampleScorers, explanation_id: int, shuffled_baseline: bool) -> _Target | None:
+    roles = [ScoreRole.OWN, ScoreRole.SHUFFLED] if shuffled_baseline else [ScoreRole.OWN]
     with db.session() as session:
         todo = [(name, role) for name in scorers.names for role in roles
                 if explanation_id not in example_scores.example_scored(
@@ -156,16 +156,16 @@ class ScoringReport:
 
 
 async def add_example_scores(db: Database, store: DatabaseThreads, scorers: ExampleScorers,
-                             explanation_ids: Sequence[int], *, run_id: int, sanity: bool = True,
+                             explanation_ids: Sequence[int], *, run_id: int, shuffled_baseline: bool = True,
                              concurrency: int = 4) -> ScoringReport:
-    """Score each given explanation with every scorer it lacks (and its shuffled baseline, with `sanity`), up to
-    `concurrency` explanations at once."""
+    """Score each given explanation with every scorer it lacks (and its shuffled baseline, with
+    `shuffled_baseline`), up to `concurrency` explanations at once."""
     pools: dict[int, asyncio.Future[LayerPool]] = {}  # the layer's current explanations, read once
     report = ScoringReport()
 
     async def one(position: int) -> None:
         explanation_id = explanation_ids[position]
-        target = await store.read(_load, db, scorers, explanation_id, sanity)
+        target = await store.read(_load, db, scorers, explanation_id, shuffled_baseline)
         if target is None:
             return
         examples = example_input(target.records, target.polarity, target.neighbours,

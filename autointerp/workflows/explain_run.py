@@ -145,13 +145,13 @@ async def finishing_passes(db: Database, store: DatabaseThreads, opts: ExplainOp
     """After every feature is done: shuffled baselines and the example scorers, over all selected features
     (not only this run's: a killed earlier run may have missed them). A distributed run calls it once."""
     simulates = ScorerName.SIMULATION in opts.scorer_names()
-    if not (opts.sanity and simulates) and run_scorers.scorers is None:
+    if not (opts.shuffled_baseline and simulates) and run_scorers.scorers is None:
         return
     # A rerun with an added scorer fills its scores in without explaining again (scorers are not in the config).
     own = await store.read(_scored_explanations, db, all_feature_ids, config)
     await finish_batch(db, store, own, simulator=simulator if simulates else None, simulator_spec=opts.simulator,
-                       run_scorers=run_scorers, sanity=opts.sanity, seed=opts.seed, concurrency=opts.concurrency,
-                       calibrate=opts.calibrate, run_id=run_id, stats=stats)
+                       run_scorers=run_scorers, shuffled_baseline=opts.shuffled_baseline, seed=opts.seed,
+                       concurrency=opts.concurrency, calibrate=opts.calibrate, run_id=run_id, stats=stats)
 
 
 async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: ProgressDisplay,

@@ -48,7 +48,7 @@ class BatchOptions:
     simulator: str = "embedding"
     simulator_base_url: str | None = None
     device: str = "auto"
-    sanity: bool = True  # also score another feature's explanation (the shuffled baseline)
+    shuffled_baseline: bool = True  # also score another feature's explanation on the same records
     seed: int = 0
     fail_fast: int = 5  # stop as failed when the first this many features all fail the same way (0: never)
     # Scorers (comma-separated ScorerName values). Not part of the explain config hash: a rerun with more scorers

@@ -134,7 +134,7 @@ async def rescore_finishing_passes(db: Database, store: DatabaseThreads, opts: R
     """After the simulations: shuffled baselines and the example scorers over every selected explanation (not
     only this run's: an interrupted run may have missed them). A distributed run calls it once."""
     report = await finish_batch(db, store, all_ids, simulator=simulator, simulator_spec=opts.simulator,
-                                run_scorers=run_scorers, sanity=opts.sanity, seed=opts.seed,
+                                run_scorers=run_scorers, shuffled_baseline=opts.shuffled_baseline, seed=opts.seed,
                                 concurrency=opts.concurrency, calibrate=opts.calibrate, run_id=run_id, stats=stats)
     if report is not None:
         if simulator is None:

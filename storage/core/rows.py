@@ -20,11 +20,11 @@ def iso(value: datetime | None) -> str | None:
 
 
 def record_dict(row: ActivationRecordRow) -> dict[str, Any]:
-    """A stored record; its `sample` (top | random | quantile:<i>) is the row's `split` column, its tokens and
-    provenance come from its window."""
+    """A stored record (its `sample`: top | random | quantile:<i>); its tokens and provenance come from its
+    window."""
     window = row.window
     return {
-        "id": row.id, "sample": row.split, "data_split": row.data_split, "position": row.position,
+        "id": row.id, "sample": row.sample, "data_split": row.data_split, "position": row.position,
         "tokens": window.tokens, "activations": decode(row.activations), "max_activation": row.max_activation,
         "corpus": window.corpus, "document": window.document, "offset": window.offset,
     }

@@ -109,11 +109,11 @@ class ActivationRecordRow(Base):
     """One feature's activations on one window: binary (storage.core.activation_codec), max kept for ranking."""
 
     __tablename__ = "activation_records"
-    __table_args__ = (UniqueConstraint("feature_id", "split", "position", name="uq_record_position"),)
+    __table_args__ = (UniqueConstraint("feature_id", "sample", "position", name="uq_record_position"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"))
     window_id: Mapped[int] = mapped_column(ForeignKey("windows.id"))
-    split: Mapped[str] = mapped_column(String(30))  # ActivationRecord.sample: top | random | quantile:<i>
+    sample: Mapped[str] = mapped_column(String(30))  # ActivationRecord.sample: top | random | quantile:<i>
     data_split: Mapped[str] = mapped_column(String(10), default=DataSplit.TRAIN)  # train | valid | test
     position: Mapped[int] = mapped_column(Integer)  # order within its sample kind (0 = highest for top)
     activations: Mapped[bytes] = mapped_column(LargeBinary)
@@ -177,7 +177,7 @@ class Simulation(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     simulator: Mapped[str] = mapped_column(String(300))
     config_hash: Mapped[str] = mapped_column(String(64))
-    # Whose explanation was simulated: "own", or "shuffled" for the sanity baseline (explanation_id then
+    # Whose explanation was simulated: "own", or "shuffled" for the shuffled baseline (explanation_id then
     # points at the explanation of another feature, and feature_id at the feature being scored).
     role: Mapped[str] = mapped_column(String(10), default=ScoreRole.OWN)
     feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"))
@@ -197,7 +197,7 @@ class SimulatedRecord(Base):
     simulation_id: Mapped[int] = mapped_column(ForeignKey("simulations.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
     record_id: Mapped[int | None] = mapped_column(ForeignKey("activation_records.id", ondelete="CASCADE"))
-    split: Mapped[str | None] = mapped_column(String(30))  # the simulated record's sample kind
+    sample: Mapped[str | None] = mapped_column(String(30))  # the simulated record's sample kind
     tokens: Mapped[list | None] = mapped_column(JSON)
     # Binary arrays (storage.core.activation_codec); the distribution has one row per token.
     true_activations: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -224,7 +224,7 @@ class Score(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     method: Mapped[str] = mapped_column(String(50))  # ev_correlation | rsquared | absolute_dev_explained | ...
     subset: Mapped[str] = mapped_column(String(30))  # top_and_random | random_only | valid | ...
-    role: Mapped[str] = mapped_column(String(10), default=ScoreRole.OWN)  # own | shuffled (sanity baseline)
+    role: Mapped[str] = mapped_column(String(10), default=ScoreRole.OWN)  # own | shuffled (shuffled baseline)
     simulator: Mapped[str | None] = mapped_column(String(300))
     scorer_hash: Mapped[str] = mapped_column(String(64), default="")
     value: Mapped[float | None] = mapped_column(Float)  # None = undefined, see undefined_reason

@@ -1,5 +1,5 @@
 """One feature with everything about it: statistics, records by sample kind, explanations with their scores and
-provenance, the sanity (shuffled) baselines, simulations with expected vs real activations, neighbours.
+provenance, the shuffled baselines, simulations with expected vs real activations, neighbours.
 
 A fixed handful of indexed queries whatever the feature holds, so the feature page stays fast on big databases.
 """
@@ -95,7 +95,7 @@ def _simulations(session: Session, feature_id: int, records: dict[int, dict[str,
         per_sim[rec.simulation_id].append(
             {
                 "position": rec.position, "record_id": rec.record_id,
-                "sample": rec.split or (source["sample"] if source else None),
+                "sample": rec.sample or (source["sample"] if source else None),
                 "data_split": source["data_split"] if source else None,
                 "tokens": rec.tokens if rec.tokens is not None else (source["tokens"] if source else None),
                 "real": (
@@ -150,8 +150,8 @@ def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
     ).all()
     record_dicts = {row.id: record_dict(row) for row in record_rows}
     by_sample: dict[str, list[dict[str, Any]]] = {}
-    for row in sorted(record_rows, key=lambda r: (_sample_order(r.split), r.position)):
-        by_sample.setdefault(row.split, []).append(record_dicts[row.id])
+    for row in sorted(record_rows, key=lambda r: (_sample_order(r.sample), r.position)):
+        by_sample.setdefault(row.sample, []).append(record_dicts[row.id])
 
     explanations = session.scalars(
         select(Explanation).where(Explanation.feature_id == feature_id).order_by(Explanation.id)
@@ -173,7 +173,7 @@ def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
         "stats": feature_stats_dict(feature),
         "records": by_sample,
         "explanations": [_explanation(e, runs, own.get(e.id, [])) for e in explanations],
-        "sanity_baselines": [_baseline(b, borrowed.get(b.id)) for b in baselines],
+        "shuffled_baselines": [_baseline(b, borrowed.get(b.id)) for b in baselines],
         "simulations": _simulations(session, feature_id, record_dicts),
         "neighbours": _neighbours(session, feature),
         "evidence": _evidence(session, feature),

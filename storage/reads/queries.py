@@ -318,7 +318,7 @@ def records_by_feature(session: Session, feature_ids: list[int]) -> dict[int, li
     stmt = (
         select(ActivationRecordRow)
         .where(ActivationRecordRow.feature_id.in_(feature_ids))
-        .order_by(ActivationRecordRow.feature_id, ActivationRecordRow.split, ActivationRecordRow.position)
+        .order_by(ActivationRecordRow.feature_id, ActivationRecordRow.sample, ActivationRecordRow.position)
     )
     for row in session.scalars(stmt):
         out.setdefault(row.feature_id, []).append(record_dict(row))

@@ -41,12 +41,12 @@ def neighbour_windows(session: Session, feature: Feature, *, per_neighbour: int 
         Feature.model_id == feature.model_id, Feature.layer == feature.layer, Feature.kind == feature.kind,
         Feature.sae_key == feature.sae_key, Feature.index.in_(list(similarity))))
     by_id = {row.id: row for row in rows}
-    split_order = case({DataSplit.TEST.value: 0, DataSplit.VALID.value: 1}, value=ActivationRecordRow.data_split,
+    data_split_order = case({DataSplit.TEST.value: 0, DataSplit.VALID.value: 1}, value=ActivationRecordRow.data_split,
                        else_=2)
     records = session.scalars(
         select(ActivationRecordRow)
-        .where(ActivationRecordRow.feature_id.in_(list(by_id)), ActivationRecordRow.split == SampleKind.TOP)
-        .order_by(ActivationRecordRow.feature_id, split_order, ActivationRecordRow.position)
+        .where(ActivationRecordRow.feature_id.in_(list(by_id)), ActivationRecordRow.sample == SampleKind.TOP)
+        .order_by(ActivationRecordRow.feature_id, data_split_order, ActivationRecordRow.position)
     ).all()
     chosen: dict[int, list[ActivationRecordRow]] = {}
     for row in records:

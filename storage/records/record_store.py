@@ -32,8 +32,8 @@ def add_records(
         session.execute(delete(ActivationRecordRow).where(ActivationRecordRow.feature_id == feature.id))
         existing: set[tuple[str, int]] = set()
     else:
-        existing = {(split, position) for split, position in session.execute(
-            select(ActivationRecordRow.split, ActivationRecordRow.position)
+        existing = {(sample, position) for sample, position in session.execute(
+            select(ActivationRecordRow.sample, ActivationRecordRow.position)
             .where(ActivationRecordRow.feature_id == feature.id))}
     new = [(record, position) for record, position in numbered(records) if (record.sample, position) not in existing]
     windows = window_ids(session, feature.model_id, [record for record, _ in new])
@@ -52,37 +52,36 @@ def numbered(records: Sequence[ActivationRecord]) -> Iterator[tuple[ActivationRe
 
 
 def record_values(feature_id: int, record: ActivationRecord, position: int, window_id: int) -> dict[str, Any]:
-    """Column values of one activation record row (the record's `sample` is stored in column `split`; its
-    tokens and provenance live in its window)."""
+    """Column values of one activation record row (its tokens and provenance live in its window)."""
     return {
-        "feature_id": feature_id, "window_id": window_id, "split": record.sample, "data_split": record.data_split,
+        "feature_id": feature_id, "window_id": window_id, "sample": record.sample, "data_split": record.data_split,
         "position": position, "activations": encode(record.activations), "max_activation": record.max_activation,
     }
 
 
-def _record(record_id: int, split: str, data_split: str, position: int, activations: bytes, tokens: Sequence[str],
+def _record(record_id: int, sample: str, data_split: str, position: int, activations: bytes, tokens: Sequence[str],
             corpus: str | None, document: str | None, offset: int | None, token_ids: bytes | None) -> ActivationRecord:
     """A record from its stored columns and its window's (validated when written, so not checked again)."""
     return ActivationRecord.stored(
-        tuple(tokens), tuple(decode(activations)), split, data_split, Provenance(corpus, document, offset),
-        f"{split}[{position}]", record_id, tuple(decode_ids(token_ids)) if token_ids is not None else None,
+        tuple(tokens), tuple(decode(activations)), sample, data_split, Provenance(corpus, document, offset),
+        f"{sample}[{position}]", record_id, tuple(decode_ids(token_ids)) if token_ids is not None else None,
     )
 
 
 def record_of(row: ActivationRecordRow) -> ActivationRecord:
     """A record from its ORM row and joined window."""
     window = row.window
-    return _record(row.id, row.split, row.data_split, row.position, row.activations, window.tokens, window.corpus,
+    return _record(row.id, row.sample, row.data_split, row.position, row.activations, window.tokens, window.corpus,
                    window.document, window.offset, window.token_ids)
 
 
 # A record's columns and its window's, read as plain rows (Core): no ORM entity per record and window.
 _RECORD_ROWS = (
-    select(_RECORDS.c.feature_id, _RECORDS.c.id, _RECORDS.c.split, _RECORDS.c.data_split, _RECORDS.c.position,
+    select(_RECORDS.c.feature_id, _RECORDS.c.id, _RECORDS.c.sample, _RECORDS.c.data_split, _RECORDS.c.position,
            _RECORDS.c.activations, _WINDOWS.c.tokens, _WINDOWS.c.corpus, _WINDOWS.c.document, _WINDOWS.c.offset,
            _WINDOWS.c.token_ids)
     .join_from(_RECORDS, _WINDOWS, _WINDOWS.c.id == _RECORDS.c.window_id)
-    .order_by(_RECORDS.c.feature_id, _RECORDS.c.split, _RECORDS.c.position)
+    .order_by(_RECORDS.c.feature_id, _RECORDS.c.sample, _RECORDS.c.position)
 )
 
 

@@ -60,7 +60,7 @@ def store_simulation(
     rows: list[dict[str, Any]] = []
     if simulations is not None:
         rows = [
-            {"record_id": record.record_id, "split": record.sample,
+            {"record_id": record.record_id, "sample": record.sample,
              "expected_activations": list(sim.expected_activations), "distribution": sim.distributions}
             for record, sim in zip(records, simulations)
         ]
@@ -140,7 +140,7 @@ def finished_features(session: Session, feature_ids: Sequence[int], config_hash:
 
 def with_shuffled_baseline(session: Session, explanation_ids: Sequence[int], simulator: str, *,
                            scorer_config: dict | None = None) -> set[int]:
-    """Which of these explanations already have sanity-baseline scores under this simulator (and scorer
+    """Which of these explanations already have shuffled-baseline scores under this simulator (and scorer
     configuration, when given: baselines of an older scoring version do not count)."""
     stmt = select(Score.explanation_id).distinct().where(Score.role == ScoreRole.SHUFFLED, Score.simulator == simulator)
     if scorer_config is not None:

@@ -1,4 +1,4 @@
-"""The sanity baseline stored with every scoring run: each feature's test records simulated with another
+"""The shuffled baseline stored with every scoring run: each feature's test records simulated with another
 feature's explanation (chosen reproducibly from the same layer), scored the same way with role "shuffled"."""
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _pending(db: Database, explanation_ids: Sequence[int], simulator_spec: str) 
 
 
 def read_layer_pool(db: Database, feature_id: int, seed: int) -> LayerPool:
-    """The current explanations of `feature_id`'s layer, for the sanity baselines and the example scorers."""
+    """The current explanations of `feature_id`'s layer, for the shuffled baselines and the example scorers."""
     with db.session() as session:
         current = repo.layer_current_explanation_texts(session, repo.get_feature(session, feature_id))
     return LayerPool(ShuffledPicker({f: text for f, (_, text) in current.items()}, seed),
@@ -84,9 +84,9 @@ def _save(db: Database, item: _Pending, other_explanation_id: int | None, record
                                        run_id=run_id, scorer_config=simulation_scorer_config())
 
 
-async def add_sanity_baselines(db: Database, store: DatabaseThreads, simulator: Simulator, simulator_spec: str,
-                               explanation_ids: Sequence[int], *, run_id: int, seed: int = 0,
-                               concurrency: int = 4, calibrate: bool = False) -> int:
+async def add_shuffled_baselines(db: Database, store: DatabaseThreads, simulator: Simulator, simulator_spec: str,
+                                 explanation_ids: Sequence[int], *, run_id: int, seed: int = 0,
+                                 concurrency: int = 4, calibrate: bool = False) -> int:
     """For each given (own, already scored) explanation without a baseline under this simulator, simulate
     another feature's current explanation on the same test records and store its scores on the own
     explanation with role "shuffled" (the simulation row points at the explanation actually simulated).

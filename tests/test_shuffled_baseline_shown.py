@@ -1,4 +1,4 @@
-"""The sanity baseline a feature page shows is the explanation its shuffled simulation was made with: run the
+"""The shuffled baseline a feature page shows is the explanation its shuffled simulation was made with: run the
 real pipeline against the fake OpenAI server, then read the feature through the HTTP API."""
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ def test_baseline_rows_name_the_borrowed_explanation(fake_openai, db_url, db, mo
             page = client.get(f"/api/features/{feature_id}").json()
             borrowed = simulated[feature_id]
             assert borrowed.feature_id != feature_id and borrowed.text != own[feature_id]
-            assert page["sanity_baselines"], feature_id
-            for row in page["sanity_baselines"]:
+            assert page["shuffled_baselines"], feature_id
+            for row in page["shuffled_baselines"]:
                 assert row["explanation_text"] == borrowed.text
                 assert row["borrowed_explanation_id"] == borrowed.id
                 assert row["explanation_feature_id"] == borrowed.feature_id
