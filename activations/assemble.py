@@ -3,13 +3,13 @@
 The streaming pass keeps only window ids and activation rows. The selected windows are rebuilt here by
 walking the corpus windows again (same corpus, tokenizer and settings give the same ids), so token
 memory never grows with the corpus. Every window's tokens are decoded once and shared by all features.
-The train/valid/test split of a record is a seeded hash of its window id: a window belongs to one split
-for every feature, so the splits are disjoint by construction and reproducible.
+Each feature's train/valid/test splits come from `activations.splits`: one split per window of the feature
+(whatever samples hold it), valid and test balanced between top and random records, seeded, so a local and a
+Ray collection (both assemble here) give the same splits.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from typing import Any
 
@@ -17,17 +17,11 @@ import numpy as np
 
 from activations.collect_config import CollectConfig, Target
 from activations.corpus import Corpus
-from activations.records import DATA_SPLITS, ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
+from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
 from activations.sampling import SamplerResult, SampleSet
+from activations.splits import balanced_splits, data_split_of
 from activations.vocab import SampleKind
 from activations.windows import Window, iter_windows
-
-
-def data_split_of(window_id: int, seed: int, fractions: tuple[float, float, float]) -> str:
-    digest = hashlib.blake2b(f"{seed}:{window_id}".encode(), digest_size=8).digest()
-    u = int.from_bytes(digest, "big") / 2**64
-    edges = np.cumsum(fractions) / sum(fractions)
-    return DATA_SPLITS[min(int(np.searchsorted(edges, u, side="right")), 2)]
 
 
 def selected_window_ids(results: dict[Any, SamplerResult]) -> set[int]:
@@ -64,10 +58,24 @@ class _Records:
         decode = lambda i: cache.setdefault(i, tokenizer.decode([i]))  # noqa: E731
         self.tokens = {wid: tuple(decode(i) for i in w.token_ids) for wid, w in windows.items()}
         self.provenance = {wid: Provenance(corpus.name, w.document, w.offset) for wid, w in windows.items()}
-        self.data_splits = {wid: data_split_of(wid, config.sampler.seed, config.data_split_fractions)
-                            for wid in windows}
+        self.seed, self.fractions = config.sampler.seed, config.data_split_fractions
+        self.hashed: dict[int, str] = {}  # the hash rule's split of a window is the same for every feature
 
-    def build(self, sample_set: SampleSet, f: int, sample: str, fid: FeatureId) -> list[ActivationRecord]:
+    def splits(self, res: SamplerResult, f: int, fid: FeatureId, dead: bool) -> dict[int, str]:
+        """Window id -> split for this feature: balanced over its top and random samples (a dead feature has no
+        top records); the hash rule for windows in neither (quantile-only, or a dead feature's random ones)."""
+        top = [] if dead else _window_ids(res.top, f)
+        splits = balanced_splits(top, _window_ids(res.random, f), self.fractions, f"{self.seed}:{fid}")
+        for sample_set in (res.random, *res.quantiles):
+            for wid in _window_ids(sample_set, f):
+                if wid not in splits:
+                    if wid not in self.hashed:
+                        self.hashed[wid] = data_split_of(wid, self.seed, self.fractions)
+                    splits[wid] = self.hashed[wid]
+        return splits
+
+    def build(self, sample_set: SampleSet, f: int, sample: str, fid: FeatureId,
+              splits: dict[int, str]) -> list[ActivationRecord]:
         out = []
         for j, wid in enumerate(int(i) for i in sample_set.ids[f]):
             if wid < 0:
@@ -75,10 +83,15 @@ class _Records:
             tokens = self.tokens[wid]
             out.append(ActivationRecord(
                 tokens=tokens, activations=sample_set.rows[f, j, : len(tokens)].tolist(), sample=sample,
-                data_split=self.data_splits[wid], provenance=self.provenance[wid], label=f"{sample}[{j}]", feature=fid,
+                data_split=splits[wid], provenance=self.provenance[wid], label=f"{sample}[{j}]", feature=fid,
                 token_ids=self.windows[wid].token_ids,
             ))
         return out
+
+
+def _window_ids(sample_set: SampleSet, f: int) -> list[int]:
+    """Feature f's window ids in the sample's order (top: strongest first), empty slots left out."""
+    return [int(i) for i in sample_set.ids[f] if i >= 0]
 
 
 def feature_stats(res: SamplerResult, f: int) -> FeatureStats:
@@ -105,11 +118,12 @@ def build_feature_records(
         for f in range(len(res.max)):
             fid = FeatureId(model=model_name, layer=target.layer, kind=target.kind, index=f, sae=target.sae_name)
             stats = feature_stats(res, f)
-            records = [] if stats.dead else builder.build(res.top, f, SampleKind.TOP, fid)
-            records += builder.build(res.random, f, SampleKind.RANDOM, fid)
+            splits = builder.splits(res, f, fid, stats.dead)
+            records = [] if stats.dead else builder.build(res.top, f, SampleKind.TOP, fid, splits)
+            records += builder.build(res.random, f, SampleKind.RANDOM, fid, splits)
             if not stats.dead:
                 for b, sample_set in enumerate(res.quantiles):
-                    records += builder.build(sample_set, f, SampleKind.quantile(b), fid)
+                    records += builder.build(sample_set, f, SampleKind.quantile(b), fid, splits)
             features.append(FeatureRecords(feature=fid, records=records, stats=stats))
         out[target] = features
     return out

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from activations.hooks import HookError, HookPoint
 from activations.sae import Sae
 from activations.sampling import SamplerConfig
+from activations.splits import BALANCED_SPLIT_RULE
 
 
 @dataclass(frozen=True)
@@ -49,5 +50,13 @@ class CollectConfig:
     max_tokens: int = 100_000
     batch_size: int = 16
     min_tail: int = 8
-    data_split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train, valid, test (by window)
+    data_split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train, valid, test
+    # How records get their split; stored with the collection's run so a collection made under another rule
+    # (before this field: a per-window hash alone) is recognisable.
+    data_split_rule: str = BALANCED_SPLIT_RULE
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+
+    def __post_init__(self) -> None:
+        if self.data_split_rule != BALANCED_SPLIT_RULE:
+            raise ValueError(f"data split rule {self.data_split_rule!r} is not one this version assigns "
+                             f"(only {BALANCED_SPLIT_RULE!r}); leave data_split_rule at its default")

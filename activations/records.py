@@ -185,9 +185,10 @@ class FeatureRecords:
 
 
 def interleaved_data_split(position: int) -> str:
-    """Deterministic train/valid/test assignment for records whose source gives none (imports):
-    every 4th record of a sample goes to valid and test each, so all three see the same range of
-    activation strengths."""
+    """Deterministic train/valid/test assignment by position, for imported records whose source gives none:
+    every 4th record of a sample goes to valid and test each, so all three see the same range of activation
+    strengths. Importers keep it for quantile records; top and random ones are then balanced
+    (importers.common.with_balanced_splits)."""
     return (DataSplit.TRAIN, DataSplit.TRAIN, DataSplit.VALID, DataSplit.TEST)[position % 4]
 
 

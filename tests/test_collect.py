@@ -71,13 +71,35 @@ def test_record_activations_are_the_models(neurons, loaded):
     np.testing.assert_allclose(record.activations, seen[0][0, :, 7].numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_splits_are_disjoint_by_window(neurons):
+def _splits_of(features) -> dict[tuple, str]:
+    """(feature index, document, offset) -> split; a window in two splits of one feature fails here."""
     split_of: dict[tuple, str] = {}
-    for fr in neurons:
+    for fr in features:
         for r in fr.records:
-            key = (r.provenance.document, r.provenance.offset)
-            assert split_of.setdefault(key, r.data_split) == r.data_split
-    assert set(split_of.values()) == {"train", "valid", "test"}
+            key = (fr.feature.index, r.provenance.document, r.provenance.offset)
+            assert split_of.setdefault(key, r.data_split) == r.data_split, (key, r.sample)
+    return split_of
+
+
+def test_held_out_splits_balance_top_and_random_with_one_split_per_window(neurons):
+    """Every live feature's valid and test splits hold as many top as random records (OpenAI's one to one),
+    20% of the smaller sample each when the corpus allows (3 random records: 1 + 1); a window the feature has in
+    two samples is in one split."""
+    assert set(_splits_of(neurons).values()) == {"train", "valid", "test"}
+    live = [fr for fr in neurons if not fr.stats.dead]
+    on_target = 0
+    for fr in live:
+        counts = {split: (len(fr.select(samples=["top"], data_splits=[split])),
+                          len(fr.select(samples=["random"], data_splits=[split]))) for split in ("valid", "test")}
+        assert counts["valid"][0] == counts["valid"][1] and counts["test"][0] == counts["test"][1], (fr.feature, counts)
+        on_target += counts == {"valid": (1, 1), "test": (1, 1)}
+    # 25 windows: now and then all 3 random windows are top windows too, and a held-out top record lacks a partner
+    assert on_target >= 0.9 * len(live)
+
+
+def test_a_second_collection_gives_the_same_splits(neurons, loaded):
+    again = collect(loaded.model, loaded.tokenizer, open_corpus(), [neuron_target(1)], MODEL, SMALL)[neuron_target(1)]
+    assert _splits_of(again) == _splits_of(neurons)
 
 
 def _sae_folder(tmp_path, d_in: int, layer: int, dead: int = 3):
@@ -165,6 +187,8 @@ def test_interrupted_run_leaves_no_complete_layer_and_resumes(db, loaded, monkey
     assert stats["layer 0 MLP neurons"]["features"] == loaded.model.config.intermediate_size
     with db.session() as s:
         assert s.scalars(select(Run.status).order_by(Run.id)).all() == ["interrupted", "failed", "done"]
+        # The split rule is stored with the collection: one made before it carries none (the per-window hash).
+        assert s.scalars(select(Run.config)).all()[-1]["data_split_rule"] == "balanced-top-random/v1"
     assert run_collect(db, MODEL, targets, "wikipedia", config, device="cpu", log=lambda m: None) == {"skipped": 1}
 
 

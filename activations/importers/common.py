@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, overload
 
 from activations.errors import UserError
-from activations.records import FeatureRecords, RecordError
+from activations.records import ActivationRecord, FeatureId, FeatureRecords, RecordError
+from activations.splits import balanced_splits
+from activations.vocab import SampleKind
+
+# The fractions of `interleaved_data_split` (every 4th record valid, every 4th test), which quantile records
+# keep; top and random records are balanced at the same fractions.
+IMPORT_FRACTIONS = (0.5, 0.25, 0.25)
 
 
 class ImportFormatError(UserError):
@@ -36,6 +42,17 @@ class ImportedFeature:
     explanations: list[ImportedExplanation] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     sae_info: dict[str, Any] = field(default_factory=dict)
+
+
+def with_balanced_splits(records: list[ActivationRecord], feature: FeatureId) -> list[ActivationRecord]:
+    """The records, top and random ones re-split so valid and test hold as many of each (activations.splits).
+    A file names no windows, so each record is its own window; top records rank by their peak. Quantile records,
+    and every record of a feature without both samples, keep the split they were built with."""
+    tops = sorted((i for i, r in enumerate(records) if r.sample == SampleKind.TOP),
+                  key=lambda i: -records[i].max_activation)  # stable: equal peaks keep file order
+    randoms = [i for i, r in enumerate(records) if r.sample == SampleKind.RANDOM]
+    splits = balanced_splits(tops, randoms, IMPORT_FRACTIONS, f"import:{feature}")
+    return [replace(r, data_split=splits[i]) if i in splits else r for i, r in enumerate(records)]
 
 
 class Fields:

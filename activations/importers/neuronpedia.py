@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, TypeGuard
 
-from activations.importers.common import Fields, ImportedFeature
+from activations.importers.common import Fields, ImportedFeature, with_balanced_splits
 from activations.records import (
     ActivationRecord,
     FeatureId,
@@ -76,6 +76,7 @@ def parse_neuronpedia(obj: dict, source: str, model: str | None = None) -> list[
                                                 data_split=interleaved_data_split(position), label=rpath, feature=fid))
             except RecordError as exc:
                 raise f.record_error(rpath, exc) from None
+        records = with_balanced_splits(records, fid)
         frac = f.number(f.get(feat, "frac_nonzero", path, required=False), f"{path}.frac_nonzero", allow_none=True)
         stats = FeatureStats(max_activation=max((r.max_activation for r in records), default=0.0), firing_fraction=frac)
         extra = {k: feat[k] for k in DASHBOARD_EXTRA_KEYS if k in feat}

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from typing import Any, TypeGuard
 
-from activations.importers.common import Fields, ImportedExplanation, ImportedFeature, ImportedScoredSequence
+from activations.importers.common import (
+    Fields,
+    ImportedExplanation,
+    ImportedFeature,
+    ImportedScoredSequence,
+    with_balanced_splits,
+)
 from activations.records import (
     ActivationRecord,
     FeatureId,
@@ -62,6 +68,7 @@ def parse_neuron_record(obj: dict, source: str, model: str = DEFAULT_OPENAI_MODE
         records += _records(f, bin_records, f"random_sample_by_quantile[{q}]", SampleKind.quantile(q), fid)
     if not records:
         raise f.fail("most_positive_activation_records", "no activation records in the file")
+    records = with_balanced_splits(records, fid)
     boundaries = f.numbers(f.get(obj, "quantile_boundaries", "", required=False, default=[]), "quantile_boundaries")
     stats = FeatureStats(
         max_activation=max(r.max_activation for r in records),
