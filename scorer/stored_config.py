@@ -12,6 +12,7 @@ polarity-signed and never clipped, as OpenAI scored them (docs/score-definitions
 from __future__ import annotations
 
 from activations.vocab import DataSplit, SampleKind
+from simulator import prompt_version
 from simulator.base import VALUE_READING
 
 SCORING_VERSION = "2"
@@ -24,9 +25,11 @@ SIMULATED_SAMPLES: tuple[str, ...] = (SampleKind.TOP, SampleKind.RANDOM, SampleK
 def simulation_config(simulator: str, **extra: object) -> dict:
     """The configuration of a simulation of the held-out test split by `simulator` (a shuffled baseline adds
     the own explanation it stands in for). The value reading is the simulator's: a simulation made under another
-    reading of the values 0..10 (simulator.base.VALUE_READING) or of other records (SIMULATED_SAMPLES) is other
-    work, never reused."""
+    reading of the values 0..10 (simulator.base.VALUE_READING), with another version of a logprob: simulator's
+    prompt (simulator.prompt_version) or of other records (SIMULATED_SAMPLES) is other work, never reused."""
+    version = prompt_version(simulator)
     return {"simulator": simulator, "split": DataSplit.TEST.value, "value_reading": VALUE_READING,
+            **({"prompt_version": version} if version is not None else {}),
             "samples": [str(s) for s in SIMULATED_SAMPLES], **extra}
 
 
