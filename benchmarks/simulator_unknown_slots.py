@@ -54,7 +54,7 @@ def scored_sets(db_url: str, n_features: int, n_records: int) -> list[tuple[str,
         for text, feature in rows:
             records = load_feature_records(session, feature).select(
                 samples=[SampleKind.TOP, SampleKind.RANDOM], data_splits=[DataSplit.TEST])
-            if records:
+            if records and text:
                 out.append((text, [list(r.tokens) for r in records[:n_records]]))
     if not out:
         sys.exit(f"{db_url}: no feature with an ok explanation and test records; explain some first, e.g. "
@@ -70,7 +70,8 @@ def slot_rows(sim, explanation: str, records: list[list[str]]):
     model = sim.loaded.model
     prefix = sim.prefix_ids(explanation)
     with torch.inference_mode():
-        cache = model(input_ids=torch.tensor([prefix]), use_cache=True).past_key_values
+        # logits_to_keep=1: the prefix's own logits are not needed (on Gemma they would be 262k per token)
+        cache = model(input_ids=torch.tensor([prefix]), use_cache=True, logits_to_keep=1).past_key_values
         for tokens in records:
             rec = sim.record_ids(tokens)
             logits = model(input_ids=torch.tensor([rec.ids]), past_key_values=copy.deepcopy(cache), use_cache=True,
