@@ -12,9 +12,10 @@ polarity-signed and never clipped, as OpenAI scored them (docs/score-definitions
 from __future__ import annotations
 
 from activations.vocab import DataSplit, SampleKind
+from simulator import prompt_version
 from simulator.base import VALUE_READING
 
-SCORING_VERSION = "2"
+SCORING_VERSION = "3"  # docs/score-definitions.md#scoring-versions: what each version changed
 # The test split's records a simulation covers: top and random (OpenAI's scored sets) and every quantile bin (the
 # per-quantile scores). Part of the simulation's configuration: one stored before quantile bins were simulated
 # holds none, so it is other work, never reused.
@@ -24,11 +25,13 @@ SIMULATED_SAMPLES: tuple[str, ...] = (SampleKind.TOP, SampleKind.RANDOM, SampleK
 def simulation_config(simulator: str, **extra: object) -> dict:
     """The configuration of a simulation of the held-out test split by `simulator` (a shuffled baseline adds
     the own explanation it stands in for). The value reading is the simulator's: a simulation made under another
-    reading of the values 0..10 (simulator.base.VALUE_READING) or of other records (SIMULATED_SAMPLES) is other
-    work, never reused."""
+    reading of the values 0..10 (simulator.base.VALUE_READING), with another version of a logprob: simulator's
+    prompt (simulator.prompt_version) or of other records (SIMULATED_SAMPLES) is other work, never reused."""
     # "split" is the data split here (elsewhere `data_split`): the key is hashed into every stored simulation's
     # configuration, so renaming it would make every stored simulation look like other work and be redone.
+    version = prompt_version(simulator)
     return {"simulator": simulator, "split": DataSplit.TEST.value, "value_reading": VALUE_READING,
+            **({"prompt_version": version} if version is not None else {}),
             "samples": [str(s) for s in SIMULATED_SAMPLES], **extra}
 
 

@@ -2,7 +2,7 @@
 
 from simulator.base import MAX_VALUE, SequenceSimulation, SimulationError, Simulator, expected_value
 from simulator.calibration import LinearCalibration, simulate_calibrated
-from simulator.factory import SPEC_HELP, make_simulator
+from simulator.factory import SPEC_HELP, make_simulator, prompt_version
 
 __all__ = ["MAX_VALUE", "LinearCalibration", "SPEC_HELP", "SequenceSimulation", "SimulationError", "Simulator",
-           "expected_value", "make_simulator", "simulate_calibrated"]
+           "expected_value", "make_simulator", "prompt_version", "simulate_calibrated"]

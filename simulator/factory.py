@@ -5,9 +5,16 @@ from __future__ import annotations
 
 from activations.errors import UserError
 from simulator.base import Simulator
+from simulator.prompts import PROMPT_VERSION
 
 SPEC_HELP = ("use embedding[:<sentence-transformers model>], logprob:<llm spec> or json:<llm spec>, where an llm spec "
              "is local:<gemma-3-270m | smollm2-135m | HF id | path> or openai:<model>")
+
+
+def prompt_version(spec: str) -> int | None:
+    """The version of the all-at-once prompt a `logprob:` simulator fills in (simulator.prompts.PROMPT_VERSION);
+    None for the others, whose prompts it is not (embedding has none, json: asks for a JSON list)."""
+    return PROMPT_VERSION if spec.strip().startswith("logprob:") else None
 
 
 def make_simulator(spec: str, *, base_url: str | None = None, device: str = "auto", concurrency: int = 8,

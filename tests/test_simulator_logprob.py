@@ -31,6 +31,40 @@ def test_escape_keeps_each_token_on_one_visible_line():
     assert prefix_text("colour words").endswith("does is find colour words\nActivations: \n<start>\n")
 
 
+def _few_shot_blocks(text: str) -> list[list[list[str]]]:
+    """The few-shot records of a prefix, each as its lines split at the TAB."""
+    blocks = text.split("<start>\n")[1:-1]  # the last <start> opens the record under test
+    return [[line.split("\t") for line in block.split("\n<end>")[0].split("\n")] for block in blocks]
+
+
+def test_few_shot_records_show_unknown_then_values_from_their_first_revealed_index():
+    """OpenAI's layout: the model sees "unknown" lines followed by values, so it does not learn that an
+    "unknown" line is always followed by another (docs/simulator-values.md)."""
+    blocks = _few_shot_blocks(prefix_text("colour words"))
+    records = [(example, r) for example in FEW_SHOT for r in range(len(example.records))]
+    assert len(blocks) == len(records) == 6
+    for lines, (example, r) in zip(blocks, records):
+        first = example.first_revealed[r]
+        assert first > 0  # every few-shot record starts with hidden values
+        assert [token for token, _ in lines] == [t for t, _ in example.records[r]]
+        assert [value for _, value in lines[:first]] == ["unknown"] * first
+        assert [value for _, value in lines[first:]] == [str(a) for _, a in example.records[r][first:]]
+    # a value the unknown lines hide, and a 10 still shown (the remote simulator reads from it how 10 is written)
+    assert any(a > 0 for example in FEW_SHOT for r, record in enumerate(example.records)
+               for _, a in record[:example.first_revealed[r]])
+    assert "\t10\n" in prefix_text("colour words")
+
+
+def test_few_shot_first_revealed_indices_are_checked():
+    records = (((" red", 6), (" car", 0)),)
+    assert FewShotExample("colours", records).shown(0) == [(" red", "6"), (" car", "0")]  # () shows every value
+    assert FewShotExample("colours", records, (1,)).shown(0) == [(" red", "unknown"), (" car", "0")]
+    with pytest.raises(ValueError, match="'colours': 2 first revealed indices for 1 records; give one per record"):
+        FewShotExample("colours", records, (0, 1))
+    with pytest.raises(ValueError, match="'colours', record 0: first revealed index 2 is outside 0..1"):
+        FewShotExample("colours", records, (2,))
+
+
 @pytest.fixture(scope="module")
 def smollm_sim():
     from llm_client.local_models import load_model

@@ -18,7 +18,8 @@ IMPORTED_PREFIX = "import:"  # the `simulator` of every imported score, e.g. imp
 SIMULATION_METHODS = tuple(m.value for m in SCORER_METHODS[ScorerName.SIMULATION])
 CURRENT_SCORER_HASH = config_hash(simulation_scorer_config())  # what every current simulation score stores
 # The scorer hash of each scoring version's simulation scores: version 1 stored no version (an empty config).
-_VERSION_OF_HASH = {config_hash({}): "1", CURRENT_SCORER_HASH: SCORING_VERSION}
+_VERSION_OF_HASH = {config_hash({}): "1", config_hash({"scoring_version": "2"}): "2",
+                    CURRENT_SCORER_HASH: SCORING_VERSION}
 
 
 def is_imported(simulator: str | None) -> bool:
