@@ -6,8 +6,8 @@ a deterministic word tokenizer. Switches make it behave like servers that do les
 list of prompts with HTTP 400 and `ignore_logprobs` ignores echo and logprobs, as `transformers serve` does;
 `split_digits` tokenizes every digit apart and offers "0".."9" only, as Gemma's, Qwen's or Llama 2's tokenizers
 (no "10" token). `zero_max_tokens` says what max_tokens=0 means: "echo" (nothing generated, as vLLM reads it),
-"unlimited" (generate until `context_tokens`, as llama.cpp's server does) or "500" (HTTP 500, as `transformers
-serve` answers); `list_status=500` refuses a list of prompts as llama.cpp's server does (a failed assertion). Tests script it: fixed latency, a failure mix
+"unlimited" (generate until `context_tokens`, as llama.cpp's server does) or "refuse" (HTTP 400, as
+`transformers serve` answers); `list_status=500` refuses a list of prompts as llama.cpp's server does (a failed assertion). Tests script it: fixed latency, a failure mix
 (429 with Retry-After, 500, 400, hang past the client's timeout, garbage bodies) by probability or by a
 per-request script, a hook that decides the answer text, and counters (total, per endpoint, per prompt
 hash, peak in-flight) read back by the test. Top logprobs always include the digit tokens "0".."10", with
@@ -146,7 +146,7 @@ class FakeOpenAI:
     ignore_logprobs: bool = False  # /v1/completions ignores echo and logprobs (transformers serve)
     split_digits: bool = False  # echoed prompts split digits apart; top logprobs offer "0".."9", never "10"
     list_status: int = 400  # how `refuse_lists` answers a list: 400 (transformers serve) or 500 (llama.cpp)
-    zero_max_tokens: str = "echo"  # max_tokens=0: "echo" (vLLM), "unlimited" (llama.cpp) or "500" (transformers serve)
+    zero_max_tokens: str = "echo"  # max_tokens=0: "echo" (vLLM), "unlimited" (llama.cpp), "refuse" (transformers serve)
     context_tokens: int = 2048  # where "unlimited" generation stops (prompt and answer together)
     max_concurrent: int | None = None  # at most this many requests served at once; the rest queue (vLLM's max-num-seqs)
     url: str = ""  # base URL ending in /v1, set once started
@@ -367,9 +367,8 @@ class FakeOpenAI:
                 return JSONResponse({"detail": "prompt must be a string."} if self.list_status == 400 else
                                     {"error": {"message": "", "type": "internal_server_error"}},
                                     status_code=self.list_status)
-            if endpoint == "completions" and body.get("max_tokens") == 0 and self.zero_max_tokens == "500":
-                return JSONResponse({"error": {"message": "fake: max_tokens=0 is not served",
-                                               "type": "internal_server_error"}}, status_code=500)
+            if endpoint == "completions" and body.get("max_tokens") == 0 and self.zero_max_tokens == "refuse":
+                return JSONResponse({"detail": "`max_new_tokens` must be greater than 0, but is 0."}, status_code=400)
             if endpoint == "chat":
                 return JSONResponse(self._chat_body(body))
             return Response(self._completion_json(body), media_type="application/json")
@@ -440,7 +439,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ignore-logprobs", action="store_true", help="ignore echo and logprobs on /v1/completions")
     parser.add_argument("--split-digits", action="store_true", help="a tokenizer with no \"10\" token (digits apart)")
     parser.add_argument("--list-status", type=int, default=400, help="the status --refuse-lists answers (400 or 500)")
-    parser.add_argument("--zero-max-tokens", choices=("echo", "unlimited", "500"), default="echo",
+    parser.add_argument("--zero-max-tokens", choices=("echo", "unlimited", "refuse"), default="echo",
                         help="what max_tokens=0 means (vLLM, llama.cpp, transformers serve)")
     args = parser.parse_args(argv)
     fake = FakeOpenAI(latency_s=args.latency, failure_rate=args.failure_rate, retry_after="0",

@@ -178,10 +178,10 @@ def test_a_server_like_llama_cpp_simulates_as_vllm_does(fake_openai):
 
 @pytest.mark.parametrize("plain", [False, True], ids=["prompt_rows", "complete"])
 def test_a_server_that_fails_max_tokens_zero_still_echoes(fake_openai, plain):
-    """transformers serve answers max_tokens=0 with HTTP 500; echo requests never send it."""
+    """transformers serve answers max_tokens=0 with HTTP 400; echo requests never send it."""
     fake_openai.digit_for = _digit
     vllm, _ = _simulate(fake_openai)
-    strict = FakeOpenAI(digit_for=_digit, zero_max_tokens="500").start()
+    strict = FakeOpenAI(digit_for=_digit, zero_max_tokens="refuse").start()
     try:
         client = _quick_client(strict)
         got, stats = _simulate(strict, client=PlainClient(client) if plain else client)
