@@ -4,6 +4,7 @@ transformers model (`local:<name>`). See base.py for the types every backend ret
 from __future__ import annotations
 
 from llm_client.base import (
+    ECHO_MAX_TOKENS,
     Capabilities,
     ChoiceSlotsClient,
     Completion,
@@ -16,8 +17,8 @@ from llm_client.base import (
     messages_to_prompt,
 )
 
-__all__ = ["Capabilities", "ChoiceSlotsClient", "Completion", "LLMClient", "LLMError", "PromptRowsClient",
-           "SpecError", "TokenLogprobs", "Usage", "make_client", "messages_to_prompt"]
+__all__ = ["ECHO_MAX_TOKENS", "Capabilities", "ChoiceSlotsClient", "Completion", "LLMClient", "LLMError",
+           "PromptRowsClient", "SpecError", "TokenLogprobs", "Usage", "make_client", "messages_to_prompt"]
 
 
 def make_client(spec: str, *, base_url: str | None = None, concurrency: int = 8, requests_per_minute: int | None = None,

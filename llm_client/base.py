@@ -6,6 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+# Tokens an echo request (the prompt's own logprobs) asks to generate: one, not zero, since vLLM reads
+# max_tokens=0 as "echo only" but llama.cpp's server reads it as "no limit" and transformers serve refuses it.
+# The generated token's row is told apart from the prompt's rows by its text offset.
+ECHO_MAX_TOKENS = 1
+
 
 @dataclass
 class Capabilities:

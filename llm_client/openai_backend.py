@@ -8,8 +8,11 @@ that request's header, so no object of ours or of the openai client holds it.
 Bodies come back as bytes and are decoded once by openai_parse. `prompt_rows` (the all-at-once simulator's
 call) sends a feature's prompts as one `/v1/completions` request with a list of prompts where the endpoint
 takes lists (vLLM and OpenAI's legacy API do); the first such call to an endpoint finds out, and an endpoint
-that refuses lists (HTTP 400/413/422, or a choice count that does not match) gets one request per prompt
-from then on.
+that refuses lists (HTTP 400/413/422, a choice count that does not match, or, on that first call only, a 5xx:
+llama.cpp's Python server answers a list with HTTP 500) gets one request per prompt from then on.
+
+An echo request asks for one generated token (base.ECHO_MAX_TOKENS), not zero: llama.cpp's server reads
+max_tokens=0 as "no limit" and generates until its context is full.
 """
 
 from __future__ import annotations
@@ -27,7 +30,15 @@ from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from llm_client.accounting import estimate_cost
-from llm_client.base import Capabilities, Completion, LLMError, Usage, check_messages, messages_to_prompt
+from llm_client.base import (
+    ECHO_MAX_TOKENS,
+    Capabilities,
+    Completion,
+    LLMError,
+    Usage,
+    check_messages,
+    messages_to_prompt,
+)
 from llm_client.core import ClientCore
 from llm_client.endpoints import EndpointPool, EndpointStats, split_urls
 from llm_client.http_transport import whole_body_client
@@ -262,7 +273,8 @@ class OpenAIClient(ClientCore):
         if len(prompts) != len(rows_at):
             raise ValueError(f"prompt_rows: {len(prompts)} prompts but {len(rows_at)} lists of offsets")
         prompts, wanted = list(prompts), [sorted(set(r)) for r in rows_at]
-        requests = [{"endpoint": "completions", "prompt": p, "max_tokens": 0, "echo": True, "logprobs": top_logprobs,
+        requests = [{"endpoint": "completions", "prompt": p, "max_tokens": ECHO_MAX_TOKENS, "echo": True,
+                     "logprobs": top_logprobs,
                      "rows_at": w} for p, w in zip(prompts, wanted)]
 
         async def produce(misses: list[int]) -> tuple[list[Completion], list[Usage]]:
@@ -284,13 +296,17 @@ class OpenAIClient(ClientCore):
                                  k: int) -> tuple[list[Completion], list[Usage]]:
         """One request with the list; when it is refused, one request per prompt. The first answer is
         remembered, a refusal only when the prompts then succeed alone (a list failing for its content, say
-        a prompt too long, fails alone too, and then the error names that prompt's own request)."""
+        a prompt too long, fails alone too, and then the error names that prompt's own request). While nothing
+        is known, a 5xx is not retried but taken as a possible refusal: llama.cpp's server fails a list with an
+        assertion (HTTP 500), and retrying it would only wait out the backoff before the same answer."""
+        probing = self.lists_taken is None
         try:
-            out = await self._rows_list(prompts, wanted, k)
+            out = await self._rows_list(prompts, wanted, k, retry_server_errors=not probing)
         except LLMError as exc:
             cause = exc.__cause__
             refused = isinstance(cause, ChoicesMismatch) or (
-                isinstance(cause, openai.APIStatusError) and cause.status_code in _LIST_REFUSED_STATUS)
+                isinstance(cause, openai.APIStatusError)
+                and (cause.status_code in _LIST_REFUSED_STATUS or (probing and cause.status_code >= 500)))
             if not refused:
                 raise
             out = await self._rows_one_by_one(prompts, wanted, k)
@@ -302,12 +318,13 @@ class OpenAIClient(ClientCore):
         self.lists_taken = True
         return out
 
-    async def _rows_list(self, prompts: list[str], wanted: list[list[int]],
-                         k: int) -> tuple[list[Completion], list[Usage]]:
-        body: dict[str, Any] = {"prompt": prompts, "max_tokens": 0, "echo": True, "logprobs": k}
+    async def _rows_list(self, prompts: list[str], wanted: list[list[int]], k: int, *,
+                         retry_server_errors: bool = True) -> tuple[list[Completion], list[Usage]]:
+        body: dict[str, Any] = {"prompt": prompts, "max_tokens": ECHO_MAX_TOKENS, "echo": True, "logprobs": k}
         size = sum(self.count_tokens(p) for p in prompts)
         (completions, usage, reported), attempts = await self._send(
-            "completions", body, size, lambda raw: parse_prompt_rows(raw, prompts, wanted))
+            "completions", body, size, lambda raw: parse_prompt_rows(raw, prompts, wanted),
+            retry_server_errors=retry_server_errors)
         for completion in completions:
             self._priced(completion, reported, attempts)
         if reported:
@@ -317,7 +334,7 @@ class OpenAIClient(ClientCore):
     async def _rows_one_by_one(self, prompts: list[str], wanted: list[list[int]],
                                k: int) -> tuple[list[Completion], list[Usage]]:
         async def one(prompt: str, rows_at: list[int]) -> Completion:
-            body: dict[str, Any] = {"prompt": prompt, "max_tokens": 0, "echo": True, "logprobs": k}
+            body: dict[str, Any] = {"prompt": prompt, "max_tokens": ECHO_MAX_TOKENS, "echo": True, "logprobs": k}
             (completions, _, reported), attempts = await self._send(
                 "completions", body, self.count_tokens(prompt), lambda raw: parse_prompt_rows(raw, [prompt], [rows_at]))
             return self._priced(completions[0], reported, attempts)
@@ -332,8 +349,10 @@ class OpenAIClient(ClientCore):
         completion.attempts = attempts
         return completion
 
-    async def _send(self, endpoint: str, body: dict, size: int, parse: Callable[[bytes], T]) -> tuple[T, int]:
-        """The parsed body of a successful request, and how many attempts it took."""
+    async def _send(self, endpoint: str, body: dict, size: int, parse: Callable[[bytes], T], *,
+                    retry_server_errors: bool = True) -> tuple[T, int]:
+        """The parsed body of a successful request, and how many attempts it took; without
+        `retry_server_errors`, a 5xx answer fails at once."""
         state = self._loop_state()
         headers = self._auth_headers()
         path = "/chat/completions" if endpoint == "chat" else "/completions"
@@ -353,7 +372,11 @@ class OpenAIClient(ClientCore):
                 return 0.0  # a stale kept-alive connection: the next attempt takes a fresh one
             return self._wait_backoff(rs)
 
-        retrying = AsyncRetrying(stop=stop, wait=wait, retry=retry_if_exception(_is_retryable), reraise=True)
+        def retried(exc: BaseException) -> bool:
+            server_error = isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
+            return _is_retryable(exc) and (retry_server_errors or not server_error)
+
+        retrying = AsyncRetrying(stop=stop, wait=wait, retry=retry_if_exception(retried), reraise=True)
         try:
             async for try_ in retrying:
                 with try_:

@@ -23,16 +23,16 @@ from collections.abc import Sequence
 import numpy as np
 
 from activations.errors import UserError
-from llm_client import Completion, LLMClient, LLMError, PromptRowsClient
+from llm_client import ECHO_MAX_TOKENS, Completion, LLMClient, LLMError, PromptRowsClient
 from simulator.base import MAX_VALUE, SequenceSimulation, SimulationError, Simulator, check_inputs
 from simulator.prompts import FEW_SHOT, SLOT, FewShotExample, explanation_header, prefix_text, record_text
 from simulator.values import distributions_from_tops
 
 _VALUES = np.arange(MAX_VALUE + 1, dtype=np.float64)
-# A server that cannot echo a prompt without generating (transformers serve answers HTTP 500 to max_tokens=0)
-# fails every attempt alike, so a failed echo request says what the endpoint must do.
-ECHO_HINT = ("; logprob: needs /v1/completions to echo the prompt with top logprobs at max_tokens=0 (vLLM does); "
-             "if this endpoint cannot, simulate with json: instead")
+# A server that cannot echo a prompt with its top logprobs fails every attempt alike, so a failed echo request
+# says what the endpoint must do.
+ECHO_HINT = ("; logprob: needs /v1/completions to echo the prompt with top logprobs (echo, logprobs, max_tokens=1; "
+             "vLLM and llama.cpp do); if this endpoint cannot, simulate with json: instead")
 
 
 def ten_is_one_token(completion: Completion, at: int) -> bool:
@@ -94,7 +94,7 @@ class RemoteLogprobSimulator(Simulator):
 
     async def _one(self, prompt: str, index: int) -> Completion:
         try:
-            return await self.client.complete(prompt, max_tokens=0, echo=True, logprobs=self.top_k)
+            return await self.client.complete(prompt, max_tokens=ECHO_MAX_TOKENS, echo=True, logprobs=self.top_k)
         except LLMError as exc:
             raise SimulationError(f"record {index}: the LLM call failed: {exc.reason}{ECHO_HINT}") from exc
 

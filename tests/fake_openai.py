@@ -5,7 +5,9 @@ may be a list of prompts, one choice each, as vLLM and OpenAI's legacy API take 
 a deterministic word tokenizer. Switches make it behave like servers that do less: `refuse_lists` answers a
 list of prompts with HTTP 400 and `ignore_logprobs` ignores echo and logprobs, as `transformers serve` does;
 `split_digits` tokenizes every digit apart and offers "0".."9" only, as Gemma's, Qwen's or Llama 2's tokenizers
-(no "10" token). Tests script it: fixed latency, a failure mix
+(no "10" token). `zero_max_tokens` says what max_tokens=0 means: "echo" (nothing generated, as vLLM reads it),
+"unlimited" (generate until `context_tokens`, as llama.cpp's server does) or "refuse" (HTTP 400, as
+`transformers serve` answers); `list_status=500` refuses a list of prompts as llama.cpp's server does (a failed assertion). Tests script it: fixed latency, a failure mix
 (429 with Retry-After, 500, 400, hang past the client's timeout, garbage bodies) by probability or by a
 per-request script, a hook that decides the answer text, and counters (total, per endpoint, per prompt
 hash, peak in-flight) read back by the test. Top logprobs always include the digit tokens "0".."10", with
@@ -143,6 +145,9 @@ class FakeOpenAI:
     refuse_lists: bool = False  # a list of prompts gets HTTP 400, as from a server that takes one prompt
     ignore_logprobs: bool = False  # /v1/completions ignores echo and logprobs (transformers serve)
     split_digits: bool = False  # echoed prompts split digits apart; top logprobs offer "0".."9", never "10"
+    list_status: int = 400  # how `refuse_lists` answers a list: 400 (transformers serve) or 500 (llama.cpp)
+    zero_max_tokens: str = "echo"  # max_tokens=0: "echo" (vLLM), "unlimited" (llama.cpp), "refuse" (transformers serve)
+    context_tokens: int = 2048  # where "unlimited" generation stops (prompt and answer together)
     max_concurrent: int | None = None  # at most this many requests served at once; the rest queue (vLLM's max-num-seqs)
     url: str = ""  # base URL ending in /v1, set once started
     requests: int = 0
@@ -267,7 +272,10 @@ class FakeOpenAI:
 
     def _choice_json(self, index: int, prompt: str, body: dict, shared: str = "") -> tuple[str, int, int]:
         """One choice's JSON text, and its prompt and completion token counts."""
-        text = self._truncate(self.answer("completions", {**body, "prompt": prompt}), body.get("max_tokens"))
+        if body.get("max_tokens") == 0 and self.zero_max_tokens == "unlimited":  # llama.cpp: 0 is no limit
+            text = " more" * max(self.context_tokens - len(tokenize(prompt, self.split_digits)), 0)
+        else:
+            text = self._truncate(self.answer("completions", {**body, "prompt": prompt}), body.get("max_tokens"))
         echo = bool(body.get("echo")) and not self.ignore_logprobs
         full = prompt + text if echo else text
         text_toks = tokenize(text)
@@ -355,8 +363,12 @@ class FakeOpenAI:
                     await asyncio.sleep(self.hang_s)
                 except asyncio.CancelledError:  # the server is stopping under a hung request: end it quietly
                     return Response(status_code=503)
-            if listed and self.refuse_lists:  # what transformers serve answers
-                return JSONResponse({"detail": "prompt must be a string."}, status_code=400)
+            if listed and self.refuse_lists:  # what transformers serve (400) or llama.cpp's server (500) answers
+                return JSONResponse({"detail": "prompt must be a string."} if self.list_status == 400 else
+                                    {"error": {"message": "", "type": "internal_server_error"}},
+                                    status_code=self.list_status)
+            if endpoint == "completions" and body.get("max_tokens") == 0 and self.zero_max_tokens == "refuse":
+                return JSONResponse({"detail": "`max_new_tokens` must be greater than 0, but is 0."}, status_code=400)
             if endpoint == "chat":
                 return JSONResponse(self._chat_body(body))
             return Response(self._completion_json(body), media_type="application/json")
@@ -426,11 +438,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--refuse-lists", action="store_true", help="answer a list of prompts with HTTP 400")
     parser.add_argument("--ignore-logprobs", action="store_true", help="ignore echo and logprobs on /v1/completions")
     parser.add_argument("--split-digits", action="store_true", help="a tokenizer with no \"10\" token (digits apart)")
+    parser.add_argument("--list-status", type=int, default=400, help="the status --refuse-lists answers (400 or 500)")
+    parser.add_argument("--zero-max-tokens", choices=("echo", "unlimited", "refuse"), default="echo",
+                        help="what max_tokens=0 means (vLLM, llama.cpp, transformers serve)")
     args = parser.parse_args(argv)
     fake = FakeOpenAI(latency_s=args.latency, failure_rate=args.failure_rate, retry_after="0",
                       failure_kinds=tuple(args.failure_kinds.split(",")), max_concurrent=args.max_concurrent,
                       refuse_lists=args.refuse_lists, ignore_logprobs=args.ignore_logprobs,
-                      split_digits=args.split_digits)
+                      split_digits=args.split_digits, list_status=args.list_status,
+                      zero_max_tokens=args.zero_max_tokens)
     server, sock = fake._server_and_socket(args.port)
     print(f"PORT {sock.getsockname()[1]}", flush=True)
     server.run(sockets=[sock])

@@ -152,6 +152,45 @@ def test_an_endpoint_that_ignores_echo_and_logprobs_fails_clearly(fake_openai):
     assert fake_openai.requests == 1
 
 
+# --- servers that read the echo request otherwise than vLLM ------------------------------------------------
+
+def _quick_client(server: FakeOpenAI) -> LLMClient:
+    return make_client("openai:fake-model", base_url=server.url, max_retries=2, backoff_s=0.01)
+
+
+def test_a_server_like_llama_cpp_simulates_as_vllm_does(fake_openai):
+    """llama.cpp's server reads max_tokens=0 as "until the context is full" and fails a list of prompts with
+    HTTP 500 (an assertion): echo requests ask for one token, and a 500 to the first list means one prompt
+    per request from then on, found at once rather than after the retries' backoff."""
+    fake_openai.digit_for = _digit
+    vllm, _ = _simulate(fake_openai)
+    llama = FakeOpenAI(digit_for=_digit, refuse_lists=True, list_status=500, zero_max_tokens="unlimited").start()
+    try:
+        got, stats = _simulate(llama, client=_quick_client(llama))
+        assert llama.prompts_per_request == [4] + [1] * 8 and llama.by_outcome["ok"] == 9
+        assert stats["failures"] == 0
+        # One generated token a prompt, not the 2,048-token context's remainder.
+        assert stats["completion_tokens"] == 8
+    finally:
+        llama.stop()
+    assert got == vllm  # the generated token's row is never read as a prompt row
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["prompt_rows", "complete"])
+def test_a_server_that_fails_max_tokens_zero_still_echoes(fake_openai, plain):
+    """transformers serve answers max_tokens=0 with HTTP 400; echo requests never send it."""
+    fake_openai.digit_for = _digit
+    vllm, _ = _simulate(fake_openai)
+    strict = FakeOpenAI(digit_for=_digit, zero_max_tokens="refuse").start()
+    try:
+        client = _quick_client(strict)
+        got, stats = _simulate(strict, client=PlainClient(client) if plain else client)
+        assert stats["failures"] == 0 and strict.by_outcome == {"ok": 8 if plain else 2}
+    finally:
+        strict.stop()
+    assert got == vllm
+
+
 def test_a_list_answered_with_the_wrong_number_of_choices_falls_back_to_one_per_record(fake_openai):
     fake_openai.digit_for = _digit
     honest, _ = _simulate(fake_openai)
@@ -175,7 +214,7 @@ def test_a_list_answered_with_the_wrong_number_of_choices_falls_back_to_one_per_
 def test_a_failing_list_is_a_simulation_failure_naming_the_records(fake_openai):
     fake_openai.script = ["500"] * 10
     client = make_client("openai:fake-model", base_url=fake_openai.url, max_retries=1, backoff_s=0.01)
-    with pytest.raises(SimulationError, match=r"records 0-3: the LLM call failed: .*HTTP 500.*max_tokens=0.*json:"):
+    with pytest.raises(SimulationError, match=r"records 0-3: the LLM call failed: .*HTTP 500.*max_tokens=1.*json:"):
         asyncio.run(simulate_and_close(RemoteLogprobSimulator(client), EXPLANATION, RECORDS))
     assert client.stats()["failures"] == 4 and client.stats()["calls"] == 4
 
