@@ -143,11 +143,11 @@ def _write_update(session: Session, directory: Path, embedder: str, old: Embeddi
                   progress: ProgressFn | None) -> None:
     """Write the next generation: rebuilt from scratch when there is a `reason`, else the old base with the
     catalog rows `to_add` appended to its delta (merged into a copy of the base once the delta is large)."""
-    if reason:
+    # An index that holds no vector yet (no base) gets only explanations without vectors here: none to append.
+    if reason or old is None or old.base is None:
         base, dim, trained_on = _build(session, embedder, catalog, to_add, progress)
         base_file, delta = None, np.zeros((0, dim), dtype=np.float32)
     else:
-        assert old is not None and old.base is not None
         dim, trained_on = old.dim, int(old.state.get("trained_on") or old.nb)
         base, base_file = old.base, directory / str(old.generation) / "index.faiss"
         delta = _append_vectors(session, embedder, dim, catalog, to_add, delta, old.nb, progress)
