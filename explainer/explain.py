@@ -13,7 +13,7 @@ from activations.records import FeatureId, FeatureRecords
 from activations.vocab import FailureKind, OutcomeStatus, Polarity
 from explainer import formatting, sampling, snippets
 from explainer.evidence import EvidenceError, logits_note
-from explainer.fitting import PromptTooLong, fit_prompt, rank_records, scale
+from explainer.fitting import Fit, PromptTooLong, Ranked, fit_prompt, rank_records, scale
 from explainer.parsing import parse_explanation
 from explainer.prompts import FEW_SHOTS, PROMPT_VERSIONS, SNIPPET_SHOTS, prompt_version
 from llm_client.base import LLMClient, LLMError, Usage, messages_to_prompt
@@ -67,6 +67,111 @@ def _few_shot_explanations(fmt: str) -> list[str]:
     return [shot.explanation for shot in (SNIPPET_SHOTS if fmt == "snippets" else FEW_SHOTS)]
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """explain()'s options, checked, with the defaults that depend on the candidates and the format filled in."""
+
+    requested: str  # the format asked for ("auto" included)
+    fmt: str  # the format the prompt is built in
+    polarity: Polarity
+    temperature: float
+    n_few_shot: int
+    max_records: int
+    max_tokens: int
+
+
+def _settings(client: LLMClient, fmt: str, n_candidates: int, polarity: str, temperature: float | None,
+              max_tokens: int, max_records: int | None, n_few_shot: int | None, sample: str) -> _Settings:
+    temperature = (0.0 if n_candidates == 1 else 1.0) if temperature is None else temperature
+    _check(fmt, n_candidates, polarity, temperature)
+    sampling.check_sample(sample)
+    resolved = resolve_format(fmt, client)
+    if max_records is None:
+        max_records = snippets.MAX_RECORDS if resolved == "snippets" else MAX_RECORDS
+    return _Settings(requested=fmt, fmt=resolved, polarity=Polarity(polarity), temperature=temperature,
+                     n_few_shot=len(_few_shot_explanations(resolved)) if n_few_shot is None else n_few_shot,
+                     max_records=max_records,
+                     max_tokens=min(max_tokens, snippets.MAX_TOKENS) if resolved == "snippets" else max_tokens)
+
+
+def _params(settings: _Settings, n_candidates: int, max_prompt_tokens: int, with_logits: bool, sample: str,
+            sample_seed: int) -> dict:
+    """The parameters every candidate stores; the fitted prompt's figures join them later."""
+    params: dict = {"format": settings.fmt, "requested_format": settings.requested,
+                    "temperature": settings.temperature, "max_tokens": settings.max_tokens,
+                    "max_prompt_tokens": max_prompt_tokens, "n_candidates": n_candidates,
+                    "evidence": "activations+logits" if with_logits else "activations", "explainer_sample": sample}
+    if sample in sampling.SEEDED_SAMPLES:
+        params["sample_seed"] = sample_seed
+    return params
+
+
+def _failed_all(result: Callable[..., ExplanationResult], n_candidates: int, started: float,
+                reason: str) -> list[ExplanationResult]:
+    """Every candidate failed on its input, before any LLM call."""
+    return [result(text=None, status=OutcomeStatus.FAILED, failure_reason=reason, raw_output=None, candidate=c,
+                   elapsed_s=time.perf_counter() - started, failure_kind=FailureKind.INPUT)
+            for c in range(n_candidates)]
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    """The prompt fitted to the budget, how it is sent, and what its answers are checked against."""
+
+    fit: Fit
+    records_shown: list[str]
+    chat: bool  # sent to the chat endpoint, else completed as text
+    stop: list[str] | None
+    echo_checks: Mapping[str, Sequence[str]]  # parse_explanation's few_shots and snippets: an answer copying one fails
+
+
+def _fitted_prompt(client: LLMClient, settings: _Settings, ranked: Ranked, evidence: str | None, show_values: bool,
+                   max_prompt_tokens: int) -> _Prompt:
+    """The ranked records on the 0..10 scale, built into the format's prompt and fitted to the token budget
+    (raises PromptTooLong when even the smallest prompt does not fit)."""
+    fmt, negative = settings.fmt, settings.polarity == Polarity.NEGATIVE
+    builders: dict[str, Callable[..., list[dict]]] = {
+        "token_activation_pairs": formatting.token_activation_pairs, "snippets": snippets.snippets,
+        "highlight": partial(formatting.highlight, with_values=show_values)}
+    build = builders[fmt]
+    # Snippets is a document to continue, so it always goes to the completion endpoint.
+    chat = client.capabilities.chat and fmt != "snippets"
+    render = messages_to_prompt if chat or fmt == "snippets" else partial(formatting.render_plain, fmt=fmt)
+    labels = [r.label or f"#{i}" for i, r in enumerate(ranked.records)]
+    scaled = scale(ranked)
+    fit = fit_prompt(scaled, labels,
+                     build=lambda recs, k: build(recs, n_few_shot=k, negative=negative, evidence=evidence),
+                     render=render, count_tokens=client.count_tokens, budget=max_prompt_tokens,
+                     n_few_shot=settings.n_few_shot)
+    echo_checks = {"few_shots": _few_shot_explanations(fmt)[:fit.n_few_shot],
+                   "snippets": snippets.snippet_lines(scaled[:fit.n_records]) if fmt == "snippets" else ()}
+    return _Prompt(fit=fit, records_shown=labels[:fit.n_records], chat=chat,
+                   stop=snippets.STOP if fmt == "snippets" else None, echo_checks=echo_checks)
+
+
+async def _candidate(client: LLMClient, prompt: _Prompt, settings: _Settings, result: Callable[..., ExplanationResult],
+                     candidate: int, n_candidates: int) -> ExplanationResult:
+    """One candidate: the LLM's answer to the prompt, parsed; a failed call or an unusable answer fails it."""
+    seed = candidate if n_candidates > 1 else None
+    t0 = time.perf_counter()
+    try:
+        if prompt.chat:
+            completion = await client.chat(prompt.fit.messages, max_tokens=settings.max_tokens,
+                                           temperature=settings.temperature, seed=seed)
+        else:
+            completion = await client.complete(prompt.fit.prompt, max_tokens=settings.max_tokens,
+                                               temperature=settings.temperature, stop=prompt.stop, seed=seed)
+    except LLMError as exc:
+        return result(text=None, status=OutcomeStatus.FAILED, failure_reason=f"LLM call failed: {exc.reason}",
+                      raw_output=None, candidate=candidate, elapsed_s=time.perf_counter() - t0,
+                      failure_kind=FailureKind.ENDPOINT if exc.endpoint else FailureKind.ANSWER)
+    parsed = parse_explanation(completion.text, settings.fmt, **prompt.echo_checks)
+    return result(text=parsed.text, status=OutcomeStatus.OK if parsed.text is not None else OutcomeStatus.FAILED,
+                  failure_reason=parsed.failure_reason, raw_output=completion.text, candidate=candidate,
+                  usage=completion.usage, elapsed_s=time.perf_counter() - t0,
+                  failure_kind=None if parsed.text is not None else FailureKind.ANSWER)
+
+
 async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: str = "auto",
                   n_candidates: int = 1, polarity: str = Polarity.POSITIVE, max_prompt_tokens: int = 3000,
                   max_tokens: int = 60, temperature: float | None = None, max_records: int | None = None,
@@ -82,87 +187,35 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
     but not stored) adds a line naming the tokens it promotes and suppresses, and the prompt version says so;
     unusable evidence fails every candidate with the reason, without a call. `sample` chooses which train records
     the prompt shows (explainer.sampling; `sample_seed` seeds the draws of all but "top")."""
-    temperature = (0.0 if n_candidates == 1 else 1.0) if temperature is None else temperature
-    _check(fmt, n_candidates, polarity, temperature)
-    sampling.check_sample(sample)
-    polarity = Polarity(polarity)
-    requested, fmt = fmt, resolve_format(fmt, client)
-    shot_explanations = _few_shot_explanations(fmt)
-    n_few_shot = len(shot_explanations) if n_few_shot is None else n_few_shot
-    if max_records is None:
-        max_records = snippets.MAX_RECORDS if fmt == "snippets" else MAX_RECORDS
-    if fmt == "snippets":
-        max_tokens = min(max_tokens, snippets.MAX_TOKENS)
+    settings = _settings(client, fmt, n_candidates, polarity, temperature, max_tokens, max_records, n_few_shot,
+                         sample)
+    negative = settings.polarity == Polarity.NEGATIVE
     started = time.perf_counter()
-    params: dict = {"format": fmt, "requested_format": requested, "temperature": temperature,
-                    "max_tokens": max_tokens, "max_prompt_tokens": max_prompt_tokens, "n_candidates": n_candidates,
-                    "evidence": "activations" if output_logits is None else "activations+logits",
-                    "explainer_sample": sample}
-    if sample in sampling.SEEDED_SAMPLES:
-        params["sample_seed"] = sample_seed
+    params = _params(settings, n_candidates, max_prompt_tokens, output_logits is not None, sample, sample_seed)
     result = partial(ExplanationResult, feature=feature_records.feature, explainer=client.spec,
-                     prompt_version=prompt_version(fmt, params["evidence"], sample), params=params, polarity=polarity)
-
-    def failed_all(reason: str) -> list[ExplanationResult]:
-        return [result(text=None, status=OutcomeStatus.FAILED, failure_reason=reason, raw_output=None, candidate=c,
-                       elapsed_s=time.perf_counter() - started, failure_kind=FailureKind.INPUT)
-                for c in range(n_candidates)]
-
+                     prompt_version=prompt_version(settings.fmt, params["evidence"], sample), params=params,
+                     polarity=settings.polarity)
+    failed_all = partial(_failed_all, result, n_candidates, started)
     try:
-        evidence = None if output_logits is None else logits_note(output_logits,
-                                                                  negative=polarity == Polarity.NEGATIVE)
+        evidence = None if output_logits is None else logits_note(output_logits, negative=negative)
     except EvidenceError as exc:
         return failed_all(f"{exc}: recollect the layer (autointerp collect ... --overwrite) to store it, or explain "
                           "with --evidence activations")
-    ranked = rank_records(feature_records, polarity=polarity, max_records=max_records, sample=sample, seed=sample_seed)
+    ranked = rank_records(feature_records, polarity=settings.polarity, max_records=settings.max_records,
+                          sample=sample, seed=sample_seed)
     if not ranked.records:
-        side = "below zero" if polarity == Polarity.NEGATIVE else "above zero"
+        side = "below zero" if negative else "above zero"
         return failed_all(f"no train-split record where the feature goes {side} in the {sample!r} explainer sample: "
                           "nothing to explain")
-    builders: dict[str, Callable[..., list[dict]]] = {
-        "token_activation_pairs": formatting.token_activation_pairs, "snippets": snippets.snippets,
-        "highlight": partial(formatting.highlight, with_values=show_values)}
-    build = builders[fmt]
-    # Snippets is a document to continue, so it always goes to the completion endpoint.
-    chat = client.capabilities.chat and fmt != "snippets"
-    render = messages_to_prompt if chat or fmt == "snippets" else partial(formatting.render_plain, fmt=fmt)
-    labels = [r.label or f"#{i}" for i, r in enumerate(ranked.records)]
-    scaled = scale(ranked)
     try:
-        fit = fit_prompt(scaled, labels,
-                         build=lambda recs, k: build(recs, n_few_shot=k, negative=polarity == Polarity.NEGATIVE,
-                                                     evidence=evidence),
-                         render=render, count_tokens=client.count_tokens, budget=max_prompt_tokens,
-                         n_few_shot=n_few_shot)
+        prompt = _fitted_prompt(client, settings, ranked, evidence, show_values, max_prompt_tokens)
     except PromptTooLong as exc:
         return failed_all(str(exc))
-    params.update(records_shown=[labels[i] for i in range(fit.n_records)], records_dropped=fit.dropped,
-                  n_few_shot=fit.n_few_shot, prompt_tokens_estimate=fit.prompt_tokens,
-                  max_activation=ranked.max_activation, chat=chat)
-    echo_checks = {"few_shots": shot_explanations[:fit.n_few_shot],
-                   "snippets": snippets.snippet_lines(scaled[:fit.n_records]) if fmt == "snippets" else ()}
-    stop = snippets.STOP if fmt == "snippets" else None
-
-    async def one(candidate: int) -> ExplanationResult:
-        seed = candidate if n_candidates > 1 else None
-        t0 = time.perf_counter()
-        try:
-            if chat:
-                completion = await client.chat(fit.messages, max_tokens=max_tokens, temperature=temperature, seed=seed)
-            else:
-                completion = await client.complete(fit.prompt, max_tokens=max_tokens, temperature=temperature,
-                                                   stop=stop, seed=seed)
-        except LLMError as exc:
-            return result(text=None, status=OutcomeStatus.FAILED, failure_reason=f"LLM call failed: {exc.reason}",
-                          raw_output=None, candidate=candidate, elapsed_s=time.perf_counter() - t0,
-                          failure_kind=FailureKind.ENDPOINT if exc.endpoint else FailureKind.ANSWER)
-        parsed = parse_explanation(completion.text, fmt, **echo_checks)
-        return result(text=parsed.text, status=OutcomeStatus.OK if parsed.text is not None else OutcomeStatus.FAILED,
-                      failure_reason=parsed.failure_reason, raw_output=completion.text, candidate=candidate,
-                      usage=completion.usage, elapsed_s=time.perf_counter() - t0,
-                      failure_kind=None if parsed.text is not None else FailureKind.ANSWER)
-
-    return list(await asyncio.gather(*(one(c) for c in range(n_candidates))))
+    params.update(records_shown=prompt.records_shown, records_dropped=prompt.fit.dropped,
+                  n_few_shot=prompt.fit.n_few_shot, prompt_tokens_estimate=prompt.fit.prompt_tokens,
+                  max_activation=ranked.max_activation, chat=prompt.chat)
+    return list(await asyncio.gather(*(_candidate(client, prompt, settings, result, c, n_candidates)
+                                       for c in range(n_candidates))))
 
 
 async def explain_many(client: LLMClient, features: Sequence[FeatureRecords], **options) -> list[ExplanationResult]:

@@ -135,85 +135,124 @@ class BatchDecoder:
         Layout: all rows end at the same index; row b's real tokens are its last n_b slots and padding fills
         the slots in front of them. The cache part (the first P slots) of row b is the shared prefix shifted
         right by its padding, so the last few prefix tokens of a short row are recomputed in the input part."""
-        tok, model, device = self.loaded.tokenizer, self.loaded.model, self.loaded.device
+        model, device = self.loaded.model, self.loaded.device
         prompts = [job.ids for job in jobs]
-        n_rows = len(jobs)
         share_threads()
         prefix_len, kv = self._shared_prefix(prompts)
-        lengths = [len(p) for p in prompts]
-        total = max(lengths)
-        width = total - prefix_len
-        ids = torch.full((n_rows, width), self._pad, dtype=torch.long)
-        positions = torch.zeros((n_rows, width), dtype=torch.long)
-        mask = torch.zeros((n_rows, total), dtype=torch.long)
-        starts = [total - n for n in lengths]  # index of each row's first real token
-        for row, (prompt, start) in enumerate(zip(prompts, starts)):
-            mask[row, start:] = 1
-            first = max(start, prefix_len)  # first real token in the input part
-            ids[row, first - prefix_len:] = torch.tensor(prompt[first - start:])
-            positions[row, first - prefix_len:] = torch.arange(first - start, len(prompt))
-        if kv is not None:
-            shifted = []
-            for keys, values in kv:
-                rows_k = keys.new_zeros((n_rows, *keys.shape[1:]))
-                rows_v = values.new_zeros((n_rows, *values.shape[1:]))
-                for row, start in enumerate(starts):
-                    shift = min(start, prefix_len)
-                    rows_k[row, :, shift:] = keys[0, :, :prefix_len - shift]
-                    rows_v[row, :, shift:] = values[0, :, :prefix_len - shift]
-                shifted.append((rows_k, rows_v))
-            cache = DynamicCache(ddp_cache_data=shifted, config=model.config)
-        else:
-            cache = DynamicCache(config=model.config)
-        mask, next_pos = mask.to(device), torch.tensor(lengths, device=device)
+        ids, positions, mask, starts = _padded_rows(prompts, prefix_len, self._pad)
+        cache = DynamicCache(config=model.config) if kv is None else _rows_cache(kv, starts, prefix_len, model.config)
+        mask = mask.to(device)
         logits = model(input_ids=ids.to(device), attention_mask=mask, position_ids=positions.to(device),
                        use_cache=True, logits_to_keep=1, **cache_kwarg(model, cache)).logits[:, -1].float()
+        return self._generate(jobs, logits, cache, mask)
 
-        generators: list[torch.Generator | None] = []
-        for job in jobs:
-            gen = None
-            if job.temperature > 0 and job.seed is not None:
-                gen = torch.Generator(device=device)
-                gen.manual_seed(job.seed)
-            generators.append(gen)
-        new_ids: list[list[int]] = [[] for _ in jobs]
-        generated: list[list[TokenLogprobs]] = [[] for _ in jobs]
-        active = list(range(n_rows))  # job index of each row still in the batch
+    def _generate(self, jobs: list[GenJob], logits: torch.Tensor, cache: DynamicCache,
+                  mask: torch.Tensor) -> list[Generated]:
+        """From the prompt pass's last logits, one batched forward step per generated token; the rows that
+        finish leave the cache and the mask, so later steps compute only the rows still generating."""
+        tok, model, device = self.loaded.tokenizer, self.loaded.model, self.loaded.device
+        answers = _Answers(jobs, device)
+        next_pos = torch.tensor([len(job.ids) for job in jobs], device=device)
         while True:
-            logprobs = torch.log_softmax(logits, dim=-1)
-            greedy = logits.argmax(dim=-1).tolist()  # as transformers' greedy search picks
-            keep, next_tokens = [], []
-            for row, b in enumerate(active):
-                job = jobs[b]
-                if job.temperature > 0:
-                    probs = torch.softmax(logits[row] / job.temperature, dim=-1)
-                    token = int(torch.multinomial(probs, 1, generator=generators[b]))
-                else:
-                    token = greedy[row]
-                if token in self._special:  # end-of-turn / eos: not part of the answer
-                    continue
-                new_ids[b].append(token)
-                generated[b].append(TokenLogprobs(token=tok.decode([token]), logprob=float(logprobs[row, token]),
-                                                  top=top_alternatives(tok, logprobs[row], job.top_k or 0)))
-                if len(new_ids[b]) >= job.max_tokens or (
-                        job.stop and any(s in tok.decode(new_ids[b], skip_special_tokens=True) for s in job.stop)):
-                    continue
-                keep.append(row)
-                next_tokens.append(token)
+            keep, next_tokens = answers.step(tok, self._special, logits)
             if not keep:
                 break
-            if len(keep) < len(active):
+            if len(keep) < len(answers.active):
                 index = torch.tensor(keep, device=device)
                 cache.batch_select_indices(index)
                 mask, next_pos = mask[index], next_pos[index]
-                active = [active[row] for row in keep]
-            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+                answers.active = [answers.active[row] for row in keep]
+            mask = torch.cat([mask, mask.new_ones((len(answers.active), 1))], dim=1)
             share_threads()
             logits = model(input_ids=torch.tensor(next_tokens, device=device)[:, None], attention_mask=mask,
                            position_ids=next_pos[:, None], use_cache=True,
                            **cache_kwarg(model, cache)).logits[:, -1].float()
             next_pos = next_pos + 1
-        return [(finish_text(tok, ids_b, job.stop), gen_b) for ids_b, gen_b, job in zip(new_ids, generated, jobs)]
+        return answers.results(tok)
+
+
+def _padded_rows(prompts: list[list[int]], prefix_len: int,
+                 pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+    """The input part of the first forward pass, every row ending at the same index: token ids and positions
+    (the slots after the shared prefix), the attention mask over all slots, and each row's first real slot."""
+    lengths = [len(p) for p in prompts]
+    total = max(lengths)
+    width = total - prefix_len
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    positions = torch.zeros((len(prompts), width), dtype=torch.long)
+    mask = torch.zeros((len(prompts), total), dtype=torch.long)
+    starts = [total - n for n in lengths]  # index of each row's first real token
+    for row, (prompt, start) in enumerate(zip(prompts, starts)):
+        mask[row, start:] = 1
+        first = max(start, prefix_len)  # first real token in the input part
+        ids[row, first - prefix_len:] = torch.tensor(prompt[first - start:])
+        positions[row, first - prefix_len:] = torch.arange(first - start, len(prompt))
+    return ids, positions, mask, starts
+
+
+def _rows_cache(kv: list[tuple[torch.Tensor, torch.Tensor]], starts: list[int], prefix_len: int,
+                config: Any) -> DynamicCache:
+    """A cache holding the shared prefix once per row, shifted right by the row's padding (its prefix tokens
+    that the shift pushes past the cache part are recomputed in the input part)."""
+    shifted = []
+    for keys, values in kv:
+        rows_k = keys.new_zeros((len(starts), *keys.shape[1:]))
+        rows_v = values.new_zeros((len(starts), *values.shape[1:]))
+        for row, start in enumerate(starts):
+            shift = min(start, prefix_len)
+            rows_k[row, :, shift:] = keys[0, :, :prefix_len - shift]
+            rows_v[row, :, shift:] = values[0, :, :prefix_len - shift]
+        shifted.append((rows_k, rows_v))
+    return DynamicCache(ddp_cache_data=shifted, config=config)
+
+
+def _seeded_generator(job: GenJob, device: Any) -> torch.Generator | None:
+    """A sampling job's own generator, so its draws depend on its seed only, not on the batch it is in."""
+    if job.temperature <= 0 or job.seed is None:
+        return None
+    gen = torch.Generator(device=device)
+    gen.manual_seed(job.seed)
+    return gen
+
+
+class _Answers:
+    """What each job of a group has generated so far, and which jobs' rows are still in the batch."""
+
+    def __init__(self, jobs: list[GenJob], device: Any) -> None:
+        self.jobs = jobs
+        self.generators = [_seeded_generator(job, device) for job in jobs]
+        self.new_ids: list[list[int]] = [[] for _ in jobs]
+        self.generated: list[list[TokenLogprobs]] = [[] for _ in jobs]
+        self.active = list(range(len(jobs)))  # job index of each row still in the batch
+
+    def step(self, tok: Any, special: set[int], logits: torch.Tensor) -> tuple[list[int], list[int]]:
+        """Pick and record each active row's next token. The rows (indices into `active`) that go on generating,
+        and the tokens they feed to the next step; a row ends on a special token, max_tokens or a stop string."""
+        logprobs = torch.log_softmax(logits, dim=-1)
+        greedy = logits.argmax(dim=-1).tolist()  # as transformers' greedy search picks
+        keep, next_tokens = [], []
+        for row, b in enumerate(self.active):
+            job = self.jobs[b]
+            if job.temperature > 0:
+                probs = torch.softmax(logits[row] / job.temperature, dim=-1)
+                token = int(torch.multinomial(probs, 1, generator=self.generators[b]))
+            else:
+                token = greedy[row]
+            if token in special:  # end-of-turn / eos: not part of the answer
+                continue
+            self.new_ids[b].append(token)
+            self.generated[b].append(TokenLogprobs(token=tok.decode([token]), logprob=float(logprobs[row, token]),
+                                                   top=top_alternatives(tok, logprobs[row], job.top_k or 0)))
+            if len(self.new_ids[b]) >= job.max_tokens or (
+                    job.stop and any(s in tok.decode(self.new_ids[b], skip_special_tokens=True) for s in job.stop)):
+                continue
+            keep.append(row)
+            next_tokens.append(token)
+        return keep, next_tokens
+
+    def results(self, tok: Any) -> list[Generated]:
+        return [(finish_text(tok, ids, job.stop), generated)
+                for ids, generated, job in zip(self.new_ids, self.generated, self.jobs)]
 
 
 def _length_groups(lengths: list[int], slack: float = 0.25, min_slack: int = 64) -> list[list[int]]:

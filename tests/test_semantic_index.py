@@ -295,6 +295,26 @@ def test_a_large_delta_merges_into_the_base(data, monkeypatch):
     assert top["explanation_id"] == list(new)[4]
 
 
+def test_an_index_without_vectors_takes_explanations_not_embedded_yet(db, tmp_path):
+    """An index written before any vector was stored has no base file; explanations stored after it without
+    vectors (not embedded yet) update it incrementally, and their first vectors rebuild it."""
+    root = tmp_path / "ann"
+    with db.session() as s, s.begin():
+        s.add(SubjectModel(name="m", meta={}))
+    with db.session() as s:
+        first = ann_update.update_index(s, root, EMBEDDER)
+    assert (first.vectors, first.rebuilt, first.reason) == (0, True, "missing")
+    eid = _add_feature_with_explanation(db, 0, "not embedded yet")
+    with db.session() as s:
+        report = ann_update.update_index(s, root, EMBEDDER)
+    assert (report.vectors, report.added, report.not_embedded, report.reason) == (0, 0, 1, "incremental")
+    with db.session() as s, s.begin():
+        embedding_store.store_embeddings(s, EMBEDDER, [eid], np.ones((1, DIM), dtype=np.float32))
+    with db.session() as s:
+        report = ann_update.update_index(s, root, EMBEDDER)
+    assert (report.vectors, report.added, report.not_embedded, report.reason) == (1, 1, 0, "first vectors")
+
+
 def test_search_folds_in_new_explanations_and_embeds_only_a_few(data):
     db, root, embedder, ids = data
     ann.open_index(root, EMBEDDER)  # loaded before the new rows exist

@@ -130,82 +130,106 @@ def _unfinished(db: Database, spec: WorkSpec) -> int:
         return leases.pool_state(session, spec.config_hash, spec.run_id).unfinished
 
 
+class _Drain:
+    """One drain of the lease pool: the features in flight, the errors they raised and the report the ledger
+    gets, which answers whether to stop."""
+
+    def __init__(self, spec: WorkSpec, ledger: Any, worker: str, db: Database, store: DatabaseThreads) -> None:
+        self.spec, self.ledger, self.worker, self.db, self.store = spec, ledger, worker, db, store
+        self.units: Units | None = None  # a worker that finds the pool empty loads no model
+        self.stats = RunStats()
+        self.report = WorkerReport(worker)
+        self.held: dict[int, asyncio.Task] = {}
+        self.errors: list[BaseException] = []
+        self.stop = False
+        self.last_sent = 0.0
+
+    async def send(self, force: bool = False) -> None:
+        """The counts so far to the ledger, at most every REPORT_EVERY_S unless forced; notes its answer to stop."""
+        if not force and time.monotonic() - self.last_sent < REPORT_EVERY_S:
+            return
+        self.last_sent = time.monotonic()
+        report, stats = self.report, self.stats
+        report.done, report.failed, report.failures = stats.done, stats.failed, dict(stats.failures)
+        if self.units is not None:
+            report.llm, report.endpoints = self.units.llm_stats(), self.units.endpoints()
+        self.stop = bool(await self.ledger.report.remote(report)) or self.stop
+
+    async def do_feature(self, units: Units, feature_id: int) -> None:
+        try:
+            for outcome in await units.run(self.store, feature_id, self.stats):
+                self.report.add_outcome(outcome, self.spec.opts.fail_fast)
+        except leases.LeaseLost:
+            self.report.lost += 1  # another worker owns the feature now; its result is the one kept
+        except Exception as exc:
+            self.errors.append(exc)
+        finally:
+            self.held.pop(feature_id, None)
+        await self.send()
+
+    async def renew_leases(self) -> None:
+        """Runs until cancelled: renews the held leases three times per lease period."""
+        while True:
+            await asyncio.sleep(self.spec.lease_s / 3)
+            if self.held:
+                await self.store.write(_renew, self.db, self.spec, self.worker, list(self.held))
+
+    async def start_claimed(self) -> list[int]:
+        """Claims features for the free slots and starts each; the ids claimed."""
+        room = self.spec.opts.concurrency - len(self.held)
+        claimed = (await self.store.write(_claim, self.db, self.spec, self.worker, min(room, self.spec.claim_size))
+                   if room > 0 else [])
+        if claimed and self.units is None:  # work appeared after drain's check (a rerun re-offered it)
+            self.units = _units(self.spec, self.db, self.worker)
+        for feature_id in claimed:
+            assert self.units is not None
+            self.held[feature_id] = asyncio.create_task(self.do_feature(self.units, feature_id))
+        return claimed
+
+    async def work(self) -> None:
+        """Claim and do features until the pool is empty, the ledger says stop or a feature raised; the
+        features already started finish (as in a local run), then the first error is raised."""
+        while not self.stop and not self.errors:
+            if await self.start_claimed():
+                continue
+            if self.held:
+                await asyncio.wait(list(self.held.values()), return_when=asyncio.FIRST_COMPLETED)
+            elif await self.store.read(_unfinished, self.db, self.spec) == 0:
+                break
+            else:  # other workers hold the rest: one of them may die, and its leases expire
+                await asyncio.sleep(min(1.0, self.spec.lease_s / 4))
+        if self.held:  # stopping (budget): features already started finish, as in a local run
+            await asyncio.wait(list(self.held.values()))
+        if self.errors:
+            raise self.errors[0]
+
+    async def close(self) -> None:
+        """Cancel what is still running and give its leases back, send the final report, free the clients."""
+        for task in self.held.values():
+            task.cancel()
+        if self.held:
+            await self.store.write(_release, self.db, self.spec, self.worker, list(self.held))
+        await self.send(force=True)
+        if self.units is not None:
+            await self.units.aclose()
+        self.db.dispose()
+
+
 async def drain(spec: WorkSpec, ledger: Any, worker: str) -> WorkerReport:
     """Claim and finish features until the pool is empty or the ledger says stop; the final report."""
     db = Database(spec.db_url)
-    units: Units | None = None  # a worker that finds the pool empty loads no model
-    stats = RunStats()
-    report = WorkerReport(worker)
-    held: dict[int, asyncio.Task] = {}
-    errors: list[BaseException] = []
-    stop = False
-    last_sent = 0.0
-
-    async def send(force: bool = False) -> None:
-        nonlocal stop, last_sent
-        if not force and time.monotonic() - last_sent < REPORT_EVERY_S:
-            return
-        last_sent = time.monotonic()
-        report.done, report.failed, report.failures = stats.done, stats.failed, dict(stats.failures)
-        if units is not None:
-            report.llm, report.endpoints = units.llm_stats(), units.endpoints()
-        stop = bool(await ledger.report.remote(report)) or stop
-
-    async def one(store: DatabaseThreads, units: Units, feature_id: int) -> None:
-        try:
-            for outcome in await units.run(store, feature_id, stats):
-                report.add_outcome(outcome, spec.opts.fail_fast)
-        except leases.LeaseLost:
-            report.lost += 1  # another worker owns the feature now; its result is the one kept
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            held.pop(feature_id, None)
-        await send()
-
-    async def renew(store: DatabaseThreads) -> None:
-        while True:
-            await asyncio.sleep(spec.lease_s / 3)
-            if held:
-                await store.write(_renew, db, spec, worker, list(held))
-
     with DatabaseThreads() as store:
+        run = _Drain(spec, ledger, worker, db, store)
         if await store.read(_unfinished, db, spec):
             # Before the first claim: building clients (loading a model) must not eat into a lease.
-            units = _units(spec, db, worker)
-        renewer = asyncio.create_task(renew(store))
+            run.units = _units(spec, db, worker)
+        renewer = asyncio.create_task(run.renew_leases())
         try:
-            while not stop and not errors:
-                room = spec.opts.concurrency - len(held)
-                claimed = await store.write(_claim, db, spec, worker, min(room, spec.claim_size)) if room > 0 else []
-                if claimed and units is None:  # work appeared after the check above (a rerun re-offered it)
-                    units = _units(spec, db, worker)
-                for feature_id in claimed:
-                    assert units is not None
-                    held[feature_id] = asyncio.create_task(one(store, units, feature_id))
-                if claimed:
-                    continue
-                if held:
-                    await asyncio.wait(list(held.values()), return_when=asyncio.FIRST_COMPLETED)
-                elif await store.read(_unfinished, db, spec) == 0:
-                    break
-                else:  # other workers hold the rest: one of them may die, and its leases expire
-                    await asyncio.sleep(min(1.0, spec.lease_s / 4))
-            if held:  # stopping (budget): features already started finish, as in a local run
-                await asyncio.wait(list(held.values()))
-            if errors:
-                raise errors[0]
+            await run.work()
         finally:
             renewer.cancel()
-            for task in held.values():
-                task.cancel()
-            if held:
-                await store.write(_release, db, spec, worker, list(held))
-            await send(force=True)
-            if units is not None:
-                await units.aclose()
-            db.dispose()
-    return report
+            await run.close()
+    return run.report
 
 
 async def finishing_pass(spec: WorkSpec, selection: list[int], ledger: Any) -> WorkerReport:

@@ -93,52 +93,70 @@ def update_index(session: Session, root: Path, embedder: str, *, progress: Progr
         has_vector = np.isin(catalog.ids, embedded_ids(session, embedder, high_water), assume_unique=True)
         n_embedded = int(has_vector.sum())
         removed = 0
-        delta = np.zeros((0, old.dim if old is not None else 0), dtype=np.float32)
-        if old is not None and (old.base is not None or len(old.delta)):
-            old_rows = old.catalog.rows_of(catalog.ids)
-            old_pos = np.where(old_rows >= 0, old.catalog.pos[np.maximum(old_rows, 0)], -1)
-            in_base = has_vector & (old_pos >= 0) & (old_pos < old.nb)
-            in_delta = np.flatnonzero(has_vector & (old_pos >= old.nb))
-            catalog.pos[in_base] = old_pos[in_base]
-            # The delta is rewritten compact: its surviving vectors first, in their old order.
-            in_delta = in_delta[np.argsort(old_pos[in_delta], kind="stable")]
-            delta = old.delta[old_pos[in_delta] - old.nb]
-            catalog.pos[in_delta] = old.nb + np.arange(len(in_delta))
-            dead = old.nb - int(in_base.sum())
-            removed = dead + len(old.delta) - len(in_delta)
-            growth = (old.nb + n_embedded - int(in_base.sum())) / max(int(old.state.get("trained_on") or 1), 1)
-            if old.base is None:
-                reason = "first vectors"
-            elif dead > REBUILD_DEAD_FRACTION * old.nb:
-                reason = f"{dead} of {old.nb} stored vectors are stale"
-            elif growth > RETRAIN_GROWTH:
-                reason = f"grew {growth:.1f}x since the index was trained"
-        elif old is not None and n_embedded:
-            reason = "first vectors"
+        delta = np.zeros((0, 0), dtype=np.float32)
+        if old is not None:
+            delta, removed, reason = _carry_over(old, catalog, has_vector, n_embedded)
         if reason:
             catalog.pos[:] = -1
         to_add = np.flatnonzero(has_vector & (catalog.pos < 0))
         unchanged = (not reason and not len(to_add) and not removed and old is not None
                      and old.high_water == high_water and len(old.catalog) == len(catalog))
         if not unchanged:
-            if reason:
-                base, dim, trained_on = _build(session, embedder, catalog, to_add, progress)
-                base_file, delta = None, np.zeros((0, dim), dtype=np.float32)
-            else:
-                assert old is not None and old.base is not None
-                dim, trained_on = old.dim, int(old.state.get("trained_on") or old.nb)
-                base, base_file = old.base, directory / str(old.generation) / "index.faiss"
-                delta = _append_vectors(session, embedder, dim, catalog, to_add, delta, old.nb, progress)
-                if len(delta) > max(DELTA_MERGE[0], DELTA_MERGE[1] * old.nb):
-                    base, base_file = faiss.read_index(str(base_file)), None  # a writable copy
-                    base.add(delta)  # positions nb, nb+1, ... as they were in the delta
-                    delta = np.zeros((0, dim), dtype=np.float32)
-            _write_generation(directory, embedder, base, dim, catalog, high_water, trained_on, delta,
-                              base_file=base_file)
-            forget(directory)
+            _write_update(session, directory, embedder, old, catalog, to_add, delta, high_water, reason, progress)
         return UpdateReport(directory, int((catalog.pos >= 0).sum()), 0 if unchanged else len(to_add), removed,
                             len(catalog) - n_embedded, bool(reason),
                             reason or ("up to date" if unchanged else "incremental"), time.perf_counter() - started)
+
+
+def _carry_over(old: EmbeddingIndex, catalog: Catalog, has_vector: np.ndarray,
+                n_embedded: int) -> tuple[np.ndarray, int, str]:
+    """Point the catalog's rows at the vectors the old index already holds: the base's where they are, the
+    delta's rewritten compact. Returns the new delta, the number of vectors dropped, and why the index must be
+    rebuilt instead ("" when it need not be)."""
+    delta = np.zeros((0, old.dim), dtype=np.float32)
+    if old.base is None and not len(old.delta):
+        return delta, 0, "first vectors" if n_embedded else ""
+    old_rows = old.catalog.rows_of(catalog.ids)
+    old_pos = np.where(old_rows >= 0, old.catalog.pos[np.maximum(old_rows, 0)], -1)
+    in_base = has_vector & (old_pos >= 0) & (old_pos < old.nb)
+    in_delta = np.flatnonzero(has_vector & (old_pos >= old.nb))
+    catalog.pos[in_base] = old_pos[in_base]
+    # The delta is rewritten compact: its surviving vectors first, in their old order.
+    in_delta = in_delta[np.argsort(old_pos[in_delta], kind="stable")]
+    delta = old.delta[old_pos[in_delta] - old.nb]
+    catalog.pos[in_delta] = old.nb + np.arange(len(in_delta))
+    dead = old.nb - int(in_base.sum())
+    removed = dead + len(old.delta) - len(in_delta)
+    growth = (old.nb + n_embedded - int(in_base.sum())) / max(int(old.state.get("trained_on") or 1), 1)
+    reason = ""
+    if old.base is None:
+        reason = "first vectors"
+    elif dead > REBUILD_DEAD_FRACTION * old.nb:
+        reason = f"{dead} of {old.nb} stored vectors are stale"
+    elif growth > RETRAIN_GROWTH:
+        reason = f"grew {growth:.1f}x since the index was trained"
+    return delta, removed, reason
+
+
+def _write_update(session: Session, directory: Path, embedder: str, old: EmbeddingIndex | None, catalog: Catalog,
+                  to_add: np.ndarray, delta: np.ndarray, high_water: int, reason: str,
+                  progress: ProgressFn | None) -> None:
+    """Write the next generation: rebuilt from scratch when there is a `reason`, else the old base with the
+    catalog rows `to_add` appended to its delta (merged into a copy of the base once the delta is large)."""
+    # An index that holds no vector yet (no base) gets only explanations without vectors here: none to append.
+    if reason or old is None or old.base is None:
+        base, dim, trained_on = _build(session, embedder, catalog, to_add, progress)
+        base_file, delta = None, np.zeros((0, dim), dtype=np.float32)
+    else:
+        dim, trained_on = old.dim, int(old.state.get("trained_on") or old.nb)
+        base, base_file = old.base, directory / str(old.generation) / "index.faiss"
+        delta = _append_vectors(session, embedder, dim, catalog, to_add, delta, old.nb, progress)
+        if len(delta) > max(DELTA_MERGE[0], DELTA_MERGE[1] * old.nb):
+            base, base_file = faiss.read_index(str(base_file)), None  # a writable copy
+            base.add(delta)  # positions nb, nb+1, ... as they were in the delta
+            delta = np.zeros((0, dim), dtype=np.float32)
+    _write_generation(directory, embedder, base, dim, catalog, high_water, trained_on, delta, base_file=base_file)
+    forget(directory)
 
 
 def _append_vectors(session: Session, embedder: str, dim: int, catalog: Catalog, rows: np.ndarray,
