@@ -28,7 +28,7 @@ from autointerp.pipeline.run_record import RunRecord
 from autointerp.pipeline.run_stats import RunStats
 from llm_client.local_models import cache_dir
 from scorer import simulation_config, simulation_scorer_config
-from storage import leases, outcome_store
+from storage import already_done, leases
 from storage import repository as repo
 from storage.db import Database
 
@@ -210,7 +210,7 @@ def run_explain_on_ray(db: Database, opts: ExplainOptions, job: RayJob, *, show_
 
     def recount(stats: RunStats) -> None:
         with db.session() as session:
-            statuses = outcome_store.finished_features(session, [f.id for f in todo], chash)
+            statuses = already_done.finished_features(session, [f.id for f in todo], config_hash=chash)
         stats.done = sum(1 for finished in statuses.values() if finished.status == OutcomeStatus.OK)
         stats.failed = len(statuses) - stats.done
         stats.input_failures = sum(1 for finished in statuses.values() if finished.failure_kind == FailureKind.INPUT)

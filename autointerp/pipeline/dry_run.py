@@ -15,7 +15,7 @@ from autointerp.pipeline.scorers import walk_judge_prompts
 from explainer import PROMPT_VERSIONS, explain
 from llm_client import make_client
 from llm_client.dry_run import RecordingClient
-from storage import outcome_store, record_store
+from storage import already_done, record_store
 from storage import repository as repo
 from storage.db import Database
 from storage.scoring_inputs import neighbour_windows
@@ -29,7 +29,8 @@ def estimate(db: Database, opts: ExplainOptions) -> dict:
     config = opts.explain_config(PROMPT_VERSIONS[opts.fmt])
     with db.session() as session:
         features = select_features(session, opts.model, opts.layer, opts.sae, opts.features)
-        finished = outcome_store.finished_features(session, [f.id for f in features], repo.config_hash(config))
+        finished = already_done.finished_features(session, [f.id for f in features],
+                                                  config_hash=repo.config_hash(config))
         pending = [f for f in features if f.id not in finished or finished[f.id].redo(opts.retry_failed)]
         check_logits_stored(opts, pending)
         records = [record_store.load_feature_records(session, f) for f in pending]

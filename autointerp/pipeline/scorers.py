@@ -22,7 +22,7 @@ from scorer.embedding_scorer import EmbeddingScorer
 from scorer.examples import EXAMPLE_TOKENS, FIRING_LEVEL
 from scorer.judge import PROMPT_VERSION
 from simulator.base import Simulator
-from storage import example_scores, record_store
+from storage import already_done, example_scores, record_store
 from storage import repository as repo
 from storage.db import Database
 from storage.scoring_inputs import NeighbourWindow, neighbour_windows
@@ -120,7 +120,7 @@ def _load(db: Database, scorers: ExampleScorers, explanation_id: int, sanity: bo
     roles = [ScoreRole.OWN, ScoreRole.SHUFFLED] if sanity else [ScoreRole.OWN]
     with db.session() as session:
         todo = [(name, role) for name in scorers.names for role in roles
-                if explanation_id not in example_scores.example_scored(
+                if explanation_id not in already_done.example_scored(
                     session, [explanation_id], methods=SCORER_METHODS[name], scorer_config=scorers.config(name),
                     role=role)]
         if not todo:
@@ -142,7 +142,7 @@ def _save(db: Database, scorers: ExampleScorers, target: _Target, results: list[
 
 
 def _failure(name: ScorerName, scores: Sequence[ScoreValue]) -> str | None:
-    failed = [s for s in scores if s.undefined_reason and s.undefined_reason.startswith(example_scores.FAILED_PREFIX)]
+    failed = [s for s in scores if s.undefined_reason and s.undefined_reason.startswith(already_done.FAILED_PREFIX)]
     return f"{name} scorer: {failed[0].undefined_reason}" if failed else None
 
 
