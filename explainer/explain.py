@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -163,9 +163,3 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
                       failure_kind=None if parsed.text is not None else FailureKind.ANSWER)
 
     return list(await asyncio.gather(*(one(c) for c in range(n_candidates))))
-
-
-async def explain_many(client: LLMClient, features: Sequence[FeatureRecords], **options) -> list[ExplanationResult]:
-    """explain() every feature concurrently (the client's concurrency limit paces the requests)."""
-    per_feature = await asyncio.gather(*(explain(client, f, **options) for f in features))
-    return [r for results in per_feature for r in results]

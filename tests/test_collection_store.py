@@ -8,9 +8,9 @@ from sqlalchemy import func, select
 from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
 from storage.collection_store import layer_complete, save_layer
 from storage.record_store import load_feature_records, load_many_feature_records
-from storage.repository import get_or_create_feature
 from storage.runs import start_run
 from storage.schema import ActivationRecordRow, Feature, Run
+from tests.stored import store_features
 
 MODEL = "tiny-model"
 
@@ -40,7 +40,7 @@ def _save(db, features, **kwargs) -> tuple[int, int]:
 
 def test_save_layer_stores_stats_records_dead_features_and_overwrites(db):
     with db.session() as s, s.begin():  # a feature known from an import before any collection
-        get_or_create_feature(s, FeatureId(model=MODEL, layer=2, kind="mlp_neuron", index=3))
+        store_features(s, [FeatureId(model=MODEL, layer=2, kind="mlp_neuron", index=3)])[0]
         assert not layer_complete(s, MODEL, 2, "mlp_neuron", None)
     first_run, stored = _save(db, _layer(5, scale=1.0))
     assert stored == 4 * 6 + 2
