@@ -34,16 +34,21 @@ from sqlalchemy import insert, select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from activations.importers import ImportedFeature  # noqa: E402
 from activations.records import FeatureId  # noqa: E402
 from scorer import ShuffledPicker  # noqa: E402
 from storage.core import repository as repo  # noqa: E402
 from storage.core.db import Database  # noqa: E402
 from storage.core.schema import Explanation, Feature  # noqa: E402
+from storage.records.import_store import save_imported_file  # noqa: E402
 
 
 def fill(db: Database, n: int) -> Feature:
     with db.session() as s, s.begin():
-        first = repo.get_or_create_feature(s, FeatureId("bench-model", 6, "sae_latent", 0, sae="bench-sae"))
+        fid = FeatureId("bench-model", 6, "sae_latent", 0, sae="bench-sae")
+        save_imported_file(s, [ImportedFeature(None, fid)], "bench")
+        first = repo.find_feature(s, fid)
+        assert first is not None  # just stored
         s.execute(insert(Feature), [{"model_id": first.model_id, "layer": 6, "kind": "sae_latent",
                                      "sae_id": first.sae_id, "sae_key": "bench-sae", "index": i, "extra": {}}
                                     for i in range(1, n)])

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords
-from explainer import explain_many
+from explainer import ExplanationResult, explain
 from llm_client import make_client
 
 
@@ -37,12 +37,18 @@ def features(n: int, offset: int = 0) -> list[FeatureRecords]:
     return out
 
 
+async def explain_all(client, features: list[FeatureRecords]) -> list[ExplanationResult]:
+    """Every feature explained concurrently (the client's concurrency limit paces the requests)."""
+    per_feature = await asyncio.gather(*(explain(client, f) for f in features))
+    return [r for results in per_feature for r in results]
+
+
 async def measure(url: str, concurrency: int, n: int) -> tuple[float, dict]:
     client = make_client("openai:bench-model", base_url=url, concurrency=concurrency, timeout_s=30)
     try:
-        await explain_many(client, features(concurrency, offset=10**6))  # open the connections
+        await explain_all(client, features(concurrency, offset=10**6))  # open the connections
         start = time.perf_counter()
-        results = await explain_many(client, features(n))
+        results = await explain_all(client, features(n))
         elapsed = time.perf_counter() - start
     finally:
         await client.aclose()

@@ -46,9 +46,9 @@ def _text_tokens() -> list[str]:
 def fill_layer(db, n_features: int, seed: int = 0) -> None:
     """A collected-looking layer: per feature 20 top and 20 random windows of 64 tokens of real text, split
     60/20/20 into train/valid/test; feature i fires on a few words of its own."""
-    from activations.records import ActivationRecord, FeatureId, FeatureStats
-    from storage.core import repository as repo
-    from storage.records import record_store
+    from activations.importers import ImportedFeature
+    from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats
+    from storage.records.import_store import save_imported_file
 
     rng = random.Random(seed)
     tokens = _text_tokens()
@@ -72,11 +72,10 @@ def fill_layer(db, n_features: int, seed: int = 0) -> None:
                     if sample == "top" and max(values) == 0:
                         values[5] = 2.5
                     records.append(ActivationRecord(w, values, sample=sample, data_split=d))
-            feature = repo.get_or_create_feature(s, FeatureId(MODEL, LAYER, "mlp_neuron", index))
-            record_store.add_records(s, feature, records)
-            repo.set_feature_stats(feature, FeatureStats(
-                max_activation=max(r.max_activation for r in records), mean=0.1, variance=0.2,
-                firing_fraction=0.05, n_tokens=10_000))
+            fid = FeatureId(MODEL, LAYER, "mlp_neuron", index)
+            stats = FeatureStats(max_activation=max(r.max_activation for r in records), mean=0.1, variance=0.2,
+                                 firing_fraction=0.05, n_tokens=10_000)
+            save_imported_file(s, [ImportedFeature(FeatureRecords(fid, records, stats), fid)], "bench")
 
 
 def _set_max_batch(n: int | None) -> None:

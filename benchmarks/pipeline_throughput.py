@@ -47,12 +47,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from activations.records import ActivationRecord, FeatureId, FeatureStats, interleaved_data_split  # noqa: E402
+from activations.importers import ImportedFeature  # noqa: E402
+from activations.records import (  # noqa: E402  # noqa: E402
+    ActivationRecord,
+    FeatureId,
+    FeatureRecords,
+    FeatureStats,
+    interleaved_data_split,
+)
 from autointerp.workflows.explain_run import run_explain  # noqa: E402
 from autointerp.workflows.options import ExplainOptions  # noqa: E402
-from storage.core import repository as repo  # noqa: E402
 from storage.core.db import Database  # noqa: E402
-from storage.records import record_store  # noqa: E402
+from storage.records.import_store import save_imported_file  # noqa: E402
 from storage.results import runs  # noqa: E402
 
 MODEL, LAYER = "bench-model", 0
@@ -93,17 +99,16 @@ def fill(db: Database, n_features: int, n_tokens: int, seed: int = 0) -> int:
     n_records = 0
     with db.session() as s, s.begin():
         for index in range(n_features):
-            feature = repo.get_or_create_feature(s, FeatureId(MODEL, LAYER, "mlp_neuron", index))
+            fid = FeatureId(MODEL, LAYER, "mlp_neuron", index)
             records = []
             for sample, n in SAMPLES.items():
                 for position in range(n):
                     r = window(rng, n_tokens, fires=sample == "top")
                     records.append(ActivationRecord(r.tokens, r.activations, sample=sample,
                                                     data_split=interleaved_data_split(position)))
-            record_store.add_records(s, feature, records)
-            repo.set_feature_stats(feature, FeatureStats(
-                max_activation=max(r.max_activation for r in records), mean=0.1, variance=0.2,
-                firing_fraction=0.05, n_tokens=10_000))
+            stats = FeatureStats(max_activation=max(r.max_activation for r in records), mean=0.1, variance=0.2,
+                                 firing_fraction=0.05, n_tokens=10_000)
+            save_imported_file(s, [ImportedFeature(FeatureRecords(fid, records, stats), fid)], "bench")
             n_records += len(records)
     return n_records
 

@@ -30,13 +30,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from activations.records import ActivationRecord, FeatureId, FeatureStats, interleaved_data_split  # noqa: E402
+from activations.importers import ImportedFeature  # noqa: E402
+from activations.records import (  # noqa: E402
+    ActivationRecord,
+    FeatureId,
+    FeatureRecords,
+    FeatureStats,
+    interleaved_data_split,
+)
 from activations.vocab import ScorerName  # noqa: E402
 from autointerp.workflows.options import RescoreOptions  # noqa: E402
 from autointerp.workflows.rescore_run import run_rescore  # noqa: E402
 from storage.core import repository as repo  # noqa: E402
 from storage.core.db import Database  # noqa: E402
-from storage.records import record_store  # noqa: E402
+from storage.records.import_store import save_imported_file  # noqa: E402
 from tests.fake_openai import FakeOpenAI, judge_answer  # noqa: E402
 
 MODEL, LAYER, WINDOW = "bench-model", 0, 64
@@ -60,13 +67,14 @@ def fill(db: Database, n_features: int) -> None:
     samples = {"top": 20, "random": 20} | {f"quantile:{b}": 5 for b in range(5)}
     with db.session() as s, s.begin():
         for index in range(n_features):
-            feature = repo.get_or_create_feature(s, FeatureId(MODEL, LAYER, "mlp_neuron", index))
+            fid = FeatureId(MODEL, LAYER, "mlp_neuron", index)
             records = [window(rng, sample != "random", sample, p) for sample, n in samples.items() for p in range(n)]
-            record_store.add_records(s, feature, records)
-            repo.set_feature_stats(feature, FeatureStats(max_activation=5.0, mean=0.1, variance=0.2,
-                                                         firing_fraction=0.05, n_tokens=100_000))
-            feature.extra = {"neighbours": [{"index": (index + k) % n_features, "similarity": 0.5}
-                                            for k in range(1, 11)]}
+            stats = FeatureStats(max_activation=5.0, mean=0.1, variance=0.2, firing_fraction=0.05, n_tokens=100_000)
+            neighbours = [{"index": (index + k) % n_features, "similarity": 0.5} for k in range(1, 11)]
+            save_imported_file(s, [ImportedFeature(FeatureRecords(fid, records, stats), fid,
+                                                   extra={"neighbours": neighbours})], "bench")
+            feature = repo.find_feature(s, fid)
+            assert feature is not None  # just stored
             repo.add_explanation(s, feature, explainer="openai:fake-model", config={"bench": True},
                                  text="numbers and years written in digits", prompt_version="bench")
 

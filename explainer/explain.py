@@ -217,8 +217,3 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
     return list(await asyncio.gather(*(_candidate(client, prompt, settings, result, c, n_candidates)
                                        for c in range(n_candidates))))
 
-
-async def explain_many(client: LLMClient, features: Sequence[FeatureRecords], **options) -> list[ExplanationResult]:
-    """explain() every feature concurrently (the client's concurrency limit paces the requests)."""
-    per_feature = await asyncio.gather(*(explain(client, f, **options) for f in features))
-    return [r for results in per_feature for r in results]

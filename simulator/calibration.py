@@ -1,6 +1,7 @@
 """Optional linear calibration: map a simulator's 0..10 expected values onto a feature's activation scale,
 fitted on a calibration split. It changes r² and absolute deviation explained (which compare raw values),
-not the correlation; fitting it on the records being scored would leak their answers, so that is refused."""
+not the correlation. Fitting it on the records being scored would leak their answers: it is fitted on a split that
+is never scored (the valid split)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.base import SequenceSimulation, SimulationError, Simulator
+from simulator.base import SequenceSimulation, SimulationError
 
 
 @dataclass(frozen=True)
@@ -40,16 +41,3 @@ class LinearCalibration:
         return [SequenceSimulation(s.tokens, [self.slope * v + self.intercept for v in s.expected_activations],
                                    s.distributions)
                 for s in sims]
-
-
-async def simulate_calibrated(simulator: Simulator, explanation: str, calibration_tokens: Sequence[Sequence[str]],
-                              calibration_activations: Sequence[Sequence[float]], records: Sequence[Sequence[str]]
-                              ) -> tuple[list[SequenceSimulation], LinearCalibration]:
-    """Fit on the calibration split, then simulate and calibrate `records`; refuses overlapping records."""
-    overlap = {tuple(t) for t in calibration_tokens} & {tuple(t) for t in records}
-    if overlap:
-        raise SimulationError(f"{len(overlap)} record(s) are in both the calibration split and the scored records; "
-                              "fit the calibration on a separate split")
-    calibration_sims = await simulator.simulate(explanation, calibration_tokens)
-    calibration = LinearCalibration.fit(calibration_activations, [s.expected_activations for s in calibration_sims])
-    return calibration.apply(await simulator.simulate(explanation, records)), calibration

@@ -68,13 +68,6 @@ def slot_tops(completion: Completion, slot_offsets: list[int], tokens: Sequence[
     return tops
 
 
-def slot_distributions(completion: Completion, slot_offsets: list[int], tokens: Sequence[str], top_k: int,
-                       where: str) -> np.ndarray:
-    """The value distribution at each slot of one record: an (n, 11) array (see slot_tops)."""
-    return distributions_from_tops(slot_tops(completion, slot_offsets, tokens, where),
-                                   lambda n: f"{where}, token {n} ({tokens[n]!r}), top {top_k} alternatives")
-
-
 class RemoteLogprobSimulator(Simulator):
     def __init__(self, client: LLMClient, *, top_k: int = 20, examples: tuple[FewShotExample, ...] = FEW_SHOT) -> None:
         if not client.capabilities.prompt_logprobs:

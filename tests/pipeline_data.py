@@ -1,5 +1,5 @@
 """Synthetic collected features for pipeline tests: records across top/random samples and
-train/valid/test splits, stored through the repository as a collection would store them."""
+train/valid/test splits, stored as an import stores them."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import random
 import uuid
 
 from activations.records import ActivationRecord, FeatureId, FeatureStats
-from storage.core import repository as repo
 from storage.core.db import Database
-from storage.records import record_store
+from tests.stored import store_features
 
 WORDS = "the cat sat on 3 mats in 1999 and 42 dogs ran past 7 red cars near the river bank today".split()
 
@@ -25,16 +24,17 @@ def _record(rng: random.Random, sample: str, data_split: str, fires: bool) -> Ac
 def fill_layer(db: Database, n_features: int, *, model: str = "tiny-model", layer: int = 6, seed: int = 0,
                dead: tuple[int, ...] = ()) -> None:
     rng = random.Random(seed)
+    features, records, stats = [], [], []
+    for index in range(n_features):
+        fires = index not in dead
+        feature_records = [_record(rng, "top", d, fires) for d in ["train"] * 5 + ["valid"] * 2 + ["test"] * 3]
+        feature_records += [_record(rng, "random", d, False) for d in ["train"] * 2 + ["valid"] + ["test"] * 2]
+        features.append(FeatureId(model, layer, "mlp_neuron", index))
+        records.append(feature_records)
+        stats.append(FeatureStats(max_activation=max(r.max_activation for r in feature_records), mean=0.1,
+                                  variance=0.2, firing_fraction=0.05 if fires else 0.0, n_tokens=1000))
     with db.session() as s, s.begin():
-        for index in range(n_features):
-            feature = repo.get_or_create_feature(s, FeatureId(model, layer, "mlp_neuron", index))
-            fires = index not in dead
-            records = [_record(rng, "top", d, fires) for d in ["train"] * 5 + ["valid"] * 2 + ["test"] * 3]
-            records += [_record(rng, "random", d, False) for d in ["train"] * 2 + ["valid"] + ["test"] * 2]
-            record_store.add_records(s, feature, records)
-            repo.set_feature_stats(feature, FeatureStats(
-                max_activation=max(r.max_activation for r in records), mean=0.1, variance=0.2,
-                firing_fraction=0.05 if fires else 0.0, n_tokens=1000))
+        store_features(s, features, records, stats)
 
 
 def uncached_spec(backend: str = "openai:fake") -> str:

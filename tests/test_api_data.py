@@ -10,6 +10,7 @@ from storage.core import repository as repo
 from storage.core.db import Database
 from storage.records import record_store
 from storage.results import runs
+from tests.stored import store_features, store_score
 
 MODEL = "toy-model"
 XSS_TOKENS = ["Hello", " <img src=x onerror=alert(1)>", " and", " <script>alert(1)</script>", " bye"]
@@ -44,11 +45,11 @@ def fill(db: Database) -> dict[str, Any]:
     """Layer 1: features 0-5 of LAYER1; layer 0: one feature scoring 0.95. Returns ids the tests need."""
     ids: dict[str, Any] = {"features": {}, "explanations": {}}
     with db.session() as s, s.begin():
-        model = repo.get_or_create_model(s, MODEL, n_layers=2)
+        repo.get_or_create_model(s, MODEL, n_layers=2)  # the model knows its layer count
         ids["run"] = runs.start_run(s, "explain", {"explainer": "local:toy"})
         runs.finish_run(s, ids["run"], "done", {"done": 6, "total": 6, "failed": 0})
         for index, (text, scores) in LAYER1.items():
-            feature = repo.get_or_create_feature(s, FeatureId(MODEL, 1, "mlp_neuron", index), model)
+            feature = store_features(s, [FeatureId(MODEL, 1, "mlp_neuron", index)])[0]
             repo.set_feature_stats(feature, FeatureStats(
                 max_activation=2.0 + index, mean=0.1, variance=0.2, firing_fraction=0.05, n_tokens=1000,
                 quantile_boundaries=(0.1, 0.5, 1.0)))
@@ -62,15 +63,15 @@ def fill(db: Database) -> dict[str, Any]:
             ids["explanations"][index] = explanation.id
             for (method, subset), value in scores.items():
                 reason = None if value is not None else "constant simulation: correlation undefined"
-                repo.add_score(s, explanation, feature, method=method, subset=subset, value=value,
+                store_score(s, explanation, feature, method=method, subset=subset, value=value,
                                undefined_reason=reason, simulator="embedding", run_id=ids["run"],
                                scorer_config=simulation_scorer_config(),
                                ci_low=None if value is None else value - 0.1, ci_high=None if value is None else value + 0.05)
         s.flush()
         _add_simulations(s, ids)
-        other = repo.get_or_create_feature(s, FeatureId(MODEL, 0, "mlp_neuron", 7), model)
+        other = store_features(s, [FeatureId(MODEL, 0, "mlp_neuron", 7)])[0]
         exp0, _ = repo.add_explanation(s, other, explainer="openai:gpt-test", config={}, text="numbers at layer zero")
-        repo.add_score(s, exp0, other, method="ev_correlation", subset="top_and_random", value=0.95,
+        store_score(s, exp0, other, method="ev_correlation", subset="top_and_random", value=0.95,
                        simulator="json:openai:x", scorer_config=simulation_scorer_config())
         ids["layer0_feature"] = other.id
     return ids
@@ -89,6 +90,7 @@ def _add_simulations(s, ids: dict[str, Any]) -> None:
     shuffled, _ = repo.add_simulation(s, borrowed, feature, simulator="embedding", config={"k": 1}, role="shuffled",
                                       records=[{"record_id": top.id, "sample": "top", "expected_activations": [0.2, 0.2, 0.2, 0.3]}])
     # As the pipeline stores it: the score on the feature's own explanation, the simulation on the borrowed one.
-    repo.add_score(s, own, feature, method="ev_correlation", subset="top_and_random", value=0.05,
-                   simulation=shuffled, simulator="embedding", role="shuffled", scorer_config=simulation_scorer_config())
+    repo.add_scores(s, own, feature, [{"method": "ev_correlation", "subset": "top_and_random", "value": 0.05,
+                                       "role": "shuffled"}],
+                    simulation=shuffled, simulator="embedding", scorer_config=simulation_scorer_config())
     ids["simulation"] = sim.id

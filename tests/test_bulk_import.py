@@ -1,5 +1,5 @@
 """Bulk writes store exactly what the per-object (ORM) path stores: a large generated OpenAI explanation file
-imports in bulk, the same rows as repository.add_explanation / add_simulation / add_score would write, and a
+imports in bulk, the same rows as repository.add_explanation / add_simulation / add_scores would write, and a
 second import adds nothing; bulk-added scored explanations match their ORM twins column for column."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from storage.core.db import Database
 from storage.core.schema import Explanation, Feature, Score, SimulatedRecord, Simulation, SubjectModel
 from storage.records.bulk import ScoredExplanationRow, bulk_add_features, bulk_add_scored_explanations
 from storage.records.import_store import IMPORT_SIMULATOR
+from tests.stored import store_features
 
 WORDS = "digits years colours names cities verbs commas quotes code music films rivers birds food prices".split()
 
@@ -59,7 +60,7 @@ def orm_import(db: Database, path: Path) -> None:
     name = path.name
     with db.session() as s, s.begin():
         for item in parse_file(path, model="gpt2-xl"):
-            feature = repo.get_or_create_feature(s, item.feature)
+            (feature,) = store_features(s, [item.feature])  # features as every import stores them
             for i, imported in enumerate(item.explanations):
                 explanation, created = repo.add_explanation(
                     s, feature, explainer="import:openai", config={"import": name, "item": i}, text=imported.text,
@@ -72,11 +73,11 @@ def orm_import(db: Database, path: Path) -> None:
                         s, explanation, feature, simulator=IMPORT_SIMULATOR, config={"import": name, "item": i},
                         records=[{"tokens": q.tokens, "true_activations": q.true_activations,
                                   "expected_activations": q.expected_activations} for q in imported.sequences])
-                for method, value in imported.scores.items():
-                    repo.add_score(s, explanation, feature, method=method, subset=ScoringSubset.TOP_AND_RANDOM,
-                                   value=value, undefined_reason=None if value is not None else
-                                   "undefined in the imported file", simulation=simulation,
-                                   simulator=IMPORT_SIMULATOR, n_records=len(imported.sequences) or None)
+                repo.add_scores(s, explanation, feature, [
+                    {"method": method, "subset": ScoringSubset.TOP_AND_RANDOM, "value": value,
+                     "undefined_reason": None if value is not None else "undefined in the imported file",
+                     "n_records": len(imported.sequences) or None} for method, value in imported.scores.items()],
+                    simulation=simulation, simulator=IMPORT_SIMULATOR)
 
 
 def contents(db: Database) -> dict[str, list]:
@@ -141,7 +142,7 @@ def test_bulk_scored_explanations_match_the_orm(db):
     with db.session() as s, s.begin():
         model_id = repo.get_or_create_model(s, "m").id
         bulk_ids = bulk_add_features(s, model_id, 4, range(2_345))
-        orm_feature = repo.get_or_create_feature(s, FeatureId("m", 5, "mlp_neuron", 0))
+        orm_feature = store_features(s, [FeatureId("m", 5, "mlp_neuron", 0)])[0]
         rows = [ScoredExplanationRow(feature_id=fid, model_id=model_id, layer=4, text=f"text {i}", explainer="openai:x",
                                      candidate=i % 2, scores={("ev_correlation", "top_and_random"): i / 10,
                                                               ("ev_correlation", "random_only"): None},
@@ -151,8 +152,8 @@ def test_bulk_scored_explanations_match_the_orm(db):
         twin, _ = repo.add_explanation(s, orm_feature, explainer="openai:x", config={"c": 1}, text="text 7",
                                        candidate=1)
         for subset, value, reason in (("top_and_random", 0.7, None), ("random_only", None, "constant input")):
-            repo.add_score(s, twin, orm_feature, method="ev_correlation", subset=subset, value=value,
-                           undefined_reason=reason, simulator="embedding", scorer_config=None)
+            repo.add_scores(s, twin, orm_feature, [{"method": "ev_correlation", "subset": subset, "value": value,
+                                                    "undefined_reason": reason}], simulator="embedding")
     with db.session() as s:
         features = list(s.scalars(select(Feature).where(Feature.layer == 4).order_by(Feature.index)))
         assert [f.id for f in features] == bulk_ids and [f.index for f in features] == list(range(2_345))

@@ -6,11 +6,11 @@ import pytest
 from sqlalchemy import func, select
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
-from storage.core.repository import get_or_create_feature
 from storage.core.schema import ActivationRecordRow, Feature, Run
 from storage.records.collection_store import layer_complete, save_layer
 from storage.records.record_store import load_feature_records, load_many_feature_records
 from storage.results.runs import start_run
+from tests.stored import store_features
 
 MODEL = "tiny-model"
 
@@ -40,7 +40,7 @@ def _save(db, features, **kwargs) -> tuple[int, int]:
 
 def test_save_layer_stores_stats_records_dead_features_and_overwrites(db):
     with db.session() as s, s.begin():  # a feature known from an import before any collection
-        get_or_create_feature(s, FeatureId(model=MODEL, layer=2, kind="mlp_neuron", index=3))
+        store_features(s, [FeatureId(model=MODEL, layer=2, kind="mlp_neuron", index=3)])[0]
         assert not layer_complete(s, MODEL, 2, "mlp_neuron", None)
     first_run, stored = _save(db, _layer(5, scale=1.0))
     assert stored == 4 * 6 + 2

@@ -19,11 +19,11 @@ from activations.sae import load_sae
 from activations.sampling import SamplerConfig
 from autointerp.workflows.collect_run import run_collect
 from llm_client.local_models import load_model
-from storage.core.repository import get_or_create_feature
 from storage.core.schema import Feature
 from storage.reads.queries import FeatureQuery, query_features
 from storage.records.collection_store import save_layer
 from storage.results.runs import start_run
+from tests.stored import store_features
 
 
 def _planted_decoder(d_sae: int = 12, d_in: int = 8) -> np.ndarray:
@@ -74,7 +74,7 @@ def _features(n: int) -> list[FeatureRecords]:
 
 def test_save_layer_merges_evidence_into_extra(db):
     with db.session() as s, s.begin():  # an imported feature that already carries something in extra
-        get_or_create_feature(s, FeatureId(model="m", layer=0, kind="mlp_neuron", index=1)).extra = {"source": "x"}
+        store_features(s, [FeatureId(model="m", layer=0, kind="mlp_neuron", index=1)])[0].extra = {"source": "x"}
     extras = {i: {"neighbours": [{"index": 1 - i, "similarity": 0.5}],
                   "logits": {"promoted": [["a", 1.0]], "suppressed": [["b", -1.0]]}} for i in range(2)}
     with db.session() as s, s.begin():

@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from autointerp.api import create_app
 from scorer import simulation_scorer_config
-from storage.core import repository as repo
 from storage.core.schema import Explanation, Feature, Score
+from tests.stored import store_score
 from tests.test_api_data import MODEL, fill
 from tests.test_api_schemas import HashEmbedder, _response_schema, undeclared
 
@@ -29,7 +29,7 @@ def client(db):
         # Two more shuffled baselines (as another feature's explanation scored on these features' records).
         for index, value in ((0, 0.1), (2, -0.35)):
             own = s.get(Explanation, ids["explanations"][index])
-            repo.add_score(s, own, s.get(Feature, ids["features"][index]), method="ev_correlation",
+            store_score(s, own, s.get(Feature, ids["features"][index]), method="ev_correlation",
                            subset="top_and_random", value=value, simulator="embedding", role="shuffled",
                            scorer_config=simulation_scorer_config())
     with TestClient(create_app(db.url, embedder=HashEmbedder())) as c:

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats
-from explainer import explain, explain_many, parse_explanation
+from explainer import explain, parse_explanation
 from explainer.formatting import highlight, render_plain, token_activation_pairs
 from llm_client import Capabilities, make_client
 from tests.fake_openai import FakeOpenAI
@@ -225,7 +225,8 @@ def test_failure_mix_every_feature_ends_explained_or_failed_with_reason(fake_ope
 
     async def go():
         try:
-            return await explain_many(client, features)
+            per_feature = await asyncio.gather(*(explain(client, f) for f in features))
+            return [r for results in per_feature for r in results]
         finally:
             await client.aclose()
 

@@ -14,11 +14,11 @@ from autointerp.cli import main
 from explainer.fitting import rank_records, scale
 from explainer.prompts import EVIDENCE_CHOICES, PROMPT_VERSIONS, prompt_version
 from explainer.sampling import SAMPLES
-from storage.core import repository as repo
 from storage.core.db import Database
 from storage.core.schema import Explanation, Run
 from storage.records import record_store
 from tests.pipeline_data import fill_layer, uncached_spec
+from tests.stored import store_features
 from tests.test_explainer import FEATURE, last_user_message, run_explain
 
 
@@ -102,7 +102,7 @@ def test_the_prompt_shows_the_sample_and_names_it_in_its_version(fake_openai):
 def _add_quantile_records(db: Database, n_features: int) -> None:
     with db.session() as s, s.begin():
         for index in range(n_features):
-            feature = repo.get_or_create_feature(s, FeatureId("tiny-model", 6, "mlp_neuron", index))
+            feature = store_features(s, [FeatureId("tiny-model", 6, "mlp_neuron", index)])[0]
             record_store.add_records(s, feature, [
                 ActivationRecord([" the", " quantilebird"], [0.0, 1.0 + b], sample=f"quantile:{b}", data_split="train")
                 for b in range(2)])

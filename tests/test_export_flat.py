@@ -16,7 +16,9 @@ from autointerp.cli import main
 from scorer import simulation_config, simulation_scorer_config
 from storage.core import repository as repo
 from storage.reads.queries import SCORE_METHODS
+from storage.results.outcome_store import SimulationToStore
 from tests.pipeline_data import fill_layer
+from tests.stored import store_features, store_score
 
 LOGITS = {"promoted": [[" river", 3.5], [" bank", 2.25]], "suppressed": [[" the", -1.5]]}
 NEIGHBOURS = [{"index": 1, "similarity": 0.75}]
@@ -27,24 +29,23 @@ def fill(db) -> None:
     by its shuffled baseline, by a judge, and by an imported file. Feature 1: unexplained, no evidence."""
     fill_layer(db, 2)
     with db.session() as s, s.begin():
-        feature = repo.get_or_create_feature(s, FeatureId("tiny-model", 6, "mlp_neuron", 0))
+        feature = store_features(s, [FeatureId("tiny-model", 6, "mlp_neuron", 0)])[0]
         feature.extra = {"logits": LOGITS, "neighbours": NEIGHBOURS}
         old, _ = repo.add_explanation(s, feature, explainer="openai:x", config={"v": 1}, text="rivers")
-        repo.add_score(s, old, feature, method="ev_correlation", subset="top_and_random", value=0.8,
+        store_score(s, old, feature, method="ev_correlation", subset="top_and_random", value=0.8,
                        simulator="json:openai:x", scorer_config=simulation_scorer_config())
         current, _ = repo.add_explanation(s, feature, explainer="openai:y", config={"v": 2}, text="rivers and banks")
         for simulator, value in (("json:openai:x", 0.5), ("embedding", 0.6)):
-            simulation, _ = repo.add_simulation(s, current, feature, simulator=simulator,
-                                                config=simulation_config(simulator), records=[])
-            repo.add_score(s, current, feature, method="ev_correlation", subset="top_and_random", value=value,
-                           simulation=simulation, simulator=simulator, scorer_config=simulation_scorer_config())
-        repo.add_score(s, current, feature, method="ev_correlation", subset="top_and_random", value=0.99,
+            store_score(s, current, feature, method="ev_correlation", subset="top_and_random", value=value,
+                        simulation=SimulationToStore(simulation_config(simulator), [], []), simulator=simulator,
+                        scorer_config=simulation_scorer_config())
+        store_score(s, current, feature, method="ev_correlation", subset="top_and_random", value=0.99,
                        simulator="import:openai", scorer_config={"s": 3})
-        repo.add_score(s, current, feature, method="ev_correlation", subset="random_only", value=0.9,
+        store_score(s, current, feature, method="ev_correlation", subset="random_only", value=0.9,
                        simulator="embedding", scorer_config=simulation_scorer_config())
-        repo.add_score(s, current, feature, method="ev_correlation", subset="top_and_random", value=0.95,
+        store_score(s, current, feature, method="ev_correlation", subset="top_and_random", value=0.95,
                        simulator="embedding", role="shuffled", scorer_config={"s": 4})
-        repo.add_score(s, current, feature, method="detection_auroc", subset="random", value=0.7,
+        store_score(s, current, feature, method="detection_auroc", subset="random", value=0.7,
                        simulator="detection:openai:x")
 
 

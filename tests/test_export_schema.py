@@ -7,11 +7,11 @@ import pyarrow as pa
 
 from activations.records import FeatureId
 from autointerp.export_writers import FEATURE_SCHEMA
-from scorer import ScoreValue, simulation_scorer_config
+from scorer import simulation_scorer_config
 from storage.core import repository as repo
 from storage.reads.feature_documents import iter_feature_documents
-from storage.results import outcome_store
 from tests.pipeline_data import fill_layer
+from tests.stored import store_features, store_score
 
 
 def _names(struct: pa.DataType) -> set[str]:
@@ -21,10 +21,10 @@ def _names(struct: pa.DataType) -> set[str]:
 def test_parquet_schema_has_exactly_the_keys_of_the_row_dicts(db):
     fill_layer(db, 1)
     with db.session() as s, s.begin():
-        feature = repo.get_or_create_feature(s, FeatureId("tiny-model", 6, "mlp_neuron", 0))
+        feature = store_features(s, [FeatureId("tiny-model", 6, "mlp_neuron", 0)])[0]
         explanation, _ = repo.add_explanation(s, feature, explainer="openai:x", config={"k": 1}, text="digits")
-        outcome_store.store_scores(s, explanation, feature, None, [ScoreValue("ev_correlation", 0.5, subset="random_only")],
-                                   simulator="embedding", run_id=None, scorer_config=simulation_scorer_config())
+        store_score(s, explanation, feature, method="ev_correlation", subset="random_only", value=0.5,
+                    simulator="embedding", scorer_config=simulation_scorer_config())
     with db.session() as s:
         (doc,) = list(iter_feature_documents(s))
     explanation_doc = doc["explanations"][0]

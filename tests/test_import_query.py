@@ -11,6 +11,7 @@ from autointerp.cli import main
 from scorer import simulation_scorer_config
 from storage.core.schema import ActivationRecordRow, Explanation, Feature, Score
 from tests.conftest import FIXTURES
+from tests.stored import store_features, store_score
 
 NEURONPEDIA = FIXTURES / "neuronpedia"
 
@@ -141,14 +142,14 @@ def test_query_ranking_filters_and_search(db_url, db):
 
     with db.session() as s, s.begin():
         for i, (text, score) in enumerate([("numbers and digits", 0.9), ("colour words", 0.7), ("the token after of", 0.2)]):
-            f = repo.get_or_create_feature(s, FeatureId("m", 6, "mlp_neuron", i))
+            f = store_features(s, [FeatureId("m", 6, "mlp_neuron", i)])[0]
             e, _ = repo.add_explanation(s, f, explainer="openai:x" if i else "local:y", config={"i": i}, text=text)
-            repo.add_score(s, e, f, method="ev_correlation", subset="top_and_random", value=score, scorer_config=simulation_scorer_config())
+            store_score(s, e, f, method="ev_correlation", subset="top_and_random", value=score, scorer_config=simulation_scorer_config())
             e2, _ = repo.add_explanation(s, f, explainer="openai:x", config={"i": i, "v": 2}, text=text + " v2")
-            repo.add_score(s, e2, f, method="ev_correlation", subset="top_and_random", value=score - 0.1,
+            store_score(s, e2, f, method="ev_correlation", subset="top_and_random", value=score - 0.1,
                            scorer_config=simulation_scorer_config())
-        repo.get_or_create_feature(s, FeatureId("m", 6, "mlp_neuron", 9))
-        repo.get_or_create_feature(s, FeatureId("m", 7, "mlp_neuron", 0))
+        store_features(s, [FeatureId("m", 6, "mlp_neuron", 9)])[0]
+        store_features(s, [FeatureId("m", 7, "mlp_neuron", 0)])[0]
 
     def q(*args):
         return json.loads(run("query", "--db", db_url, "--format", "json", "--no-records", *args).output)

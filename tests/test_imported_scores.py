@@ -19,9 +19,9 @@ from autointerp.cli import main
 from scorer import simulation_scorer_config
 from storage.core import repository as repo
 from storage.core.schema import Explanation
-from storage.reads.comparisons import best_score_per_feature, best_scores_by_feature
-from storage.reads.queries import FeatureQuery
-from storage.search.semantic import best_scores
+from storage.reads.comparisons import best_by_index
+from storage.reads.queries import FeatureQuery, best_scores
+from tests.stored import store_score
 from tests.test_import_query import EXPLANATIONS, NEURON_RECORD
 
 MEASURED = 0.462  # what this tool measured for neuron 17
@@ -46,11 +46,12 @@ def layer3(tmp_path, db_url, db):
     (tmp_path / "more.jsonl").write_text(json.dumps(only_imported) + "\n")
     cli("import", tmp_path, "--db", db_url, "--model", "gpt2-xl")
     with db.session() as s, s.begin():
-        feature = repo.get_or_create_feature(s, FeatureId("gpt2-xl", 3, "mlp_neuron", 17))
+        feature = repo.find_feature(s, FeatureId("gpt2-xl", 3, "mlp_neuron", 17))
+        assert feature is not None
         explanation, _ = repo.add_explanation(s, feature, explainer="openai:gpt-4o-mini", config={"k": 1},
                                               text="the digit 1")
-        repo.add_score(s, explanation, feature, method="ev_correlation", subset="top_and_random", value=MEASURED,
-                       simulator="json:openai:gpt-4o-mini", scorer_config=simulation_scorer_config())
+        store_score(s, explanation, feature, method="ev_correlation", subset="top_and_random", value=MEASURED,
+                    simulator="json:openai:gpt-4o-mini", scorer_config=simulation_scorer_config())
     return db
 
 
@@ -96,17 +97,21 @@ def test_api_list_and_feature_page(layer3, db_url, monkeypatch):
     assert labels == {("digits", IMPORTED, True), ("numbers in lists", 0.4375, True), ("the digit 1", MEASURED, False)}
 
 
-def test_comparisons_and_semantic_scores_leave_imported_out(layer3):
+def test_best_scores_leave_imported_out(layer3):
+    """The one best-score query behind query, compare and semantic search."""
     with layer3.session() as s:
         ids = dict(s.execute(select(Explanation.text, Explanation.id)).all())
-        assert best_score_per_feature(s, layer=3, method="ev_correlation", subset="top_and_random") == {17: MEASURED}
-        assert best_score_per_feature(s, layer=3, method="ev_correlation", subset="top_and_random",
-                                      include_imported=True) == {17: IMPORTED, 18: 0.7}
-        assert best_scores_by_feature(s, explainer="import:openai", layer=3) == {}
-        assert best_scores_by_feature(s, explainer="import:openai", layer=3, include_imported=True) == {
-            17: (IMPORTED, "digits"), 18: (0.7, "commas")}
+        f17, f18 = (repo.find_feature(s, FeatureId("gpt2-xl", 3, "mlp_neuron", i)).id for i in (17, 18))
+        assert best_scores(s, FeatureQuery(layer=3)) == [(f17, MEASURED, ids["the digit 1"], False)]
+        assert best_scores(s, FeatureQuery(layer=3, include_imported=True)) == [
+            (f17, IMPORTED, ids["digits"], True), (f18, 0.7, ids["commas"], True)]
+        # compare: by feature index, one explainer
+        assert best_by_index(s, FeatureQuery(layer=3, explainer="import:openai")) == {}
+        assert best_by_index(s, FeatureQuery(layer=3, explainer="import:openai", include_imported=True)) == {
+            17: (f17, IMPORTED, ids["digits"], True), 18: (f18, 0.7, ids["commas"], True)}
         # Semantic search shows each matched explanation with its score: measured, or imported only when asked.
-        shown = [ids["digits"], ids["the digit 1"]]
-        assert best_scores(s, FeatureQuery(), shown) == {ids["the digit 1"]: (MEASURED, False)}
-        assert best_scores(s, FeatureQuery(include_imported=True), shown) == {
-            ids["digits"]: (IMPORTED, True), ids["the digit 1"]: (MEASURED, False)}
+        assert best_scores(s, FeatureQuery(), explanation_ids=[ids["digits"]]) == []
+        assert best_scores(s, FeatureQuery(include_imported=True), explanation_ids=[ids["digits"]]) == [
+            (f17, IMPORTED, ids["digits"], True)]
+        assert best_scores(s, FeatureQuery(include_imported=True), explanation_ids=[ids["the digit 1"]]) == [
+            (f17, MEASURED, ids["the digit 1"], False)]

@@ -8,8 +8,8 @@ from activations.vocab import OutcomeStatus, ScoreRole
 from scorer import ScoreValue
 from storage.core import repository as repo
 from storage.core.in_lists import CHUNK, chunks
-from storage.reads import score_stats
-from storage.results import outcome_store
+from storage.results import already_done, example_scores, outcome_store
+from tests.stored import store_features, store_score
 
 MANY = 70_000  # more ids than PostgreSQL binds in one statement
 
@@ -21,16 +21,19 @@ def test_chunks_cover_the_items_in_order():
 
 def test_reads_over_more_ids_than_one_statement_binds(db):
     with db.session() as s, s.begin():
-        features = [repo.get_or_create_feature(s, FeatureId("m", 0, "mlp_neuron", i)) for i in range(3)]
+        features = store_features(s, [FeatureId("m", 0, "mlp_neuron", i) for i in range(3)])
         explanations = []
         for f in features:
             e, _ = repo.add_explanation(s, f, explainer="openai:x", config={"k": 1}, text=f"text {f.index}",
                                         selected=True, status=OutcomeStatus.OK)
-            sim, _ = repo.add_simulation(s, e, f, simulator="sim", config={}, records=[])
-            outcome_store.store_scores(s, e, f, sim, [ScoreValue("ev_correlation", 0.5, subset="top_and_random")],
-                                       simulator="sim", run_id=None)
-            shuffled = ScoreValue("ev_correlation", 0.1, subset="top_and_random", role=ScoreRole.SHUFFLED)
-            outcome_store.store_scores(s, e, f, None, [shuffled], simulator="sim", run_id=None)
+            own = outcome_store.Evaluation("sim", {}, [ScoreValue("ev_correlation", 0.5, subset="top_and_random")],
+                                           outcome_store.SimulationToStore({}, [], []))
+            outcome_store.save_evaluation(s, e, f, own, run_id=None)
+            store_score(s, e, f, method="ev_correlation", subset="top_and_random", value=0.1, simulator="sim",
+                        role=ScoreRole.SHUFFLED)
+            example_scores.store_example_scores(s, e, f, [ScoreValue("detection_auroc", 0.7, subset="random")],
+                                                scorer_spec="detection:openai:j", scorer_config={"judge": "j"},
+                                                run_id=None)
             explanations.append(e)
         feature_ids = [f.id for f in features]
         explanation_ids = [e.id for e in explanations]
@@ -40,10 +43,12 @@ def test_reads_over_more_ids_than_one_statement_binds(db):
         assert sorted(f.id for f in repo.get_features(s, feature_ids + feature_ids)) == sorted(feature_ids)
         assert set(repo.current_explanations(s, spread(feature_ids))) == set(feature_ids)
         assert set(repo.explanations_with_features(s, explanation_ids)) == set(explanation_ids)
-        assert outcome_store.finished_features(s, spread(feature_ids), repo.config_hash({"k": 1})) == {
-            f: outcome_store.Finished(OutcomeStatus.OK) for f in feature_ids}
+        assert already_done.finished_features(s, spread(feature_ids), config_hash=repo.config_hash({"k": 1})) == {
+            f: already_done.Finished(OutcomeStatus.OK) for f in feature_ids}
         assert outcome_store.scored_explanations(s, spread(feature_ids)[::-1]) == explanation_ids
-        assert outcome_store.with_shuffled_baseline(s, spread(explanation_ids), "sim") == set(explanation_ids)
-        assert outcome_store.simulated_with(s, spread(explanation_ids), "sim") == set(explanation_ids)
-        assert score_stats.explanations_scored_with(s, spread(explanation_ids), simulator="sim",
-                                                    method="ev_correlation") == set(explanation_ids)
+        assert already_done.with_shuffled_baseline(s, spread(explanation_ids), simulator="sim") == set(explanation_ids)
+        assert already_done.simulated_with(s, spread(explanation_ids), simulator="sim") == set(explanation_ids)
+        assert already_done.scored_with(s, spread(explanation_ids), simulator="sim",
+                                        method="ev_correlation") == set(explanation_ids)
+        assert already_done.example_scored(s, spread(explanation_ids), methods=["detection_auroc"],
+                                           scorer_config={"judge": "j"}) == set(explanation_ids)

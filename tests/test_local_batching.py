@@ -162,7 +162,7 @@ def _assert_same_generation(ref: Completion, got: Completion, what: str) -> None
 def _explainer_prompts(client) -> list[tuple[str, dict]]:
     """The prompts the explainer really sends (snippets format) for a few synthetic features."""
     from activations.records import ActivationRecord, FeatureId, FeatureRecords
-    from explainer import explain_many
+    from explainer import explain
 
     words = "the cat sat on 3 mats in 1999 and 42 dogs ran past 7 red cars near the river bank today".split()
     features = []
@@ -182,7 +182,10 @@ def _explainer_prompts(client) -> list[tuple[str, dict]]:
 
     client.complete = spy
     try:
-        asyncio.run(explain_many(client, features, max_tokens=24))
+        async def explain_all():  # the features in flight together, as a batch explains them
+            await asyncio.gather(*(explain(client, f, max_tokens=24) for f in features))
+
+        asyncio.run(explain_all())
     finally:
         del client.complete
     return sent

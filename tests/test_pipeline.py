@@ -19,6 +19,7 @@ from storage.core.schema import Explanation, Run, Score, Simulation
 from storage.records import record_store
 from tests.fake_openai import FakeOpenAI
 from tests.pipeline_data import fill_layer
+from tests.stored import store_features
 
 EXPLAIN = ["explain", "--model", "tiny-model", "--layer", "6", "--explainer", "openai:fake"]
 
@@ -220,7 +221,7 @@ def test_negative_polarity_is_scored_on_one_scale_by_explain_rescore_and_baselin
     db = Database(sqlite_url)
     with db.session() as s, s.begin():
         for index in range(3):
-            feature = repo.get_or_create_feature(s, FeatureId("tiny-model", 6, "mlp_neuron", index))
+            feature = store_features(s, [FeatureId("tiny-model", 6, "mlp_neuron", index)])[0]
             records = []
             for i, data_split in enumerate(["train"] * 4 + ["valid"] * 2 + ["test"] * 3):
                 tokens = [f" w{j}" if j % 3 else f" {i + j}" for j in range(9)]

@@ -20,6 +20,7 @@ from storage.core import repository as repo
 from storage.core.schema import Score, Simulation
 from storage.records import record_store
 from tests.pipeline_data import fill_layer, uncached_spec
+from tests.stored import store_features
 from tests.test_pipeline import digit_simulating_answer
 
 LAYER = ["--model", "tiny-model", "--layer", "6"]
@@ -60,7 +61,7 @@ def _add_quantile_records(db, n_features: int, n_bins: int = 3) -> None:
     rng = random.Random(1)
     with db.session() as s, s.begin():
         for index in range(n_features):
-            feature = repo.get_or_create_feature(s, FeatureId("tiny-model", 6, "mlp_neuron", index))
+            feature = store_features(s, [FeatureId("tiny-model", 6, "mlp_neuron", index)])[0]
             records = []
             for b in range(n_bins):
                 for data_split in ("train", "valid", "test", "test"):

@@ -18,6 +18,7 @@ from storage.core import repository as repo
 from storage.core.db import Database
 from storage.core.schema import Explanation, Feature, Score
 from storage.records import record_store
+from tests.stored import store_features
 
 PLAIN = "the cat sat on a mat and dogs ran past red cars near the river bank today while birds sang".split()
 BASE = ["--model", "tiny-model", "--layer", "6", "--features", "0-2"]
@@ -59,7 +60,7 @@ def plant(db: Database) -> None:
         for index, fire_on, first_seed, digits in ((0, "digit", 0, lambda seed: True),
                                                     (1, "cat", 1000, lambda seed: seed % 2 == 0),
                                                     (2, "digit", 2000, lambda seed: True)):
-            feature = repo.get_or_create_feature(s, FeatureId("tiny-model", 6, "mlp_neuron", index))
+            feature = store_features(s, [FeatureId("tiny-model", 6, "mlp_neuron", index)])[0]
             records = _records(fire_on, first_seed, activating_digits=digits)
             record_store.add_records(s, feature, records)
             repo.set_feature_stats(feature, FeatureStats(max_activation=5.0, mean=0.1, variance=0.2,

@@ -10,8 +10,9 @@ import pytest
 
 from llm_client import Completion, TokenLogprobs, Usage, make_client
 from simulator import SimulationError, make_simulator
-from simulator.logprob_remote import RemoteLogprobSimulator, slot_distributions, ten_is_one_token
+from simulator.logprob_remote import RemoteLogprobSimulator, slot_tops, ten_is_one_token
 from simulator.prompts import FEW_SHOT, FewShotExample, escape_token, prefix_text, record_text
+from simulator.values import distributions_from_tops
 from tests.closing import simulate_and_close
 
 # Byte-level, whitespace, control, empty and long tokens; lengths differ so batches need padding.
@@ -178,17 +179,23 @@ def _completion(tokens: list[str], tops: list[dict]) -> Completion:
     return Completion("", Usage(), [TokenLogprobs(t, -1.0, top) for t, top in zip(tokens, tops)], offsets, None)
 
 
+def slot_distributions(completion, slot_offsets, tokens, where):
+    """One record's value distributions, read as the remote simulator reads them."""
+    return distributions_from_tops(slot_tops(completion, slot_offsets, tokens, where),
+                                   lambda n: f"{where}, token {n} ({tokens[n]!r})")
+
+
 def test_remote_unalignable_slot_and_missing_digits_are_failures_not_zeros():
     digits = {"3": math.log(0.5), "4": math.log(0.5), "foo": -0.1}
     ok = _completion(["ab", "\t", "unknown", "\n"], [{}, {}, digits, {}])
-    (dist,) = slot_distributions(ok, [3], ["ab"], 20, "record 0")
+    (dist,) = slot_distributions(ok, [3], ["ab"], "record 0")
     assert dist[3] == pytest.approx(0.5) and dist[4] == pytest.approx(0.5)
     merged = _completion(["a", "b\tunknown", "\n"], [{}, digits, {}])
     with pytest.raises(SimulationError, match=r"record 0, token 0 \('ab'\): cannot find the activation slot"):
-        slot_distributions(merged, [3], ["ab"], 20, "record 0")
+        slot_distributions(merged, [3], ["ab"], "record 0")
     no_digits = _completion(["ab", "\tunknown", "\n"], [{}, {"the": -0.1, "a": -2.0}, {}])
     with pytest.raises(SimulationError, match="no probability on any activation value"):
-        slot_distributions(no_digits, [3], ["ab"], 20, "record 0")
+        slot_distributions(no_digits, [3], ["ab"], "record 0")
 
 
 @pytest.mark.parametrize("spec, message", [

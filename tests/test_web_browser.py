@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.stored import store_score
 from tests.test_api_data import XSS_TOKENS, fill
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -277,7 +278,6 @@ def test_density_axes_are_whole_and_cover_the_top_records(server, page, sqlite_u
 
 
 def test_layer_page_headline_first_in_a_fixed_order_with_legends(server, page, sqlite_url, tmp_path):
-    from storage.core import repository as repo
     from storage.core.db import Database
     from storage.core.schema import Explanation, Feature
 
@@ -285,7 +285,7 @@ def test_layer_page_headline_first_in_a_fixed_order_with_legends(server, page, s
     db = Database(sqlite_url)
     with db.session() as s, s.begin():  # an imported score, stored with the file's simulator name
         explanation = s.get(Explanation, ids["explanations"][4])
-        repo.add_score(s, explanation, s.get(Feature, ids["features"][4]), method="ev_correlation",
+        store_score(s, explanation, s.get(Feature, ids["features"][4]), method="ev_correlation",
                        subset="top_and_random", value=0.8, simulator="import:openai")
     db.dispose()
     refused = _csp_violations(page)

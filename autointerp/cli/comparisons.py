@@ -12,8 +12,8 @@ from scipy import stats
 
 from activations.vocab import ScoreMethod, ScoringSubset
 from storage.core.db import Database
-from storage.reads.comparisons import best_score_per_feature, best_scores_by_feature
-from storage.reads.queries import QueryError, check_method_subset, default_subset
+from storage.reads.comparisons import best_by_index, explanation_texts
+from storage.reads.queries import FeatureQuery, QueryError, check_method_subset, default_subset
 
 
 @dataclass
@@ -34,8 +34,11 @@ def compare_explainers(db: Database, *, layer: int, a: str, b: str, model: str |
                        method: str = ScoreMethod.EV_CORRELATION,
                        subset: str = ScoringSubset.TOP_AND_RANDOM) -> Comparison:
     with db.session() as session:
-        sa = best_scores_by_feature(session, explainer=a, layer=layer, model=model, method=method, subset=subset)
-        sb = best_scores_by_feature(session, explainer=b, layer=layer, model=model, method=method, subset=subset)
+        best = {name: best_by_index(session, FeatureQuery(model=model, layer=layer, explainer=name, method=method,
+                                                          subset=subset)) for name in (a, b)}
+        texts = explanation_texts(session, [row[2] for rows in best.values() for row in rows.values()])
+    # feature index -> (best score, the explanation text behind it), of each explainer
+    sa, sb = ({index: (row[1], texts.get(row[2])) for index, row in best[name].items()} for name in (a, b))
     rows = []
     diffs: list[float] = []  # score b - score a, of the features both explained
     for index in sorted(set(sa) | set(sb)):
@@ -82,8 +85,8 @@ def compare_methods(db: Database, *, layer: int, methods: list[tuple[str, str]],
     """One row per pair of methods: how many features have both, and the Spearman rank correlation of their
     per-feature best scores (None with fewer than 3 such features or a constant side)."""
     with db.session() as session:
-        best = {m: best_score_per_feature(session, layer=layer, method=m[0], subset=m[1], model=model,
-                                          explainer=explainer) for m in methods}
+        best = {m: {index: row[1] for index, row in best_by_index(session, FeatureQuery(
+            model=model, layer=layer, explainer=explainer, method=m[0], subset=m[1])).items()} for m in methods}
     rows = []
     for i, a in enumerate(methods):
         for b in methods[i + 1:]:

@@ -31,7 +31,7 @@ from scorer import simulation_config, simulation_scorer_config
 from storage.core import repository as repo
 from storage.core.db import Database
 from storage.queue import leases
-from storage.results import outcome_store
+from storage.results import already_done
 
 POLL_S = 0.5
 WORKER_RESTARTS = 3  # a worker process that dies is restarted this many times (its call retried)
@@ -211,7 +211,7 @@ def run_explain_on_ray(db: Database, opts: ExplainOptions, job: RayJob, *, show_
 
     def recount(stats: RunStats) -> None:
         with db.session() as session:
-            statuses = outcome_store.finished_features(session, [f.id for f in todo], chash)
+            statuses = already_done.finished_features(session, [f.id for f in todo], config_hash=chash)
         stats.done = sum(1 for finished in statuses.values() if finished.status == OutcomeStatus.OK)
         stats.failed = len(statuses) - stats.done
         stats.input_failures = sum(1 for finished in statuses.values() if finished.failure_kind == FailureKind.INPUT)

@@ -19,7 +19,7 @@ from storage.core import repository as repo
 from storage.core.db import Database
 from storage.reads.scoring_inputs import neighbour_windows
 from storage.records import record_store
-from storage.results import outcome_store
+from storage.results import already_done
 
 # Per feature, an LLM simulator is called once per candidate on the valid split (when choosing among
 # several), once on the test split, once for the shuffled baseline, and with --calibrate once more on valid.
@@ -30,7 +30,8 @@ def estimate(db: Database, opts: ExplainOptions) -> dict:
     config = opts.explain_config(PROMPT_VERSIONS[opts.fmt])
     with db.session() as session:
         features = select_features(session, opts.model, opts.layer, opts.sae, opts.features)
-        finished = outcome_store.finished_features(session, [f.id for f in features], repo.config_hash(config))
+        finished = already_done.finished_features(session, [f.id for f in features],
+                                                  config_hash=repo.config_hash(config))
         pending = [f for f in features if f.id not in finished or finished[f.id].redo(opts.retry_failed)]
         check_logits_stored(opts, pending)
         records = [record_store.load_feature_records(session, f) for f in pending]

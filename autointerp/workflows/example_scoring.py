@@ -26,7 +26,7 @@ from storage.core import repository as repo
 from storage.core.db import Database
 from storage.reads.scoring_inputs import neighbour_windows
 from storage.records import record_store
-from storage.results import example_scores
+from storage.results import already_done, example_scores
 
 EXAMPLE_SCORERS = (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.EMBEDDING)
 # Bumped when what the scorers choose or report changes, so reruns redo their scores: 2: train random spans as
@@ -121,7 +121,7 @@ def _load(db: Database, scorers: ExampleScorers, explanation_id: int, shuffled_b
     roles = [ScoreRole.OWN, ScoreRole.SHUFFLED] if shuffled_baseline else [ScoreRole.OWN]
     with db.session() as session:
         todo = [(name, role) for name in scorers.names for role in roles
-                if explanation_id not in example_scores.example_scored(
+                if explanation_id not in already_done.example_scored(
                     session, [explanation_id], methods=SCORER_METHODS[name], scorer_config=scorers.config(name),
                     role=role)]
         if not todo:
@@ -143,7 +143,7 @@ def _save(db: Database, scorers: ExampleScorers, target: _Target, results: list[
 
 
 def _failure(name: ScorerName, scores: Sequence[ScoreValue]) -> str | None:
-    failed = [s for s in scores if s.undefined_reason and s.undefined_reason.startswith(example_scores.FAILED_PREFIX)]
+    failed = [s for s in scores if s.undefined_reason and s.undefined_reason.startswith(already_done.FAILED_PREFIX)]
     return f"{name} scorer: {failed[0].undefined_reason}" if failed else None
 
 

@@ -11,7 +11,7 @@ from functools import partial
 from sqlalchemy.orm import Session
 
 from activations.records import FeatureRecords
-from activations.vocab import OutcomeStatus, RunKind, ScorerName
+from activations.vocab import RunKind, ScorerName
 from autointerp.runtime.bounded import bounded
 from autointerp.runtime.db_threads import ChunkedReads, DatabaseThreads
 from autointerp.runtime.fail_fast import FailFast
@@ -35,9 +35,9 @@ from simulator.base import Simulator
 from simulator.factory import make_simulator
 from storage.core import repository as repo
 from storage.core.db import Database
-from storage.core.schema import Explanation, Feature
+from storage.core.schema import Feature
 from storage.records import record_store
-from storage.results import outcome_store
+from storage.results import already_done, outcome_store
 
 # Runs inside a feature's save transaction before anything is written; raising aborts the save (a distributed
 # worker checks there that it still holds the feature's lease).
@@ -45,24 +45,16 @@ SaveGuard = Callable[[Session, int], None]
 LOAD_CHUNK = 32  # features whose records are read in one query, the next chunk ahead of the explainer
 
 
-def _store_candidates(session: Session, feature: repo.FeatureRef, outcome: FeatureOutcome, config: dict,
-                      run_id: int) -> list[Explanation] | None:
-    """The outcome's candidates stored, replacing a failed earlier try of this configuration (the plan only
-    schedules a failed feature again when it is to be redone); None when another run stored a usable result
-    first."""
-    def store() -> list[Explanation] | None:
-        return outcome_store.store_candidates(session, feature, outcome.candidates, config=config, run_id=run_id,
-                                              selected=outcome.selected)
-
-    rows = store()
-    if rows is not None:
-        return rows
-    chash = repo.config_hash(config)
-    earlier = outcome_store.finished_features(session, [feature.id], chash).get(feature.id)
-    if earlier is None or earlier.status != OutcomeStatus.FAILED:
+def _evaluation(outcome: FeatureOutcome, opts: ExplainOptions) -> outcome_store.Evaluation | None:
+    """The winner's evaluation on the test split; None when the simulation scorer was not asked for."""
+    test, data = outcome.test, outcome.test_input
+    if test is None:
         return None
-    outcome_store.forget_feature_results(session, feature.id, chash)
-    return store()
+    simulation = outcome_store.SimulationToStore(
+        simulation_config(opts.simulator), data.records if data else [], test.simulations, test.failure,
+        test.failure_kind)
+    params = {"valid_ev_correlation": outcome.valid_scores} if outcome.valid_scores else {}
+    return outcome_store.Evaluation(opts.simulator, simulation_scorer_config(), test.scores, simulation, params)
 
 
 def _save_outcome(db: Database, feature: repo.FeatureRef, outcome: FeatureOutcome, opts: ExplainOptions,
@@ -72,24 +64,8 @@ def _save_outcome(db: Database, feature: repo.FeatureRef, outcome: FeatureOutcom
     with db.session() as session, session.begin():
         if guard is not None:
             guard(session, feature.id)
-        rows = _store_candidates(session, feature, outcome, config, run_id)
-        if rows is None:
-            return False
-        if outcome.selected is None or outcome.test is None:
-            return True
-        chosen = next(r for r in rows if r.candidate == outcome.selected)
-        if outcome.valid_scores:
-            chosen.params = {**(chosen.params or {}), "valid_ev_correlation": outcome.valid_scores}
-        test, data = outcome.test, outcome.test_input
-        simulation = outcome_store.store_simulation(
-            session, chosen, feature, simulator=opts.simulator, config=simulation_config(opts.simulator),
-            records=data.records if data else [], simulations=test.simulations, failure=test.failure, run_id=run_id,
-            failure_kind=test.failure_kind,
-        )
-        if test.simulations is not None:
-            outcome_store.store_scores(session, chosen, feature, simulation, test.scores, simulator=opts.simulator,
-                                       run_id=run_id, scorer_config=simulation_scorer_config())
-        return True
+        return outcome_store.save_explained(session, feature, outcome.candidates, selected=outcome.selected,
+                                            config=config, run_id=run_id, evaluation=_evaluation(outcome, opts))
 
 
 def _load_many(db: Database, feature_ids: Sequence[int]) -> dict[int, FeatureRecords]:
@@ -240,7 +216,7 @@ def plan_explain(db: Database, opts: ExplainOptions) -> ExplainPlan:
     chash = repo.config_hash(config)
     with db.session() as session:
         features = select_features(session, opts.model, opts.layer, opts.sae, opts.features)
-        finished = outcome_store.finished_features(session, [f.id for f in features], chash)
+        finished = already_done.finished_features(session, [f.id for f in features], config_hash=chash)
     todo = [f for f in features if f.id not in finished or finished[f.id].redo(opts.retry_failed)]
     check_logits_stored(opts, todo)
     return ExplainPlan(config, chash, features, todo)

@@ -35,10 +35,9 @@ from simulator.base import SequenceSimulation, Simulator
 from simulator.factory import make_simulator
 from storage.core import repository as repo
 from storage.core.db import Database
-from storage.reads.score_stats import explanations_scored_with
 from storage.reads.stored_simulations import stored_expected_values
 from storage.records import record_store
-from storage.results import outcome_store
+from storage.results import already_done, outcome_store
 
 
 @dataclass
@@ -73,29 +72,30 @@ def _load(db: Database, explanation_id: int, simulator: str) -> _Target:
                        _stored_simulation(session, explanation_id, feature.id, simulator, data))
 
 
+def _evaluation(opts: RescoreOptions, target: _Target, outcome: SimulationOutcome, calibrated: list[ScoreValue],
+                calibrate_only: bool) -> outcome_store.Evaluation:
+    """The simulation and its scores; with `calibrate_only` (simulated before, without --calibrate) only the
+    calibrated scores."""
+    if calibrate_only:
+        return outcome_store.Evaluation(opts.simulator, simulation_scorer_config(), calibrated)
+    scores = score(target.data, outcome.simulations, seed=opts.seed) + calibrated \
+        if outcome.simulations is not None else []
+    simulation = outcome_store.SimulationToStore(simulation_config(opts.simulator), target.data.records,
+                                                 outcome.simulations, outcome.failure, outcome.failure_kind)
+    return outcome_store.Evaluation(opts.simulator, simulation_scorer_config(), scores, simulation)
+
+
 def _save(db: Database, opts: RescoreOptions, target: _Target, outcome: SimulationOutcome, run_id: int,
           calibrated: list[ScoreValue], calibrate_only: bool, guard: Callable[[Session], None] | None = None) -> None:
-    """The simulation and its scores; with `calibrate_only` (simulated before, without --calibrate) only the
-    calibrated scores are added. `guard` runs first in the transaction (a distributed worker checks its lease)."""
+    """One explanation's evaluation in one transaction. `guard` runs first in it (a distributed worker checks its
+    lease)."""
+    evaluation = _evaluation(opts, target, outcome, calibrated, calibrate_only)
     with db.session() as session, session.begin():
         if guard is not None:
             guard(session)
         explanation = repo.get_explanation(session, target.explanation_id)
         feature = repo.get_feature(session, explanation.feature_id)
-        if calibrate_only:
-            outcome_store.store_scores(session, explanation, feature, None, calibrated, simulator=opts.simulator,
-                                       run_id=run_id, scorer_config=simulation_scorer_config())
-            return
-        simulation = outcome_store.store_simulation(
-            session, explanation, feature, simulator=opts.simulator, config=simulation_config(opts.simulator),
-            records=target.data.records, simulations=outcome.simulations, failure=outcome.failure, run_id=run_id,
-            failure_kind=outcome.failure_kind,
-        )
-        if outcome.simulations is not None:
-            outcome_store.store_scores(session, explanation, feature, simulation,
-                                       score(target.data, outcome.simulations, seed=opts.seed) + calibrated,
-                                       simulator=opts.simulator, run_id=run_id,
-                                       scorer_config=simulation_scorer_config())
+        outcome_store.save_evaluation(session, explanation, feature, evaluation, run_id=run_id)
 
 
 def make_rescore_tools(db: Database, opts: RescoreOptions) -> tuple[Simulator | None, RunScorers]:
@@ -181,8 +181,9 @@ async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, displa
 def rescored(session: Session, explanation_ids: list[int], simulator: str) -> set[int]:
     """Those of these explanations simulated by `simulator` under the current simulation configuration and scored
     under the current scoring version (an older simulation or older scores do not count: those are done again)."""
-    simulated = outcome_store.simulated_with(session, explanation_ids, simulator, simulation_config(simulator))
-    return simulated & explanations_scored_with(session, explanation_ids, simulator=simulator,
+    simulated = already_done.simulated_with(session, explanation_ids, simulator=simulator,
+                                            config=simulation_config(simulator))
+    return simulated & already_done.scored_with(session, explanation_ids, simulator=simulator,
                                                 method=ScoreMethod.EV_CORRELATION,
                                                 scorer_config=simulation_scorer_config())
 
@@ -206,7 +207,7 @@ def plan_rescore(db: Database, opts: RescoreOptions) -> RescorePlan:
                                "run `autointerp explain` first")
         done = rescored(session, explanation_ids, opts.simulator)
         # --calibrate: explanations scored before without it get their calibrated scores added.
-        calibrated = explanations_scored_with(session, explanation_ids, simulator=opts.simulator,
+        calibrated = already_done.scored_with(session, explanation_ids, simulator=opts.simulator,
                                               method=ScoreMethod.RSQUARED_CALIBRATED,
                                               scorer_config=simulation_scorer_config()) if opts.calibrate else set()
     simulated_before = {e for e in done if e not in calibrated} if opts.calibrate else set()

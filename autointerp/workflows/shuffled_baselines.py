@@ -19,7 +19,7 @@ from simulator.base import Simulator
 from storage.core import repository as repo
 from storage.core.db import Database
 from storage.records import record_store
-from storage.results import outcome_store
+from storage.results import already_done, outcome_store
 
 NO_OTHER = "no other feature of this layer has an explanation to shuffle in"
 CHUNK = 32  # explanations whose pending work is read together (three queries, not several per explanation)
@@ -46,8 +46,8 @@ class LayerPool:
 def _pending(db: Database, explanation_ids: Sequence[int], simulator_spec: str) -> dict[int, _Pending]:
     """Those of these explanations without a baseline under this simulator, each with its feature's records."""
     with db.session() as session:
-        done = outcome_store.with_shuffled_baseline(session, explanation_ids, simulator_spec,
-                                                    scorer_config=simulation_scorer_config())
+        done = already_done.with_shuffled_baseline(session, explanation_ids, simulator=simulator_spec,
+                                                   scorer_config=simulation_scorer_config())
         todo = repo.explanations_with_features(session, [e for e in explanation_ids if e not in done])
         records = record_store.load_many_feature_records(session, list({f.id: f for _, f in todo.values()}.values()))
         return {e.id: _Pending(e.id, repo.FeatureRef(f.id, f.model_id, f.layer), e.polarity, records[f.id])
@@ -62,26 +62,28 @@ def read_layer_pool(db: Database, feature_id: int, seed: int) -> LayerPool:
                  {f: explanation_id for f, (explanation_id, _) in current.items()})
 
 
+def _evaluation(own_id: int, other_explanation_id: int | None, records: Sequence[ActivationRecord],
+                outcome: SimulationOutcome | None, scores: Sequence[ScoreValue],
+                simulator_spec: str) -> outcome_store.Evaluation:
+    """A baseline as an evaluation of the own explanation: the other explanation's simulation and its scores, or,
+    with no other explanation to shuffle in, undefined scores that say so."""
+    if other_explanation_id is None or outcome is None:
+        no_other = [ScoreValue(ScoreMethod.EV_CORRELATION, None, NO_OTHER, subset=subset, role=ScoreRole.SHUFFLED)
+                    for subset in ScoringSubset]
+        return outcome_store.Evaluation(simulator_spec, simulation_scorer_config(), no_other)
+    simulation = outcome_store.SimulationToStore(
+        simulation_config(simulator_spec, own=own_id), records, outcome.simulations, outcome.failure,
+        role=ScoreRole.SHUFFLED, explanation=repo.RowRef(other_explanation_id))
+    return outcome_store.Evaluation(simulator_spec, simulation_scorer_config(), scores, simulation)
+
+
 def _save(db: Database, item: _Pending, other_explanation_id: int | None, records: Sequence[ActivationRecord],
           outcome: SimulationOutcome | None, scores: Sequence[ScoreValue], simulator_spec: str, run_id: int) -> None:
     """One baseline in one transaction, from ids already known (nothing is read back but what dedups)."""
-    own = repo.RowRef(item.explanation_id)
+    evaluation = _evaluation(item.explanation_id, other_explanation_id, records, outcome, scores, simulator_spec)
     with db.session() as session, session.begin():
-        if other_explanation_id is None or outcome is None:
-            no_other = [ScoreValue(ScoreMethod.EV_CORRELATION, None, NO_OTHER, subset=subset, role=ScoreRole.SHUFFLED)
-                        for subset in ScoringSubset]
-            outcome_store.store_scores(session, own, item.feature, None, no_other, simulator=simulator_spec,
-                                       run_id=run_id, scorer_config=simulation_scorer_config())
-            return
-        simulation = outcome_store.store_simulation(
-            session, repo.RowRef(other_explanation_id), item.feature, simulator=simulator_spec,
-            config=simulation_config(simulator_spec, own=own.id),
-            records=records, simulations=outcome.simulations, failure=outcome.failure,
-            role=ScoreRole.SHUFFLED, run_id=run_id,
-        )
-        if outcome.simulations is not None:
-            outcome_store.store_scores(session, own, item.feature, simulation, scores, simulator=simulator_spec,
-                                       run_id=run_id, scorer_config=simulation_scorer_config())
+        outcome_store.save_evaluation(session, repo.RowRef(item.explanation_id), item.feature, evaluation,
+                                      run_id=run_id)
 
 
 async def add_shuffled_baselines(db: Database, store: DatabaseThreads, simulator: Simulator, simulator_spec: str,

@@ -98,28 +98,6 @@ def get_or_create_sae(session: Session, model: SubjectModel, name: str, **info: 
     return row
 
 
-def get_or_create_feature(session: Session, fid: FeatureId, model: SubjectModel | None = None) -> Feature:
-    model = model or get_or_create_model(session, fid.model)
-    sae = get_or_create_sae(session, model, fid.sae, layer=fid.layer) if fid.sae else None
-    row = session.scalar(
-        select(Feature).where(
-            Feature.model_id == model.id,
-            Feature.layer == fid.layer,
-            Feature.kind == fid.kind,
-            Feature.sae_key == (fid.sae or ""),
-            Feature.index == fid.index,
-        )
-    )
-    if row is None:
-        row = Feature(
-            model_id=model.id, layer=fid.layer, kind=fid.kind, sae_id=sae.id if sae else None,
-            sae_key=fid.sae or "", index=fid.index, extra={}, dead=False,
-        )
-        session.add(row)
-        session.flush()
-    return row
-
-
 def find_feature(session: Session, fid: FeatureId) -> Feature | None:
     model = find_model(session, fid.model)
     if model is None:
@@ -351,35 +329,3 @@ def add_scores(
     if rows:
         session.execute(_INSERT_SCORES, rows)
     return len(rows)
-
-
-def add_score(
-    session: Session, explanation: Keyed, feature: FeatureKeyed, *, method: str, subset: str,
-    value: float | None, simulation: Keyed | None = None, undefined_reason: str | None = None,
-    simulator: str | None = None, role: str = ScoreRole.OWN, run_id: int | None = None,
-    scorer_config: dict | None = None,
-    **fields: Any,
-) -> Score:
-    """Insert one score; an existing score for the same (simulation, method, subset, scorer config) is
-    returned unchanged."""
-    shash = config_hash(scorer_config or {})
-    sim_id = simulation.id if simulation is not None else None
-    same_simulation = Score.simulation_id.is_(None) if sim_id is None else Score.simulation_id == sim_id
-    row = session.scalar(
-        select(Score).where(
-            Score.explanation_id == explanation.id, same_simulation, Score.method == method, Score.subset == subset,
-            Score.scorer_hash == shash, Score.role == role,
-        )
-    )
-    if row is not None:
-        return row
-    if value is None and not undefined_reason:
-        raise ValueError(f"score {method}/{subset} of feature {feature.id}: an undefined score needs a reason")
-    row = Score(
-        explanation_id=explanation.id, simulation_id=sim_id, feature_id=feature.id, model_id=feature.model_id,
-        layer=feature.layer, method=method, subset=subset, value=value, undefined_reason=undefined_reason,
-        simulator=simulator, role=role, run_id=run_id, scorer_hash=shash, details=fields.pop("details", {}), **fields,
-    )
-    session.add(row)
-    session.flush()
-    return row

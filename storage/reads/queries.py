@@ -7,7 +7,7 @@ The ranking walks the `ix_scores_rank` index in descending score order and keeps
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ SUBSETS = SIMULATION_SUBSETS + EXAMPLE_SUBSETS
 MAX_SEARCH_CHARS = 200
 SEARCH_SCAN_THRESHOLD = 2000  # matches above which a search walks the score index instead
 ShownScore = tuple[int, float | None, int | None, bool]  # feature id, score shown, its explanation id, imported
+BestScore = tuple[int, float, int, bool]  # a ShownScore of a scored feature
 
 
 class QueryError(UserError):
@@ -183,10 +184,18 @@ def _search_condition(session: Session, text_query: str) -> Any:
     return Score.explanation_id.in_(matches)
 
 
-def _ranked_rows(session: Session, q: FeatureQuery, ff: FeatureFilter) -> Iterator[ShownScore]:
-    """(feature_id, score, explanation_id, imported) in descending score order, possibly several per feature."""
-    model_id = ff.model_id
-    conds = filtered_score_conds(q, model_id)
+def per_explanation_score_conds(q: FeatureQuery) -> list[Any]:
+    """The ranking scores of `q` and its simulator, written to be looked up per explanation (see
+    ranking_score_conds)."""
+    conds = ranking_score_conds(q, per_explanation=True)
+    if q.simulator is not None:
+        conds.append(Score.simulator.concat("") == q.simulator)
+    return conds
+
+
+def _ranked_statement(session: Session, q: FeatureQuery, ff: FeatureFilter) -> Select:
+    """Every score that may rank a feature under `q` and its filters, walking the score index best first."""
+    conds = filtered_score_conds(q, ff.model_id)
     stmt = select(Score.feature_id, Score.value, Score.explanation_id, Score.simulator)
     if q.explainer is not None:
         stmt = stmt.join(Explanation, Explanation.id == Score.explanation_id)
@@ -196,30 +205,42 @@ def _ranked_rows(session: Session, q: FeatureQuery, ff: FeatureFilter) -> Iterat
     if ff.needs_join:
         stmt = stmt.join(Feature, Feature.id == Score.feature_id)
         conds.extend(ff.conds)
-    stmt = stmt.where(*conds).order_by(Score.value.desc(), Score.id.desc())
+    return stmt.where(*conds)
+
+
+def best_scores(session: Session, q: FeatureQuery, *, limit: int | None = None,
+                explanation_ids: Sequence[int] | None = None) -> list[BestScore]:
+    """The one best-score-per-feature query, behind query, compare, semantic search and the API: each feature's
+    best ranking score under `q` (ranking_score_conds and every filter of `q`) with the explanation behind it,
+    best first (the newest score first among equal ones). With `limit`, the page `q.offset` .. `q.offset + limit`
+    of that ranking, read by walking the score index only that far; without, every ranked feature.
+
+    `explanation_ids`: only these explanations' scores, each feature's best among them, looked up through the
+    explanation index; the caller chose them by `q`'s feature, explainer, text and score filters (semantic search
+    shows one matched explanation per feature)."""
+    if explanation_ids is not None:
+        stmt = select(Score.feature_id, Score.value, Score.explanation_id, Score.simulator).where(
+            Score.explanation_id.in_(list(explanation_ids)), *per_explanation_score_conds(q))
+        wanted = None
+    else:
+        ff = feature_filter(session, q)
+        if ff is None:
+            return []
+        stmt = _ranked_statement(session, q, ff)
+        wanted = None if limit is None else q.offset + limit
+    stmt = stmt.order_by(Score.value.desc(), Score.id.desc())
     # Fetch in pages about the size of the answer: the walk usually stops long before the index ends.
-    result = session.execute(stmt.execution_options(yield_per=max(64, min(q.offset + q.limit, 1000))))
-    for feature_id, value, explanation_id, simulator in result:
-        if value is not None:  # always: the conditions skip undefined scores
-            yield feature_id, value, explanation_id, is_imported(simulator)
-
-
-def best_scored(session: Session, q: FeatureQuery) -> list[ShownScore]:
-    """One (feature_id, best score, explanation_id, imported) per feature, best first, honouring limit/offset."""
-    ff = feature_filter(session, q)
-    if ff is None:
-        return []
+    rows = session.execute(stmt.execution_options(yield_per=max(64, min(wanted or 1000, 1000))))
     seen: set[int] = set()
-    out: list[ShownScore] = []
-    wanted = q.offset + q.limit
-    for row in _ranked_rows(session, q, ff):
-        if row[0] in seen:
+    out: list[BestScore] = []
+    for feature_id, value, explanation_id, simulator in rows:
+        if feature_id in seen or value is None:  # value: never, the conditions skip undefined scores
             continue
-        seen.add(row[0])
-        out.append(row)
-        if len(out) >= wanted:
+        seen.add(feature_id)
+        out.append((feature_id, value, explanation_id, is_imported(simulator)))
+        if wanted is not None and len(out) >= wanted:
             break
-    return out[q.offset:]
+    return out[q.offset:] if wanted is not None else out
 
 
 def _unscored_features(session: Session, q: FeatureQuery, exclude: set[int], skip: int, limit: int) -> list[int]:
@@ -255,7 +276,7 @@ def query_features(session: Session, q: FeatureQuery, *, with_records: bool = Fa
     """The features matching `q`, each once, best score first; then unscored features when no score,
     text or explainer filter excludes them."""
     q.validate()
-    scored = best_scored(session, q)
+    scored = best_scores(session, q, limit=q.limit)
     rows: list[ShownScore] = list(scored)
     score_filtered = any(f is not None for f in (q.min_score, q.search, q.explainer, q.simulator))
     if len(rows) < q.limit and not score_filtered:

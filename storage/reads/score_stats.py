@@ -1,9 +1,8 @@
 """Scores in aggregate: per layer, each stored method's distribution of own scores against its shuffled baseline
-(the viewer's histograms), and which explanations already hold a given method's scores."""
+(the viewer's histograms)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -11,24 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activations.vocab import ScoreRole
-from storage.core.in_lists import chunks
-from storage.core.repository import config_hash
 from storage.core.schema import Feature, Score, SubjectModel
 from storage.reads.score_source import current_version, is_imported
 
 N_BINS = 20
-
-
-def explanations_scored_with(session: Session, explanation_ids: Sequence[int], *, simulator: str,
-                             method: str, scorer_config: dict | None = None) -> set[int]:
-    """Which of these explanations already have own scores of `method` (defined or not) by this simulator (and
-    under this scorer configuration, when given: e.g. the current scoring version)."""
-    stmt = select(Score.explanation_id).where(Score.simulator == simulator, Score.method == method,
-                                              Score.role == ScoreRole.OWN)
-    if scorer_config is not None:
-        stmt = stmt.where(Score.scorer_hash == config_hash(scorer_config))
-    return {i for chunk in chunks(explanation_ids) for i in session.scalars(stmt.where(
-        Score.explanation_id.in_(chunk)))}
 
 
 def _range(values: list[float]) -> tuple[float, float]:

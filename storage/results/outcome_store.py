@@ -1,11 +1,12 @@
-"""Persist what explaining and scoring one feature produced: candidate explanations (ok or failed, with
-usage and cost), simulations (per-record expected values, or the failure reason), and score sets.
-The caller wraps one feature's calls in one transaction, so a feature is stored whole or not at all."""
+"""The one write path for results: what explaining and scoring a feature produced (candidate explanations, ok or
+failed, with usage and cost), and every evaluation of an explanation (the simulation it was scored on, per-record
+expected values or the failure, and its scores; an example scorer's scores, which have no simulation). The
+caller wraps one feature's or explanation's save in one transaction, so it is stored whole or not at all."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -19,11 +20,80 @@ from simulator.base import SequenceSimulation
 from storage.core import repository as repo
 from storage.core.in_lists import chunks
 from storage.core.schema import Explanation, Score, Simulation
+from storage.results.already_done import FAILURE_KIND, finished_features
 
-FAILURE_KIND = "failure_kind"  # key of a failed row's params: a FailureKind
+
+@dataclass(frozen=True)
+class SimulationToStore:
+    """What a simulator made of an explanation on a feature's scored records (each carries its row id): the
+    expected values per record, or the failure and what it failed on."""
+
+    config: dict  # the simulation configuration (scorer.simulation_config)
+    records: Sequence[ActivationRecord]
+    simulations: Sequence[SequenceSimulation] | None
+    failure: str | None = None
+    failure_kind: FailureKind | None = None
+    role: str = ScoreRole.OWN
+    explanation: repo.Keyed | None = None  # the explanation simulated, when not the one scored (a shuffled baseline)
 
 
-def store_candidates(
+@dataclass(frozen=True)
+class Evaluation:
+    """An explanation's evaluation by one simulator (or example scorer): the simulation its scores were computed
+    on, when one ran, and the scores."""
+
+    simulator: str  # the simulator's spec, or the example scorer's
+    scorer_config: dict
+    scores: Sequence[ScoreValue] = ()
+    simulation: SimulationToStore | None = None
+    # Keys merged into the evaluated explanation's params (explain: the candidates' valid-split correlations).
+    explanation_params: dict[str, Any] = field(default_factory=dict)
+
+
+def save_evaluation(session: Session, explanation: repo.Keyed, feature: repo.FeatureKeyed, evaluation: Evaluation, *,
+                    run_id: int | None) -> int:
+    """Store an evaluation of `explanation` on `feature`: its simulation (a failed one too) and the scores on it (none
+    after a failed simulation; scores already stored are kept). Scores without a simulation (calibrated ones added
+    to an earlier simulation, a baseline that could not be made, an example scorer's) are stored as they are.
+    Returns how many scores were added."""
+    simulation_row = None
+    simulation = evaluation.simulation
+    if simulation is not None:
+        simulation_row = _store_simulation(session, simulation.explanation or explanation, feature, simulation,
+                                           simulator=evaluation.simulator, run_id=run_id)
+        if simulation.simulations is None:
+            return 0
+    return _store_scores(session, explanation, feature, simulation_row, evaluation.scores,
+                         simulator=evaluation.simulator, run_id=run_id, scorer_config=evaluation.scorer_config)
+
+
+def save_explained(session: Session, feature: repo.FeatureKeyed, candidates: Sequence[ExplanationResult], *,
+                   selected: int | None, config: dict, run_id: int | None,
+                   evaluation: Evaluation | None = None) -> bool:
+    """Store what explaining one feature produced: every candidate (`selected` marks the best-of-N winner; None: no
+    candidate usable) and the winner's evaluation. A failed earlier try of this configuration is replaced (a
+    run only does a failed feature again when it is to be redone). False, writing nothing, when another run
+    stored a usable result first."""
+    rows = _store_candidates(session, feature, candidates, config=config, run_id=run_id, selected=selected)
+    if rows is None:
+        chash = repo.config_hash(config)
+        earlier = finished_features(session, [feature.id], config_hash=chash).get(feature.id)
+        if earlier is None or earlier.status != OutcomeStatus.FAILED:
+            return False
+        forget_feature_results(session, feature.id, chash)
+        rows = _store_candidates(session, feature, candidates, config=config, run_id=run_id, selected=selected)
+    if rows is None:
+        return False
+    if selected is None or evaluation is None:
+        return True
+    chosen = next(r for r in rows if r.candidate == selected)
+    if evaluation.explanation_params:
+        chosen.params = {**(chosen.params or {}), **evaluation.explanation_params}
+    save_evaluation(session, chosen, feature, evaluation, run_id=run_id)
+    return True
+
+
+def _store_candidates(
     session: Session, feature: repo.Keyed, results: Sequence[ExplanationResult], *, config: dict, run_id: int | None,
     selected: int | None,
 ) -> list[Explanation] | None:
@@ -49,30 +119,26 @@ def store_candidates(
     return rows
 
 
-def store_simulation(
-    session: Session, explanation: repo.Keyed, feature: repo.Keyed, *, simulator: str, config: dict,
-    records: Sequence[ActivationRecord], simulations: Sequence[SequenceSimulation] | None,
-    failure: str | None = None, role: str = ScoreRole.OWN, run_id: int | None = None,
-    failure_kind: FailureKind | None = None,
-) -> repo.RowRef:
-    """A simulation of `explanation` on `feature`'s stored records (each carries its row id); `failure`
-    stores a failed one (no values), and `failure_kind` what it failed on."""
+def _store_simulation(session: Session, explanation: repo.Keyed, feature: repo.Keyed, simulation: SimulationToStore, *,
+                      simulator: str, run_id: int | None) -> repo.RowRef:
+    """A simulation of `explanation` on `feature`'s stored records; a failed one has no values."""
     rows: list[dict[str, Any]] = []
-    if simulations is not None:
+    if simulation.simulations is not None:
         rows = [
             {"record_id": record.record_id, "sample": record.sample,
              "expected_activations": list(sim.expected_activations), "distribution": sim.distributions}
-            for record, sim in zip(records, simulations)
+            for record, sim in zip(simulation.records, simulation.simulations)
         ]
+    failure = simulation.failure
     row, _ = repo.add_simulation(
-        session, explanation, feature, simulator=simulator, config=config, records=rows,
-        status=OutcomeStatus.FAILED if failure else OutcomeStatus.OK, failure_reason=failure, role=role, run_id=run_id,
-        params={FAILURE_KIND: failure_kind} if failure and failure_kind else None,
+        session, explanation, feature, simulator=simulator, config=simulation.config, records=rows,
+        status=OutcomeStatus.FAILED if failure else OutcomeStatus.OK, failure_reason=failure, role=simulation.role,
+        run_id=run_id, params={FAILURE_KIND: simulation.failure_kind} if failure and simulation.failure_kind else None,
     )
     return row
 
 
-def store_scores(
+def _store_scores(
     session: Session, explanation: repo.Keyed, feature: repo.FeatureKeyed, simulation: repo.Keyed | None,
     scores: Sequence[ScoreValue], *, simulator: str, run_id: int | None, scorer_config: dict | None = None,
 ) -> int:
@@ -84,81 +150,6 @@ def store_scores(
           "details": dict(s.details, n_tokens=s.n_tokens)} for s in scores],
         simulation=simulation, simulator=simulator, run_id=run_id, scorer_config=scorer_config,
     )
-
-
-_KIND_RANK = {FailureKind.INPUT: 0, FailureKind.ANSWER: 1, FailureKind.ENDPOINT: 2}
-
-
-@dataclass
-class Finished:
-    """Of a feature with results under a configuration: ok or failed, and what its failed rows failed on (the
-    endpoint if any did, else the answer, else the input; None when no failed row says: stored before kinds)."""
-
-    status: OutcomeStatus
-    failure_kind: FailureKind | None = None
-
-    def note(self, params: dict | None) -> None:
-        """Take in the kind a failed row's params name."""
-        kind = (params or {}).get(FAILURE_KIND)
-        if kind in _KIND_RANK and (self.failure_kind is None or _KIND_RANK[kind] > _KIND_RANK[self.failure_kind]):
-            self.failure_kind = FailureKind(kind)
-
-    def redo(self, retry_failed: bool) -> bool:
-        """Whether a rerun does this feature again: a failure on the endpoint always (it may be fixed now), any
-        other failure only with `retry_failed`."""
-        return self.status == OutcomeStatus.FAILED and (retry_failed or self.failure_kind == FailureKind.ENDPOINT)
-
-
-def finished_features(session: Session, feature_ids: Sequence[int], config_hash: str) -> dict[int, Finished]:
-    """feature id -> how it finished, for features that already have results under this configuration. A
-    feature failed when no candidate was usable (then on what its candidates failed on) or its winner's own
-    simulation failed (then on what that failed on)."""
-    out: dict[int, Finished] = {}
-    for chunk in chunks(feature_ids):
-        rows = session.execute(
-            select(Explanation.feature_id, Explanation.status, Explanation.selected, Explanation.params).where(
-                Explanation.feature_id.in_(chunk), Explanation.config_hash == config_hash
-            )
-        )
-        for feature_id, status, selected, params in rows:
-            seen = out.setdefault(feature_id, Finished(OutcomeStatus.FAILED))
-            if status == OutcomeStatus.OK and selected:
-                seen.status = OutcomeStatus.OK
-            seen.note(params)
-        failed_sims = session.execute(
-            select(Explanation.feature_id, Simulation.params).join(
-                Simulation, Simulation.explanation_id == Explanation.id).where(
-                Explanation.feature_id.in_(chunk), Explanation.config_hash == config_hash,
-                Simulation.role == ScoreRole.OWN, Simulation.status == OutcomeStatus.FAILED,
-            )
-        )
-        for feature_id, params in failed_sims:
-            out[feature_id] = Finished(OutcomeStatus.FAILED)
-            out[feature_id].note(params)
-    return out
-
-
-def with_shuffled_baseline(session: Session, explanation_ids: Sequence[int], simulator: str, *,
-                           scorer_config: dict | None = None) -> set[int]:
-    """Which of these explanations already have shuffled-baseline scores under this simulator (and scorer
-    configuration, when given: baselines of an older scoring version do not count)."""
-    stmt = select(Score.explanation_id).distinct().where(Score.role == ScoreRole.SHUFFLED, Score.simulator == simulator)
-    if scorer_config is not None:
-        stmt = stmt.where(Score.scorer_hash == repo.config_hash(scorer_config))
-    return {i for chunk in chunks(explanation_ids)
-            for i in session.scalars(stmt.where(Score.explanation_id.in_(chunk)))}
-
-
-def simulated_with(session: Session, explanation_ids: Sequence[int], simulator: str,
-                   config: dict | None = None) -> set[int]:
-    """Which of these explanations already have a successful own simulation by this simulator (under `config`,
-    when given: one made under another configuration, e.g. of fewer records, does not count)."""
-    rows = [row for chunk in chunks(explanation_ids) for row in session.execute(
-        select(Simulation.explanation_id, Simulation.feature_id, Simulation.config_hash).where(
-            Simulation.explanation_id.in_(chunk), Simulation.simulator == simulator,
-            Simulation.role == ScoreRole.OWN, Simulation.status == OutcomeStatus.OK))]
-    return {explanation_id for explanation_id, feature_id, chash in rows
-            if config is None or chash == repo.simulation_config_hash(config, ScoreRole.OWN, feature_id)}
 
 
 def forget_feature_results(session: Session, feature_id: int, config_hash: str) -> None:

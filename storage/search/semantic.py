@@ -37,13 +37,13 @@ from storage.reads.queries import (
     FeatureQuery,
     ShownScore,
     all_feature_conds,
+    best_scores,
     describe_features,
     feature_filter,
     filtered_score_conds,
     matching_explanation_ids,
-    ranking_score_conds,
+    per_explanation_score_conds,
 )
-from storage.reads.score_source import is_imported
 from storage.search import embedding_index as ann
 from storage.search import embedding_index_update as ann_update
 from storage.search.embedding_catalog import FETCH_CHUNK, CatalogFilter, as_matrix, fetch_vectors, id_array
@@ -71,14 +71,6 @@ class SemanticResult:
 # Candidates and stored vectors
 
 
-def _score_conds(q: FeatureQuery) -> list[Any]:
-    """The ranking-score conditions of `q` and its simulator, looked up per explanation."""
-    conds = ranking_score_conds(q, per_explanation=True)
-    if q.simulator is not None:
-        conds.append(Score.simulator.concat("") == q.simulator)
-    return conds
-
-
 def _explanation_conds(session: Session, q: FeatureQuery) -> list[Any]:
     """Conditions on an explanation row, other than its feature's: searchable, explainer, keyword search, and the
     score filters (an explanation passes when it has an own score of at least min_score; with a simulator, one
@@ -89,7 +81,8 @@ def _explanation_conds(session: Session, q: FeatureQuery) -> list[Any]:
     if q.search is not None:
         conds.append(Explanation.id.in_(matching_explanation_ids(session, q.search)))
     if q.min_score is not None or q.simulator is not None:
-        score = [Score.explanation_id == Explanation.id, Score.feature_id == Explanation.feature_id, *_score_conds(q)]
+        score = [Score.explanation_id == Explanation.id, Score.feature_id == Explanation.feature_id,
+                 *per_explanation_score_conds(q)]
         if q.min_score is not None:
             score.append(Score.value >= q.min_score)
         conds.append(select(Score.id).where(*score).exists())
@@ -114,22 +107,6 @@ def _allowed_among(session: Session, q: FeatureQuery, explanation_ids: Sequence[
     feature_ok = select(Feature.id).where(Feature.id == Explanation.feature_id, *all_feature_conds(ff)).exists()
     return select(Explanation.id, Explanation.feature_id).where(
         Explanation.id.in_(list(explanation_ids)), feature_ok, *_explanation_conds(session, q))
-
-
-def best_scores(session: Session, q: FeatureQuery, explanation_ids: Sequence[int]) -> dict[int, tuple[float, bool]]:
-    """Each explanation's best ranking score under the query (and simulator), and whether it was imported."""
-    if not explanation_ids:
-        return {}
-    rows = session.execute(
-        select(Score.explanation_id, Score.value, Score.simulator)
-        .where(Score.explanation_id.in_(list(explanation_ids)), *_score_conds(q))
-        .order_by(Score.explanation_id, Score.value.desc(), Score.id.desc())
-    )
-    best: dict[int, tuple[float, bool]] = {}
-    for eid, value, simulator in rows:
-        if value is not None:  # always: the conditions skip undefined scores
-            best.setdefault(eid, (value, is_imported(simulator)))
-    return best
 
 
 def _rank_rows(rows: Sequence[Any], query_vector: np.ndarray, embedder: str,
@@ -171,11 +148,9 @@ def _ranked(session: Session, candidates: Select, embedder: str, query_vector: n
 def _page(session: Session, q: FeatureQuery, ranked: list[Ranked], excluded: set[int]) -> list[dict[str, Any]]:
     page = [r for r in ranked if r[0] not in excluded][q.offset:q.offset + q.limit]
     # The explanation shown is the one that matched, so its own score goes with it.
-    scores = best_scores(session, q, [r[2] for r in page])
-    shown: list[ShownScore] = []
-    for feature_id, _, explanation_id, _ in page:
-        value, imported = scores.get(explanation_id, (None, False))
-        shown.append((feature_id, value, explanation_id, imported))
+    scores = {row[0]: row for row in best_scores(session, q, explanation_ids=[r[2] for r in page])}
+    shown: list[ShownScore] = [scores.get(feature_id, (feature_id, None, explanation_id, False))
+                               for feature_id, _, explanation_id, _ in page]
     items = describe_features(session, shown, method=q.method, subset=q.subset)
     for item, row in zip(items, page):
         item["similarity"] = row[3]
