@@ -12,7 +12,7 @@ from functools import partial
 
 from sqlalchemy.orm import Session
 
-from activations.vocab import DataSplit, RunKind, ScoreMethod, ScorerName, ScoreRole
+from activations.vocab import DataSplit, RunKind, ScoreMethod, ScorerName
 from autointerp.runtime.bounded import bounded
 from autointerp.runtime.db_threads import DatabaseThreads
 from autointerp.runtime.fail_fast import FailFast
@@ -27,9 +27,8 @@ from autointerp.workflows.finishing import finish_batch
 from autointerp.workflows.options import OptionsError, RescoreOptions
 from autointerp.workflows.selection import check_credentials, select_features
 from llm_client.endpoints import endpoint_stats_of
-from scorer import ScoreValue, simulation_config, simulation_scorer_config
-from scorer.calibrated import calibrated_scores
-from scorer.evaluate import SimulationOutcome, score, simulate
+from scorer import CALIBRATED_METHODS, simulation_config, simulation_scorer_config
+from scorer.evaluate import SimulationOutcome, evaluate_on
 from scorer.scored_set import ScoringInput, reported_input, scoring_input
 from simulator.base import SequenceSimulation, Simulator
 from simulator.factory import make_simulator
@@ -72,24 +71,23 @@ def _load(db: Database, explanation_id: int, simulator: str) -> _Target:
                        _stored_simulation(session, explanation_id, feature.id, simulator, data))
 
 
-def _evaluation(opts: RescoreOptions, target: _Target, outcome: SimulationOutcome, calibrated: list[ScoreValue],
+def _evaluation(opts: RescoreOptions, target: _Target, outcome: SimulationOutcome,
                 calibrate_only: bool) -> outcome_store.Evaluation:
     """The simulation and its scores; with `calibrate_only` (simulated before, without --calibrate) only the
     calibrated scores."""
     if calibrate_only:
+        calibrated = [s for s in outcome.scores if s.method in CALIBRATED_METHODS]
         return outcome_store.Evaluation(opts.simulator, simulation_scorer_config(), calibrated)
-    scores = score(target.data, outcome.simulations, seed=opts.seed) + calibrated \
-        if outcome.simulations is not None else []
     simulation = outcome_store.SimulationToStore(simulation_config(opts.simulator), target.data.records,
                                                  outcome.simulations, outcome.failure, outcome.failure_kind)
-    return outcome_store.Evaluation(opts.simulator, simulation_scorer_config(), scores, simulation)
+    return outcome_store.Evaluation(opts.simulator, simulation_scorer_config(), outcome.scores, simulation)
 
 
 def _save(db: Database, opts: RescoreOptions, target: _Target, outcome: SimulationOutcome, run_id: int,
-          calibrated: list[ScoreValue], calibrate_only: bool, guard: Callable[[Session], None] | None = None) -> None:
+          calibrate_only: bool, guard: Callable[[Session], None] | None = None) -> None:
     """One explanation's evaluation in one transaction. `guard` runs first in it (a distributed worker checks its
     lease)."""
-    evaluation = _evaluation(opts, target, outcome, calibrated, calibrate_only)
+    evaluation = _evaluation(opts, target, outcome, calibrate_only)
     with db.session() as session, session.begin():
         if guard is not None:
             guard(session)
@@ -117,12 +115,9 @@ async def rescore_explanation(db: Database, store: DatabaseThreads, opts: Rescor
     """Simulate (or reuse the stored simulation), score and store one explanation (one transaction), counted in
     `stats`; returns the outcome."""
     target = await store.read(_load, db, explanation_id, opts.simulator)
-    outcome = SimulationOutcome(target.stored, None) if target.stored is not None \
-        else await simulate(simulator, target.text, target.data)
-    calibrated = await calibrated_scores(
-        simulator, target.text, target.valid, target.data, outcome.simulations, role=ScoreRole.OWN,
-        seed=opts.seed) if opts.calibrate and outcome.simulations is not None else []
-    await store.write(_save, db, opts, target, outcome, run_id, calibrated, calibrate_only, guard)
+    outcome = await evaluate_on(simulator, target.text, target.data, valid=target.valid if opts.calibrate else None,
+                                seed=opts.seed, simulations=target.stored)
+    await store.write(_save, db, opts, target, outcome, run_id, calibrate_only, guard)
     stats.record_outcome(target.feature_index, True, outcome.failure and f"simulation failed: {outcome.failure}",
                          outcome.failure_kind)
     return outcome
