@@ -25,6 +25,12 @@ class SampleKind(StrEnum):
     def quantile(bin_index: int) -> str:
         return f"quantile:{bin_index}"
 
+    @staticmethod
+    def quantile_bin(sample: str) -> int | None:
+        """The bin of a `quantile:<i>` sample kind; None for any other text."""
+        head, _, tail = sample.partition(":")
+        return int(tail) if head == SampleKind.QUANTILE and tail.isascii() and tail.isdigit() else None
+
 
 class DataSplit(StrEnum):
     """train: shown to the explainer; valid: chooses among candidates; test: the reported score."""

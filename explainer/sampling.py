@@ -47,11 +47,11 @@ def choose(records: Sequence[ActivationRecord], peaks: Sequence[float], *, sampl
 def _stratified(records: Sequence[ActivationRecord], n: int, rng: random.Random) -> list[int]:
     """Up to `n` quantile records, one from each bin in turn (highest bin first) so the bins are equal to
     within one; a bin that runs out leaves its turns to the others."""
-    bins: dict[str, list[int]] = {}
+    bins: dict[int, list[int]] = {}
     for i, r in enumerate(records):
-        if r.sample.startswith(f"{SampleKind.QUANTILE}:"):
-            bins.setdefault(r.sample, []).append(i)
-    queues = [rng.sample(bins[b], len(bins[b])) for b in sorted(bins, key=_bin_index, reverse=True)]
+        if (b := SampleKind.quantile_bin(r.sample)) is not None:
+            bins.setdefault(b, []).append(i)
+    queues = [rng.sample(bins[b], len(bins[b])) for b in sorted(bins, reverse=True)]
     out: list[int] = []
     while len(out) < n and any(queues):
         for queue in queues:
@@ -59,6 +59,3 @@ def _stratified(records: Sequence[ActivationRecord], n: int, rng: random.Random)
                 out.append(queue.pop())
     return out
 
-
-def _bin_index(sample: str) -> int:
-    return int(sample.split(":", 1)[1])

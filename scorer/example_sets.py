@@ -46,7 +46,7 @@ def example_input(feature: FeatureRecords, polarity: str, neighbours: Sequence[N
         if max(values) >= FIRING_LEVEL:
             by_sample.setdefault(record.sample, []).append(peak_span(record.tokens, values))
     # Top first, then quantile bins from the highest down, so a short cut still spans the range.
-    order = sorted(by_sample, key=lambda s: (s != SampleKind.TOP, -int(s.split(":")[1]) if ":" in s else 0))
+    order = sorted(by_sample, key=lambda s: (s != SampleKind.TOP, -(SampleKind.quantile_bin(s) or 0)))
     examples = ExampleSet(_round_robin([by_sample[s] for s in order])[:n_activating])
 
     def quiet(data_splits: Sequence[str]) -> list[Example]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 from activations.errors import UserError
-from activations.vocab import ClassificationSubset, ScoreMethod, ScorerName, ScoringSubset
+from activations.vocab import ClassificationSubset, SampleKind, ScoreMethod, ScorerName, ScoringSubset
 from scorer.subsets import CALIBRATED_METHODS, QUANTILE_METHODS
 from scorer.subsets import METHODS as SIMULATION_METHODS
 
@@ -19,7 +17,6 @@ ALL_METHODS: tuple[ScoreMethod, ...] = tuple(m for methods in SCORER_METHODS.val
 SIMULATION_SUBSETS: tuple[str, ...] = tuple(s.value for s in ScoringSubset)
 EXAMPLE_SUBSETS: tuple[str, ...] = tuple(s.value for s in ClassificationSubset)
 QUANTILE_SUBSET = "quantile:<i>"  # how the per-quantile subsets are named to a user (the bins vary by collection)
-_QUANTILE_SUBSET = re.compile(r"quantile:\d+")
 
 
 def scorer_of(method: str) -> ScorerName:
@@ -42,7 +39,7 @@ def stored_subsets_text(method: str) -> str:
 
 def is_stored_subset(method: str, subset: str) -> bool:
     """Whether `method` is ever stored on `subset` (any quantile bin for the per-quantile methods)."""
-    return subset in subsets_of(method) or (method in QUANTILE_METHODS and bool(_QUANTILE_SUBSET.fullmatch(subset)))
+    return subset in subsets_of(method) or (method in QUANTILE_METHODS and SampleKind.quantile_bin(subset) is not None)
 
 
 def parse_scorers(spec: str) -> list[ScorerName]:

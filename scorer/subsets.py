@@ -154,8 +154,8 @@ def score_records(records: Sequence[ScoredRecord], *, role: ScoreRole | str = Sc
 
 def quantile_bins(records: Sequence[ScoredRecord]) -> list[str]:
     """The `quantile:<i>` sample kinds among `records`, lowest bin first."""
-    bins = {r.sample for r in records if r.sample.startswith(SampleKind.QUANTILE + ":")}
-    return sorted(bins, key=lambda b: int(b.split(":", 1)[1]))
+    bins = {r.sample: b for r in records if (b := SampleKind.quantile_bin(r.sample)) is not None}
+    return sorted(bins, key=bins.__getitem__)
 
 
 def _score_subset(chosen: Sequence[ScoredRecord], subset: str, methods: Sequence[ScoreMethod], role: ScoreRole, *,
