@@ -10,22 +10,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from activations.errors import UserError
-from activations.records import FeatureRecords
 from activations.vocab import ClassificationSubset, ScorerName, ScoreRole
-from autointerp.runtime.bounded import bounded
 from autointerp.runtime.db_threads import DatabaseThreads
-from autointerp.workflows.shuffled_baselines import NO_OTHER, LayerPool, read_layer_pool
+from autointerp.workflows.finishing_reads import FinishTarget, ScorerCheck
+from autointerp.workflows.shuffled_baselines import NO_OTHER, LayerPool
 from llm_client import LLMClient, make_client
 from scorer import SCORER_METHODS, ExampleSet, ScoreValue, classification_scores
 from scorer.embedding_scorer import EmbeddingScorer
-from scorer.example_sets import NeighbourWindow, example_input
+from scorer.example_sets import example_input
 from scorer.examples import EXAMPLE_TOKENS, FIRING_LEVEL
 from scorer.judge import PROMPT_VERSION
 from simulator.base import Simulator
 from storage.core import repository as repo
 from storage.core.db import Database
-from storage.reads.scoring_inputs import neighbour_windows
-from storage.records import record_store
 from storage.results import already_done, example_scores
 
 EXAMPLE_SCORERS = (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.EMBEDDING)
@@ -103,40 +100,19 @@ class ExampleScorers:
                 for subset in ClassificationSubset for method in SCORER_METHODS[name]]
 
 
-@dataclass
-class _Target:
-    """An explanation with what its scorers still need, read off the event loop."""
-
-    explanation_id: int
-    feature_id: int
-    feature_index: int
-    text: str
-    polarity: str
-    records: FeatureRecords
-    neighbours: list[NeighbourWindow] | None
-    todo: list[tuple[ScorerName, ScoreRole]] = field(default_factory=list)
-
-
-def _load(db: Database, scorers: ExampleScorers, explanation_id: int, shuffled_baseline: bool) -> _Target | None:
+def scorer_checks(scorers: ExampleScorers, shuffled_baseline: bool) -> list[ScorerCheck]:
+    """What the finishing pass asks of each explanation for these scorers: their own scores, and with
+    `shuffled_baseline` their shuffled ones, each under its scorer's configuration."""
     roles = [ScoreRole.OWN, ScoreRole.SHUFFLED] if shuffled_baseline else [ScoreRole.OWN]
-    with db.session() as session:
-        todo = [(name, role) for name in scorers.names for role in roles
-                if explanation_id not in already_done.example_scored(
-                    session, [explanation_id], methods=SCORER_METHODS[name], scorer_config=scorers.config(name),
-                    role=role)]
-        if not todo:
-            return None
-        explanation = repo.get_explanation(session, explanation_id)
-        feature = repo.get_feature(session, explanation.feature_id)
-        return _Target(explanation.id, feature.id, feature.index, explanation.text or "", explanation.polarity,
-                       record_store.load_feature_records(session, feature), neighbour_windows(session, feature), todo)
+    return [ScorerCheck(name, role, SCORER_METHODS[name], scorers.config(name))
+            for name in scorers.names for role in roles]
 
 
-def _save(db: Database, scorers: ExampleScorers, target: _Target, results: list[tuple[ScorerName, list[ScoreValue]]],
-          run_id: int) -> None:
+def _save(db: Database, scorers: ExampleScorers, target: FinishTarget,
+          results: list[tuple[ScorerName, list[ScoreValue]]], run_id: int) -> None:
     with db.session() as session, session.begin():
         explanation = repo.get_explanation(session, target.explanation_id)
-        feature = repo.get_feature(session, target.feature_id)
+        feature = repo.get_feature(session, target.feature.id)
         for name, scores in results:
             example_scores.store_example_scores(session, explanation, feature, scores, scorer_spec=scorers.spec(name),
                                                 scorer_config=scorers.config(name), run_id=run_id)
@@ -155,53 +131,32 @@ class ScoringReport:
     failures: dict[int, str] = field(default_factory=dict)  # feature index -> reason
 
 
-async def add_example_scores(db: Database, store: DatabaseThreads, scorers: ExampleScorers,
-                             explanation_ids: Sequence[int], *, run_id: int, shuffled_baseline: bool = True,
-                             concurrency: int = 4) -> ScoringReport:
-    """Score each given explanation with every scorer it lacks (and its shuffled baseline, with
-    `shuffled_baseline`), up to `concurrency` explanations at once."""
-    pools: dict[int, asyncio.Future[LayerPool]] = {}  # the layer's current explanations, read once
-    report = ScoringReport()
+async def add_example_scores(db: Database, store: DatabaseThreads, scorers: ExampleScorers, target: FinishTarget,
+                             layer: LayerPool | None, *, run_id: int) -> str | None:
+    """Score an explanation with every scorer in `target.todo` (its own scores, and its shuffled baseline on the
+    same examples with another feature's explanation from `layer`, needed when a shuffled role is to do) and
+    store them; returns why its own scores failed, None when they did not."""
+    examples = example_input(target.records, target.polarity, target.neighbours, n_activating=scorers.n_activating,
+                             n_random=scorers.n_random, n_neighbours=scorers.n_neighbours)
+    shuffled = layer.picker.pick(target.feature.id) if layer is not None else None
+    borrowed: dict[str, int] = {}  # what the shuffled scores' details record of the explanation they judged
+    if layer is not None and shuffled is not None:
+        borrowed = {"shuffled_from_feature_id": shuffled[0],
+                    example_scores.SHUFFLED_EXPLANATION_KEY: layer.ids[shuffled[0]]}
 
-    async def one(position: int) -> None:
-        explanation_id = explanation_ids[position]
-        target = await store.read(_load, db, scorers, explanation_id, shuffled_baseline)
-        if target is None:
-            return
-        examples = example_input(target.records, target.polarity, target.neighbours,
-                                 n_activating=scorers.n_activating, n_random=scorers.n_random,
-                                 n_neighbours=scorers.n_neighbours)
-        shuffled: tuple[int, str] | None = None
-        borrowed: dict[str, int] = {}  # what the shuffled scores' details record of the explanation they judged
-        if any(role == ScoreRole.SHUFFLED for _, role in target.todo):
-            layer = target.records.feature.layer
-            if layer not in pools:
-                pools[layer] = asyncio.ensure_future(store.read(read_layer_pool, db, target.feature_id,
-                                                                scorers.seed))
-            pool = await pools[layer]
-            shuffled = pool.picker.pick(target.feature_id)
-            if shuffled is not None:
-                borrowed = {"shuffled_from_feature_id": shuffled[0],
-                            example_scores.SHUFFLED_EXPLANATION_KEY: pool.ids[shuffled[0]]}
+    async def run(name: ScorerName, role: ScoreRole) -> list[ScoreValue]:
+        if role == ScoreRole.OWN:
+            return await scorers.score(name, target.text, examples, role)
+        if shuffled is None:
+            return scorers.undefined(name, NO_OTHER, role)
+        scores = await scorers.score(name, shuffled[1], examples, role)
+        return [replace(s, details={**s.details, **borrowed}) for s in scores]
 
-        async def run(name: ScorerName, role: ScoreRole) -> list[ScoreValue]:
-            if role == ScoreRole.OWN:
-                return await scorers.score(name, target.text, examples, role)
-            if shuffled is None:
-                return scorers.undefined(name, NO_OTHER, role)
-            scores = await scorers.score(name, shuffled[1], examples, role)
-            return [replace(s, details={**s.details, **borrowed}) for s in scores]
-
-        outcomes = await asyncio.gather(*(run(name, role) for name, role in target.todo))
-        await store.write(_save, db, scorers, target, list(zip((n for n, _ in target.todo), outcomes)), run_id)
-        report.scored += 1
-        failures = [f for (name, role), scores in zip(target.todo, outcomes)
-                    if role == ScoreRole.OWN and (f := _failure(name, scores))]
-        if failures:
-            report.failures[target.feature_index] = "; ".join(failures)
-
-    await bounded(len(explanation_ids), concurrency, one)
-    return report
+    outcomes = await asyncio.gather(*(run(name, role) for name, role in target.todo))
+    await store.write(_save, db, scorers, target, list(zip((n for n, _ in target.todo), outcomes)), run_id)
+    failures = [f for (name, role), scores in zip(target.todo, outcomes)
+                if role == ScoreRole.OWN and (f := _failure(name, scores))]
+    return "; ".join(failures) if failures else None
 
 
 @dataclass
