@@ -57,7 +57,7 @@ def _evaluation(outcome: FeatureOutcome, opts: ExplainOptions) -> outcome_store.
     return outcome_store.Evaluation(opts.simulator, simulation_scorer_config(), test.scores, simulation, params)
 
 
-def _save_outcome(db: Database, feature: repo.FeatureRef, outcome: FeatureOutcome, opts: ExplainOptions,
+def _save_outcome(db: Database, feature: repo.FeatureKeyed, outcome: FeatureOutcome, opts: ExplainOptions,
                   config: dict, run_id: int, guard: SaveGuard | None = None) -> bool:
     """Store one feature's outcome in one transaction; False when another run had stored it first (nothing of
     this run's is written then)."""
@@ -102,8 +102,7 @@ async def explain_feature(db: Database, store: DatabaseThreads, opts: ExplainOpt
         output_logits=(feature.extra or {}).get("logits", {}) if opts.with_logits() else None,
         calibrate=opts.calibrate, sample=opts.explainer_sample,
     )
-    written = await store.write(_save_outcome, db, repo.FeatureRef(feature.id, feature.model_id, feature.layer),
-                                outcome, opts, config, run_id, guard)
+    written = await store.write(_save_outcome, db, feature, outcome, opts, config, run_id, guard)
     stats.record_outcome(feature.index, written, outcome.failure, outcome.failure_kind)
     return outcome if written else None
 

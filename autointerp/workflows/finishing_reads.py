@@ -15,6 +15,7 @@ from scorer import simulation_scorer_config
 from scorer.example_sets import NeighbourWindow
 from storage.core import repository as repo
 from storage.core.db import Database
+from storage.core.schema import Feature
 from storage.reads.scoring_inputs import neighbour_windows
 from storage.records import record_store
 from storage.results import already_done
@@ -46,7 +47,7 @@ class FinishTarget:
     """An explanation with what it still lacks, and its feature's records read once for all of it."""
 
     explanation_id: int
-    feature: repo.FeatureRef  # what the rows saved copy from the feature, so saving needs no lookup
+    feature: Feature  # its row as read (ids and layer loaded): what the rows saved copy, so saving needs no lookup
     feature_index: int
     text: str
     polarity: str
@@ -87,6 +88,6 @@ def read_targets(db: Database, explanation_ids: Sequence[int],
         records = record_store.load_many_feature_records(session, list(features.values()))
         scored_features = {f.id for e, f in rows.values() if todo[e.id]}
         neighbours = {f: neighbour_windows(session, features[f]) for f in scored_features}
-        return {e.id: FinishTarget(e.id, repo.FeatureRef(f.id, f.model_id, f.layer), f.index, e.text or "",
+        return {e.id: FinishTarget(e.id, f, f.index, e.text or "",
                                    e.polarity, records[f.id], e.id in baseline, todo[e.id], neighbours.get(f.id))
                 for e, f in rows.values()}

@@ -45,7 +45,7 @@ class LayerPools:
         self._db, self._store = db, store
         self._pools: dict[tuple[int, int], asyncio.Future[LayerPool]] = {}
 
-    async def of(self, feature: repo.FeatureRef, seed: int) -> LayerPool:
+    async def of(self, feature: repo.FeatureKeyed, seed: int) -> LayerPool:
         key = (feature.layer, seed)
         if key not in self._pools:
             self._pools[key] = asyncio.ensure_future(self._store.read(read_layer_pool, self._db, feature.id, seed))

@@ -58,13 +58,6 @@ class RowRef:
     id: int
 
 
-@dataclass(frozen=True)
-class FeatureRef:
-    id: int
-    model_id: int
-    layer: int
-
-
 def config_hash(config: Any) -> str:
     """Stable hash of a JSON-able configuration; equal configurations mean 'the same work'."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:32]
