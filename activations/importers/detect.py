@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
 from activations.importers.common import ImportedFeature, ImportFormatError
 from activations.importers.neuronpedia import is_neuronpedia, parse_neuronpedia
+from activations.importers.neuronpedia_rows import is_activation_row, parse_activation_rows
 from activations.importers.openai_format import (
     DEFAULT_OPENAI_MODEL,
     is_explanation_results,
@@ -15,12 +17,14 @@ from activations.importers.openai_format import (
     parse_neuron_record,
 )
 
-FORMATS_HELP = "OpenAI NeuronRecord JSON, OpenAI explanation JSON/JSONL, or Neuronpedia dashboard JSON"
+FORMATS_HELP = ("OpenAI NeuronRecord JSON, OpenAI explanation JSON/JSONL, Neuronpedia dashboard JSON, or Neuronpedia "
+                "Activation rows (activations/batch-<n>.jsonl.gz)")
 
 
 def _load_documents(path: Path) -> list[tuple[str, object]]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
+    # Neuronpedia's exports are gzipped JSON Lines.
+    text = gzip.decompress(path.read_bytes()).decode("utf-8") if path.suffix == ".gz" else path.read_text("utf-8")
+    if path.suffix == ".jsonl" or path.name.endswith(".jsonl.gz"):
         docs = []
         for n, line in enumerate(text.splitlines(), start=1):
             if line.strip():
@@ -43,8 +47,11 @@ def parse_file(path: str | Path, *, model: str | None = None) -> list[ImportedFe
     do not say; default gpt2-xl) and overrides a Neuronpedia file's model_id when given."""
     path = Path(path)
     out: list[ImportedFeature] = []
+    rows: list[tuple[str, dict]] = []  # Activation rows make features only together
     for source, obj in _load_documents(path):
-        if is_neuronpedia(obj):
+        if is_activation_row(obj):
+            rows.append((source, obj))
+        elif is_neuronpedia(obj):
             out.extend(parse_neuronpedia(obj, source, model))
         elif is_neuron_record(obj):
             out.append(parse_neuron_record(obj, source, model or DEFAULT_OPENAI_MODEL))
@@ -53,4 +60,4 @@ def parse_file(path: str | Path, *, model: str | None = None) -> list[ImportedFe
         else:
             keys = ", ".join(list(obj)[:8]) if isinstance(obj, dict) else type(obj).__name__
             raise ImportFormatError(f"{source}: unrecognised format (top-level keys: {keys}); expected {FORMATS_HELP}")
-    return out
+    return out + parse_activation_rows(rows, model)

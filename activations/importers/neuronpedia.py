@@ -39,12 +39,18 @@ def _sample_of_bins(f: Fields, activations: list, path: str) -> list[str]:
     for i, act in enumerate(activations):
         bin_min = f.number(f.get(act, "bin_min", f"{path}[{i}]", required=False, default=-1), f"{path}[{i}].bin_min")
         mins.append(bin_min)
-    interval_bins = sorted({m for m in mins if m != -1})
+    return samples_of_bins(mins)
+
+
+def samples_of_bins(bin_mins: list[float]) -> list[str]:
+    """Each example's sample kind from its bin's lower bound: -1 top, the bin starting at 0 random, the other
+    bins quantile:<i> in ascending order (the dashboard JSON and the export's Activation rows alike)."""
+    interval_bins = sorted({m for m in bin_mins if m != -1})
     names = {}
     for rank, m in enumerate(interval_bins):
         first_quantile = 1 if interval_bins[0] == 0 else 0
         names[m] = SampleKind.RANDOM if rank == 0 and m == 0 else SampleKind.quantile(rank - first_quantile)
-    return [SampleKind.TOP if m == -1 else names[m] for m in mins]
+    return [SampleKind.TOP if m == -1 else names[m] for m in bin_mins]
 
 
 def parse_neuronpedia(obj: dict, source: str, model: str | None = None) -> list[ImportedFeature]:

@@ -13,14 +13,14 @@ from autointerp.cli.options import db_option
 from storage.core.db import Database
 from storage.records.import_store import save_imported_file
 
-IMPORTABLE_SUFFIXES = (".json", ".jsonl")
+IMPORTABLE_SUFFIXES = (".json", ".jsonl", ".jsonl.gz")
 
 
 def _files(target: Path) -> list[Path]:
     if target.is_dir():
-        files = sorted(p for p in target.rglob("*") if p.suffix in IMPORTABLE_SUFFIXES and p.is_file())
+        files = sorted(p for p in target.rglob("*") if p.name.endswith(IMPORTABLE_SUFFIXES) and p.is_file())
         if not files:
-            raise click.ClickException(f"{target}: no .json or .jsonl files in this folder")
+            raise click.ClickException(f"{target}: no .json, .jsonl or .jsonl.gz files in this folder")
         return files
     return [target]
 
@@ -36,7 +36,9 @@ def import_command(target: Path, model: str | None, db_url: str) -> None:
     \b
     Formats (recognised from the content):
       OpenAI NeuronRecord JSON, OpenAI explanation JSON/JSONL (scored_explanations),
-      Neuronpedia dashboard JSON ({model_id, layer, sae_set, features: [...]}).
+      Neuronpedia dashboard JSON ({model_id, layer, sae_set, features: [...]}),
+      Neuronpedia Activation rows (<model>/<source>/activations/batch-<n>.jsonl.gz, as
+      `export --format neuronpedia` and Neuronpedia's dataset exports write them).
     Each file is one transaction: a malformed file writes nothing and names the file and field.
     Importing the same file twice adds nothing.
 
