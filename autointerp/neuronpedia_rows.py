@@ -1,6 +1,6 @@
 """One exported feature document -> the rows of Neuronpedia's tables (their Prisma schema's column names): Neuron,
 Activation, Explanation (with its explanation type) and ExplanationScore (with its score type), plus the config
-rows those types name. tests/fixtures/neuronpedia/upload-schema.json holds the columns, from their schema."""
+rows those types name. tests/fixtures/neuronpedia-schema/upload-schema.json holds the columns, from their schema."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from autointerp import neuronpedia_rows as rows
 
@@ -44,7 +44,7 @@ class _Source:
 
     def __init__(self, folder: Path, model_id: str, source: str, creator_id: str) -> None:
         self.folder, self.n_features = folder, 0
-        self.files: dict[str, IO[bytes]] = {}
+        self.files: dict[str, gzip.GzipFile] = {}
         folder.mkdir(parents=True)
         for name, row in rows.source_rows(model_id, source, creator_id).items():
             (folder / f"{name}.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")

@@ -1,5 +1,5 @@
 """`export --format neuronpedia` writes the files Neuronpedia's import reads, valid against the columns of their
-published schema (tests/fixtures/neuronpedia/upload-schema.json); its activations import back with our own
+published schema (tests/fixtures/neuronpedia-schema/upload-schema.json); its activations import back with our own
 importer as the same records; `export --format parquet` loads with Hugging Face `datasets`; bad selections and
 outputs fail clearly."""
 
@@ -22,7 +22,7 @@ from storage.core import repository as repo
 from storage.core.db import Database
 from tests.stored import store_features, store_score
 
-SCHEMA = json.loads((Path(__file__).parent / "fixtures" / "neuronpedia" / "upload-schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).parent / "fixtures" / "neuronpedia-schema" / "upload-schema.json").read_text())
 TABLES = {"features": "Neuron", "activations": "Activation", "explanations": "Explanation",
           "explanation_scores": "ExplanationScore", "source": "Source", "sourceset": "SourceSet",
           "explanation_type": "ExplanationType", "explanation_model_type": "ExplanationModelType",

@@ -11,8 +11,14 @@ from typing import Any, TypeGuard
 
 from activations.importers.common import Fields, ImportedFeature, ImportFormatError, with_balanced_splits
 from activations.importers.neuronpedia import samples_of_bins
-from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, RecordError, \
-    interleaved_data_split
+from activations.records import (
+    ActivationRecord,
+    FeatureId,
+    FeatureRecords,
+    FeatureStats,
+    RecordError,
+    interleaved_data_split,
+)
 
 ROW_KEYS = ("modelId", "layer", "index", "tokens", "values")
 
@@ -35,8 +41,8 @@ def parse_activation_rows(rows: list[tuple[str, dict]], model: str | None = None
     groups: dict[tuple[str, str, str], list[tuple[str, dict]]] = {}
     for where, row in rows:
         f = Fields(where)
-        key = tuple(_text(f, row, k) for k in ("modelId", "layer", "index"))
-        groups.setdefault(key, []).append((where, row))  # type: ignore[arg-type]
+        key = (_text(f, row, "modelId"), _text(f, row, "layer"), _text(f, row, "index"))
+        groups.setdefault(key, []).append((where, row))
     return [_feature(model or model_id, source_id, index, members)
             for (model_id, source_id, index), members in groups.items()]
 
