@@ -185,3 +185,14 @@ def test_empty_selection_and_bad_out_fail_clearly(db_url, db, tmp_path):
         locked.mkdir(mode=0o500)
         code, output = cli("export", "--format", "neuronpedia", "--out", str(locked / "np"), "--db", db_url)
         assert code != 0 and "is not writable" in output
+
+
+def test_malformed_activation_row_names_file_and_field(db_url, db, tmp_path):
+    row = {"modelId": "m", "layer": "res-jb", "index": "1", "tokens": ["a"], "values": [1.0]}
+    path = tmp_path / "batch-0.jsonl.gz"
+    path.write_bytes(gzip.compress((json.dumps(row) + "\n").encode()))
+    code, output = cli("import", str(path), "--db", db_url)
+    assert code != 0 and f"{path}:1: field 'layer': expected a source id '<layer>-<set>'" in output
+    path.write_bytes(gzip.compress((json.dumps({**row, "layer": "0-x", "values": [1.0, 2.0]}) + "\n").encode()))
+    code, output = cli("import", str(path), "--db", db_url)
+    assert code != 0 and f"{path}:1: field 'values'" in output
