@@ -49,6 +49,7 @@ from sqlalchemy import (
     insert,
     text,
 )
+from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -61,6 +62,7 @@ from activations.vocab import RunKind
 from llm_client.local_models import load_model
 from storage.core.db import Database, make_engine
 from storage.core.repository import find_feature
+from storage.core.schema import Feature
 from storage.reads.feature_detail import feature_detail
 from storage.records.collection_store import save_layer
 from storage.records.record_store import load_feature_records, load_many_feature_records, load_records, numbered
@@ -205,23 +207,30 @@ def time_reads(
     """Milliseconds of the reads the API and `query` make, on `n` features picked at random (same seed every run):
     the feature page and load_feature_records per feature (mean), load_many_feature_records of all `n` at once;
     each the best of `repeats` passes, so a busy neighbour on the machine shows less."""
-    with db.session() as s:
-        rows = [find_feature(s, fr.feature) for fr in random.Random(1).sample(list(features), min(n, len(features)))]
-    picked = [row for row in rows if row is not None]
+    chosen = random.Random(1).sample(list(features), min(n, len(features)))
+
+    def rows(s: Session) -> list[Feature]:
+        """The chosen features' rows in this session, their model loaded as the callers' rows have it."""
+        found = [find_feature(s, fr.feature) for fr in chosen]
+        return [row for row in found if row is not None and row.model is not None]
+
     timings: dict[str, list[float]] = {"feature_page_ms": [], "load_feature_records_ms": [],
                                        "load_many_feature_records_ms": []}
     for _ in range(repeats):
         with db.session() as s:
+            picked = rows(s)
             start = time.perf_counter()
             for row in picked:
                 feature_detail(s, row.id)
             timings["feature_page_ms"].append((time.perf_counter() - start) * 1e3 / len(picked))
         with db.session() as s:
+            picked = rows(s)
             start = time.perf_counter()
             for row in picked:
                 load_feature_records(s, row)
             timings["load_feature_records_ms"].append((time.perf_counter() - start) * 1e3 / len(picked))
         with db.session() as s:
+            picked = rows(s)
             start = time.perf_counter()
             load_many_feature_records(s, picked)
             timings["load_many_feature_records_ms"].append((time.perf_counter() - start) * 1e3)
