@@ -13,7 +13,9 @@ same FeatureRecords into two fresh SQLite files side by side:
 
 Size: after a WAL checkpoint and VACUUM, SQLite's `dbstat` gives the pages of the tables that hold records or
 windows (`activation_records`, `windows`, and all of their indexes); divided by the number of records. Whole-file
-sizes are printed too (the new file also holds features, models, runs and the empty tables of the schema).
+bytes per record are printed beside them (the new file also holds features, models, runs and the empty tables of
+the schema). Then the reads the API and `query` make (the feature page, load_feature_records,
+load_many_feature_records) are timed on the new file.
 Time: from the first statement to the commit returning, on the same engine settings (storage.core.db.make_engine:
 WAL, synchronous=NORMAL, foreign keys on).
 
