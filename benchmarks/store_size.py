@@ -13,7 +13,9 @@ same FeatureRecords into two fresh SQLite files side by side:
 
 Size: after a WAL checkpoint and VACUUM, SQLite's `dbstat` gives the pages of the tables that hold records or
 windows (`activation_records`, `windows`, and all of their indexes); divided by the number of records. Whole-file
-sizes are printed too (the new file also holds features, models, runs and the empty tables of the schema).
+bytes per record are printed beside them (the new file also holds features, models, runs and the empty tables of
+the schema). Then the reads the API and `query` make (the feature page, load_feature_records,
+load_many_feature_records) are timed on the new file.
 Time: from the first statement to the commit returning, on the same engine settings (storage.core.db.make_engine:
 WAL, synchronous=NORMAL, foreign keys on).
 
@@ -49,6 +51,7 @@ from sqlalchemy import (
     insert,
     text,
 )
+from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -61,13 +64,16 @@ from activations.vocab import RunKind
 from llm_client.local_models import load_model
 from storage.core.db import Database, make_engine
 from storage.core.repository import find_feature
+from storage.core.schema import Feature
+from storage.reads.feature_detail import feature_detail
 from storage.records.collection_store import save_layer
-from storage.records.record_store import load_records, numbered
+from storage.records.record_store import load_feature_records, load_many_feature_records, load_records, numbered
 from storage.results.runs import start_run
 
 # The tables that hold records or their windows, in either layout (others are the same in both or empty).
 RECORD_TABLES = ("activation_records", "windows")
 CHUNK = 5_000  # rows per executemany, as the old collection_store wrote them
+READ_FEATURES = 200  # features whose reads are timed
 
 # --- the baseline: the JSON layout of storage/schema.py before windows (git show 3bab1f0:storage/schema.py) ---
 OLD = MetaData()
@@ -197,6 +203,42 @@ def check_read_back(db: Database, features: Sequence[FeatureRecords], n: int = 2
     return worst
 
 
+def time_reads(
+    db: Database, features: Sequence[FeatureRecords], n: int = READ_FEATURES, repeats: int = 3
+) -> dict[str, float]:
+    """Milliseconds of the reads the API and `query` make, on `n` features picked at random (same seed every run):
+    the feature page and load_feature_records per feature (mean), load_many_feature_records of all `n` at once;
+    each the best of `repeats` passes, so a busy neighbour on the machine shows less."""
+    chosen = random.Random(1).sample(list(features), min(n, len(features)))
+
+    def rows(s: Session) -> list[Feature]:
+        """The chosen features' rows in this session, their model loaded as the callers' rows have it."""
+        found = [find_feature(s, fr.feature) for fr in chosen]
+        return [row for row in found if row is not None and row.model is not None]
+
+    timings: dict[str, list[float]] = {"feature_page_ms": [], "load_feature_records_ms": [],
+                                       "load_many_feature_records_ms": []}
+    for _ in range(repeats):
+        with db.session() as s:
+            picked = rows(s)
+            start = time.perf_counter()
+            for row in picked:
+                feature_detail(s, row.id)
+            timings["feature_page_ms"].append((time.perf_counter() - start) * 1e3 / len(picked))
+        with db.session() as s:
+            picked = rows(s)
+            start = time.perf_counter()
+            for row in picked:
+                load_feature_records(s, row)
+            timings["load_feature_records_ms"].append((time.perf_counter() - start) * 1e3 / len(picked))
+        with db.session() as s:
+            picked = rows(s)
+            start = time.perf_counter()
+            load_many_feature_records(s, picked)
+            timings["load_many_feature_records_ms"].append((time.perf_counter() - start) * 1e3)
+    return {key: round(min(values), 3) for key, values in timings.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gemma-3-270m")
@@ -240,6 +282,7 @@ def main() -> None:
             save_s_new, stored_new = save_new(db, args.model, features, layers)
         assert stored_old == stored_new == n_records, (stored_old, stored_new, n_records)
         max_rel_err = check_read_back(db, features)
+        reads = time_reads(db, features)
 
         old_engine = make_engine(f"sqlite:///{old_path}")
         old_bytes, old_file, old_tables = measure(old_engine, old_path)
@@ -253,7 +296,11 @@ def main() -> None:
                            if t in RECORD_TABLES or b > 2**20)
         print(f"{name}: file {file_bytes / 2**20:.1f} MiB after VACUUM; {listed}")
     print(f"record/window tables: old {old_bytes / n_records:,.0f} B/record, new {new_bytes / n_records:,.0f} "
-          f"B/record; save old {save_s_old:.2f} s, new {save_s_new:.2f} s; read-back max rel. error {max_rel_err:.2e}")
+          f"B/record; whole file: old {old_file / n_records:,.0f} B/record, new {new_file / n_records:,.0f} B/record; "
+          f"save old {save_s_old:.2f} s, new {save_s_new:.2f} s; read-back max rel. error {max_rel_err:.2e}")
+    print(f"reads (new, {READ_FEATURES} features, best of 3): feature page {reads['feature_page_ms']:.2f} ms, "
+          f"load_feature_records {reads['load_feature_records_ms']:.2f} ms per feature; load_many_feature_records "
+          f"{reads['load_many_feature_records_ms']:.1f} ms for all")
     print(json.dumps({
         "bytes_per_record_old": round(old_bytes / n_records, 1),
         "bytes_per_record_new": round(new_bytes / n_records, 1),
@@ -265,6 +312,7 @@ def main() -> None:
         "file_bytes_per_record_old": round(old_file / n_records, 1),
         "file_bytes_per_record_new": round(new_file / n_records, 1),
         "max_rel_err": max_rel_err,
+        **reads,
     }))
 
 

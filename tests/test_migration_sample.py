@@ -89,7 +89,7 @@ def test_records_and_simulations_read_back_the_same_after_the_rename(db_url):
         first = s.get(ActivationRecordRow, ids["top0"])
         assert first is not None
         s.add(ActivationRecordRow(feature_id=first.feature_id, window_id=first.window_id, sample="top",
-                                  data_split="test", position=0, activations=first.activations, max_activation=4.0))
+                                  data_split="test", position=0, activations=first.activations))
     db.dispose()
 
 

@@ -23,9 +23,10 @@ def record_dict(row: ActivationRecordRow) -> dict[str, Any]:
     """A stored record (its `sample`: top | random | quantile:<i>); its tokens and provenance come from its
     window."""
     window = row.window
+    activations = decode(row.activations)
     return {
         "id": row.id, "sample": row.sample, "data_split": row.data_split, "position": row.position,
-        "tokens": window.tokens, "activations": decode(row.activations), "max_activation": row.max_activation,
+        "tokens": window.tokens, "activations": activations, "max_activation": max(activations),
         "corpus": window.corpus, "document": window.document, "offset": window.offset,
     }
 

@@ -106,7 +106,8 @@ class Window(Base):
 
 
 class ActivationRecordRow(Base):
-    """One feature's activations on one window: binary (storage.core.activation_codec), max kept for ranking."""
+    """One feature's activations on one window: binary (storage.core.activation_codec). No max column: no query
+    ranks records by it, and readers take it from the decoded activations (migration 0007 dropped it)."""
 
     __tablename__ = "activation_records"
     __table_args__ = (UniqueConstraint("feature_id", "sample", "position", name="uq_record_position"),)
@@ -117,7 +118,6 @@ class ActivationRecordRow(Base):
     data_split: Mapped[str] = mapped_column(String(10), default=DataSplit.TRAIN)  # train | valid | test
     position: Mapped[int] = mapped_column(Integer)  # order within its sample kind (0 = highest for top)
     activations: Mapped[bytes] = mapped_column(LargeBinary)
-    max_activation: Mapped[float] = mapped_column(Float)
 
     window: Mapped[Window] = relationship(lazy="joined")
 

@@ -55,7 +55,7 @@ def record_values(feature_id: int, record: ActivationRecord, position: int, wind
     """Column values of one activation record row (its tokens and provenance live in its window)."""
     return {
         "feature_id": feature_id, "window_id": window_id, "sample": record.sample, "data_split": record.data_split,
-        "position": position, "activations": encode(record.activations), "max_activation": record.max_activation,
+        "position": position, "activations": encode(record.activations),
     }
 
 
