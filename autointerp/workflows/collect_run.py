@@ -38,11 +38,12 @@ class Collector(Protocol):
 
 def run_collect(
     db: Database, model_spec: str, targets: list[Target], corpus_spec: str, config: CollectConfig, *,
-    device: str = "auto", dtype: str | None = None, overwrite: bool = False, show_progress: bool = True,
-    log: Callable[[str], None] = print, collector: Collector | None = None,
+    text_column: str | None = None, device: str = "auto", dtype: str | None = None, overwrite: bool = False,
+    show_progress: bool = True, log: Callable[[str], None] = print, collector: Collector | None = None,
 ) -> dict[str, Any]:
     """Collect and store every target not already complete; returns what was stored per target. `collector`
-    replaces the in-process streaming pass (default: this process, one pass)."""
+    replaces the in-process streaming pass (default: this process, one pass). `text_column`: the corpus's
+    (see activations.corpus.open_corpus)."""
     name = local_model_name(model_spec)
     with db.session() as session:
         todo = [t for t in targets if overwrite or not layer_complete(session, name, t.layer, t.kind, t.sae_name)]
@@ -51,7 +52,7 @@ def run_collect(
             log(f"{target}: already collected, skipped (use --overwrite to redo it)")
     if not todo:
         return {"skipped": len(targets)}
-    corpus = open_corpus(corpus_spec)
+    corpus = open_corpus(corpus_spec, text_column)
     try:
         loaded = load_model(name, device=device, dtype=dtype)
     except ModelLoadError as exc:
