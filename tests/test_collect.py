@@ -229,3 +229,7 @@ def test_cli_collects_from_a_parquet_dataset_named_by_split_and_column(tmp_path,
     assert records and {r.provenance.corpus for r in records} == {name}
     for r in records:  # each record is a stretch of its own row's text
         assert "".join(r.tokens) in texts[int(r.provenance.document)]
+    # Another column of the same table is another corpus: the layer is kept, and the skip says what it came from.
+    other = _cli(sqlite_url, "--layers", "1", "--corpus", f"hf:{tmp_path / 'rivers'}", "--text-column", "key")
+    assert other.exit_code == 0 and (f"layer 1 MLP neurons: already collected from corpus {name}, not "
+                                     f"hf:{tmp_path / 'rivers'}@train#key; skipped") in other.output, other.output
