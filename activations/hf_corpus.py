@@ -64,7 +64,7 @@ class HfRows:
         self.stream = _load(spec)
         self.columns: list[str] | None = self.stream.column_names  # None when the dataset declares no features
         if self.columns is not None:
-            text_column(self.columns, wanted_column, str(spec))
+            text_column(self.columns, wanted_column, f"corpus {spec}")
 
     def documents(self) -> Iterator[Document]:
         columns = self.columns
@@ -72,11 +72,11 @@ class HfRows:
             columns = list(next(self._guarded(self.stream.take(1).iter(batch_size=1)), {}))
             if not columns:
                 return  # no rows: the corpus reports it empty
-        text_col = text_column(columns, self.wanted, str(self.spec))
+        text_col = text_column(columns, self.wanted, f"corpus {self.spec}")
         id_col = id_column(columns, text_col)
         stream = self.stream.select_columns([text_col] + ([id_col] if id_col else []))
         yield from batch_documents(self._guarded(stream.iter(batch_size=_BATCH_ROWS)), text_col, id_col,
-                                   str(self.spec))
+                                   f"corpus {self.spec}")
 
     def _guarded(self, batches: Iterator[dict[str, list[Any]]]) -> Iterator[dict[str, list[Any]]]:
         """The batches, with a failed read (network, a corrupt file) reported as this corpus's error."""
