@@ -195,6 +195,7 @@ def test_interrupted_run_leaves_no_complete_layer_and_resumes(db, loaded, monkey
 @pytest.mark.parametrize("args, message", [
     (["--model", "no-such-model-xyz", "--layers", "1"], "could not load model 'no-such-model-xyz'"),
     (["--layers", "1", "--corpus", "/no/such/corpus.txt"], "corpus '/no/such/corpus.txt' is not"),
+    (["--layers", "1", "--corpus", "hf:user/data@"], "corpus spec 'hf:user/data@': no split; expected hf:<dataset id>"),
     (["--sae", "WIDTH-100"], "expects d_in=100"),
 ])
 def test_cli_bad_input_is_one_clear_line(args, message, tmp_path, sqlite_url, loaded):
@@ -203,3 +204,32 @@ def test_cli_bad_input_is_one_clear_line(args, message, tmp_path, sqlite_url, lo
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code != 0 and len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
     assert isinstance(result.exception, SystemExit)  # a clean exit, not an uncaught exception
+
+
+def test_cli_collects_from_a_parquet_dataset_named_by_split_and_column(tmp_path, sqlite_url, loaded):
+    """`--corpus hf:<local dataset folder>` streams through `datasets` (offline here); the corpus's name, with its
+    split and text column, is stored with the run and in every record's provenance."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = [f"Document {i} tells of the river {w} and the town {w} beside it, where people fish at dawn."
+             for i, w in enumerate(["Severn", "Thames", "Tyne", "Trent", "Wye", "Ouse", "Avon", "Dee"])]
+    (tmp_path / "rivers" / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"key": [f"r{i}" for i in range(len(texts))], "body": texts}),
+                   tmp_path / "rivers" / "data" / "train.parquet")
+    result = _cli(sqlite_url, "--layers", "1", "--tokens", "120", "--corpus", f"hf:{tmp_path / 'rivers'}",
+                  "--text-column", "body")
+    assert result.exit_code == 0, result.output
+    name = f"hf:{tmp_path / 'rivers'}@train#body"
+    with Database(sqlite_url).session() as s:
+        assert s.scalars(select(Run.config)).one()["corpus"] == name
+        feature = s.scalars(select(Feature).where(Feature.layer == 1, Feature.index == 7)).one()
+        assert feature.n_tokens == 120
+        records = load_feature_records(s, feature).records
+    assert records and {r.provenance.corpus for r in records} == {name}
+    for r in records:  # each record is a stretch of its own row's text
+        assert "".join(r.tokens) in texts[int(r.provenance.document)]
+    # Another column of the same table is another corpus: the layer is kept, and the skip says what it came from.
+    other = _cli(sqlite_url, "--layers", "1", "--corpus", f"hf:{tmp_path / 'rivers'}", "--text-column", "key")
+    assert other.exit_code == 0 and (f"layer 1 MLP neurons: already collected from corpus {name}, not "
+                                     f"hf:{tmp_path / 'rivers'}@train#key; skipped") in other.output, other.output

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
 from storage.core.schema import ActivationRecordRow, Feature, Run
-from storage.records.collection_store import layer_complete, save_layer
+from storage.records.collection_store import layer_corpus, save_layer
 from storage.records.record_store import load_feature_records, load_many_feature_records
 from storage.results.runs import start_run
 from tests.stored import store_features
@@ -41,11 +41,11 @@ def _save(db, features, **kwargs) -> tuple[int, int]:
 def test_save_layer_stores_stats_records_dead_features_and_overwrites(db):
     with db.session() as s, s.begin():  # a feature known from an import before any collection
         store_features(s, [FeatureId(model=MODEL, layer=2, kind="mlp_neuron", index=3)])[0]
-        assert not layer_complete(s, MODEL, 2, "mlp_neuron", None)
+        assert layer_corpus(s, MODEL, 2, "mlp_neuron", None) is None  # not collected
     first_run, stored = _save(db, _layer(5, scale=1.0))
     assert stored == 4 * 6 + 2
     with db.session() as s:
-        assert layer_complete(s, MODEL, 2, "mlp_neuron", None)
+        assert layer_corpus(s, MODEL, 2, "mlp_neuron", None) == "an unrecorded corpus"  # the run's config is {}
         feats = s.scalars(select(Feature).order_by(Feature.index)).all()
         assert [f.index for f in feats] == [0, 1, 2, 3, 4] and {f.collection_run_id for f in feats} == {first_run}
         assert feats[0].dead and feats[0].n_tokens == 100 and not feats[3].dead and feats[3].max_activation == 4.0

@@ -15,9 +15,9 @@ from activations.corpus import open_corpus
 from activations.sampling import SamplerConfig
 from activations.windows import iter_windows
 from autointerp.cli.collect import collect_command
-from autointerp.executors.ray_collect import RayCollectJob, RayCollector
+from autointerp.executors.ray_collect import RayCollectJob, RayCollector, collect_shard
 from autointerp.executors.shards import plan_shards, shard_windows
-from llm_client.local_models import load_model
+from llm_client.local_models import cache_dir, load_model
 from storage.core import repository as repo
 from storage.core.db import Database
 from storage.records import record_store
@@ -82,6 +82,26 @@ def test_shards_hold_exactly_the_windows_of_one_pass():
             shards = plan_shards(corpus, tokenizer, config, n)
             assert len(shards) == n
             assert [w for s in shards for w in shard_windows(corpus, tokenizer, config, s)] == one_pass
+
+
+def test_shards_of_a_dataset_reopen_it_with_its_text_column(tmp_path):
+    """A Ray task gets the corpus spec and text column the driver opened, and streams exactly its shard."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    body = [f"Row {i}: " + " ".join(f"word{i}x{j}" for j in range(6 * (i + 1))) for i in range(5)]
+    pq.write_table(pa.table({"text": ["not this column"] * 5, "body": body}), tmp_path / "ds/data/train.parquet")
+    loaded = load_model("smollm2-135m", device="cpu")
+    config = CollectConfig(ctx_len=16, max_tokens=1000, batch_size=4, sampler=SamplerConfig(top_k=2, n_random=2))
+    spec = (f"hf:{tmp_path / 'ds'}", "body")
+    corpus = open_corpus(*spec)
+    one_pass = list(iter_windows(corpus, loaded.tokenizer, config.ctx_len, config.max_tokens, config.min_tail))
+    assert {w.document for w in one_pass} == {"0", "1", "2", "3", "4"}
+    shards = plan_shards(corpus, loaded.tokenizer, config, 3)
+    assert [w for s in shards for w in shard_windows(corpus, loaded.tokenizer, config, s)] == one_pass
+    states = collect_shard("smollm2-135m", "cpu", None, spec, [neuron_target(0)], config, shards[1], cache_dir())
+    assert int(states[0].count) == shards[1].n_tokens  # every token of its shard of `body`, none of `text`
 
 
 def test_one_and_four_shards_store_what_one_pass_stores_and_lost_shards_resume(ray_cluster, tmp_path):

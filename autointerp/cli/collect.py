@@ -61,7 +61,12 @@ def build_targets(layers: list[int], sae_path: str | None, sae_hook: str | None,
                    "(resid_post, mlp_out, mlp_act).")
 @click.option("--sae-name", default=None, help="Name to store the SAE under (default: from its path).")
 @click.option("--corpus", "corpus_spec", default="wikipedia", show_default=True,
-              help="wikipedia, a .txt/.jsonl/.parquet file or folder, or hf:<dataset>.")
+              help="wikipedia, a .txt/.jsonl/.parquet file or folder, or hf:<dataset>[:<config>][@<split>]: a "
+                   "Hugging Face dataset id (streamed) or local dataset folder, split train by default "
+                   "(pip install autointerp[hf]).")
+@click.option("--text-column", default=None,
+              help="The column (.parquet, hf:) or field (.jsonl) holding the text "
+                   "(default: the first of text, content, document).")
 @click.option("--tokens", "max_tokens", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Scored tokens to run.")
 @click.option("--ctx-len", type=click.IntRange(min=2), default=64, show_default=True)
@@ -91,9 +96,9 @@ def build_targets(layers: list[int], sae_path: str | None, sae_hook: str | None,
 @db_option
 def collect_command(
     model_spec: str, layers: str | None, sae_path: str | None, sae_hook: str | None, sae_name: str | None,
-    corpus_spec: str, max_tokens: int, ctx_len: int, batch_size: int | None, device: str, dtype: str | None,
-    seed: int, top_k: int, n_random: int, n_quantiles: int, per_quantile: int, overwrite: bool, executor: str,
-    ray_address: str, workers: int, shards: int, checkpoint_dir: str | None, db_url: str,
+    corpus_spec: str, text_column: str | None, max_tokens: int, ctx_len: int, batch_size: int | None, device: str,
+    dtype: str | None, seed: int, top_k: int, n_random: int, n_quantiles: int, per_quantile: int, overwrite: bool,
+    executor: str, ray_address: str, workers: int, shards: int, checkpoint_dir: str | None, db_url: str,
 ) -> None:
     """Collect activation records for every MLP neuron of --layers (or every latent of --sae).
 
@@ -103,6 +108,8 @@ def collect_command(
     Examples:
       autointerp collect --model gemma-3-270m --layers 6 --tokens 100000
       autointerp collect --model smollm2-135m --layers 3,5 --corpus docs/ --ctx-len 32
+      autointerp collect --layers 6 --corpus hf:Salesforce/wikitext:wikitext-103-raw-v1@validation
+      autointerp collect --layers 6 --corpus pages.parquet --text-column body
       autointerp collect --layers 6 --sae ./my-sae --sae-hook blocks.6.hook_resid_post
     """
     from activations.collect_config import CollectConfig  # torch
@@ -125,9 +132,10 @@ def collect_command(
 
         folder = Path(checkpoint_dir) if checkpoint_dir else _default_checkpoints(db)
         collector = RayCollector(RayCollectJob(ray_address, workers, shards, folder), model_spec=model_spec,
-                                 corpus_spec=corpus_spec, device=device, dtype=dtype, log=log)
-    run_collect(db, model_spec, targets, corpus_spec, config, device=device, dtype=dtype, overwrite=overwrite,
-                show_progress=True, log=log, collector=collector)
+                                 corpus_spec=corpus_spec, text_column=text_column, device=device, dtype=dtype,
+                                 log=log)
+    run_collect(db, model_spec, targets, corpus_spec, config, text_column=text_column, device=device, dtype=dtype,
+                overwrite=overwrite, show_progress=True, log=log, collector=collector)
 
 
 def _default_checkpoints(db: Database) -> Path:

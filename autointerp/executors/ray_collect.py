@@ -33,17 +33,18 @@ from llm_client.local_models import LoadedModel, cache_dir, load_model, use_cach
 _loaded: dict[tuple[str, str, str | None], LoadedModel] = {}  # per worker process: the model of earlier shards
 
 
-def collect_shard(model_name: str, device: str, dtype: str | None, corpus_spec: str, targets: list[Target],
-                  config: CollectConfig, shard: Shard, models_dir: Path) -> list[SamplerState]:
+def collect_shard(model_name: str, device: str, dtype: str | None, corpus: tuple[str, str | None],
+                  targets: list[Target], config: CollectConfig, shard: Shard, models_dir: Path) -> list[SamplerState]:
     """One Ray task: the samplers' states (one per target, in order) after the shard's windows. `models_dir`:
-    the driver's cache folder (AUTOINTERP_CACHE), where converted models are kept."""
+    the driver's cache folder (AUTOINTERP_CACHE), where converted models are kept. `corpus`: the spec and text
+    column the driver opened."""
     use_cache_dir(models_dir)
     key = (model_name, device, dtype)
     if key not in _loaded:
         _loaded.clear()  # one model per worker process at a time
         _loaded[key] = load_model(model_name, device=device, dtype=dtype)
     loaded = _loaded[key]
-    windows = shard_windows(open_corpus(corpus_spec), loaded.tokenizer, config, shard)
+    windows = shard_windows(open_corpus(*corpus), loaded.tokenizer, config, shard)
     samplers = stream_windows(loaded.model, loaded.tokenizer, windows, targets, config)
     return [samplers[t].state() for t in targets]
 
@@ -88,9 +89,9 @@ class RayCollector:
     """The streaming pass on a Ray cluster (run_collect's `collector`)."""
 
     def __init__(self, job: RayCollectJob, *, model_spec: str, corpus_spec: str, device: str, dtype: str | None,
-                 log: Callable[[str], None] = print) -> None:
-        self.job, self.model_spec, self.corpus_spec, self.device, self.dtype, self.log = (
-            job, model_spec, corpus_spec, device, dtype, log)
+                 log: Callable[[str], None] = print, text_column: str | None = None) -> None:
+        self.job, self.model_spec, self.device, self.dtype, self.log = job, model_spec, device, dtype, log
+        self.corpus = (corpus_spec, text_column)
         self.checkpoints: ShardCheckpoints | None = None
 
     def collect(self, model: Any, tokenizer: Any, corpus: Corpus, targets: list[Target], model_name: str,
@@ -117,7 +118,7 @@ class RayCollector:
         while todo or pending:
             while todo and len(pending) < self.job.workers:
                 shard = todo.pop(0)
-                ref = task.remote(model_name, "cuda" if use_gpu else self.device, self.dtype, self.corpus_spec,
+                ref = task.remote(model_name, "cuda" if use_gpu else self.device, self.dtype, self.corpus,
                                   targets_ref, config, shard, cache_dir())
                 pending[ref] = shard
             ready, _ = ray.wait(list(pending), num_returns=1)

@@ -23,7 +23,7 @@ from autointerp.runtime.progress import ProgressDisplay
 from autointerp.runtime.run_record import RunRecord
 from llm_client.local_models import ModelLoadError, load_model, local_model_name
 from storage.core.db import Database
-from storage.records.collection_store import layer_complete, save_layer
+from storage.records.collection_store import layer_corpus, save_layer
 
 
 class Collector(Protocol):
@@ -38,20 +38,24 @@ class Collector(Protocol):
 
 def run_collect(
     db: Database, model_spec: str, targets: list[Target], corpus_spec: str, config: CollectConfig, *,
-    device: str = "auto", dtype: str | None = None, overwrite: bool = False, show_progress: bool = True,
-    log: Callable[[str], None] = print, collector: Collector | None = None,
+    text_column: str | None = None, device: str = "auto", dtype: str | None = None, overwrite: bool = False,
+    show_progress: bool = True, log: Callable[[str], None] = print, collector: Collector | None = None,
 ) -> dict[str, Any]:
     """Collect and store every target not already complete; returns what was stored per target. `collector`
-    replaces the in-process streaming pass (default: this process, one pass)."""
+    replaces the in-process streaming pass (default: this process, one pass). `text_column`: the corpus's
+    (see activations.corpus.open_corpus)."""
     name = local_model_name(model_spec)
+    corpus = open_corpus(corpus_spec, text_column)  # first: a bad spec fails at once, and skips name the corpus
     with db.session() as session:
-        todo = [t for t in targets if overwrite or not layer_complete(session, name, t.layer, t.kind, t.sae_name)]
+        stored_from = {t: layer_corpus(session, name, t.layer, t.kind, t.sae_name) for t in targets}
+    todo = [t for t in targets if overwrite or stored_from[t] is None]
     for target in targets:
         if target not in todo:
-            log(f"{target}: already collected, skipped (use --overwrite to redo it)")
+            was = stored_from[target]
+            note = "," if was == corpus.name else f" from corpus {was}, not {corpus.name};"
+            log(f"{target}: already collected{note} skipped (use --overwrite to redo it)")
     if not todo:
         return {"skipped": len(targets)}
-    corpus = open_corpus(corpus_spec)
     try:
         loaded = load_model(name, device=device, dtype=dtype)
     except ModelLoadError as exc:

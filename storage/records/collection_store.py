@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from activations.records import FeatureId, FeatureRecords, FeatureStats
 from storage.core.in_lists import chunks
 from storage.core.repository import find_model, get_or_create_model, get_or_create_sae, stats_values
-from storage.core.schema import ActivationRecordRow, Feature
+from storage.core.schema import ActivationRecordRow, Feature, Run
 from storage.records.record_store import numbered, record_values
 from storage.records.windows import window_ids
 
@@ -27,18 +27,21 @@ _RECORDS_TABLE = cast(Table, ActivationRecordRow.__table__)
 _FEATURES_TABLE = cast(Table, Feature.__table__)
 
 
-def layer_complete(session: Session, model_name: str, layer: int, kind: str, sae: str | None) -> bool:
-    """True when a finished collection stored this layer's features (of this kind / SAE)."""
+def layer_corpus(session: Session, model_name: str, layer: int, kind: str, sae: str | None) -> str | None:
+    """The corpus a finished collection of this layer ran over, as its run recorded it (None when the layer is
+    not collected; "an unrecorded corpus" for a run that kept no corpus name)."""
     model = find_model(session, model_name)
     if model is None:
-        return False
-    found = session.scalar(
-        select(Feature.id).where(
+        return None
+    config = session.scalar(
+        select(Run.config).join(Feature, Feature.collection_run_id == Run.id).where(
             Feature.model_id == model.id, Feature.layer == layer, Feature.kind == kind,
-            Feature.sae_key == (sae or ""), Feature.collection_run_id.is_not(None),
+            Feature.sae_key == (sae or ""),
         ).limit(1)
     )
-    return found is not None
+    if config is None:
+        return None
+    return str(config.get("corpus") or "an unrecorded corpus")
 
 
 def save_layer(
