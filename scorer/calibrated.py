@@ -9,14 +9,12 @@ is stored as undefined scores with the reason, never as zeros.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from scorer import ScoredRecord, ScoreValue, calibration_failed, score_calibrated
+from scorer.metrics import ScoreValue
+from scorer.scored_set import ScoringInput
+from scorer.subsets import ScoredRecord, calibration_failed, score_calibrated
 from simulator.base import SequenceSimulation, SimulationError, Simulator
 from simulator.calibration import LinearCalibration
-
-if TYPE_CHECKING:  # scorer.scored_set imports nothing of this module, but keep the import graph a tree
-    from scorer.scored_set import ScoringInput
 
 
 async def calibrated_scores(simulator: Simulator, explanation: str, valid: ScoringInput, test: ScoringInput,
