@@ -11,6 +11,7 @@ Ray collection (both assemble here) give the same splits.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -49,15 +50,15 @@ def rebuild_windows(corpus: Corpus, tokenizer: Any, config: CollectConfig, wante
     return found
 
 
-class _Records:
+class WindowRecords:
     """Builds one feature's records from sample sets; shares decoded tokens and provenance per window."""
 
-    def __init__(self, windows: dict[int, Window], tokenizer: Any, corpus: Corpus, config: CollectConfig) -> None:
+    def __init__(self, windows: dict[int, Window], tokenizer: Any, corpus_name: str, config: CollectConfig) -> None:
         self.windows = windows
         cache: dict[int, str] = {}
         decode = lambda i: cache.setdefault(i, tokenizer.decode([i]))  # noqa: E731
         self.tokens = {wid: tuple(decode(i) for i in w.token_ids) for wid, w in windows.items()}
-        self.provenance = {wid: Provenance(corpus.name, w.document, w.offset) for wid, w in windows.items()}
+        self.provenance = {wid: Provenance(corpus_name, w.document, w.offset) for wid, w in windows.items()}
         self.seed, self.fractions = config.sampler.seed, config.data_split_fractions
         self.hashed: dict[int, str] = {}  # the hash rule's split of a window is the same for every feature
 
@@ -107,23 +108,27 @@ def feature_stats(res: SamplerResult, f: int) -> FeatureStats:
 def build_feature_records(
     results: dict[Target, SamplerResult], corpus: Corpus, tokenizer: Any, model_name: str, config: CollectConfig,
 ) -> dict[Target, list[FeatureRecords]]:
-    """Per target, one FeatureRecords per feature. A dead feature (never > 0) keeps its statistics and
-    its random sample (negative examples); it has no top or quantile records, as nothing was selected by
-    activation."""
+    """Per target, one FeatureRecords per feature (see `features_of`)."""
     windows = rebuild_windows(corpus, tokenizer, config, selected_window_ids(results))
-    builder = _Records(windows, tokenizer, corpus, config)
-    out: dict[Any, list[FeatureRecords]] = {}
-    for target, res in results.items():
-        features = []
-        for f in range(len(res.max)):
-            fid = FeatureId(model=model_name, layer=target.layer, kind=target.kind, index=f, sae=target.sae_name)
-            stats = feature_stats(res, f)
-            splits = builder.splits(res, f, fid, stats.dead)
-            records = [] if stats.dead else builder.build(res.top, f, SampleKind.TOP, fid, splits)
-            records += builder.build(res.random, f, SampleKind.RANDOM, fid, splits)
-            if not stats.dead:
-                for b, sample_set in enumerate(res.quantiles):
-                    records += builder.build(sample_set, f, SampleKind.quantile(b), fid, splits)
-            features.append(FeatureRecords(feature=fid, records=records, stats=stats))
-        out[target] = features
-    return out
+    builder = WindowRecords(windows, tokenizer, corpus.name, config)
+    return {target: features_of(res, builder, FeatureId(model_name, target.layer, target.kind, 0, target.sae_name))
+            for target, res in results.items()}
+
+
+def features_of(res: SamplerResult, builder: WindowRecords, first: FeatureId) -> list[FeatureRecords]:
+    """One FeatureRecords per feature of one sampler result, its feature f being `first` with index
+    first.index + f (a sampler may cover a slice of a layer: see StreamingSampler's first_feature). A dead
+    feature (never > 0) keeps its statistics and its random sample (negative examples); it has no top or
+    quantile records, as nothing was selected by activation."""
+    features = []
+    for f in range(len(res.max)):
+        fid = replace(first, index=first.index + f)
+        stats = feature_stats(res, f)
+        splits = builder.splits(res, f, fid, stats.dead)
+        records = [] if stats.dead else builder.build(res.top, f, SampleKind.TOP, fid, splits)
+        records += builder.build(res.random, f, SampleKind.RANDOM, fid, splits)
+        if not stats.dead:
+            for b, sample_set in enumerate(res.quantiles):
+                records += builder.build(sample_set, f, SampleKind.quantile(b), fid, splits)
+        features.append(FeatureRecords(feature=fid, records=records, stats=stats))
+    return features

@@ -48,9 +48,9 @@ def _mix31(x: _Int) -> _Int:
     return (x >> 16) ^ x
 
 
-def _feature_salts(n_features: int, seed: int, salt: int, device: torch.device) -> torch.Tensor:
-    """[F, 2] int64: the per-feature halves of the key hash."""
-    f = torch.arange(n_features, device=device, dtype=torch.long)[:, None]
+def _feature_salts(n_features: int, seed: int, salt: int, device: torch.device, first: int = 0) -> torch.Tensor:
+    """[F, 2] int64: the per-feature halves of the key hash, for features first .. first + F - 1."""
+    f = torch.arange(first, first + n_features, device=device, dtype=torch.long)[:, None]
     halves = [_mix31((seed * 4 + salt * 2 + half) & _M31) for half in (0, 1)]
     return torch.cat([_mix31(_mix31(f ^ h)) for h in halves], dim=1)
 
@@ -201,16 +201,23 @@ class SamplerState:
     top: Pool
     random: Pool
     quantile_pool: Pool
+    first_feature: int = 0
 
 
 class StreamingSampler:
+    """`first_feature`: the layer index of this sampler's feature 0. A sampler over a slice of a layer's features
+    (an imported cache shard) keys each feature by its layer index, so its random and quantile samples are the
+    ones a sampler over the whole layer would pick."""
+
     def __init__(self, n_features: int, ctx_len: int, config: SamplerConfig = SamplerConfig(),
-                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> None:
+                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 first_feature: int = 0) -> None:
         self.config = config
         self.n_features = n_features
+        self.first_feature = first_feature
         self.device = torch.device(device)
-        self.random_salts = _feature_salts(n_features, config.seed, _RANDOM_SALT, self.device)
-        self.quantile_salts = _feature_salts(n_features, config.seed, _QUANTILE_SALT, self.device)
+        self.random_salts = _feature_salts(n_features, config.seed, _RANDOM_SALT, self.device, first_feature)
+        self.quantile_salts = _feature_salts(n_features, config.seed, _QUANTILE_SALT, self.device, first_feature)
         f64 = torch.float64
         self.count = torch.zeros((), device=self.device, dtype=f64)
         self.mean = torch.zeros(n_features, device=self.device, dtype=f64)
@@ -259,12 +266,12 @@ class StreamingSampler:
         return SamplerState(
             n_features=self.n_features, config=self.config, count=self.count.cpu(), mean=self.mean.cpu(),
             m2=self.m2.cpu(), fires=self.fires.cpu(), max=self.max.cpu(), min=self.min.cpu(), top=self.top.to(cpu),
-            random=self.random.to(cpu), quantile_pool=self.quantile_pool.to(cpu))
+            random=self.random.to(cpu), quantile_pool=self.quantile_pool.to(cpu), first_feature=self.first_feature)
 
     def merge(self, other: SamplerState) -> None:
         """Add another sampler's state (other windows of the same features): the result is the one a single
         sampler fed every window would give (pools exactly, statistics to the rounding of float32 batch sums)."""
-        if other.n_features != self.n_features or other.config != self.config:
+        if (other.n_features, other.config, other.first_feature) != (self.n_features, self.config, self.first_feature):
             raise ValueError(f"cannot merge a sampler of {other.n_features} features ({other.config}) into one of "
                              f"{self.n_features} ({self.config}): states of one collection only")
         dev = self.device
@@ -284,7 +291,7 @@ class StreamingSampler:
     @classmethod
     def from_state(cls, state: SamplerState, device: str | torch.device = "cpu") -> StreamingSampler:
         ctx_len, dtype = state.top.rows.shape[2], state.top.rows.dtype
-        sampler = cls(state.n_features, ctx_len, state.config, device, dtype)
+        sampler = cls(state.n_features, ctx_len, state.config, device, dtype, state.first_feature)
         sampler.merge(state)
         return sampler
 

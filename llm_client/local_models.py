@@ -154,3 +154,18 @@ def load_model(name: str, device: str = "auto", dtype: str | None = None) -> Loa
         loaded = LoadedModel(name=name, model=model, tokenizer=tokenizer, device=device, dtype=torch_dtype)
         _loaded[key] = loaded
         return loaded
+
+
+def load_tokenizer(name: str) -> Any:
+    """The tokenizer alone of a subject model (embedded name, local path or HF id): enough to decode token ids
+    without loading the weights, e.g. for an imported cache."""
+    from transformers import AutoTokenizer
+
+    quiet_transformers()
+    try:
+        return AutoTokenizer.from_pretrained(resolve_model_path(name))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"could not load the tokenizer of {name!r}: {exc}. Use an embedded name {EMBEDDED_MODELS}, a local "
+            "path, or an HF id while online."
+        ) from None

@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("embed", "Precompute explanation embeddings for semantic search."),
     "explain": ("explain", "Explain, simulate and score a layer's features, resumably."),
     "export": ("export", "Write features, records, explanations and scores to a file."),
-    "import": ("importing", "Import OpenAI or Neuronpedia records, explanations and scores."),
+    "import": ("importing", "Import OpenAI or Neuronpedia records, explanations and scores, or a delphi cache."),
     "query": ("query", "List features, best-explained first, with filters."),
     "rescore": ("explain", "Score existing explanations with another simulator or scorer."),
     "runs": ("runs", "List past runs: status, counts, requests, tokens and cost."),

@@ -1,4 +1,5 @@
-"""`autointerp import FILE_OR_DIR`: load OpenAI or Neuronpedia files, one transaction per file."""
+"""`autointerp import FILE_OR_DIR`: load OpenAI or Neuronpedia files, one transaction per file, or a delphi latent
+cache, one transaction for the whole cache."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 import click
 
 from activations.importers import ImportFormatError, parse_file
+from activations.importers.delphi_cache import is_delphi_cache
 from autointerp.cli import summary
+from autointerp.cli.delphi_import import import_delphi_cache
 from autointerp.cli.errors import Command
 from autointerp.cli.options import db_option
 from storage.core.db import Database
@@ -28,7 +31,7 @@ def _files(target: Path) -> list[Path]:
 @click.command("import", cls=Command, short_help=summary("import"))
 @click.argument("target", type=click.Path(exists=True, path_type=Path))
 @click.option("--model", default=None, help="Subject model name for OpenAI files (they do not say; default gpt2-xl); "
-              "overrides a Neuronpedia file's model_id.")
+              "overrides a Neuronpedia file's model_id; a delphi cache needs it (its tokenizer decodes the tokens).")
 @db_option
 def import_command(target: Path, model: str | None, db_url: str) -> None:
     """Import activation records, explanations and scores from FILE_OR_DIR.
@@ -38,16 +41,23 @@ def import_command(target: Path, model: str | None, db_url: str) -> None:
       OpenAI NeuronRecord JSON, OpenAI explanation JSON/JSONL (scored_explanations),
       Neuronpedia dashboard JSON ({model_id, layer, sae_set, features: [...]}),
       Neuronpedia Activation rows (<model>/<source>/activations/batch-<n>.jsonl.gz, as
-      `export --format neuronpedia` and Neuronpedia's dataset exports write them).
-    Each file is one transaction: a malformed file writes nothing and names the file and field.
+      `export --format neuronpedia` and Neuronpedia's dataset exports write them),
+      a delphi latent cache folder (<hookpoint>/config.json and <first>_<last>.safetensors
+      shards): each latent's records are sampled as `collect` samples them.
+    Each file (a delphi cache: the whole cache) is one transaction: a malformed file writes nothing
+    and names the file and field.
     Importing the same file twice adds nothing.
 
     \b
     Example:
       autointerp import tests/fixtures/neuronpedia/
       autointerp import neurons/ --model gpt2-xl --db results.db
+      autointerp import latents/ --model smollm2-135m
     """
     db = Database(db_url)
+    if is_delphi_cache(target):
+        import_delphi_cache(db, target, model)
+        return
     files = _files(target)
     totals = {"features": 0, "records": 0, "explanations": 0, "scores": 0}
     failed = []
