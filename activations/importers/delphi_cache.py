@@ -38,21 +38,17 @@ class DelphiHookpoint:
     shards: list[DelphiShard]
 
 
-def is_delphi_cache(path: Path) -> bool:
-    """A folder whose subfolders (or itself) hold a delphi config.json beside .safetensors shards."""
-    return path.is_dir() and bool(_hookpoint_dirs(path))
-
-
-def _hookpoint_dirs(path: Path) -> list[Path]:
+def hookpoint_dirs(path: Path) -> list[Path]:
+    """The folder itself or its subfolders that hold .safetensors shards (each must have its config.json)."""
     candidates = [path, *sorted(p for p in path.iterdir() if p.is_dir())]
-    return [d for d in candidates if (d / "config.json").is_file() and any(d.glob("*.safetensors"))]
+    return [d for d in candidates if any(d.glob("*.safetensors"))]
 
 
 def read_delphi_cache(path: Path) -> list[DelphiHookpoint]:
     """Every hookpoint of the cache, fully validated; ImportFormatError names the file and field at fault."""
-    dirs = _hookpoint_dirs(path)
+    dirs = hookpoint_dirs(path)
     if not dirs:
-        raise ImportFormatError(f"{path}: not a delphi cache (no <hookpoint>/config.json beside .safetensors files)")
+        raise ImportFormatError(f"{path}: not a delphi cache (no <hookpoint>/<first>_<last>.safetensors files)")
     return [_read_hookpoint(d) for d in dirs]
 
 
@@ -68,13 +64,16 @@ def _read_hookpoint(folder: Path) -> DelphiHookpoint:
             raise ImportFormatError(f"{file}: field 'tokens' differs from the other shards of {folder.name}; "
                                     "every shard of a hookpoint must hold the same cached sequences")
         shards.append(shard)
-    assert tokens is not None  # _hookpoint_dirs only returns folders with shards
+    assert tokens is not None  # hookpoint_dirs only returns folders with shards
     for shard in shards:
         _check_sequences(shard, len(tokens))
     return DelphiHookpoint(name=folder.name, layer=layer, config=config, tokens=tokens, shards=shards)
 
 
 def _read_config(file: Path) -> dict[str, Any]:
+    if not file.is_file():
+        raise ImportFormatError(f"{file}: missing; delphi writes each hookpoint's config.json (with cache_ctx_len) "
+                                "beside its shards")
     try:
         config = json.loads(file.read_text("utf-8"))
     except json.JSONDecodeError as exc:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from activations.importers.common import ImportedFeature, ImportFormatError
+from activations.importers.delphi_cache import hookpoint_dirs
 from activations.importers.neuronpedia import is_neuronpedia, parse_neuronpedia
 from activations.importers.neuronpedia_rows import is_activation_row, parse_activation_rows
 from activations.importers.openai_format import (
@@ -19,6 +20,12 @@ from activations.importers.openai_format import (
 
 FORMATS_HELP = ("OpenAI NeuronRecord JSON, OpenAI explanation JSON/JSONL, Neuronpedia dashboard JSON, or Neuronpedia "
                 "Activation rows (activations/batch-<n>.jsonl.gz)")
+
+
+def is_delphi_cache(path: Path) -> bool:
+    """A delphi latent cache: a folder whose subfolders (or itself) hold .safetensors shards.
+    It imports as a whole (activations.importers.delphi_records), not file by file."""
+    return path.is_dir() and bool(hookpoint_dirs(path))
 
 
 def _load_documents(path: Path) -> list[tuple[str, object]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from activations.importers import ImportFormatError, parse_file
-from activations.importers.delphi_cache import is_delphi_cache
+from activations.importers.detect import is_delphi_cache
 from autointerp.cli import summary
 from autointerp.cli.delphi_import import import_delphi_cache
 from autointerp.cli.errors import Command
