@@ -87,3 +87,21 @@ def test_merging_another_collection_is_refused():
     sampler = StreamingSampler(F, CTX, CONFIG)
     with pytest.raises(ValueError, match="states of one collection only"):
         sampler.merge(StreamingSampler(F + 1, CTX, CONFIG).state())
+
+
+def test_a_slice_of_the_features_samples_as_the_whole_layer():
+    """A sampler over features 16..23 (first_feature=16, as an imported cache shard holds them) picks for each
+    exactly what a sampler over the whole layer picks for it, and its state keeps the offset through a merge."""
+    acts, valid = _windows(60)
+    ids = torch.arange(60, dtype=torch.long)
+    whole = StreamingSampler(F, CTX, CONFIG)
+    _feed(whole, acts, valid, ids, 16)
+    part = StreamingSampler(8, CTX, CONFIG, first_feature=16)
+    _feed(part, acts[..., 16:], valid, ids, 16)
+    full, sliced = whole.result(), StreamingSampler.from_state(pickle.loads(pickle.dumps(part.state()))).result()
+    for name in ("top", "random"):
+        np.testing.assert_array_equal(getattr(full, name).ids[16:], getattr(sliced, name).ids, err_msg=name)
+    for qa, qb in zip(full.quantiles, sliced.quantiles, strict=True):
+        np.testing.assert_array_equal(qa.ids[16:], qb.ids)
+    with pytest.raises(ValueError, match="cannot merge"):
+        StreamingSampler(8, CTX, CONFIG).merge(part.state())
