@@ -21,6 +21,7 @@ from llm_client.local_models import resolve_model_path
 from storage.core import repository as repo
 from storage.core.schema import ActivationRecordRow, Feature
 from storage.records.record_store import load_feature_records
+from tests.conftest import FIXTURES
 
 MODEL = "smollm2-135m"
 HOOK = "layers.3.mlp"
@@ -30,8 +31,8 @@ PEAKS = {(5, 10): 9.0, (17, 100): 8.0, (30, 64): 7.0}
 WEAK = 0.5
 
 
-@pytest.fixture(scope="module")
-def tokens() -> np.ndarray:
+def make_tokens() -> np.ndarray:
+    """N_SEQ sequences of SEQ_LEN real smollm2 tokens (seeded: the same every run)."""
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(MODEL))
     words = ("the river runs past an old mill where children play in the summer and the baker sells bread "
              "to every traveller who comes through the small town on the hill near the forest").split()
@@ -40,6 +41,11 @@ def tokens() -> np.ndarray:
     ids = tokenizer(text)["input_ids"][: SEQ_LEN * N_SEQ]
     assert len(ids) == SEQ_LEN * N_SEQ
     return np.array(ids, dtype=np.int32).reshape(N_SEQ, SEQ_LEN)
+
+
+@pytest.fixture(scope="module")
+def tokens() -> np.ndarray:
+    return make_tokens()
 
 
 def planted_latent2() -> dict[tuple[int, int], float]:
@@ -148,6 +154,15 @@ def test_malformed_cache_names_file_and_field_and_writes_nothing(tmp_path, token
     result = run("import", cache, "--model", MODEL, "--db", db_url)
     assert result.exit_code == 1 and expected in result.output, result.output
     assert counts(db) == (0, 0)
+
+
+def test_docs_fixture_is_this_cache(tokens):
+    """tests/fixtures/delphi/latents (the cache docs/collecting.md imports) is what write_cache writes."""
+    fixture = FIXTURES / "delphi" / "latents" / HOOK
+    for name in ("0_3", "4_7"):
+        stored = load_file(str(fixture / f"{name}.safetensors"))
+        np.testing.assert_array_equal(stored["tokens"], tokens)
+    assert json.loads((fixture / "config.json").read_text())["cache_ctx_len"] == SEQ_LEN
 
 
 def test_wrong_model_is_named(tmp_path, tokens, db_url, db):
