@@ -142,5 +142,6 @@ class RescoreOptions(BatchOptions):
         spec = self.scorer_llm or self.explainer
         if spec is None:
             raise OptionsError("--scorer detection/fuzzing/intruder needs a judging model: pass --scorer-llm SPEC "
-                               "(e.g. --scorer-llm openai:gpt-4o-mini), or --explainer SPEC to judge with the explainer")
+                               "(e.g. --scorer-llm openai:gpt-4o-mini), or --explainer SPEC to judge with the "
+                               "explainer")
         return spec
