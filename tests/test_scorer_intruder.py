@@ -18,9 +18,14 @@ from scorer import Example, ExampleSet
 from scorer.intruder import intruder_prompts, intruder_scores, parse_pick
 from storage.core.schema import Score
 from tests.closing import score_and_close
-from tests.test_scorers_pipeline import BASE, EXPLAIN, _scores, cli
+from tests.test_scorers_pipeline import (
+    BASE,
+    EXPLAIN,
+    _scores,
+    cli,
+    planted,  # noqa: F401  (the fixture)
+)
 from tests.test_scorers_pipeline import judge as list_judge
-from tests.test_scorers_pipeline import planted  # noqa: F401  (the fixture)
 
 RANDOM, NEIGHBOURS = ClassificationSubset.RANDOM, ClassificationSubset.NEIGHBOURS
 
