@@ -69,6 +69,7 @@ class ScoreMethod(StrEnum):
     FUZZING_BALANCED_ACCURACY = "fuzzing_balanced_accuracy"
     FUZZING_AUROC = "fuzzing_auroc"
     EMBEDDING_AUROC = "embedding_auroc"
+    INTRUDER_ACCURACY = "intruder_accuracy"
 
 
 class ScorerName(StrEnum):
@@ -78,6 +79,7 @@ class ScorerName(StrEnum):
     DETECTION = "detection"
     FUZZING = "fuzzing"
     EMBEDDING = "embedding"
+    INTRUDER = "intruder"  # scores the feature, not an explanation (scorer/intruder.py)
 
 
 class ScoreRole(StrEnum):

@@ -1,5 +1,6 @@
 """Scores: real vs simulated activations -> numbers (pooled correlation, r², ...), and the example scorers
-(detection, fuzzing: an LLM judges examples; embedding: a sentence model ranks them)."""
+(detection, fuzzing: an LLM judges examples; embedding: a sentence model ranks them; intruder: an LLM finds the
+odd span out, no explanation)."""
 
 from scorer.classification import classification_scores, detection_scores, fuzzing_scores
 from scorer.examples import Example, ExampleSet

@@ -28,6 +28,17 @@ def _interval(values: np.ndarray) -> tuple[float | None, float | None]:
     return float(low), float(high)
 
 
+def accuracy(correct: Sequence[bool], *, seed: int = 0,
+             n_resamples: int = N_RESAMPLES) -> tuple[float, float | None, float | None]:
+    """(value, ci_low, ci_high): the fraction of right answers, the interval resampling the answers. Non-empty."""
+    right = np.asarray(correct, dtype=np.float64)
+    value = float(right.mean())
+    if len(right) < 3:
+        return value, None, None
+    counts = _resample_counts(len(right), np.random.default_rng(seed), n_resamples)
+    return (value, *_interval(counts @ right / len(right)))
+
+
 def balanced_accuracy(positive_answers: Sequence[bool], negative_answers: Sequence[bool], *, seed: int = 0,
                       n_resamples: int = N_RESAMPLES) -> tuple[float, float | None, float | None]:
     """(value, ci_low, ci_high): the mean of the true positive and true negative rates. Both lists non-empty."""

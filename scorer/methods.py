@@ -12,6 +12,7 @@ SCORER_METHODS: dict[ScorerName, tuple[ScoreMethod, ...]] = {
     ScorerName.DETECTION: (ScoreMethod.DETECTION_BALANCED_ACCURACY, ScoreMethod.DETECTION_AUROC),
     ScorerName.FUZZING: (ScoreMethod.FUZZING_BALANCED_ACCURACY, ScoreMethod.FUZZING_AUROC),
     ScorerName.EMBEDDING: (ScoreMethod.EMBEDDING_AUROC,),
+    ScorerName.INTRUDER: (ScoreMethod.INTRUDER_ACCURACY,),
 }
 ALL_METHODS: tuple[ScoreMethod, ...] = tuple(m for methods in SCORER_METHODS.values() for m in methods)
 SIMULATION_SUBSETS: tuple[str, ...] = tuple(s.value for s in ScoringSubset)

@@ -1,7 +1,9 @@
-"""The example scorers of a run (detection, fuzzing, embedding) on stored explanations: each explanation that
+"""The example scorers of a run (detection, fuzzing, embedding, intruder) on stored explanations: each explanation that
 lacks a scorer's scores (under that scorer's configuration) gets them, and, with the shuffled baseline on, the
 same scorer run on the same examples with another feature's explanation (role "shuffled"). Explain and rescore
-both end with this pass, so a rerun with an added scorer fills in what is missing and redoes nothing."""
+both end with this pass, so a rerun with an added scorer fills in what is missing and redoes nothing. The intruder
+scorer judges the feature, not the explanation: its scores are stored on the explanation the pass visits (the
+feature's selected one) with a configuration that holds no explanation, and it has no shuffled baseline."""
 
 from __future__ import annotations
 
@@ -19,13 +21,15 @@ from scorer import SCORER_METHODS, ExampleSet, ScoreValue, classification_scores
 from scorer.embedding_scorer import EmbeddingScorer
 from scorer.example_sets import example_input
 from scorer.examples import EXAMPLE_TOKENS, FIRING_LEVEL
+from scorer.intruder import INTRUDER_PROMPT_VERSION, intruder_scores
 from scorer.judge import PROMPT_VERSION
 from simulator.base import Simulator
 from storage.core import repository as repo
 from storage.core.db import Database
 from storage.results import already_done, example_scores
 
-EXAMPLE_SCORERS = (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.EMBEDDING)
+EXAMPLE_SCORERS = (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.EMBEDDING, ScorerName.INTRUDER)
+JUDGED = (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.INTRUDER)  # the scorers that need a judging LLM
 # Bumped when what the scorers choose or report changes, so reruns redo their scores: 2: train random spans as
 # a last resort; 3: fuzzing's `random` subset no longer undefined when there are no quiet random spans.
 SCORERS_VERSION = 3
@@ -82,7 +86,11 @@ class ExampleScorers:
                      "n_activating": self.n_activating,
                      "n_random": self.n_random, "n_neighbours": self.n_neighbours, "example_tokens": EXAMPLE_TOKENS,
                      "firing_level": FIRING_LEVEL, "seed": self.seed}
-        if name != ScorerName.EMBEDDING:
+        if name == ScorerName.INTRUDER:
+            # No explanation in it: the same feature scores the same under any explanation it is stored on.
+            out |= {"prompt_version": INTRUDER_PROMPT_VERSION, "examples_per_prompt": self.per_prompt,
+                    "explanation_independent": True}
+        elif name != ScorerName.EMBEDDING:
             out |= {"prompt_version": PROMPT_VERSION, "examples_per_prompt": self.per_prompt}
         return out
 
@@ -92,6 +100,9 @@ class ExampleScorers:
             assert self.embedder is not None
             return await self.embedder.score(explanation, examples, role=role, seed=self.seed)
         assert self.judge is not None
+        if name == ScorerName.INTRUDER:
+            return await intruder_scores(self.judge.get(), examples, per_prompt=self.per_prompt, role=role,
+                                         seed=self.seed)
         return await classification_scores(name.value, self.judge.get(), explanation, examples,
                                            per_prompt=self.per_prompt, role=role, seed=self.seed)
 
@@ -102,10 +113,12 @@ class ExampleScorers:
 
 def scorer_checks(scorers: ExampleScorers, shuffled_baseline: bool) -> list[ScorerCheck]:
     """What the finishing pass asks of each explanation for these scorers: their own scores, and with
-    `shuffled_baseline` their shuffled ones, each under its scorer's configuration."""
+    `shuffled_baseline` their shuffled ones, each under its scorer's configuration. The intruder scorer reads
+    no explanation, so another feature's has nothing to change: it has no shuffled baseline."""
     roles = [ScoreRole.OWN, ScoreRole.SHUFFLED] if shuffled_baseline else [ScoreRole.OWN]
     return [ScorerCheck(name, role, SCORER_METHODS[name], scorers.config(name))
-            for name in scorers.names for role in roles]
+            for name in scorers.names for role in roles
+            if role == ScoreRole.OWN or name != ScorerName.INTRUDER]
 
 
 def _save(db: Database, scorers: ExampleScorers, target: FinishTarget,
@@ -189,9 +202,9 @@ def make_run_scorers(names: Sequence[ScorerName], judge_spec: str | None, *, jud
         return RunScorers(None)
     out = RunScorers(None)
     judge = None
-    if any(n != ScorerName.EMBEDDING for n in chosen):
+    if any(n in JUDGED for n in chosen):
         if judge_spec is None:
-            raise UserError("detection/fuzzing need a judging model (--scorer-llm)")
+            raise UserError("detection/fuzzing/intruder need a judging model (--scorer-llm)")
         if explainer is not None and explainer.spec == judge_spec:
             borrowed = explainer
             judge = LazyJudge(judge_spec, lambda: borrowed, owned=False)
@@ -216,8 +229,11 @@ def make_run_scorers(names: Sequence[ScorerName], judge_spec: str | None, *, jud
 async def walk_judge_prompts(client: LLMClient, names: Sequence[ScorerName], example_sets: Sequence[ExampleSet], *,
                              explanation: str, per_prompt: int, seed: int, rounds: int) -> None:
     """Send every judge prompt the detection/fuzzing scorers would send for these example sets `rounds` times (own
-    explanation, shuffled baseline) to `client`: with a recording client, a dry run counts the real prompts."""
+    explanation, shuffled baseline), and the intruder scorer's once (it has no baseline), to `client`: with a
+    recording client, a dry run counts the real prompts."""
     for examples in example_sets:
+        if ScorerName.INTRUDER in names:
+            await intruder_scores(client, examples, per_prompt=per_prompt, seed=seed)
         for name in names:
             if name in (ScorerName.DETECTION, ScorerName.FUZZING):
                 for _ in range(rounds):

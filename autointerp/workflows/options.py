@@ -68,12 +68,16 @@ class BatchOptions:
         if self.scorer_examples < 1:
             raise OptionsError(f"--scorer-examples must be >= 1 (got {self.scorer_examples})")
         try:
-            return parse_scorers(self.scorers)
+            names = parse_scorers(self.scorers)
         except ValueError as exc:
             raise OptionsError(str(exc)) from None
+        if ScorerName.INTRUDER in names and self.scorer_examples < 3:
+            raise OptionsError(f"--scorer intruder needs --scorer-examples of at least 3 (two activating examples "
+                               f"and the intruder; got {self.scorer_examples})")
+        return names
 
     def needs_judge(self) -> bool:
-        return any(s in (ScorerName.DETECTION, ScorerName.FUZZING) for s in self.scorer_names())
+        return any(s in (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.INTRUDER) for s in self.scorer_names())
 
 
 @dataclass
@@ -137,6 +141,7 @@ class RescoreOptions(BatchOptions):
             return None
         spec = self.scorer_llm or self.explainer
         if spec is None:
-            raise OptionsError("--scorer detection/fuzzing needs a judging model: pass --scorer-llm SPEC (e.g. "
-                               "--scorer-llm openai:gpt-4o-mini), or --explainer SPEC to judge with the explainer")
+            raise OptionsError("--scorer detection/fuzzing/intruder needs a judging model: pass --scorer-llm SPEC "
+                               "(e.g. --scorer-llm openai:gpt-4o-mini), or --explainer SPEC to judge with the "
+                               "explainer")
         return spec
