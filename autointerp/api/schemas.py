@@ -237,7 +237,9 @@ class FeatureDetail(FeatureKey):
     shuffled_baselines: list[ShuffledBaseline]
     simulations: list[Simulation]
 
-    @computed_field(deprecated="sanity_baselines is the old name of shuffled_baselines; removed in the next release")  # type: ignore[prop-decorator]
+    # Marked deprecated in /openapi.json only: pydantic's `deprecated=` would warn on every page served.
+    @computed_field(  # type: ignore[prop-decorator]
+        description="The old name of shuffled_baselines, kept for one release.", json_schema_extra={"deprecated": True})
     @property
     def sanity_baselines(self) -> list[ShuffledBaseline]:
         return self.shuffled_baselines
