@@ -42,6 +42,14 @@ from llm_client.base import (
 from llm_client.core import ClientCore
 from llm_client.endpoints import EndpointPool, EndpointStats, split_urls
 from llm_client.http_transport import whole_body_client
+from llm_client.openai_errors import (
+    about_endpoint,
+    connection_refused,
+    dropped_connection,
+    is_retryable,
+    reason,
+    retry_after_s,
+)
 from llm_client.openai_parse import (
     ChoicesMismatch,
     Garbage,
@@ -55,88 +63,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 OPENAI_URL = "https://api.openai.com/v1"
-MAX_RETRY_AFTER_S = 60.0  # a server asking for longer is waited on at most this long per attempt
 MAX_GARBAGE_RETRIES = 2  # unparseable bodies rarely heal; retry a couple of times, then give up
 # Nothing listening: a server restarting comes back within a few attempts, a wrong URL never does, and a run
 # whose every request is refused should say so in seconds (a rerun tries endpoint failures again by itself).
 MAX_REFUSED_RETRIES = 2
-_ENDPOINT_STATUS = {401, 403, 404}  # bad key, no access, no such model (or path): every request fails alike
-_RETRY_STATUS = {408, 409, 429}  # plus every 5xx
 _KEY_PLACEHOLDER = "set-per-request"  # the real key only ever travels in one request's headers
 _LIST_REFUSED_STATUS = {400, 413, 422}  # how servers that take one prompt answer a list of them
 KEEPALIVE_S = 2.5
-
-
-def _retry_after_s(exc: BaseException | None) -> float | None:
-    response = getattr(exc, "response", None)
-    if response is None:
-        return None
-    headers = response.headers
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return min(max(float(value) * scale, 0.0), MAX_RETRY_AFTER_S)
-        except ValueError:
-            pass  # an HTTP date: fall back to our own backoff
-    return None
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, (Garbage, openai.APIConnectionError)):  # APITimeoutError is a connection error
-        return True
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in _RETRY_STATUS or exc.status_code >= 500
-    return False
-
-
-# A request sent on a kept-alive connection that the server closed meanwhile (uvicorn-based servers close
-# idle ones after 5 s, and a busy client may pick one up just then) fails before the server sees it: safe
-# to send again at once. The transports name it differently; the openai package calls it a timeout.
-_DROPPED = {"ServerDisconnectedError", "ClientConnectionResetError", "RemoteProtocolError"}
-
-
-def _in_chain(exc: BaseException, found: Callable[[BaseException], bool]) -> bool:
-    """Whether `exc` or one of the errors it came from (the transports wrap each other's) is `found`."""
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            return False
-        if found(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _dropped_connection(exc: BaseException) -> bool:
-    return _in_chain(exc, lambda e: isinstance(e, (ConnectionResetError, BrokenPipeError))
-                     or type(e).__name__ in _DROPPED)
-
-
-def _refused(exc: BaseException) -> bool:
-    return _in_chain(exc, lambda e: isinstance(e, ConnectionRefusedError))
-
-
-def _about_endpoint(exc: BaseException) -> bool:
-    """Whether the endpoint, not this request, is at fault: every other request would fail alike."""
-    if isinstance(exc, openai.APIStatusError) and exc.status_code in _ENDPOINT_STATUS:
-        return True
-    return isinstance(exc, openai.APIConnectionError | openai.APIStatusError) and _is_retryable(exc)
-
-
-def _reason(exc: BaseException, timeout_s: float) -> str:
-    if _dropped_connection(exc):
-        return "the server closed the connection"
-    if isinstance(exc, openai.APITimeoutError):
-        return f"timed out after {timeout_s:g}s"
-    if isinstance(exc, openai.APIConnectionError):
-        return f"connection error: {exc.__cause__ or exc}"
-    if isinstance(exc, openai.APIStatusError):
-        return f"HTTP {exc.status_code}: {str(exc.message)[:300]}"
-    if isinstance(exc, Garbage):
-        return f"unusable response: {exc}"
-    return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass
@@ -198,7 +131,7 @@ class OpenAIClient(ClientCore):
 
             self._state = _LoopState(
                 loop=loop,
-                pool=EndpointPool(self.base_urls, self.concurrency, connect, _is_retryable,
+                pool=EndpointPool(self.base_urls, self.concurrency, connect, is_retryable,
                                   stats=self._endpoint_stats),
                 rpm=AsyncLimiter(self.requests_per_minute, 60) if self.requests_per_minute else None,
                 tpm=AsyncLimiter(self.tokens_per_minute, 60) if self.tokens_per_minute else None,
@@ -365,16 +298,16 @@ class OpenAIClient(ClientCore):
 
         def wait(rs: RetryCallState) -> float:
             exc = rs.outcome.exception() if rs.outcome else None
-            after = _retry_after_s(exc)
+            after = retry_after_s(exc)
             if after is not None:
                 return after
-            if rs.attempt_number == 1 and exc is not None and _dropped_connection(exc):
+            if rs.attempt_number == 1 and exc is not None and dropped_connection(exc):
                 return 0.0  # a stale kept-alive connection: the next attempt takes a fresh one
             return self._wait_backoff(rs)
 
         def retried(exc: BaseException) -> bool:
             server_error = isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
-            return _is_retryable(exc) and (retry_server_errors or not server_error)
+            return is_retryable(exc) and (retry_server_errors or not server_error)
 
         retrying = AsyncRetrying(stop=stop, wait=wait, retry=retry_if_exception(retried), reraise=True)
         try:
@@ -388,13 +321,13 @@ class OpenAIClient(ClientCore):
                         garbage += 1
                         raise
                     except openai.APIConnectionError as exc:
-                        refused += _refused(exc)
+                        refused += connection_refused(exc)
                         raise
         except LLMError:
             raise
         except Exception as exc:
-            raise LLMError(f"{self.spec} {endpoint}: {_reason(exc, self.timeout_s)} (after {attempt} attempt(s))",
-                           retryable=_is_retryable(exc), attempts=attempt, endpoint=_about_endpoint(exc)) from exc
+            raise LLMError(f"{self.spec} {endpoint}: {reason(exc, self.timeout_s)} (after {attempt} attempt(s))",
+                           retryable=is_retryable(exc), attempts=attempt, endpoint=about_endpoint(exc)) from exc
         return parsed, attempt
 
     async def _request(self, state: _LoopState, path: str, body: dict, size: int, headers: dict) -> bytes:

@@ -350,7 +350,8 @@ def test_prompt_rows_rejects_mismatched_arguments_and_reports_a_failed_request(f
 
 
 def test_a_request_on_a_connection_the_server_dropped_is_retried_at_once():
-    from llm_client.openai_backend import _dropped_connection, _reason
+    from llm_client.openai_errors import dropped_connection as _dropped_connection
+    from llm_client.openai_errors import reason as _reason
 
     disconnected = type("ServerDisconnectedError", (Exception,), {})("Server disconnected")
     try:
