@@ -5,14 +5,13 @@ its activations), and a downgrade puts the column back, filled from the activati
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from storage.core import repository as repo
 from storage.core.activation_codec import encode
-from storage.core.db import _MIGRATIONS, Database, make_engine, upgrade
+from storage.core.db import Database, make_engine, upgrade
 from storage.reads.feature_detail import feature_detail
 from storage.records import record_store
+from tests.migrating import downgrade
 
 TOKENS = ["The", " river", " rose", " 12", " feet"]
 # (sample kind, data split, position, activations); the last is float32-only, the first negative everywhere
@@ -64,15 +63,7 @@ def test_the_drop_goes_back(db_url):
     _previous_revision(db_url)
     engine = make_engine(db_url)
     upgrade(engine)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":  # as storage.core.db.upgrade does: a table rebuild must not cascade
-            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            conn.commit()
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0006_sample_column")
-        conn.commit()
+    downgrade(engine, "0006_sample_column")
     with engine.connect() as conn:
         maxes = conn.execute(sa.text("SELECT max_activation FROM activation_records ORDER BY id")).scalars().all()
     nullable = {c["name"]: c["nullable"] for c in sa.inspect(engine).get_columns("activation_records")}

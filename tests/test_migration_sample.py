@@ -8,15 +8,14 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from storage.core import repository as repo
 from storage.core.activation_codec import encode
-from storage.core.db import _MIGRATIONS, Database, make_engine, upgrade
+from storage.core.db import Database, make_engine, upgrade
 from storage.core.schema import ActivationRecordRow
 from storage.reads.feature_detail import feature_detail
 from storage.records import record_store
+from tests.migrating import downgrade
 
 TOKENS = ["The", " river", " rose", " 12", " feet"]
 # (sample kind, data split, position, activations) as a collection stores them
@@ -97,15 +96,7 @@ def test_the_rename_goes_back(db_url):
     _previous_revision(db_url)
     engine = make_engine(db_url)
     upgrade(engine)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":  # as storage.core.db.upgrade does: a table rebuild must not cascade
-            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            conn.commit()
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0005_leases")
-        conn.commit()
+    downgrade(engine, "0005_leases")
     with engine.connect() as conn:
         records = conn.execute(sa.text("SELECT split, position FROM activation_records ORDER BY id")).all()
         simulated = conn.execute(sa.text("SELECT split FROM simulated_records ORDER BY position")).all()

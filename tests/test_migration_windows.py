@@ -88,16 +88,9 @@ def test_the_migration_goes_back_to_json_lists(db_url):
     _old_layout(db_url)
     engine = make_engine(db_url)
     upgrade(engine)
-    from alembic import command
-    from alembic.config import Config
+    from tests.migrating import downgrade
 
-    from storage.core.db import _MIGRATIONS
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0003_run_heartbeat")
+    downgrade(engine, "0003_run_heartbeat")
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT tokens, activations, corpus FROM activation_records ORDER BY id")).all()
     engine.dispose()

@@ -53,7 +53,7 @@ async def finish_batch(db: Database, store: DatabaseThreads, explanation_ids: Se
                                                run_id=run_id)
             report.scored += 1
             if failure is not None:
-                report.failures[target.feature_index] = failure
+                report.failures[target.feature.index] = failure
 
     await bounded(len(explanation_ids), concurrency, one)
     if scorers is None:

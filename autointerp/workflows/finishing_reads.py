@@ -48,7 +48,6 @@ class FinishTarget:
 
     explanation_id: int
     feature: Feature  # its row as read (ids and layer loaded): what the rows saved copy, so saving needs no lookup
-    feature_index: int
     text: str
     polarity: str
     records: FeatureRecords
@@ -88,6 +87,6 @@ def read_targets(db: Database, explanation_ids: Sequence[int],
         records = record_store.load_many_feature_records(session, list(features.values()))
         scored_features = {f.id for e, f in rows.values() if todo[e.id]}
         neighbours = {f: neighbour_windows(session, features[f]) for f in scored_features}
-        return {e.id: FinishTarget(e.id, f, f.index, e.text or "",
+        return {e.id: FinishTarget(e.id, f, e.text or "",
                                    e.polarity, records[f.id], e.id in baseline, todo[e.id], neighbours.get(f.id))
                 for e, f in rows.values()}
