@@ -18,7 +18,7 @@ from activations.vocab import DataSplit, SampleKind
 FeatureKind = Literal["mlp_neuron", "sae_latent"]
 FEATURE_KINDS: tuple[str, ...] = ("mlp_neuron", "sae_latent")
 DATA_SPLITS: tuple[str, ...] = tuple(d.value for d in DataSplit)
-_SAMPLE = re.compile(rf"^({SampleKind.TOP}|{SampleKind.RANDOM}|{SampleKind.QUANTILE}:\d+)$")
+_SAMPLE = re.compile(rf"^({SampleKind.TOP}|{SampleKind.BOTTOM}|{SampleKind.RANDOM}|{SampleKind.QUANTILE}:\d+)$")
 
 
 class RecordError(UserError):

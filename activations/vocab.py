@@ -15,9 +15,11 @@ from enum import StrEnum
 
 
 class SampleKind(StrEnum):
-    """How a record was sampled; quantile samples carry their bin: `quantile:<i>`."""
+    """How a record was sampled; quantile samples carry their bin: `quantile:<i>`. `bottom`: the most negative
+    records of a signed feature (the top records of its negative side)."""
 
     TOP = "top"
+    BOTTOM = "bottom"
     RANDOM = "random"
     QUANTILE = "quantile"
 
