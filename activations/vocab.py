@@ -6,7 +6,7 @@ Three divisions of records are easy to confuse, so each has its own word:
 - `DataSplit` / `ActivationRecord.data_split`: which disjoint part of the data it belongs to (train, valid, test);
 - `ScoringSubset`: which samples a simulation score pools (top_and_random, random_only);
   `ClassificationSubset`: which non-activating examples a detection/fuzzing/embedding score judges (random,
-  neighbours).
+  neighbours); `InterventionSubset`: what an intervention score judged (neutral prompts).
 """
 
 from __future__ import annotations
@@ -57,6 +57,12 @@ class ClassificationSubset(StrEnum):
     NEIGHBOURS = "neighbours"
 
 
+class InterventionSubset(StrEnum):
+    """What an intervention score judged: the steered continuation of each neutral prompt among unsteered ones."""
+
+    NEUTRAL = "neutral"
+
+
 class ScoreMethod(StrEnum):
     EV_CORRELATION = "ev_correlation"
     RSQUARED = "rsquared"
@@ -72,6 +78,8 @@ class ScoreMethod(StrEnum):
     FUZZING_AUROC = "fuzzing_auroc"
     EMBEDDING_AUROC = "embedding_auroc"
     INTRUDER_ACCURACY = "intruder_accuracy"
+    INTERVENTION_ACCURACY = "intervention_accuracy"
+    INTERVENTION_AUROC = "intervention_auroc"
 
 
 class ScorerName(StrEnum):
@@ -82,6 +90,7 @@ class ScorerName(StrEnum):
     FUZZING = "fuzzing"
     EMBEDDING = "embedding"
     INTRUDER = "intruder"  # scores the feature, not an explanation (scorer/intruder.py)
+    INTERVENTION = "intervention"  # judges steered continuations against an explanation (scorer/intervention.py)
 
 
 class ScoreRole(StrEnum):

@@ -1,6 +1,7 @@
 """Scores of a yes/no judgement over positive and negative items: balanced accuracy (from the answers) and
 AUROC (from a score per item: the judge's P(yes), or a similarity), each with a stratified percentile
-bootstrap interval that resamples items (positives and negatives apart, so every resample has both)."""
+bootstrap interval that resamples items (positives and negatives apart, so every resample has both), or, where
+items come in groups that were drawn together (grouped_auroc), whole groups."""
 
 from __future__ import annotations
 
@@ -66,3 +67,27 @@ def auroc(positive_scores: Sequence[float], negative_scores: Sequence[float], *,
     # A resample's AUROC is the count-weighted mean of the pairwise wins.
     resampled = np.einsum("ri,ij,rj->r", cp, wins, cn) / (len(pos) * len(neg))
     return (value, *_interval(resampled))
+
+
+def grouped_auroc(groups: Sequence[tuple[Sequence[float], Sequence[float]]], *, seed: int = 0,
+                  n_resamples: int = N_RESAMPLES) -> tuple[float, float | None, float | None]:
+    """(value, ci_low, ci_high): the AUROC of every group's positive and negative scores pooled, the interval
+    resampling whole groups: the items of one group are not independent (the probabilities one judge answer gives
+    its options sum to one), so a group is the unit that was drawn. Some group has a positive, some a negative."""
+    pos = np.concatenate([np.asarray(p, dtype=np.float64) for p, _ in groups])
+    neg = np.concatenate([np.asarray(n, dtype=np.float64) for _, n in groups])
+    pos_group = np.concatenate([np.full(len(p), g) for g, (p, _) in enumerate(groups)]).astype(int)
+    neg_group = np.concatenate([np.full(len(n), g) for g, (_, n) in enumerate(groups)]).astype(int)
+    wins = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    value = float(wins.mean())
+    if len(groups) < 3:
+        return value, None, None
+    between = np.zeros((len(groups), len(groups)))  # [g, h]: the wins of group g's positives over h's negatives
+    np.add.at(between, (pos_group[:, None], neg_group[None, :]), wins)
+    counts = _resample_counts(len(groups), np.random.default_rng(seed), n_resamples)
+    pairs = (counts @ np.bincount(pos_group, minlength=len(groups))) * (
+        counts @ np.bincount(neg_group, minlength=len(groups)))
+    with np.errstate(invalid="ignore", divide="ignore"):  # a resample with no positive or no negative: no AUROC
+        resampled = np.einsum("rg,gh,rh->r", counts, between, counts) / pairs
+    finite = resampled[np.isfinite(resampled)]
+    return (value, *_interval(finite)) if finite.size else (value, None, None)

@@ -75,15 +75,15 @@ def prompt_messages(texts: Sequence[str]) -> list[dict]:
         f"{examples}\n\nWhich example is the intruder? Answer with its number only.\nAnswer:")}]
 
 
-def parse_pick(text: str, n: int) -> int | str:
+def parse_pick(text: str, n: int, what: str = "example") -> int | str:
     """The 0-based position named by the first number in the answer ("Example 3", "3", "[3]"), or why it cannot
-    be read."""
+    be read (`what` the numbered things are called)."""
     match = _NUMBER.search(text)
     if match is None:
-        return f"answer {text.strip()[:60]!r} names no example number"
+        return f"answer {text.strip()[:60]!r} names no {what} number"
     number = int(match.group(0))
     if not 1 <= number <= n:
-        return f"answer {text.strip()[:60]!r} names example {number}, not one of 1..{n}"
+        return f"answer {text.strip()[:60]!r} names {what} {number}, not one of 1..{n}"
     return number - 1
 
 

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from activations.errors import UserError
-from activations.vocab import ClassificationSubset, SampleKind, ScoreMethod, ScorerName, ScoringSubset
+from activations.vocab import (
+    ClassificationSubset,
+    InterventionSubset,
+    SampleKind,
+    ScoreMethod,
+    ScorerName,
+    ScoringSubset,
+)
 from scorer.subsets import CALIBRATED_METHODS, QUANTILE_METHODS
 from scorer.subsets import METHODS as SIMULATION_METHODS
 
@@ -13,10 +20,12 @@ SCORER_METHODS: dict[ScorerName, tuple[ScoreMethod, ...]] = {
     ScorerName.FUZZING: (ScoreMethod.FUZZING_BALANCED_ACCURACY, ScoreMethod.FUZZING_AUROC),
     ScorerName.EMBEDDING: (ScoreMethod.EMBEDDING_AUROC,),
     ScorerName.INTRUDER: (ScoreMethod.INTRUDER_ACCURACY,),
+    ScorerName.INTERVENTION: (ScoreMethod.INTERVENTION_ACCURACY, ScoreMethod.INTERVENTION_AUROC),
 }
 ALL_METHODS: tuple[ScoreMethod, ...] = tuple(m for methods in SCORER_METHODS.values() for m in methods)
 SIMULATION_SUBSETS: tuple[str, ...] = tuple(s.value for s in ScoringSubset)
 EXAMPLE_SUBSETS: tuple[str, ...] = tuple(s.value for s in ClassificationSubset)
+INTERVENTION_SUBSETS: tuple[str, ...] = tuple(s.value for s in InterventionSubset)
 QUANTILE_SUBSET = "quantile:<i>"  # how the per-quantile subsets are named to a user (the bins vary by collection)
 
 
@@ -28,8 +37,12 @@ def scorer_of(method: str) -> ScorerName:
 
 
 def subsets_of(method: str) -> tuple[str, ...]:
-    """The subsets `method` is stored on, the default first (top_and_random, or random for example scorers)."""
-    return SIMULATION_SUBSETS if scorer_of(method) == ScorerName.SIMULATION else EXAMPLE_SUBSETS
+    """The subsets `method` is stored on, the default first (top_and_random, random for example scorers, neutral for
+    the intervention scorer)."""
+    scorer = scorer_of(method)
+    if scorer == ScorerName.SIMULATION:
+        return SIMULATION_SUBSETS
+    return INTERVENTION_SUBSETS if scorer == ScorerName.INTERVENTION else EXAMPLE_SUBSETS
 
 
 def stored_subsets_text(method: str) -> str:

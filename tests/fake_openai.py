@@ -3,9 +3,9 @@
 It serves POST /v1/chat/completions, POST /v1/completions (echo + logprobs in vLLM's legacy format; `prompt`
 may be a list of prompts, one choice each, as vLLM and OpenAI's legacy API take it) and GET /v1/models, with
 a deterministic word tokenizer. Switches make it behave like servers that do less: `refuse_lists` answers a
-list of prompts with HTTP 400 and `ignore_logprobs` ignores echo and logprobs, as `transformers serve` does;
-`split_digits` tokenizes every digit apart and offers "0".."9" only, as Gemma's, Qwen's or Llama 2's tokenizers
-(no "10" token). `zero_max_tokens` says what max_tokens=0 means: "echo" (nothing generated, as vLLM reads it),
+list of prompts with HTTP 400 and `ignore_logprobs` ignores echo and logprobs, as `transformers serve` does (chat
+answers then come without top logprobs too); `split_digits` tokenizes every digit apart and offers "0".."9"
+only, as Gemma's, Qwen's or Llama 2's tokenizers (no "10" token). `zero_max_tokens` says what max_tokens=0 means: "echo" (nothing generated, as vLLM reads it),
 "unlimited" (generate until `context_tokens`, as llama.cpp's server does) or "refuse" (HTTP 400, as
 `transformers serve` answers); `list_status=500` refuses a list of prompts as llama.cpp's server does (a failed assertion). Tests script it: fixed latency, a failure mix
 (429 with Retry-After, 500, 400, hang past the client's timeout, garbage bodies) by probability or by a
@@ -143,7 +143,7 @@ class FakeOpenAI:
     answer: Callable[[str, dict], str] = _default_answer  # (endpoint, body) -> answer text
     digit_for: Callable[[str], int] = _default_digit
     refuse_lists: bool = False  # a list of prompts gets HTTP 400, as from a server that takes one prompt
-    ignore_logprobs: bool = False  # /v1/completions ignores echo and logprobs (transformers serve)
+    ignore_logprobs: bool = False  # echo and logprobs ignored (transformers serve); chat answers without top logprobs
     split_digits: bool = False  # echoed prompts split digits apart; top logprobs offer "0".."9", never "10"
     list_status: int = 400  # how `refuse_lists` answers a list: 400 (transformers serve) or 500 (llama.cpp)
     zero_max_tokens: str = "echo"  # max_tokens=0: "echo" (vLLM), "unlimited" (llama.cpp), "refuse" (transformers serve)
@@ -203,7 +203,7 @@ class FakeOpenAI:
         out_tokens = [t for t, _ in tokenize(text)]
         choice: dict = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text},
                         "logprobs": None}
-        if body.get("logprobs"):
+        if body.get("logprobs") and not self.ignore_logprobs:
             k = body.get("top_logprobs") or 0
             choice["logprobs"] = {"content": [
                 {"token": t, "logprob": self._logprob(t), "bytes": None,

@@ -4,8 +4,9 @@ A rule says which tokens a concept covers. The planted features' activations fol
 LLM (an `answer` hook of `tests.fake_openai.FakeOpenAI`, served over real HTTP) reads the explanation in each
 prompt, recognises the rule it names and applies that rule to the prompt's tokens: the json: simulator gets
 10 on covered tokens and 0 elsewhere, the detection judge a 1 for an example holding a covered token, the
-fuzzing judge a 1 for an example whose marked tokens are all covered. An explanation naming no known rule gets
-seeded noise, so a scorer that ignored the explanation would show it.
+fuzzing judge a 1 for an example whose marked tokens are all covered, the intervention judge the continuation that
+holds the word an explanation "the word X" names. An explanation naming no known rule gets seeded noise, so a scorer
+that ignored the explanation would show it.
 """
 
 from __future__ import annotations
@@ -104,11 +105,35 @@ def judge_answer(content: str) -> str:
     return "[" + ",".join(map(str, answers)) + "]"
 
 
+# --- the intervention judge --------------------------------------------------------------------------------
+
+_NAMED_WORD = re.compile(r"\bthe word (\w+)", re.IGNORECASE)
+_CONTINUATION = re.compile(r"^Continuation \d+: (.*)$", re.MULTILINE)
+INTERVENTION_QUESTION = "Which continuation had the neuron turned up"
+
+
+def intervention_answer(content: str) -> str:
+    """The intervention judge's pick: where the explanation says "the word X" and exactly one continuation holds
+    X, that one's number; otherwise a number fixed by the prompt's hash (a guess, the same for the same prompt)."""
+    explanation = _JUDGE_EXPLANATION.search(content)
+    continuations = _CONTINUATION.findall(content)
+    if explanation is None or not continuations:
+        raise ValueError(f"not an intervention judge prompt: {content[:120]!r}")
+    named = _NAMED_WORD.search(explanation.group(1))
+    holding = [i for i, c in enumerate(continuations, 1)
+               if named and named.group(1).lower() in (t.strip().lower() for t in tokens_of(c))]
+    if len(holding) == 1:
+        return f"Continuation {holding[0]}"
+    return str(int(hashlib.sha256(content.encode()).hexdigest(), 16) % len(continuations) + 1)
+
+
 def rule_following_answer(endpoint: str, body: dict) -> str:
-    """FakeOpenAI's `answer` hook: a json: simulation or a judge's list, by the prompt."""
+    """FakeOpenAI's `answer` hook: a json: simulation, a judge's list or an intervention pick, by the prompt."""
     if endpoint != "chat":
         raise ValueError("the rule-following LLM answers chat requests only (simulate with json:)")
     content = body["messages"][-1]["content"]
+    if INTERVENTION_QUESTION in content:
+        return intervention_answer(content)
     return judge_answer(content) if "Write only the list." in content else simulation_answer(content)
 
 

@@ -38,7 +38,7 @@ TABLE_COLUMNS = ("model", "layer", "kind", "sae", "index", "score", "explainer",
 @click.option("--subset", default=None,
               help=f"What the score pooled: {', '.join(SUBSETS)}, or quantile:<i> (ev_correlation per quantile bin) "
                    "(default: the method's first: top_and_random for simulation methods, random for detection, "
-                   "fuzzing and embedding).")
+                   "fuzzing, embedding and intruder, neutral for intervention).")
 @click.option("--limit", type=click.IntRange(1, 1_000_000), default=50, show_default=True,
               help="Maximum number of features.")
 @click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many features (paging).")

@@ -71,6 +71,11 @@ class BatchOptions:
             names = parse_scorers(self.scorers)
         except ValueError as exc:
             raise OptionsError(str(exc)) from None
+        if ScorerName.INTERVENTION in names:
+            # It judges stored steering results (`autointerp steer`), which this version does not store yet.
+            raise OptionsError("--scorer intervention is not available from the command line yet: it judges stored "
+                               "steering results, which this version cannot make; use scorer.intervention."
+                               "intervention_scores from Python, or drop it from --scorer")
         if ScorerName.INTRUDER in names and self.scorer_examples < 3:
             raise OptionsError(f"--scorer intruder needs --scorer-examples of at least 3 (two activating examples "
                                f"and the intruder; got {self.scorer_examples})")
