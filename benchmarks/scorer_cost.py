@@ -9,21 +9,28 @@ OpenAI-compatible server running in this process. Tokens are what the server rep
 tokenizer), the same count for every method. The shuffled-explanation baseline is off (it doubles every method
 alike).
 
+The intervention scorer judges steering results, which the pipeline does not store yet: it is measured on the
+scorer itself (scorer.intervention.intervention_scores, the call the pipeline will make) with synthetic steering
+results per feature: --steering-prompts neutral prompts (default 8), each with one steered and --unsteered (default
+3) unsteered continuations of --continuation-tokens words (default 24), one judge request per prompt.
+
     .venv/bin/python benchmarks/scorer_cost.py [--features 50]
 
 Last line: {"tokens_per_feature_<method>", "requests_per_feature_<method>"} for simulation, detection, fuzzing,
-embedding, and "detection_token_ratio" (detection's prompt tokens over simulation's).
+embedding, intruder and intervention, and "detection_token_ratio" (detection's prompt tokens over simulation's).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +48,8 @@ from activations.records import (  # noqa: E402
 from activations.vocab import ScorerName  # noqa: E402
 from autointerp.workflows.options import RescoreOptions  # noqa: E402
 from autointerp.workflows.rescore_run import run_rescore  # noqa: E402
+from llm_client import make_client  # noqa: E402
+from scorer.intervention import INTERVENTION_PROMPT_VERSION, InterventionInput, intervention_scores  # noqa: E402
 from storage.core import repository as repo  # noqa: E402
 from storage.core.db import Database  # noqa: E402
 from storage.records.import_store import save_imported_file  # noqa: E402
@@ -91,23 +100,77 @@ def measure(db: Database, fake: FakeOpenAI, scorer: ScorerName, n_features: int)
             "requests_per_feature": (fake.requests - requests) / n_features, "seconds": round(elapsed, 2)}
 
 
+def steering_result(rng: random.Random, n_prompts: int, n_unsteered: int, n_tokens: int) -> InterventionInput:
+    """A synthetic steering result of one feature: what the judge reads is all that costs."""
+    def text() -> str:
+        return " " + " ".join(rng.choice(WORDS) for _ in range(n_tokens))
+
+    prompts = tuple(" ".join(rng.choice(WORDS) for _ in range(5)).capitalize() for _ in range(n_prompts))
+    return InterventionInput(strength=4.0, kl=1.0, target_kl=1.0, prompts=prompts,
+                             steered=tuple(text() for _ in prompts),
+                             unsteered=tuple(tuple(text() for _ in range(n_unsteered)) for _ in prompts))
+
+
+def measure_intervention(fake: FakeOpenAI, args: argparse.Namespace) -> dict:
+    """The intervention scorer on each feature's synthetic steering result, 16 features at a time."""
+    rng = random.Random(0)
+    results = [steering_result(rng, args.steering_prompts, args.unsteered, args.continuation_tokens)
+               for _ in range(args.features)]
+    requests, tokens = fake.requests, fake.prompt_tokens
+    start = time.perf_counter()
+
+    async def run() -> None:
+        client = make_client("openai:fake-model", base_url=fake.url, concurrency=16)
+        try:
+            for i in range(0, len(results), 16):
+                await asyncio.gather(*(intervention_scores(client, "numbers and years written in digits", r)
+                                       for r in results[i:i + 16]))
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
+    return {"tokens_per_feature": (fake.prompt_tokens - tokens) / args.features,
+            "requests_per_feature": (fake.requests - requests) / args.features,
+            "seconds": round(time.perf_counter() - start, 2)}
+
+
+def answer(says_yes: Callable[[str], bool]) -> Callable[[str, dict], str]:
+    """The judges' answers: a list for detection and fuzzing, a number for the intruder and intervention judges."""
+    lists = judge_answer(says_yes)
+
+    def answer_for(endpoint: str, body: dict) -> str:
+        picks = endpoint == "chat" and "Write only the list." not in body["messages"][-1]["content"]
+        return "1" if picks else lists(endpoint, body)
+
+    return answer_for
+
+
+def report(figures: dict[str, float], scorer: str, result: dict) -> None:
+    print(f"{scorer:>12}: {result['tokens_per_feature']:8.0f} prompt tokens and "
+          f"{result['requests_per_feature']:5.2f} requests per feature ({result['seconds']} s)")
+    figures[f"tokens_per_feature_{scorer}"] = round(result["tokens_per_feature"], 1)
+    figures[f"requests_per_feature_{scorer}"] = round(result["requests_per_feature"], 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--features", type=int, default=50)
+    parser.add_argument("--steering-prompts", type=int, default=8, help="intervention: neutral prompts per feature")
+    parser.add_argument("--unsteered", type=int, default=3, help="intervention: unsteered continuations per prompt")
+    parser.add_argument("--continuation-tokens", type=int, default=24, help="intervention: words per continuation")
     args = parser.parse_args()
-    fake = FakeOpenAI(answer=judge_answer(lambda text: any(c.isdigit() for c in text))).start()
+    fake = FakeOpenAI(answer=answer(lambda text: any(c.isdigit() for c in text))).start()
     os.environ["OPENAI_API_KEY"] = "sk-bench"
     figures: dict[str, float] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             db = Database(f"sqlite:///{tmp}/bench.db")
             fill(db, args.features)
-            for scorer in ScorerName:
-                result = measure(db, fake, scorer, args.features)
-                print(f"{scorer.value:>10}: {result['tokens_per_feature']:8.0f} prompt tokens and "
-                      f"{result['requests_per_feature']:5.2f} requests per feature ({result['seconds']} s)")
-                figures[f"tokens_per_feature_{scorer.value}"] = round(result["tokens_per_feature"], 1)
-                figures[f"requests_per_feature_{scorer.value}"] = round(result["requests_per_feature"], 2)
+            for scorer in (s for s in ScorerName if s != ScorerName.INTERVENTION):
+                report(figures, scorer.value, measure(db, fake, scorer, args.features))
+        report(figures, ScorerName.INTERVENTION.value, measure_intervention(fake, args))
+        print(f"  (intervention: {INTERVENTION_PROMPT_VERSION}, {args.steering_prompts} prompts x "
+              f"{args.unsteered + 1} continuations of {args.continuation_tokens} words)")
     finally:
         fake.stop()
     figures["detection_token_ratio"] = round(

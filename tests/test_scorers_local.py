@@ -66,3 +66,29 @@ def test_embedding_scorer_ranks_matching_examples_first():
     scores = {s.subset: s for s in asyncio.run(scorer.score("numbers and digits", examples))}
     assert scores[RANDOM].method == ScoreMethod.EMBEDDING_AUROC and scores[RANDOM].value > 0.8
     assert scores[RANDOM].ci_low is not None and scores[NEIGHBOURS].value is not None
+
+
+def test_local_intervention_judge_gives_every_option_a_probability(gemma):
+    """The embedded judge is teacher-forced to an option number: every prompt is answered, every continuation has
+    a probability (summing to one over the options), so AUROC is defined even for a model that would ramble."""
+    from scorer.intervention import (
+        InterventionInput,
+        intervention_prompts,
+        intervention_scores,
+        option_probabilities,
+        prompt_messages,
+    )
+
+    data = InterventionInput(3.0, 1.0, 1.0, ("The weather today", "My plan was"),
+                             (" Paris is lovely and Paris is near.", " to visit Paris in May."),
+                             ((" it rained all day.", " we walked home."), (" to stay home.", " to cook dinner.")))
+    scores = {s.method: s for s in asyncio.run(intervention_scores(gemma, "the word Paris", data))}
+    accuracy, auroc = scores[ScoreMethod.INTERVENTION_ACCURACY], scores[ScoreMethod.INTERVENTION_AUROC]
+    assert accuracy.value is not None and accuracy.details["n_failed"] == 0 and accuracy.details["chance"] == 1 / 3
+    assert auroc.value is not None and 0.0 <= auroc.value <= 1.0
+    assert accuracy.details["cost"]["requests"] == 2
+    first = intervention_prompts(data, seed=0)[0]
+    completion = asyncio.run(gemma.choice_slots(prompt_messages("the word Paris", first), choices=["1", "2", "3"],
+                                                n_slots=1, opener=" ", separator="", closer=""))
+    probabilities = option_probabilities(completion, 3)
+    assert probabilities is not None and sum(probabilities) == pytest.approx(1.0)
