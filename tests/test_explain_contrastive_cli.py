@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from autointerp.cli import main
+from autointerp.workflows.options import ExplainOptions
 from storage.core.db import Database
 from storage.core.schema import Explanation, Feature, Run
 from tests.contrast_layer import fill_contrast_layer
@@ -90,3 +91,18 @@ def test_without_neighbours_random_quiet_windows_or_a_stored_failure(fake_openai
     (failed,) = _explanations(db, 4)
     assert failed.status == "failed" and "no nearest neighbours stored" in failed.failure_reason
     assert "--explainer-mode plain" in failed.failure_reason
+
+
+def test_a_ray_worker_reads_the_counterexamples_the_local_run_reads(sqlite_url):
+    from autointerp.executors.batch_worker import _feature_with_inputs
+    from autointerp.workflows.explain_run import _load_many
+
+    db = Database(sqlite_url)
+    fill_contrast_layer(db)
+    with db.session() as s:
+        feature_id = s.scalar(select(Feature.id).where(Feature.index == 0))
+    for mode, n_windows in (("contrastive", 4), ("plain", None)):
+        opts = ExplainOptions(model="tiny-model", layer=6, explainer_mode=mode)
+        _, (records, windows) = _feature_with_inputs(db, opts, feature_id)
+        assert (records, windows) == _load_many(db, opts, [feature_id])[feature_id]
+        assert (len(windows) if windows is not None else None) == n_windows  # plain reads no windows
