@@ -139,7 +139,7 @@ def _quiet_texts(fmt: str, negatives: Sequence[Negative] | None) -> list[str] | 
     if negatives is None:
         return None
     if fmt == "snippets":
-        return list(dict.fromkeys(snippets.quiet_line(n.tokens, n.anchor) for n in negatives))
+        return [snippets.quiet_line(n.tokens, n.anchor) for n in negatives]
     return [negative_text(n.tokens) for n in negatives]
 
 
