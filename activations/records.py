@@ -197,3 +197,15 @@ def normalize_activations(activations: Sequence[float], max_activation: float) -
     if max_activation <= 0:
         return [0 for _ in activations]
     return [min(10, math.floor(10 * max(a, 0.0) / max_activation)) for a in activations]
+
+
+@dataclass(frozen=True)
+class NeighbourWindow:
+    """A top record of one of a feature's nearest neighbours, and the feature's own activations on the same window
+    (None: it has no record there, so its activations on it are not known). The detection, fuzzing and embedding
+    scorers judge these as hard negatives, and the contrastive explainer shows them as counterexamples."""
+
+    neighbour_index: int
+    similarity: float | None
+    record: ActivationRecord  # the neighbour's activations
+    own_activations: tuple[float, ...] | None

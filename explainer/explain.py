@@ -12,6 +12,15 @@ from typing import Any
 from activations.records import FeatureId, FeatureRecords
 from activations.vocab import FailureKind, OutcomeStatus, Polarity
 from explainer import formatting, sampling, snippets
+from explainer.contrast import (
+    Contrast,
+    Negative,
+    check_mode,
+    choose_negatives,
+    negative_text,
+    no_negatives_reason,
+    params_of,
+)
 from explainer.evidence import EvidenceError, logits_note
 from explainer.fitting import Fit, PromptTooLong, Ranked, fit_prompt, rank_records, scale
 from explainer.parsing import parse_explanation
@@ -125,11 +134,22 @@ class _Prompt:
     echo_checks: Mapping[str, Sequence[str]]  # parse_explanation's few_shots and snippets: an answer copying one fails
 
 
+def _quiet_texts(fmt: str, negatives: Sequence[Negative] | None) -> list[str] | None:
+    """The counterexamples as the format shows them: cut as snippets, or whole spans of text."""
+    if negatives is None:
+        return None
+    if fmt == "snippets":
+        return [snippets.quiet_line(n.tokens, n.anchor) for n in negatives]
+    return [negative_text(n.tokens) for n in negatives]
+
+
 def _fitted_prompt(client: LLMClient, settings: _Settings, ranked: Ranked, evidence: str | None, show_values: bool,
-                   max_prompt_tokens: int) -> _Prompt:
-    """The ranked records on the 0..10 scale, built into the format's prompt and fitted to the token budget
-    (raises PromptTooLong when even the smallest prompt does not fit)."""
+                   max_prompt_tokens: int, negatives: Sequence[Negative] | None = None) -> _Prompt:
+    """The ranked records on the 0..10 scale (and the contrastive mode's counterexamples, always all of them),
+    built into the format's prompt and fitted to the token budget by dropping records (raises PromptTooLong when
+    even the smallest prompt does not fit)."""
     fmt, negative = settings.fmt, settings.polarity == Polarity.NEGATIVE
+    quiet = _quiet_texts(fmt, negatives)
     builders: dict[str, Callable[..., list[dict]]] = {
         "token_activation_pairs": formatting.token_activation_pairs, "snippets": snippets.snippets,
         "highlight": partial(formatting.highlight, with_values=show_values)}
@@ -140,11 +160,13 @@ def _fitted_prompt(client: LLMClient, settings: _Settings, ranked: Ranked, evide
     labels = [r.label or f"#{i}" for i, r in enumerate(ranked.records)]
     scaled = scale(ranked)
     fit = fit_prompt(scaled, labels,
-                     build=lambda recs, k: build(recs, n_few_shot=k, negative=negative, evidence=evidence),
+                     build=lambda recs, k: build(recs, n_few_shot=k, negative=negative, evidence=evidence,
+                                                 quiet=quiet),
                      render=render, count_tokens=client.count_tokens, budget=max_prompt_tokens,
                      n_few_shot=settings.n_few_shot)
     echo_checks = {"few_shots": _few_shot_explanations(fmt)[:fit.n_few_shot],
-                   "snippets": snippets.snippet_lines(scaled[:fit.n_records]) if fmt == "snippets" else ()}
+                   "snippets": [*snippets.snippet_lines(scaled[:fit.n_records]), *(quiet or ())]
+                   if fmt == "snippets" else ()}
     return _Prompt(fit=fit, records_shown=labels[:fit.n_records], chat=chat,
                    stop=snippets.STOP if fmt == "snippets" else None, echo_checks=echo_checks)
 
@@ -172,12 +194,20 @@ async def _candidate(client: LLMClient, prompt: _Prompt, settings: _Settings, re
                   failure_kind=None if parsed.text is not None else FailureKind.ANSWER)
 
 
+def _negatives(contrast: Contrast | None, feature_records: FeatureRecords, ranked: Ranked,
+               negative: bool) -> list[Negative] | None:
+    """The contrastive mode's counterexamples on the prompt's scale (None in the plain mode)."""
+    if contrast is None:
+        return None
+    return choose_negatives(contrast, feature_records.records, negative=negative, max_activation=ranked.max_activation)
+
+
 async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: str = "auto",
                   n_candidates: int = 1, polarity: str = Polarity.POSITIVE, max_prompt_tokens: int = 3000,
                   max_tokens: int = 60, temperature: float | None = None, max_records: int | None = None,
                   n_few_shot: int | None = None, show_values: bool = True,
                   output_logits: Mapping[str, Any] | None = None, sample: str = sampling.DEFAULT_SAMPLE,
-                  sample_seed: int = 0) -> list[ExplanationResult]:
+                  sample_seed: int = 0, contrast: Contrast | None = None) -> list[ExplanationResult]:
     """n candidate explanations of one feature from its train-split records, one result per candidate.
 
     temperature defaults to 0 for one candidate and 1.0 for several (each candidate sends its index as
@@ -186,15 +216,19 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
     of at most snippets.MAX_TOKENS tokens. `output_logits` (the feature's stored logit lens; {} when asked for
     but not stored) adds a line naming the tokens it promotes and suppresses, and the prompt version says so;
     unusable evidence fails every candidate with the reason, without a call. `sample` chooses which train records
-    the prompt shows (explainer.sampling; `sample_seed` seeds the draws of all but "top")."""
+    the prompt shows (explainer.sampling; `sample_seed` seeds the draws of all but "top"). `contrast` (the
+    contrastive mode, explainer.contrast) adds counterexamples where the feature stays quiet, under the format's
+    contrastive prompt version; a feature with none fails every candidate with the reason, without a call."""
     settings = _settings(client, fmt, n_candidates, polarity, temperature, max_tokens, max_records, n_few_shot,
                          sample)
+    if contrast is not None:
+        check_mode("contrastive", contrast.n_negatives)
     negative = settings.polarity == Polarity.NEGATIVE
     started = time.perf_counter()
     params = _params(settings, n_candidates, max_prompt_tokens, output_logits is not None, sample, sample_seed)
+    version = prompt_version(settings.fmt, params["evidence"], sample, "plain" if contrast is None else "contrastive")
     result = partial(ExplanationResult, feature=feature_records.feature, explainer=client.spec,
-                     prompt_version=prompt_version(settings.fmt, params["evidence"], sample), params=params,
-                     polarity=settings.polarity)
+                     prompt_version=version, params=params, polarity=settings.polarity)
     failed_all = partial(_failed_all, result, n_candidates, started)
     try:
         evidence = None if output_logits is None else logits_note(output_logits, negative=negative)
@@ -207,8 +241,13 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
         side = "below zero" if negative else "above zero"
         return failed_all(f"no train-split record where the feature goes {side} in the {sample!r} explainer sample: "
                           "nothing to explain")
+    negatives = _negatives(contrast, feature_records, ranked, negative)
+    if contrast is not None:
+        params.update(params_of(contrast, negatives or []))
+        if not negatives:
+            return failed_all(no_negatives_reason(contrast))
     try:
-        prompt = _fitted_prompt(client, settings, ranked, evidence, show_values, max_prompt_tokens)
+        prompt = _fitted_prompt(client, settings, ranked, evidence, show_values, max_prompt_tokens, negatives)
     except PromptTooLong as exc:
         return failed_all(str(exc))
     params.update(records_shown=prompt.records_shown, records_dropped=prompt.fit.dropped,
@@ -216,4 +255,3 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
                   max_activation=ranked.max_activation, chat=prompt.chat)
     return list(await asyncio.gather(*(_candidate(client, prompt, settings, result, c, n_candidates)
                                        for c in range(n_candidates))))
-

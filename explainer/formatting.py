@@ -1,7 +1,8 @@
 """Render records as explanation prompts: OpenAI's token/activation pairs, or delphi-style highlights.
 
 Both take records already scaled to 0..10 (`Scaled`) and return chat messages; `render_plain` joins them
-into one completion prompt for models without a chat template.
+into one completion prompt for models without a chat template. Given `quiet` texts (the contrastive mode's
+counterexamples, explainer.contrast), the feature and every few-shot example show theirs after the records.
 """
 
 from __future__ import annotations
@@ -10,12 +11,17 @@ from collections.abc import Sequence
 from functools import cache
 
 from activations.records import normalize_activations
+from activations.vocab import Polarity
 from explainer.prompts import (
+    CONTRAST_NOTE,
     EXPLANATION_PREFIX,
     FEW_SHOTS,
+    HIGHLIGHT_ACTIVE_HEADER,
     HIGHLIGHT_MARKER,
+    HIGHLIGHT_QUIET_HEADER,
     HIGHLIGHT_SYSTEM,
     NEGATIVE_NOTE,
+    TAP_QUIET_HEADER,
     TAP_SYSTEM,
 )
 
@@ -36,37 +42,51 @@ def _tap_block(records: Sequence[Scaled], *, omit_zeros: bool) -> str:
     return "".join(blocks)
 
 
-def _tap_user(records: Sequence[Scaled], number: int, evidence: str | None = None) -> str:
+def _tap_user(records: Sequence[Scaled], number: int, evidence: str | None = None,
+              quiet: Sequence[str] | None = None, side: Polarity = Polarity.POSITIVE) -> str:
     text = f"\n\nNeuron {number}\nActivations:\n{_tap_block(records, omit_zeros=False)}"
     values = [v for _, vs in records for v in vs]
     if values and sum(1 for v in values if v > 0) / len(values) < SPARSE_FRACTION:
         text += f"Same activations, but with all zeros filtered out:\n{_tap_block(records, omit_zeros=True)}"
+    if quiet:
+        text += TAP_QUIET_HEADER[side].format(number=number) + "\n" + "".join(f"- {q}\n" for q in quiet)
     if evidence:
         text += f"{evidence}\n"
     return text + f"\nExplanation of neuron {number} behavior: {EXPLANATION_PREFIX}"
 
 
 @cache
-def _few_shot_turns(fmt: str, n: int, with_values: bool) -> tuple[dict, ...]:
-    """The first n few-shot examples as user/assistant turns; constant, so built once per process."""
+def _few_shot_turns(fmt: str, n: int, with_values: bool, quiet_side: Polarity | None = None) -> tuple[dict, ...]:
+    """The first n few-shot examples as user/assistant turns, with their counterexamples when `quiet_side` is
+    given (the contrastive mode, on that side); constant, so built once per process."""
     turns: list[dict] = []
     for i, shot in enumerate(FEW_SHOTS[:n]):
         scaled = [(shot.tokens, normalize_activations(shot.activations, max(shot.activations)))]
+        quiet = shot.quiet if quiet_side is not None else None
         if fmt == "token_activation_pairs":
-            turns += [{"role": "user", "content": _tap_user(scaled, i + 1)},
+            user = _tap_user(scaled, i + 1, None, quiet, quiet_side or Polarity.POSITIVE)
+            turns += [{"role": "user", "content": user},
                       {"role": "assistant", "content": f" {shot.explanation}."}]
         else:
-            turns += [{"role": "user", "content": _highlight_user(scaled, with_values)},
+            turns += [{"role": "user", "content": _highlight_user(scaled, with_values, quiet)},
                       {"role": "assistant", "content": f"{HIGHLIGHT_MARKER} {shot.explanation}"}]
     return tuple(turns)
 
 
+def _system(text: str, negative: bool, quiet: Sequence[str] | None) -> dict:
+    side = Polarity.NEGATIVE if negative else Polarity.POSITIVE
+    return {"role": "system",
+            "content": text + (NEGATIVE_NOTE if negative else "") + (CONTRAST_NOTE[side] if quiet else "")}
+
+
 def token_activation_pairs(records: Sequence[Scaled], *, n_few_shot: int, negative: bool,
-                           evidence: str | None = None) -> list[dict]:
-    """`evidence`: a line of output-side evidence (the logit lens) placed after the feature's activations."""
-    system = {"role": "system", "content": TAP_SYSTEM + (NEGATIVE_NOTE if negative else "")}
-    return [system, *_few_shot_turns("token_activation_pairs", n_few_shot, True),
-            {"role": "user", "content": _tap_user(records, n_few_shot + 1, evidence)}]
+                           evidence: str | None = None, quiet: Sequence[str] | None = None) -> list[dict]:
+    """`evidence`: a line of output-side evidence (the logit lens) placed after the feature's activations;
+    `quiet`: the counterexamples, listed after the activations."""
+    side = Polarity.NEGATIVE if negative else Polarity.POSITIVE
+    return [_system(TAP_SYSTEM, negative, quiet),
+            *_few_shot_turns("token_activation_pairs", n_few_shot, True, side if quiet else None),
+            {"role": "user", "content": _tap_user(records, n_few_shot + 1, evidence, quiet, side)}]
 
 
 def _highlight_example(number: int, tokens: Sequence[str], values: Sequence[int], with_values: bool) -> str:
@@ -87,15 +107,22 @@ def _highlight_example(number: int, tokens: Sequence[str], values: Sequence[int]
     return text
 
 
-def _highlight_user(records: Sequence[Scaled], with_values: bool) -> str:
-    return "\n\n".join(_highlight_example(i + 1, t, v, with_values) for i, (t, v) in enumerate(records))
+def _highlight_user(records: Sequence[Scaled], with_values: bool, quiet: Sequence[str] | None = None) -> str:
+    text = "\n\n".join(_highlight_example(i + 1, t, v, with_values) for i, (t, v) in enumerate(records))
+    if not quiet:
+        return text
+    # As delphi's contrastive prompt: two headed lists, the counterexamples unmarked.
+    counter = "\n".join(f"Example {i + 1}: {q}" for i, q in enumerate(quiet))
+    return f"{HIGHLIGHT_ACTIVE_HEADER}\n{text}\n\n{HIGHLIGHT_QUIET_HEADER}\n{counter}"
 
 
 def highlight(records: Sequence[Scaled], *, n_few_shot: int, negative: bool, with_values: bool = True,
-              evidence: str | None = None) -> list[dict]:
-    system = {"role": "system", "content": HIGHLIGHT_SYSTEM + (NEGATIVE_NOTE if negative else "")}
-    user = _highlight_user(records, with_values) + (f"\n\n{evidence}" if evidence else "")
-    return [system, *_few_shot_turns("highlight", n_few_shot, with_values), {"role": "user", "content": user}]
+              evidence: str | None = None, quiet: Sequence[str] | None = None) -> list[dict]:
+    side = Polarity.NEGATIVE if negative else Polarity.POSITIVE
+    user = _highlight_user(records, with_values, quiet) + (f"\n\n{evidence}" if evidence else "")
+    return [_system(HIGHLIGHT_SYSTEM, negative, quiet),
+            *_few_shot_turns("highlight", n_few_shot, with_values, side if quiet else None),
+            {"role": "user", "content": user}]
 
 
 def render_plain(messages: list[dict], fmt: str) -> str:

@@ -15,7 +15,8 @@ _PREFIX = re.compile(
 )
 # Traces of the prompt itself: an answer that carries these echoed the prompt instead of explaining it.
 _ECHO = re.compile(r"<start>|<end>|<<|>>|\t\d|^activations:|^neuron \d+|^example \d+:|same activations, but"
-                   r"|^summary:|^marked:|^neuron [a-z] (?:fires|is most negative) on|^- ", re.IGNORECASE | re.MULTILINE)
+                   r"|^summary:|^marked:|^neuron [a-z] (?:fires|is most negative|does not fire|is not pushed below"
+                   r" zero) on|^(?:non-)?activating examples:|^texts where neuron|^- ", re.IGNORECASE | re.MULTILINE)
 _MARKS = re.compile(r"<<|>>")
 MIN_ECHO_WORDS = 4  # a shorter overlap with a snippet ("anarchism") may well be the explanation itself
 MAX_CHARS = 500

@@ -24,9 +24,20 @@ LOGITS_NOTE = ("Output effect (logit lens): when this neuron is active it makes 
                "next {raised}, and less likely {lowered}.")
 
 
-def prompt_version(fmt: str, evidence: str = "activations", sample: str = "top") -> str:
-    """The stored prompt version of a format with the chosen evidence and explainer sample."""
-    return versioned(PROMPT_VERSIONS[fmt], evidence, sample)
+# `--explainer-mode contrastive`: the prompt also shows spans where the neuron stays quiet. Each format has its own
+# contrastive version (not a suffix: stored versions must fit a 50-character column with evidence and sample).
+TAP_CONTRASTIVE_VERSION = "tap-contrastive/v1"
+HIGHLIGHT_CONTRASTIVE_VERSION = "highlight-contrastive/v1"
+SNIPPETS_CONTRASTIVE_VERSION = "snippets-contrastive/v1"
+CONTRASTIVE_VERSIONS = {"token_activation_pairs": TAP_CONTRASTIVE_VERSION, "highlight": HIGHLIGHT_CONTRASTIVE_VERSION,
+                        "snippets": SNIPPETS_CONTRASTIVE_VERSION,
+                        "auto": f"auto-contrastive/v1[{TAP_CONTRASTIVE_VERSION}|{SNIPPETS_CONTRASTIVE_VERSION}]"}
+MODE_VERSIONS = {"plain": PROMPT_VERSIONS, "contrastive": CONTRASTIVE_VERSIONS}
+
+
+def prompt_version(fmt: str, evidence: str = "activations", sample: str = "top", mode: str = "plain") -> str:
+    """The stored prompt version of a format in an explainer mode, with the chosen evidence and explainer sample."""
+    return versioned(MODE_VERSIONS[mode][fmt], evidence, sample)
 
 
 def versioned(format_version: str, evidence: str, sample: str) -> str:
@@ -68,6 +79,7 @@ class FewShot:
     tokens: tuple[str, ...]
     activations: tuple[float, ...]
     explanation: str
+    quiet: tuple[str, ...] = ()  # texts where it does not fire: the contrastive prompt's counterexamples
 
 
 FEW_SHOTS: tuple[FewShot, ...] = (
@@ -75,11 +87,13 @@ FEW_SHOTS: tuple[FewShot, ...] = (
         tokens=("The", " painter", " mixed", " oil", " colors", " on", " his", " canvas", " before", " dawn", "."),
         activations=(0, 9, 1, 6, 8, 0, 0, 10, 0, 0, 0),
         explanation="words about painting and artists' materials",
+        quiet=("The farmer mixed feed for the cows before dawn.", "He signed the contract at his desk."),
     ),
     FewShot(
         tokens=("She", " paid", " $", "15", " for", " the", " ticket", " and", " $", "3", ".", "50", " for", " snacks"),
         activations=(0, 0, 2, 10, 0, 0, 0, 0, 1, 9, 0, 7, 0, 0),
         explanation="amounts of money written after a dollar sign",
+        quiet=("She counted 15 apples and 3 pears for the snacks", "The ticket office opens at 9."),
     ),
 )
 
@@ -100,17 +114,44 @@ SNIPPETS_VERB = {Polarity.POSITIVE: "fires on", Polarity.NEGATIVE: "is most nega
 class SnippetShot:
     lines: tuple[str, ...]  # already marked, as the feature's snippets will be
     explanation: str
+    quiet: tuple[str, ...] = ()  # where it does not fire: the contrastive document's counterexamples
 
 
 SNIPPET_SHOTS: tuple[SnippetShot, ...] = (
     SnippetShot(("When we got to the shop I paid <<15>> dollars", "The author of the book was born in <<1999>> in",
-                 "the farm had a total of <<42>> cats"), "numbers"),
+                 "the farm had a total of <<42>> cats"), "numbers",
+                ("When we got to the shop I paid with a card", "the farm had a lot of cats and")),
     SnippetShot(("She did not go to school <<because>> she was ill", "The match was cancelled <<because>> of the",
-                 "He was angry <<because>> nobody had told him"), 'the word "because"'),
+                 "He was angry <<because>> nobody had told him"), 'the word "because"',
+                ("She did not go to school since she was ill", "The match was cancelled due to the")),
     SnippetShot(("We stayed inside all day because of the heavy <<rain>> and",
                  "By the evening the <<storm>> had reached the coast", "The roads were covered in <<snow>> for a week"),
-                "words about the weather"),
+                "words about the weather",
+                ("We stayed inside all day because of the noise and", "By the evening the crowd had reached the")),
     SnippetShot(("We walked out into the garden and the sky was <<blue>> and",
                  "He drove down the street in a <<red>> car", "She took the old fence and painted it <<green>>."),
-                "colour words"),
+                "colour words",
+                ("We walked out into the garden and the sky was clear and", "He drove down the street in a new car")),
 )
+
+
+# --- contrastive mode: counterexamples after the activating records (delphi's contrastive explainer) ---
+CONTRAST_NOTE = {
+    Polarity.POSITIVE: "\n\nAfter the examples where the neuron activates come counterexamples: text where it does NOT "
+                       "activate (every activation 0), often text that a similar neuron fires on. The explanation must "
+                       "fit the activating examples and not the counterexamples.",
+    Polarity.NEGATIVE: "\n\nAfter the examples that push the neuron below zero come counterexamples: text where it is "
+                       "NOT pushed below zero, often text that a similar neuron fires on. The explanation must fit the "
+                       "examples and not the counterexamples.",
+}
+TAP_QUIET_HEADER = {Polarity.POSITIVE: "Texts where neuron {number} does not activate (every activation 0):",
+                    Polarity.NEGATIVE: "Texts where neuron {number} is not pushed below zero (every value 0):"}
+HIGHLIGHT_ACTIVE_HEADER = "ACTIVATING EXAMPLES:"
+HIGHLIGHT_QUIET_HEADER = "NON-ACTIVATING EXAMPLES:"
+SNIPPETS_QUIET_VERB = {Polarity.POSITIVE: "does not fire on", Polarity.NEGATIVE: "is not pushed below zero on"}
+SNIPPETS_CONTRAST_HEADER = {
+    Polarity.POSITIVE: "A list of text snippets where one neuron of a language model fires, and of snippets where it "
+                       "does not. The token where it fires is marked <<like this>>.",
+    Polarity.NEGATIVE: "A list of text snippets where one neuron of a language model is pushed furthest below zero, "
+                       "and of snippets where it is not. The token where that happens is marked <<like this>>.",
+}

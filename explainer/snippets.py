@@ -12,7 +12,13 @@ from collections.abc import Sequence
 
 from activations.vocab import Polarity
 from explainer.formatting import Scaled
-from explainer.prompts import SNIPPET_SHOTS, SNIPPETS_HEADER, SNIPPETS_VERB
+from explainer.prompts import (
+    SNIPPET_SHOTS,
+    SNIPPETS_CONTRAST_HEADER,
+    SNIPPETS_HEADER,
+    SNIPPETS_QUIET_VERB,
+    SNIPPETS_VERB,
+)
 
 LEFT, RIGHT = 8, 3  # context tokens shown before and after the peak
 EXTRA_MARKS = 2  # more marked tokens per snippet, for records that fire on several tokens
@@ -55,28 +61,38 @@ def snippet_line(tokens: Sequence[str], values: Sequence[int]) -> str:
     return " ".join("".join(parts).split())
 
 
+def quiet_line(tokens: Sequence[str], anchor: int) -> str:
+    """A counterexample cut as a snippet is (LEFT/RIGHT tokens around its anchor), unmarked."""
+    shown = tokens[max(0, anchor - LEFT):anchor + RIGHT + 1]
+    return " ".join("".join(t.replace("\n", " ").replace("\r", " ") for t in shown).split())
+
+
 def snippet_lines(records: Sequence[Scaled]) -> list[str]:
     """One line per record, best first; a line already shown is not repeated."""
     return list(dict.fromkeys(snippet_line(tokens, values) for tokens, values in records))
 
 
-def _block(letter: str, lines: Sequence[str], verb: str, explanation: str | None, evidence: str | None = None) -> str:
+def _block(letter: str, lines: Sequence[str], side: Polarity, explanation: str | None, evidence: str | None = None,
+           quiet: Sequence[str] | None = None) -> str:
+    verb = SNIPPETS_VERB[side]
     body = "".join(f"- {line}\n" for line in lines)
     # The marked words again on one line: a small model names a repeated word far more often when it sees
     # the words side by side than when they are spread across the snippets.
     marked = ", ".join(span.strip() for line in lines for span in _MARK.findall(line))
+    counter = (f"Neuron {letter} {SNIPPETS_QUIET_VERB[side]}:\n" + "".join(f"- {q}\n" for q in quiet)) if quiet else ""
     summary = f"Summary: Neuron {letter} {verb}" + (f" {explanation}." if explanation is not None else "")
     note = f"{evidence}\n" if evidence else ""
-    return f"Neuron {letter} {verb}:\n{body}Marked: {marked}\n{note}{summary}"
+    return f"Neuron {letter} {verb}:\n{body}Marked: {marked}\n{counter}{note}{summary}"
 
 
-def snippets(records: Sequence[Scaled], *, n_few_shot: int, negative: bool, evidence: str | None = None) -> list[dict]:
+def snippets(records: Sequence[Scaled], *, n_few_shot: int, negative: bool, evidence: str | None = None,
+             quiet: Sequence[str] | None = None) -> list[dict]:
     """The document as blocks (header, few-shot neurons, the feature); messages_to_prompt joins them with
-    blank lines into the completion prompt."""
+    blank lines into the completion prompt. With `quiet` (the contrastive mode's counterexamples, cut by
+    quiet_line), every neuron's block lists where it does not fire, the few-shot neurons' too."""
     side = Polarity.NEGATIVE if negative else Polarity.POSITIVE
-    verb = SNIPPETS_VERB[side]
-    blocks = [SNIPPETS_HEADER[side]]
-    blocks += [_block(chr(ord("A") + i), shot.lines, verb, shot.explanation)
+    blocks = [(SNIPPETS_CONTRAST_HEADER if quiet else SNIPPETS_HEADER)[side]]
+    blocks += [_block(chr(ord("A") + i), shot.lines, side, shot.explanation, quiet=shot.quiet if quiet else None)
                for i, shot in enumerate(SNIPPET_SHOTS[:n_few_shot])]
-    blocks.append(_block(chr(ord("A") + n_few_shot), snippet_lines(records), verb, None, evidence))
+    blocks.append(_block(chr(ord("A") + n_few_shot), snippet_lines(records), side, None, evidence, quiet))
     return [{"role": "user", "content": b} for b in blocks]

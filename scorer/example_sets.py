@@ -4,26 +4,14 @@ of its random records, and its neighbours' top spans where it does not fire (har
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
-from activations.records import ActivationRecord, FeatureRecords
+from activations.records import FeatureRecords, NeighbourWindow
 from activations.vocab import ClassificationSubset, DataSplit, Polarity, SampleKind
 from scorer.examples import EXAMPLE_TOKENS, FIRING_LEVEL, Example, ExampleSet, peak_span, peak_start, quiet_spans
 from scorer.scored_set import prompt_scale
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class NeighbourWindow:
-    """A neighbour's top record, and this feature's activations on the same window (None: it has no record
-    there, so its activations on it are not known)."""
-
-    neighbour_index: int
-    similarity: float | None
-    record: ActivationRecord  # the neighbour's activations
-    own_activations: tuple[float, ...] | None
 
 
 def _round_robin(groups: Sequence[Sequence[T]]) -> list[T]:

@@ -15,6 +15,7 @@ from autointerp.settings import get_settings
 from autointerp.workflows.options import ExplainOptions, RescoreOptions
 from explainer import EVIDENCE_CHOICES
 from explainer import FORMATS as EXPLAIN_FORMATS
+from explainer.contrast import DEFAULT_MODE, DEFAULT_NEGATIVES, MODES
 from explainer.sampling import DEFAULT_SAMPLE, SAMPLES
 from storage.core.db import Database
 from storage.reads.queries import SCORE_METHODS, SUBSETS, check_method_subset, default_subset
@@ -104,6 +105,12 @@ def _apply(options):
               help="Which train records the explainer sees: top (the collected top windows), quantiles (equal "
                    "from each activation bin), random, mixed (half top, half quantiles); seeded by --seed. See "
                    "docs/explaining-and-scoring.md.")
+@click.option("--explainer-mode", type=click.Choice(list(MODES)), default=DEFAULT_MODE, show_default=True,
+              help="plain: the explainer sees where the feature fires; contrastive: also counterexamples where it "
+                   "stays quiet (its neighbours' train top windows, then its own random train windows). See "
+                   "docs/explaining-and-scoring.md.")
+@click.option("--explainer-negatives", type=click.IntRange(1, 50), default=DEFAULT_NEGATIVES, show_default=True,
+              help="Counterexamples a contrastive prompt shows.")
 @calibrate_option
 @click.option("--request-timeout", type=click.FloatRange(0.1), default=60.0, show_default=True,
               help="Seconds before an explainer request is abandoned (and retried).")
@@ -119,7 +126,8 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
             dry_run, retry_failed, fail_fast, simulator, simulator_base_url, concurrency, device,
             no_shuffled_baseline, seed, executor, ray_address, workers, lease_seconds, db_url, evidence="activations",
             calibrate=False, explainer_sample=DEFAULT_SAMPLE, scorers="simulation", scorer_llm=None,
-            scorer_base_url=None, scorer_examples=5) -> None:
+            scorer_base_url=None, scorer_examples=5, explainer_mode=DEFAULT_MODE,
+            explainer_negatives=DEFAULT_NEGATIVES) -> None:
     """Explain, simulate and score every selected feature of a layer, as one resumable run.
 
     Each feature is explained from its train records, the best of --n-candidates is chosen on the valid
@@ -134,6 +142,7 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
       autointerp explain --layer 6 --explainer openai:gpt-4o-mini --simulator logprob:openai:llama-3-8b \\
           --simulator-base-url http://localhost:8000/v1 --concurrency 32 --budget-usd 5
       autointerp explain --layer 6 --explainer openai:gpt-4o-mini --dry-run
+      autointerp explain --layer 6 --features 0-9 --explainer-mode contrastive
     """
     from autointerp.workflows.dry_run import estimate
     from autointerp.workflows.explain_run import run_explain
@@ -144,7 +153,8 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
                           request_timeout_s=request_timeout, retry_failed=retry_failed, dry_run=dry_run,
                           simulator=simulator, simulator_base_url=_urls(simulator_base_url), concurrency=concurrency,
                           device=device, shuffled_baseline=not no_shuffled_baseline, seed=seed, evidence=evidence,
-                          calibrate=calibrate, fail_fast=fail_fast, explainer_sample=explainer_sample)
+                          calibrate=calibrate, fail_fast=fail_fast, explainer_sample=explainer_sample,
+                          explainer_mode=explainer_mode, explainer_negatives=explainer_negatives)
     opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
     opts.scorer_base_url = scorer_base_url or opts.base_url
     opts.judge_spec()  # an unknown scorer name is an error before any work

@@ -21,12 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from activations.records import FeatureRecords
 from autointerp.executors.ledger import Outcome, WorkerReport
 from autointerp.runtime.db_threads import DatabaseThreads
 from autointerp.runtime.gc_tuning import batch_collector
 from autointerp.runtime.run_stats import RunStats, llm_counters, merge_llm_stats
-from autointerp.workflows.explain_run import explain_feature, finishing_passes, make_clients, make_explain_scorers
+from autointerp.workflows.explain_run import (
+    FeatureInput,
+    explain_feature,
+    finishing_passes,
+    load_inputs,
+    make_clients,
+    make_explain_scorers,
+)
 from autointerp.workflows.options import ExplainOptions, RescoreOptions
 from llm_client.endpoints import endpoint_stats_of
 from llm_client.local_models import use_cache_dir
@@ -34,7 +40,6 @@ from storage.core import repository as repo
 from storage.core.db import Database
 from storage.core.schema import Feature
 from storage.queue import leases
-from storage.records import record_store
 
 REPORT_EVERY_S = 0.25
 
@@ -69,10 +74,10 @@ class Units(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _feature_with_records(db: Database, feature_id: int) -> tuple[Feature, FeatureRecords]:
+def _feature_with_inputs(db: Database, opts: ExplainOptions, feature_id: int) -> tuple[Feature, FeatureInput]:
     with db.session() as session:
         feature = repo.get_feature(session, feature_id)
-        return feature, record_store.load_feature_records(session, feature)
+        return feature, load_inputs(session, [feature], opts)[feature.id]
 
 
 class _ExplainUnits:
@@ -85,9 +90,10 @@ class _ExplainUnits:
         leases.finish(session, self.spec.config_hash, self.worker, feature_id)
 
     async def run(self, store: DatabaseThreads, feature_id: int, stats: RunStats) -> list[Outcome]:
-        feature, records = await store.read(_feature_with_records, self.db, feature_id)
+        feature, (records, windows) = await store.read(_feature_with_inputs, self.db, self.opts, feature_id)
         outcome = await explain_feature(self.db, store, self.opts, self.client, self.simulator, feature,
-                                        self.spec.config, self.spec.run_id, stats, records, guard=self._guard)
+                                        self.spec.config, self.spec.run_id, stats, records, guard=self._guard,
+                                        windows=windows)
         return [] if outcome is None else [(outcome.failure, outcome.failure_kind)]
 
     def llm_stats(self) -> dict[str, Any]:

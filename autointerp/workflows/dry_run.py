@@ -8,17 +8,18 @@ import asyncio
 from activations.records import FeatureRecords
 from activations.vocab import DataSplit
 from autointerp.workflows.example_scoring import walk_judge_prompts
-from autointerp.workflows.explain_run import check_logits_stored
+from autointerp.workflows.explain_run import FeatureInput, check_logits_stored, load_inputs
 from autointerp.workflows.options import ExplainOptions
 from autointerp.workflows.selection import select_features
-from explainer import PROMPT_VERSIONS, explain
+from explainer import explain
+from explainer.contrast import Contrast
 from llm_client import make_client
 from llm_client.dry_run import RecordingClient
 from scorer.example_sets import example_input
 from storage.core import repository as repo
 from storage.core.db import Database
+from storage.core.schema import Feature
 from storage.reads.scoring_inputs import neighbour_windows
-from storage.records import record_store
 from storage.results import already_done
 
 # Per feature, an LLM simulator is called once per candidate on the valid split (when choosing among
@@ -26,34 +27,41 @@ from storage.results import already_done
 LLM_SIMULATORS = ("logprob:openai:", "json:")
 
 
+def _walk_explainer(recorder: RecordingClient, opts: ExplainOptions, pending: list[Feature],
+                    inputs: dict[int, FeatureInput]) -> None:
+    """Every pending feature's explain prompts, recorded: records, logit lens and counterexamples as a run has them."""
+    async def walk() -> None:
+        try:
+            for feature in pending:
+                fr, windows = inputs[feature.id]
+                train = FeatureRecords(fr.feature, fr.select(data_splits=[DataSplit.TRAIN]), fr.stats)
+                await explain(recorder, train, fmt=opts.fmt, n_candidates=opts.n_candidates, polarity=opts.polarity,
+                              temperature=opts.effective_temperature, max_tokens=opts.max_explanation_tokens,
+                              output_logits=(feature.extra or {}).get("logits", {}) if opts.with_logits() else None,
+                              sample=opts.explainer_sample, sample_seed=opts.seed,
+                              contrast=Contrast(opts.explainer_negatives, windows) if opts.contrastive() else None)
+        finally:
+            await recorder.aclose()
+
+    asyncio.run(walk())
+
+
 def estimate(db: Database, opts: ExplainOptions) -> dict:
-    config = opts.explain_config(PROMPT_VERSIONS[opts.fmt])
+    config = opts.explain_config()
     with db.session() as session:
         features = select_features(session, opts.model, opts.layer, opts.sae, opts.features)
         finished = already_done.finished_features(session, [f.id for f in features],
                                                   config_hash=repo.config_hash(config))
         pending = [f for f in features if f.id not in finished or finished[f.id].redo(opts.retry_failed)]
         check_logits_stored(opts, pending)
-        records = [record_store.load_feature_records(session, f) for f in pending]
-        # The logit lens goes into the prompt with --evidence activations+logits, so it is counted too.
-        logits = [(f.extra or {}).get("logits", {}) if opts.with_logits() else None for f in pending]
+        # Read as the run reads them: the contrastive prompt's counterexamples count too.
+        inputs = load_inputs(session, pending, opts)
         judge_spec = opts.judge_spec()
-        examples = [example_input(fr, opts.polarity, neighbour_windows(session, f))
-                    for fr, f in zip(records, pending)] if judge_spec else []
+        examples = [example_input(inputs[f.id][0], opts.polarity, neighbour_windows(session, f))
+                    for f in pending] if judge_spec else []
     real = make_client(opts.explainer, base_url=opts.base_url, device=opts.device)
     recorder = RecordingClient(real)
-
-    async def walk() -> None:
-        try:
-            for fr, output_logits in zip(records, logits):
-                train = FeatureRecords(fr.feature, fr.select(data_splits=[DataSplit.TRAIN]), fr.stats)
-                await explain(recorder, train, fmt=opts.fmt, n_candidates=opts.n_candidates, polarity=opts.polarity,
-                              temperature=opts.effective_temperature, max_tokens=opts.max_explanation_tokens,
-                              output_logits=output_logits, sample=opts.explainer_sample, sample_seed=opts.seed)
-        finally:
-            await recorder.aclose()
-
-    asyncio.run(walk())
+    _walk_explainer(recorder, opts, pending, inputs)
     judge = None
     if judge_spec:
         # The judge's real prompts, with an explanation as long as the explainer may write one (an upper bound).

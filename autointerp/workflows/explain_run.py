@@ -10,7 +10,7 @@ from functools import partial
 
 from sqlalchemy.orm import Session
 
-from activations.records import FeatureRecords
+from activations.records import FeatureRecords, NeighbourWindow
 from activations.vocab import RunKind, ScorerName
 from autointerp.runtime.bounded import bounded
 from autointerp.runtime.db_threads import ChunkedReads, DatabaseThreads
@@ -26,7 +26,7 @@ from autointerp.workflows.feature_work import FeatureOutcome, explain_and_score
 from autointerp.workflows.finishing import finish_batch
 from autointerp.workflows.options import ExplainOptions, OptionsError
 from autointerp.workflows.selection import check_credentials, select_features
-from explainer import PROMPT_VERSIONS
+from explainer.contrast import Contrast
 from llm_client import make_client
 from llm_client.base import LLMClient
 from llm_client.endpoints import endpoint_stats_of
@@ -36,6 +36,7 @@ from simulator.factory import make_simulator
 from storage.core import repository as repo
 from storage.core.db import Database
 from storage.core.schema import Feature
+from storage.reads.contrast_windows import contrast_windows_of
 from storage.records import record_store
 from storage.results import already_done, outcome_store
 
@@ -68,9 +69,20 @@ def _save_outcome(db: Database, feature: repo.FeatureKeyed, outcome: FeatureOutc
                                             config=config, run_id=run_id, evaluation=_evaluation(outcome, opts))
 
 
-def _load_many(db: Database, feature_ids: Sequence[int]) -> dict[int, FeatureRecords]:
+# A feature's records, and (contrastive mode only) its neighbours' windows the explainer may show.
+FeatureInput = tuple[FeatureRecords, list[NeighbourWindow] | None]
+
+
+def load_inputs(session: Session, features: Sequence[Feature], opts: ExplainOptions) -> dict[int, FeatureInput]:
+    """What explaining each of `features` reads, by feature row id."""
+    records = record_store.load_many_feature_records(session, features)
+    windows = contrast_windows_of(session, features) if opts.contrastive() else {}
+    return {fid: (fr, windows.get(fid)) for fid, fr in records.items()}
+
+
+def _load_many(db: Database, opts: ExplainOptions, feature_ids: Sequence[int]) -> dict[int, FeatureInput]:
     with db.session() as session:
-        return record_store.load_many_feature_records(session, repo.get_features(session, feature_ids))
+        return load_inputs(session, repo.get_features(session, feature_ids), opts)
 
 
 def _scored_explanations(db: Database, feature_ids: list[int], config: dict) -> list[int]:
@@ -91,9 +103,11 @@ def make_clients(db: Database, opts: ExplainOptions) -> tuple[LLMClient, Simulat
 
 async def explain_feature(db: Database, store: DatabaseThreads, opts: ExplainOptions, client: LLMClient,
                           simulator: Simulator, feature: Feature, config: dict, run_id: int, stats: RunStats,
-                          records: FeatureRecords, guard: SaveGuard | None = None) -> FeatureOutcome | None:
+                          records: FeatureRecords, guard: SaveGuard | None = None,
+                          windows: list[NeighbourWindow] | None = None) -> FeatureOutcome | None:
     """Explain, simulate, score and store one feature's `records` (one transaction), counting it in `stats`;
-    returns the outcome, None when another run stored the feature first."""
+    returns the outcome, None when another run stored the feature first. `windows`: in the contrastive mode, the
+    neighbours' windows the explainer may show (None: no neighbours stored)."""
     # Dead features come back failed from the explainer (nothing above zero) without an LLM call.
     outcome = await explain_and_score(
         records, client, simulator, fmt=opts.fmt, n_candidates=opts.n_candidates, polarity=opts.polarity,
@@ -101,6 +115,7 @@ async def explain_feature(db: Database, store: DatabaseThreads, opts: ExplainOpt
         simulate_test=ScorerName.SIMULATION in opts.scorer_names(),
         output_logits=(feature.extra or {}).get("logits", {}) if opts.with_logits() else None,
         calibrate=opts.calibrate, sample=opts.explainer_sample,
+        contrast=Contrast(opts.explainer_negatives, windows) if opts.contrastive() else None,
     )
     written = await store.write(_save_outcome, db, feature, outcome, opts, config, run_id, guard)
     stats.record_outcome(feature.index, written, outcome.failure, outcome.failure_kind)
@@ -148,16 +163,16 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
             record.details["endpoints"] = endpoint_stats_of(client, simulator_client)
             await store.write(record.save)
 
-    async def work(store: DatabaseThreads, records: ChunkedReads[int, FeatureRecords], position: int) -> None:
+    async def work(store: DatabaseThreads, records: ChunkedReads[int, FeatureInput], position: int) -> None:
         feature = features[position]
         if stop.is_set():
             return
         try:
-            feature_records = await records.get(position)
-            if feature_records is None:  # _load_many reads every feature it is given
+            inputs = await records.get(position)
+            if inputs is None:  # _load_many reads every feature it is given
                 raise LookupError(f"feature {feature.index}: its records were not read")
             outcome = await explain_feature(db, store, opts, client, simulator, feature, config, record.run_id,
-                                            stats, feature_records)
+                                            stats, inputs[0], windows=inputs[1])
             reason = fail_fast.observe(outcome.failure, outcome.failure_kind) if outcome is not None else None
             if reason is not None:
                 stats.fail_run(reason)
@@ -171,7 +186,7 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
 
     try:
         with DatabaseThreads() as store:
-            records = ChunkedReads(store, partial(_load_many, db), [f.id for f in features], LOAD_CHUNK)
+            records = ChunkedReads(store, partial(_load_many, db, opts), [f.id for f in features], LOAD_CHUNK)
             await bounded(len(features), opts.concurrency, partial(work, store, records))
             if not stop.is_set():
                 await finishing_passes(db, store, opts, simulator, run_scorers, all_feature_ids, config,
@@ -211,7 +226,7 @@ class ExplainPlan:
 def plan_explain(db: Database, opts: ExplainOptions) -> ExplainPlan:
     """The features to explain (finished ones skipped; failed ones too unless they failed on the endpoint or
     `retry_failed`), checked for the evidence the prompt needs; shared by the local and the distributed run."""
-    config = opts.explain_config(PROMPT_VERSIONS[opts.fmt])
+    config = opts.explain_config()
     chash = repo.config_hash(config)
     with db.session() as session:
         features = select_features(session, opts.model, opts.layer, opts.sae, opts.features)

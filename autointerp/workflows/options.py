@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass
 
 from activations.errors import UserError
 from activations.vocab import Polarity, ScorerName
-from explainer.prompts import EVIDENCE_CHOICES, versioned
+from explainer.contrast import DEFAULT_MODE, DEFAULT_NEGATIVES, MODES, NEGATIVES_RULE
+from explainer.prompts import EVIDENCE_CHOICES, MODE_VERSIONS, versioned
 from explainer.sampling import DEFAULT_SAMPLE, SAMPLES, SEEDED_SAMPLES
 from scorer.methods import parse_scorers
 from scorer.stored_config import SCORING_VERSION
@@ -100,16 +101,27 @@ class ExplainOptions(BatchOptions):
     dry_run: bool = False
     evidence: str = "activations"  # or "activations+logits": the feature's logit lens in the prompt too
     explainer_sample: str = DEFAULT_SAMPLE  # which train records the prompt shows (explainer.sampling)
+    explainer_mode: str = DEFAULT_MODE  # or "contrastive": counterexamples where the feature is quiet too
+    explainer_negatives: int = DEFAULT_NEGATIVES  # counterexamples a contrastive prompt shows (explainer.contrast)
 
-    def explain_config(self, prompt_version: str) -> dict:
+    def contrastive(self) -> bool:
+        if self.explainer_mode not in MODES:
+            raise OptionsError(f"--explainer-mode {self.explainer_mode!r} is not one of {', '.join(MODES)}")
+        if self.explainer_mode == "contrastive" and self.explainer_negatives < 1:
+            raise OptionsError(f"--explainer-negatives must be >= 1 (got {self.explainer_negatives})")
+        return self.explainer_mode == "contrastive"
+
+    def explain_config(self) -> dict:
         """What makes two explanations 'the same work': rerunning it skips the feature. The evidence choice is in
         it only when it is not the default, so such configs stored before it existed still match; the explainer
         sample always is (with its seed when the seed changes the draw), as configs without it showed other
-        records."""
+        records. The contrastive mode has its own prompt versions, and its counterexamples' count and rule."""
         if self.explainer_sample not in SAMPLES:
             raise OptionsError(f"--explainer-sample {self.explainer_sample!r} is not one of {', '.join(SAMPLES)}")
+        contrastive = self.contrastive()
         config = {"explainer": self.explainer, "fmt": self.fmt,
-                  "prompt_version": versioned(prompt_version, self.evidence, self.explainer_sample),
+                  "prompt_version": versioned(MODE_VERSIONS[self.explainer_mode][self.fmt], self.evidence,
+                                              self.explainer_sample),
                   "n_candidates": self.n_candidates, "polarity": self.polarity,
                   "temperature": self.effective_temperature, "max_tokens": self.max_explanation_tokens,
                   "simulator": self.simulator, "scoring_version": SCORING_VERSION,  # it chooses among candidates
@@ -118,6 +130,9 @@ class ExplainOptions(BatchOptions):
             config["evidence"] = self.evidence
         if self.explainer_sample in SEEDED_SAMPLES:
             config["sample_seed"] = self.seed
+        if contrastive:
+            config.update(explainer_mode=self.explainer_mode, explainer_negatives=self.explainer_negatives,
+                          negatives_rule=NEGATIVES_RULE)
         return config
 
     def with_logits(self) -> bool:
