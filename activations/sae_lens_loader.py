@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,11 @@ _LIBRARY_ERRORS = (ValueError, KeyError, TypeError, RuntimeError, OSError)  # wh
 
 
 def available() -> bool:
-    return importlib.util.find_spec("sae_lens") is not None
+    try:
+        import sae_lens  # noqa: F401  (imported once here; every use below needs it anyway)
+    except ImportError:
+        return False
+    return True
 
 
 def _require(what: str) -> None:
