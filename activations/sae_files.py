@@ -111,7 +111,7 @@ def load_saelens_without_saelens(folder: Path) -> Sae:
         name=folder.name, path=str(folder), format="saelens", architecture=arch,
         W_enc=weights["W_enc"], b_enc=weights["b_enc"],
         pre_bias=weights["b_dec"] if cfg.get("apply_b_dec_to_input", True) else None,
-        threshold=threshold, k=int(k) if arch == "topk" else None, input_norm=norm,
+        threshold=threshold, k=int(k) if arch == "topk" and k is not None else None, input_norm=norm,
         hook=hook_of(hook_name, cfg.get("hook_layer"), cfg_file) if hook_name else None, W_dec=weights["W_dec"],
     )
 
@@ -184,7 +184,7 @@ def load_openai(file: Path) -> Sae:
         raise SaeError(f"SAE {file}: activation {activation!r} is not supported (TopK, ReLU)")
     W_enc = _tensor(state, "encoder.weight", file).T
     d_in, d_sae = W_enc.shape
-    expected = {"latent_bias": (d_sae,), "pre_bias": (d_in,)}
+    expected: dict[str, tuple[int, ...]] = {"latent_bias": (d_sae,), "pre_bias": (d_in,)}
     if "decoder.weight" in state:
         expected["decoder.weight"] = (d_in, d_sae)
     check_shapes({key: tuple(v.shape) for key, v in state.items() if isinstance(v, torch.Tensor)}, expected, file,
@@ -216,7 +216,7 @@ def load_gemma_scope(file: Path) -> Sae:
         weights = {key: params[key] for key in params.files}
     W_enc = _tensor(weights, "W_enc", file)
     d_in, d_sae = W_enc.shape
-    expected = {"b_enc": (d_sae,), "threshold": (d_sae,)}
+    expected: dict[str, tuple[int, ...]] = {"b_enc": (d_sae,), "threshold": (d_sae,)}
     if "W_dec" in weights:
         expected["W_dec"] = (d_sae, d_in)
     check_shapes({key: tuple(v.shape) for key, v in weights.items()}, expected, file, f"W_enc ({d_in} x {d_sae})")

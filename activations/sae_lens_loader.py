@@ -3,7 +3,8 @@
 - A SAELens folder on disk (cfg.json + sae_weights.safetensors), of any architecture SAELens registers
   (standard, gated, jumprelu, topk, transcoder, skip_transcoder, jumprelu_transcoder ...): `SAE.load_from_disk`.
 - `RELEASE/SAE_ID` from SAELens's pretrained directory (downloaded from the Hugging Face Hub; a Hub repo id
-  `owner/repo/SAE_ID` works too): `SAE.from_pretrained`.
+  `owner/repo/SAE_ID` works too): `SAE.from_pretrained`. Refused while HF_HUB_OFFLINE is set (not every
+  SAELens loader honours it).
 Both load in float32 on the CPU (collection moves the SAE to the model's device), and SAELens's own `encode`
 gives the latents. Before SAELens reads a folder, its cfg.json fields and tensor shapes are checked here, so a
 malformed folder fails with one error naming the file and the field or tensor.
@@ -123,14 +124,25 @@ def load_pretrained(spec: str) -> Sae:
         ids = list(directory[release].saes_map)
         close = difflib.get_close_matches(sae_id, ids, n=3) or ids[:3]
         raise SaeError(f"--sae saelens:{spec}: release {release!r} has no SAE {sae_id!r} (e.g. {', '.join(close)})")
+    _refuse_offline(spec, release, sae_id)
     try:
         module = SAE.from_pretrained(release, sae_id, device="cpu", dtype="float32")
     except _LIBRARY_ERRORS as exc:
         reason = " ".join(str(exc).split())
         raise SaeError(f"--sae saelens:{spec}: SAELens could not load {release}/{sae_id} ({type(exc).__name__}: "
-                       f"{reason}). It downloads from the Hugging Face Hub: run it once online (HF_HUB_OFFLINE "
-                       "unset), or pass the SAE's folder") from None
+                       f"{reason}); it downloads from the Hugging Face Hub") from None
     return from_module(module, name=f"{release}/{sae_id}", path=f"saelens:{release}/{sae_id}", cfg_file=None)
+
+
+def _refuse_offline(spec: str, release: str, sae_id: str) -> None:
+    """Some of SAELens's loaders (Gemma Scope 2's) ask the Hub for tensor shapes with plain HTTP even when
+    HF_HUB_OFFLINE is set: offline, a `saelens:` spec stops here rather than reach for the network."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise SaeError(f"--sae saelens:{spec}: HF_HUB_OFFLINE is set, and SAELens loads {release}/{sae_id} from the "
+                       "Hugging Face Hub. Unset HF_HUB_OFFLINE, or once online save it (SAE.from_pretrained(...)"
+                       ".save_model(FOLDER)) and pass --sae FOLDER")
 
 
 def from_module(module: Any, *, name: str, path: str, cfg_file: Path | None) -> Sae:

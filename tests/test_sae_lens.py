@@ -114,9 +114,10 @@ def test_pretrained_spec_errors_are_clear_and_nothing_is_downloaded(monkeypatch)
         load_sae("saelens:gpt2-small-res-jbb/blocks.6.hook_resid_pre")
     with pytest.raises(SaeError, match=r"release 'gpt2-small-res-jb' has no SAE 'blocks.66.hook_resid_pre'"):
         load_sae("saelens:gpt2-small-res-jb/blocks.66.hook_resid_pre")
-    with pytest.raises(SaeError, match=r"saelens:gpt2-small-res-jb/blocks.6.hook_resid_pre: SAELens could not load .*"
-                                       r"LocalEntryNotFoundError.* run it once online"):
-        load_sae("saelens:gpt2-small-res-jb/blocks.6.hook_resid_pre")
+    for spec in ("gpt2-small-res-jb/blocks.6.hook_resid_pre", "gemma-scope-2-270m-pt-res/layer_5_width_16k_l0_small"):
+        with pytest.raises(SaeError, match=rf"saelens:{spec}: HF_HUB_OFFLINE is set, and SAELens loads {spec} from the "
+                                           r"Hugging Face Hub. Unset HF_HUB_OFFLINE, or once online save it"):
+            load_sae(f"saelens:{spec}")
 
 
 def test_without_the_package_saelens_specs_and_architectures_ask_for_the_extra(tmp_path, monkeypatch):
