@@ -89,8 +89,8 @@ def _check_sae(model: Any, sae: Sae, hook: HookPoint, width: int) -> None:
             f"SAE {sae.name} expects d_in={sae.d_in} at {hook}, but {type(model).__name__} gives {width} values "
             "per token there; pick the SAE trained on this model and hook point, or pass the right hook"
         )
-    out = sae.output_hook
-    if sae.hook_out is not None and out is not None and sae.W_dec is not None:
+    out = sae.hook_out
+    if out is not None and sae.W_dec is not None:
         d_out = int(sae.W_dec.shape[1])
         if d_out != hook_width(model, out):
             raise HookError(

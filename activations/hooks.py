@@ -6,8 +6,8 @@ residual stream after the pre-MLP norm, what a transcoder reads), `mlp_out` (the
 `resid_pre` (the residual stream entering the layer) and `resid_post` (leaving it). Names in the
 TransformerLens/SAELens style (`blocks.6.hook_resid_post`) and sparsify style (`layers.6`, `layers.6.mlp`)
 parse to the same points. For the MLP input, TransformerLens's `ln2.hook_normalized` (with the norm's
-weight folded in, as TransformerLens loads models by default), TransformerBridge's `mlp.hook_in` and the
-`hook_mlp_in` that SAELens's transcoder releases (Gemma Scope 2) name their input with all mean `mlp_in`.
+weight folded in, as TransformerLens loads models by default), TransformerBridge's `mlp.hook_in`, and
+`hook_mlp_in`, the name SAELens's transcoder releases (Gemma Scope 2) give their input, all mean `mlp_in`.
 """
 
 from __future__ import annotations

@@ -140,8 +140,8 @@ def test_sparsify_transcoder_reads_the_mlp_input_and_writes_its_output(tmp_path)
     assert (sae.hook, sae.hook_out, sae.output_hook) == (HookPoint(4, "mlp_in"), HookPoint(4, "mlp_out"), HookPoint(4, "mlp_out"))
     assert str(sae.hook) == "blocks.4.mlp.hook_in" and sae.architecture == "topk_transcoder"
     np.testing.assert_allclose(_encode(folder), _topk(X @ W_ENC + B_ENC, K), rtol=1e-5, atol=1e-5)
-    (folder.parent / "layers.4.mlp.act").mkdir()
-    odd = folder.parent / "layers.4.mlp.act"
+    odd = folder.parent / "layers.4.mlp.act"  # the same transcoder at a module it cannot read around
+    odd.mkdir()
     for name in ("sae.safetensors", "cfg.json"):
         (odd / name).write_bytes((folder / name).read_bytes())
     with pytest.raises(SaeError, match="transcoders of 'layers.4.mlp.act' are not supported"):
