@@ -18,6 +18,7 @@ from activations.collect_config import CollectConfig, Target
 from activations.corpus import Corpus
 from activations.hooks import HookError, HookPoint, attach, decoder_layers, hook_width
 from activations.records import FeatureRecords
+from activations.sae import Sae
 from activations.sampling import SamplerResult, StreamingSampler
 from activations.windows import Window, WindowBatch, bos_prefix, iter_batches, iter_windows, pad_id_of
 
@@ -74,14 +75,28 @@ def check_targets(model: Any, targets: list[Target]) -> dict[Target, int]:
     widths = {}
     for target in targets:
         width = hook_width(model, target.hook)
-        if target.sae is not None and target.sae.d_in != width:
-            raise HookError(
-                f"SAE {target.sae.name} expects d_in={target.sae.d_in} at {target.hook}, but "
-                f"{type(model).__name__} gives {width} values per token there; pick the SAE trained on this "
-                "model and hook point, or pass the right hook"
-            )
+        if target.sae is not None:
+            _check_sae(model, target.sae, target.hook, width)
         widths[target] = target.sae.d_sae if target.sae is not None else width
     return widths
+
+
+def _check_sae(model: Any, sae: Sae, hook: HookPoint, width: int) -> None:
+    """The SAE reads as many values as its input point gives, and (a transcoder) writes as many as its output
+    point takes, so its decoder rows are directions there."""
+    if sae.d_in != width:
+        raise HookError(
+            f"SAE {sae.name} expects d_in={sae.d_in} at {hook}, but {type(model).__name__} gives {width} values "
+            "per token there; pick the SAE trained on this model and hook point, or pass the right hook"
+        )
+    out = sae.hook_out
+    if out is not None and sae.W_dec is not None:
+        d_out = int(sae.W_dec.shape[1])
+        if d_out != hook_width(model, out):
+            raise HookError(
+                f"transcoder {sae.name} writes d_out={d_out} at {out}, but {type(model).__name__} takes "
+                f"{hook_width(model, out)} values per token there; pass the right output hook (--sae-hook-out)"
+            )
 
 
 def _device_and_dtype(model: Any) -> tuple[torch.device, torch.dtype]:

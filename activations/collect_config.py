@@ -31,7 +31,9 @@ class Target:
         return self.sae.name if self.sae is not None else None
 
     def __str__(self) -> str:
-        return f"layer {self.layer} SAE {self.sae_name}" if self.sae else f"layer {self.layer} MLP neurons"
+        if self.sae is None:
+            return f"layer {self.layer} MLP neurons"
+        return f"layer {self.layer} {'transcoder' if self.sae.hook_out is not None else 'SAE'} {self.sae_name}"
 
 
 def neuron_target(layer: int) -> Target:

@@ -2,6 +2,7 @@
 
 - Nearest neighbours: the k features of the same target whose directions are most alike by cosine; for SAE
   latents the decoder rows, for MLP neurons their columns of the down projection (the neuron's output weights).
+  A transcoder's decoder rows are directions at its output point (`Sae.output_hook`), not where it reads.
 - Logit lens: a feature's output direction read through the final norm's scale and the unembedding, the tokens
   it promotes and suppresses most.
 
@@ -42,12 +43,13 @@ def feature_directions(model: Any, target: Target) -> torch.Tensor | None:
 
 
 def residual_directions(model: Any, target: Target, directions: torch.Tensor) -> torch.Tensor:
-    """[n_features, d_model]: what each feature (its `feature_directions`) writes to the residual stream. An
-    SAE trained on MLP activations (site mlp_act) has decoder rows in neuron space: they go through the down
-    projection."""
-    if target.sae is None or target.hook.site != "mlp_act":
+    """[n_features, d_model]: what each feature (its `feature_directions`) writes to the residual stream. A
+    decoder that writes MLP activations (output site mlp_act) has rows in neuron space: they go through the
+    down projection of the output point's layer."""
+    out = target.sae.output_hook if target.sae is not None else None
+    if out is None or out.site != "mlp_act":
         return directions
-    neurons = neuron_output_directions(model, target.layer)
+    neurons = neuron_output_directions(model, out.layer)
     return directions.to(neurons.device, neurons.dtype) @ neurons
 
 

@@ -1,10 +1,13 @@
 """Hook points of HF decoder models: name them, find their modules, read their widths, capture them.
 
 A hook point is (layer, site). Sites: `mlp_act` (the post-nonlinearity MLP activation, i.e. the input of
-the down projection, gated MLPs included: one value per MLP neuron), `mlp_out` (the MLP's output),
+the down projection, gated MLPs included: one value per MLP neuron), `mlp_in` (the MLP module's input: the
+residual stream after the pre-MLP norm, what a transcoder reads), `mlp_out` (the MLP module's output),
 `resid_pre` (the residual stream entering the layer) and `resid_post` (leaving it). Names in the
 TransformerLens/SAELens style (`blocks.6.hook_resid_post`) and sparsify style (`layers.6`, `layers.6.mlp`)
-parse to the same points.
+parse to the same points. For the MLP input, TransformerLens's `ln2.hook_normalized` (with the norm's
+weight folded in, as TransformerLens loads models by default), TransformerBridge's `mlp.hook_in`, and
+`hook_mlp_in`, the name SAELens's transcoder releases (Gemma Scope 2) give their input, all mean `mlp_in`.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import torch
 
 from activations.errors import UserError
 
-SITES = ("mlp_act", "mlp_out", "resid_pre", "resid_post")
+SITES = ("mlp_act", "mlp_in", "mlp_out", "resid_pre", "resid_post")
 _ALIASES = {
     "hook_resid_post": "resid_post", "hook_resid_pre": "resid_pre", "hook_mlp_out": "mlp_out",
     "mlp.hook_post": "mlp_act", "mlp_post_act": "mlp_act", "resid_post_mlp": "resid_post",
     "resid_delta_mlp": "mlp_out", "": "resid_post", "mlp": "mlp_out", "mlp.act": "mlp_act",
+    "ln2.hook_normalized": "mlp_in", "mlp.hook_in": "mlp_in", "hook_mlp_in": "mlp_in",
 }
+_NAMES = {"mlp_act": "mlp.hook_post", "mlp_in": "mlp.hook_in"}  # the rest are hook_<site>
 _NAME = re.compile(r"^(?:blocks|layers|model\.layers|h)\.(\d+)(?:\.(.+))?$")
 _LAYER_LISTS = ("layers", "h", "blocks")  # Llama/Gemma/Mistral/NeoX, GPT-2, others
 _DOWN_PROJ = ("down_proj", "c_proj", "dense_4h_to_h", "fc_out", "fc2")
@@ -45,7 +50,7 @@ class HookPoint:
             raise HookError(f"hook layer must be >= 0 (got {self.layer})")
 
     def __str__(self) -> str:
-        return f"blocks.{self.layer}.{'mlp.hook_post' if self.site == 'mlp_act' else 'hook_' + self.site}"
+        return f"blocks.{self.layer}.{_NAMES.get(self.site, 'hook_' + self.site)}"
 
 
 def parse_site(text: str) -> str:
@@ -108,7 +113,7 @@ def hook_module(model: Any, hook: HookPoint) -> Any:
     block = layers[hook.layer]
     if hook.site == "mlp_act":
         return down_projection(block, model)
-    if hook.site == "mlp_out":
+    if hook.site in ("mlp_in", "mlp_out"):
         return _mlp_of(block, model)
     return block
 
@@ -134,9 +139,9 @@ def _first_tensor(value: Any) -> torch.Tensor:
 def attach(model: Any, hook: HookPoint, sink: Callable[[torch.Tensor], None]) -> Any:
     """Register a hook that passes the hook point's [batch, seq, width] tensor to `sink`; returns the handle."""
     module = hook_module(model, hook)
-    if hook.site in ("mlp_act", "resid_pre"):
+    if hook.site in ("mlp_act", "mlp_in", "resid_pre"):
         def pre(_module: Any, args: tuple, kwargs: dict) -> None:
-            sink(args[0] if args else kwargs["hidden_states"])
+            sink(args[0] if args else kwargs.get("hidden_states", next(iter(kwargs.values()))))
 
         return module.register_forward_pre_hook(pre, with_kwargs=True)
 

@@ -181,3 +181,33 @@ def test_sae_on_mlp_activations_reads_its_decoder_through_the_down_projection():
     assert latents[1]["logits"]["promoted"][0][1] == pytest.approx(2 * latents[0]["logits"]["promoted"][0][1],
                                                                    rel=1e-4)
     assert latents[0]["neighbours"][0] == {"index": 1, "similarity": pytest.approx(1.0)}
+
+
+@pytest.mark.slow
+def test_a_transcoders_evidence_reads_its_decoder_at_its_output_point():
+    """Where a transcoder reads does not matter to its weight evidence; where it writes does. One reading the
+    neuron activations (mlp_act) and writing the MLP output has residual-space decoder rows, read directly; one
+    writing the neuron activations has neuron-space rows, read through the down projection."""
+    from activations.collect_config import Target
+    from activations.evidence import feature_evidence
+    from activations.hooks import HookPoint
+    from activations.sae import Sae
+
+    smol = load_model(SMOL, device="cpu")
+    d_mlp, d_model = smol.model.config.intermediate_size, smol.model.config.hidden_size
+    neurons = feature_evidence(smol.model, smol.tokenizer, neuron_target(1), k=3)
+    column = smol.model.model.layers[1].mlp.down_proj.weight.detach().T[7]  # what neuron 7 writes
+    writes_residual = torch.stack([column, -column, torch.randn(d_model)])
+    reads_neurons = Sae(name="tc-a", path="-", format="saelens", architecture="transcoder", W_enc=torch.zeros(d_mlp, 3),
+                        b_enc=torch.zeros(3), hook=HookPoint(1, "mlp_act"), hook_out=HookPoint(1, "mlp_out"),
+                        W_dec=writes_residual)
+    writes_neurons = Sae(name="tc-b", path="-", format="saelens", architecture="transcoder", W_enc=torch.zeros(d_model, 2),
+                         b_enc=torch.zeros(2), hook=HookPoint(1, "mlp_in"), hook_out=HookPoint(1, "mlp_act"),
+                         W_dec=torch.eye(d_mlp)[[7, 100]])
+    for sae in (reads_neurons, writes_neurons):
+        latent = feature_evidence(smol.model, smol.tokenizer, Target(sae.hook, sae), k=1)[0]
+        ours, theirs = latent["logits"]["promoted"], neurons[7]["logits"]["promoted"]
+        assert [t for t, _ in ours] == [t for t, _ in theirs]
+        assert [v for _, v in ours] == pytest.approx([v for _, v in theirs], rel=1e-4)
+    opposite = feature_evidence(smol.model, smol.tokenizer, Target(reads_neurons.hook, reads_neurons), k=1)[1]
+    assert opposite["logits"]["suppressed"][0][0] == neurons[7]["logits"]["promoted"][0][0]

@@ -32,7 +32,8 @@ def parse_layers(text: str | None) -> list[int]:
     return layers
 
 
-def build_targets(layers: list[int], sae_path: str | None, sae_hook: str | None, sae_name: str | None) -> list[Target]:
+def build_targets(layers: list[int], sae_path: str | None, sae_hook: str | None, sae_name: str | None,
+                  sae_hook_out: str | None = None) -> list[Target]:
     from activations.collect_config import neuron_target, sae_target  # torch
     from activations.sae import load_sae
 
@@ -42,7 +43,7 @@ def build_targets(layers: list[int], sae_path: str | None, sae_hook: str | None,
         return [neuron_target(layer) for layer in layers]
     if len(layers) > 1:
         raise click.UsageError("an SAE hooks one layer: give at most one --layers value with --sae")
-    sae = load_sae(sae_path, hook=sae_hook, layer=layers[0] if layers else None, name=sae_name)
+    sae = load_sae(sae_path, hook=sae_hook, layer=layers[0] if layers else None, name=sae_name, hook_out=sae_hook_out)
     if layers and sae.hook is not None and sae.hook.layer != layers[0]:
         raise click.UsageError(f"SAE {sae.name} hooks layer {sae.hook.layer} ({sae.hook}), not --layers {layers[0]}; "
                                "drop --layers or pass --sae-hook")
@@ -55,10 +56,14 @@ def build_targets(layers: list[int], sae_path: str | None, sae_hook: str | None,
 @click.option("--layers", default=None,
               help="Layers whose MLP neurons to collect, e.g. 3,5 (with --sae: the SAE's layer).")
 @click.option("--sae", "sae_path", default=None,
-              help="SAE folder/file (SAELens, sparsify, OpenAI .pt, Gemma Scope params.npz).")
+              help="SAE or transcoder: a folder/file (SAELens, sparsify, OpenAI .pt, Gemma Scope params.npz) or "
+                   "saelens:RELEASE/SAE_ID (downloads; pip install 'autointerp[saelens]').")
 @click.option("--sae-hook", default=None,
-              help="Override the SAE hook point: blocks.6.hook_resid_post, layers.6.mlp, or a site "
-                   "(resid_post, mlp_out, mlp_act).")
+              help="Override where the SAE reads: blocks.6.hook_resid_post, layers.6.mlp, or a site "
+                   "(resid_post, resid_pre, mlp_in, mlp_out, mlp_act).")
+@click.option("--sae-hook-out", default=None,
+              help="Override where a transcoder writes (its decoder's point, for neighbours and logit lens), "
+                   "e.g. blocks.6.hook_mlp_out or mlp_out.")
 @click.option("--sae-name", default=None, help="Name to store the SAE under (default: from its path).")
 @click.option("--corpus", "corpus_spec", default="wikipedia", show_default=True,
               help="wikipedia, a .txt/.jsonl/.parquet file or folder, or hf:<dataset>[:<config>][@<split>]: a "
@@ -95,8 +100,9 @@ def build_targets(layers: list[int], sae_path: str | None, sae_hook: str | None,
                    "collect resumes (default: beside a SQLite database, else the user cache dir).")
 @db_option
 def collect_command(
-    model_spec: str, layers: str | None, sae_path: str | None, sae_hook: str | None, sae_name: str | None,
-    corpus_spec: str, text_column: str | None, max_tokens: int, ctx_len: int, batch_size: int | None, device: str,
+    model_spec: str, layers: str | None, sae_path: str | None, sae_hook: str | None, sae_hook_out: str | None,
+    sae_name: str | None, corpus_spec: str, text_column: str | None, max_tokens: int, ctx_len: int,
+    batch_size: int | None, device: str,
     dtype: str | None, seed: int, top_k: int, n_random: int, n_quantiles: int, per_quantile: int, overwrite: bool,
     executor: str, ray_address: str, workers: int, shards: int, checkpoint_dir: str | None, db_url: str,
 ) -> None:
@@ -111,12 +117,13 @@ def collect_command(
       autointerp collect --layers 6 --corpus hf:Salesforce/wikitext:wikitext-103-raw-v1@validation
       autointerp collect --layers 6 --corpus pages.parquet --text-column body
       autointerp collect --layers 6 --sae ./my-sae --sae-hook blocks.6.hook_resid_post
+      autointerp collect --sae saelens:gemma-scope-2-270m-pt-res/layer_5_width_16k_l0_small
     """
     from activations.collect_config import CollectConfig  # torch
     from activations.sampling import SamplerConfig
     from autointerp.workflows.collect_run import run_collect
 
-    targets = build_targets(parse_layers(layers), sae_path, sae_hook, sae_name)
+    targets = build_targets(parse_layers(layers), sae_path, sae_hook, sae_name, sae_hook_out)
     if batch_size is None:
         batch_size = 128 if device.startswith("cuda") or (device == "auto" and _cuda()) else 16
     config = CollectConfig(

@@ -62,8 +62,10 @@ def run_collect(
         # transformers' own reasons span several lines; the CLI prints one.
         raise ModelLoadError(" ".join(str(exc).split())) from None
     check_targets(loaded.model, todo)  # before any forward pass, and before a run row exists
+    # The SAEs' descriptions (loader, architecture, hooks) too: another loader or file may give other latents.
     run_config = {"model": name, "corpus": corpus.name, "targets": [str(t) for t in todo], "device": loaded.device,
-                  "dtype": str(loaded.dtype), **asdict(config)}
+                  "dtype": str(loaded.dtype), "saes": [describe(t.sae) for t in todo if t.sae is not None],
+                  **asdict(config)}
     stored: dict[str, Any] = {}
     with sigterm_interrupts(), RunRecord(db, RunKind.COLLECT, run_config, total=len(todo)) as record:
         start = time.perf_counter()
