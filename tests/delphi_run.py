@@ -76,7 +76,7 @@ def _examples(tokens: np.ndarray, acts: dict[tuple[int, int], float], scorer: st
     (detection: random windows where it never fires; active fuzzing: the same activating windows again)."""
     positive, negative, probabilities = answers
     peaks = sorted(acts, key=lambda k: (-acts[k], k))[:len(positive)]
-    windows = [(*_window(tokens, acts, s, p), True, 1) for s, p in peaks]
+    windows: list[tuple[list[int], list, bool, float]] = [(*_window(tokens, acts, s, p), True, 1) for s, p in peaks]
     if scorer == "fuzz":
         windows += [(ids, values, False, -1) for ids, values, _, _ in windows[:len(negative)]]
     else:

@@ -185,9 +185,10 @@ def _score_values(imported: ImportedExplanation) -> list[tuple]:
     """(method, subset, value, undefined_reason, n_records, simulator, scorer_hash, ci_low, ci_high, details) of
     each score: a file's own numbers (top_and_random) and those computed from its per-example results."""
     own = repo.config_hash({})
-    rows = [(method, ScoringSubset.TOP_AND_RANDOM, value, None if value is not None else "undefined in the imported "
-             "file", len(imported.sequences) or None, IMPORT_SIMULATOR, own, None, None, {})
-            for method, value in imported.scores.items()]
+    undefined = "undefined in the imported file"
+    rows: list[tuple] = [(method, ScoringSubset.TOP_AND_RANDOM, value, None if value is not None else undefined,
+                          len(imported.sequences) or None, IMPORT_SIMULATOR, own, None, None, {})
+                         for method, value in imported.scores.items()]
     rows += [(s.method, s.subset, s.value, s.undefined_reason, s.n_records, s.simulator,
               repo.config_hash(s.scorer_config), s.ci_low, s.ci_high, {**s.details, "scorer_config": s.scorer_config})
              for s in imported.scored]
