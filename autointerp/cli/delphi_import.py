@@ -28,16 +28,16 @@ def _cache_items(hookpoints: list[DelphiHookpoint], name: str) -> list[ImportedF
     return items
 
 
-def _need_model(folder: Path, named: object) -> ImportFormatError:
-    return ImportFormatError(f"{folder}: delphi output needs --model, the subject model its latents belong to (and "
-                             f"whose tokenizer made a cache's tokens; delphi's config names {named!r}), "
-                             "e.g. --model smollm2-135m")
+def _need_model(folder: Path, what: str, named: object) -> ImportFormatError:
+    return ImportFormatError(f"{folder}: a delphi {what} needs --model, the subject model whose tokenizer made its "
+                             f"tokens (its {'config.json' if what == 'cache' else 'run_config.json'} names "
+                             f"{named!r}), e.g. --model smollm2-135m")
 
 
 def import_delphi_cache(db: Database, folder: Path, model: str | None) -> None:
     hookpoints = read_delphi_cache(folder)
     if model is None:
-        raise _need_model(folder, hookpoints[0].config.get("model_name", "not given"))
+        raise _need_model(folder, "cache", hookpoints[0].config.get("model_name", "not given"))
     name = local_model_name(model)
     items = _cache_items(hookpoints, name)
     with db.session() as session, session.begin():
@@ -53,7 +53,7 @@ def import_delphi_run(db: Database, folder: Path, model: str | None) -> None:
     latents = folder / "latents"
     hookpoints = read_delphi_cache(latents) if latents.is_dir() and hookpoint_dirs(latents) else []
     if model is None:
-        raise _need_model(folder, run.config.get("model", "not given"))
+        raise _need_model(folder, "run", run.config.get("model", "not given"))
     name = local_model_name(model)
     items = delphi_run_items(run, name, _cache_items(hookpoints, name))
     with db.session() as session, session.begin():
