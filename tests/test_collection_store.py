@@ -6,7 +6,6 @@ import pytest
 from sqlalchemy import func, select
 
 from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
-from storage.core.record_codes import sample_code
 from storage.core.schema import ActivationRecordRow, Feature, Run
 from storage.records.collection_store import layer_corpus, save_layer
 from storage.records.record_store import load_feature_records, load_many_feature_records
@@ -94,11 +93,10 @@ def test_stored_records_read_back_as_written_one_feature_or_many(db):
             assert one == many[row.id] and one.feature == written.feature
             assert sorted(one.records, key=lambda r: (r.sample, r.label)) == sorted(written.records, key=lambda r: (r.sample, r.label))
             assert [r.label for r in one.records] == [f"{r.sample}[{r.label[-2]}]" for r in one.records]
-            # kinds in their stored code order (storage.core.record_codes): top, random, bottom, quantile:<i>
-            assert [r.sample for r in one.records] == sorted((r.sample for r in one.records), key=sample_code)
-            ids = s.scalars(select(ActivationRecordRow.id).where(ActivationRecordRow.feature_id == row.id)
-                            .order_by(ActivationRecordRow.sample, ActivationRecordRow.position)).all()
-            assert [r.record_id for r in one.records] == ids
+            assert [r.sample for r in one.records] == sorted(r.sample for r in one.records)
+            slots = s.execute(select(ActivationRecordRow.sample, ActivationRecordRow.position, ActivationRecordRow.id)
+                              .where(ActivationRecordRow.feature_id == row.id)).all()
+            assert [r.record_id for r in one.records] == [i for *_, i in sorted(slots)]  # sample text, position
             assert all(isinstance(a, float) for r in one.records for a in r.activations)
         assert [r.token_ids for r in many[rows[2].id].records] == [(7, 8)] * len(with_ids)
         assert many[rows[1].id].records[0].token_ids is None

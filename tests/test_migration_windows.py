@@ -69,7 +69,7 @@ def test_records_simulations_and_scores_read_back_the_same_after_the_migration(d
         for feature_id in (ids["feature"], ids["other"]):
             records = record_store.load_records(s, repo.get_feature(s, feature_id))
             assert [(r.sample, list(r.tokens), list(r.activations)) for r in records] == [
-                ("top", WINDOW, COLLECTED), ("random", WINDOW, IMPORTED)]  # kinds in code order (migration 0011)
+                ("random", WINDOW, IMPORTED), ("top", WINDOW, COLLECTED)]
             assert {(r.provenance.corpus, r.provenance.document, r.provenance.offset) for r in records} == {
                 ("wiki", "d1", 64)}
         detail = feature_detail(s, ids["feature"])

@@ -5,6 +5,7 @@ again). The column types convert both ways, so every query and row still speaks 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import SmallInteger
@@ -51,27 +52,44 @@ def split_of(code: int) -> str:
     return _SPLITS[code]
 
 
-class SampleColumn(TypeDecorator[str]):
+class _Names(dict[int | None, str | None]):
+    """code -> text, filled on first sight of a code: reading a row is one dict lookup per column (every read of
+    records converts thousands of rows)."""
+
+    def __init__(self, decode: Callable[[int], str]) -> None:
+        super().__init__({None: None})
+        self._decode = decode
+
+    def __missing__(self, code: int) -> str:
+        self[code] = name = self._decode(code)
+        return name
+
+
+class _CodeColumn(TypeDecorator[str]):
+    impl = SmallInteger
+    cache_ok = True
+    _encode: Callable[[str], int]
+    _names: _Names
+
+    def process_bind_param(self, value: Any, dialect: Any) -> int | None:
+        return None if value is None else type(self)._encode(str(value))
+
+    def process_result_value(self, value: Any, dialect: Any) -> str | None:
+        return self._names[value]
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Callable[[Any], str | None]:
+        return self._names.__getitem__
+
+
+class SampleColumn(_CodeColumn):
     """ActivationRecord.sample in a SMALLINT."""
 
-    impl = SmallInteger
-    cache_ok = True
-
-    def process_bind_param(self, value: Any, dialect: Any) -> int | None:
-        return None if value is None else sample_code(str(value))
-
-    def process_result_value(self, value: Any, dialect: Any) -> str | None:
-        return None if value is None else sample_of(int(value))
+    _encode = staticmethod(sample_code)
+    _names = _Names(sample_of)
 
 
-class SplitColumn(TypeDecorator[str]):
+class SplitColumn(_CodeColumn):
     """ActivationRecord.data_split in a SMALLINT."""
 
-    impl = SmallInteger
-    cache_ok = True
-
-    def process_bind_param(self, value: Any, dialect: Any) -> int | None:
-        return None if value is None else split_code(str(value))
-
-    def process_result_value(self, value: Any, dialect: Any) -> str | None:
-        return None if value is None else split_of(int(value))
+    _encode = staticmethod(split_code)
+    _names = _Names(split_of)

@@ -6,6 +6,7 @@ Callers own the transaction, as with storage/core/repository.py.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, select
@@ -81,8 +82,11 @@ _RECORD_ROWS = (
            _RECORDS.c.activations, _WINDOWS.c.tokens, _WINDOWS.c.corpus, _WINDOWS.c.document, _WINDOWS.c.offset,
            _WINDOWS.c.token_ids)
     .join_from(_RECORDS, _WINDOWS, _WINDOWS.c.id == _RECORDS.c.window_id)
-    .order_by(_RECORDS.c.feature_id, _RECORDS.c.sample, _RECORDS.c.position)
+    .order_by(_RECORDS.c.feature_id, _RECORDS.c.id)  # the feature index's own order: no sort in SQL
 )
+# Sample kind (as text) then position, per feature: sorted here, on rows that come nearly in that order, where
+# SQL would sort whole rows, window tokens included (the index on SQLite is by feature only: migration 0011).
+_READ_ORDER = itemgetter(0, 2, 4)
 
 
 def records_by_feature(session: Session, feature_ids: Sequence[int]) -> dict[int, list[ActivationRecord]]:
@@ -90,7 +94,8 @@ def records_by_feature(session: Session, feature_ids: Sequence[int]) -> dict[int
     position order; features without records are absent."""
     out: dict[int, list[ActivationRecord]] = {}
     for chunk in chunks(feature_ids, _IN_CHUNK):
-        for row in session.execute(_RECORD_ROWS.where(_RECORDS.c.feature_id.in_(chunk))):
+        rows = sorted(session.execute(_RECORD_ROWS.where(_RECORDS.c.feature_id.in_(chunk))), key=_READ_ORDER)
+        for row in rows:
             out.setdefault(row[0], []).append(_record(*row[1:]))
     return out
 
