@@ -84,6 +84,7 @@ class _CodeColumn(TypeDecorator[str]):
 class SampleColumn(_CodeColumn):
     """ActivationRecord.sample in a SMALLINT."""
 
+    cache_ok = True  # read from each class's own attributes: without it every statement compiles anew
     _encode = staticmethod(sample_code)
     _names = _Names(sample_of)
 
@@ -91,5 +92,6 @@ class SampleColumn(_CodeColumn):
 class SplitColumn(_CodeColumn):
     """ActivationRecord.data_split in a SMALLINT."""
 
+    cache_ok = True
     _encode = staticmethod(split_code)
     _names = _Names(split_of)
