@@ -94,9 +94,9 @@ def test_stored_records_read_back_as_written_one_feature_or_many(db):
             assert sorted(one.records, key=lambda r: (r.sample, r.label)) == sorted(written.records, key=lambda r: (r.sample, r.label))
             assert [r.label for r in one.records] == [f"{r.sample}[{r.label[-2]}]" for r in one.records]
             assert [r.sample for r in one.records] == sorted(r.sample for r in one.records)
-            ids = s.scalars(select(ActivationRecordRow.id).where(ActivationRecordRow.feature_id == row.id)
-                            .order_by(ActivationRecordRow.sample, ActivationRecordRow.position)).all()
-            assert [r.record_id for r in one.records] == ids
+            slots = s.execute(select(ActivationRecordRow.sample, ActivationRecordRow.position, ActivationRecordRow.id)
+                              .where(ActivationRecordRow.feature_id == row.id)).all()
+            assert [r.record_id for r in one.records] == [i for *_, i in sorted(slots)]  # sample text, position
             assert all(isinstance(a, float) for r in one.records for a in r.activations)
         assert [r.token_ids for r in many[rows[2].id].records] == [(7, 8)] * len(with_ids)
         assert many[rows[1].id].records[0].token_ids is None

@@ -84,6 +84,9 @@ def test_records_and_simulations_read_back_the_same_after_the_rename(db_url):
         assert (linked["record_id"], linked["sample"], linked["data_split"], linked["real"]) == (
             ids["top0"], "top", "test", ROWS[0][3])
         assert (imported["sample"], imported["tokens"], imported["real"]) == ("random", TOKENS, [0.0, 0.5, 0.0, 0.0, 0.0])
+    if db.engine.dialect.name == "sqlite":  # since migration 0008 the slot is unique on PostgreSQL only
+        db.dispose()
+        return
     with pytest.raises(sa.exc.IntegrityError), db.session() as s, s.begin():  # (feature, sample, position) is unique
         first = s.get(ActivationRecordRow, ids["top0"])
         assert first is not None

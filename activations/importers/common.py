@@ -29,10 +29,38 @@ class ImportedScoredSequence:
 
 
 @dataclass
+class ImportedScore:
+    """A score computed from a file's per-example results, on any subset, with what made it."""
+
+    method: str
+    subset: str
+    value: float | None
+    undefined_reason: str | None
+    simulator: str  # import:<format>: labels the score as imported
+    scorer_config: dict[str, Any]  # the settings that made the number (stored with its hash)
+    n_records: int | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ImportProvenance:
+    """Where an imported explanation came from; `config` identifies it, so importing it again adds nothing."""
+
+    explainer: str  # import:<format>
+    config: dict[str, Any]
+    params: dict[str, Any]  # shown with the explanation: the tool's run settings, explainer model, ...
+    source: str  # the file it was read from
+
+
+@dataclass
 class ImportedExplanation:
     text: str
     scores: dict[str, float | None] = field(default_factory=dict)  # method -> value (top_and_random)
     sequences: list[ImportedScoredSequence] = field(default_factory=list)
+    scored: list[ImportedScore] = field(default_factory=list)
+    provenance: ImportProvenance | None = None  # None: keyed by the file's name and the item's place in it
 
 
 @dataclass

@@ -86,13 +86,18 @@ def _read_config(file: Path) -> dict[str, Any]:
     return config
 
 
+def layer_of_hookpoint(name: str) -> int | None:
+    """The layer a delphi hookpoint (module path) names: its one number (layers.6.mlp, model.layers.6 -> 6)."""
+    numbers = re.findall(r"\d+", name)
+    return int(numbers[0]) if len(numbers) == 1 else None
+
+
 def _layer_of(folder: Path) -> int:
-    # delphi names a hookpoint folder by its module path (layers.6.mlp, model.layers.6): the layer is its number.
-    numbers = re.findall(r"\d+", folder.name)
-    if len(numbers) != 1:
+    layer = layer_of_hookpoint(folder.name)
+    if layer is None:
         raise ImportFormatError(f"{folder}: cannot tell the layer from the hookpoint name {folder.name!r}; name the "
                                 "folder by its module path with one layer number, e.g. layers.6.mlp")
-    return int(numbers[0])
+    return layer
 
 
 def _read_shard(file: Path, ctx_len: int) -> tuple[DelphiShard, np.ndarray]:

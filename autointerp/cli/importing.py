@@ -8,9 +8,10 @@ from pathlib import Path
 import click
 
 from activations.importers import ImportFormatError, parse_file
+from activations.importers.delphi_run import is_delphi_run
 from activations.importers.detect import is_delphi_cache
 from autointerp.cli import summary
-from autointerp.cli.delphi_import import import_delphi_cache
+from autointerp.cli.delphi_import import import_delphi_cache, import_delphi_run
 from autointerp.cli.errors import Command
 from autointerp.cli.options import db_option
 from storage.core.db import Database
@@ -43,7 +44,10 @@ def import_command(target: Path, model: str | None, db_url: str) -> None:
       Neuronpedia Activation rows (<model>/<source>/activations/batch-<n>.jsonl.gz, as
       `export --format neuronpedia` and Neuronpedia's dataset exports write them),
       a delphi latent cache folder (<hookpoint>/config.json and <first>_<last>.safetensors
-      shards): each latent's records are sampled as `collect` samples them.
+      shards): each latent's records are sampled as `collect` samples them,
+      a delphi run folder (run_config.json, explanations/, scores/<scorer>/, latents/): its
+      explanations with their provenance, detection and fuzz scores computed from the
+      per-example results (labelled imported), and its latent cache when present.
     Each file (a delphi cache: the whole cache) is one transaction: a malformed file writes nothing
     and names the file and field.
     Importing the same file twice adds nothing.
@@ -53,10 +57,14 @@ def import_command(target: Path, model: str | None, db_url: str) -> None:
       autointerp import tests/fixtures/neuronpedia/
       autointerp import neurons/ --model gpt2-xl --db results.db
       autointerp import latents/ --model smollm2-135m
+      autointerp import results/my_run --model smollm2-135m
     """
     db = Database(db_url)
     if is_delphi_cache(target):
         import_delphi_cache(db, target, model)
+        return
+    if is_delphi_run(target):
+        import_delphi_run(db, target, model)
         return
     files = _files(target)
     totals = {"features": 0, "records": 0, "explanations": 0, "scores": 0}

@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from activations.vocab import DataSplit, OutcomeStatus, Polarity, RunStatus, ScoreRole
+from storage.core.record_codes import SampleColumn, SplitColumn
 
 
 def utcnow() -> datetime:
@@ -110,12 +111,20 @@ class ActivationRecordRow(Base):
     ranks records by it, and readers take it from the decoded activations (migration 0007 dropped it)."""
 
     __tablename__ = "activation_records"
-    __table_args__ = (UniqueConstraint("feature_id", "sample", "position", name="uq_record_position"),)
+    __table_args__ = (
+        # PostgreSQL: the unique slot guards concurrent writers (read committed) and serves the reads by feature.
+        # SQLite serialises writers, so the plain feature index does both jobs there at half the bytes
+        # (migration 0008; `add_records` and `save_layer` never write a taken slot).
+        UniqueConstraint("feature_id", "sample", "position", name="uq_record_position").ddl_if(dialect="postgresql"),
+        Index("ix_activation_records_feature", "feature_id").ddl_if(dialect="sqlite"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"))
     window_id: Mapped[int] = mapped_column(ForeignKey("windows.id"))
-    sample: Mapped[str] = mapped_column(String(30))  # ActivationRecord.sample: top | random | quantile:<i>
-    data_split: Mapped[str] = mapped_column(String(10), default=DataSplit.TRAIN)  # train | valid | test
+    # ActivationRecord.sample (top | random | bottom | quantile:<i>) and data_split (train | valid | test), stored
+    # as small integer codes (storage.core.record_codes)
+    sample: Mapped[str] = mapped_column(SampleColumn())
+    data_split: Mapped[str] = mapped_column(SplitColumn(), default=DataSplit.TRAIN)
     position: Mapped[int] = mapped_column(Integer)  # order within its sample kind (0 = highest for top)
     activations: Mapped[bytes] = mapped_column(LargeBinary)
 

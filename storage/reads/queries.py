@@ -347,9 +347,10 @@ def records_by_feature(session: Session, feature_ids: list[int]) -> dict[int, li
     stmt = (
         select(ActivationRecordRow)
         .where(ActivationRecordRow.feature_id.in_(feature_ids))
-        .order_by(ActivationRecordRow.feature_id, ActivationRecordRow.sample, ActivationRecordRow.position)
+        .order_by(ActivationRecordRow.feature_id, ActivationRecordRow.id)
     )
-    for row in session.scalars(stmt):
+    rows = sorted(session.scalars(stmt), key=lambda r: (r.feature_id, r.sample, r.position))  # as record_store
+    for row in rows:
         out.setdefault(row.feature_id, []).append(record_dict(row))
     return out
 

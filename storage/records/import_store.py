@@ -129,7 +129,7 @@ def _new_explanations(
     wanted: dict[tuple[int, str, int], _NewExplanation] = {}
     for item, feature in zip(items, features):
         for i, imported in enumerate(item.explanations):
-            config = {"import": name, "item": i}
+            config = imported.provenance.config if imported.provenance else {"import": name, "item": i}
             wanted.setdefault((feature.id, repo.config_hash(config), i), _NewExplanation(feature, i, config, imported))
     if not wanted:
         return []
@@ -142,10 +142,9 @@ def _insert_explanations(session: Session, new: list[_NewExplanation], source: s
     now = utcnow()
     keys = [(n.feature.id, repo.config_hash(n.config), n.item) for n in new]
     insert_rows(
-        session, EXPLANATIONS, ("feature_id", "config_hash", "candidate", "text"),
-        [(*key, n.imported.text) for key, n in zip(keys, new)],
-        constants={"explainer": IMPORT_EXPLAINER, "status": OutcomeStatus.OK, "polarity": Polarity.POSITIVE,
-                   "selected": True, "source": source, "params": {}, "created_at": now},
+        session, EXPLANATIONS, ("feature_id", "config_hash", "candidate", "text", "explainer", "params", "source"),
+        [(*key, n.imported.text, *_provenance(n.imported, source)) for key, n in zip(keys, new)],
+        constants={"status": OutcomeStatus.OK, "polarity": Polarity.POSITIVE, "selected": True, "created_at": now},
     )
     ids = explanation_ids(session, {k[0] for k in keys}, {k[1] for k in keys})
     for key, n in zip(keys, new):
@@ -166,20 +165,34 @@ def _insert_explanations(session: Session, new: list[_NewExplanation], source: s
             session, _SIMULATED, ("simulation_id", "position", "tokens", "true_activations", "expected_activations"),
             _simulated_rows(simulated, simulation_ids),
         )
-    scores = [
-        (n.id, simulation_ids.get(n.id), n.feature.id, n.feature.model_id, n.feature.layer, method, value,
-         None if value is not None else "undefined in the imported file", len(n.imported.sequences) or None)
-        for n in new
-        for method, value in n.imported.scores.items()
-    ]
+    scores = [(n.id, simulation_ids.get(n.id), n.feature.id, n.feature.model_id, n.feature.layer, *score)
+              for n in new for score in _score_values(n.imported)]
     return insert_rows(
         session, SCORES,
-        ("explanation_id", "simulation_id", "feature_id", "model_id", "layer", "method", "value", "undefined_reason",
-         "n_records"),
-        scores,
-        constants={"subset": ScoringSubset.TOP_AND_RANDOM, "simulator": IMPORT_SIMULATOR, "role": ScoreRole.OWN,
-                   "scorer_hash": repo.config_hash({}), "details": {}, "created_at": now},
+        ("explanation_id", "simulation_id", "feature_id", "model_id", "layer", "method", "subset", "value",
+         "undefined_reason", "n_records", "simulator", "scorer_hash", "ci_low", "ci_high", "details"),
+        scores, constants={"role": ScoreRole.OWN, "created_at": now},
     )
+
+
+def _provenance(imported: ImportedExplanation, source: str) -> tuple[str, dict, str]:
+    """explainer, params and source of an imported explanation's row."""
+    p = imported.provenance
+    return (p.explainer, p.params, p.source) if p else (IMPORT_EXPLAINER, {}, source)
+
+
+def _score_values(imported: ImportedExplanation) -> list[tuple]:
+    """(method, subset, value, undefined_reason, n_records, simulator, scorer_hash, ci_low, ci_high, details) of
+    each score: a file's own numbers (top_and_random) and those computed from its per-example results."""
+    own = repo.config_hash({})
+    undefined = "undefined in the imported file"
+    rows: list[tuple] = [(method, ScoringSubset.TOP_AND_RANDOM, value, None if value is not None else undefined,
+                          len(imported.sequences) or None, IMPORT_SIMULATOR, own, None, None, {})
+                         for method, value in imported.scores.items()]
+    rows += [(s.method, s.subset, s.value, s.undefined_reason, s.n_records, s.simulator,
+              repo.config_hash(s.scorer_config), s.ci_low, s.ci_high, {**s.details, "scorer_config": s.scorer_config})
+             for s in imported.scored]
+    return rows
 
 
 def _simulated_rows(simulated: list[_NewExplanation], simulation_ids: dict[int, int]) -> list[tuple]:

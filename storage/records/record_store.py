@@ -6,6 +6,8 @@ Callers own the transaction, as with storage/core/repository.py.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, select
@@ -81,8 +83,11 @@ _RECORD_ROWS = (
            _RECORDS.c.activations, _WINDOWS.c.tokens, _WINDOWS.c.corpus, _WINDOWS.c.document, _WINDOWS.c.offset,
            _WINDOWS.c.token_ids)
     .join_from(_RECORDS, _WINDOWS, _WINDOWS.c.id == _RECORDS.c.window_id)
-    .order_by(_RECORDS.c.feature_id, _RECORDS.c.sample, _RECORDS.c.position)
+    .order_by(_RECORDS.c.feature_id, _RECORDS.c.id)  # the feature index's own order: no sort in SQL
 )
+# Sample kind (as text) then position, within a feature: sorted here, a feature's rows at a time, where SQL would
+# sort every row read, window tokens included (on SQLite the index is by feature only: migration 0008).
+_SLOT_ORDER = itemgetter(2, 4)
 
 
 def records_by_feature(session: Session, feature_ids: Sequence[int]) -> dict[int, list[ActivationRecord]]:
@@ -90,8 +95,9 @@ def records_by_feature(session: Session, feature_ids: Sequence[int]) -> dict[int
     position order; features without records are absent."""
     out: dict[int, list[ActivationRecord]] = {}
     for chunk in chunks(feature_ids, _IN_CHUNK):
-        for row in session.execute(_RECORD_ROWS.where(_RECORDS.c.feature_id.in_(chunk))):
-            out.setdefault(row[0], []).append(_record(*row[1:]))
+        rows = session.execute(_RECORD_ROWS.where(_RECORDS.c.feature_id.in_(chunk)))
+        for feature_id, group in groupby(rows, key=itemgetter(0)):  # one feature's few rows in memory at a time
+            out[feature_id] = [_record(*row[1:]) for row in sorted(group, key=_SLOT_ORDER)]
     return out
 
 
