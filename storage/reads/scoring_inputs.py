@@ -56,8 +56,9 @@ def neighbour_rows(session: Session, feature: Feature, neighbours: list[tuple[in
         Feature.model_id == feature.model_id, Feature.layer == feature.layer, Feature.kind == feature.kind,
         Feature.sae_key == feature.sae_key, Feature.index.in_([index for index, _ in neighbours])))
     by_id = {row.id: row for row in rows}
-    data_split_order = case({DataSplit.TEST.value: 0, DataSplit.VALID.value: 1}, value=ActivationRecordRow.data_split,
-                            else_=2)
+    # Comparisons, not a value map: only they pass the split through the column's code conversion.
+    data_split_order = case((ActivationRecordRow.data_split == DataSplit.TEST, 0),
+                            (ActivationRecordRow.data_split == DataSplit.VALID, 1), else_=2)
     query = (select(ActivationRecordRow)
              .where(ActivationRecordRow.feature_id.in_(list(by_id)), ActivationRecordRow.sample == SampleKind.TOP)
              .order_by(ActivationRecordRow.feature_id, data_split_order, ActivationRecordRow.position))
