@@ -8,13 +8,14 @@ import asyncio
 from activations.records import FeatureRecords
 from activations.vocab import DataSplit
 from autointerp.workflows.example_scoring import walk_judge_prompts
-from autointerp.workflows.explain_run import check_logits_stored
+from autointerp.workflows.explain_run import check_bottom_records, check_logits_stored
 from autointerp.workflows.options import ExplainOptions
 from autointerp.workflows.selection import select_features
 from explainer import PROMPT_VERSIONS, explain
 from llm_client import make_client
 from llm_client.dry_run import RecordingClient
 from scorer.example_sets import example_input
+from scorer.scored_set import side_sample
 from storage.core import repository as repo
 from storage.core.db import Database
 from storage.reads.scoring_inputs import neighbour_windows
@@ -27,9 +28,28 @@ LLM_SIMULATORS = ("logprob:openai:", "json:")
 
 
 def estimate(db: Database, opts: ExplainOptions) -> dict:
+    """What the run would send; with --polarity both, each side's estimate and their sums (each side is explained,
+    simulated and scored on its own)."""
+    sides = opts.sides()
+    if len(sides) == 1:
+        return _estimate_side(db, sides[0])
+    each = {side.polarity: _estimate_side(db, side) for side in sides}
+    first = next(iter(each.values()))
+    total: dict = {"polarity": opts.polarity, "features_selected": first["features_selected"],
+                   "features_pending": sum(e["features_pending"] for e in each.values())}
+    for part in ("explainer", "simulator", "judge"):
+        if part in first:
+            total[part] = {key: (sum(e[part][key] or 0 for e in each.values())
+                                 if isinstance(value, (int, float)) and value is not None else value)
+                           for key, value in first[part].items()}
+    return {**total, "note": first["note"], "sides": each}
+
+
+def _estimate_side(db: Database, opts: ExplainOptions) -> dict:
     config = opts.explain_config(PROMPT_VERSIONS[opts.fmt])
     with db.session() as session:
         features = select_features(session, opts.model, opts.layer, opts.sae, opts.features)
+        check_bottom_records(session, opts, features)
         finished = already_done.finished_features(session, [f.id for f in features],
                                                   config_hash=repo.config_hash(config))
         pending = [f for f in features if f.id not in finished or finished[f.id].redo(opts.retry_failed)]
@@ -38,7 +58,7 @@ def estimate(db: Database, opts: ExplainOptions) -> dict:
         # The logit lens goes into the prompt with --evidence activations+logits, so it is counted too.
         logits = [(f.extra or {}).get("logits", {}) if opts.with_logits() else None for f in pending]
         judge_spec = opts.judge_spec()
-        examples = [example_input(fr, opts.polarity, neighbour_windows(session, f))
+        examples = [example_input(fr, opts.polarity, neighbour_windows(session, f, sample=side_sample(opts.polarity)))
                     for fr, f in zip(records, pending)] if judge_spec else []
     real = make_client(opts.explainer, base_url=opts.base_url, device=opts.device)
     recorder = RecordingClient(real)

@@ -30,9 +30,11 @@ def neighbour_indices(feature: Feature) -> list[tuple[int, float | None]] | None
     return out or None
 
 
-def neighbour_windows(session: Session, feature: Feature, *, per_neighbour: int = 2) -> list[NeighbourWindow] | None:
+def neighbour_windows(session: Session, feature: Feature, *, per_neighbour: int = 2,
+                      sample: str = SampleKind.TOP) -> list[NeighbourWindow] | None:
     """Up to `per_neighbour` top windows of each stored neighbour (test split first, then valid, then train),
-    nearest neighbour first; None when the feature has no neighbours stored."""
+    nearest neighbour first; None when the feature has no neighbours stored. `sample`: bottom for a negative
+    explanation, whose hard negatives are the neighbours' most negative windows."""
     neighbours = neighbour_indices(feature)
     if neighbours is None:
         return None
@@ -45,7 +47,7 @@ def neighbour_windows(session: Session, feature: Feature, *, per_neighbour: int 
                        else_=2)
     records = session.scalars(
         select(ActivationRecordRow)
-        .where(ActivationRecordRow.feature_id.in_(list(by_id)), ActivationRecordRow.sample == SampleKind.TOP)
+        .where(ActivationRecordRow.feature_id.in_(list(by_id)), ActivationRecordRow.sample == sample)
         .order_by(ActivationRecordRow.feature_id, data_split_order, ActivationRecordRow.position)
     ).all()
     chosen: dict[int, list[ActivationRecordRow]] = {}
