@@ -11,7 +11,7 @@ from rich.table import Table
 from activations.vocab import ScoreMethod, ScoringSubset
 from autointerp.runtime.exit_codes import exit_meaning
 from storage.core.db import Database
-from storage.reads.queries import run_scores
+from storage.reads.run_scores import run_scores
 from storage.results.runs import get_run
 
 

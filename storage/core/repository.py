@@ -154,9 +154,13 @@ _CURRENT = (Explanation.status == OutcomeStatus.OK, Explanation.selected.is_(Tru
 _CURRENT_ORDER = (Explanation.feature_id, Explanation.id)
 
 
-def current_explanations(session: Session, feature_ids: Sequence[int]) -> dict[int, Explanation]:
-    """feature id -> its current explanation (see _CURRENT); features without one are absent."""
+def current_explanations(session: Session, feature_ids: Sequence[int],
+                         polarity: str | None = None) -> dict[int, Explanation]:
+    """feature id -> its current explanation (see _CURRENT; of `polarity`, when given); features without one are
+    absent."""
     stmt = select(Explanation).where(*_CURRENT).order_by(*_CURRENT_ORDER)
+    if polarity is not None:
+        stmt = stmt.where(Explanation.polarity == polarity)
     # a feature's explanations all come in its chunk
     return {e.feature_id: e for chunk in chunks(feature_ids)
             for e in session.scalars(stmt.where(Explanation.feature_id.in_(chunk)))}
