@@ -60,8 +60,7 @@ def _estimate_side(db: Database, opts: ExplainOptions) -> dict:
         judge_spec = opts.judge_spec()
         examples = [example_input(fr, opts.polarity, neighbour_windows(session, f, sample=side_sample(opts.polarity)))
                     for fr, f in zip(records, pending)] if judge_spec else []
-    real = make_client(opts.explainer, base_url=opts.base_url, device=opts.device)
-    recorder = RecordingClient(real)
+    recorder = RecordingClient(real := make_client(opts.explainer, base_url=opts.base_url, device=opts.device))
 
     async def walk() -> None:
         try:
