@@ -20,7 +20,7 @@ from activations.collect_config import CollectConfig, Target
 from activations.corpus import Corpus
 from activations.records import ActivationRecord, FeatureId, FeatureRecords, FeatureStats, Provenance
 from activations.sampling import SamplerResult, SampleSet
-from activations.splits import balanced_splits, data_split_of
+from activations.splits import balanced_splits, bottom_splits, data_split_of
 from activations.vocab import SampleKind
 from activations.windows import Window, iter_windows
 
@@ -28,7 +28,7 @@ from activations.windows import Window, iter_windows
 def selected_window_ids(results: dict[Any, SamplerResult]) -> set[int]:
     ids: set[int] = set()
     for res in results.values():
-        for sample in (res.top, res.random, *res.quantiles):
+        for sample in (res.top, res.random, *res.quantiles, *_bottom_of(res)):
             ids.update(int(i) for i in np.unique(sample.ids) if i >= 0)
     return ids
 
@@ -73,13 +73,17 @@ class WindowRecords:
                     if wid not in self.hashed:
                         self.hashed[wid] = data_split_of(wid, self.seed, self.fractions)
                     splits[wid] = self.hashed[wid]
+        if res.bottom is not None:
+            bottom = _negative_window_ids(res.bottom, f)
+            splits.update(bottom_splits(bottom, _window_ids(res.random, f), splits, f"{self.seed}:{fid}:bottom"))
         return splits
 
     def build(self, sample_set: SampleSet, f: int, sample: str, fid: FeatureId,
-              splits: dict[int, str]) -> list[ActivationRecord]:
+              splits: dict[int, str], only: set[int] | None = None) -> list[ActivationRecord]:
+        """Records of the sample set's windows (those in `only`, when given)."""
         out = []
         for j, wid in enumerate(int(i) for i in sample_set.ids[f]):
-            if wid < 0:
+            if wid < 0 or (only is not None and wid not in only):
                 continue
             tokens = self.tokens[wid]
             out.append(ActivationRecord(
@@ -88,6 +92,16 @@ class WindowRecords:
                 token_ids=self.windows[wid].token_ids,
             ))
         return out
+
+
+def _bottom_of(res: SamplerResult) -> tuple[SampleSet, ...]:
+    return (res.bottom,) if res.bottom is not None else ()
+
+
+def _negative_window_ids(sample_set: SampleSet, f: int) -> list[int]:
+    """Feature f's bottom windows that go below zero (most negative first): a window whose minimum is not below
+    zero shows nothing of the negative side, so a feature that never goes below zero has no bottom records."""
+    return [int(i) for i, low in zip(sample_set.ids[f], sample_set.maxes[f]) if i >= 0 and low < 0]
 
 
 def _window_ids(sample_set: SampleSet, f: int) -> list[int]:
@@ -119,7 +133,8 @@ def features_of(res: SamplerResult, builder: WindowRecords, first: FeatureId) ->
     """One FeatureRecords per feature of one sampler result, its feature f being `first` with index
     first.index + f (a sampler may cover a slice of a layer: see StreamingSampler's first_feature). A dead
     feature (never > 0) keeps its statistics and its random sample (negative examples); it has no top or
-    quantile records, as nothing was selected by activation."""
+    quantile records, as nothing was selected by activation. A signed collection adds each feature's bottom
+    records, those of its most negative windows that go below zero (none for a feature that never does)."""
     features = []
     for f in range(len(res.max)):
         fid = replace(first, index=first.index + f)
@@ -130,5 +145,8 @@ def features_of(res: SamplerResult, builder: WindowRecords, first: FeatureId) ->
         if not stats.dead:
             for b, sample_set in enumerate(res.quantiles):
                 records += builder.build(sample_set, f, SampleKind.quantile(b), fid, splits)
+        if res.bottom is not None:
+            negative = set(_negative_window_ids(res.bottom, f))
+            records += builder.build(res.bottom, f, SampleKind.BOTTOM, fid, splits, only=negative)
         features.append(FeatureRecords(feature=fid, records=records, stats=stats))
     return features

@@ -5,6 +5,8 @@ on the batch's device: no Python loop over features and no host round-trip, so a
 State per feature has a fixed size, whatever the number of tokens:
 
 - top-k: the k windows with the highest max activation (a running torch.topk over the pool + the batch).
+- bottom-k (signed collections only, `bottom_k` > 0): the k windows with the lowest min activation, the top
+  windows of the feature's negative side, kept the same way on the negated minima.
 - random: a uniform sample of all windows, by reservoir sampling with random keys (keeping the n largest of
   iid uniform keys is a uniform n-subset). A key is a hash of (seed, window id, feature), not a draw from a
   stream, so the sample does not depend on how windows were batched or split over processes.
@@ -79,11 +81,16 @@ class SamplerConfig:
     per_quantile: int = 5
     quantile_pool_factor: int = 2  # the quantile pool holds factor * n_quantiles * per_quantile windows
     seed: int = 0
+    # The most negative windows kept per feature (`collect --signed`: top_k); 0 keeps none, as an unsigned
+    # collection, whose state carries no bottom pool at all.
+    bottom_k: int = 0
 
     def __post_init__(self) -> None:
         for name in ("top_k", "n_random", "n_quantiles", "per_quantile", "quantile_pool_factor"):
             if getattr(self, name) < 1:
                 raise ValueError(f"sampler setting {name} must be >= 1 (got {getattr(self, name)})")
+        if self.bottom_k < 0:
+            raise ValueError(f"sampler setting bottom_k must be >= 0 (got {self.bottom_k})")
 
     @property
     def quantile_pool(self) -> int:
@@ -184,6 +191,7 @@ class SamplerResult:
     top: SampleSet  # sorted by max, descending
     random: SampleSet
     quantiles: list[SampleSet]  # one per bin, lowest bin first
+    bottom: SampleSet | None = None  # signed collections: sorted by min, ascending; `maxes` holds the minima
 
 
 @dataclass
@@ -202,6 +210,7 @@ class SamplerState:
     random: Pool
     quantile_pool: Pool
     first_feature: int = 0
+    bottom: Pool | None = None
 
 
 class StreamingSampler:
@@ -229,6 +238,7 @@ class StreamingSampler:
         self.top = empty(config.top_k, _EMPTY_TOP)
         self.random = empty(config.n_random, _EMPTY_RESERVOIR)
         self.quantile_pool = empty(config.quantile_pool, _EMPTY_RESERVOIR)
+        self.bottom = empty(config.bottom_k, _EMPTY_TOP) if config.bottom_k else None
 
     def update(self, acts: torch.Tensor, valid: torch.Tensor, window_ids: torch.Tensor) -> None:
         """acts [B, ctx, F]; valid [B, ctx] bool (False on padding); window_ids [B] int64."""
@@ -237,16 +247,21 @@ class StreamingSampler:
         mask = valid[..., None]
         xf = acts.float()
         window_max = xf.masked_fill(~mask, float("-inf")).amax(dim=1)  # [B, F]
-        self._update_stats(xf, mask, window_max)
+        window_min = xf.masked_fill(~mask, float("inf")).amin(dim=1)  # [B, F]
+        self._update_stats(xf, mask, window_max, window_min)
         window_max = window_max.T  # [F, B]
         rows = acts.permute(2, 0, 1)  # [F, B, ctx], a view: rows are gathered only where they enter a pool
         self.top.merge(top_keys(window_max, window_ids), window_ids, window_max, rows)
+        if self.bottom is not None:  # the negative side's top: ordered by the negated minimum
+            window_min = window_min.T
+            self.bottom.merge(top_keys(-window_min, window_ids), window_ids, window_min, rows)
         self.random.merge(hashed_keys(window_ids, self.random_salts), window_ids, window_max, rows)
         keys = hashed_keys(window_ids, self.quantile_salts)
         keys = torch.where(window_max > 0, keys, torch.full_like(keys, _NOT_FIRING))
         self.quantile_pool.merge(keys, window_ids, window_max, rows)
 
-    def _update_stats(self, xf: torch.Tensor, mask: torch.Tensor, window_max: torch.Tensor) -> None:
+    def _update_stats(self, xf: torch.Tensor, mask: torch.Tensor, window_max: torch.Tensor,
+                      window_min: torch.Tensor) -> None:
         n_b = mask.sum().double()
         x = xf.masked_fill(~mask, 0.0)
         mean_b = x.sum(dim=(0, 1)).double() / n_b.clamp(min=1)
@@ -258,7 +273,7 @@ class StreamingSampler:
         self.count = total
         self.fires += (x > 0).sum(dim=(0, 1)).double()
         self.max = torch.maximum(self.max, window_max.amax(dim=0))
-        self.min = torch.minimum(self.min, xf.masked_fill(~mask, float("inf")).amin(dim=(0, 1)))
+        self.min = torch.minimum(self.min, window_min.amin(dim=0))
 
     def state(self) -> SamplerState:
         """Everything seen so far, on the host (picklable: a shard's result, a checkpoint)."""
@@ -266,7 +281,8 @@ class StreamingSampler:
         return SamplerState(
             n_features=self.n_features, config=self.config, count=self.count.cpu(), mean=self.mean.cpu(),
             m2=self.m2.cpu(), fires=self.fires.cpu(), max=self.max.cpu(), min=self.min.cpu(), top=self.top.to(cpu),
-            random=self.random.to(cpu), quantile_pool=self.quantile_pool.to(cpu), first_feature=self.first_feature)
+            random=self.random.to(cpu), quantile_pool=self.quantile_pool.to(cpu), first_feature=self.first_feature,
+            bottom=self.bottom.to(cpu) if self.bottom is not None else None)
 
     def merge(self, other: SamplerState) -> None:
         """Add another sampler's state (other windows of the same features): the result is the one a single
@@ -287,6 +303,8 @@ class StreamingSampler:
         self.top.absorb(other.top)
         self.random.absorb(other.random)
         self.quantile_pool.absorb(other.quantile_pool)
+        if self.bottom is not None and other.bottom is not None:  # equal configs: both or neither have one
+            self.bottom.absorb(other.bottom)
 
     @classmethod
     def from_state(cls, state: SamplerState, device: str | torch.device = "cpu") -> StreamingSampler:
@@ -321,7 +339,13 @@ class StreamingSampler:
             mean=self.mean.cpu().numpy(), variance=(self.m2 / count).cpu().numpy(),
             firing_fraction=(self.fires / count).cpu().numpy(), quantile_boundaries=bounds.cpu().numpy(),
             top=_host(top.ids, top.maxes, top.rows), random=_host(rand.ids, rand.maxes, rand.rows), quantiles=quantiles,
+            bottom=_ordered_host(self.bottom) if self.bottom is not None else None,
         )
+
+
+def _ordered_host(pool: Pool) -> SampleSet:
+    ordered = pool.ordered()
+    return _host(ordered.ids, ordered.maxes, ordered.rows)
 
 
 def _host(ids: torch.Tensor, maxes: torch.Tensor, rows: torch.Tensor) -> SampleSet:

@@ -1,4 +1,6 @@
 """Train/valid/test assignment of one feature's records: the held-out splits balance top and random records.
+A signed feature's bottom records (its negative side's top) are balanced against the same random records
+(`bottom_splits`).
 
 OpenAI scored a feature on its test split's top-activating and random records one to one. A split drawn per
 window by a hash gives each feature its own luck (with 20 + 20 records at 0.6/0.2/0.2, about 4 +- 1.8 of each
@@ -94,3 +96,31 @@ def balanced_splits(top: Sequence[K], random: Sequence[K], fractions: tuple[floa
             splits[key] = DataSplit.TRAIN.value
         start += len(partners)
     return splits
+
+
+
+def bottom_splits(bottom: Sequence[K], random: Sequence[K], splits: dict[K, str], salt: str) -> dict[K, str]:
+    """The splits of a signed feature's bottom windows (the top windows of its negative side), by the rule above:
+    valid and test hold as many bottom as random records, so the negative side's scored set (the test split's
+    bottom and random records) is one to one as well. `splits`: the feature's windows split already (its top and
+    random ones); a bottom window among them keeps its split (one split per window), and counts. The others,
+    strongest (most negative) first, fill the held-out slots still open at evenly spaced ranks with a seeded
+    offset, test and valid alternating; the rest are train. Too few bottom windows: test is filled first."""
+    bottom = list(dict.fromkeys(bottom))
+    out = {key: splits[key] for key in bottom if key in splits}
+    free = [key for key in bottom if key not in splits]
+    out.update({key: DataSplit.TRAIN.value for key in free})
+
+    def missing(split: str) -> int:
+        want = sum(1 for key in dict.fromkeys(random) if splits.get(key) == split)
+        return max(0, want - sum(1 for value in out.values() if value == split))
+
+    n_test = min(missing(DataSplit.TEST.value), len(free))
+    n_held = n_test + min(missing(DataSplit.VALID.value), len(free) - n_test)
+    if n_held == 0:
+        return out
+    offset, turn = _unit(salt, "bottom-offset"), int(_unit(salt, "bottom-turn") * n_held)
+    for j in range(n_held):  # rank steps are len(free) / n_held >= 1, so the ranks are distinct
+        rank = int((j + offset) * len(free) / n_held)
+        out[free[rank]] = (DataSplit.TEST if _is_test(j + turn, n_test, n_held) else DataSplit.VALID).value
+    return out

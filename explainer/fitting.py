@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from activations.records import ActivationRecord, FeatureRecords, normalize_activations
-from activations.vocab import DataSplit, Polarity
+from activations.vocab import DataSplit, Polarity, SampleKind
 from explainer import sampling
 from explainer.formatting import Scaled
 
@@ -33,8 +33,9 @@ def rank_records(feature: FeatureRecords, *, polarity: str, max_records: int,
     sign = -1.0 if polarity == Polarity.NEGATIVE else 1.0
     train = feature.select(data_splits=[DataSplit.TRAIN])
     firing = [(r, s) for r in train if max(s := [sign * a for a in r.activations]) > 0]
+    side = SampleKind.BOTTOM if polarity == Polarity.NEGATIVE else SampleKind.TOP
     order = sampling.choose([r for r, _ in firing], [max(s) for _, s in firing], sample=sample, n=max_records,
-                            seed=f"{seed}:{feature.feature}")
+                            seed=f"{seed}:{feature.feature}", side=side)
     records = [firing[i][0] for i in order]
     signed = [firing[i][1] for i in order]
     # OpenAI's scale: 10 is the maximum of the records the prompt shows, not of the whole collection (whose top

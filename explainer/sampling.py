@@ -1,6 +1,7 @@
 """Which firing train records the explainer sees: the `--explainer-sample` choices.
 
 - top: the records collected as the feature's top windows, highest peak first (OpenAI's explainer; the default).
+  Explaining the negative side, its top windows are the bottom records (a signed collection's most negative).
 - quantiles: the same number from each activation quantile bin, drawn at random within a bin (delphi's default).
 - random: drawn uniformly from every firing train record, whichever sample collected it.
 - mixed: half top (the highest), the rest as `quantiles`.
@@ -28,12 +29,13 @@ def check_sample(sample: str) -> None:
 
 
 def choose(records: Sequence[ActivationRecord], peaks: Sequence[float], *, sample: str, n: int,
-           seed: str) -> list[int]:
-    """Indices of up to `n` of `records` (all firing: peak > 0 on the explained side), highest peak first."""
+           seed: str, side: str = SampleKind.TOP) -> list[int]:
+    """Indices of up to `n` of `records` (all firing: peak > 0 on the explained side), highest peak first.
+    `side`: the sample kind of the explained side's top records (bottom for the negative side)."""
     check_sample(sample)
     rng = random.Random(seed)  # a str seed hashes the same in every process
     indices = range(len(records))
-    top = sorted((i for i in indices if records[i].sample == SampleKind.TOP), key=lambda i: -peaks[i])
+    top = sorted((i for i in indices if records[i].sample == side), key=lambda i: -peaks[i])
     if sample == "top":
         chosen = top[:n]
     elif sample == "random":

@@ -9,7 +9,7 @@ from typing import TypeVar
 from activations.records import FeatureRecords, NeighbourWindow
 from activations.vocab import ClassificationSubset, DataSplit, Polarity, SampleKind
 from scorer.examples import EXAMPLE_TOKENS, FIRING_LEVEL, Example, ExampleSet, peak_span, peak_start, quiet_spans
-from scorer.scored_set import prompt_scale
+from scorer.scored_set import prompt_scale, side_sample
 
 T = TypeVar("T")
 
@@ -23,10 +23,12 @@ def example_input(feature: FeatureRecords, polarity: str, neighbours: Sequence[N
                   n_activating: int = 10, n_random: int = 10, n_neighbours: int = 10) -> ExampleSet:
     """The one builder of what the example scorers (detection, fuzzing, embedding) judge, on the polarity's 0..10
     scale: activating spans from the test split's top and quantile records (every quantile represented;
-    negative polarity: any test record), quiet spans of its random records (test and valid first, which the
-    explainer never saw), and the neighbours' top spans where this feature does not fire (hard negatives)."""
+    negative polarity: its bottom records, the negative side's top), quiet spans of its random records (test and
+    valid first, which the explainer never saw), and the neighbours' top spans (negative: their bottom spans) where
+    this feature does not fire (hard negatives)."""
     scaled = prompt_scale(feature, polarity)
-    samples = None if polarity == Polarity.NEGATIVE else [SampleKind.TOP, SampleKind.QUANTILE]
+    side = side_sample(polarity)
+    samples = [side] if polarity == Polarity.NEGATIVE else [side, SampleKind.QUANTILE]
     test = feature.select(samples=samples, data_splits=[DataSplit.TEST])
     by_sample: dict[str, list[Example]] = {}
     for record in test:
@@ -34,7 +36,7 @@ def example_input(feature: FeatureRecords, polarity: str, neighbours: Sequence[N
         if max(values) >= FIRING_LEVEL:
             by_sample.setdefault(record.sample, []).append(peak_span(record.tokens, values))
     # Top first, then quantile bins from the highest down, so a short cut still spans the range.
-    order = sorted(by_sample, key=lambda s: (s != SampleKind.TOP, -(SampleKind.quantile_bin(s) or 0)))
+    order = sorted(by_sample, key=lambda s: (s != side, -(SampleKind.quantile_bin(s) or 0)))
     examples = ExampleSet(_round_robin([by_sample[s] for s in order])[:n_activating])
 
     def quiet(data_splits: Sequence[str]) -> list[Example]:
@@ -54,8 +56,9 @@ def example_input(feature: FeatureRecords, polarity: str, neighbours: Sequence[N
             "no nearest neighbours stored for this feature (collection computes them)")
         return examples
     per_neighbour: dict[int, list[Example]] = {}
+    sign = -1.0 if polarity == Polarity.NEGATIVE else 1.0  # a neighbour's side: its bottom windows, negated
     for window in neighbours:
-        values = list(window.record.activations)
+        values = [sign * a for a in window.record.activations]
         peak = max(values)
         if peak <= 0:
             continue

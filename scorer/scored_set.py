@@ -14,11 +14,23 @@ from dataclasses import dataclass
 
 from activations.records import ActivationRecord, FeatureRecords
 from activations.vocab import DataSplit, Polarity, SampleKind
-from scorer.stored_config import SIMULATED_SAMPLES
+from scorer.stored_config import simulated_samples
 
 # OpenAI scored top-activating and random records: what the valid split chooses and calibrates on. The test split
-# adds every quantile bin (SIMULATED_SAMPLES), scored on its own subsets only (scorer.subsets).
+# adds every quantile bin (SIMULATED_SAMPLES), scored on its own subsets only (scorer.subsets). A negative
+# explanation's side has its own top records: the bottom ones (the most negative windows of a signed collection).
 SCORED_SAMPLES = (SampleKind.TOP, SampleKind.RANDOM)
+NEGATIVE_SCORED_SAMPLES = (SampleKind.BOTTOM, SampleKind.RANDOM)
+
+
+def side_sample(polarity: str) -> SampleKind:
+    """The sample kind holding the top records of the side explained: top, or bottom for negative polarity."""
+    return SampleKind.BOTTOM if polarity == Polarity.NEGATIVE else SampleKind.TOP
+
+
+def scored_samples(polarity: str) -> tuple[SampleKind, ...]:
+    """The samples the valid split chooses and calibrates on: the side's top records and the random ones."""
+    return NEGATIVE_SCORED_SAMPLES if polarity == Polarity.NEGATIVE else SCORED_SAMPLES
 
 
 @dataclass
@@ -60,15 +72,16 @@ def prompt_scale(feature: FeatureRecords, polarity: str) -> Callable[[Sequence[f
 
 
 def scoring_input(feature: FeatureRecords, data_split: str, polarity: str,
-                  samples: Sequence[str] = SCORED_SAMPLES) -> ScoringInput:
+                  samples: Sequence[str] | None = None) -> ScoringInput:
     """The one builder of what a simulation is scored on: the records of `data_split` sampled as `samples`
-    ("quantile" is every bin), their activations signed by `polarity`, scaled so the polarity's maximum is 10,
-    never clipped."""
+    ("quantile" is every bin; default: the polarity's `scored_samples`), their activations signed by `polarity`,
+    scaled so the polarity's maximum is 10, never clipped."""
     real = real_scale(feature, polarity)
-    chosen = feature.select(samples=samples, data_splits=[data_split])
+    chosen = feature.select(samples=samples or scored_samples(polarity), data_splits=[data_split])
     return ScoringInput(records=chosen, real=[real(r.activations) for r in chosen])
 
 
 def reported_input(feature: FeatureRecords, polarity: str) -> ScoringInput:
-    """What the reported simulation covers: the test split's top, random and quantile records."""
-    return scoring_input(feature, DataSplit.TEST, polarity, SIMULATED_SAMPLES)
+    """What the reported simulation covers: the test split's top, random and quantile records (negative polarity:
+    its bottom and random records)."""
+    return scoring_input(feature, DataSplit.TEST, polarity, simulated_samples(polarity))

@@ -26,9 +26,11 @@ from scorer.metrics import (
     score_spearman,
 )
 
-# Which sample kinds each stored subset pools (OpenAI scored "top and random" and "random only").
+# Which sample kinds each stored subset pools (OpenAI scored "top and random" and "random only"). The "top" of
+# top_and_random is the explained side's: a negative explanation's scored set holds bottom records instead of top
+# ones (scorer.scored_set.scored_samples), so one subset name serves both sides.
 SUBSETS: dict[ScoringSubset, tuple[SampleKind, ...]] = {
-    ScoringSubset.TOP_AND_RANDOM: (SampleKind.TOP, SampleKind.RANDOM),
+    ScoringSubset.TOP_AND_RANDOM: (SampleKind.TOP, SampleKind.BOTTOM, SampleKind.RANDOM),
     ScoringSubset.RANDOM_ONLY: (SampleKind.RANDOM,),
 }
 METHODS: dict[ScoreMethod, Callable[..., ScoreValue]] = {

@@ -154,10 +154,11 @@ def test_scale_is_the_maximum_of_what_the_fitted_prompt_shows(fake_openai):
 
 def test_negative_side_uses_negated_activations_and_says_so(fake_openai):
     seen = last_user_message(fake_openai)
-    records = feature(ActivationRecord(["up", " down"], [3.0, -2.0], label="top[0]"),
-                      ActivationRecord(["only", " up"], [1.0, 2.0], label="top[1]"))
+    # The negative side's records are a signed collection's bottom ones (its most negative windows).
+    records = feature(ActivationRecord(["up", " down"], [3.0, -2.0], sample="bottom", label="bottom[0]"),
+                      ActivationRecord(["only", " up"], [1.0, 2.0], label="top[0]"))
     (result,), _ = run_explain(fake_openai, records, polarity="negative", n_few_shot=0)
-    assert result.ok and result.polarity == "negative" and result.params["records_shown"] == ["top[0]"]
+    assert result.ok and result.polarity == "negative" and result.params["records_shown"] == ["bottom[0]"]
     system, user = seen[0]["messages"][0]["content"], seen[0]["messages"][-1]["content"]
     assert "BELOW zero" in system and "up\t0\n down\t10\n" in user
 

@@ -226,7 +226,8 @@ def test_negative_polarity_is_scored_on_one_scale_by_explain_rescore_and_baselin
             for i, data_split in enumerate(["train"] * 4 + ["valid"] * 2 + ["test"] * 3):
                 tokens = [f" w{j}" if j % 3 else f" {i + j}" for j in range(9)]
                 acts = [0.5 if j % 3 else -4.0 - index - (i + j) % 3 for j in range(9)]  # digits drive it down
-                records.append(ActivationRecord(tokens, acts, sample="top" if i % 3 else "random", data_split=data_split))
+                records.append(ActivationRecord(tokens, acts, sample="bottom" if i % 3 else "random",
+                                                data_split=data_split))  # a signed collection's negative side
             record_store.add_records(s, feature, records)
             repo.set_feature_stats(feature, FeatureStats(max_activation=0.5, min_activation=-7.0 - index, mean=0.0,
                                                          variance=1.0, firing_fraction=0.5, n_tokens=100))

@@ -65,6 +65,26 @@ def test_shards_merged_equal_one_pass(n_shards):
     _assert_same(merged.result(), one.result())
 
 
+def test_signed_shards_merge_their_bottom_pools_exactly():
+    """A signed collection's bottom pool merges like the top pool: shards merged equal one pass."""
+    acts, valid = _windows(120)
+    acts = acts - torch.relu(torch.randn(acts.shape, generator=torch.Generator().manual_seed(3)) - 0.5)
+    config = SamplerConfig(top_k=4, n_random=3, n_quantiles=3, per_quantile=2, seed=7, bottom_k=3)
+    ids = torch.arange(120)
+    one = StreamingSampler(F, CTX, config)
+    _feed(one, acts, valid, ids, batch=16)
+    shards = [StreamingSampler(F, CTX, config) for _ in range(2)]
+    _feed(shards[0], acts[:50], valid[:50], ids[:50], batch=7)
+    _feed(shards[1], acts[50:], valid[50:], ids[50:], batch=9)
+    merged = StreamingSampler.from_state(pickle.loads(pickle.dumps(shards[1].state())))
+    merged.merge(shards[0].state())
+    a, b = merged.result(), one.result()
+    assert a.bottom is not None and b.bottom is not None
+    np.testing.assert_array_equal(a.bottom.ids, b.bottom.ids)
+    np.testing.assert_array_equal(a.bottom.rows, b.bottom.rows)
+    _assert_same(a, b)
+
+
 def test_keys_are_a_function_of_seed_window_and_feature():
     salts = StreamingSampler(F, CTX, CONFIG).random_salts
     ids = torch.tensor([5, 2**40 + 5, 17])

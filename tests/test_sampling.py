@@ -70,6 +70,25 @@ def test_top_k_is_exact():
         np.testing.assert_array_equal(res.top.rows[f][valid[ids]], acts[ids, :, f][valid[ids]])
 
 
+def test_bottom_k_is_exact_and_only_in_signed_collections():
+    """bottom_k keeps each feature's windows with the lowest minimum, most negative first, rows as recorded; an
+    unsigned sampler (the default) keeps no bottom pool at all."""
+    batches = _data()
+    _, unsigned = _run(batches, SamplerConfig(top_k=4))
+    assert unsigned.bottom is None
+    _, res = _run(batches, SamplerConfig(top_k=4, bottom_k=3))
+    assert res.bottom is not None
+    acts, valid = _flat(batches)
+    window_min = np.where(valid[..., None], acts, np.inf).min(1)  # [W, F]
+    for f in range(F):
+        np.testing.assert_allclose(res.bottom.maxes[f], np.sort(window_min[:, f])[:3])
+        ids = res.bottom.ids[f]
+        assert len(set(ids)) == 3
+        np.testing.assert_allclose(window_min[ids, f], res.bottom.maxes[f])
+        np.testing.assert_array_equal(res.bottom.rows[f][valid[ids]], acts[ids, :, f][valid[ids]])
+    np.testing.assert_array_equal(res.top.ids, unsigned.top.ids)  # the other samples are untouched
+
+
 def test_random_sample_is_uniform_seeded_and_rows_match():
     batches = _data(n_batches=4)
     acts, valid = _flat(batches)

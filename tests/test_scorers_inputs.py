@@ -46,10 +46,12 @@ def test_quiet_spans_come_from_test_and_valid_random_records_first():
 
 
 def test_negative_polarity_reads_the_most_negative_activations():
-    records = [_record(-10.0, "random"), _record(-4.0, "top"), _record(6.0, "top", at=5)]
+    """The negative side's activating spans come from its bottom records (a signed collection's most negative
+    windows), on the negated scale; a top record is not of that side, whatever its values."""
+    records = [_record(-10.0, "bottom"), _record(-4.0, "bottom"), _record(-9.0, "top"), _record(6.0, "random", at=5)]
     examples = example_input(_feature(records), "negative", None)
     assert sorted(max(e.values) for e in examples.activating) == [4.0, 10.0]
-    assert len(examples.negatives[RANDOM]) == 1  # the positive record's second half; firing up is quiet here
+    assert len(examples.negatives[RANDOM]) == 2  # both halves of the random record: firing up is quiet here
 
 
 def test_neighbour_windows_where_the_feature_fires_are_left_out():

@@ -38,8 +38,9 @@ def toy_neuron() -> FeatureRecords:
 
 
 def scored(polarity: str) -> dict[str, float | None]:
-    data = scoring_input(toy_neuron(), "test", polarity)
-    sims = [SequenceSimulation(list(r.tokens), s) for r, s in zip(data.records, [TOP_SIM, *RANDOM_SIM])]
+    data = scoring_input(toy_neuron(), "test", polarity)  # negative: the random records (the toy has no bottom ones)
+    sims_of = {"top": [TOP_SIM], "random": list(RANDOM_SIM)}
+    sims = [SequenceSimulation(list(r.tokens), sims_of[r.sample].pop(0)) for r in data.records]
     return {s.subset: s.value for s in score(data, sims) if s.method == ScoreMethod.EV_CORRELATION}
 
 

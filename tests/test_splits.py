@@ -12,7 +12,7 @@ from activations.collect_config import CollectConfig
 from activations.importers.neuronpedia import parse_neuronpedia
 from activations.importers.openai_format import parse_neuron_record
 from activations.records import FeatureRecords, interleaved_data_split
-from activations.splits import balanced_splits, held_out_counts
+from activations.splits import balanced_splits, bottom_splits, held_out_counts
 from tests.conftest import FIXTURES
 
 FRACTIONS = (0.6, 0.2, 0.2)
@@ -32,6 +32,23 @@ def test_overlapping_samples_one_split_per_window_and_balanced():
         assert set(splits) == set(top) | set(random)  # one entry per window: one split, whatever samples hold it
         for keys in (top, random):
             assert _counts(splits, keys) == {"train": 12, "valid": 4, "test": 4}
+
+
+def test_bottom_windows_balanced_against_the_same_random_records():
+    """A signed feature: its 20 bottom windows (2 of them random windows too, one a top window) hold as many valid
+    and test records as its random sample; a window shared with another sample keeps its one split."""
+    top, random = list(range(20)), list(range(100, 120))
+    bottom = [100, 5] + list(range(200, 218))
+    for salt in ("0:f/L6/mlp_neuron/0", "3:f/L6/mlp_neuron/9"):
+        splits = balanced_splits(top, random, FRACTIONS, salt)
+        bottoms = bottom_splits(bottom, random, splits, salt + ":bottom")
+        assert set(bottoms) == set(bottom)
+        assert bottoms[100] == splits[100] and bottoms[5] == splits[5]
+        assert _counts(bottoms, bottom) == _counts(splits, random) == {"train": 12, "valid": 4, "test": 4}
+        held = [i for i, key in enumerate(bottom) if bottoms[key] != "train" and key >= 200]
+        assert held[0] <= 4 and held[-1] >= 14  # spread over the ranks, as top records are
+    few = bottom_splits([300, 301, 302], random, balanced_splits(top, random, FRACTIONS, "0:g"), "0:g:bottom")
+    assert sorted(few.values()) == ["test", "test", "test"]  # too few: test first
 
 
 def test_held_out_top_records_spread_over_the_ranks():

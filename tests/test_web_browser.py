@@ -314,3 +314,52 @@ def test_layer_page_headline_first_in_a_fixed_order_with_legends(server, page, s
     badge.wait_for()
     assert badge.text_content() == "imported"
     assert refused == []
+
+
+def test_feature_page_shows_both_sides_of_a_signed_feature(server, page, sqlite_url, monkeypatch):
+    """A planted signed feature explained on both sides (rule-following fake over real HTTP): the page says which
+    side is larger, lists both sides with their scores, names each card's side and shows the most negative
+    records beside the top ones."""
+    from click.testing import CliRunner
+    from playwright.sync_api import expect
+    from sqlalchemy import select
+
+    from autointerp.cli import main
+    from storage.core.db import Database
+    from storage.core.schema import Feature, SubjectModel
+    from tests.fake_openai import FakeOpenAI
+    from tests.pipeline_data import uncached_spec
+    from tests.planted_rules import value_digit
+    from tests.planted_signed import EXPLANATION, MODEL, signed_answer, store_signed
+
+    base, _ = server
+    db = Database(sqlite_url)
+    store_signed(db)
+    fake = FakeOpenAI(answer=signed_answer, digit_for=value_digit).start()
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-fake-key-123")
+    args = ["explain", "--model", MODEL, "--layer", "0", "--features", "0-1", "--polarity", "both", "--explainer",
+            uncached_spec(), "--simulator", f"json:{uncached_spec()}", "--db", sqlite_url]
+    results = []
+    # On its own thread: Playwright's sync API holds this thread's event loop, and the run starts its own.
+    worker = threading.Thread(target=lambda: results.append(CliRunner().invoke(main, args)))
+    try:
+        worker.start()
+        worker.join(timeout=300)
+    finally:
+        fake.stop()
+    assert results and results[0].exit_code == 0, results[0].output if results else "explain did not finish"
+    with db.session() as s:
+        feature_id = s.scalar(select(Feature.id).join(SubjectModel, SubjectModel.id == Feature.model_id)
+                              .where(SubjectModel.name == MODEL, Feature.layer == 0, Feature.index == 0))
+    db.dispose()
+    page.goto(f"{base}/feature?id={feature_id}")
+    expect(page.locator("#status")).to_have_text("")
+    expect(page.locator(".larger-side")).to_contain_text("Larger side: negative")
+    sides = page.locator("#sides table tbody tr")
+    expect(sides).to_have_count(2)
+    expect(sides.nth(1)).to_contain_text("negative (larger)")
+    expect(sides.nth(1)).to_contain_text(EXPLANATION["months"])
+    expect(sides.nth(0)).to_contain_text(EXPLANATION["digits"])
+    expect(page.locator('.explanation-card[data-polarity="negative"] .side')).to_have_text("negative side")
+    expect(page.locator('#top-records .sample[data-sample="bottom"] h3')).to_have_text("Most negative (20)")

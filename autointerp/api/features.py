@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from sqlalchemy.orm import Session
@@ -66,6 +66,8 @@ def features(
                         Query(max_length=MAX_SEMANTIC_CHARS, description="rank by meaning of explanations")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    polarity: Annotated[Literal["positive", "negative"] | None, Query(
+        description="rank by the scores of this side's explanations only (default: either side)")] = None,
     include_imported: Annotated[bool, Query(
         description="let scores imported from files (no simulator here, no baseline) rank and head features; "
                     "such a score is marked score_imported")] = False,
@@ -75,7 +77,7 @@ def features(
     query = FeatureQuery(
         model=model, layer=layer, kind=kind, sae=sae, min_score=min_score, search=q or None,
         explainer=explainer, simulator=simulator, method=method, subset=subset, limit=limit + 1, offset=offset,
-        include_imported=include_imported,
+        include_imported=include_imported, polarity=polarity,
     )
     if semantic is not None and semantic.strip():
         result = semantic_search(session, query, semantic, embedder=embedder.name, embed=embedder,

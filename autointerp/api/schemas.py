@@ -69,6 +69,16 @@ class LogitLens(Out):
     suppressed: list[tuple[str, float]]
 
 
+class FeatureSide(Out):
+    """One side (polarity) of a feature explained: the explanation behind its best score under the query's method
+    and subset (its current explanation, score null, when it has no such score)."""
+
+    explanation: str | None
+    explanation_id: int
+    explainer: str
+    score: float | None
+
+
 class FeatureSummary(FeatureKey):
     """A feature with its best score under the query's method and subset (null when unscored), and the
     explanation behind that score (else its current explanation)."""
@@ -81,7 +91,12 @@ class FeatureSummary(FeatureKey):
     explanation: str | None
     explainer: str | None
     explanation_id: int | None
+    polarity: str | None = None  # the side of the explanation shown: positive | negative
     max_activation: float | None
+    min_activation: float | None = None
+    # negative when the feature reaches further below zero than above it (|min| > max); null when min is unknown
+    larger_side: Literal["positive", "negative"] | None = None
+    sides: dict[str, FeatureSide] = {}  # each polarity explained: positive, negative
     firing_fraction: float | None
     dead: bool | None
     # Weight evidence stored at collection; null for imports and collections made before it existed.
@@ -123,7 +138,7 @@ class FeatureStats(Out):
 
 class Record(Out):
     id: int
-    sample: str  # how it was drawn: top, random, quantile:<i>
+    sample: str  # how it was drawn: top, bottom (the most negative windows), random, quantile:<i>
     data_split: str | None
     position: int
     tokens: list[str]
@@ -232,7 +247,11 @@ class FeatureEvidence(Out):
 
 class FeatureDetail(FeatureKey):
     stats: FeatureStats
-    records: dict[str, list[Record]]  # by sample kind: top, quantile:<i>..., random
+    records: dict[str, list[Record]]  # by sample kind: top, bottom (signed collections), quantile:<i>..., random
+    # Which side is larger (|min| > max: negative), and each side explained with its best ev_correlation
+    # (top_and_random); every explanation with all its scores is in `explanations`.
+    larger_side: Literal["positive", "negative"] | None = None
+    sides: dict[str, FeatureSide] = {}
     explanations: list[Explanation]
     shuffled_baselines: list[ShuffledBaseline]
     simulations: list[Simulation]

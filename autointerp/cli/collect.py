@@ -85,6 +85,10 @@ def build_targets(layers: list[int], sae_path: str | None, sae_hook: str | None,
 @click.option("--n-random", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--n-quantiles", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--per-quantile", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--signed", is_flag=True,
+              help="Also keep each feature's --top-k most negative windows (sample 'bottom'), for features with two "
+                   "sides (the MLP neurons of gated models, AbsTopK latents): `explain --polarity negative|both` "
+                   "explains and scores that side. See docs/collecting.md.")
 @click.option("--overwrite", is_flag=True, help="Redo layers that are already collected.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: one pass in this process; ray: the corpus cut into --shards, each a Ray task on its own "
@@ -103,7 +107,8 @@ def collect_command(
     model_spec: str, layers: str | None, sae_path: str | None, sae_hook: str | None, sae_hook_out: str | None,
     sae_name: str | None, corpus_spec: str, text_column: str | None, max_tokens: int, ctx_len: int,
     batch_size: int | None, device: str,
-    dtype: str | None, seed: int, top_k: int, n_random: int, n_quantiles: int, per_quantile: int, overwrite: bool,
+    dtype: str | None, seed: int, top_k: int, n_random: int, n_quantiles: int, per_quantile: int, signed: bool,
+    overwrite: bool,
     executor: str, ray_address: str, workers: int, shards: int, checkpoint_dir: str | None, db_url: str,
 ) -> None:
     """Collect activation records for every MLP neuron of --layers (or every latent of --sae).
@@ -118,6 +123,7 @@ def collect_command(
       autointerp collect --layers 6 --corpus pages.parquet --text-column body
       autointerp collect --layers 6 --sae ./my-sae --sae-hook blocks.6.hook_resid_post
       autointerp collect --sae saelens:gemma-scope-2-270m-pt-res/layer_5_width_16k_l0_small
+      autointerp collect --layers 6 --signed
     """
     from activations.collect_config import CollectConfig  # torch
     from activations.sampling import SamplerConfig
@@ -129,7 +135,7 @@ def collect_command(
     config = CollectConfig(
         ctx_len=ctx_len, max_tokens=max_tokens, batch_size=batch_size,
         sampler=SamplerConfig(top_k=top_k, n_random=n_random, n_quantiles=n_quantiles, per_quantile=per_quantile,
-                              seed=seed),
+                              seed=seed, bottom_k=top_k if signed else 0),
     )
     db = Database(db_url)
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731

@@ -12,7 +12,7 @@ from autointerp.cli.formatting import FORMATS, emit
 from autointerp.cli.options import db_option
 from autointerp.cli.run_exit import run_and_report
 from autointerp.settings import get_settings
-from autointerp.workflows.options import ExplainOptions, RescoreOptions
+from autointerp.workflows.options import POLARITY_CHOICES, ExplainOptions, RescoreOptions
 from explainer import EVIDENCE_CHOICES
 from explainer import FORMATS as EXPLAIN_FORMATS
 from explainer.contrast import DEFAULT_MODE, DEFAULT_NEGATIVES, MODES
@@ -95,8 +95,9 @@ def _apply(options):
               help="Prompt format; auto: token_activation_pairs for chat models, snippets for base models.")
 @click.option("--n-candidates", type=click.IntRange(1, 16), default=1, show_default=True,
               help="Explanations per feature; the best on the valid split is scored on the test split.")
-@click.option("--polarity", type=click.Choice(["positive", "negative"]), default="positive", show_default=True,
-              help="Explain what drives the feature up (positive) or down (negative).")
+@click.option("--polarity", type=click.Choice(list(POLARITY_CHOICES)), default="positive", show_default=True,
+              help="Explain what drives the feature up (positive), down (negative: needs a `collect --signed` "
+                   "layer), or both: two explanations per feature, each scored on its own side.")
 @click.option("--budget-usd", type=float, default=None, help="Stop cleanly once this much has been spent.")
 @click.option("--evidence", type=click.Choice(list(EVIDENCE_CHOICES)), default=EVIDENCE_CHOICES[0], show_default=True,
               help="What the explainer sees: the activation records, or also the tokens the feature promotes and "
@@ -143,6 +144,7 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
           --simulator-base-url http://localhost:8000/v1 --concurrency 32 --budget-usd 5
       autointerp explain --layer 6 --explainer openai:gpt-4o-mini --dry-run
       autointerp explain --layer 6 --features 0-9 --explainer-mode contrastive
+      autointerp explain --layer 6 --features 630 --polarity both     (a layer collected with --signed)
     """
     from autointerp.workflows.dry_run import estimate
     from autointerp.workflows.explain_run import run_explain
@@ -158,6 +160,7 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
     opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
     opts.scorer_base_url = scorer_base_url or opts.base_url
     opts.judge_spec()  # an unknown scorer name is an error before any work
+    opts.sides()  # so is a sample the polarity cannot use
     db = Database(db_url)
     if dry_run:
         click.echo(json.dumps(estimate(db, opts), indent=2))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from activations.vocab import ScoreMethod
+from activations.vocab import Polarity, ScoreMethod
 from autointerp.cli import summary
 from autointerp.cli.errors import Command
 from autointerp.cli.formatting import FORMATS, emit
@@ -21,6 +21,20 @@ from storage.reads.queries import (
 )
 
 TABLE_COLUMNS = ("model", "layer", "kind", "sae", "index", "score", "explainer", "explanation")
+# When a negative side is explained: one line per side of a feature, the side that heads it first.
+SIDE_COLUMNS = ("model", "layer", "kind", "sae", "index", "side", "larger_side", "score", "explainer", "explanation")
+
+
+def side_rows(rows: list[dict]) -> list[dict] | None:
+    """Table and CSV lines with a line per side explained (its own explanation and score), or None when no row
+    has a negative side explained (the usual one-line-per-feature table then)."""
+    if not any(Polarity.NEGATIVE in row["sides"] for row in rows):
+        return None
+    out = []
+    for row in rows:
+        order = sorted(row["sides"], key=lambda side: side != row["polarity"])
+        out += [{**row, "side": side, **row["sides"][side]} for side in order] or [{**row, "side": None}]
+    return out
 
 
 @click.command("query", cls=Command, short_help=summary("query"))
@@ -45,12 +59,15 @@ TABLE_COLUMNS = ("model", "layer", "kind", "sae", "index", "score", "explainer",
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
 @click.option("--records/--no-records", "with_records", default=None,
               help="Include each feature's activation records (default: yes for json, no otherwise).")
+@click.option("--polarity", type=click.Choice([p.value for p in Polarity]), default=None,
+              help="Rank by the scores of this side's explanations only (default: either side). Every row says "
+                   "which side is larger (larger_side) and holds each side explained (json: sides).")
 @click.option("--include-imported", is_flag=True,
               help="Let scores imported from files (no simulator here, no baseline) rank features too; they are "
                    "marked score_imported.")
 @db_option
 def query(model, layer, kind, sae, min_score, search, explainer, simulator, method, subset, limit, offset, fmt,
-          with_records, include_imported, db_url) -> None:
+          with_records, include_imported, db_url, polarity=None) -> None:
     """List features, best-explained first: one row per feature with its best score and explanation.
 
     Features without a score are listed after the scored ones (score null) unless --min-score, --search,
@@ -65,20 +82,23 @@ def query(model, layer, kind, sae, min_score, search, explainer, simulator, meth
       autointerp query --layer 6 --method detection_balanced_accuracy --subset neighbours
       autointerp query --layer 6 --method ev_correlation --subset quantile:2
       autointerp query --layer 3 --include-imported
+      autointerp query --layer 6 --polarity negative
     """
     subset = subset or default_subset(method)
     check_method_subset(method, subset)
     q = FeatureQuery(model=model, layer=layer, kind=kind, sae=sae, min_score=min_score, search=search,
                      explainer=explainer, simulator=simulator, method=method, subset=subset, limit=limit, offset=offset,
-                     include_imported=include_imported)
+                     include_imported=include_imported, polarity=polarity)
     include_records = with_records if with_records is not None else fmt == "json"
     db = Database(db_url)
     with db.session() as session:
         check_scope(session, model=model, layer=layer, kind=kind, sae=sae)
         rows = query_features(session, q, with_records=include_records)
     # Only an --include-imported query can head a row with an imported score: only then is the column needed.
-    columns = (*TABLE_COLUMNS, "score_imported") if include_imported else TABLE_COLUMNS
-    emit(rows, fmt, columns, title=f"features by {method} ({subset})")
+    sides = side_rows(rows) if fmt != "json" else None
+    columns = SIDE_COLUMNS if sides is not None else TABLE_COLUMNS
+    columns = (*columns, "score_imported") if include_imported else columns
+    emit(sides if sides is not None else rows, fmt, columns, title=f"features by {method} ({subset})")
 
 
 COMMANDS = [query]

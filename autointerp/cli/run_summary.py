@@ -11,7 +11,7 @@ from rich.table import Table
 from activations.vocab import ScoreMethod, ScoringSubset
 from autointerp.runtime.exit_codes import exit_meaning
 from storage.core.db import Database
-from storage.reads.queries import run_scores
+from storage.reads.run_scores import run_scores
 from storage.results.runs import get_run
 
 
@@ -55,11 +55,13 @@ def print_run_summary(db: Database, run_id: int, *, top: int = 15, console: Cons
     print_endpoints(stats.get("endpoints") or [], console)
     if scores:
         table = Table(title=f"best-explained features of run {run_id}")
-        for column in ("feature", "score", "shuffled", "explanation"):
+        sided = any(r["polarity"] != "positive" for r in scores)  # a side column once a negative side is explained
+        for column in ("feature", *(("side",) if sided else ()), "score", "shuffled", "explanation"):
             table.add_column(column, overflow="fold", max_width=80 if column == "explanation" else None)
         for r in scores[:top]:
             fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-            table.add_row(str(r["index"]), fmt(r["score"]), fmt(r["shuffled"]), r["explanation"] or "")
+            table.add_row(str(r["index"]), *((r["polarity"],) if sided else ()), fmt(r["score"]), fmt(r["shuffled"]),
+                          r["explanation"] or "")
         console.print(table)
 
 

@@ -201,7 +201,10 @@ def make_claim_size(run_config: dict) -> int:
 
 def run_explain_on_ray(db: Database, opts: ExplainOptions, job: RayJob, *, show_progress: bool = True) -> int:
     """`explain` spread over `job.workers` Ray actors; the same results as the local run, one row set per
-    feature. Returns the run id."""
+    feature. Returns the run id. One polarity per run: --polarity both runs on the local executor."""
+    if len(opts.sides()) > 1:
+        raise OptionsError("--polarity both runs on the local executor only; with --executor ray run explain once "
+                           "with --polarity positive and once with --polarity negative (each resumes on its own)")
     plan = plan_explain(db, opts)
     config, chash, features, todo = plan.config, plan.config_hash, plan.features, plan.todo
     url = shared_db_url(db)

@@ -55,8 +55,10 @@ export function heatmap(tokens, values, scale, kind = "real") {
   tokens.forEach((token, i) => {
     const value = values[i];
     const span = el("span", { class: "tok", title: `${JSON.stringify(token)} = ${fmt(value, 4)}` }, visible(token));
-    const alpha = Math.max(0, Math.min(1, value / top));
-    span.style.backgroundColor = kind === "simulated" ? `rgba(40, 120, 255, ${alpha})` : `rgba(255, 120, 0, ${alpha})`;
+    // "negative": a signed feature's negative side, shaded by how far below zero (scale: |min|).
+    const alpha = Math.max(0, Math.min(1, (kind === "negative" ? -value : value) / top));
+    const colour = { simulated: "40, 120, 255", negative: "140, 60, 220" }[kind] ?? "255, 120, 0";
+    span.style.backgroundColor = `rgba(${colour}, ${alpha})`;
     row.append(span);
   });
   return row;

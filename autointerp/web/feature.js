@@ -134,10 +134,27 @@ function provenance(e) {
   return parts.join(" · ");
 }
 
+// Both sides of a signed feature: which is larger, and each side's explanation with its best score.
+function renderSides(f) {
+  const box = byId("sides");
+  const sides = Object.entries(f.sides || {});
+  if (!sides.some(([side]) => side === "negative") && !f.records.bottom) { box.replaceChildren(); return; }
+  const s = f.stats;
+  box.replaceChildren(
+    el("p", { class: "larger-side" }, `Larger side: ${f.larger_side ?? "unknown"} (max ${fmt(s.max_activation)}, `
+      + `min ${fmt(s.min_activation)})`),
+    table(["side", "explanation", "ev_correlation (top_and_random)"], ["positive", "negative"].map((side) => {
+      const got = f.sides?.[side];
+      return [side + (side === f.larger_side ? " (larger)" : ""), got ? got.explanation ?? "" : "not explained",
+              got ? fmt(got.score) : "-"];
+    })));
+}
+
 function renderExplanations(list, baselines) {
   const box = byId("explanations");
   if (!list.length) { box.replaceChildren(el("p", { class: "muted" }, "No explanation yet.")); return; }
-  box.replaceChildren(...list.map((e) => el("article", { class: "explanation-card" },
+  box.replaceChildren(...list.map((e) => el("article", { class: "explanation-card", dataset: { polarity: e.polarity } },
+    el("p", { class: "muted side" }, `${e.polarity} side`),
     el("p", { class: e.status === "ok" ? "explanation-text" : "explanation-text failed" },
       e.status === "ok" ? e.text : `failed: ${e.failure_reason}`),
     el("p", { class: "muted" }, provenance(e)),
@@ -160,36 +177,45 @@ function renderBaselines(list) {
 
 function sampleTitle(sample) {
   if (sample === "top") return "Top activating";
+  if (sample === "bottom") return "Most negative";
   if (sample === "random") return "Random";
   return `Quantile ${sample.split(":")[1]}`;
 }
 
-// Top records go to the top of the page, the other samples further down.
-function renderRecords(records, scale) {
+// Top records (and a signed feature's most negative ones) go to the top of the page, the others further down.
+function renderRecords(records, scale, negativeScale) {
+  const shade = (sample, r) => sample === "bottom"
+    ? heatmap(r.tokens, r.activations, negativeScale, "negative") : heatmap(r.tokens, r.activations, scale, "real");
   const section = ([sample, list]) => el("div", { class: "sample", dataset: { sample } },
     el("h3", {}, `${sampleTitle(sample)} (${list.length})`),
     ...list.map((r) => el("div", { class: "record", dataset: { recordId: r.id } },
-      el("div", { class: "record-meta muted" }, `#${r.position} · ${r.data_split} · max ${fmt(r.max_activation)}`
+      el("div", { class: "record-meta muted" }, `#${r.position} · ${r.data_split} · `
+        + (sample === "bottom" ? `min ${fmt(Math.min(...r.activations))}` : `max ${fmt(r.max_activation)}`)
         + (r.corpus ? ` · ${r.corpus}${r.document ? "/" + r.document : ""}` : "")),
-      heatmap(r.tokens, r.activations, scale, "real"))));
+      shade(sample, r))));
   const fill = (box, entries, none) => byId(box).replaceChildren(
     ...(entries.length ? entries.map(section) : [el("p", { class: "muted" }, none)]));
   const entries = Object.entries(records);
-  fill("top-records", entries.filter(([sample]) => sample === "top"), "No top records.");
-  fill("records", entries.filter(([sample]) => sample !== "top"), "No quantile or random records.");
+  const lead = (sample) => sample === "top" || sample === "bottom";
+  fill("top-records", entries.filter(([sample]) => lead(sample)), "No top records.");
+  fill("records", entries.filter(([sample]) => !lead(sample)), "No quantile or random records.");
 }
 
-function renderSimulations(sims, scale) {
+function renderSimulations(sims, scale, negativeScale) {
   const box = byId("simulations");
   if (!sims.length) { box.replaceChildren(el("p", { class: "muted" }, "No simulation yet.")); return; }
   box.replaceChildren(...sims.map((s) => {
-    const head = el("h3", {}, `${s.simulator} · ${s.role === "own" ? "own explanation" : "shuffled baseline"} · simulation ${s.id}`);
+    // A negative explanation's simulation (own or shuffled) covers the bottom records: its side is below zero.
+    const negative = s.records.some((r) => r.sample === "bottom");
+    const head = el("h3", {}, `${s.simulator} · ${s.role === "own" ? "own explanation" : "shuffled baseline"}`
+      + `${negative ? " · negative side" : ""} · simulation ${s.id}`);
     if (s.status !== "ok") return el("div", { class: "simulation" }, head, el("p", { class: "error" }, `failed: ${s.failure_reason}`));
     const simScale = Math.max(0, ...s.records.flatMap((r) => r.expected));
     return el("div", { class: "simulation", dataset: { simulationId: s.id } }, head,
       ...s.records.filter((r) => r.tokens).map((r) => el("div", { class: "pair" },
         el("div", { class: "record-meta muted" }, `${r.sample ?? ""} ${r.data_split ?? ""}`),
-        el("div", { class: "pair-label" }, "real"), heatmap(r.tokens, r.real ?? r.tokens.map(() => 0), scale, "real"),
+        el("div", { class: "pair-label" }, "real"), heatmap(r.tokens, r.real ?? r.tokens.map(() => 0),
+          negative ? negativeScale : scale, negative ? "negative" : "real"),
         el("div", { class: "pair-label" }, "simulated"), heatmap(r.tokens, r.expected, simScale, "simulated"))));
   }));
 }
@@ -213,11 +239,13 @@ async function main() {
     const f = await getJSON(`/api/features/${id}`);
     const allRecords = Object.values(f.records).flat();
     const scale = f.stats.max_activation ?? Math.max(0, ...allRecords.flatMap((r) => r.activations));
+    const negativeScale = -(f.stats.min_activation ?? Math.min(0, ...allRecords.flatMap((r) => r.activations)));
     renderTitle(f);
+    renderSides(f);
     renderExplanations(f.explanations, f.shuffled_baselines);
     renderBaselines(f.shuffled_baselines);
-    renderRecords(f.records, scale);
-    renderSimulations(f.simulations, scale);
+    renderRecords(f.records, scale, negativeScale);
+    renderSimulations(f.simulations, scale, negativeScale);
     renderStats(f.stats);
     renderDensity(f, allRecords);
     renderLogits(f.evidence?.logits);

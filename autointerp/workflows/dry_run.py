@@ -8,7 +8,7 @@ import asyncio
 from activations.records import FeatureRecords
 from activations.vocab import DataSplit
 from autointerp.workflows.example_scoring import walk_judge_prompts
-from autointerp.workflows.explain_run import FeatureInput, check_logits_stored, load_inputs
+from autointerp.workflows.explain_run import FeatureInput, check_bottom_records, check_logits_stored, load_inputs
 from autointerp.workflows.options import ExplainOptions
 from autointerp.workflows.selection import select_features
 from explainer import explain
@@ -16,6 +16,7 @@ from explainer.contrast import Contrast
 from llm_client import make_client
 from llm_client.dry_run import RecordingClient
 from scorer.example_sets import example_input
+from scorer.scored_set import side_sample
 from storage.core import repository as repo
 from storage.core.db import Database
 from storage.core.schema import Feature
@@ -47,9 +48,28 @@ def _walk_explainer(recorder: RecordingClient, opts: ExplainOptions, pending: li
 
 
 def estimate(db: Database, opts: ExplainOptions) -> dict:
+    """What the run would send; with --polarity both, each side's estimate and their sums (each side is explained,
+    simulated and scored on its own)."""
+    sides = opts.sides()
+    if len(sides) == 1:
+        return _estimate_side(db, sides[0])
+    each = {side.polarity: _estimate_side(db, side) for side in sides}
+    first = next(iter(each.values()))
+    total: dict = {"polarity": opts.polarity, "features_selected": first["features_selected"],
+                   "features_pending": sum(e["features_pending"] for e in each.values())}
+    for part in ("explainer", "simulator", "judge"):
+        if part in first:
+            total[part] = {key: (sum(e[part][key] or 0 for e in each.values())
+                                 if isinstance(value, (int, float)) and value is not None else value)
+                           for key, value in first[part].items()}
+    return {**total, "note": first["note"], "sides": each}
+
+
+def _estimate_side(db: Database, opts: ExplainOptions) -> dict:
     config = opts.explain_config()
     with db.session() as session:
         features = select_features(session, opts.model, opts.layer, opts.sae, opts.features)
+        check_bottom_records(session, opts, features)
         finished = already_done.finished_features(session, [f.id for f in features],
                                                   config_hash=repo.config_hash(config))
         pending = [f for f in features if f.id not in finished or finished[f.id].redo(opts.retry_failed)]
@@ -57,7 +77,8 @@ def estimate(db: Database, opts: ExplainOptions) -> dict:
         # Read as the run reads them: the contrastive prompt's counterexamples count too.
         inputs = load_inputs(session, pending, opts)
         judge_spec = opts.judge_spec()
-        examples = [example_input(inputs[f.id][0], opts.polarity, neighbour_windows(session, f))
+        examples = [example_input(inputs[f.id][0], opts.polarity,
+                                  neighbour_windows(session, f, sample=side_sample(opts.polarity)))
                     for f in pending] if judge_spec else []
     real = make_client(opts.explainer, base_url=opts.base_url, device=opts.device)
     recorder = RecordingClient(real)

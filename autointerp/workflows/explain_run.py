@@ -11,7 +11,7 @@ from functools import partial
 from sqlalchemy.orm import Session
 
 from activations.records import FeatureRecords, NeighbourWindow
-from activations.vocab import RunKind, ScorerName
+from activations.vocab import Polarity, RunKind, SampleKind, ScorerName
 from autointerp.runtime.bounded import bounded
 from autointerp.runtime.db_threads import ChunkedReads, DatabaseThreads
 from autointerp.runtime.fail_fast import FailFast
@@ -31,6 +31,7 @@ from llm_client import make_client
 from llm_client.base import LLMClient
 from llm_client.endpoints import endpoint_stats_of
 from scorer import simulation_config, simulation_scorer_config
+from scorer.scored_set import side_sample
 from simulator.base import Simulator
 from simulator.factory import make_simulator
 from storage.core import repository as repo
@@ -52,7 +53,7 @@ def _evaluation(outcome: FeatureOutcome, opts: ExplainOptions) -> outcome_store.
     if test is None:
         return None
     simulation = outcome_store.SimulationToStore(
-        simulation_config(opts.simulator), data.records if data else [], test.simulations, test.failure,
+        simulation_config(opts.simulator, opts.polarity), data.records if data else [], test.simulations, test.failure,
         test.failure_kind)
     params = {"valid_ev_correlation": outcome.valid_scores} if outcome.valid_scores else {}
     return outcome_store.Evaluation(opts.simulator, simulation_scorer_config(), test.scores, simulation, params)
@@ -76,7 +77,7 @@ FeatureInput = tuple[FeatureRecords, list[NeighbourWindow] | None]
 def load_inputs(session: Session, features: Sequence[Feature], opts: ExplainOptions) -> dict[int, FeatureInput]:
     """What explaining each of `features` reads, by feature row id."""
     records = record_store.load_many_feature_records(session, features)
-    windows = contrast_windows_of(session, features) if opts.contrastive() else {}
+    windows = contrast_windows_of(session, features, sample=side_sample(opts.polarity)) if opts.contrastive() else {}
     return {fid: (fr, windows.get(fid)) for fid, fr in records.items()}
 
 
@@ -145,7 +146,9 @@ async def finishing_passes(db: Database, store: DatabaseThreads, opts: ExplainOp
 
 
 async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: ProgressDisplay,
-               features: list[Feature], config: dict, all_feature_ids: list[int]) -> None:
+               sides: list[tuple[ExplainOptions, ExplainPlan]]) -> None:
+    """Every side's pending features (positive first with --polarity both), on one set of clients; then every
+    side's finishing passes."""
     client, simulator = make_clients(db, opts)
     run_scorers = make_explain_scorers(db, opts, client, simulator)
     check_credentials(run_scorers.owned_judge)
@@ -163,15 +166,16 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
             record.details["endpoints"] = endpoint_stats_of(client, simulator_client)
             await store.write(record.save)
 
-    async def work(store: DatabaseThreads, records: ChunkedReads[int, FeatureInput], position: int) -> None:
-        feature = features[position]
+    async def work(store: DatabaseThreads, side: ExplainOptions, plan: ExplainPlan,
+                   records: ChunkedReads[int, FeatureInput], position: int) -> None:
+        feature = plan.todo[position]
         if stop.is_set():
             return
         try:
             inputs = await records.get(position)
             if inputs is None:  # _load_many reads every feature it is given
                 raise LookupError(f"feature {feature.index}: its records were not read")
-            outcome = await explain_feature(db, store, opts, client, simulator, feature, config, record.run_id,
+            outcome = await explain_feature(db, store, side, client, simulator, feature, plan.config, record.run_id,
                                             stats, inputs[0], windows=inputs[1])
             reason = fail_fast.observe(outcome.failure, outcome.failure_kind) if outcome is not None else None
             if reason is not None:
@@ -186,11 +190,12 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
 
     try:
         with DatabaseThreads() as store:
-            records = ChunkedReads(store, partial(_load_many, db, opts), [f.id for f in features], LOAD_CHUNK)
-            await bounded(len(features), opts.concurrency, partial(work, store, records))
-            if not stop.is_set():
-                await finishing_passes(db, store, opts, simulator, run_scorers, all_feature_ids, config,
-                                       record.run_id, stats)
+            for side, plan in sides:
+                records = ChunkedReads(store, partial(_load_many, db, side), [f.id for f in plan.todo], LOAD_CHUNK)
+                await bounded(len(plan.todo), opts.concurrency, partial(work, store, side, plan, records))
+            for side, plan in sides if not stop.is_set() else []:
+                await finishing_passes(db, store, side, simulator, run_scorers, [f.id for f in plan.features],
+                                       plan.config, record.run_id, stats)
             await refresh(store, force=True)
     finally:
         await run_scorers.aclose()
@@ -223,30 +228,54 @@ class ExplainPlan:
     todo: list[Feature]
 
 
+def check_bottom_records(session: Session, opts: ExplainOptions, features: list[Feature]) -> None:
+    """The negative side is explained from, and scored on, the bottom records a signed collection keeps: refuse
+    before any LLM call when none of the selected features has any, saying how to collect them."""
+    if opts.polarity != Polarity.NEGATIVE or not features:
+        return
+    if not record_store.any_sampled_as(session, [f.id for f in features], SampleKind.BOTTOM):
+        sae = " --sae PATH" if opts.sae else ""
+        raise OptionsError(
+            f"--polarity {opts.polarity}: none of the {len(features)} selected features of layer {opts.layer} has "
+            "bottom records (its most negative windows): the layer was collected without --signed, so its negative "
+            f"side can be neither explained nor scored; recollect with `autointerp collect --model {opts.model} "
+            f"--layers {opts.layer}{sae} --signed --overwrite`, or explain with --polarity positive")
+
+
 def plan_explain(db: Database, opts: ExplainOptions) -> ExplainPlan:
-    """The features to explain (finished ones skipped; failed ones too unless they failed on the endpoint or
-    `retry_failed`), checked for the evidence the prompt needs; shared by the local and the distributed run."""
+    """The features to explain under one polarity (finished ones skipped; failed ones too unless they failed on
+    the endpoint or `retry_failed`), checked for the evidence the prompt needs; shared by the local and the
+    distributed run."""
     config = opts.explain_config()
     chash = repo.config_hash(config)
     with db.session() as session:
         features = select_features(session, opts.model, opts.layer, opts.sae, opts.features)
+        check_bottom_records(session, opts, features)
         finished = already_done.finished_features(session, [f.id for f in features], config_hash=chash)
     todo = [f for f in features if f.id not in finished or finished[f.id].redo(opts.retry_failed)]
     check_logits_stored(opts, todo)
     return ExplainPlan(config, chash, features, todo)
 
 
+def plan_sides(db: Database, opts: ExplainOptions) -> list[tuple[ExplainOptions, ExplainPlan]]:
+    """Each polarity's options and plan (two with --polarity both), every one checked before any work."""
+    return [(side, plan_explain(db, side)) for side in opts.sides()]
+
+
 def run_explain(db: Database, opts: ExplainOptions, *, run_id: int | None = None, show_progress: bool = True) -> int:
     """Run (or resume) an explain batch; returns the run id. Finished features are skipped without LLM
     calls; with `retry_failed`, features recorded as failed are done again. With `run_id`, the run row
     already exists (the API made it) and this run fills it in."""
-    plan = plan_explain(db, opts)
-    config, chash, features, todo = plan.config, plan.config_hash, plan.features, plan.todo
-    run_config = {**opts.as_dict(), "config_hash": chash}
+    sides = plan_sides(db, opts)
+    hashes = {side.polarity: plan.config_hash for side, plan in sides}
+    # One polarity: its hash, as runs stored it before --polarity both; both: each side's.
+    run_config = {**opts.as_dict(), **({"config_hash": next(iter(hashes.values()))} if len(hashes) == 1
+                                       else {"config_hashes": hashes})}
+    total = sum(len(plan.features) for _, plan in sides)
     with sigterm_interrupts(), \
-            RunRecord(db, RunKind.EXPLAIN, run_config, run_id=run_id, total=len(features)) as record, \
-            ProgressDisplay(len(features), show=show_progress) as display:
-        record.stats.skipped = len(features) - len(todo)
+            RunRecord(db, RunKind.EXPLAIN, run_config, run_id=run_id, total=total) as record, \
+            ProgressDisplay(total, show=show_progress) as display:
+        record.stats.skipped = total - sum(len(plan.todo) for _, plan in sides)
         with batch_collector():
-            asyncio.run(_run(db, opts, record, display, todo, config, [f.id for f in features]))
+            asyncio.run(_run(db, opts, record, display, sides))
     return record.run_id

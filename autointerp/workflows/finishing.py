@@ -43,14 +43,13 @@ async def finish_batch(db: Database, store: DatabaseThreads, explanation_ids: Se
         if target is None:  # lacks nothing: its records were not read
             return
         if target.baseline and simulator is not None:
-            layer = await pools.of(target.feature, seed)
+            layer = await pools.of(target.feature, seed, target.polarity)
             await add_shuffled_baseline(db, store, simulator, simulator_spec, target, layer, run_id=run_id, seed=seed,
                                         calibrate=calibrate)
         if target.todo and scorers is not None:
             shuffles = any(role == ScoreRole.SHUFFLED for _, role in target.todo)
-            failure = await add_example_scores(db, store, scorers, target,
-                                               await pools.of(target.feature, scorers.seed) if shuffles else None,
-                                               run_id=run_id)
+            pool = await pools.of(target.feature, scorers.seed, target.polarity) if shuffles else None
+            failure = await add_example_scores(db, store, scorers, target, pool, run_id=run_id)
             report.scored += 1
             if failure is not None:
                 report.failures[target.feature.index] = failure

@@ -13,6 +13,7 @@ from activations.records import FeatureRecords
 from activations.vocab import ScorerName, ScoreRole
 from scorer import simulation_scorer_config
 from scorer.example_sets import NeighbourWindow
+from scorer.scored_set import side_sample
 from storage.core import repository as repo
 from storage.core.db import Database
 from storage.core.schema import Feature
@@ -85,8 +86,9 @@ def read_targets(db: Database, explanation_ids: Sequence[int],
         rows = repo.explanations_with_features(session, [e for e in explanation_ids if e in baseline or todo[e]])
         features = {f.id: f for _, f in rows.values()}
         records = record_store.load_many_feature_records(session, list(features.values()))
-        scored_features = {f.id for e, f in rows.values() if todo[e.id]}
-        neighbours = {f: neighbour_windows(session, features[f]) for f in scored_features}
-        return {e.id: FinishTarget(e.id, f, e.text or "",
-                                   e.polarity, records[f.id], e.id in baseline, todo[e.id], neighbours.get(f.id))
+        scored = {(f.id, e.polarity) for e, f in rows.values() if todo[e.id]}
+        neighbours = {(f, polarity): neighbour_windows(session, features[f], sample=side_sample(polarity))
+                      for f, polarity in scored}
+        return {e.id: FinishTarget(e.id, f, e.text or "", e.polarity, records[f.id], e.id in baseline, todo[e.id],
+                                   neighbours.get((f.id, e.polarity)))
                 for e, f in rows.values()}

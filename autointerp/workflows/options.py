@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from activations.errors import UserError
 from activations.vocab import Polarity, ScorerName
@@ -15,6 +15,12 @@ from scorer.stored_config import SCORING_VERSION
 
 class OptionsError(UserError):
     """An option value is unusable; the message says which and what to pass instead."""
+
+
+BOTH = "both"  # --polarity both: a positive and a negative explanation of every feature, in one run
+POLARITY_CHOICES: tuple[str, ...] = (*(p.value for p in Polarity), BOTH)
+# Quantile bins are bins of the positive side: these explainer samples have nothing to show of the negative one.
+_POSITIVE_ONLY_SAMPLES = ("quantiles", "mixed")
 
 
 def parse_features(spec: str) -> list[int] | None:
@@ -134,6 +140,18 @@ class ExplainOptions(BatchOptions):
             config.update(explainer_mode=self.explainer_mode, explainer_negatives=self.explainer_negatives,
                           negatives_rule=NEGATIVES_RULE)
         return config
+
+    def sides(self) -> list[ExplainOptions]:
+        """One set of options per polarity to explain (two for --polarity both), each with its own configuration
+        (the polarity is in it), so each side is resumed on its own."""
+        if self.polarity not in POLARITY_CHOICES:
+            raise OptionsError(f"--polarity {self.polarity!r} is not one of {', '.join(POLARITY_CHOICES)}")
+        if self.polarity != Polarity.POSITIVE and self.explainer_sample in _POSITIVE_ONLY_SAMPLES:
+            raise OptionsError(f"--explainer-sample {self.explainer_sample} draws from the quantile bins of the "
+                               "positive side, which hold nothing of the negative side; with --polarity "
+                               f"{self.polarity} use --explainer-sample top or random")
+        polarities = [Polarity.POSITIVE, Polarity.NEGATIVE] if self.polarity == BOTH else [Polarity(self.polarity)]
+        return [replace(self, polarity=p.value) for p in polarities]
 
     def with_logits(self) -> bool:
         if self.evidence not in EVIDENCE_CHOICES:

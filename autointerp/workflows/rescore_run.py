@@ -46,15 +46,16 @@ class _Target:
     explanation_id: int
     feature_index: int
     text: str
+    polarity: str
     data: ScoringInput
     valid: ScoringInput  # what --calibrate fits on
     stored: list[SequenceSimulation] | None  # this simulator's stored simulation of `data`, scored again as it is
 
 
-def _stored_simulation(session: Session, explanation_id: int, feature_id: int, simulator: str,
+def _stored_simulation(session: Session, explanation_id: int, feature_id: int, simulator: str, polarity: str,
                        data: ScoringInput) -> list[SequenceSimulation] | None:
     """The stored simulation of exactly these records (it may be from before a scoring version change)."""
-    stored = stored_expected_values(session, explanation_id, feature_id, simulation_config(simulator))
+    stored = stored_expected_values(session, explanation_id, feature_id, simulation_config(simulator, polarity))
     if stored is None or [record_id for record_id, _ in stored] != [r.record_id for r in data.records]:
         return None
     return [SequenceSimulation(list(r.tokens), expected) for r, (_, expected) in zip(data.records, stored)]
@@ -66,9 +67,9 @@ def _load(db: Database, explanation_id: int, simulator: str) -> _Target:
         feature = repo.get_feature(session, explanation.feature_id)
         records = record_store.load_feature_records(session, feature)
         data = reported_input(records, explanation.polarity)
-        return _Target(explanation_id, feature.index, explanation.text or "", data,
+        return _Target(explanation_id, feature.index, explanation.text or "", explanation.polarity, data,
                        scoring_input(records, DataSplit.VALID, explanation.polarity),
-                       _stored_simulation(session, explanation_id, feature.id, simulator, data))
+                       _stored_simulation(session, explanation_id, feature.id, simulator, explanation.polarity, data))
 
 
 def _evaluation(opts: RescoreOptions, target: _Target, outcome: SimulationOutcome,
@@ -78,8 +79,9 @@ def _evaluation(opts: RescoreOptions, target: _Target, outcome: SimulationOutcom
     if calibrate_only:
         calibrated = [s for s in outcome.scores if s.method in CALIBRATED_METHODS]
         return outcome_store.Evaluation(opts.simulator, simulation_scorer_config(), calibrated)
-    simulation = outcome_store.SimulationToStore(simulation_config(opts.simulator), target.data.records,
-                                                 outcome.simulations, outcome.failure, outcome.failure_kind)
+    simulation = outcome_store.SimulationToStore(simulation_config(opts.simulator, target.polarity),
+                                                 target.data.records, outcome.simulations, outcome.failure,
+                                                 outcome.failure_kind)
     return outcome_store.Evaluation(opts.simulator, simulation_scorer_config(), outcome.scores, simulation)
 
 
@@ -175,9 +177,12 @@ async def _rescore(db: Database, opts: RescoreOptions, record: RunRecord, displa
 
 def rescored(session: Session, explanation_ids: list[int], simulator: str) -> set[int]:
     """Those of these explanations simulated by `simulator` under the current simulation configuration and scored
-    under the current scoring version (an older simulation or older scores do not count: those are done again)."""
-    simulated = already_done.simulated_with(session, explanation_ids, simulator=simulator,
-                                            config=simulation_config(simulator))
+    under the current scoring version (an older simulation or older scores do not count: those are done again).
+    Each polarity's explanations are asked about under its own simulation configuration."""
+    polarities = repo.explanation_polarities(session, explanation_ids)
+    simulated = {e for polarity in set(polarities.values()) for e in already_done.simulated_with(
+        session, [e for e in explanation_ids if polarities[e] == polarity], simulator=simulator,
+        config=simulation_config(simulator, polarity))}
     return simulated & already_done.scored_with(session, explanation_ids, simulator=simulator,
                                                 method=ScoreMethod.EV_CORRELATION,
                                                 scorer_config=simulation_scorer_config())

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from activations.records import ActivationRecord
-from activations.vocab import DataSplit, ScoreMethod, ScoreRole, ScoringSubset
+from activations.vocab import DataSplit, Polarity, ScoreMethod, ScoreRole, ScoringSubset
 from autointerp.runtime.db_threads import DatabaseThreads
 from autointerp.workflows.finishing_reads import FinishTarget
 from scorer import ScoreValue, ShuffledPicker, simulation_config, simulation_scorer_config
@@ -19,7 +19,7 @@ from storage.core import repository as repo
 from storage.core.db import Database
 from storage.results import outcome_store
 
-NO_OTHER = "no other feature of this layer has an explanation to shuffle in"
+NO_OTHER = "no other feature of this layer has an explanation (of the same polarity) to shuffle in"
 
 
 @dataclass
@@ -30,10 +30,11 @@ class LayerPool:
     ids: dict[int, int]  # feature id -> explanation id
 
 
-def read_layer_pool(db: Database, feature_id: int, seed: int) -> LayerPool:
-    """The current explanations of `feature_id`'s layer, for the shuffled baselines and the example scorers."""
+def read_layer_pool(db: Database, feature_id: int, seed: int, polarity: str = Polarity.POSITIVE) -> LayerPool:
+    """The current explanations of `polarity` of `feature_id`'s layer, for the shuffled baselines and the example
+    scorers."""
     with db.session() as session:
-        current = repo.layer_current_explanation_texts(session, repo.get_feature(session, feature_id))
+        current = repo.layer_current_explanation_texts(session, repo.get_feature(session, feature_id), polarity)
     return LayerPool(ShuffledPicker({f: text for f, (_, text) in current.items()}, seed),
                      {f: explanation_id for f, (explanation_id, _) in current.items()})
 
@@ -43,18 +44,19 @@ class LayerPools:
 
     def __init__(self, db: Database, store: DatabaseThreads) -> None:
         self._db, self._store = db, store
-        self._pools: dict[tuple[int, int], asyncio.Future[LayerPool]] = {}
+        self._pools: dict[tuple[int, int, str], asyncio.Future[LayerPool]] = {}
 
-    async def of(self, feature: repo.FeatureKeyed, seed: int) -> LayerPool:
-        key = (feature.layer, seed)
+    async def of(self, feature: repo.FeatureKeyed, seed: int, polarity: str = Polarity.POSITIVE) -> LayerPool:
+        key = (feature.layer, seed, polarity)
         if key not in self._pools:
-            self._pools[key] = asyncio.ensure_future(self._store.read(read_layer_pool, self._db, feature.id, seed))
+            self._pools[key] = asyncio.ensure_future(self._store.read(read_layer_pool, self._db, feature.id, seed,
+                                                                      polarity))
         return await self._pools[key]
 
 
 def _evaluation(own_id: int, other_explanation_id: int | None, records: Sequence[ActivationRecord],
                 outcome: SimulationOutcome | None, scores: Sequence[ScoreValue],
-                simulator_spec: str) -> outcome_store.Evaluation:
+                simulator_spec: str, polarity: str) -> outcome_store.Evaluation:
     """A baseline as an evaluation of the own explanation: the other explanation's simulation and its scores, or,
     with no other explanation to shuffle in, undefined scores that say so."""
     if other_explanation_id is None or outcome is None:
@@ -62,7 +64,7 @@ def _evaluation(own_id: int, other_explanation_id: int | None, records: Sequence
                     for subset in ScoringSubset]
         return outcome_store.Evaluation(simulator_spec, simulation_scorer_config(), no_other)
     simulation = outcome_store.SimulationToStore(
-        simulation_config(simulator_spec, own=own_id), records, outcome.simulations, outcome.failure,
+        simulation_config(simulator_spec, polarity, own=own_id), records, outcome.simulations, outcome.failure,
         role=ScoreRole.SHUFFLED, explanation=repo.RowRef(other_explanation_id))
     return outcome_store.Evaluation(simulator_spec, simulation_scorer_config(), scores, simulation)
 
@@ -70,7 +72,8 @@ def _evaluation(own_id: int, other_explanation_id: int | None, records: Sequence
 def _save(db: Database, target: FinishTarget, other_explanation_id: int | None, records: Sequence[ActivationRecord],
           outcome: SimulationOutcome | None, scores: Sequence[ScoreValue], simulator_spec: str, run_id: int) -> None:
     """One baseline in one transaction, from ids already known (nothing is read back but what dedups)."""
-    evaluation = _evaluation(target.explanation_id, other_explanation_id, records, outcome, scores, simulator_spec)
+    evaluation = _evaluation(target.explanation_id, other_explanation_id, records, outcome, scores, simulator_spec,
+                             target.polarity)
     with db.session() as session, session.begin():
         outcome_store.save_evaluation(session, repo.RowRef(target.explanation_id), target.feature, evaluation,
                                       run_id=run_id)

@@ -154,24 +154,37 @@ _CURRENT = (Explanation.status == OutcomeStatus.OK, Explanation.selected.is_(Tru
 _CURRENT_ORDER = (Explanation.feature_id, Explanation.id)
 
 
-def current_explanations(session: Session, feature_ids: Sequence[int]) -> dict[int, Explanation]:
-    """feature id -> its current explanation (see _CURRENT); features without one are absent."""
+def current_explanations(session: Session, feature_ids: Sequence[int],
+                         polarity: str | None = None) -> dict[int, Explanation]:
+    """feature id -> its current explanation (see _CURRENT; of `polarity`, when given); features without one are
+    absent."""
     stmt = select(Explanation).where(*_CURRENT).order_by(*_CURRENT_ORDER)
+    if polarity is not None:
+        stmt = stmt.where(Explanation.polarity == polarity)
     # a feature's explanations all come in its chunk
     return {e.feature_id: e for chunk in chunks(feature_ids)
             for e in session.scalars(stmt.where(Explanation.feature_id.in_(chunk)))}
 
 
-def layer_current_explanation_texts(session: Session, feature: Feature) -> dict[int, tuple[int, str]]:
-    """feature id -> (id, text) of the current explanation, for every feature of `feature`'s layer that has one.
-    Two columns, no ORM rows: a layer of a wide SAE has 100k+ of them, and whole rows
-    (raw outputs, params) would cost seconds and hundreds of MB."""
+def layer_current_explanation_texts(session: Session, feature: Feature,
+                                    polarity: str = Polarity.POSITIVE) -> dict[int, tuple[int, str]]:
+    """feature id -> (id, text) of the current explanation of `polarity`, for every feature of `feature`'s layer
+    that has one (a negative explanation's shuffled baseline borrows another feature's negative one). Two columns,
+    no ORM rows: a layer of a wide SAE has 100k+ of them, and whole rows (raw outputs, params) would cost seconds
+    and hundreds of MB."""
     stmt = (select(Explanation.feature_id, Explanation.id, Explanation.text)
             .join(Feature, Feature.id == Explanation.feature_id)
             .where(Feature.model_id == feature.model_id, Feature.layer == feature.layer,
-                   Feature.sae_key == feature.sae_key, *_CURRENT)
+                   Feature.sae_key == feature.sae_key, Explanation.polarity == polarity, *_CURRENT)
             .order_by(*_CURRENT_ORDER))
     return {feature_id: (explanation_id, text or "") for feature_id, explanation_id, text in session.execute(stmt)}
+
+
+def explanation_polarities(session: Session, explanation_ids: Sequence[int]) -> dict[int, str]:
+    """Explanation id -> its polarity, a query per chunk of ids."""
+    stmt = select(Explanation.id, Explanation.polarity)
+    return {explanation_id: polarity for chunk in chunks(explanation_ids)
+            for explanation_id, polarity in session.execute(stmt.where(Explanation.id.in_(chunk)))}
 
 
 def explanations_with_features(session: Session,

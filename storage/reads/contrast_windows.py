@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activations.records import NeighbourWindow
-from activations.vocab import DataSplit
+from activations.vocab import DataSplit, SampleKind
 from storage.core.schema import ActivationRecordRow, Feature
 from storage.reads.scoring_inputs import (
     SCORED_PER_NEIGHBOUR,
@@ -33,20 +33,23 @@ def _held_out_windows(session: Session, feature: Feature) -> set[int]:
         ActivationRecordRow.data_split.in_([DataSplit.VALID.value, DataSplit.TEST.value]))))
 
 
-def contrast_windows(session: Session, feature: Feature, *,
-                     per_neighbour: int = PER_NEIGHBOUR) -> list[NeighbourWindow] | None:
-    """Up to `per_neighbour` train-split top windows of each stored neighbour, strongest first, nearest neighbour
-    first, with the feature's own activations where it has a record there; None when it has no neighbours stored."""
+def contrast_windows(session: Session, feature: Feature, *, per_neighbour: int = PER_NEIGHBOUR,
+                     sample: str = SampleKind.TOP) -> list[NeighbourWindow] | None:
+    """Up to `per_neighbour` train-split windows of sample kind `sample` (top, or bottom for a negative side) of
+    each stored neighbour, strongest first, nearest neighbour first, with the feature's own activations where it has
+    a record there; None when it has no neighbours stored."""
     neighbours = neighbour_indices(feature)
     if neighbours is None:
         return None
-    judged = neighbour_rows(session, feature, neighbours, per_neighbour=SCORED_PER_NEIGHBOUR).window_ids
+    judged = neighbour_rows(session, feature, neighbours, per_neighbour=SCORED_PER_NEIGHBOUR,
+                            sample=sample).window_ids
     found = neighbour_rows(session, feature, neighbours, per_neighbour=per_neighbour,
                            data_splits=[DataSplit.TRAIN.value],
-                           skip_windows={*judged, *_held_out_windows(session, feature)})
+                           skip_windows={*judged, *_held_out_windows(session, feature)}, sample=sample)
     return as_windows(found, own_records(session, feature, found.window_ids))
 
 
-def contrast_windows_of(session: Session, features: Sequence[Feature]) -> dict[int, list[NeighbourWindow] | None]:
+def contrast_windows_of(session: Session, features: Sequence[Feature], *,
+                        sample: str = SampleKind.TOP) -> dict[int, list[NeighbourWindow] | None]:
     """contrast_windows of each feature, by feature row id."""
-    return {feature.id: contrast_windows(session, feature) for feature in features}
+    return {feature.id: contrast_windows(session, feature, sample=sample) for feature in features}

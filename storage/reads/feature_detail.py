@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from activations.vocab import SampleKind, ScoreRole
+from activations.vocab import SampleKind, ScoreMethod, ScoreRole, ScoringSubset
 from storage.core.activation_codec import decode
 from storage.core.rows import (
     explanation_dict,
@@ -33,15 +33,16 @@ from storage.core.schema import (
     Simulation,
     SubjectModel,
 )
+from storage.reads.feature_sides import feature_sides, larger_side
 from storage.results.example_scores import SHUFFLED_EXPLANATION_KEY
 
 
 def _sample_order(sample: str) -> tuple[int, int]:
-    # top first, then quantile bins in order, then random
+    # top first, then bottom, then quantile bins in order, then random
     match = re.fullmatch(rf"{SampleKind.QUANTILE}:(\d+)", sample)
     if match:
         return (1, int(match.group(1)))
-    return (0, 0) if sample == SampleKind.TOP else (2, 0)
+    return {SampleKind.TOP.value: (0, 0), SampleKind.BOTTOM.value: (0, 1)}.get(sample, (2, 0))
 
 
 def _explanation(row: Explanation, runs: dict[int, Run], scores: list[dict[str, Any]]) -> dict[str, Any]:
@@ -172,6 +173,9 @@ def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
         **feature_key_dict(feature, model_name),
         "stats": feature_stats_dict(feature),
         "records": by_sample,
+        "larger_side": larger_side(feature.max_activation, feature.min_activation),
+        "sides": feature_sides(session, [feature_id], method=ScoreMethod.EV_CORRELATION,
+                               subset=ScoringSubset.TOP_AND_RANDOM).get(feature_id, {}),
         "explanations": [_explanation(e, runs, own.get(e.id, [])) for e in explanations],
         "shuffled_baselines": [_baseline(b, borrowed.get(b.id)) for b in baselines],
         "simulations": _simulations(session, feature_id, record_dicts),

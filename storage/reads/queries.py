@@ -15,7 +15,7 @@ from sqlalchemy import Select, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from activations.errors import UserError
-from activations.vocab import ScoreMethod, ScoreRole, ScoringSubset
+from activations.vocab import Polarity, ScoreMethod, ScoreRole, ScoringSubset
 from scorer import ALL_METHODS
 from scorer.methods import (
     EXAMPLE_SUBSETS,
@@ -28,6 +28,7 @@ from scorer.methods import (
 from storage.core.repository import current_explanations
 from storage.core.rows import feature_key_dict, record_dict
 from storage.core.schema import ActivationRecordRow, Explanation, Feature, Sae, Score, SubjectModel
+from storage.reads.feature_sides import feature_sides, side_fields
 from storage.reads.score_source import current_version, is_imported, measured
 
 # Plain strings (the enum values): click.Choice would offer an Enum's member names instead of its values.
@@ -79,6 +80,7 @@ class FeatureQuery:
     limit: int = 100
     offset: int = 0
     feature_indices: list[int] | None = None
+    polarity: str | None = None  # only explanations of this side rank and head rows (None: either side)
     include_imported: bool = False  # let scores imported from files rank and head features (storage.reads.score_source)
 
     def validate(self) -> None:
@@ -90,6 +92,8 @@ class FeatureQuery:
             raise QueryError(f"search text is {len(self.search)} characters; the limit is {MAX_SEARCH_CHARS}")
         if self.search is not None and not search_terms(self.search):
             raise QueryError(f"search text {self.search!r} has no words to search for")
+        if self.polarity is not None and self.polarity not in tuple(Polarity):
+            raise QueryError(f"polarity {self.polarity!r} is not one of {', '.join(Polarity)}")
 
 
 def search_terms(text_query: str) -> list[str]:
@@ -205,9 +209,10 @@ def _ranked_statement(session: Session, q: FeatureQuery, ff: FeatureFilter) -> S
     """Every score that may rank a feature under `q` and its filters, walking the score index best first."""
     conds = filtered_score_conds(q, ff.model_id)
     stmt = select(Score.feature_id, Score.value, Score.explanation_id, Score.simulator)
-    if q.explainer is not None:
+    if q.explainer is not None or q.polarity is not None:
         stmt = stmt.join(Explanation, Explanation.id == Score.explanation_id)
-        conds.append(Explanation.explainer == q.explainer)
+        conds += [Explanation.explainer == q.explainer] if q.explainer is not None else []
+        conds += [Explanation.polarity == q.polarity] if q.polarity is not None else []
     if q.search is not None:
         conds.append(_search_condition(session, q.search))
     if ff.needs_join:
@@ -257,6 +262,9 @@ def _unscored_features(session: Session, q: FeatureQuery, exclude: set[int], ski
     if ff is None:
         return []
     scored = select(Score.feature_id).where(Score.feature_id == Feature.id, *ranking_score_conds(q))
+    if q.polarity is not None:  # a feature scored on the other side only is unscored on this one
+        scored = scored.join(Explanation, Explanation.id == Score.explanation_id).where(
+            Explanation.polarity == q.polarity)
     stmt = (
         select(Feature.id)
         .where(*all_feature_conds(ff), ~scored.exists())
@@ -277,6 +285,9 @@ def count_scored(session: Session, q: FeatureQuery) -> int:
         .join(Feature, Feature.id == Score.feature_id)
         .where(*ranking_score_conds(q), *all_feature_conds(ff))
     )
+    if q.polarity is not None:
+        ranked = ranked.join(Explanation, Explanation.id == Score.explanation_id).where(
+            Explanation.polarity == q.polarity)
     return session.scalar(select(func.count()).select_from(ranked.distinct().subquery())) or 0
 
 
@@ -292,11 +303,13 @@ def query_features(session: Session, q: FeatureQuery, *, with_records: bool = Fa
         skip = max(0, q.offset - n_scored_total)
         extra = _unscored_features(session, q, {r[0] for r in rows}, skip, q.limit - len(rows))
         rows.extend((fid, None, None, False) for fid in extra)
-    return describe_features(session, rows, method=q.method, subset=q.subset, with_records=with_records)
+    return describe_features(session, rows, method=q.method, subset=q.subset, with_records=with_records,
+                             polarity=q.polarity)
 
 
 def describe_features(
     session: Session, rows: Sequence[ShownScore], *, method: str, subset: str, with_records: bool = False,
+    polarity: str | None = None,
 ) -> list[dict[str, Any]]:
     """Turn (feature_id, score, explanation_id, imported) rows into result dicts, in the given order."""
     if not rows:
@@ -312,8 +325,9 @@ def describe_features(
     }
     explanation_ids = [r[2] for r in rows if r[2] is not None]
     explanations = {e.id: e for e in session.scalars(select(Explanation).where(Explanation.id.in_(explanation_ids)))}
-    latest = current_explanations(session, [r[0] for r in rows if r[2] is None])
+    latest = current_explanations(session, [r[0] for r in rows if r[2] is None], polarity=polarity)
     records = records_by_feature(session, ids) if with_records else {}
+    sides = feature_sides(session, ids, method=method, subset=subset)
     out = []
     for feature_id, value, explanation_id, imported in rows:
         feature, model_name = features[feature_id]
@@ -328,7 +342,9 @@ def describe_features(
             "explanation": explanation.text if explanation else None,
             "explainer": explanation.explainer if explanation else None,
             "explanation_id": explanation.id if explanation else None,
+            "polarity": explanation.polarity if explanation else None,
             "max_activation": feature.max_activation,
+            **side_fields(feature, sides.get(feature_id, {})),
             "firing_fraction": feature.firing_fraction,
             "dead": feature.dead,
             # Weight evidence stored at collection (None for imports and older collections).
@@ -353,23 +369,6 @@ def records_by_feature(session: Session, feature_ids: list[int]) -> dict[int, li
     for row in rows:
         out.setdefault(row.feature_id, []).append(record_dict(row))
     return out
-
-
-def run_scores(session: Session, run_id: int, *, method: str, subset: str) -> list[dict[str, Any]]:
-    """Own and shuffled scores a run wrote, one dict per scored explanation (index, explanation, score,
-    shuffled), best first."""
-    rows = session.execute(
-        select(Feature.index, Explanation.text, Score.role, Score.value, Score.explanation_id)
-        .join(Explanation, Explanation.id == Score.explanation_id)
-        .join(Feature, Feature.id == Score.feature_id)
-        .where(Score.run_id == run_id, Score.method == method, Score.subset == subset)
-    ).all()
-    by_explanation: dict[int, dict[str, Any]] = {}
-    for index, text_, role, value, explanation_id in rows:
-        item = by_explanation.setdefault(explanation_id, {"index": index, "explanation": text_, "score": None,
-                                                          "shuffled": None})
-        item["score" if role == ScoreRole.OWN else "shuffled"] = value
-    return sorted(by_explanation.values(), key=lambda r: (r["score"] is None, -(r["score"] or 0.0)))
 
 
 def list_models(session: Session) -> list[dict[str, Any]]:

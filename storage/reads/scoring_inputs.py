@@ -49,8 +49,9 @@ class NeighbourRows:
 
 def neighbour_rows(session: Session, feature: Feature, neighbours: list[tuple[int, float | None]], *,
                    per_neighbour: int, data_splits: Sequence[str] | None = None,
-                   skip_windows: Collection[int] = ()) -> NeighbourRows:
-    """Up to `per_neighbour` top records of each neighbour, test split first, then valid, then train (only
+                   skip_windows: Collection[int] = (), sample: str = SampleKind.TOP) -> NeighbourRows:
+    """Up to `per_neighbour` records of sample kind `sample` (top, or bottom for a negative side) of each
+    neighbour, test split first, then valid, then train (only
     `data_splits` when given), leaving out the windows in `skip_windows`."""
     rows = session.scalars(select(Feature).where(
         Feature.model_id == feature.model_id, Feature.layer == feature.layer, Feature.kind == feature.kind,
@@ -60,7 +61,7 @@ def neighbour_rows(session: Session, feature: Feature, neighbours: list[tuple[in
     data_split_order = case((ActivationRecordRow.data_split == DataSplit.TEST, 0),
                             (ActivationRecordRow.data_split == DataSplit.VALID, 1), else_=2)
     query = (select(ActivationRecordRow)
-             .where(ActivationRecordRow.feature_id.in_(list(by_id)), ActivationRecordRow.sample == SampleKind.TOP)
+             .where(ActivationRecordRow.feature_id.in_(list(by_id)), ActivationRecordRow.sample == sample)
              .order_by(ActivationRecordRow.feature_id, data_split_order, ActivationRecordRow.position))
     if data_splits is not None:
         query = query.where(ActivationRecordRow.data_split.in_(list(data_splits)))
@@ -93,12 +94,13 @@ def as_windows(found: NeighbourRows, own: dict[int, ActivationRecordRow]) -> lis
     return out
 
 
-def neighbour_windows(session: Session, feature: Feature, *,
-                      per_neighbour: int = SCORED_PER_NEIGHBOUR) -> list[NeighbourWindow] | None:
+def neighbour_windows(session: Session, feature: Feature, *, per_neighbour: int = SCORED_PER_NEIGHBOUR,
+                      sample: str = SampleKind.TOP) -> list[NeighbourWindow] | None:
     """Up to `per_neighbour` top windows of each stored neighbour (test split first, then valid, then train),
-    nearest neighbour first; None when the feature has no neighbours stored."""
+    nearest neighbour first; None when the feature has no neighbours stored. `sample`: bottom for a negative
+    explanation, whose hard negatives are the neighbours' most negative windows."""
     neighbours = neighbour_indices(feature)
     if neighbours is None:
         return None
-    found = neighbour_rows(session, feature, neighbours, per_neighbour=per_neighbour)
+    found = neighbour_rows(session, feature, neighbours, per_neighbour=per_neighbour, sample=sample)
     return as_windows(found, own_records(session, feature, found.window_ids))

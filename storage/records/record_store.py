@@ -117,3 +117,10 @@ def load_many_feature_records(session: Session, features: Sequence[Feature]) -> 
     records = records_by_feature(session, [f.id for f in features])
     return {f.id: FeatureRecords(feature=feature_id_of(f), records=records.get(f.id, []), stats=stats_of(f))
             for f in features}
+
+
+def any_sampled_as(session: Session, feature_ids: Sequence[int], sample: str) -> bool:
+    """Whether any of these features has a record of this sample kind (one small query per chunk of ids)."""
+    stmt = select(_RECORDS.c.id).where(_RECORDS.c.sample == sample).limit(1)
+    return any(session.execute(stmt.where(_RECORDS.c.feature_id.in_(chunk))).first() is not None
+               for chunk in chunks(feature_ids, _IN_CHUNK))
