@@ -90,7 +90,7 @@ def test_few_shot_examples_carry_counterexamples_too_and_the_plain_prompt_has_no
 
 
 def test_negative_polarity_counts_a_window_quiet_where_the_feature_is_not_pushed_below_zero(fake_openai):
-    records = FeatureRecords(FEATURE, [_record("the dog barked", 1, peak=-5.0),
+    records = FeatureRecords(FEATURE, [_record("the dog barked", 1, sample="bottom", peak=-5.0),
                                        _record("pushed below here", 0, sample="random", peak=-3.0),
                                        _record("positive random window", 0, sample="random", peak=6.0)])
     (result,), seen = explain_via(fake_openai, records, chat=True, fmt="highlight", polarity="negative",
