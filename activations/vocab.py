@@ -72,6 +72,8 @@ class ScoreMethod(StrEnum):
     FUZZING_AUROC = "fuzzing_auroc"
     EMBEDDING_AUROC = "embedding_auroc"
     INTRUDER_ACCURACY = "intruder_accuracy"
+    # how much steering the feature raises the subject model's log-probability of the explanation, per nat of KL
+    STEERING_LOGPROB_GAIN = "steering_logprob_gain"
 
 
 class ScorerName(StrEnum):
@@ -82,6 +84,7 @@ class ScorerName(StrEnum):
     FUZZING = "fuzzing"
     EMBEDDING = "embedding"
     INTRUDER = "intruder"  # scores the feature, not an explanation (scorer/intruder.py)
+    STEERING = "steering"  # no judge: the subject model's own log-probabilities (scorer/steering_gain.py)
 
 
 class ScoreRole(StrEnum):
@@ -129,3 +132,4 @@ class RunKind(StrEnum):
     COLLECT = "collect"
     EXPLAIN = "explain"
     RESCORE = "rescore"
+    STEER = "steer"

@@ -13,10 +13,12 @@ SCORER_METHODS: dict[ScorerName, tuple[ScoreMethod, ...]] = {
     ScorerName.FUZZING: (ScoreMethod.FUZZING_BALANCED_ACCURACY, ScoreMethod.FUZZING_AUROC),
     ScorerName.EMBEDDING: (ScoreMethod.EMBEDDING_AUROC,),
     ScorerName.INTRUDER: (ScoreMethod.INTRUDER_ACCURACY,),
+    ScorerName.STEERING: (ScoreMethod.STEERING_LOGPROB_GAIN,),
 }
 ALL_METHODS: tuple[ScoreMethod, ...] = tuple(m for methods in SCORER_METHODS.values() for m in methods)
 SIMULATION_SUBSETS: tuple[str, ...] = tuple(s.value for s in ScoringSubset)
 EXAMPLE_SUBSETS: tuple[str, ...] = tuple(s.value for s in ClassificationSubset)
+STEERING_SUBSETS: tuple[str, ...] = ("neutral_prompts",)  # scorer.steering_gain.STEERING_SUBSET
 QUANTILE_SUBSET = "quantile:<i>"  # how the per-quantile subsets are named to a user (the bins vary by collection)
 
 
@@ -29,7 +31,10 @@ def scorer_of(method: str) -> ScorerName:
 
 def subsets_of(method: str) -> tuple[str, ...]:
     """The subsets `method` is stored on, the default first (top_and_random, or random for example scorers)."""
-    return SIMULATION_SUBSETS if scorer_of(method) == ScorerName.SIMULATION else EXAMPLE_SUBSETS
+    scorer = scorer_of(method)
+    if scorer == ScorerName.STEERING:
+        return STEERING_SUBSETS
+    return SIMULATION_SUBSETS if scorer == ScorerName.SIMULATION else EXAMPLE_SUBSETS
 
 
 def stored_subsets_text(method: str) -> str:

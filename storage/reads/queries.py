@@ -17,7 +17,14 @@ from sqlalchemy.orm import Session
 from activations.errors import UserError
 from activations.vocab import ScoreMethod, ScoreRole, ScoringSubset
 from scorer import ALL_METHODS
-from scorer.methods import EXAMPLE_SUBSETS, SIMULATION_SUBSETS, is_stored_subset, stored_subsets_text, subsets_of
+from scorer.methods import (
+    EXAMPLE_SUBSETS,
+    SIMULATION_SUBSETS,
+    STEERING_SUBSETS,
+    is_stored_subset,
+    stored_subsets_text,
+    subsets_of,
+)
 from storage.core.repository import current_explanations
 from storage.core.rows import feature_key_dict, record_dict
 from storage.core.schema import ActivationRecordRow, Explanation, Feature, Sae, Score, SubjectModel
@@ -25,7 +32,7 @@ from storage.reads.score_source import current_version, is_imported, measured
 
 # Plain strings (the enum values): click.Choice would offer an Enum's member names instead of its values.
 SCORE_METHODS = tuple(m.value for m in ALL_METHODS)  # every method the scorers store per subset
-SUBSETS = SIMULATION_SUBSETS + EXAMPLE_SUBSETS
+SUBSETS = SIMULATION_SUBSETS + EXAMPLE_SUBSETS + STEERING_SUBSETS
 MAX_SEARCH_CHARS = 200
 SEARCH_SCAN_THRESHOLD = 2000  # matches above which a search walks the score index instead
 ShownScore = tuple[int, float | None, int | None, bool]  # feature id, score shown, its explanation id, imported
