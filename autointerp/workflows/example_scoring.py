@@ -163,8 +163,10 @@ async def add_example_scores(db: Database, store: DatabaseThreads, scorers: Exam
     """Score an explanation with every scorer in `target.todo` (its own scores, and its shuffled baseline on the
     same examples with another feature's explanation from `layer`, needed when a shuffled role is to do) and
     store them; returns why its own scores failed, None when they did not."""
+    # The steering scorer reads the feature's continuations, not its records: no examples when it is all to do.
     examples = example_input(target.records, target.polarity, target.neighbours, n_activating=scorers.n_activating,
-                             n_random=scorers.n_random, n_neighbours=scorers.n_neighbours)
+                             n_random=scorers.n_random, n_neighbours=scorers.n_neighbours) \
+        if any(name != ScorerName.STEERING for name, _ in target.todo) else ExampleSet([])
     shuffled = layer.picker.pick(target.feature.id) if layer is not None else None
     borrowed: dict[str, int] = {}  # what the shuffled scores' details record of the explanation they judged
     if layer is not None and shuffled is not None:
