@@ -58,7 +58,8 @@ class ClassificationSubset(StrEnum):
 
 
 class InterventionSubset(StrEnum):
-    """What an intervention score judged: the steered continuation of each neutral prompt among unsteered ones."""
+    """What the steering-based scores are measured on: the neutral prompts (intervention: the steered continuation of
+    each among unsteered ones; steering: the explanation's log-probability after each)."""
 
     NEUTRAL = "neutral"
 
@@ -80,6 +81,8 @@ class ScoreMethod(StrEnum):
     INTRUDER_ACCURACY = "intruder_accuracy"
     INTERVENTION_ACCURACY = "intervention_accuracy"
     INTERVENTION_AUROC = "intervention_auroc"
+    # how much steering the feature raises the subject model's log-probability of the explanation, per nat of KL
+    STEERING_LOGPROB_GAIN = "steering_logprob_gain"
 
 
 class ScorerName(StrEnum):
@@ -91,6 +94,7 @@ class ScorerName(StrEnum):
     EMBEDDING = "embedding"
     INTRUDER = "intruder"  # scores the feature, not an explanation (scorer/intruder.py)
     INTERVENTION = "intervention"  # judges steered continuations against an explanation (scorer/intervention.py)
+    STEERING = "steering"  # no judge: the subject model's own log-probabilities (scorer/steering_gain.py)
 
 
 class ScoreRole(StrEnum):
@@ -138,3 +142,4 @@ class RunKind(StrEnum):
     COLLECT = "collect"
     EXPLAIN = "explain"
     RESCORE = "rescore"
+    STEER = "steer"

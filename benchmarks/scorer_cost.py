@@ -16,8 +16,16 @@ results per feature: --steering-prompts neutral prompts (default 8), each with o
 
     .venv/bin/python benchmarks/scorer_cost.py [--features 50]
 
+The steering scorer asks no LLM: it runs the subject model. Its cost is measured on gemma-3-270m itself (CPU
+here, CUDA where present): `--steering-features` MLP neurons of layer 3 steered to the default target KL (the
+strength search, then one steered continuation per neutral prompt; the unsteered continuations are made once per
+run and reported apart), and the judge-free score of one explanation on each (`--steering-features 0` skips it).
+
 Last line: {"tokens_per_feature_<method>", "requests_per_feature_<method>"} for simulation, detection, fuzzing,
-embedding, intruder and intervention, and "detection_token_ratio" (detection's prompt tokens over simulation's).
+embedding, intruder and intervention, and "detection_token_ratio" (detection's prompt tokens over simulation's); with
+steering, "forward_passes_per_feature_steering" and "cpu_s_per_feature_steering" (steering one feature),
+"forward_passes_unsteered_steering" and "cpu_s_unsteered_steering" (the shared unsteered continuations, once),
+"forward_passes_per_explanation_steering" and "cpu_s_per_explanation_steering" (scoring one explanation).
 """
 
 from __future__ import annotations
@@ -152,12 +160,43 @@ def report(figures: dict[str, float], scorer: str, result: dict) -> None:
     figures[f"requests_per_feature_{scorer}"] = round(result["requests_per_feature"], 2)
 
 
+def measure_steering(n_features: int) -> dict[str, float]:
+    """Forward passes and CPU seconds of the subject model for steering features and scoring explanations."""
+    from activations.steerer import Steerer
+    from activations.steering import SteeringConfig, SteeringResult, neuron_vector
+    from llm_client.local_models import load_model
+    from scorer.steering_gain import BATCH, steering_logprob_gain
+
+    loaded = load_model("gemma-3-270m")
+    steerer = Steerer(loaded.model, loaded.tokenizer, SteeringConfig())
+    start, passes = time.process_time(), steerer.forward_passes
+    steerer.unsteered()
+    shared = {"forward_passes_unsteered_steering": steerer.forward_passes - passes,
+              "cpu_s_unsteered_steering": round(time.process_time() - start, 2)}
+    start, passes, results = time.process_time(), steerer.forward_passes, []
+    for index in range(0, 2048, 2048 // n_features)[:n_features]:
+        result, _ = steerer.steer(neuron_vector(loaded.model, 3, index))
+        results.append(result)
+    steer_cpu, steer_passes = time.process_time() - start, steerer.forward_passes - passes
+    scored = [r for r in results if isinstance(r, SteeringResult)]
+    start = time.process_time()
+    for result in scored:
+        steering_logprob_gain(loaded.model, loaded.tokenizer, result, "the word Paris")
+    rows = len(scored[0].prompts) * (1 + len(scored[0].unsteered[0])) if scored else 0
+    print(f"  steering: {len(scored)} of {n_features} neurons reached the target KL on {loaded.device}")
+    return {**shared, "forward_passes_per_feature_steering": round(steer_passes / n_features, 1),
+            "cpu_s_per_feature_steering": round(steer_cpu / n_features, 2),
+            "forward_passes_per_explanation_steering": -(-rows // BATCH),
+            "cpu_s_per_explanation_steering": round((time.process_time() - start) / max(len(scored), 1), 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--features", type=int, default=50)
     parser.add_argument("--steering-prompts", type=int, default=8, help="intervention: neutral prompts per feature")
     parser.add_argument("--unsteered", type=int, default=3, help="intervention: unsteered continuations per prompt")
     parser.add_argument("--continuation-tokens", type=int, default=24, help="intervention: words per continuation")
+    parser.add_argument("--steering-features", type=int, default=4, help="steering: neurons steered on gemma-3-270m")
     args = parser.parse_args()
     fake = FakeOpenAI(answer=answer(lambda text: any(c.isdigit() for c in text))).start()
     os.environ["OPENAI_API_KEY"] = "sk-bench"
@@ -166,7 +205,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             db = Database(f"sqlite:///{tmp}/bench.db")
             fill(db, args.features)
-            for scorer in (s for s in ScorerName if s != ScorerName.INTERVENTION):
+            for scorer in (s for s in ScorerName if s not in (ScorerName.INTERVENTION, ScorerName.STEERING)):
                 report(figures, scorer.value, measure(db, fake, scorer, args.features))
         report(figures, ScorerName.INTERVENTION.value, measure_intervention(fake, args))
         print(f"  (intervention: {INTERVENTION_PROMPT_VERSION}, {args.steering_prompts} prompts x "
@@ -175,6 +214,11 @@ def main() -> None:
         fake.stop()
     figures["detection_token_ratio"] = round(
         figures["tokens_per_feature_detection"] / figures["tokens_per_feature_simulation"], 4)
+    if args.steering_features > 0:
+        figures |= measure_steering(args.steering_features)
+        print(f"  steering: {figures['forward_passes_per_feature_steering']} forward passes and "
+              f"{figures['cpu_s_per_feature_steering']} CPU s per feature; scoring an explanation "
+              f"{figures['cpu_s_per_explanation_steering']} CPU s")
     print(json.dumps(figures))
 
 

@@ -21,11 +21,12 @@ SCORER_METHODS: dict[ScorerName, tuple[ScoreMethod, ...]] = {
     ScorerName.EMBEDDING: (ScoreMethod.EMBEDDING_AUROC,),
     ScorerName.INTRUDER: (ScoreMethod.INTRUDER_ACCURACY,),
     ScorerName.INTERVENTION: (ScoreMethod.INTERVENTION_ACCURACY, ScoreMethod.INTERVENTION_AUROC),
+    ScorerName.STEERING: (ScoreMethod.STEERING_LOGPROB_GAIN,),
 }
 ALL_METHODS: tuple[ScoreMethod, ...] = tuple(m for methods in SCORER_METHODS.values() for m in methods)
 SIMULATION_SUBSETS: tuple[str, ...] = tuple(s.value for s in ScoringSubset)
 EXAMPLE_SUBSETS: tuple[str, ...] = tuple(s.value for s in ClassificationSubset)
-INTERVENTION_SUBSETS: tuple[str, ...] = tuple(s.value for s in InterventionSubset)
+INTERVENTION_SUBSETS: tuple[str, ...] = tuple(s.value for s in InterventionSubset)  # intervention and steering
 QUANTILE_SUBSET = "quantile:<i>"  # how the per-quantile subsets are named to a user (the bins vary by collection)
 
 
@@ -38,11 +39,11 @@ def scorer_of(method: str) -> ScorerName:
 
 def subsets_of(method: str) -> tuple[str, ...]:
     """The subsets `method` is stored on, the default first (top_and_random, random for example scorers, neutral for
-    the intervention scorer)."""
+    the steering-based scorers)."""
     scorer = scorer_of(method)
     if scorer == ScorerName.SIMULATION:
         return SIMULATION_SUBSETS
-    return INTERVENTION_SUBSETS if scorer == ScorerName.INTERVENTION else EXAMPLE_SUBSETS
+    return INTERVENTION_SUBSETS if scorer in (ScorerName.INTERVENTION, ScorerName.STEERING) else EXAMPLE_SUBSETS
 
 
 def stored_subsets_text(method: str) -> str:

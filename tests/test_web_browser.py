@@ -363,3 +363,45 @@ def test_feature_page_shows_both_sides_of_a_signed_feature(server, page, sqlite_
     expect(sides.nth(0)).to_contain_text(EXPLANATION["digits"])
     expect(page.locator('.explanation-card[data-polarity="negative"] .side')).to_have_text("negative side")
     expect(page.locator('#top-records .sample[data-sample="bottom"] h3')).to_have_text("Most negative (20)")
+
+
+def _store_steering(url: str, feature_id: int) -> None:
+    from activations.steering import SteeringFailure, SteeringResult
+    from storage.core import repository as repo
+    from storage.core.db import Database
+    from storage.results.steering_store import save_steering
+
+    config = {"model": "m", "hook": "blocks.6.hook_resid_post", "target_kl": 0.5, "tokens": 8, "temperature": 0.7,
+              "prompts_version": "neutral-v1"}
+    result = SteeringResult(strength=575.7, kl=0.512, target_kl=0.5, prompts=("The", "Once upon a time,"),
+                            steered=(" Paris Fashion Week", f" in Paris{XSS_TOKENS[1]}"),
+                            unsteered=((" first time", " cat sat"), (" a king", " there was")))
+    db = Database(url)
+    with db.session() as s, s.begin():
+        feature = repo.get_feature(s, feature_id)
+        save_steering(s, feature, config, result, run_id=None)
+        save_steering(s, feature, {**config, "target_kl": 4.0}, SteeringFailure("KL 1.2 below the target 4"),
+                      run_id=None)
+    db.dispose()
+
+
+def test_feature_page_shows_steered_beside_unsteered_with_strength_and_kl(server, page, sqlite_url):
+    base, ids = server
+    _store_steering(sqlite_url, ids["features"][0])
+    refused = _csp_violations(page)
+    page.goto(f"{base}/feature?id={ids['features'][0]}")
+    page.wait_for_selector("#steering .steering-run[data-status=ok] table")
+    ok = page.locator("#steering .steering-run[data-status=ok]")
+    assert "strength 575.7 · KL 0.512 (target 0.500)" in ok.locator("h3").text_content()
+    rows = ok.locator("tbody tr")
+    assert rows.count() == 2
+    first = rows.nth(0).locator("td")
+    assert first.all_text_contents()[:2] == ["The", " Paris Fashion Week"]
+    assert first.nth(2).locator("div").all_text_contents() == [" first time", " cat sat"]
+    assert XSS_TOKENS[1] in rows.nth(1).locator("td.steered").text_content()  # shown as text, never run
+    failed = page.locator("#steering .steering-run[data-status=failed]")
+    assert "failed: KL 1.2 below the target 4" in failed.text_content()
+    page.goto(f"{base}/feature?id={ids['features'][1]}")
+    page.wait_for_selector("#steering p.muted")
+    assert "Not steered" in page.locator("#steering").text_content()
+    assert refused == []

@@ -245,6 +245,30 @@ class FeatureEvidence(Out):
     neighbours: list[NearFeature] | None
 
 
+class SteeringPrompt(Out):
+    prompt: str
+    steered: str  # the continuation sampled with the feature steered
+    unsteered: list[str]  # continuations sampled without steering, the same way
+
+
+class SteeringRun(Out):
+    """The feature steered under one steering configuration: the strength and the KL it was made at, and per
+    neutral prompt its continuations; or why it could not be steered."""
+
+    status: str  # ok | failed
+    failure_reason: str | None
+    strength: float | None
+    kl: float | None  # KL(steered || unsteered) of the next-token distribution reached, in nats
+    target_kl: float
+    config: dict[str, Any]
+    config_hash: str
+    run_id: int | None
+    forward_passes: int | None
+    elapsed_s: float | None
+    created_at: str | None
+    prompts: list[SteeringPrompt]
+
+
 class FeatureDetail(FeatureKey):
     stats: FeatureStats
     records: dict[str, list[Record]]  # by sample kind: top, bottom (signed collections), quantile:<i>..., random
@@ -265,6 +289,7 @@ class FeatureDetail(FeatureKey):
 
     neighbours: Neighbours  # previous / next feature by index
     evidence: FeatureEvidence
+    steering: list[SteeringRun] = []  # newest first
 
 
 class ScoreDistribution(Out):

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "runs": ("runs", "List past runs: status, counts, requests, tokens and cost."),
     "serve": ("serve", "Serve the web viewer and the HTTP API."),
     "simulate": ("simulate", "Simulate explanations on a records file and print JSON."),
+    "steer": ("steer", "Steer features to a target KL and store steered and unsteered continuations."),
 }
 
 

@@ -65,7 +65,7 @@ def _urls(given: tuple[str, ...]) -> str | None:
 
 scorer_options = [
     click.option("--scorer", "scorers", default="simulation", show_default=True,
-                 help="Comma-separated scorers: simulation, detection, fuzzing, embedding, intruder (see "
+                 help="Comma-separated scorers: simulation, detection, fuzzing, embedding, intruder, steering (see "
                       "docs/scorers.md)."),
     click.option("--scorer-llm", default=None,
                  help="Judging LLM spec for detection/fuzzing/intruder (default: the explainer; rescore: "

@@ -1,7 +1,8 @@
 // The feature page: explanations with scores, baseline and provenance, the top records, simulations, then the
-// evidence (statistics, density, logit lens, weight neighbours).
+// steered and unsteered continuations, evidence (statistics, density, logit lens, weight neighbours).
 import { histogram, binValues } from "/static/charts.js";
 import { el, fmt, featureLink, getJSON, heatmap, importedLabel, setStatus } from "/static/common.js";
+import { renderSteering } from "/static/steering.js";
 
 const status = document.getElementById("status");
 const byId = (id) => document.getElementById(id);
@@ -246,6 +247,7 @@ async function main() {
     renderBaselines(f.shuffled_baselines);
     renderRecords(f.records, scale, negativeScale);
     renderSimulations(f.simulations, scale, negativeScale);
+    renderSteering(byId("steering"), f.steering);
     renderStats(f.stats);
     renderDensity(f, allRecords);
     renderLogits(f.evidence?.logits);

@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from activations.errors import UserError
-from activations.vocab import ClassificationSubset, ScorerName, ScoreRole
+from activations.vocab import ScorerName, ScoreRole
 from autointerp.runtime.db_threads import DatabaseThreads
 from autointerp.workflows.finishing_reads import FinishTarget, ScorerCheck
 from autointerp.workflows.shuffled_baselines import NO_OTHER, LayerPool
 from llm_client import LLMClient, make_client
-from scorer import SCORER_METHODS, ExampleSet, ScoreValue, classification_scores
+from scorer import SCORER_METHODS, ExampleSet, ScoreValue, classification_scores, subsets_of
 from scorer.embedding_scorer import EmbeddingScorer
 from scorer.example_sets import example_input
 from scorer.examples import EXAMPLE_TOKENS, FIRING_LEVEL
@@ -28,7 +29,11 @@ from storage.core import repository as repo
 from storage.core.db import Database
 from storage.results import already_done, example_scores
 
-EXAMPLE_SCORERS = (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.EMBEDDING, ScorerName.INTRUDER)
+if TYPE_CHECKING:
+    from autointerp.workflows.steering_scoring import SteeringScorer
+
+EXAMPLE_SCORERS = (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.EMBEDDING, ScorerName.INTRUDER,
+                   ScorerName.STEERING)
 JUDGED = (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.INTRUDER)  # the scorers that need a judging LLM
 # Bumped when what the scorers choose or report changes, so reruns redo their scores: 2: train random spans as
 # a last resort; 3: fuzzing's `random` subset no longer undefined when there are no quiet random spans.
@@ -57,6 +62,7 @@ class ExampleScorers:
     names: list[ScorerName]
     judge: LazyJudge | None = None
     embedder: EmbeddingScorer | None = None
+    steering: SteeringScorer | None = None  # the subject model, for the judge-free steering scorer
     per_prompt: int = 5
     n_activating: int = 10
     n_random: int = 10
@@ -69,7 +75,9 @@ class ExampleScorers:
                 raise ValueError(f"{name} is not an example scorer; use one of {[s.value for s in EXAMPLE_SCORERS]}")
             if name == ScorerName.EMBEDDING and self.embedder is None:
                 raise ValueError("the embedding scorer needs a sentence model")
-            if name != ScorerName.EMBEDDING and self.judge is None:
+            if name == ScorerName.STEERING and self.steering is None:
+                raise ValueError("the steering scorer needs the subject model")
+            if name in JUDGED and self.judge is None:
                 raise ValueError(f"the {name} scorer needs a judging LLM")
 
     def spec(self, name: ScorerName) -> str:
@@ -77,11 +85,17 @@ class ExampleScorers:
         if name == ScorerName.EMBEDDING:
             assert self.embedder is not None
             return f"embedding_scorer:{self.embedder.spec}"
+        if name == ScorerName.STEERING:
+            assert self.steering is not None
+            return self.steering.spec
         assert self.judge is not None
         return f"{name}:{self.judge.spec}"
 
     def config(self, name: ScorerName) -> dict:
         """Everything that changes the scores: hashed into Score.scorer_hash."""
+        if name == ScorerName.STEERING:
+            assert self.steering is not None
+            return self.steering.config()
         out: dict = {"scorer": name.value, "spec": self.spec(name), "version": SCORERS_VERSION,
                      "n_activating": self.n_activating,
                      "n_random": self.n_random, "n_neighbours": self.n_neighbours, "example_tokens": EXAMPLE_TOKENS,
@@ -108,7 +122,7 @@ class ExampleScorers:
 
     def undefined(self, name: ScorerName, reason: str, role: ScoreRole) -> list[ScoreValue]:
         return [ScoreValue(method, None, reason, subset=subset, role=role)
-                for subset in ClassificationSubset for method in SCORER_METHODS[name]]
+                for subset in subsets_of(SCORER_METHODS[name][0]) for method in SCORER_METHODS[name]]
 
 
 def scorer_checks(scorers: ExampleScorers, shuffled_baseline: bool) -> list[ScorerCheck]:
@@ -149,8 +163,10 @@ async def add_example_scores(db: Database, store: DatabaseThreads, scorers: Exam
     """Score an explanation with every scorer in `target.todo` (its own scores, and its shuffled baseline on the
     same examples with another feature's explanation from `layer`, needed when a shuffled role is to do) and
     store them; returns why its own scores failed, None when they did not."""
+    # The steering scorer reads the feature's continuations, not its records: no examples when it is all to do.
     examples = example_input(target.records, target.polarity, target.neighbours, n_activating=scorers.n_activating,
-                             n_random=scorers.n_random, n_neighbours=scorers.n_neighbours)
+                             n_random=scorers.n_random, n_neighbours=scorers.n_neighbours) \
+        if any(name != ScorerName.STEERING for name, _ in target.todo) else ExampleSet([])
     shuffled = layer.picker.pick(target.feature.id) if layer is not None else None
     borrowed: dict[str, int] = {}  # what the shuffled scores' details record of the explanation they judged
     if layer is not None and shuffled is not None:
@@ -158,6 +174,11 @@ async def add_example_scores(db: Database, store: DatabaseThreads, scorers: Exam
                     example_scores.SHUFFLED_EXPLANATION_KEY: layer.ids[shuffled[0]]}
 
     async def run(name: ScorerName, role: ScoreRole) -> list[ScoreValue]:
+        if name == ScorerName.STEERING and scorers.steering is not None and (role == ScoreRole.OWN or shuffled):
+            # The feature's continuations judged by its own explanation, or by another feature's (the baseline).
+            text = target.text if role == ScoreRole.OWN or shuffled is None else shuffled[1]
+            scores = await scorers.steering.score(target.feature, text, role)
+            return scores if role == ScoreRole.OWN else [replace(s, details={**s.details, **borrowed}) for s in scores]
         if role == ScoreRole.OWN:
             return await scorers.score(name, target.text, examples, role)
         if shuffled is None:
@@ -194,9 +215,11 @@ class RunScorers:
 
 def make_run_scorers(names: Sequence[ScorerName], judge_spec: str | None, *, judge_base_url: str | None,
                      concurrency: int, device: str, cache_path: str | None, per_prompt: int, seed: int,
-                     explainer: LLMClient | None = None, simulator: Simulator | None = None) -> RunScorers:
+                     explainer: LLMClient | None = None, simulator: Simulator | None = None,
+                     db: Database | None = None, subject_model: str | None = None) -> RunScorers:
     """The example scorers among `names`, reusing the explainer client when it is the judge (a local model is
-    loaded once) and an embedding simulator's sentence model for the embedding scorer."""
+    loaded once) and an embedding simulator's sentence model for the embedding scorer. The steering scorer runs
+    `subject_model` and keeps its steering results in `db`."""
     chosen = [n for n in names if n in EXAMPLE_SCORERS]
     if not chosen:
         return RunScorers(None)
@@ -222,7 +245,15 @@ def make_run_scorers(names: Sequence[ScorerName], judge_spec: str | None, *, jud
             sentence_model = EmbeddingSimulator(device=device)
             out.owned_embedder = sentence_model
         embedder = EmbeddingScorer(sentence_model)
-    out.scorers = ExampleScorers(chosen, judge=judge, embedder=embedder, per_prompt=per_prompt, seed=seed)
+    steering = None
+    if ScorerName.STEERING in chosen:
+        from autointerp.workflows.steering_scoring import SteeringScorer  # torch: only when asked for
+
+        if db is None or subject_model is None:
+            raise ValueError("the steering scorer needs the database and the subject model")
+        steering = SteeringScorer(db, subject_model, device)
+    out.scorers = ExampleScorers(chosen, judge=judge, embedder=embedder, steering=steering, per_prompt=per_prompt,
+                                 seed=seed)
     return out
 
 

@@ -127,7 +127,8 @@ def make_explain_scorers(db: Database, opts: ExplainOptions, client: LLMClient, 
     return make_run_scorers(
         opts.scorer_names(), opts.judge_spec(), judge_base_url=opts.scorer_base_url or opts.base_url,
         concurrency=opts.concurrency, device=opts.device, cache_path=llm_cache_path(db),
-        per_prompt=opts.scorer_examples, seed=opts.seed, explainer=client, simulator=simulator)
+        per_prompt=opts.scorer_examples, seed=opts.seed, explainer=client, simulator=simulator, db=db,
+        subject_model=opts.model)
 
 
 async def finishing_passes(db: Database, store: DatabaseThreads, opts: ExplainOptions, simulator: Simulator,

@@ -269,6 +269,7 @@ __all__ = [
     "Score",
     "ExplanationEmbedding",
     "Lease",
+    "SteeringRow",
 ]
 
 
@@ -286,3 +287,29 @@ class Lease(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims so far; a feature that kills workers stops
     finished: Mapped[bool] = mapped_column(Boolean, default=False)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+
+
+class SteeringRow(Base):
+    """A feature steered under one steering configuration (`config_hash`: model, hook, target KL, prompts version,
+    temperature, seed, tokens, unsteered count): the strength found and the KL it gave, and per neutral prompt
+    its steered and unsteered continuations; or the failure with its reason (strength and KL of the strongest
+    try, when there was one)."""
+
+    __tablename__ = "steering_results"
+    __table_args__ = (UniqueConstraint("feature_id", "config_hash", name="uq_steering_config"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"))
+    config_hash: Mapped[str] = mapped_column(String(64))
+    config: Mapped[dict] = mapped_column(JSON, default=dict)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(10), default=OutcomeStatus.OK)  # ok | failed
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    strength: Mapped[float | None] = mapped_column(Float)
+    kl: Mapped[float | None] = mapped_column(Float)
+    target_kl: Mapped[float] = mapped_column(Float)
+    prompts: Mapped[list] = mapped_column(JSON, default=list)
+    steered: Mapped[list] = mapped_column(JSON, default=list)  # one text per prompt
+    unsteered: Mapped[list] = mapped_column(JSON, default=list)  # per prompt, a list of texts
+    forward_passes: Mapped[int | None] = mapped_column(Integer)
+    elapsed_s: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -35,6 +35,7 @@ from storage.core.schema import (
 )
 from storage.reads.feature_sides import feature_sides, larger_side
 from storage.results.example_scores import SHUFFLED_EXPLANATION_KEY
+from storage.results.steering_store import steering_rows
 
 
 def _sample_order(sample: str) -> tuple[int, int]:
@@ -181,4 +182,5 @@ def feature_detail(session: Session, feature_id: int) -> dict[str, Any] | None:
         "simulations": _simulations(session, feature_id, record_dicts),
         "neighbours": _neighbours(session, feature),
         "evidence": _evidence(session, feature),
+        "steering": steering_rows(session, feature_id),
     }

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from activations.vocab import FailureKind, OutcomeStatus, ScoreRole
 from storage.core.in_lists import chunks
 from storage.core.repository import config_hash, simulation_config_hash
-from storage.core.schema import Explanation, Score, Simulation
+from storage.core.schema import Explanation, Score, Simulation, SteeringRow
 
 FAILURE_KIND = "failure_kind"  # key of a failed row's params: a FailureKind
 # An example scorer whose judgements all failed on a subset stores it undefined with a reason starting so; such an
@@ -118,3 +118,10 @@ def example_scored(session: Session, explanation_ids: Sequence[int], *, methods:
     for explanation_id, reason in _rows(session, stmt, Score.explanation_id, explanation_ids):
         (failed if reason and reason.startswith(FAILED_PREFIX) else scored).add(explanation_id)
     return scored - failed
+
+
+def steered(session: Session, feature_ids: Sequence[int], *, steering_config: dict) -> set[int]:
+    """Which of these features have a steering result (ok or failed: the search is deterministic, so a rerun
+    would fail the same way) under this steering configuration."""
+    stmt = select(SteeringRow.feature_id).where(SteeringRow.config_hash == config_hash(steering_config))
+    return {row.feature_id for row in _rows(session, stmt, SteeringRow.feature_id, feature_ids)}
