@@ -65,6 +65,17 @@ def _is_test(i: int, n_test: int, n_held: int) -> bool:
     return (i + 1) * n_test // n_held - i * n_test // n_held == 1
 
 
+def _held_out_by_rank(ranked: Sequence[K], n_test: int, n_held: int, salt: str, tag: str) -> dict[K, str]:
+    """`n_held` of `ranked` (strongest first) at evenly spaced ranks from a seeded offset, `n_test` of them test and
+    the rest valid, spread over the ranks; `tag` keeps each sample's draw its own."""
+    offset, turn = _unit(salt, f"{tag}offset"), int(_unit(salt, f"{tag}turn") * n_held)
+    out: dict[K, str] = {}
+    for j in range(n_held):  # rank steps are len(ranked) / n_held >= 1, so the ranks are distinct
+        rank = int((j + offset) * len(ranked) / n_held)
+        out[ranked[rank]] = (DataSplit.TEST if _is_test(j + turn, n_test, n_held) else DataSplit.VALID).value
+    return out
+
+
 def balanced_splits(top: Sequence[K], random: Sequence[K], fractions: tuple[float, float, float],
                     salt: str) -> dict[K, str]:
     """The split of every window of one feature's top and random samples.
@@ -80,10 +91,7 @@ def balanced_splits(top: Sequence[K], random: Sequence[K], fractions: tuple[floa
     splits: dict[K, str] = {key: DataSplit.TRAIN.value for key in (*top, *random)}
     if n_held == 0:
         return splits
-    offset, turn = _unit(salt, "offset"), int(_unit(salt, "turn") * n_held)
-    for j in range(n_held):  # rank steps are len(top) / n_held >= 1, so the ranks are distinct
-        rank = int((j + offset) * len(top) / n_held)
-        splits[top[rank]] = (DataSplit.TEST if _is_test(j + turn, n_test, n_held) else DataSplit.VALID).value
+    splits.update(_held_out_by_rank(top, n_test, n_held, salt, ""))
     in_top, in_random = set(top), set(random)
     random_only = sorted((key for key in random if key not in in_top), key=lambda key: _unit(salt, "random", repr(key)))
     start = 0
@@ -96,7 +104,6 @@ def balanced_splits(top: Sequence[K], random: Sequence[K], fractions: tuple[floa
             splits[key] = DataSplit.TRAIN.value
         start += len(partners)
     return splits
-
 
 
 def bottom_splits(bottom: Sequence[K], random: Sequence[K], splits: dict[K, str], salt: str) -> dict[K, str]:
@@ -119,8 +126,5 @@ def bottom_splits(bottom: Sequence[K], random: Sequence[K], splits: dict[K, str]
     n_held = n_test + min(missing(DataSplit.VALID.value), len(free) - n_test)
     if n_held == 0:
         return out
-    offset, turn = _unit(salt, "bottom-offset"), int(_unit(salt, "bottom-turn") * n_held)
-    for j in range(n_held):  # rank steps are len(free) / n_held >= 1, so the ranks are distinct
-        rank = int((j + offset) * len(free) / n_held)
-        out[free[rank]] = (DataSplit.TEST if _is_test(j + turn, n_test, n_held) else DataSplit.VALID).value
+    out.update(_held_out_by_rank(free, n_test, n_held, salt, "bottom-"))
     return out
