@@ -23,7 +23,19 @@ def _counts(db) -> tuple[int, int]:
                 s.scalar(select(func.count()).select_from(Score)))
 
 
-def test_rescore_steers_once_and_scores_once(db, db_url):
+@pytest.fixture
+def db(sqlite_url):
+    """SQLite only: a minute of model work per run, and the steering table's reads and writes are checked on
+    PostgreSQL in test_steering_store.py."""
+    from storage.core.db import Database
+
+    database = Database(sqlite_url)
+    yield database
+    database.dispose()
+
+
+def test_rescore_steers_once_and_scores_once(db, sqlite_url):
+    db_url = sqlite_url
     with db.session() as s, s.begin():
         [feature] = store_features(s, [FeatureId("gemma-3-270m", 3, "mlp_neuron", 400)])
         repo.add_explanation(s, feature, explainer="import:test", config={}, text="the word the",
