@@ -35,13 +35,12 @@ def db(sqlite_url):
 
 
 def test_rescore_steers_once_and_scores_once(db, sqlite_url):
-    db_url = sqlite_url
     with db.session() as s, s.begin():
         [feature] = store_features(s, [FeatureId("gemma-3-270m", 3, "mlp_neuron", 400)])
         repo.add_explanation(s, feature, explainer="import:test", config={}, text="the word the",
                              status=OutcomeStatus.OK, selected=True)
     args = ["rescore", "--model", "gemma-3-270m", "--layer", "3", "--features", "400", "--scorer", "steering",
-            "--no-shuffled-baseline", "--device", "cpu", "--db", db_url]
+            "--no-shuffled-baseline", "--device", "cpu", "--db", sqlite_url]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     with db.session() as s:
