@@ -80,11 +80,12 @@ def test_snippet_window_marks_strong_tokens_and_merges_neighbours():
 
 
 def test_negative_snippets_mark_the_most_negative_token(fake_openai):
-    records = feature(ActivationRecord(["up", " down", " again"], [3.0, -2.0, 0.0], label="top[0]"),
-                      ActivationRecord(["only", " up"], [1.0, 2.0], label="top[1]"))
+    # The negative side is explained from the most negative records (sample kind bottom).
+    records = feature(ActivationRecord(["up", " down", " again"], [3.0, -2.0, 0.0], sample="bottom", label="bottom[0]"),
+                      ActivationRecord(["only", " up"], [1.0, 2.0], sample="bottom", label="bottom[1]"))
     (result,), seen = explain_via(fake_openai, records, chat=False, fmt="snippets", polarity="negative", n_few_shot=0)
     prompt = seen[0][1]["prompt"]
-    assert result.ok and result.params["records_shown"] == ["top[0]"]
+    assert result.ok and result.params["records_shown"] == ["bottom[0]"]
     assert prompt.startswith("A list of text snippets where one neuron of a language model is pushed furthest "
                              "below zero")
     assert prompt.endswith("Neuron A is most negative on:\n- up <<down>> again\nMarked: down\n"
