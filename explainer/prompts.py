@@ -60,6 +60,9 @@ def versioned(format_version: str, evidence: str, sample: str) -> str:
     """A format's version, plus the logit lens and steering when they are evidence, plus which records were shown
     (always: versions without it were made from the top records padded with the highest quantile records)."""
     logits, steering = evidence_parts(evidence)
+    if logits and steering:  # both, in short ("logits1+steer1"): the longest version must fit its 50 characters
+        return "+".join([format_version, f"{LOGITS_VERSION.replace('/v', '')}+{STEERING_VERSION.replace('/v', '')}",
+                         sample])
     shown = [version for version, on in ((LOGITS_VERSION, logits), (STEERING_VERSION, steering)) if on]
     return "+".join([format_version, *shown, sample])
 
