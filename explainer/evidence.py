@@ -1,18 +1,36 @@
-"""Output-side evidence for explanation prompts: a feature's stored logit lens as one line of prompt text."""
+"""Output-side evidence for explanation prompts: a feature's stored logit lens as one line of prompt text, and its
+stored steering (steered beside unsteered continuations) as a few lines."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from activations.errors import UserError
-from explainer.prompts import LOGITS_NOTE
+from activations.vocab import Polarity
+from explainer.prompts import LOGITS_NOTE, STEERING_HEADER, STEERING_LINE
+
+if TYPE_CHECKING:  # activations.steering imports torch, which the CLI should not load to print its help
+    from activations.steering import SteeringFailure, SteeringResult
 
 N_SHOWN = 10  # tokens per side
+# Steering shown: the first prompts' steered and first unsteered continuations, each cut to a character budget
+# (about 40 tokens), so the note stays a small, fixed part of the prompt. Changing these bumps STEERING_VERSION.
+STEERING_PROMPTS = 4
+STEERING_CHARS = 160
 
 
 class EvidenceError(UserError):
     """The evidence a prompt asked for is missing or malformed; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class StoredSteering:
+    """Steering asked for as evidence: the feature's stored result under the run's steering configuration (None:
+    never steered under it)."""
+
+    result: SteeringResult | SteeringFailure | None
 
 
 def _tokens(entries: Any, side: str) -> list[str]:
@@ -35,3 +53,25 @@ def logits_note(logits: Mapping[str, Any] | None, *, negative: bool = False) -> 
     promoted, suppressed = _tokens(logits.get("promoted"), "promoted"), _tokens(logits.get("suppressed"), "suppressed")
     raised, lowered = (suppressed, promoted) if negative else (promoted, suppressed)
     return LOGITS_NOTE.format(raised=_quoted(raised), lowered=_quoted(lowered))
+
+
+def _trimmed(text: str) -> str:
+    text = " ".join(text.split())  # newlines and runs of spaces would break the prompt's layout
+    return text if len(text) <= STEERING_CHARS else text[:STEERING_CHARS].rstrip() + "..."
+
+
+def steering_note(steering: SteeringResult | SteeringFailure | None, *, negative: bool = False) -> str:
+    """The prompt lines saying what the model writes when the feature is turned up, against what it normally writes
+    after the same neutral prompts (steering only ever turns the feature up, so the negative side says so)."""
+    if steering is None:
+        raise EvidenceError("no steering stored for this feature")
+    from activations.steering import SteeringFailure  # here: torch only loads when steering is shown
+
+    if isinstance(steering, SteeringFailure):
+        raise EvidenceError(f"the feature's stored steering failed ({steering.reason})")
+    shown = [(p, s, u[0]) for p, s, u in zip(steering.prompts, steering.steered, steering.unsteered) if u]
+    if not shown:
+        raise EvidenceError("the feature's stored steering holds no continuations")
+    lines = [STEERING_LINE.format(prompt=p, steered=_trimmed(s), unsteered=_trimmed(u))
+             for p, s, u in shown[:STEERING_PROMPTS]]
+    return "\n".join([STEERING_HEADER[Polarity.NEGATIVE if negative else Polarity.POSITIVE], *lines])

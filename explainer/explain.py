@@ -21,10 +21,17 @@ from explainer.contrast import (
     no_negatives_reason,
     params_of,
 )
-from explainer.evidence import EvidenceError, logits_note
+from explainer.evidence import (
+    STEERING_CHARS,
+    STEERING_PROMPTS,
+    EvidenceError,
+    StoredSteering,
+    logits_note,
+    steering_note,
+)
 from explainer.fitting import Fit, PromptTooLong, Ranked, fit_prompt, rank_records, scale
 from explainer.parsing import parse_explanation
-from explainer.prompts import FEW_SHOTS, PROMPT_VERSIONS, SNIPPET_SHOTS, prompt_version
+from explainer.prompts import FEW_SHOTS, PROMPT_VERSIONS, SNIPPET_SHOTS, evidence_parts, prompt_version
 from llm_client.base import LLMClient, LLMError, Usage, messages_to_prompt
 
 FORMATS = tuple(PROMPT_VERSIONS)
@@ -103,16 +110,37 @@ def _settings(client: LLMClient, fmt: str, n_candidates: int, polarity: str, tem
                      max_tokens=min(max_tokens, snippets.MAX_TOKENS) if resolved == "snippets" else max_tokens)
 
 
-def _params(settings: _Settings, n_candidates: int, max_prompt_tokens: int, with_logits: bool, sample: str,
+def _params(settings: _Settings, n_candidates: int, max_prompt_tokens: int, evidence: str, sample: str,
             sample_seed: int) -> dict:
     """The parameters every candidate stores; the fitted prompt's figures join them later."""
     params: dict = {"format": settings.fmt, "requested_format": settings.requested,
                     "temperature": settings.temperature, "max_tokens": settings.max_tokens,
                     "max_prompt_tokens": max_prompt_tokens, "n_candidates": n_candidates,
-                    "evidence": "activations+logits" if with_logits else "activations", "explainer_sample": sample}
+                    "evidence": evidence, "explainer_sample": sample}
+    if evidence_parts(evidence)[1]:
+        params["steering_shown"] = {"prompts": STEERING_PROMPTS, "chars": STEERING_CHARS}
     if sample in sampling.SEEDED_SAMPLES:
         params["sample_seed"] = sample_seed
     return params
+
+
+def _evidence(output_logits: Mapping[str, Any] | None, output_steering: StoredSteering | None,
+              negative: bool) -> str | None:
+    """The output-side evidence lines the prompt shows (None: only activations); EvidenceError saying what to do."""
+    lines = []
+    if output_logits is not None:
+        try:
+            lines.append(logits_note(output_logits, negative=negative))
+        except EvidenceError as exc:
+            raise EvidenceError(f"{exc}: recollect the layer (autointerp collect ... --overwrite) to store it, or "
+                                "explain without logits in --evidence") from None
+    if output_steering is not None:
+        try:
+            lines.append(steering_note(output_steering.result, negative=negative))
+        except EvidenceError as exc:
+            raise EvidenceError(f"{exc}: steer the feature (autointerp steer ...) to store it, or explain without "
+                                "steering in --evidence") from None
+    return "\n".join(lines) or None
 
 
 def _failed_all(result: Callable[..., ExplanationResult], n_candidates: int, started: float,
@@ -207,7 +235,8 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
                   max_tokens: int = 60, temperature: float | None = None, max_records: int | None = None,
                   n_few_shot: int | None = None, show_values: bool = True,
                   output_logits: Mapping[str, Any] | None = None, sample: str = sampling.DEFAULT_SAMPLE,
-                  sample_seed: int = 0, contrast: Contrast | None = None) -> list[ExplanationResult]:
+                  sample_seed: int = 0, contrast: Contrast | None = None,
+                  output_steering: StoredSteering | None = None) -> list[ExplanationResult]:
     """n candidate explanations of one feature from its train-split records, one result per candidate.
 
     temperature defaults to 0 for one candidate and 1.0 for several (each candidate sends its index as
@@ -218,23 +247,26 @@ async def explain(client: LLMClient, feature_records: FeatureRecords, *, fmt: st
     unusable evidence fails every candidate with the reason, without a call. `sample` chooses which train records
     the prompt shows (explainer.sampling; `sample_seed` seeds the draws of all but "top"). `contrast` (the
     contrastive mode, explainer.contrast) adds counterexamples where the feature stays quiet, under the format's
-    contrastive prompt version; a feature with none fails every candidate with the reason, without a call."""
+    contrastive prompt version; a feature with none fails every candidate with the reason, without a call.
+    `output_steering` (the feature's stored steering, its result None when not stored) adds its steered beside
+    its unsteered continuations, as the logit lens is added."""
     settings = _settings(client, fmt, n_candidates, polarity, temperature, max_tokens, max_records, n_few_shot,
                          sample)
     if contrast is not None:
         check_mode("contrastive", contrast.n_negatives)
     negative = settings.polarity == Polarity.NEGATIVE
     started = time.perf_counter()
-    params = _params(settings, n_candidates, max_prompt_tokens, output_logits is not None, sample, sample_seed)
+    evidence_name = "+".join(["activations", *(["logits"] if output_logits is not None else []),
+                              *(["steering"] if output_steering is not None else [])])
+    params = _params(settings, n_candidates, max_prompt_tokens, evidence_name, sample, sample_seed)
     version = prompt_version(settings.fmt, params["evidence"], sample, "plain" if contrast is None else "contrastive")
     result = partial(ExplanationResult, feature=feature_records.feature, explainer=client.spec,
                      prompt_version=version, params=params, polarity=settings.polarity)
     failed_all = partial(_failed_all, result, n_candidates, started)
     try:
-        evidence = None if output_logits is None else logits_note(output_logits, negative=negative)
+        evidence = _evidence(output_logits, output_steering, negative)
     except EvidenceError as exc:
-        return failed_all(f"{exc}: recollect the layer (autointerp collect ... --overwrite) to store it, or explain "
-                          "with --evidence activations")
+        return failed_all(str(exc))
     ranked = rank_records(feature_records, polarity=settings.polarity, max_records=settings.max_records,
                           sample=sample, seed=sample_seed)
     if not ranked.records:

@@ -18,10 +18,26 @@ PROMPT_VERSIONS = {"token_activation_pairs": TAP_VERSION, "highlight": HIGHLIGHT
 
 # `--evidence activations+logits` adds the feature's logit lens (what it makes the model predict) to the
 # prompt; the version then names that too, so such explanations never resume as activation-only ones.
-EVIDENCE_CHOICES = ("activations", "activations+logits")
+# `--evidence activations+steering` adds the feature's stored steered continuations beside unsteered ones (what the
+# model writes when the feature is turned up); both kinds of output-side evidence may be shown together.
+EVIDENCE_CHOICES = ("activations", "activations+logits", "activations+steering", "activations+logits+steering")
 LOGITS_VERSION = "logits/v1"
 LOGITS_NOTE = ("Output effect (logit lens): when this neuron is active it makes the model more likely to predict "
                "next {raised}, and less likely {lowered}.")
+STEERING_VERSION = "steer/v1"  # short: stored versions fit a 50-character column
+STEERING_HEADER = {
+    Polarity.POSITIVE: "Output effect (steering): when this neuron is turned up, the model writes the first text "
+                       "below; normally it writes the second.",
+    Polarity.NEGATIVE: "Output effect (steering): when this neuron is turned up (the opposite of the side explained "
+                       "here), the model writes the first text below; normally it writes the second.",
+}
+STEERING_LINE = "After {prompt!r}: turned up, it writes {steered!r}; normally it writes {unsteered!r}."
+
+
+def evidence_parts(evidence: str) -> tuple[bool, bool]:
+    """(logit lens shown, steering shown) for an EVIDENCE_CHOICES value."""
+    parts = evidence.split("+")
+    return "logits" in parts, "steering" in parts
 
 
 # `--explainer-mode contrastive`: the prompt also shows spans where the neuron stays quiet. Each format has its own
@@ -41,10 +57,14 @@ def prompt_version(fmt: str, evidence: str = "activations", sample: str = "top",
 
 
 def versioned(format_version: str, evidence: str, sample: str) -> str:
-    """A format's version, plus the logit lens when it is evidence, plus which records were shown (always:
-    versions without it were made from the top records padded with the highest quantile records)."""
-    logits = "" if evidence == EVIDENCE_CHOICES[0] else f"+{LOGITS_VERSION}"
-    return f"{format_version}{logits}+{sample}"
+    """A format's version, plus the logit lens and steering when they are evidence, plus which records were shown
+    (always: versions without it were made from the top records padded with the highest quantile records)."""
+    logits, steering = evidence_parts(evidence)
+    if logits and steering:  # both, in short ("logits1+steer1"): the longest version must fit its 50 characters
+        return "+".join([format_version, f"{LOGITS_VERSION.replace('/v', '')}+{STEERING_VERSION.replace('/v', '')}",
+                         sample])
+    shown = [version for version, on in ((LOGITS_VERSION, logits), (STEERING_VERSION, steering)) if on]
+    return "+".join([format_version, *shown, sample])
 
 
 EXPLANATION_PREFIX = "the main thing this neuron does is find"

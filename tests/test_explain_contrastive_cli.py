@@ -103,6 +103,6 @@ def test_a_ray_worker_reads_the_counterexamples_the_local_run_reads(sqlite_url):
         feature_id = s.scalar(select(Feature.id).where(Feature.index == 0))
     for mode, n_windows in (("contrastive", 4), ("plain", None)):
         opts = ExplainOptions(model="tiny-model", layer=6, explainer_mode=mode)
-        _, (records, windows) = _feature_with_inputs(db, opts, feature_id)
-        assert (records, windows) == _load_many(db, opts, [feature_id])[feature_id]
+        _, (records, windows, steering) = _feature_with_inputs(db, opts, feature_id)
+        assert (records, windows, steering) == _load_many(db, opts, [feature_id])[feature_id] and steering is None
         assert (len(windows) if windows is not None else None) == n_windows  # plain reads no windows

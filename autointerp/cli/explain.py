@@ -100,8 +100,11 @@ def _apply(options):
                    "layer), or both: two explanations per feature, each scored on its own side.")
 @click.option("--budget-usd", type=float, default=None, help="Stop cleanly once this much has been spent.")
 @click.option("--evidence", type=click.Choice(list(EVIDENCE_CHOICES)), default=EVIDENCE_CHOICES[0], show_default=True,
-              help="What the explainer sees: the activation records, or also the tokens the feature promotes and "
-                   "suppresses (its logit lens, stored by collect).")
+              help="What the explainer sees: the activation records, and also the tokens the feature promotes and "
+                   "suppresses (+logits: its logit lens, stored by collect) and what the model writes when the "
+                   "feature is turned up against what it normally writes (+steering: stored by `autointerp steer`).")
+@click.option("--steering-target-kl", type=click.FloatRange(min=0.0, min_open=True), default=0.5, show_default=True,
+              help="With +steering: show the steering stored by `autointerp steer --target-kl` of this value.")
 @click.option("--explainer-sample", type=click.Choice(list(SAMPLES)), default=DEFAULT_SAMPLE, show_default=True,
               help="Which train records the explainer sees: top (the collected top windows), quantiles (equal "
                    "from each activation bin), random, mixed (half top, half quantiles); seeded by --seed. See "
@@ -128,7 +131,7 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
             no_shuffled_baseline, seed, executor, ray_address, workers, lease_seconds, db_url, evidence="activations",
             calibrate=False, explainer_sample=DEFAULT_SAMPLE, scorers="simulation", scorer_llm=None,
             scorer_base_url=None, scorer_examples=5, explainer_mode=DEFAULT_MODE,
-            explainer_negatives=DEFAULT_NEGATIVES) -> None:
+            explainer_negatives=DEFAULT_NEGATIVES, steering_target_kl=0.5) -> None:
     """Explain, simulate and score every selected feature of a layer, as one resumable run.
 
     Each feature is explained from its train records, the best of --n-candidates is chosen on the valid
@@ -144,6 +147,7 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
           --simulator-base-url http://localhost:8000/v1 --concurrency 32 --budget-usd 5
       autointerp explain --layer 6 --explainer openai:gpt-4o-mini --dry-run
       autointerp explain --layer 6 --features 0-9 --explainer-mode contrastive
+      autointerp explain --layer 6 --features 0-9 --evidence activations+steering   (after autointerp steer)
       autointerp explain --layer 6 --features 630 --polarity both     (a layer collected with --signed)
     """
     from autointerp.workflows.dry_run import estimate
@@ -156,7 +160,8 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
                           simulator=simulator, simulator_base_url=_urls(simulator_base_url), concurrency=concurrency,
                           device=device, shuffled_baseline=not no_shuffled_baseline, seed=seed, evidence=evidence,
                           calibrate=calibrate, fail_fast=fail_fast, explainer_sample=explainer_sample,
-                          explainer_mode=explainer_mode, explainer_negatives=explainer_negatives)
+                          explainer_mode=explainer_mode, explainer_negatives=explainer_negatives,
+                          steering_target_kl=steering_target_kl)
     opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
     opts.scorer_base_url = scorer_base_url or opts.base_url
     opts.judge_spec()  # an unknown scorer name is an error before any work

@@ -90,10 +90,11 @@ class _ExplainUnits:
         leases.finish(session, self.spec.config_hash, self.worker, feature_id)
 
     async def run(self, store: DatabaseThreads, feature_id: int, stats: RunStats) -> list[Outcome]:
-        feature, (records, windows) = await store.read(_feature_with_inputs, self.db, self.opts, feature_id)
+        feature, (records, windows, steering) = await store.read(_feature_with_inputs, self.db, self.opts,
+                                                                 feature_id)
         outcome = await explain_feature(self.db, store, self.opts, self.client, self.simulator, feature,
                                         self.spec.config, self.spec.run_id, stats, records, guard=self._guard,
-                                        windows=windows)
+                                        windows=windows, steering=steering)
         return [] if outcome is None else [(outcome.failure, outcome.failure_kind)]
 
     def llm_stats(self) -> dict[str, Any]:

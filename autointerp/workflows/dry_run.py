@@ -11,6 +11,7 @@ from autointerp.workflows.example_scoring import walk_judge_prompts
 from autointerp.workflows.explain_run import FeatureInput, check_bottom_records, check_logits_stored, load_inputs
 from autointerp.workflows.options import ExplainOptions
 from autointerp.workflows.selection import select_features
+from autointerp.workflows.steering_evidence import check_steering_stored
 from explainer import explain
 from explainer.contrast import Contrast
 from llm_client import make_client
@@ -30,17 +31,19 @@ LLM_SIMULATORS = ("logprob:openai:", "json:")
 
 def _walk_explainer(recorder: RecordingClient, opts: ExplainOptions, pending: list[Feature],
                     inputs: dict[int, FeatureInput]) -> None:
-    """Every pending feature's explain prompts, recorded: records, logit lens and counterexamples as a run has them."""
+    """Every pending feature's explain prompts, recorded: records, logit lens, steering and counterexamples as a run
+    has them."""
     async def walk() -> None:
         try:
             for feature in pending:
-                fr, windows = inputs[feature.id]
+                fr, windows, steering = inputs[feature.id]
                 train = FeatureRecords(fr.feature, fr.select(data_splits=[DataSplit.TRAIN]), fr.stats)
                 await explain(recorder, train, fmt=opts.fmt, n_candidates=opts.n_candidates, polarity=opts.polarity,
                               temperature=opts.effective_temperature, max_tokens=opts.max_explanation_tokens,
                               output_logits=(feature.extra or {}).get("logits", {}) if opts.with_logits() else None,
                               sample=opts.explainer_sample, sample_seed=opts.seed,
-                              contrast=Contrast(opts.explainer_negatives, windows) if opts.contrastive() else None)
+                              contrast=Contrast(opts.explainer_negatives, windows) if opts.contrastive() else None,
+                              output_steering=steering)
         finally:
             await recorder.aclose()
 
@@ -74,6 +77,7 @@ def _estimate_side(db: Database, opts: ExplainOptions) -> dict:
                                                   config_hash=repo.config_hash(config))
         pending = [f for f in features if f.id not in finished or finished[f.id].redo(opts.retry_failed)]
         check_logits_stored(opts, pending)
+        check_steering_stored(session, opts, pending)
         # Read as the run reads them: the contrastive prompt's counterexamples count too.
         inputs = load_inputs(session, pending, opts)
         judge_spec = opts.judge_spec()

@@ -26,7 +26,9 @@ from autointerp.workflows.feature_work import FeatureOutcome, explain_and_score
 from autointerp.workflows.finishing import finish_batch
 from autointerp.workflows.options import ExplainOptions, OptionsError
 from autointerp.workflows.selection import check_credentials, select_features
+from autointerp.workflows.steering_evidence import check_steering_stored, steering_inputs
 from explainer.contrast import Contrast
+from explainer.evidence import StoredSteering
 from llm_client import make_client
 from llm_client.base import LLMClient
 from llm_client.endpoints import endpoint_stats_of
@@ -70,15 +72,17 @@ def _save_outcome(db: Database, feature: repo.FeatureKeyed, outcome: FeatureOutc
                                             config=config, run_id=run_id, evaluation=_evaluation(outcome, opts))
 
 
-# A feature's records, and (contrastive mode only) its neighbours' windows the explainer may show.
-FeatureInput = tuple[FeatureRecords, list[NeighbourWindow] | None]
+# A feature's records, (contrastive mode only) its neighbours' windows the explainer may show, and (steering
+# evidence only) its stored steering.
+FeatureInput = tuple[FeatureRecords, list[NeighbourWindow] | None, StoredSteering | None]
 
 
 def load_inputs(session: Session, features: Sequence[Feature], opts: ExplainOptions) -> dict[int, FeatureInput]:
     """What explaining each of `features` reads, by feature row id."""
     records = record_store.load_many_feature_records(session, features)
     windows = contrast_windows_of(session, features, sample=side_sample(opts.polarity)) if opts.contrastive() else {}
-    return {fid: (fr, windows.get(fid)) for fid, fr in records.items()}
+    steering = steering_inputs(session, features, opts)
+    return {fid: (fr, windows.get(fid), steering.get(fid)) for fid, fr in records.items()}
 
 
 def _load_many(db: Database, opts: ExplainOptions, feature_ids: Sequence[int]) -> dict[int, FeatureInput]:
@@ -105,10 +109,12 @@ def make_clients(db: Database, opts: ExplainOptions) -> tuple[LLMClient, Simulat
 async def explain_feature(db: Database, store: DatabaseThreads, opts: ExplainOptions, client: LLMClient,
                           simulator: Simulator, feature: Feature, config: dict, run_id: int, stats: RunStats,
                           records: FeatureRecords, guard: SaveGuard | None = None,
-                          windows: list[NeighbourWindow] | None = None) -> FeatureOutcome | None:
+                          windows: list[NeighbourWindow] | None = None,
+                          steering: StoredSteering | None = None) -> FeatureOutcome | None:
     """Explain, simulate, score and store one feature's `records` (one transaction), counting it in `stats`;
     returns the outcome, None when another run stored the feature first. `windows`: in the contrastive mode, the
-    neighbours' windows the explainer may show (None: no neighbours stored)."""
+    neighbours' windows the explainer may show (None: no neighbours stored); `steering`: with steering evidence,
+    the feature's stored steering."""
     # Dead features come back failed from the explainer (nothing above zero) without an LLM call.
     outcome = await explain_and_score(
         records, client, simulator, fmt=opts.fmt, n_candidates=opts.n_candidates, polarity=opts.polarity,
@@ -117,6 +123,7 @@ async def explain_feature(db: Database, store: DatabaseThreads, opts: ExplainOpt
         output_logits=(feature.extra or {}).get("logits", {}) if opts.with_logits() else None,
         calibrate=opts.calibrate, sample=opts.explainer_sample,
         contrast=Contrast(opts.explainer_negatives, windows) if opts.contrastive() else None,
+        output_steering=steering,
     )
     written = await store.write(_save_outcome, db, feature, outcome, opts, config, run_id, guard)
     stats.record_outcome(feature.index, written, outcome.failure, outcome.failure_kind)
@@ -177,7 +184,7 @@ async def _run(db: Database, opts: ExplainOptions, record: RunRecord, display: P
             if inputs is None:  # _load_many reads every feature it is given
                 raise LookupError(f"feature {feature.index}: its records were not read")
             outcome = await explain_feature(db, store, side, client, simulator, feature, plan.config, record.run_id,
-                                            stats, inputs[0], windows=inputs[1])
+                                            stats, inputs[0], windows=inputs[1], steering=inputs[2])
             reason = fail_fast.observe(outcome.failure, outcome.failure_kind) if outcome is not None else None
             if reason is not None:
                 stats.fail_run(reason)
@@ -253,7 +260,8 @@ def plan_explain(db: Database, opts: ExplainOptions) -> ExplainPlan:
         features = select_features(session, opts.model, opts.layer, opts.sae, opts.features)
         check_bottom_records(session, opts, features)
         finished = already_done.finished_features(session, [f.id for f in features], config_hash=chash)
-    todo = [f for f in features if f.id not in finished or finished[f.id].redo(opts.retry_failed)]
+        todo = [f for f in features if f.id not in finished or finished[f.id].redo(opts.retry_failed)]
+        check_steering_stored(session, opts, todo)
     check_logits_stored(opts, todo)
     return ExplainPlan(config, chash, features, todo)
 

@@ -13,6 +13,7 @@ from activations.records import FeatureRecords
 from activations.vocab import DataSplit, FailureKind, OutcomeStatus
 from explainer import ExplanationResult, explain
 from explainer.contrast import Contrast
+from explainer.evidence import StoredSteering
 from explainer.sampling import DEFAULT_SAMPLE
 from llm_client.base import LLMClient
 from scorer import score_ev_correlation
@@ -71,7 +72,7 @@ async def explain_and_score(
     feature: FeatureRecords, client: LLMClient, simulator: Simulator, *, fmt: str, n_candidates: int, polarity: str,
     temperature: float, max_tokens: int, seed: int = 0, simulate_test: bool = True,
     output_logits: Mapping[str, Any] | None = None, calibrate: bool = False, sample: str = DEFAULT_SAMPLE,
-    contrast: Contrast | None = None,
+    contrast: Contrast | None = None, output_steering: StoredSteering | None = None,
 ) -> FeatureOutcome:
     """Explain, choose, and (with `simulate_test`, i.e. when the run scores by simulation) simulate and score
     the winner on the test split. The explainer gets the train split only: its records, and with `contrast` its
@@ -79,7 +80,7 @@ async def explain_and_score(
     train = FeatureRecords(feature.feature, feature.select(data_splits=[DataSplit.TRAIN]), feature.stats)
     candidates = await explain(client, train, fmt=fmt, n_candidates=n_candidates, polarity=polarity,
                                temperature=temperature, max_tokens=max_tokens, output_logits=output_logits,
-                               sample=sample, sample_seed=seed, contrast=contrast)
+                               sample=sample, sample_seed=seed, contrast=contrast, output_steering=output_steering)
     selected, valid_scores = await _choose(candidates, simulator, scoring_input(feature, DataSplit.VALID, polarity))
     if selected is None:
         return FeatureOutcome(candidates, None, None)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 from activations.errors import UserError
 from activations.vocab import Polarity, ScorerName
 from explainer.contrast import DEFAULT_MODE, DEFAULT_NEGATIVES, MODES, NEGATIVES_RULE
-from explainer.prompts import EVIDENCE_CHOICES, MODE_VERSIONS, versioned
+from explainer.prompts import EVIDENCE_CHOICES, MODE_VERSIONS, evidence_parts, versioned
 from explainer.sampling import DEFAULT_SAMPLE, SAMPLES, SEEDED_SAMPLES
 from scorer.methods import parse_scorers
 from scorer.stored_config import SCORING_VERSION
+
+if TYPE_CHECKING:
+    from activations.steering import SteeringConfig
 
 
 class OptionsError(UserError):
@@ -105,7 +109,8 @@ class ExplainOptions(BatchOptions):
     budget_usd: float | None = None
     retry_failed: bool = False
     dry_run: bool = False
-    evidence: str = "activations"  # or "activations+logits": the feature's logit lens in the prompt too
+    evidence: str = "activations"  # or with +logits / +steering: the feature's logit lens / steering in the prompt
+    steering_target_kl: float = 0.5  # with +steering: the stored steering (`autointerp steer --target-kl`) shown
     explainer_sample: str = DEFAULT_SAMPLE  # which train records the prompt shows (explainer.sampling)
     explainer_mode: str = DEFAULT_MODE  # or "contrastive": counterexamples where the feature is quiet too
     explainer_negatives: int = DEFAULT_NEGATIVES  # counterexamples a contrastive prompt shows (explainer.contrast)
@@ -134,6 +139,8 @@ class ExplainOptions(BatchOptions):
                   "explainer_sample": self.explainer_sample}
         if self.evidence != EVIDENCE_CHOICES[0]:
             config["evidence"] = self.evidence
+        if self.with_steering():  # which stored steering is shown: another target KL is other work
+            config["steering"] = self.steering().as_config()
         if self.explainer_sample in SEEDED_SAMPLES:
             config["sample_seed"] = self.seed
         if contrastive:
@@ -153,10 +160,26 @@ class ExplainOptions(BatchOptions):
         polarities = [Polarity.POSITIVE, Polarity.NEGATIVE] if self.polarity == BOTH else [Polarity(self.polarity)]
         return [replace(self, polarity=p.value) for p in polarities]
 
-    def with_logits(self) -> bool:
+    def _evidence_parts(self) -> tuple[bool, bool]:
         if self.evidence not in EVIDENCE_CHOICES:
             raise OptionsError(f"--evidence {self.evidence!r} is not one of {', '.join(EVIDENCE_CHOICES)}")
-        return self.evidence != EVIDENCE_CHOICES[0]
+        return evidence_parts(self.evidence)
+
+    def with_logits(self) -> bool:
+        return self._evidence_parts()[0]
+
+    def with_steering(self) -> bool:
+        return self._evidence_parts()[1]
+
+    def steering(self) -> SteeringConfig:
+        """The steering configuration whose stored continuations the prompt shows: `autointerp steer`'s defaults
+        with the chosen target KL (the command a missing feature is told to run makes exactly these)."""
+        from activations.steering import SteeringConfig  # torch: only when steering is shown
+
+        if not self.steering_target_kl > 0:
+            raise OptionsError(f"--steering-target-kl must be > 0, as `autointerp steer --target-kl` (got "
+                               f"{self.steering_target_kl})")
+        return SteeringConfig(target_kl=self.steering_target_kl)
 
     @property
     def effective_temperature(self) -> float:
