@@ -65,11 +65,11 @@ def _urls(given: tuple[str, ...]) -> str | None:
 
 scorer_options = [
     click.option("--scorer", "scorers", default="simulation", show_default=True,
-                 help="Comma-separated scorers: simulation, detection, fuzzing, embedding, intruder, steering (see "
-                      "docs/scorers.md)."),
+                 help="Comma-separated scorers: simulation, detection, fuzzing, embedding, intruder, steering, "
+                      "intervention (see docs/scorers.md)."),
     click.option("--scorer-llm", default=None,
-                 help="Judging LLM spec for detection/fuzzing/intruder (default: the explainer; rescore: "
-                      "--explainer)."),
+                 help="Judging LLM spec for detection/fuzzing/intruder/intervention (default: the explainer; "
+                      "rescore: --explainer)."),
     click.option("--scorer-base-url", default=None, help="Base URL for an openai: judge (default: --base-url)."),
     click.option("--scorer-examples", type=click.IntRange(1, 50), default=5, show_default=True,
                  help="Examples per detection/fuzzing/intruder prompt (intruder: one of them is the intruder)."),

@@ -78,18 +78,14 @@ class BatchOptions:
             names = parse_scorers(self.scorers)
         except ValueError as exc:
             raise OptionsError(str(exc)) from None
-        if ScorerName.INTERVENTION in names:
-            # It judges stored steering results (`autointerp steer`), which this version does not store yet.
-            raise OptionsError("--scorer intervention is not available from the command line yet: it judges stored "
-                               "steering results, which this version cannot make; use scorer.intervention."
-                               "intervention_scores from Python, or drop it from --scorer")
         if ScorerName.INTRUDER in names and self.scorer_examples < 3:
             raise OptionsError(f"--scorer intruder needs --scorer-examples of at least 3 (two activating examples "
                                f"and the intruder; got {self.scorer_examples})")
         return names
 
     def needs_judge(self) -> bool:
-        return any(s in (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.INTRUDER) for s in self.scorer_names())
+        return any(s in (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.INTRUDER, ScorerName.INTERVENTION)
+                   for s in self.scorer_names())
 
 
 @dataclass
@@ -165,7 +161,7 @@ class ExplainOptions(BatchOptions):
         return 0.0 if self.n_candidates == 1 else 1.0
 
     def judge_spec(self) -> str | None:
-        """The detection/fuzzing judge: --scorer-llm, else the explainer."""
+        """The detection/fuzzing/intruder/intervention judge: --scorer-llm, else the explainer."""
         return (self.scorer_llm or self.explainer) if self.needs_judge() else None
 
 
@@ -174,12 +170,13 @@ class RescoreOptions(BatchOptions):
     explainer: str | None = None  # only explanations by this explainer
 
     def judge_spec(self) -> str | None:
-        """The detection/fuzzing judge: --scorer-llm, else the --explainer filter; an error when neither is given."""
+        """The judge of detection/fuzzing/intruder/intervention: --scorer-llm, else the --explainer filter; an
+        error when neither is given."""
         if not self.needs_judge():
             return None
         spec = self.scorer_llm or self.explainer
         if spec is None:
-            raise OptionsError("--scorer detection/fuzzing/intruder needs a judging model: pass --scorer-llm SPEC "
-                               "(e.g. --scorer-llm openai:gpt-4o-mini), or --explainer SPEC to judge with the "
-                               "explainer")
+            raise OptionsError("--scorer detection/fuzzing/intruder/intervention needs a judging model: pass "
+                               "--scorer-llm SPEC (e.g. --scorer-llm openai:gpt-4o-mini), or --explainer SPEC to "
+                               "judge with the explainer")
         return spec
