@@ -109,6 +109,11 @@ def test_a_feature_with_no_steering_is_a_clear_error_before_any_request(planted,
     assert "autointerp steer --model tiny-model --layer 6 --features 1,2" in result.output
     with planted.session() as s:
         assert not s.scalars(select(Score.id).where(Score.method.like("intervention%"))).all()
+    # Another target KL is other steering: none of it is stored, and the command to make it says so.
+    other = cli(*RESCORE, "--steering-target-kl", "1", "--db", db_url, ok=False)
+    assert "autointerp steer --model tiny-model --layer 6 --features 0,1,2 --target-kl 1" in other.output
+    bad = cli(*RESCORE, "--steering-target-kl", "0", "--db", db_url, ok=False)
+    assert "--steering-target-kl must be > 0" in bad.output
 
 
 def test_dry_run_counts_the_intervention_requests(planted, db_url, fake_openai):

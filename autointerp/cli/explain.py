@@ -73,6 +73,9 @@ scorer_options = [
     click.option("--scorer-base-url", default=None, help="Base URL for an openai: judge (default: --base-url)."),
     click.option("--scorer-examples", type=click.IntRange(1, 50), default=5, show_default=True,
                  help="Examples per detection/fuzzing/intruder prompt (intruder: one of them is the intruder)."),
+    click.option("--steering-target-kl", type=float, default=0.5, show_default=True,
+                 help="steering/intervention: the steering whose continuations are scored (as `autointerp steer "
+                      "--target-kl`); features never steered so are steered first."),
 ]
 
 
@@ -128,7 +131,7 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
             no_shuffled_baseline, seed, executor, ray_address, workers, lease_seconds, db_url, evidence="activations",
             calibrate=False, explainer_sample=DEFAULT_SAMPLE, scorers="simulation", scorer_llm=None,
             scorer_base_url=None, scorer_examples=5, explainer_mode=DEFAULT_MODE,
-            explainer_negatives=DEFAULT_NEGATIVES) -> None:
+            explainer_negatives=DEFAULT_NEGATIVES, steering_target_kl=0.5) -> None:
     """Explain, simulate and score every selected feature of a layer, as one resumable run.
 
     Each feature is explained from its train records, the best of --n-candidates is chosen on the valid
@@ -158,7 +161,7 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
                           calibrate=calibrate, fail_fast=fail_fast, explainer_sample=explainer_sample,
                           explainer_mode=explainer_mode, explainer_negatives=explainer_negatives)
     opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
-    opts.scorer_base_url = scorer_base_url or opts.base_url
+    opts.scorer_base_url, opts.steering_target_kl = scorer_base_url or opts.base_url, steering_target_kl
     opts.judge_spec()  # an unknown scorer name is an error before any work
     opts.sides()  # so is a sample the polarity cannot use
     db = Database(db_url)
@@ -184,7 +187,8 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
 @db_option
 def rescore(model, layer, sae, features, explainer, simulator, simulator_base_url, concurrency, device,
             no_shuffled_baseline, seed, executor, ray_address, workers, lease_seconds, db_url, calibrate=False,
-            scorers="simulation", scorer_llm=None, scorer_base_url=None, scorer_examples=5, fail_fast=5) -> None:
+            scorers="simulation", scorer_llm=None, scorer_base_url=None, scorer_examples=5, fail_fast=5,
+            steering_target_kl=0.5) -> None:
     """Score existing explanations of a layer with another simulator or other scorers; old scores stay beside the
     new ones. With --scorer, only explanations lacking that scorer's scores are scored.
 
@@ -203,6 +207,7 @@ def rescore(model, layer, sae, features, explainer, simulator, simulator_base_ur
                           seed=seed, calibrate=calibrate, fail_fast=fail_fast)
     opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
     opts.scorer_base_url = scorer_base_url or get_settings().openai_base_url
+    opts.steering_target_kl = steering_target_kl
     opts.judge_spec()  # an unknown scorer, or detection/fuzzing without a judge, is an error before any work
     db = Database(db_url)
     if executor == "ray":

@@ -77,7 +77,8 @@ def _walk_judge(db: Database, opts: ExplainOptions, judge_spec: str, explainer: 
     filler = " ".join(["word"] * opts.max_explanation_tokens)
     names = opts.scorer_names()
     rounds = 1 + int(opts.shuffled_baseline)
-    steered = [estimated_input(db, f, SteeringConfig()) for f in pending] \
+    steering = SteeringConfig(target_kl=opts.steering_target_kl)
+    steered = [estimated_input(db, f, steering) for f in pending] \
         if ScorerName.INTERVENTION in names else []
 
     async def walk() -> None:

@@ -229,11 +229,12 @@ class RunScorers:
 def make_run_scorers(names: Sequence[ScorerName], judge_spec: str | None, *, judge_base_url: str | None,
                      concurrency: int, device: str, cache_path: str | None, per_prompt: int, seed: int,
                      explainer: LLMClient | None = None, simulator: Simulator | None = None,
-                     db: Database | None = None, subject_model: str | None = None) -> RunScorers:
+                     db: Database | None = None, subject_model: str | None = None,
+                     steering_target_kl: float = 0.5) -> RunScorers:
     """The example scorers among `names`, reusing the explainer client when it is the judge (a local model is
     loaded once) and an embedding simulator's sentence model for the embedding scorer. The steering scorer runs
-    `subject_model` and keeps its steering results in `db`; the intervention scorer judges those results (steering
-    the features that have none first, as the steering scorer does)."""
+    `subject_model` (at `steering_target_kl`) and keeps its steering results in `db`; the intervention scorer
+    judges those results (steering the features that have none first, as the steering scorer does)."""
     chosen = [n for n in names if n in EXAMPLE_SCORERS]
     if not chosen:
         return RunScorers(None)
@@ -261,12 +262,14 @@ def make_run_scorers(names: Sequence[ScorerName], judge_spec: str | None, *, jud
         embedder = EmbeddingScorer(sentence_model)
     steering, intervention = None, None
     if any(n in STEERED for n in chosen):
-        from autointerp.workflows.intervention_scoring import InterventionScorer  # torch: only when asked for
+        from activations.steering import SteeringConfig  # torch: only when asked for
+        from autointerp.workflows.intervention_scoring import InterventionScorer
         from autointerp.workflows.steering_scoring import SteeringScorer
 
         if db is None or subject_model is None:
             raise ValueError("the steering scorers need the database and the subject model")
-        subject = SteeringScorer(db, subject_model, device)  # one subject model for both
+        # One subject model for both, steered at the run's target KL.
+        subject = SteeringScorer(db, subject_model, device, SteeringConfig(target_kl=steering_target_kl))
         steering = subject if ScorerName.STEERING in chosen else None
         if ScorerName.INTERVENTION in chosen:
             assert judge is not None

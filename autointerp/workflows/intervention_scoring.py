@@ -50,16 +50,18 @@ def stored_input(db: Database, feature: Feature, config: SteeringConfig) -> Inte
     return intervention_input(result)
 
 
-def unsteered_message(features: Sequence[Feature], model: str, why: str, shown: int = 5) -> str:
+def unsteered_message(features: Sequence[Feature], model: str, config: SteeringConfig, why: str,
+                      shown: int = 5) -> str:
     """Which features lack steering, why it cannot be made here, and the command that makes it."""
     first = features[0]
     indices = ",".join(str(f.index) for f in features)
     listed = ", ".join(str(f.index) for f in features[:shown]) + (" ..." if len(features) > shown else "")
     sae = f" --sae {first.sae.name}" if first.sae is not None else ""
+    kl = f" --target-kl {config.target_kl:g}" if config.target_kl != SteeringConfig().target_kl else ""
     return (f"--scorer intervention judges each feature's stored steering, and {len(features)} feature(s) of layer "
-            f"{first.layer} have none under the default steering configuration (features {listed}); steering them "
+            f"{first.layer} have none at target KL {config.target_kl:g} (features {listed}); steering them "
             f"here needs the subject model, which did not load ({' '.join(why.split())}). Steer them first: "
-            f"autointerp steer --model {model} --layer {first.layer}{sae} --features {indices}")
+            f"autointerp steer --model {model} --layer {first.layer}{sae} --features {indices}{kl}")
 
 
 class InterventionScorer:
@@ -108,7 +110,7 @@ class InterventionScorer:
         try:
             loaded = self.subject.loaded()
         except ModelLoadError as exc:
-            raise UserError(unsteered_message(features, self.subject.model_name, str(exc))) from None
+            raise UserError(unsteered_message(features, self.subject.model_name, self.steering, str(exc))) from None
         return await asyncio.to_thread(steer_missing, self.db, loaded, features, self.steering, run_id=run_id)
 
     def undefined(self, reason: str, role: ScoreRole) -> list[ScoreValue]:

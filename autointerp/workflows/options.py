@@ -64,6 +64,7 @@ class BatchOptions:
     scorer_llm: str | None = None  # the detection/fuzzing judge (default: explain's explainer)
     scorer_base_url: str | None = None
     scorer_examples: int = 5  # examples per judge prompt
+    steering_target_kl: float = 0.5  # the steering the steering scorers read (activations.steering.SteeringConfig)
     # Fit the simulator's linear calibration on the valid split and store calibrated r² and absolute deviation
     # explained beside the raw ones. Not in the config hash either: `rescore --calibrate` fills them in.
     calibrate: bool = False
@@ -72,6 +73,8 @@ class BatchOptions:
         return asdict(self)
 
     def scorer_names(self) -> list[ScorerName]:
+        if self.steering_target_kl <= 0:
+            raise OptionsError(f"--steering-target-kl must be > 0 (got {self.steering_target_kl})")
         if self.scorer_examples < 1:
             raise OptionsError(f"--scorer-examples must be >= 1 (got {self.scorer_examples})")
         try:
