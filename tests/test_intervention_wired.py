@@ -126,3 +126,21 @@ def test_dry_run_counts_the_intervention_requests(planted, db_url, fake_openai):
                          "intervention", "--dry-run", "--db", db_url).output)
     assert fake_openai.requests == 0
     assert out["judge"]["requests"] == (2 * N_PROMPTS + len(SteeringConfig().prompts)) * 2
+
+
+def test_explain_scores_its_new_explanations_with_the_judge(planted, db_url, fake_openai):
+    """explain --scorer intervention: the explainer names Paris for every feature; only feature 0's steering holds it."""
+    fake_openai.answer = lambda endpoint, body: intervention_answer(body["messages"][-1]["content"]) \
+        if INTERVENTION_QUESTION in body["messages"][-1]["content"] else "the word Paris"
+    with planted.session() as s, s.begin():
+        for feature in s.scalars(select(Feature)):
+            save_steering(s, feature, steering_config(feature, SteeringConfig()),
+                          _steering(WORDS[feature.index], feature.index), run_id=None)
+    explain = ["explain", *BASE, "--explainer", "openai:fake", "--simulator", "embedding", "--scorer",
+               "simulation,intervention", "--device", "cpu", "--db", db_url]
+    cli(*explain)
+    own = {i: s.value for (i, _), s in _scores(planted, "intervention_accuracy").items()}
+    assert own[0] == pytest.approx(1.0) and own[1] < 0.6 and own[2] < 0.6
+    sent = fake_openai.by_endpoint["chat"]
+    cli(*explain)
+    assert fake_openai.by_endpoint["chat"] == sent
