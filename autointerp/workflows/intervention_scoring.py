@@ -1,9 +1,9 @@
 """The intervention scorer (`--scorer intervention`) in the finishing pass of explain and rescore: a judge reads
 each explanation and, per neutral prompt, its feature's stored steered continuation among the unsteered ones
-(scorer.intervention). The continuations are the feature's stored steering result under the default steering
-configuration, as the judge-free steering scorer reads them; like that scorer, `prepare` first steers (and stores)
-the features never steered under it, so the judge never waits on the subject model. Features `autointerp steer`
-already steered are only read: their judging needs no subject model at all."""
+(scorer.intervention). The continuations are the feature's stored steering result under the run's steering
+configuration (the default one, at `--steering-target-kl`), as the judge-free steering scorer reads them; like that
+scorer, `prepare` first steers (and stores) the features never steered under it, before any judge request.
+Features `autointerp steer` already steered are only read: judging them needs no subject model at all."""
 
 from __future__ import annotations
 
