@@ -49,9 +49,10 @@ def test_the_true_explanation_finds_the_steered_continuation(db, db_url, fake_op
         assert s.scalar(select(func.count()).select_from(SteeringRow)) == 2
     own = {i: s.value for (i, _), s in _scores(db, "intervention_accuracy").items()}
     shuffled = {i: s.value for (i, _), s in _scores(db, "intervention_accuracy", ScoreRole.SHUFFLED).items()}
-    print("intervention_accuracy own", own, "shuffled", shuffled)
     assert set(own) == set(shuffled) == {0, 1}
-    assert all(v >= 0.75 for v in own.values())  # chance is 1/4 (one steered among three unsteered)
-    assert all(v <= 0.5 for v in shuffled.values())
+    # Measured: own 0.75 and 0.92, shuffled 0.08 and 0.17; chance is 1/4 (one steered among three unsteered). The
+    # misses are steered continuations without the word, where the judge guesses.
+    assert all(v >= 0.6 for v in own.values()) and sum(own.values()) / 2 >= 0.8
+    assert all(v <= 0.4 for v in shuffled.values())
     cli(*rescore)
     assert fake_openai.by_endpoint["chat"] - before == sent  # a rerun asks nothing twice
