@@ -9,10 +9,11 @@ OpenAI-compatible server running in this process. Tokens are what the server rep
 tokenizer), the same count for every method. The shuffled-explanation baseline is off (it doubles every method
 alike).
 
-The intervention scorer judges steering results, which the pipeline does not store yet: it is measured on the
-scorer itself (scorer.intervention.intervention_scores, the call the pipeline will make) with synthetic steering
-results per feature: --steering-prompts neutral prompts (default 8), each with one steered and --unsteered (default
-3) unsteered continuations of --continuation-tokens words (default 24), one judge request per prompt.
+The intervention scorer judges each feature's stored steering result: synthetic results are stored per feature
+(storage.results.steering_store, under the default steering configuration, as `autointerp steer` stores them) and
+it is measured through the same `rescore --scorer intervention`: --steering-prompts neutral prompts (default 12,
+the default configuration's), each with one steered and --unsteered (default 3) unsteered continuations of
+--continuation-tokens words (default 24), one judge request per prompt.
 
     .venv/bin/python benchmarks/scorer_cost.py [--features 50]
 
@@ -31,7 +32,6 @@ steering, "forward_passes_per_feature_steering" and "cpu_s_per_feature_steering"
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import random
@@ -40,6 +40,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from sqlalchemy import select
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,14 +55,17 @@ from activations.records import (  # noqa: E402
     FeatureStats,
     interleaved_data_split,
 )
+from activations.steering import SteeringConfig, SteeringResult  # noqa: E402
 from activations.vocab import ScorerName  # noqa: E402
 from autointerp.workflows.options import RescoreOptions  # noqa: E402
 from autointerp.workflows.rescore_run import run_rescore  # noqa: E402
-from llm_client import make_client  # noqa: E402
-from scorer.intervention import INTERVENTION_PROMPT_VERSION, InterventionInput, intervention_scores  # noqa: E402
+from autointerp.workflows.steer_run import steering_config  # noqa: E402
+from scorer.intervention import INTERVENTION_PROMPT_VERSION  # noqa: E402
 from storage.core import repository as repo  # noqa: E402
 from storage.core.db import Database  # noqa: E402
+from storage.core.schema import Feature  # noqa: E402
 from storage.records.import_store import save_imported_file  # noqa: E402
+from storage.results.steering_store import save_steering  # noqa: E402
 from tests.fake_openai import FakeOpenAI, judge_answer  # noqa: E402
 
 MODEL, LAYER, WINDOW = "bench-model", 0, 64
@@ -108,38 +113,25 @@ def measure(db: Database, fake: FakeOpenAI, scorer: ScorerName, n_features: int)
             "requests_per_feature": (fake.requests - requests) / n_features, "seconds": round(elapsed, 2)}
 
 
-def steering_result(rng: random.Random, n_prompts: int, n_unsteered: int, n_tokens: int) -> InterventionInput:
+def steering_result(rng: random.Random, n_prompts: int, n_unsteered: int, n_tokens: int) -> SteeringResult:
     """A synthetic steering result of one feature: what the judge reads is all that costs."""
     def text() -> str:
         return " " + " ".join(rng.choice(WORDS) for _ in range(n_tokens))
 
     prompts = tuple(" ".join(rng.choice(WORDS) for _ in range(5)).capitalize() for _ in range(n_prompts))
-    return InterventionInput(strength=4.0, kl=1.0, target_kl=1.0, prompts=prompts,
-                             steered=tuple(text() for _ in prompts),
-                             unsteered=tuple(tuple(text() for _ in range(n_unsteered)) for _ in prompts))
+    return SteeringResult(strength=4.0, kl=0.5, target_kl=0.5, prompts=prompts,
+                          steered=tuple(text() for _ in prompts),
+                          unsteered=tuple(tuple(text() for _ in range(n_unsteered)) for _ in prompts))
 
 
-def measure_intervention(fake: FakeOpenAI, args: argparse.Namespace) -> dict:
-    """The intervention scorer on each feature's synthetic steering result, 16 features at a time."""
+def store_steering(db: Database, args: argparse.Namespace) -> None:
+    """Every feature's synthetic steering, stored as `autointerp steer` stores it (the scorer reads it back)."""
     rng = random.Random(0)
-    results = [steering_result(rng, args.steering_prompts, args.unsteered, args.continuation_tokens)
-               for _ in range(args.features)]
-    requests, tokens = fake.requests, fake.prompt_tokens
-    start = time.perf_counter()
-
-    async def run() -> None:
-        client = make_client("openai:fake-model", base_url=fake.url, concurrency=16)
-        try:
-            for i in range(0, len(results), 16):
-                await asyncio.gather(*(intervention_scores(client, "numbers and years written in digits", r)
-                                       for r in results[i:i + 16]))
-        finally:
-            await client.aclose()
-
-    asyncio.run(run())
-    return {"tokens_per_feature": (fake.prompt_tokens - tokens) / args.features,
-            "requests_per_feature": (fake.requests - requests) / args.features,
-            "seconds": round(time.perf_counter() - start, 2)}
+    with db.session() as s, s.begin():
+        for feature in s.scalars(select(Feature).order_by(Feature.index)):
+            save_steering(s, feature, steering_config(feature, SteeringConfig()),
+                          steering_result(rng, args.steering_prompts, args.unsteered, args.continuation_tokens),
+                          run_id=None)
 
 
 def answer(says_yes: Callable[[str], bool]) -> Callable[[str, dict], str]:
@@ -193,7 +185,7 @@ def measure_steering(n_features: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--features", type=int, default=50)
-    parser.add_argument("--steering-prompts", type=int, default=8, help="intervention: neutral prompts per feature")
+    parser.add_argument("--steering-prompts", type=int, default=12, help="intervention: neutral prompts per feature")
     parser.add_argument("--unsteered", type=int, default=3, help="intervention: unsteered continuations per prompt")
     parser.add_argument("--continuation-tokens", type=int, default=24, help="intervention: words per continuation")
     parser.add_argument("--steering-features", type=int, default=4, help="steering: neurons steered on gemma-3-270m")
@@ -207,7 +199,8 @@ def main() -> None:
             fill(db, args.features)
             for scorer in (s for s in ScorerName if s not in (ScorerName.INTERVENTION, ScorerName.STEERING)):
                 report(figures, scorer.value, measure(db, fake, scorer, args.features))
-        report(figures, ScorerName.INTERVENTION.value, measure_intervention(fake, args))
+            store_steering(db, args)
+            report(figures, ScorerName.INTERVENTION.value, measure(db, fake, ScorerName.INTERVENTION, args.features))
         print(f"  (intervention: {INTERVENTION_PROMPT_VERSION}, {args.steering_prompts} prompts x "
               f"{args.unsteered + 1} continuations of {args.continuation_tokens} words)")
     finally:

@@ -19,7 +19,6 @@ from scorer.intervention import InterventionInput, intervention_prompts, interve
 from scorer.intruder import parse_pick
 from tests.closing import score_and_close
 from tests.planted_rules import rule_following_answer, value_digit
-from tests.test_scorers_pipeline import BASE, cli
 
 WORDS = ("the", "a", "road", "was", "long", "and", "quiet", "we", "walked", "home", "after", "dinner", "with",
          "friends", "it", "rained", "all", "day", "in", "town", "music", "played", "softly")
@@ -169,11 +168,3 @@ def test_grouped_auroc_resamples_prompts():
     assert value == pytest.approx((1 + 0 + 0.5) / 9 * 2)  # 0.5 over 0.4, 0.6, 0.5 (twice); 0.3 wins none
     assert low is not None and high is not None and low <= value <= high
     assert grouped_auroc([([0.5], [0.4])])[1:] == (None, None)  # too few prompts for an interval
-
-
-@pytest.mark.parametrize("command", ["explain", "rescore"])
-def test_the_command_line_says_clearly_that_it_is_not_wired_yet(command, db_url):
-    """Until steering results are stored, `--scorer intervention` is refused before any work, never ignored."""
-    result = cli(command, *BASE, "--simulator", "embedding", "--scorer", "simulation,intervention", "--db", db_url,
-                 ok=False)
-    assert result.exit_code != 0 and "--scorer intervention is not available from the command line yet" in result.output

@@ -65,14 +65,17 @@ def _urls(given: tuple[str, ...]) -> str | None:
 
 scorer_options = [
     click.option("--scorer", "scorers", default="simulation", show_default=True,
-                 help="Comma-separated scorers: simulation, detection, fuzzing, embedding, intruder, steering (see "
-                      "docs/scorers.md)."),
+                 help="Comma-separated scorers: simulation, detection, fuzzing, embedding, intruder, steering, "
+                      "intervention (see docs/scorers.md)."),
     click.option("--scorer-llm", default=None,
-                 help="Judging LLM spec for detection/fuzzing/intruder (default: the explainer; rescore: "
-                      "--explainer)."),
+                 help="Judging LLM spec for detection/fuzzing/intruder/intervention (default: the explainer; "
+                      "rescore: --explainer)."),
     click.option("--scorer-base-url", default=None, help="Base URL for an openai: judge (default: --base-url)."),
     click.option("--scorer-examples", type=click.IntRange(1, 50), default=5, show_default=True,
                  help="Examples per detection/fuzzing/intruder prompt (intruder: one of them is the intruder)."),
+    click.option("--steering-target-kl", type=float, default=0.5, show_default=True,
+                 help="steering/intervention: the steering whose continuations are scored (as `autointerp steer "
+                      "--target-kl`); features never steered so are steered first."),
 ]
 
 
@@ -163,7 +166,7 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
                           explainer_mode=explainer_mode, explainer_negatives=explainer_negatives,
                           steering_target_kl=steering_target_kl)
     opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
-    opts.scorer_base_url = scorer_base_url or opts.base_url
+    opts.scorer_base_url, opts.steering_target_kl = scorer_base_url or opts.base_url, steering_target_kl
     opts.judge_spec()  # an unknown scorer name is an error before any work
     opts.sides()  # so is a sample the polarity cannot use
     db = Database(db_url)
@@ -189,7 +192,8 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
 @db_option
 def rescore(model, layer, sae, features, explainer, simulator, simulator_base_url, concurrency, device,
             no_shuffled_baseline, seed, executor, ray_address, workers, lease_seconds, db_url, calibrate=False,
-            scorers="simulation", scorer_llm=None, scorer_base_url=None, scorer_examples=5, fail_fast=5) -> None:
+            scorers="simulation", scorer_llm=None, scorer_base_url=None, scorer_examples=5, fail_fast=5,
+            steering_target_kl=0.5) -> None:
     """Score existing explanations of a layer with another simulator or other scorers; old scores stay beside the
     new ones. With --scorer, only explanations lacking that scorer's scores are scored.
 
@@ -208,6 +212,7 @@ def rescore(model, layer, sae, features, explainer, simulator, simulator_base_ur
                           seed=seed, calibrate=calibrate, fail_fast=fail_fast)
     opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
     opts.scorer_base_url = scorer_base_url or get_settings().openai_base_url
+    opts.steering_target_kl = steering_target_kl
     opts.judge_spec()  # an unknown scorer, or detection/fuzzing without a judge, is an error before any work
     db = Database(db_url)
     if executor == "ray":

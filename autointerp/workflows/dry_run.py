@@ -6,16 +6,19 @@ from __future__ import annotations
 import asyncio
 
 from activations.records import FeatureRecords
-from activations.vocab import DataSplit
+from activations.steering import SteeringConfig
+from activations.vocab import DataSplit, ScorerName
 from autointerp.workflows.example_scoring import walk_judge_prompts
 from autointerp.workflows.explain_run import FeatureInput, check_bottom_records, check_logits_stored, load_inputs
+from autointerp.workflows.intervention_scoring import estimated_input, walk_intervention_prompts
 from autointerp.workflows.options import ExplainOptions
 from autointerp.workflows.selection import select_features
 from autointerp.workflows.steering_evidence import check_steering_stored
 from explainer import explain
 from explainer.contrast import Contrast
-from llm_client import make_client
+from llm_client import LLMClient, make_client
 from llm_client.dry_run import RecordingClient
+from scorer import ExampleSet
 from scorer.example_sets import example_input
 from scorer.scored_set import side_sample
 from storage.core import repository as repo
@@ -68,6 +71,31 @@ def estimate(db: Database, opts: ExplainOptions) -> dict:
     return {**total, "note": first["note"], "sides": each}
 
 
+def _walk_judge(db: Database, opts: ExplainOptions, judge_spec: str, explainer: LLMClient,
+                examples: list[ExampleSet], pending: list[Feature]) -> dict:
+    """The judge's real prompts, with an explanation as long as the explainer may write one (an upper bound); the
+    intervention scorer's on each pending feature's stored steering (the neutral prompts where it has none)."""
+    recorder = RecordingClient(explainer if judge_spec == opts.explainer else make_client(
+        judge_spec, base_url=opts.scorer_base_url or opts.base_url, device=opts.device))
+    filler = " ".join(["word"] * opts.max_explanation_tokens)
+    names = opts.scorer_names()
+    rounds = 1 + int(opts.shuffled_baseline)
+    steering = SteeringConfig(target_kl=opts.steering_target_kl)
+    steered = [estimated_input(db, f, steering) for f in pending] \
+        if ScorerName.INTERVENTION in names else []
+
+    async def walk() -> None:
+        try:
+            await walk_judge_prompts(recorder, names, examples, explanation=filler, per_prompt=opts.scorer_examples,
+                                     seed=opts.seed, rounds=rounds)
+            await walk_intervention_prompts(recorder, steered, explanation=filler, seed=opts.seed, rounds=rounds)
+        finally:
+            await recorder.aclose()
+
+    asyncio.run(walk())
+    return {"spec": judge_spec, **recorder.estimate(4 * opts.scorer_examples + 8)}
+
+
 def _estimate_side(db: Database, opts: ExplainOptions) -> dict:
     config = opts.explain_config()
     with db.session() as session:
@@ -87,23 +115,7 @@ def _estimate_side(db: Database, opts: ExplainOptions) -> dict:
     real = make_client(opts.explainer, base_url=opts.base_url, device=opts.device)
     recorder = RecordingClient(real)
     _walk_explainer(recorder, opts, pending, inputs)
-    judge = None
-    if judge_spec:
-        # The judge's real prompts, with an explanation as long as the explainer may write one (an upper bound).
-        judge_recorder = RecordingClient(real if judge_spec == opts.explainer else make_client(
-            judge_spec, base_url=opts.scorer_base_url or opts.base_url, device=opts.device))
-        filler = " ".join(["word"] * opts.max_explanation_tokens)
-
-        async def walk_judge() -> None:
-            try:
-                await walk_judge_prompts(judge_recorder, opts.scorer_names(), examples, explanation=filler,
-                                         per_prompt=opts.scorer_examples, seed=opts.seed,
-                                         rounds=1 + int(opts.shuffled_baseline))
-            finally:
-                await judge_recorder.aclose()
-
-        asyncio.run(walk_judge())
-        judge = {"spec": judge_spec, **judge_recorder.estimate(4 * opts.scorer_examples + 8)}
+    judge = _walk_judge(db, opts, judge_spec, real, examples, pending) if judge_spec else None
     # --calibrate simulates the valid split once more to fit its line.
     sims_per_feature = ((opts.n_candidates if opts.n_candidates > 1 else 0) + 1 + int(opts.shuffled_baseline)
                         + int(opts.calibrate))

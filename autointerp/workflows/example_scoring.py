@@ -30,11 +30,14 @@ from storage.core.db import Database
 from storage.results import already_done, example_scores
 
 if TYPE_CHECKING:
+    from autointerp.workflows.intervention_scoring import InterventionScorer
     from autointerp.workflows.steering_scoring import SteeringScorer
 
 EXAMPLE_SCORERS = (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.EMBEDDING, ScorerName.INTRUDER,
-                   ScorerName.STEERING)
-JUDGED = (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.INTRUDER)  # the scorers that need a judging LLM
+                   ScorerName.STEERING, ScorerName.INTERVENTION)
+# The scorers that need a judging LLM.
+JUDGED = (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.INTRUDER, ScorerName.INTERVENTION)
+STEERED = (ScorerName.STEERING, ScorerName.INTERVENTION)  # they read the feature's steering, not its records
 # Bumped when what the scorers choose or report changes, so reruns redo their scores: 2: train random spans as
 # a last resort; 3: fuzzing's `random` subset no longer undefined when there are no quiet random spans.
 SCORERS_VERSION = 3
@@ -63,6 +66,7 @@ class ExampleScorers:
     judge: LazyJudge | None = None
     embedder: EmbeddingScorer | None = None
     steering: SteeringScorer | None = None  # the subject model, for the judge-free steering scorer
+    intervention: InterventionScorer | None = None  # the judge of the feature's stored steering
     per_prompt: int = 5
     n_activating: int = 10
     n_random: int = 10
@@ -77,6 +81,8 @@ class ExampleScorers:
                 raise ValueError("the embedding scorer needs a sentence model")
             if name == ScorerName.STEERING and self.steering is None:
                 raise ValueError("the steering scorer needs the subject model")
+            if name == ScorerName.INTERVENTION and self.intervention is None:
+                raise ValueError("the intervention scorer needs its judge and the steering it reads")
             if name in JUDGED and self.judge is None:
                 raise ValueError(f"the {name} scorer needs a judging LLM")
 
@@ -88,6 +94,9 @@ class ExampleScorers:
         if name == ScorerName.STEERING:
             assert self.steering is not None
             return self.steering.spec
+        if name == ScorerName.INTERVENTION:
+            assert self.intervention is not None
+            return self.intervention.spec
         assert self.judge is not None
         return f"{name}:{self.judge.spec}"
 
@@ -96,6 +105,9 @@ class ExampleScorers:
         if name == ScorerName.STEERING:
             assert self.steering is not None
             return self.steering.config()
+        if name == ScorerName.INTERVENTION:
+            assert self.intervention is not None
+            return self.intervention.config()
         out: dict = {"scorer": name.value, "spec": self.spec(name), "version": SCORERS_VERSION,
                      "n_activating": self.n_activating,
                      "n_random": self.n_random, "n_neighbours": self.n_neighbours, "example_tokens": EXAMPLE_TOKENS,
@@ -163,10 +175,10 @@ async def add_example_scores(db: Database, store: DatabaseThreads, scorers: Exam
     """Score an explanation with every scorer in `target.todo` (its own scores, and its shuffled baseline on the
     same examples with another feature's explanation from `layer`, needed when a shuffled role is to do) and
     store them; returns why its own scores failed, None when they did not."""
-    # The steering scorer reads the feature's continuations, not its records: no examples when it is all to do.
+    # The steering scorers read the feature's continuations, not its records: no examples when they are all to do.
     examples = example_input(target.records, target.polarity, target.neighbours, n_activating=scorers.n_activating,
                              n_random=scorers.n_random, n_neighbours=scorers.n_neighbours) \
-        if any(name != ScorerName.STEERING for name, _ in target.todo) else ExampleSet([])
+        if any(name not in STEERED for name, _ in target.todo) else ExampleSet([])
     shuffled = layer.picker.pick(target.feature.id) if layer is not None else None
     borrowed: dict[str, int] = {}  # what the shuffled scores' details record of the explanation they judged
     if layer is not None and shuffled is not None:
@@ -174,10 +186,11 @@ async def add_example_scores(db: Database, store: DatabaseThreads, scorers: Exam
                     example_scores.SHUFFLED_EXPLANATION_KEY: layer.ids[shuffled[0]]}
 
     async def run(name: ScorerName, role: ScoreRole) -> list[ScoreValue]:
-        if name == ScorerName.STEERING and scorers.steering is not None and (role == ScoreRole.OWN or shuffled):
+        steered = scorers.steering if name == ScorerName.STEERING else scorers.intervention
+        if name in STEERED and steered is not None and (role == ScoreRole.OWN or shuffled):
             # The feature's continuations judged by its own explanation, or by another feature's (the baseline).
             text = target.text if role == ScoreRole.OWN or shuffled is None else shuffled[1]
-            scores = await scorers.steering.score(target.feature, text, role)
+            scores = await steered.score(target.feature, text, role)
             return scores if role == ScoreRole.OWN else [replace(s, details={**s.details, **borrowed}) for s in scores]
         if role == ScoreRole.OWN:
             return await scorers.score(name, target.text, examples, role)
@@ -216,10 +229,12 @@ class RunScorers:
 def make_run_scorers(names: Sequence[ScorerName], judge_spec: str | None, *, judge_base_url: str | None,
                      concurrency: int, device: str, cache_path: str | None, per_prompt: int, seed: int,
                      explainer: LLMClient | None = None, simulator: Simulator | None = None,
-                     db: Database | None = None, subject_model: str | None = None) -> RunScorers:
+                     db: Database | None = None, subject_model: str | None = None,
+                     steering_target_kl: float = 0.5) -> RunScorers:
     """The example scorers among `names`, reusing the explainer client when it is the judge (a local model is
     loaded once) and an embedding simulator's sentence model for the embedding scorer. The steering scorer runs
-    `subject_model` and keeps its steering results in `db`."""
+    `subject_model` (at `steering_target_kl`) and keeps its steering results in `db`; the intervention scorer
+    judges those results (steering the features that have none first, as the steering scorer does)."""
     chosen = [n for n in names if n in EXAMPLE_SCORERS]
     if not chosen:
         return RunScorers(None)
@@ -227,7 +242,7 @@ def make_run_scorers(names: Sequence[ScorerName], judge_spec: str | None, *, jud
     judge = None
     if any(n in JUDGED for n in chosen):
         if judge_spec is None:
-            raise UserError("detection/fuzzing/intruder need a judging model (--scorer-llm)")
+            raise UserError("detection/fuzzing/intruder/intervention need a judging model (--scorer-llm)")
         if explainer is not None and explainer.spec == judge_spec:
             borrowed = explainer
             judge = LazyJudge(judge_spec, lambda: borrowed, owned=False)
@@ -245,15 +260,22 @@ def make_run_scorers(names: Sequence[ScorerName], judge_spec: str | None, *, jud
             sentence_model = EmbeddingSimulator(device=device)
             out.owned_embedder = sentence_model
         embedder = EmbeddingScorer(sentence_model)
-    steering = None
-    if ScorerName.STEERING in chosen:
-        from autointerp.workflows.steering_scoring import SteeringScorer  # torch: only when asked for
+    steering, intervention = None, None
+    if any(n in STEERED for n in chosen):
+        from activations.steering import SteeringConfig  # torch: only when asked for
+        from autointerp.workflows.intervention_scoring import InterventionScorer
+        from autointerp.workflows.steering_scoring import SteeringScorer
 
         if db is None or subject_model is None:
-            raise ValueError("the steering scorer needs the database and the subject model")
-        steering = SteeringScorer(db, subject_model, device)
-    out.scorers = ExampleScorers(chosen, judge=judge, embedder=embedder, steering=steering, per_prompt=per_prompt,
-                                 seed=seed)
+            raise ValueError("the steering scorers need the database and the subject model")
+        # One subject model for both, steered at the run's target KL.
+        subject = SteeringScorer(db, subject_model, device, SteeringConfig(target_kl=steering_target_kl))
+        steering = subject if ScorerName.STEERING in chosen else None
+        if ScorerName.INTERVENTION in chosen:
+            assert judge is not None
+            intervention = InterventionScorer(db, subject, judge, seed=seed)
+    out.scorers = ExampleScorers(chosen, judge=judge, embedder=embedder, steering=steering,
+                                 intervention=intervention, per_prompt=per_prompt, seed=seed)
     return out
 
 

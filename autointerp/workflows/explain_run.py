@@ -135,7 +135,7 @@ def make_explain_scorers(db: Database, opts: ExplainOptions, client: LLMClient, 
         opts.scorer_names(), opts.judge_spec(), judge_base_url=opts.scorer_base_url or opts.base_url,
         concurrency=opts.concurrency, device=opts.device, cache_path=llm_cache_path(db),
         per_prompt=opts.scorer_examples, seed=opts.seed, explainer=client, simulator=simulator, db=db,
-        subject_model=opts.model)
+        subject_model=opts.model, steering_target_kl=opts.steering_target_kl)
 
 
 async def finishing_passes(db: Database, store: DatabaseThreads, opts: ExplainOptions, simulator: Simulator,

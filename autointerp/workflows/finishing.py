@@ -34,9 +34,11 @@ async def finish_batch(db: Database, store: DatabaseThreads, explanation_ids: Se
         return None
     questions = FinishingQuestions(simulator_spec if baselines else None,
                                    scorer_checks(scorers, shuffled_baseline) if scorers is not None else ())
-    if scorers is not None and scorers.steering is not None:
+    if scorers is not None:
         # Steering hooks the subject model: every feature it needs is steered first, while nothing else runs.
-        await scorers.steering.prepare(explanation_ids, run_id)
+        for steered in (scorers.steering, scorers.intervention):
+            if steered is not None:
+                await steered.prepare(explanation_ids, run_id)
     targets = ChunkedReads(store, partial(read_targets, db, questions=questions), explanation_ids, CHUNK)
     pools = LayerPools(db, store)
     report = ScoringReport()

@@ -68,6 +68,7 @@ class BatchOptions:
     scorer_llm: str | None = None  # the detection/fuzzing judge (default: explain's explainer)
     scorer_base_url: str | None = None
     scorer_examples: int = 5  # examples per judge prompt
+    steering_target_kl: float = 0.5  # the steering the steering scorers read (activations.steering.SteeringConfig)
     # Fit the simulator's linear calibration on the valid split and store calibrated r² and absolute deviation
     # explained beside the raw ones. Not in the config hash either: `rescore --calibrate` fills them in.
     calibrate: bool = False
@@ -76,24 +77,22 @@ class BatchOptions:
         return asdict(self)
 
     def scorer_names(self) -> list[ScorerName]:
+        if self.steering_target_kl <= 0:
+            raise OptionsError(f"--steering-target-kl must be > 0 (got {self.steering_target_kl})")
         if self.scorer_examples < 1:
             raise OptionsError(f"--scorer-examples must be >= 1 (got {self.scorer_examples})")
         try:
             names = parse_scorers(self.scorers)
         except ValueError as exc:
             raise OptionsError(str(exc)) from None
-        if ScorerName.INTERVENTION in names:
-            # It judges stored steering results (`autointerp steer`), which this version does not store yet.
-            raise OptionsError("--scorer intervention is not available from the command line yet: it judges stored "
-                               "steering results, which this version cannot make; use scorer.intervention."
-                               "intervention_scores from Python, or drop it from --scorer")
         if ScorerName.INTRUDER in names and self.scorer_examples < 3:
             raise OptionsError(f"--scorer intruder needs --scorer-examples of at least 3 (two activating examples "
                                f"and the intruder; got {self.scorer_examples})")
         return names
 
     def needs_judge(self) -> bool:
-        return any(s in (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.INTRUDER) for s in self.scorer_names())
+        return any(s in (ScorerName.DETECTION, ScorerName.FUZZING, ScorerName.INTRUDER, ScorerName.INTERVENTION)
+                   for s in self.scorer_names())
 
 
 @dataclass
@@ -188,7 +187,7 @@ class ExplainOptions(BatchOptions):
         return 0.0 if self.n_candidates == 1 else 1.0
 
     def judge_spec(self) -> str | None:
-        """The detection/fuzzing judge: --scorer-llm, else the explainer."""
+        """The detection/fuzzing/intruder/intervention judge: --scorer-llm, else the explainer."""
         return (self.scorer_llm or self.explainer) if self.needs_judge() else None
 
 
@@ -197,12 +196,13 @@ class RescoreOptions(BatchOptions):
     explainer: str | None = None  # only explanations by this explainer
 
     def judge_spec(self) -> str | None:
-        """The detection/fuzzing judge: --scorer-llm, else the --explainer filter; an error when neither is given."""
+        """The judge of detection/fuzzing/intruder/intervention: --scorer-llm, else the --explainer filter; an
+        error when neither is given."""
         if not self.needs_judge():
             return None
         spec = self.scorer_llm or self.explainer
         if spec is None:
-            raise OptionsError("--scorer detection/fuzzing/intruder needs a judging model: pass --scorer-llm SPEC "
-                               "(e.g. --scorer-llm openai:gpt-4o-mini), or --explainer SPEC to judge with the "
-                               "explainer")
+            raise OptionsError("--scorer detection/fuzzing/intruder/intervention needs a judging model: pass "
+                               "--scorer-llm SPEC (e.g. --scorer-llm openai:gpt-4o-mini), or --explainer SPEC to "
+                               "judge with the explainer")
         return spec

@@ -106,7 +106,7 @@ def make_rescore_tools(db: Database, opts: RescoreOptions) -> tuple[Simulator | 
     run_scorers = make_run_scorers(
         opts.scorer_names(), opts.judge_spec(), judge_base_url=opts.scorer_base_url, concurrency=opts.concurrency,
         device=opts.device, cache_path=llm_cache_path(db), per_prompt=opts.scorer_examples, seed=opts.seed,
-        simulator=simulator, db=db, subject_model=opts.model)
+        simulator=simulator, db=db, subject_model=opts.model, steering_target_kl=opts.steering_target_kl)
     check_credentials(getattr(simulator, "client", None), run_scorers.owned_judge)
     return simulator, run_scorers
 
