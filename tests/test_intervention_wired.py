@@ -113,7 +113,7 @@ def test_a_feature_with_no_steering_is_a_clear_error_before_any_request(planted,
     other = cli(*RESCORE, "--steering-target-kl", "1", "--db", db_url, ok=False)
     assert "autointerp steer --model tiny-model --layer 6 --features 0,1,2 --target-kl 1" in other.output
     bad = cli(*RESCORE, "--steering-target-kl", "0", "--db", db_url, ok=False)
-    assert "--steering-target-kl must be > 0" in bad.output
+    assert "Invalid value for '--steering-target-kl': 0.0 is not in the range x>0.0" in bad.output
 
 
 def test_dry_run_counts_the_intervention_requests(planted, db_url, fake_openai):

@@ -73,9 +73,11 @@ scorer_options = [
     click.option("--scorer-base-url", default=None, help="Base URL for an openai: judge (default: --base-url)."),
     click.option("--scorer-examples", type=click.IntRange(1, 50), default=5, show_default=True,
                  help="Examples per detection/fuzzing/intruder prompt (intruder: one of them is the intruder)."),
-    click.option("--steering-target-kl", type=float, default=0.5, show_default=True,
-                 help="steering/intervention: the steering whose continuations are scored (as `autointerp steer "
-                      "--target-kl`); features never steered so are steered first."),
+    click.option("--steering-target-kl", type=click.FloatRange(min=0.0, min_open=True), default=0.5,
+                 show_default=True,
+                 help="The steering stored by `autointerp steer --target-kl` of this value: what the steering and "
+                      "intervention scorers score (features never steered so are steered first) and what "
+                      "--evidence ...+steering shows."),
 ]
 
 
@@ -106,8 +108,6 @@ def _apply(options):
               help="What the explainer sees: the activation records, and also the tokens the feature promotes and "
                    "suppresses (+logits: its logit lens, stored by collect) and what the model writes when the "
                    "feature is turned up against what it normally writes (+steering: stored by `autointerp steer`).")
-@click.option("--steering-target-kl", type=click.FloatRange(min=0.0, min_open=True), default=0.5, show_default=True,
-              help="With +steering: show the steering stored by `autointerp steer --target-kl` of this value.")
 @click.option("--explainer-sample", type=click.Choice(list(SAMPLES)), default=DEFAULT_SAMPLE, show_default=True,
               help="Which train records the explainer sees: top (the collected top windows), quantiles (equal "
                    "from each activation bin), random, mixed (half top, half quantiles); seeded by --seed. See "
@@ -166,7 +166,7 @@ def explain(model, layer, sae, features, explainer, base_url, fmt, n_candidates,
                           explainer_mode=explainer_mode, explainer_negatives=explainer_negatives,
                           steering_target_kl=steering_target_kl)
     opts.scorers, opts.scorer_llm, opts.scorer_examples = scorers, scorer_llm, scorer_examples
-    opts.scorer_base_url, opts.steering_target_kl = scorer_base_url or opts.base_url, steering_target_kl
+    opts.scorer_base_url = scorer_base_url or opts.base_url
     opts.judge_spec()  # an unknown scorer name is an error before any work
     opts.sides()  # so is a sample the polarity cannot use
     db = Database(db_url)

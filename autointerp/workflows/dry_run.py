@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 from activations.records import FeatureRecords
-from activations.steering import SteeringConfig
 from activations.vocab import DataSplit, ScorerName
 from autointerp.workflows.example_scoring import walk_judge_prompts
 from autointerp.workflows.explain_run import FeatureInput, check_bottom_records, check_logits_stored, load_inputs
@@ -80,8 +79,7 @@ def _walk_judge(db: Database, opts: ExplainOptions, judge_spec: str, explainer: 
     filler = " ".join(["word"] * opts.max_explanation_tokens)
     names = opts.scorer_names()
     rounds = 1 + int(opts.shuffled_baseline)
-    steering = SteeringConfig(target_kl=opts.steering_target_kl)
-    steered = [estimated_input(db, f, steering) for f in pending] \
+    steered = [estimated_input(db, f, opts.steering()) for f in pending] \
         if ScorerName.INTERVENTION in names else []
 
     async def walk() -> None:

@@ -68,7 +68,8 @@ class BatchOptions:
     scorer_llm: str | None = None  # the detection/fuzzing judge (default: explain's explainer)
     scorer_base_url: str | None = None
     scorer_examples: int = 5  # examples per judge prompt
-    steering_target_kl: float = 0.5  # the steering the steering scorers read (activations.steering.SteeringConfig)
+    # The stored steering (`autointerp steer --target-kl`) the steering scorers and the +steering evidence read.
+    steering_target_kl: float = 0.5
     # Fit the simulator's linear calibration on the valid split and store calibrated r² and absolute deviation
     # explained beside the raw ones. Not in the config hash either: `rescore --calibrate` fills them in.
     calibrate: bool = False
@@ -76,9 +77,22 @@ class BatchOptions:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def steering(self) -> SteeringConfig:
+        """The steering configuration whose stored continuations the steering scorers and the +steering evidence
+        read: `autointerp steer`'s defaults with the chosen target KL (the command a missing feature is told to run
+        makes exactly these)."""
+        from activations.steering import SteeringConfig  # torch: only where steering is read
+
+        self._check_steering_target_kl()
+        return SteeringConfig(target_kl=self.steering_target_kl)
+
+    def _check_steering_target_kl(self) -> None:
+        if not self.steering_target_kl > 0:
+            raise OptionsError(f"--steering-target-kl must be > 0, as `autointerp steer --target-kl` (got "
+                               f"{self.steering_target_kl})")
+
     def scorer_names(self) -> list[ScorerName]:
-        if self.steering_target_kl <= 0:
-            raise OptionsError(f"--steering-target-kl must be > 0 (got {self.steering_target_kl})")
+        self._check_steering_target_kl()
         if self.scorer_examples < 1:
             raise OptionsError(f"--scorer-examples must be >= 1 (got {self.scorer_examples})")
         try:
@@ -109,7 +123,6 @@ class ExplainOptions(BatchOptions):
     retry_failed: bool = False
     dry_run: bool = False
     evidence: str = "activations"  # or with +logits / +steering: the feature's logit lens / steering in the prompt
-    steering_target_kl: float = 0.5  # with +steering: the stored steering (`autointerp steer --target-kl`) shown
     explainer_sample: str = DEFAULT_SAMPLE  # which train records the prompt shows (explainer.sampling)
     explainer_mode: str = DEFAULT_MODE  # or "contrastive": counterexamples where the feature is quiet too
     explainer_negatives: int = DEFAULT_NEGATIVES  # counterexamples a contrastive prompt shows (explainer.contrast)
@@ -170,15 +183,6 @@ class ExplainOptions(BatchOptions):
     def with_steering(self) -> bool:
         return self._evidence_parts()[1]
 
-    def steering(self) -> SteeringConfig:
-        """The steering configuration whose stored continuations the prompt shows: `autointerp steer`'s defaults
-        with the chosen target KL (the command a missing feature is told to run makes exactly these)."""
-        from activations.steering import SteeringConfig  # torch: only when steering is shown
-
-        if not self.steering_target_kl > 0:
-            raise OptionsError(f"--steering-target-kl must be > 0, as `autointerp steer --target-kl` (got "
-                               f"{self.steering_target_kl})")
-        return SteeringConfig(target_kl=self.steering_target_kl)
 
     @property
     def effective_temperature(self) -> float:
