@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from activations.generation import STEERED_SAMPLE, generate, sample_seed
-from activations.steering import SteeringConfig, SteeringFailure, SteeringResult, SteeringVector, steered
+from activations.steering import SteeringConfig, SteeringVector, steered
+from activations.steering_results import SteeringFailure, SteeringResult
 from activations.steering_strength import StrengthSearch, encode_prompts, find_strength, next_token_logprobs
 
 

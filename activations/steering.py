@@ -3,7 +3,8 @@
 An MLP neuron (site mlp_act) is steered by adding `strength` to its activation (a forward pre-hook on the down
 projection); an SAE latent by adding `strength * W_dec[i]` to the stream its SAE reconstructs. Every position is
 steered, prompt and generated tokens alike. What a steering run is asked (`SteeringConfig`), the fixed neutral
-prompts it runs on, and what it returns (`SteeringResult`, or `SteeringFailure` with the reason) live here;
+prompts it runs on live here (what it returns, `SteeringResult` or `SteeringFailure`, in
+`activations.steering_results`);
 the strength search is in `activations.steering_strength`, the seeded generation in `activations.generation`.
 """
 
@@ -74,28 +75,6 @@ class SteeringVector:
     @property
     def norm(self) -> float:
         return float(self.direction.float().norm())
-
-
-@dataclass(frozen=True)
-class SteeringResult:
-    """One feature steered: the strength found, the KL it gives, and per neutral prompt one steered and
-    `n_unsteered` unsteered continuations (the text after the prompt)."""
-
-    strength: float
-    kl: float
-    target_kl: float
-    prompts: tuple[str, ...]
-    steered: tuple[str, ...]
-    unsteered: tuple[tuple[str, ...], ...]
-
-
-@dataclass(frozen=True)
-class SteeringFailure:
-    """A feature the search could not steer to the target KL: why, and the strongest try."""
-
-    reason: str
-    strength: float | None = None
-    kl: float | None = None
 
 
 def neuron_vector(model: Any, layer: int, index: int) -> SteeringVector:

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from activations.hooks import attach
-from activations.steering import SteeringConfig, SteeringFailure, SteeringVector, steered
+from activations.steering import SteeringConfig, SteeringVector, steered
+from activations.steering_results import SteeringFailure
 
 START_FRACTION = 1 / 32  # the first strength tried, in units of the stream's norm
 MAX_BISECTIONS = 24

@@ -55,7 +55,8 @@ from activations.records import (  # noqa: E402
     FeatureStats,
     interleaved_data_split,
 )
-from activations.steering import SteeringConfig, SteeringResult  # noqa: E402
+from activations.steering import SteeringConfig  # noqa: E402
+from activations.steering_results import SteeringResult  # noqa: E402
 from activations.vocab import ScorerName  # noqa: E402
 from autointerp.workflows.options import RescoreOptions  # noqa: E402
 from autointerp.workflows.rescore_run import run_rescore  # noqa: E402
@@ -155,7 +156,8 @@ def report(figures: dict[str, float], scorer: str, result: dict) -> None:
 def measure_steering(n_features: int) -> dict[str, float]:
     """Forward passes and CPU seconds of the subject model for steering features and scoring explanations."""
     from activations.steerer import Steerer
-    from activations.steering import SteeringConfig, SteeringResult, neuron_vector
+    from activations.steering import SteeringConfig, neuron_vector
+    from activations.steering_results import SteeringResult
     from llm_client.local_models import load_model
     from scorer.steering_gain import BATCH, steering_logprob_gain
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from activations.errors import UserError
+from activations.steering_results import SteeringFailure, SteeringResult
 from activations.vocab import Polarity
 from explainer.prompts import LOGITS_NOTE, STEERING_HEADER, STEERING_LINE
-
-if TYPE_CHECKING:  # activations.steering imports torch, which the CLI should not load to print its help
-    from activations.steering import SteeringFailure, SteeringResult
 
 N_SHOWN = 10  # tokens per side
 # Steering shown: the first prompts' steered and first unsteered continuations, each cut to a character budget
@@ -65,8 +63,6 @@ def steering_note(steering: SteeringResult | SteeringFailure | None, *, negative
     after the same neutral prompts (steering only ever turns the feature up, so the negative side says so)."""
     if steering is None:
         raise EvidenceError("no steering stored for this feature")
-    from activations.steering import SteeringFailure  # here: torch only loads when steering is shown
-
     if isinstance(steering, SteeringFailure):
         raise EvidenceError(f"the feature's stored steering failed ({steering.reason})")
     shown = [(p, s, u[0]) for p, s, u in zip(steering.prompts, steering.steered, steering.unsteered) if u]

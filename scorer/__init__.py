@@ -4,7 +4,7 @@ odd span out, no explanation; intervention: an LLM finds the continuation steeri
 
 from scorer.classification import classification_scores, detection_scores, fuzzing_scores
 from scorer.examples import Example, ExampleSet
-from scorer.intervention import InterventionInput, intervention_scores
+from scorer.intervention import intervention_scores
 from scorer.methods import ALL_METHODS, SCORER_METHODS, parse_scorers, scorer_of, subsets_of
 from scorer.metrics import (
     ScoreValue,
@@ -33,7 +33,7 @@ from scorer.subsets import (
 
 __all__ = [
     "ALL_METHODS", "CALIBRATED_METHODS", "METHODS", "SCORER_METHODS", "SCORING_VERSION", "SUBSETS", "Example",
-    "ExampleSet", "InterventionInput",
+    "ExampleSet",
     "ScoreValue", "ScoredRecord", "ShuffledPicker", "absolute_dev_explained", "bootstrap_ci", "calibration_failed",
     "classification_scores", "detection_scores", "ev_correlation", "fuzzing_scores", "intervention_scores",
     "parse_scorers",

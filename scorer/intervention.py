@@ -24,6 +24,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from activations.steering_results import SteeringResult
 from activations.vocab import InterventionSubset, ScoreMethod, ScoreRole
 from llm_client import ChoiceSlotsClient, Completion, LLMClient, LLMError
 from scorer.binary_metrics import accuracy, grouped_auroc
@@ -41,27 +42,16 @@ NO_LOGPROBS = "the judge gave no probabilities for its answers (no top logprobs 
 _DIGIT = re.compile(r"\d")
 
 
-@dataclass(frozen=True)
-class InterventionInput:
-    """What steering one feature produced, the fields of the steering's result (activations.steering
-    SteeringResult) without depending on it: the strength and the KL divergence it reached (against its target),
-    and per neutral prompt one steered continuation and the unsteered ones."""
-
-    strength: float
-    kl: float
-    target_kl: float
-    prompts: tuple[str, ...]
-    steered: tuple[str, ...]
-    unsteered: tuple[tuple[str, ...], ...]
-
-    def __post_init__(self) -> None:
-        if not len(self.prompts) == len(self.steered) == len(self.unsteered):
-            raise ValueError(f"steering result: {len(self.prompts)} prompts, {len(self.steered)} steered and "
-                             f"{len(self.unsteered)} unsteered continuation lists; give one of each per prompt")
-        for i, others in enumerate(self.unsteered):
-            if not 1 <= len(others) < MAX_OPTIONS:
-                raise ValueError(f"steering result: prompt {i} has {len(others)} unsteered continuations; the judge "
-                                 f"needs 1 to {MAX_OPTIONS - 1} (single-digit option numbers)")
+def check_steering(data: SteeringResult) -> None:
+    """What the judge needs of a steering result: one steered and 1 to MAX_OPTIONS - 1 unsteered continuations per
+    prompt (single-digit option numbers, one token in every tokenizer)."""
+    if not len(data.prompts) == len(data.steered) == len(data.unsteered):
+        raise ValueError(f"steering result: {len(data.prompts)} prompts, {len(data.steered)} steered and "
+                         f"{len(data.unsteered)} unsteered continuation lists; give one of each per prompt")
+    for i, others in enumerate(data.unsteered):
+        if not 1 <= len(others) < MAX_OPTIONS:
+            raise ValueError(f"steering result: prompt {i} has {len(others)} unsteered continuations; the judge "
+                             f"needs 1 to {MAX_OPTIONS - 1} (single-digit option numbers)")
 
 
 @dataclass(frozen=True)
@@ -81,7 +71,7 @@ class Pick:
     failure: str | None = None
 
 
-def intervention_prompts(data: InterventionInput, *, seed: int) -> list[InterventionPrompt]:
+def intervention_prompts(data: SteeringResult, *, seed: int) -> list[InterventionPrompt]:
     """Per neutral prompt, its unsteered continuations with the steered one inserted at a seeded position."""
     rng = random.Random(f"{seed}:intervention")  # a string seed: the same draws in every process
     out = []
@@ -148,7 +138,7 @@ async def _ask(client: LLMClient, explanation: str, p: InterventionPrompt, usage
     return Pick(p, answer, option_probabilities(completion, n))
 
 
-def _details(data: InterventionInput, picks: Sequence[Pick], usage: JudgeUsage) -> dict:
+def _details(data: SteeringResult, picks: Sequence[Pick], usage: JudgeUsage) -> dict:
     reasons = list(dict.fromkeys(p.failure for p in picks if p.failure))
     answered = sum(p.answer is not None for p in picks)
     return {"n_prompts": len(picks), "n_answered": answered, "n_failed": len(picks) - answered,
@@ -169,7 +159,7 @@ def _auroc(answered: Sequence[Pick], details: dict, role: ScoreRole, seed: int) 
                       ci_low=low, ci_high=high, details=details)
 
 
-def summarize(data: InterventionInput, picks: Sequence[Pick], usage: JudgeUsage, *, role: ScoreRole = ScoreRole.OWN,
+def summarize(data: SteeringResult, picks: Sequence[Pick], usage: JudgeUsage, *, role: ScoreRole = ScoreRole.OWN,
               seed: int = 0) -> list[ScoreValue]:
     """Both methods from the judge's picks; undefined with the reason where nothing was judged or all failed."""
     details = _details(data, picks, usage)
@@ -190,9 +180,10 @@ def summarize(data: InterventionInput, picks: Sequence[Pick], usage: JudgeUsage,
             _auroc(answered, details, role, seed)]
 
 
-async def intervention_scores(client: LLMClient, explanation: str, data: InterventionInput, *,
+async def intervention_scores(client: LLMClient, explanation: str, data: SteeringResult, *,
                               role: ScoreRole = ScoreRole.OWN, seed: int = 0) -> list[ScoreValue]:
     """Judge every neutral prompt's continuations against `explanation` (concurrently) and score both methods."""
+    check_steering(data)
     usage = JudgeUsage()
     prompts = intervention_prompts(data, seed=seed)
     picks = await asyncio.gather(*(_ask(client, explanation, p, usage) for p in prompts))

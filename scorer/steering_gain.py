@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from activations.steering import SteeringResult
+from activations.steering_results import SteeringResult
 from activations.vocab import InterventionSubset, ScoreMethod, ScoreRole
 from scorer.metrics import ScoreValue
 

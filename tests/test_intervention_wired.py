@@ -12,7 +12,8 @@ import random
 import pytest
 from sqlalchemy import select
 
-from activations.steering import SteeringConfig, SteeringResult
+from activations.steering import SteeringConfig
+from activations.steering_results import SteeringResult
 from activations.vocab import OutcomeStatus, ScoreRole
 from autointerp.workflows.steer_run import steering_config
 from storage.core import repository as repo

@@ -11,11 +11,12 @@ import random
 
 import pytest
 
+from activations.steering_results import SteeringResult
 from activations.vocab import ScoreMethod, ScoreRole
 from llm_client import make_client
 from llm_client.dry_run import RecordingClient
 from scorer.binary_metrics import grouped_auroc
-from scorer.intervention import InterventionInput, intervention_prompts, intervention_scores
+from scorer.intervention import check_steering, intervention_prompts, intervention_scores
 from scorer.intruder import parse_pick
 from tests.closing import score_and_close
 from tests.planted_rules import rule_following_answer, value_digit
@@ -30,13 +31,13 @@ def _sentence(rng: random.Random, n: int = 12) -> str:
     return " " + " ".join(rng.choice(WORDS) for _ in range(n)) + "."
 
 
-def planted(n_prompts: int = 40, n_unsteered: int = 3, seed: int = 0) -> InterventionInput:
+def planted(n_prompts: int = 40, n_unsteered: int = 3, seed: int = 0) -> SteeringResult:
     """Steered continuations that mention Paris; unsteered ones drawn from words that never do."""
     rng = random.Random(seed)
     prompts = tuple(OPENINGS[i % len(OPENINGS)] for i in range(n_prompts))
     steered = tuple(_sentence(rng, 6) + " Paris is lovely and Paris is near." for _ in prompts)
     unsteered = tuple(tuple(_sentence(rng) for _ in range(n_unsteered)) for _ in prompts)
-    return InterventionInput(strength=4.5, kl=1.02, target_kl=1.0, prompts=prompts, steered=steered,
+    return SteeringResult(strength=4.5, kl=1.02, target_kl=1.0, prompts=prompts, steered=steered,
                              unsteered=unsteered)
 
 
@@ -44,7 +45,7 @@ def _client(fake):
     return make_client("openai:fake-model", base_url=fake.url, max_retries=0, backoff_s=0.01)
 
 
-def _score(fake, explanation: str, data: InterventionInput, **kwargs) -> dict:
+def _score(fake, explanation: str, data: SteeringResult, **kwargs) -> dict:
     scores = asyncio.run(score_and_close(intervention_scores, _client(fake), explanation, data, **kwargs))
     assert {s.subset for s in scores} == {"neutral"}
     return {s.method: s for s in scores}
@@ -134,7 +135,7 @@ def test_a_recording_client_counts_the_requests_the_scorer_sends(judge):
 
 
 def test_no_prompts_is_undefined_with_the_reason(judge):
-    empty = InterventionInput(1.0, 1.0, 1.0, (), (), ())
+    empty = SteeringResult(1.0, 1.0, 1.0, (), (), ())
     for score in _score(judge, "the word Paris", empty).values():
         assert score.value is None and score.undefined_reason == "no neutral prompts with continuations to judge"
     assert judge.requests == 0
@@ -149,7 +150,7 @@ def test_a_malformed_steering_result_is_a_clear_error(fields, message):
     base = {"strength": 1.0, "kl": 1.0, "target_kl": 1.0, "prompts": ("p", "q"), "steered": ("a", "b"),
             "unsteered": (("c",), ("d",))}
     with pytest.raises(ValueError, match=message):
-        InterventionInput(**(base | fields))
+        check_steering(SteeringResult(**(base | fields)))
 
 
 @pytest.mark.parametrize("answer,expected", [

@@ -71,15 +71,15 @@ def test_embedding_scorer_ranks_matching_examples_first():
 def test_local_intervention_judge_gives_every_option_a_probability(gemma):
     """The embedded judge is teacher-forced to an option number: every prompt is answered, every continuation has
     a probability (summing to one over the options), so AUROC is defined even for a model that would ramble."""
+    from activations.steering_results import SteeringResult
     from scorer.intervention import (
-        InterventionInput,
         intervention_prompts,
         intervention_scores,
         option_probabilities,
         prompt_messages,
     )
 
-    data = InterventionInput(3.0, 1.0, 1.0, ("The weather today", "My plan was"),
+    data = SteeringResult(3.0, 1.0, 1.0, ("The weather today", "My plan was"),
                              (" Paris is lovely and Paris is near.", " to visit Paris in May."),
                              ((" it rained all day.", " we walked home."), (" to stay home.", " to cook dinner.")))
     scores = {s.method: s for s in asyncio.run(intervention_scores(gemma, "the word Paris", data))}

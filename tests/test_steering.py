@@ -9,7 +9,8 @@ import pytest
 
 from activations.sae import load_sae
 from activations.steerer import Steerer
-from activations.steering import SteeringConfig, SteeringFailure, SteeringResult, latent_vector, neuron_vector
+from activations.steering import SteeringConfig, latent_vector, neuron_vector
+from activations.steering_results import SteeringFailure, SteeringResult
 from llm_client.local_models import load_model
 from scorer.steering_gain import steering_logprob_gain
 from tests.planted_sae import write_planted_sae

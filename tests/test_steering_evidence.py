@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from activations.records import ActivationRecord
-from activations.steering import SteeringConfig, SteeringFailure, SteeringResult
+from activations.steering import SteeringConfig
+from activations.steering_results import SteeringFailure, SteeringResult
 from autointerp.cli import main
 from autointerp.executors.batch_worker import _feature_with_inputs
 from autointerp.workflows.options import ExplainOptions, OptionsError

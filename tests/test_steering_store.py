@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from activations.records import FeatureId
-from activations.steering import SteeringFailure, SteeringResult
+from activations.steering_results import SteeringFailure, SteeringResult
 from autointerp.cli import main
 from storage.core.db import Database, make_engine, upgrade
 from storage.reads.feature_detail import feature_detail

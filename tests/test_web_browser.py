@@ -366,7 +366,7 @@ def test_feature_page_shows_both_sides_of_a_signed_feature(server, page, sqlite_
 
 
 def _store_steering(url: str, feature_id: int) -> None:
-    from activations.steering import SteeringFailure, SteeringResult
+    from activations.steering_results import SteeringFailure, SteeringResult
     from storage.core import repository as repo
     from storage.core.db import Database
     from storage.results.steering_store import save_steering

@@ -16,7 +16,7 @@ from storage.core.db import Database
 def _summary_rows(db: Database, opts: object) -> list[dict]:
     """Per selected feature, its stored steering under the run's configuration: status, strength, KL, the first
     prompt's steered continuation or the failure's reason."""
-    from activations.steering import SteeringResult
+    from activations.steering_results import SteeringResult
     from autointerp.workflows.selection import select_features
     from autointerp.workflows.steer_run import SteerOptions, steering_config
     from storage.results.steering_store import steering_result

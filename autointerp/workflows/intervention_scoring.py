@@ -12,14 +12,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from activations.errors import UserError
-from activations.steering import SteeringConfig, SteeringResult
+from activations.steering import SteeringConfig
+from activations.steering_results import SteeringResult
 from activations.vocab import ScoreMethod, ScorerName, ScoreRole
 from autointerp.workflows.steer_run import steer_missing, steering_config
 from autointerp.workflows.steering_scoring import SteeringScorer
 from llm_client import LLMClient
 from llm_client.local_models import ModelLoadError
 from scorer import ScoreValue
-from scorer.intervention import INTERVENTION_PROMPT_VERSION, SUBSET, InterventionInput, intervention_scores
+from scorer.intervention import INTERVENTION_PROMPT_VERSION, SUBSET, intervention_scores
 from storage.core import repository as repo
 from storage.core.db import Database
 from storage.core.schema import Feature
@@ -32,12 +33,7 @@ if TYPE_CHECKING:
 METHODS = (ScoreMethod.INTERVENTION_ACCURACY, ScoreMethod.INTERVENTION_AUROC)
 
 
-def intervention_input(result: SteeringResult) -> InterventionInput:
-    return InterventionInput(strength=result.strength, kl=result.kl, target_kl=result.target_kl,
-                             prompts=result.prompts, steered=result.steered, unsteered=result.unsteered)
-
-
-def stored_input(db: Database, feature: Feature, config: SteeringConfig) -> InterventionInput | str | None:
+def stored_input(db: Database, feature: Feature, config: SteeringConfig) -> SteeringResult | str | None:
     """The feature's stored steering as the judge reads it; the reason where its steering failed; None where it
     was never steered under `config`."""
     with db.session() as session:
@@ -47,7 +43,7 @@ def stored_input(db: Database, feature: Feature, config: SteeringConfig) -> Inte
         return None
     if not isinstance(result, SteeringResult):
         return f"the feature's steering failed: {result.reason}"
-    return intervention_input(result)
+    return result
 
 
 def unsteered_message(features: Sequence[Feature], model: str, config: SteeringConfig, why: str,
@@ -125,19 +121,19 @@ class InterventionScorer:
         return await intervention_scores(self.judge.get(), explanation, data, role=role, seed=self.seed)
 
 
-def estimated_input(db: Database, feature: Feature, config: SteeringConfig) -> InterventionInput:
+def estimated_input(db: Database, feature: Feature, config: SteeringConfig) -> SteeringResult:
     """What the judge would read of the feature for a dry run: its stored steering, or, never steered (or failed),
     the configuration's neutral prompts with continuations as long as it generates (words for tokens)."""
     stored = stored_input(db, feature, config)
-    if isinstance(stored, InterventionInput):
+    if isinstance(stored, SteeringResult):
         return stored
     filler = " ".join(["word"] * config.tokens)
-    return InterventionInput(strength=0.0, kl=0.0, target_kl=config.target_kl, prompts=config.prompts,
+    return SteeringResult(strength=0.0, kl=0.0, target_kl=config.target_kl, prompts=config.prompts,
                              steered=tuple(filler for _ in config.prompts),
                              unsteered=tuple(tuple(filler for _ in range(config.n_unsteered)) for _ in config.prompts))
 
 
-async def walk_intervention_prompts(client: LLMClient, inputs: Sequence[InterventionInput], *, explanation: str,
+async def walk_intervention_prompts(client: LLMClient, inputs: Sequence[SteeringResult], *, explanation: str,
                                     seed: int, rounds: int) -> None:
     """Send every judge prompt the intervention scorer would send for these features `rounds` times (own
     explanation, shuffled baseline) to `client`: with a recording client, a dry run counts the real prompts."""

@@ -12,7 +12,8 @@ from typing import Any
 from activations.hooks import HookPoint, parse_hook
 from activations.sae import Sae, load_sae
 from activations.steerer import Steerer
-from activations.steering import SteeringConfig, SteeringFailure, SteeringVector, latent_vector, neuron_vector
+from activations.steering import SteeringConfig, SteeringVector, latent_vector, neuron_vector
+from activations.steering_results import SteeringFailure
 from activations.vocab import FailureKind, RunKind
 from autointerp.runtime.interrupts import sigterm_interrupts
 from autointerp.runtime.progress import ProgressDisplay

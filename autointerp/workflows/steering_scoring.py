@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from activations.steering import SteeringConfig, SteeringResult
+from activations.steering import SteeringConfig
+from activations.steering_results import SteeringResult
 from activations.vocab import ScoreMethod, ScorerName, ScoreRole
 from autointerp.workflows.steer_run import steer_missing, steering_config
 from llm_client.local_models import LoadedModel, load_model, local_model_name

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from activations.steering import SteeringFailure, SteeringResult
+from activations.steering_results import SteeringFailure, SteeringResult
 from activations.vocab import OutcomeStatus
 from storage.core.repository import config_hash
 from storage.core.schema import Feature, SteeringRow
