@@ -28,6 +28,11 @@ from activations.hooks import HookPoint, parse_hook, parse_site
 ARCHITECTURES = ("relu", "jumprelu", "topk")  # what our own encoder computes; SAELens brings the rest
 
 
+# Architectures whose latents are signed (SAELens's AbsTopK keeps the k largest |pre-activations| with their sign):
+# their collections keep the most negative records too, as `collect --signed` does.
+SIGNED_ARCHITECTURES = ("abstopk",)
+
+
 class SaeError(UserError):
     """An SAE file is missing, malformed or unsupported; the message names the file and the problem."""
 

@@ -22,7 +22,7 @@ def write_saelens(folder: Path, architecture: str, *, hook: str = "blocks.6.hook
     from sae_lens.saes.sae import SAEMetadata
 
     sae_class, cfg_class = get_sae_class(architecture)
-    extra: dict = {"k": K} if architecture == "topk" else {}
+    extra: dict = {"k": K} if architecture in ("topk", "abstopk") else {}
     if "transcoder" in architecture:
         extra |= {"d_out": D_MODEL, "apply_b_dec_to_input": False}
         hook_out = hook_out or hook.replace("mlp.hook_in", "hook_mlp_out")

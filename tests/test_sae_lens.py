@@ -217,3 +217,23 @@ def test_cli_collect_stores_saelens_latents(tmp_path, sqlite_url, gemma, archite
             np.testing.assert_allclose(record.activations, expected.numpy(), rtol=1e-3, atol=1e-3)
     lens = logit_lens(gemma.model, gemma.tokenizer, theirs.W_dec.detach()[[f.index for f in live]])
     assert [logits[f.index] for f in live] == lens
+
+
+@pytest.mark.slow
+def test_an_abstopk_sae_is_collected_on_both_sides(tmp_path, sqlite_url):
+    """AbsTopK latents are signed: `collect` keeps their most negative records (as --signed) without being asked,
+    and says so."""
+    from sqlalchemy import func, select
+
+    from storage.core.db import Database
+    from storage.core.schema import ActivationRecordRow, Run
+
+    folder = write_saelens(tmp_path / "abstopk", "abstopk")
+    result = _collect(sqlite_url, folder)
+    assert result.exit_code == 0, result.output
+    assert "its latents are signed, so both sides are collected" in result.output
+    with Database(sqlite_url).session() as s:
+        bottom = s.scalar(select(func.count()).select_from(ActivationRecordRow)
+                          .where(ActivationRecordRow.sample == "bottom"))
+        run = s.scalars(select(Run)).one()
+    assert bottom > 0 and run.config["sampler"]["bottom_k"] == run.config["sampler"]["top_k"]

@@ -126,10 +126,16 @@ def collect_command(
       autointerp collect --layers 6 --signed
     """
     from activations.collect_config import CollectConfig  # torch
+    from activations.sae import SIGNED_ARCHITECTURES
     from activations.sampling import SamplerConfig
     from autointerp.workflows.collect_run import run_collect
 
     targets = build_targets(parse_layers(layers), sae_path, sae_hook, sae_name, sae_hook_out)
+    signed_sae = next((t.sae for t in targets if t.sae and t.sae.architecture in SIGNED_ARCHITECTURES), None)
+    if signed_sae is not None and not signed:
+        signed = True
+        click.echo(f"SAE {signed_sae.name} is {signed_sae.architecture}: its latents are signed, so both sides are "
+                   "collected (as --signed)", err=True)
     if batch_size is None:
         batch_size = 128 if device.startswith("cuda") or (device == "auto" and _cuda()) else 16
     config = CollectConfig(
