@@ -93,7 +93,7 @@ def load_clt(folder: Path, layer: int | None) -> Sae:
         expected[f"threshold_{layer}"] = (d_sae,)
     check_shapes(enc_shapes, expected, enc_file, basis)
     check_shapes(safetensors_shapes(dec_file), {f"W_dec_{layer}": (d_sae, n - layer, d_model)}, dec_file,
-                 f"{W_enc_key} and {n} encoder files (layer {layer} writes layers {layer}-{n - 1})")
+                 f"the CLT's shape ({d_sae} latents, {n} layers: layer {layer} writes layers {layer}-{n - 1})")
     enc, dec = load_file(str(enc_file)), load_file(str(dec_file))[f"W_dec_{layer}"].float()
     threshold = enc[f"threshold_{layer}"].float() if jump else None
     if threshold is not None and bool((threshold < 0).any()):
