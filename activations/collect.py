@@ -16,7 +16,7 @@ import torch
 from activations.assemble import build_feature_records
 from activations.collect_config import CollectConfig, Target
 from activations.corpus import Corpus
-from activations.hooks import HookError, HookPoint, attach, decoder_layers, hook_width
+from activations.hooks import HookError, HookPoint, attach, decoder_layers, hook_width, n_layers
 from activations.records import FeatureRecords
 from activations.sae import Sae
 from activations.sampling import SamplerResult, StreamingSampler
@@ -89,6 +89,9 @@ def _check_sae(model: Any, sae: Sae, hook: HookPoint, width: int) -> None:
             f"SAE {sae.name} expects d_in={sae.d_in} at {hook}, but {type(model).__name__} gives {width} values "
             "per token there; pick the SAE trained on this model and hook point, or pass the right hook"
         )
+    if sae.out_layers and sae.out_layers[-1] >= n_layers(model):
+        raise HookError(f"cross-layer transcoder {sae.name} writes layers {sae.out_layers[0]}-{sae.out_layers[-1]}, "
+                        f"but {type(model).__name__} has layers 0-{n_layers(model) - 1}; pick the CLT of this model")
     out = sae.hook_out
     if out is not None and sae.W_dec is not None:
         d_out = int(sae.W_dec.shape[1])

@@ -3,7 +3,8 @@
 A hook point is (layer, site). Sites: `mlp_act` (the post-nonlinearity MLP activation, i.e. the input of
 the down projection, gated MLPs included: one value per MLP neuron), `mlp_in` (the MLP module's input: the
 residual stream after the pre-MLP norm, what a transcoder reads), `mlp_out` (the MLP module's output),
-`resid_pre` (the residual stream entering the layer) and `resid_post` (leaving it). Names in the
+`resid_pre` (the residual stream entering the layer), `resid_mid` (after attention, entering the pre-MLP norm:
+circuit-tracer's `hook_resid_mid`) and `resid_post` (leaving it). Names in the
 TransformerLens/SAELens style (`blocks.6.hook_resid_post`) and sparsify style (`layers.6`, `layers.6.mlp`)
 parse to the same points. For the MLP input, TransformerLens's `ln2.hook_normalized` (with the norm's
 weight folded in, as TransformerLens loads models by default), TransformerBridge's `mlp.hook_in`, and
@@ -21,16 +22,20 @@ import torch
 
 from activations.errors import UserError
 
-SITES = ("mlp_act", "mlp_in", "mlp_out", "resid_pre", "resid_post")
+SITES = ("mlp_act", "mlp_in", "mlp_out", "resid_pre", "resid_mid", "resid_post")
 _ALIASES = {
     "hook_resid_post": "resid_post", "hook_resid_pre": "resid_pre", "hook_mlp_out": "mlp_out",
     "mlp.hook_post": "mlp_act", "mlp_post_act": "mlp_act", "resid_post_mlp": "resid_post",
     "resid_delta_mlp": "mlp_out", "": "resid_post", "mlp": "mlp_out", "mlp.act": "mlp_act",
     "ln2.hook_normalized": "mlp_in", "mlp.hook_in": "mlp_in", "hook_mlp_in": "mlp_in",
+    "hook_resid_mid": "resid_mid", "mlp.hook_out": "mlp_out",
 }
 _NAMES = {"mlp_act": "mlp.hook_post", "mlp_in": "mlp.hook_in"}  # the rest are hook_<site>
 _NAME = re.compile(r"^(?:blocks|layers|model\.layers|h)\.(\d+)(?:\.(.+))?$")
 _LAYER_LISTS = ("layers", "h", "blocks")  # Llama/Gemma/Mistral/NeoX, GPT-2, others
+# The norm in front of the MLP, whose input is resid_mid (Gemma 2/3 name theirs pre_feedforward_layernorm and
+# use post_attention_layernorm after attention, so that name is tried last).
+_PRE_MLP_NORMS = ("pre_feedforward_layernorm", "ln_2", "post_attention_layernorm")
 _DOWN_PROJ = ("down_proj", "c_proj", "dense_4h_to_h", "fc_out", "fc2")
 
 
@@ -115,7 +120,18 @@ def hook_module(model: Any, hook: HookPoint) -> Any:
         return down_projection(block, model)
     if hook.site in ("mlp_in", "mlp_out"):
         return _mlp_of(block, model)
+    if hook.site == "resid_mid":
+        return _pre_mlp_norm(block, model)
     return block
+
+
+def _pre_mlp_norm(block: Any, model: Any) -> Any:
+    for name in _PRE_MLP_NORMS:
+        module = getattr(block, name, None)
+        if module is not None:
+            return module
+    raise HookError(f"{type(model).__name__}: decoder block {type(block).__name__} has none of the pre-MLP norms "
+                    f"{_PRE_MLP_NORMS}; cannot hook resid_mid (the residual stream after attention)")
 
 
 def hook_width(model: Any, hook: HookPoint) -> int:
@@ -139,7 +155,7 @@ def _first_tensor(value: Any) -> torch.Tensor:
 def attach(model: Any, hook: HookPoint, sink: Callable[[torch.Tensor], None]) -> Any:
     """Register a hook that passes the hook point's [batch, seq, width] tensor to `sink`; returns the handle."""
     module = hook_module(model, hook)
-    if hook.site in ("mlp_act", "mlp_in", "resid_pre"):
+    if hook.site in ("mlp_act", "mlp_in", "resid_pre", "resid_mid"):
         def pre(_module: Any, args: tuple, kwargs: dict) -> None:
             sink(args[0] if args else kwargs.get("hidden_states", next(iter(kwargs.values()))))
 

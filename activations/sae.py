@@ -6,11 +6,14 @@ Loaders:
   (`activations.sae_lens_loader`, the `saelens` extra): every architecture SAELens loads (standard, gated,
   jumprelu, topk, transcoders ...), encoded by SAELens's own `encode`. Without the package, a SAELens folder of
   a standard, jumprelu or topk SAE is read by our own code (`activations.sae_files`), which encodes the same.
+- Cross-layer transcoders in circuit-tracer's format: `activations.clt_files` (one layer's latents per Sae).
 - Formats SAELens does not read from disk stay ours (`activations.sae_files`): EleutherAI sparsify folders
   (SAEs and transcoders), OpenAI sparse_autoencoder .pt state dicts and Gemma Scope params.npz.
 
 A transcoder reads its latents at `hook` (e.g. the MLP input) and writes at `hook_out` (the MLP output); its
-decoder rows are directions at `hook_out`, which is what neighbours and the logit lens read.
+decoder rows are directions at `hook_out`, which is what neighbours and the logit lens read. A cross-layer
+transcoder (`activations.clt_files`) writes the outputs of several layers (`out_layers`, one decoder each in
+`W_dec_layers`); its `W_dec` is their sum, the latent's whole direct write to the residual stream.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ class Sae:
     hook: HookPoint | None = None  # where latents are read
     W_dec: torch.Tensor | None = None  # [d_sae, d_out]: each latent's output direction (neighbours, logit lens)
     hook_out: HookPoint | None = None  # a transcoder's output point (None: an SAE writes back where it reads)
+    W_dec_layers: torch.Tensor | None = None  # a CLT's [d_sae, n_out, d_out]: one decoder per output layer
+    out_layers: tuple[int, ...] = ()  # a CLT's output layers (its W_dec is the sum of their decoders)
     module: Any = None  # a SAELens SAE: its own `encode` gives the latents
     loader: str = "autointerp"  # what read the file and encodes (`sae_lens <version>`): stored with the SAE
 
@@ -127,7 +132,7 @@ def load_sae(path: str | Path, *, hook: str | None = None, layer: int | None = N
         shown = path
     else:
         p = Path(path).expanduser()
-        sae = _load_path(p)
+        sae = _load_path(p, layer)
         shown = str(p)
     if hook is not None:
         sae = replace(sae, hook=_override_hook(hook, layer, sae.hook))
@@ -141,9 +146,11 @@ def load_sae(path: str | Path, *, hook: str | None = None, layer: int | None = N
     return replace(sae, name=name) if name else sae
 
 
-def _load_path(p: Path) -> Sae:
-    from activations import sae_files, sae_lens_loader
+def _load_path(p: Path, layer: int | None) -> Sae:
+    from activations import clt_files, sae_files, sae_lens_loader
 
+    if clt_files.is_clt_folder(p):
+        return clt_files.load_clt(p, layer)
     if p.is_dir() and (p / "sae_weights.safetensors").exists():
         if sae_lens_loader.available():
             return sae_lens_loader.load_folder(p)
@@ -159,7 +166,8 @@ def _load_path(p: Path) -> Sae:
     raise SaeError(
         f"SAE {p}: not found or not a known format. Expected a SAELens folder (cfg.json + "
         "sae_weights.safetensors), saelens:RELEASE/SAE_ID, a sparsify folder (cfg.json + sae.safetensors), "
-        "an OpenAI .pt state dict, or a Gemma Scope params.npz"
+        "an OpenAI .pt state dict, a Gemma Scope params.npz, or a circuit-tracer CLT folder (W_enc_L.safetensors + "
+        "W_dec_L.safetensors per layer)"
     )
 
 
@@ -177,4 +185,5 @@ def describe(sae: Sae) -> dict[str, Any]:
     return {"name": sae.name, "path": sae.path, "format": sae.format, "architecture": sae.architecture,
             "d_in": sae.d_in, "d_sae": sae.d_sae, "hook": str(sae.hook), "k": sae.k,
             "hook_out": None if sae.hook_out is None else str(sae.hook_out),
-            "d_out": None if sae.W_dec is None else int(sae.W_dec.shape[1]), "loader": sae.loader}
+            "d_out": None if sae.W_dec is None else int(sae.W_dec.shape[1]), "loader": sae.loader,
+            **({"out_layers": list(sae.out_layers)} if sae.out_layers else {})}

@@ -93,6 +93,14 @@ def latent_vector(sae: Sae, index: int) -> SteeringVector:
     if sae.W_dec is None or sae.hook is None:
         raise SteeringError(f"SAE {sae.name} ({sae.path}) has no decoder weights or no hook point: its latents "
                             "cannot be steered; use an SAE file with W_dec")
+    if sae.out_layers:
+        raise SteeringError(f"cross-layer transcoder {sae.name} ({sae.path}): its latents write to layers "
+                            f"{sae.out_layers[0]}-{sae.out_layers[-1]} at once, and steering adds one vector at one "
+                            "hook point, so CLT latents cannot be steered (autointerp steer, the steering and "
+                            "intervention scorers and +steering evidence need one hook point)")
+    if sae.hook.site == "resid_mid":
+        raise SteeringError(f"SAE {sae.name} reads at {sae.hook}, the pre-MLP norm's input, which is not the "
+                            "residual stream itself; steering there is not supported")
     if not 0 <= index < sae.d_sae:
         raise SteeringError(f"SAE {sae.name} has latents 0-{sae.d_sae - 1}, not {index}")
     return SteeringVector(sae.hook, sae.W_dec[index].detach().float().cpu())
