@@ -146,14 +146,18 @@ def load_model(name: str, device: str = "auto", dtype: str | None = None) -> Loa
             tokenizer = AutoTokenizer.from_pretrained(path)
             model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)  # Any: see resolve_model_path
         except OSError as exc:
-            raise ModelLoadError(
-                f"could not load model {name!r}: {exc}. Use an embedded name {EMBEDDED_MODELS}, a local path, "
-                "or an HF id while online."
+            raise ModelLoadError(  # transformers' reasons span several lines; the CLI prints one
+                f"could not load model {name!r}: {_one_line(exc)}. Use an embedded name {EMBEDDED_MODELS}, a local "
+                "path, or an HF id while online."
             ) from None
         model.to(device).eval()
         loaded = LoadedModel(name=name, model=model, tokenizer=tokenizer, device=device, dtype=torch_dtype)
         _loaded[key] = loaded
         return loaded
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def load_tokenizer(name: str) -> Any:
@@ -166,6 +170,6 @@ def load_tokenizer(name: str) -> Any:
         return AutoTokenizer.from_pretrained(resolve_model_path(name))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(
-            f"could not load the tokenizer of {name!r}: {exc}. Use an embedded name {EMBEDDED_MODELS}, a local "
-            "path, or an HF id while online."
+            f"could not load the tokenizer of {name!r}: {_one_line(exc)}. Use an embedded name {EMBEDDED_MODELS}, "
+            "a local path, or an HF id while online."
         ) from None

@@ -21,7 +21,7 @@ from activations.vocab import RunKind
 from autointerp.runtime.interrupts import sigterm_interrupts
 from autointerp.runtime.progress import ProgressDisplay
 from autointerp.runtime.run_record import RunRecord
-from llm_client.local_models import ModelLoadError, load_model, local_model_name
+from llm_client.local_models import load_model, local_model_name
 from storage.core.db import Database
 from storage.records.collection_store import layer_corpus, save_layer
 
@@ -56,11 +56,7 @@ def run_collect(
             log(f"{target}: already collected{note} skipped (use --overwrite to redo it)")
     if not todo:
         return {"skipped": len(targets)}
-    try:
-        loaded = load_model(name, device=device, dtype=dtype)
-    except ModelLoadError as exc:
-        # transformers' own reasons span several lines; the CLI prints one.
-        raise ModelLoadError(" ".join(str(exc).split())) from None
+    loaded = load_model(name, device=device, dtype=dtype)
     check_targets(loaded.model, todo)  # before any forward pass, and before a run row exists
     # The SAEs' descriptions (loader, architecture, hooks) too: another loader or file may give other latents.
     run_config = {"model": name, "corpus": corpus.name, "targets": [str(t) for t in todo], "device": loaded.device,

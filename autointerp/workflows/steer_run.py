@@ -68,13 +68,6 @@ class Vectors:
         return latent_vector(self.saes[row.id], feature.index)
 
 
-def _load(opts_model: str, device: str) -> LoadedModel:
-    try:
-        return load_model(local_model_name(opts_model), device=device)
-    except ModelLoadError as exc:
-        raise ModelLoadError(" ".join(str(exc).split())) from None
-
-
 def steer_missing(db: Database, loaded: LoadedModel, features: Sequence[Feature], config: SteeringConfig, *,
                   run_id: int | None, stats: RunStats | None = None,
                   advance: Callable[[int], None] = lambda _: None) -> int:
@@ -116,7 +109,7 @@ def _selected(db: Database, opts: SteerOptions) -> list[Feature]:
 def run_steer(db: Database, opts: SteerOptions, *, show_progress: bool = True) -> RunStats:
     """Steer the selected features (see the module); the run's stats."""
     features = _selected(db, opts)  # a missing layer or index is an error before the model loads
-    loaded = _load(opts.model, opts.device)
+    loaded = load_model(local_model_name(opts.model), device=opts.device)
     Vectors(loaded.model).of(features[0])  # a feature that cannot be steered at all fails before the run row
     run_config = {"model": local_model_name(opts.model), "layer": opts.layer, "sae": opts.sae,
                   "features": opts.features, "device": loaded.device, **steering_config(features[0], opts.steering)}
