@@ -23,6 +23,8 @@ import torch
 from activations.errors import UserError
 
 SITES = ("mlp_act", "mlp_in", "mlp_out", "resid_pre", "resid_mid", "resid_post")
+# Sites that are a module's input (read, or steered, before the module runs); the others are a module's output.
+INPUT_SITES = ("mlp_act", "mlp_in", "resid_pre", "resid_mid")
 _ALIASES = {
     "hook_resid_post": "resid_post", "hook_resid_pre": "resid_pre", "hook_mlp_out": "mlp_out",
     "mlp.hook_post": "mlp_act", "mlp_post_act": "mlp_act", "resid_post_mlp": "resid_post",
@@ -155,7 +157,7 @@ def _first_tensor(value: Any) -> torch.Tensor:
 def attach(model: Any, hook: HookPoint, sink: Callable[[torch.Tensor], None]) -> Any:
     """Register a hook that passes the hook point's [batch, seq, width] tensor to `sink`; returns the handle."""
     module = hook_module(model, hook)
-    if hook.site in ("mlp_act", "mlp_in", "resid_pre", "resid_mid"):
+    if hook.site in INPUT_SITES:
         def pre(_module: Any, args: tuple, kwargs: dict) -> None:
             sink(args[0] if args else kwargs.get("hidden_states", next(iter(kwargs.values()))))
 

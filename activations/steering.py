@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from activations.errors import UserError
-from activations.hooks import HookPoint, hook_module, hook_width
+from activations.hooks import INPUT_SITES, HookPoint, hook_module, hook_width
 from activations.sae import Sae
 
 # Short generic openings that favour no topic: the strength is set, and the continuations made, on these.
@@ -89,8 +89,9 @@ def neuron_vector(model: Any, layer: int, index: int) -> SteeringVector:
 
 
 def latent_vector(sae: Sae, index: int) -> SteeringVector:
-    """SAE latent `index`: its decoder row, at the SAE's hook point."""
-    if sae.W_dec is None or sae.hook is None:
+    """SAE latent `index`: its decoder row, where the decoder writes (a transcoder's output point, else the SAE's
+    hook point)."""
+    if sae.W_dec is None or sae.output_hook is None:
         raise SteeringError(f"SAE {sae.name} ({sae.path}) has no decoder weights or no hook point: its latents "
                             "cannot be steered; use an SAE file with W_dec")
     if sae.out_layers:
@@ -98,12 +99,12 @@ def latent_vector(sae: Sae, index: int) -> SteeringVector:
                             f"{sae.out_layers[0]}-{sae.out_layers[-1]} at once, and steering adds one vector at one "
                             "hook point, so CLT latents cannot be steered (autointerp steer, the steering and "
                             "intervention scorers and +steering evidence need one hook point)")
-    if sae.hook.site == "resid_mid":
+    if sae.output_hook.site == "resid_mid":
         raise SteeringError(f"SAE {sae.name} reads at {sae.hook}, the pre-MLP norm's input, which is not the "
                             "residual stream itself; steering there is not supported")
     if not 0 <= index < sae.d_sae:
         raise SteeringError(f"SAE {sae.name} has latents 0-{sae.d_sae - 1}, not {index}")
-    return SteeringVector(sae.hook, sae.W_dec[index].detach().float().cpu())
+    return SteeringVector(sae.output_hook, sae.W_dec[index].detach().float().cpu())
 
 
 def _model_param(model: Any) -> torch.Tensor:
@@ -120,7 +121,7 @@ def steered(model: Any, vector: SteeringVector, strength: float) -> Iterator[Non
     param = _model_param(model)
     delta = (vector.direction.float() * strength).to(device=param.device, dtype=param.dtype)
     module = hook_module(model, vector.hook)
-    if vector.hook.site in ("mlp_act", "resid_pre"):
+    if vector.hook.site in INPUT_SITES:
         def pre(_module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
             if args:
                 return (args[0] + delta, *args[1:]), kwargs
