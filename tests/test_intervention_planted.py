@@ -14,6 +14,7 @@ from activations.vocab import ScoreRole
 from autointerp.cli import main
 from llm_client.local_models import load_model
 from storage.core.schema import SteeringRow
+from tests.pipeline_data import uncached_spec
 from tests.planted_rules import rule_following_answer
 from tests.planted_sae import LAYER, write_planted_sae
 from tests.test_scorers_pipeline import _scores
@@ -39,7 +40,8 @@ def test_the_true_explanation_finds_the_steered_continuation(db, db_url, fake_op
         cli("explain", *SAE, "--features", str(index), "--explainer", "openai:fake", "--simulator", "embedding",
             "--device", "cpu", "--db", db_url)
     fake_openai.answer = rule_following_answer
-    rescore = ["rescore", *SAE, "--features", "0,1", "--scorer", "intervention", "--scorer-llm", "openai:fake",
+    # A fresh judge name: on PostgreSQL the response cache is the user's, shared with earlier runs of this test.
+    rescore = ["rescore", *SAE, "--features", "0,1", "--scorer", "intervention", "--scorer-llm", uncached_spec(),
                "--steering-target-kl", "1.0", "--device", "cpu", "--db", db_url]
     before = fake_openai.by_endpoint["chat"]
     cli(*rescore)
